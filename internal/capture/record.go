@@ -1,0 +1,249 @@
+// Package capture defines the capture record that every part of Tapwire
+// produces, ships, stores and shows, and the few interfaces around it.
+//
+// A Record is one exchange seen by goproxy: an HTTP request with its
+// response, or one TCP connection's byte streams when the protocol is not
+// understood. Its JSON form is versioned (SchemaVersion) and documented in
+// docs/record.md; it is the same on the wire, in the bucket and in the hub's
+// API.
+package capture
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+)
+
+// SchemaVersion is the version of the record's JSON form. A reader rejects
+// records with a newer major version than it knows.
+const SchemaVersion = 1
+
+// Kind says which protocol block of a Record is filled.
+type Kind string
+
+const (
+	KindHTTP Kind = "http" // HTTP/1.x or HTTP/2 request and response
+	KindTCP  Kind = "tcp"  // an opaque byte stream (a tunnel or unknown protocol)
+)
+
+// Direction says whether the exchange entered the service or left it.
+type Direction string
+
+const (
+	DirIn  Direction = "in"  // a client called the service through the reverse proxy
+	DirOut Direction = "out" // the service called an upstream through the forward proxy
+)
+
+// Record is one captured exchange.
+type Record struct {
+	Schema    int       `json:"schema"`    // SchemaVersion at the time of writing
+	ID        string    `json:"id"`        // UUIDv7: unique and time-sortable
+	Kind      Kind      `json:"kind"`      // which protocol block is set
+	Direction Direction `json:"direction"` // in or out
+
+	Start      time.Time `json:"start"`                // when the request (or connection) began, UTC
+	TTFBMicros int64     `json:"ttfbUs,omitempty"`     // start to first response byte, in µs
+	DurMicros  int64     `json:"durationUs"`           // start to end of the response (or connection), in µs
+	Labels     Labels    `json:"labels"`               // identity of the captured service
+	Net        Net       `json:"net"`                  // addresses and TLS facts
+	HTTP       *HTTP     `json:"http,omitempty"`       // set when Kind is http
+	TCP        *TCP      `json:"tcp,omitempty"`        // set when Kind is tcp
+	Error      string    `json:"error,omitempty"`      // why the exchange failed, if it did
+	Tags       Tags      `json:"tags,omitempty"`       // free-form facts (capture mode, proxy id, ...)
+	Redactions []string  `json:"redactions,omitempty"` // ids of the rules that changed this record
+}
+
+// Labels identify the service whose traffic a record is.
+type Labels struct {
+	Cluster   string `json:"cluster,omitempty"`   // CLUSTER_NAME
+	Namespace string `json:"namespace,omitempty"` // APP_POD_NAMESPACE
+	Service   string `json:"service,omitempty"`   // APP_LABEL
+	Pod       string `json:"pod,omitempty"`       // APP_POD_NAME
+	Tenant    string `json:"tenant,omitempty"`    // set by the forwarder (TENANT_ID)
+}
+
+// Net holds the network facts of the connection that carried the exchange.
+type Net struct {
+	ClientAddr string `json:"clientAddr,omitempty"` // the peer that opened the connection to goproxy
+	ServerAddr string `json:"serverAddr,omitempty"` // host:port goproxy dialled (or would have)
+	ServerHost string `json:"serverHost,omitempty"` // the upstream's host name, without port
+	ConnID     string `json:"connId,omitempty"`     // the client connection, shared by its exchanges
+	TLS        *TLS   `json:"tls,omitempty"`        // set when the client side spoke TLS to goproxy
+	Proxy      string `json:"proxy,omitempty"`      // which listener: reverse, forward, connect
+}
+
+// TLS holds the facts of a TLS session goproxy terminated.
+type TLS struct {
+	SNI         string `json:"sni,omitempty"`
+	Version     string `json:"version,omitempty"` // "TLS 1.3"
+	ALPN        string `json:"alpn,omitempty"`
+	CipherSuite string `json:"cipherSuite,omitempty"`
+	Upstream    *TLS   `json:"upstream,omitempty"` // goproxy's own session to the upstream
+}
+
+// HTTP is one request and its response.
+type HTTP struct {
+	Req Request   `json:"req"`
+	Res *Response `json:"res,omitempty"` // nil when no response was received
+}
+
+// Request is the request as the client sent it.
+type Request struct {
+	Method  string  `json:"method"`
+	URL     string  `json:"url"`   // absolute: scheme://host/path?query
+	Proto   string  `json:"proto"` // HTTP/1.1, HTTP/2.0
+	Host    string  `json:"host"`  // the Host header (or :authority)
+	Headers Headers `json:"headers,omitempty"`
+	Body    Body    `json:"body"`
+}
+
+// Response is the response as the upstream sent it.
+type Response struct {
+	Status     int     `json:"status"`
+	StatusText string  `json:"statusText,omitempty"`
+	Proto      string  `json:"proto,omitempty"`
+	Headers    Headers `json:"headers,omitempty"`
+	Body       Body    `json:"body"`
+	Trailers   Headers `json:"trailers,omitempty"`
+}
+
+// Body is a captured message body: the first bytes, up to the capture cap,
+// and the size of the whole.
+type Body struct {
+	Data      []byte `json:"data,omitempty"`      // base64 in JSON; at most the cap
+	Size      int64  `json:"size"`                // bytes of the whole body as sent on the wire (after transfer decoding)
+	Truncated bool   `json:"truncated,omitempty"` // Data holds less than Size
+}
+
+// TCP is a byte stream that was not understood as HTTP.
+type TCP struct {
+	BytesUp   int64   `json:"bytesUp"`   // client to server
+	BytesDown int64   `json:"bytesDown"` // server to client
+	Chunks    []Chunk `json:"chunks,omitempty"`
+	Truncated bool    `json:"truncated,omitempty"` // Chunks hold less than the whole stream
+}
+
+// Chunk is one read of a byte stream.
+type Chunk struct {
+	Up       bool   `json:"up"`   // true: client to server
+	AtMicros int64  `json:"atUs"` // since Record.Start
+	Data     []byte `json:"data"` // base64 in JSON
+}
+
+// Header is one header field. Its JSON form is a two-element array.
+type Header struct {
+	Name  string
+	Value string
+}
+
+// Headers keeps header fields in the order they were sent.
+type Headers []Header
+
+// Get returns the first value of the named header (case-insensitive).
+func (h Headers) Get(name string) string {
+	for _, f := range h {
+		if equalFold(f.Name, name) {
+			return f.Value
+		}
+	}
+	return ""
+}
+
+// Values returns every value of the named header (case-insensitive).
+func (h Headers) Values(name string) []string {
+	var vs []string
+	for _, f := range h {
+		if equalFold(f.Name, name) {
+			vs = append(vs, f.Value)
+		}
+	}
+	return vs
+}
+
+func equalFold(a, b string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := 0; i < len(a); i++ {
+		ca, cb := a[i], b[i]
+		if 'A' <= ca && ca <= 'Z' {
+			ca += 'a' - 'A'
+		}
+		if 'A' <= cb && cb <= 'Z' {
+			cb += 'a' - 'A'
+		}
+		if ca != cb {
+			return false
+		}
+	}
+	return true
+}
+
+// MarshalJSON writes ["Name","Value"].
+func (h Header) MarshalJSON() ([]byte, error) {
+	return json.Marshal([2]string{h.Name, h.Value})
+}
+
+// UnmarshalJSON reads ["Name","Value"].
+func (h *Header) UnmarshalJSON(b []byte) error {
+	var a []string
+	if err := json.Unmarshal(b, &a); err != nil {
+		return fmt.Errorf("header: %w", err)
+	}
+	if len(a) != 2 {
+		return fmt.Errorf("header: want [name, value], got %d elements", len(a))
+	}
+	h.Name, h.Value = a[0], a[1]
+	return nil
+}
+
+// Tags are free-form string facts about a record.
+type Tags map[string]string
+
+// NewID returns a new record id (UUIDv7, time-sortable).
+func NewID() string {
+	id, err := uuid.NewV7()
+	if err != nil {
+		// NewV7 fails only if the random source does; fall back to v4.
+		return uuid.NewString()
+	}
+	return id.String()
+}
+
+// Errors returned by Validate.
+var (
+	ErrNoID         = errors.New("record has no id")
+	ErrSchemaTooNew = errors.New("record schema is newer than this reader")
+	ErrBadKind      = errors.New("record kind is not http or tcp")
+	ErrBadDirection = errors.New("record direction is not in or out")
+	ErrMissingHTTP  = errors.New("http record has no http block")
+	ErrMissingTCP   = errors.New("tcp record has no tcp block")
+)
+
+// Validate checks what every consumer relies on.
+func (r *Record) Validate() error {
+	switch {
+	case r.ID == "":
+		return ErrNoID
+	case r.Schema > SchemaVersion:
+		return fmt.Errorf("%w: %d > %d", ErrSchemaTooNew, r.Schema, SchemaVersion)
+	case r.Direction != DirIn && r.Direction != DirOut:
+		return fmt.Errorf("%w: %q", ErrBadDirection, r.Direction)
+	}
+	switch r.Kind {
+	case KindHTTP:
+		if r.HTTP == nil {
+			return ErrMissingHTTP
+		}
+	case KindTCP:
+		if r.TCP == nil {
+			return ErrMissingTCP
+		}
+	default:
+		return fmt.Errorf("%w: %q", ErrBadKind, r.Kind)
+	}
+	return nil
+}
