@@ -54,6 +54,12 @@ type Record struct {
 	Error      string    `json:"error,omitempty"`      // why the exchange failed, if it did
 	Tags       Tags      `json:"tags,omitempty"`       // free-form facts (capture mode, proxy id, ...)
 	Redactions []string  `json:"redactions,omitempty"` // ids of the rules that changed this record
+
+	// Vendor holds the facts of a record imported from the vendor's RRPair
+	// form that have no other home here (tech, signature, fields this
+	// reader does not model), so that an export carries them again. Nil
+	// for records goproxy captured. See vendor.go and docs/record.md.
+	Vendor *VendorFacts `json:"vendor,omitempty"`
 }
 
 // Labels identify the service whose traffic a record is.

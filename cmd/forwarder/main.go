@@ -1,0 +1,39 @@
+// Command forwarder is Tapwire's cluster forwarder: it receives batches of
+// capture records from every goproxy on :8888 and writes them to JSONL
+// files. Run `forwarder -help` for its settings.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/tapwire/tapwire/internal/forwarder"
+)
+
+func main() {
+	cfg, err := forwarder.Load(os.Args[1:], os.Getenv, os.Stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "forwarder:", err)
+		os.Exit(2)
+	}
+	log := forwarder.NewLogger(os.Stderr, cfg.LogLevel)
+	srv, err := forwarder.New(*cfg, log)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "forwarder:", err)
+		os.Exit(1)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	if err := srv.Run(ctx); err != nil {
+		fmt.Fprintln(os.Stderr, "forwarder:", err)
+		os.Exit(1)
+	}
+}

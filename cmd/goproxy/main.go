@@ -1,0 +1,39 @@
+// Command goproxy is Tapwire's capturing sidecar: a reverse proxy in front
+// of the app and a forward proxy for the app's own calls, recording every
+// exchange. Run `goproxy -help` for its settings.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/tapwire/tapwire/internal/goproxy"
+)
+
+func main() {
+	cfg, err := goproxy.Load(os.Args[1:], os.Getenv)
+	if errors.Is(err, flag.ErrHelp) {
+		return
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "goproxy:", err)
+		os.Exit(2)
+	}
+	log := goproxy.NewLogger(os.Stderr, cfg.LogLevel)
+	srv, err := goproxy.New(cfg, log)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "goproxy:", err)
+		os.Exit(1)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	if err := srv.Run(ctx); err != nil {
+		fmt.Fprintln(os.Stderr, "goproxy:", err)
+		os.Exit(1)
+	}
+}

@@ -1,0 +1,394 @@
+package forwarder
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/tapwire/tapwire/internal/capture"
+	"github.com/tapwire/tapwire/internal/sink/file"
+	fwdsink "github.com/tapwire/tapwire/internal/sink/forwarder"
+	"github.com/tapwire/tapwire/internal/wire"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// started is a forwarder serving on a loopback port.
+type started struct {
+	srv  *Server
+	addr string // host:port
+	dir  string
+	stop func() error // cancels Serve and returns its error
+}
+
+func start(t *testing.T, cfg Config) *started {
+	t.Helper()
+	if cfg.Dir == "" {
+		cfg.Dir = filepath.Join(t.TempDir(), "records")
+	}
+	cfg.Listen = "127.0.0.1:0"
+	srv, err := New(cfg, nil)
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ctx, ln) }()
+	var stopped bool
+	var stopErr error
+	stop := func() error {
+		if !stopped {
+			stopped = true
+			cancel()
+			stopErr = <-done
+		}
+		return stopErr
+	}
+	t.Cleanup(func() { _ = stop() })
+	return &started{srv: srv, addr: ln.Addr().String(), dir: cfg.Dir, stop: stop}
+}
+
+func httpRecords(n, bodyBytes int) []*capture.Record {
+	recs := make([]*capture.Record, n)
+	for i := range recs {
+		recs[i] = &capture.Record{
+			Schema: capture.SchemaVersion, ID: capture.NewID(), Kind: capture.KindHTTP, Direction: capture.DirIn,
+			Start:  time.Now().UTC(),
+			Labels: capture.Labels{Service: "notifications"},
+			HTTP: &capture.HTTP{
+				Req: capture.Request{Method: "GET", URL: fmt.Sprintf("http://app/%d", i), Proto: "HTTP/1.1", Host: "app"},
+				Res: &capture.Response{Status: 200, Body: capture.Body{Data: bytes.Repeat([]byte{'x'}, bodyBytes), Size: int64(bodyBytes)}},
+			},
+		}
+	}
+	return recs
+}
+
+func readDir(t *testing.T, dir string) []*capture.Record {
+	t.Helper()
+	var got []*capture.Record
+	if err := file.ReadDir(dir, func(r *capture.Record) error { got = append(got, r); return nil }); err != nil {
+		t.Fatalf("ReadDir: %v", err)
+	}
+	return got
+}
+
+func newClient(t *testing.T, addr, token string) *fwdsink.Sink {
+	t.Helper()
+	c, err := fwdsink.New(addr, fwdsink.Options{Token: token, Timeout: 10 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// TestRoundTrip posts batches with goproxy's own sink and reads them back
+// from the files.
+func TestRoundTrip(t *testing.T) {
+	f := start(t, Config{Cluster: "ecs", TenantID: "tenant-uuid", Token: "s3cret"})
+	client := newClient(t, f.addr, "s3cret")
+
+	first := httpRecords(3, 100)
+	first[1].Labels.Cluster = "set-by-goproxy"
+	second := httpRecords(2, 10)
+	for _, b := range [][]*capture.Record{first, second} {
+		if err := client.Write(context.Background(), b); err != nil {
+			t.Fatalf("Write: %v", err)
+		}
+	}
+	// Acknowledged means on disk: read before stopping the server.
+	got := readDir(t, f.dir)
+	want := append(first, second...)
+	if len(got) != len(want) {
+		t.Fatalf("read %d records, want %d", len(got), len(want))
+	}
+	for i, r := range got {
+		if r.ID != want[i].ID {
+			t.Errorf("record %d: id %s, want %s (order kept)", i, r.ID, want[i].ID)
+		}
+		wantCluster := "ecs"
+		if i == 1 {
+			wantCluster = "set-by-goproxy"
+		}
+		if r.Labels.Cluster != wantCluster || r.Labels.Tenant != "tenant-uuid" || r.Labels.Service != "notifications" {
+			t.Errorf("record %d labels %+v, want cluster %q, tenant tenant-uuid, service notifications", i, r.Labels, wantCluster)
+		}
+		if r.HTTP == nil || r.HTTP.Res == nil || !bytes.Equal(r.HTTP.Res.Body.Data, want[i].HTTP.Res.Body.Data) {
+			t.Errorf("record %d: response body not kept", i)
+		}
+	}
+	if st := f.srv.Stats(); st.Batches != 2 || st.Records != 5 || st.Rejected != 0 {
+		t.Errorf("stats %+v, want 2 batches, 5 records, 0 rejected", st)
+	}
+	if err := f.stop(); err != nil {
+		t.Errorf("Serve after cancel: %v, want nil", err)
+	}
+}
+
+// TestTooLargeSplits: a batch over MaxBatchBytes gets 413 and goproxy's
+// sink splits it until every half fits.
+func TestTooLargeSplits(t *testing.T) {
+	f := start(t, Config{MaxBatchBytes: 64 << 10})
+	client := newClient(t, f.addr, "")
+	recs := httpRecords(8, 20<<10) // ~27 KiB each in base64: 2 fit, 8 do not
+	if err := client.Write(context.Background(), recs); err != nil {
+		t.Fatalf("Write: %v", err)
+	}
+	got := readDir(t, f.dir)
+	if len(got) != len(recs) {
+		t.Fatalf("read %d records, want %d", len(got), len(recs))
+	}
+	st := f.srv.Stats()
+	if st.Rejected == 0 || st.Records != 8 {
+		t.Errorf("stats %+v, want some rejected (413) and 8 records", st)
+	}
+}
+
+func TestToken(t *testing.T) {
+	f := start(t, Config{Token: "s3cret"})
+	tests := []struct {
+		name, token string
+		wantErr     bool
+	}{
+		{"none", "", true},
+		{"wrong", "guess", true},
+		{"prefix", "s3cre", true},
+		{"right", "s3cret", false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			err := newClient(t, f.addr, tc.token).Write(context.Background(), httpRecords(1, 0))
+			if !tc.wantErr {
+				if err != nil {
+					t.Fatalf("Write: %v, want nil", err)
+				}
+				return
+			}
+			var se *wire.ServerError
+			var pe *capture.PermanentError
+			if !errors.As(err, &se) || se.Status != http.StatusUnauthorized || !errors.As(err, &pe) {
+				t.Fatalf("Write: %v, want a permanent 401", err)
+			}
+		})
+	}
+	if st := f.srv.Stats(); st.Unauthorized != 3 || st.Records != 1 {
+		t.Errorf("stats %+v, want 3 unauthorized and 1 record", st)
+	}
+	if got := readDir(t, f.dir); len(got) != 1 {
+		t.Errorf("read %d records, want only the authorized one", len(got))
+	}
+}
+
+// post sends a hand-made batch request and returns the status and body.
+func post(t *testing.T, addr, method string, hdr map[string]string, body string) (int, string, http.Header) {
+	t.Helper()
+	req, err := http.NewRequest(method, "http://"+addr+wire.Path, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range hdr {
+		req.Header.Set(k, v)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b), resp.Header
+}
+
+func TestBadBatch(t *testing.T) {
+	f := start(t, Config{})
+	var good bytes.Buffer
+	if err := wire.AppendLines(&good, httpRecords(2, 0)); err != nil {
+		t.Fatal(err)
+	}
+	v1 := map[string]string{wire.HeaderProtocol: "1", "Content-Type": wire.ContentType}
+	with := func(extra map[string]string) map[string]string {
+		h := map[string]string{}
+		for k, v := range v1 {
+			h[k] = v
+		}
+		for k, v := range extra {
+			h[k] = v
+		}
+		return h
+	}
+	tests := []struct {
+		name     string
+		method   string
+		hdr      map[string]string
+		body     string
+		wantCode int
+		wantMsg  string
+	}{
+		{"not json", "POST", v1, "not json\n", 400, "line 1"},
+		{"invalid record", "POST", v1, `{"id":"x","kind":"http","direction":"sideways"}` + "\n", 400, "direction"},
+		{"good then bad", "POST", v1, good.String() + "{\n", 400, "line 3"},
+		{"count mismatch", "POST", with(map[string]string{wire.HeaderRecords: "3"}), good.String(), 400, "header says 3"},
+		{"protocol 2", "POST", with(map[string]string{wire.HeaderProtocol: "2"}), good.String(), 400, "protocol"},
+		{"corrupt zstd", "POST", with(map[string]string{"Content-Encoding": "zstd"}), "garbage", 400, "corrupt"},
+		{"unknown encoding", "POST", with(map[string]string{"Content-Encoding": "br"}), good.String(), 415, "encoding"},
+		{"GET", "GET", v1, "", 405, "POST"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			code, body, _ := post(t, f.addr, tc.method, tc.hdr, tc.body)
+			if code != tc.wantCode || !strings.Contains(body, tc.wantMsg) {
+				t.Errorf("got %d %q, want %d containing %q", code, body, tc.wantCode, tc.wantMsg)
+			}
+		})
+	}
+	if st := f.srv.Stats(); st.Rejected != int64(len(tests)) || st.Batches != 0 {
+		t.Errorf("stats %+v, want %d rejected, 0 batches", st, len(tests))
+	}
+	// Nothing of a refused batch reaches the files, not even the good
+	// records before the bad line.
+	if got := readDir(t, f.dir); len(got) != 0 {
+		t.Errorf("read %d records after refused batches, want 0", len(got))
+	}
+	// And the good batch alone is accepted.
+	code, body, _ := post(t, f.addr, "POST", with(map[string]string{wire.HeaderRecords: "2"}), good.String())
+	if code != 200 || !strings.Contains(body, `"accepted":2`) {
+		t.Errorf("good batch: got %d %q, want 200 {\"accepted\":2}", code, body)
+	}
+}
+
+func get(t *testing.T, url string) (int, string) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+func TestHealth(t *testing.T) {
+	f := start(t, Config{})
+	code, body := get(t, "http://"+f.addr+"/")
+	if want := "Connected: writing to " + f.dir + "\n"; code != 200 || body != want {
+		t.Errorf("GET /: %d %q, want 200 %q", code, body, want)
+	}
+	if entries, _ := os.ReadDir(f.dir); len(entries) != 0 {
+		t.Errorf("health check left %d files in the directory", len(entries))
+	}
+	if code, _ := get(t, "http://"+f.addr+"/nope"); code != 404 {
+		t.Errorf("GET /nope: %d, want 404", code)
+	}
+
+	// Make the directory unusable (a file in its place: this fails even
+	// for root, unlike a chmod).
+	if err := os.RemoveAll(f.dir); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(f.dir, []byte("in the way"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, body = get(t, "http://"+f.addr+"/")
+	if code != 503 || !strings.HasPrefix(body, "Not connected: cannot create a file in "+f.dir) || strings.Contains(body, "Connected: writing") {
+		t.Errorf("GET / with the directory gone: %d %q, want 503 \"Not connected: cannot create a file in ...\"", code, body)
+	}
+	// A batch cannot be stored: 503, which goproxy retries.
+	err := newClient(t, f.addr, "").Write(context.Background(), httpRecords(1, 0))
+	var se *wire.ServerError
+	if !errors.As(err, &se) || se.Status != 503 || se.Wait != 5*time.Second {
+		t.Errorf("Write with the directory gone: %v, want 503 with Retry-After 5s", err)
+	}
+	if st := f.srv.Stats(); st.StoreErrors != 1 {
+		t.Errorf("stats %+v, want 1 store error", st)
+	}
+}
+
+// slowBatch starts a batch POST whose body arrives only when the returned
+// function is called, and returns the answer on the channel.
+func slowBatch(t *testing.T, addr string, recs []*capture.Record) (finish func(), answer <-chan int) {
+	t.Helper()
+	var body bytes.Buffer
+	if err := wire.AppendLines(&body, recs); err != nil {
+		t.Fatal(err)
+	}
+	pr, pw := io.Pipe()
+	req, err := http.NewRequest("POST", "http://"+addr+wire.Path, pr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set(wire.HeaderProtocol, "1")
+	ch := make(chan int, 1)
+	go func() {
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			ch <- -1
+			return
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		ch <- resp.StatusCode
+	}()
+	half := body.Len() / 2
+	if _, err := pw.Write(body.Bytes()[:half]); err != nil { // blocks until the server reads it
+		t.Fatal(err)
+	}
+	return func() {
+		pw.Write(body.Bytes()[half:])
+		pw.Close()
+	}, ch
+}
+
+// TestBusyAndGracefulShutdown: with one batch in flight and MaxInFlight 1,
+// another gets 429; SIGTERM (ctx) waits for the one in flight to be
+// stored and answered.
+func TestBusyAndGracefulShutdown(t *testing.T) {
+	f := start(t, Config{MaxInFlight: 1})
+	recs := httpRecords(4, 64<<10) // half the body is more than the client's write buffer
+	finish, answer := slowBatch(t, f.addr, recs)
+	for deadline := time.Now().Add(5 * time.Second); len(f.srv.sem) == 0; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the slow batch never reached the handler")
+		}
+	}
+
+	code, _, hdr := post(t, f.addr, "POST", map[string]string{wire.HeaderProtocol: "1"}, "")
+	if code != http.StatusTooManyRequests || hdr.Get("Retry-After") != "1" {
+		t.Errorf("second batch: %d Retry-After %q, want 429 and 1", code, hdr.Get("Retry-After"))
+	}
+
+	stopped := make(chan error, 1)
+	go func() { stopped <- f.stop() }()
+	select {
+	case err := <-stopped:
+		t.Fatalf("Serve returned (%v) with a batch in flight", err)
+	case <-time.After(200 * time.Millisecond):
+	}
+	finish()
+	if code := <-answer; code != 200 {
+		t.Errorf("batch in flight at shutdown: %d, want 200", code)
+	}
+	if err := <-stopped; err != nil {
+		t.Errorf("Serve: %v, want nil", err)
+	}
+	if got := readDir(t, f.dir); len(got) != len(recs) {
+		t.Errorf("read %d records, want %d", len(got), len(recs))
+	}
+	if _, err := net.DialTimeout("tcp", f.addr, time.Second); err == nil {
+		t.Errorf("port still open after shutdown")
+	}
+}

@@ -1,0 +1,387 @@
+// Package goproxy wires the capturing sidecar together: its configuration
+// from the environment of the deployment guide, the inbound and outbound
+// listeners, shipping to the forwarder (or local files), diagnostics,
+// health and metrics, and the orderly shutdown.
+package goproxy
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/tapwire/tapwire/internal/capture"
+)
+
+// Config is goproxy's configuration. Every field has an environment
+// variable (the names of the deployment guide where it has one; see
+// docs/goproxy.md) and a flag of the same meaning.
+type Config struct {
+	CaptureMode   string // CAPTURE_MODE: only "proxy"; if zero, proxy
+	ProxyType     string // PROXY_TYPE: reverse, forward or dual; if zero, dual
+	ProxyProtocol string // PROXY_PROTOCOL: http or tcp:http; if zero, tcp:http
+
+	InPort  int // PROXY_IN_PORT: inbound reverse-proxy port; if zero, 4143
+	OutPort int // PROXY_OUT_PORT: outbound forward-proxy port; if zero, 4140
+
+	// OutListenHost is the address the outbound proxy binds
+	// (PROXY_OUT_LISTEN_HOST). If zero, 127.0.0.1: only the task's own
+	// containers can use it. Anything wider is an open proxy to whoever
+	// can reach it, and logs a warning.
+	OutListenHost string
+
+	ReverseHost string // REVERSE_PROXY_HOST: the app's host, or an https:// URL; if zero, localhost
+	ReversePort int    // REVERSE_PROXY_PORT: the app's port; if zero, 80
+
+	// ForwarderAddr is where records go (FORWARDER_ADDR): host:port of
+	// the forwarder, or file:///dir for local JSONL files. If zero,
+	// records go to files in LocalDir.
+	ForwarderAddr  string
+	ForwarderToken string // FORWARDER_TOKEN: bearer token for the forwarder; if zero, none
+	LocalDir       string // CAPTURE_DIR: local record files when there is no forwarder; if zero, ./tapwire-records
+
+	Labels capture.Labels // CLUSTER_NAME, APP_POD_NAMESPACE, APP_LABEL, APP_POD_NAME
+
+	LogLevel string // LOG_LEVEL: debug, info, warn, error; if zero, info
+
+	TLSCertDir     string // TLS_CERT_DIR: the CA's tls.crt and tls.key; if zero, /etc/ssl/speedscale
+	TLSOutUnwrap   bool   // TLS_OUT_UNWRAP: intercept the app's outbound TLS
+	TLSExtraRoots  string // TLS_OUT_EXTRA_CA_FILE: PEM bundle trusted for upstreams besides the system roots
+	LeafCacheSize  int    // TLS_LEAF_CACHE_SIZE: leaf certificates kept; if zero, 1024
+	TLSInUnwrap    bool   // TLS_IN_UNWRAP (not yet supported: a clear error)
+	TLSInPublic    string // TLS_IN_PUBLIC_KEY
+	TLSInPrivate   string // TLS_IN_PRIVATE_KEY
+	TLSMutualCert  string // TLS_MUTUAL_PUBLIC_KEY: client certificate for upstreams that ask
+	TLSMutualKey   string // TLS_MUTUAL_PRIVATE_KEY
+	CaptureEnabled bool   // CAPTURE_ENABLE: false forwards without recording (a baseline); if unset, true
+
+	BodyLimit int64 // BODY_CAPTURE_LIMIT: captured bytes per body and side; if zero, 1 MiB; -1 captures no bodies
+
+	MetricsEnable bool   // METRICS_HTTP_ENABLE
+	MetricsPort   int    // METRICS_HTTP_PORT; if zero, 4145
+	DiagPort      int    // DIAG_HTTP_PORT: health and the connection listing; if zero, 4100; -1 disables
+	DiagHost      string // DIAG_HTTP_HOST: if zero, 127.0.0.1
+
+	QueueBytes      int64         // SHIP_QUEUE_BYTES: bound of records waiting to ship; if zero, 16 MiB
+	ShutdownTimeout time.Duration // SHUTDOWN_TIMEOUT: how long SIGTERM waits for exchanges and the flush; if zero, 20s
+	HeaderTimeout   time.Duration // READ_HEADER_TIMEOUT: a client slower to send its headers is cut off; if zero, 10s
+}
+
+// Defaults are the values of the deployment guide's contract.
+func (c *Config) setDefaults() {
+	def := func(s *string, v string) {
+		if *s == "" {
+			*s = v
+		}
+	}
+	def(&c.CaptureMode, "proxy")
+	def(&c.ProxyType, "dual")
+	def(&c.ProxyProtocol, "tcp:http")
+	def(&c.OutListenHost, "127.0.0.1")
+	def(&c.ReverseHost, "localhost")
+	def(&c.LocalDir, "tapwire-records")
+	def(&c.LogLevel, "info")
+	def(&c.TLSCertDir, "/etc/ssl/speedscale")
+	def(&c.DiagHost, "127.0.0.1")
+	if c.InPort == 0 {
+		c.InPort = 4143
+	}
+	if c.OutPort == 0 {
+		c.OutPort = 4140
+	}
+	if c.ReversePort == 0 {
+		c.ReversePort = 80
+	}
+	if c.MetricsPort == 0 {
+		c.MetricsPort = 4145
+	}
+	if c.DiagPort == 0 {
+		c.DiagPort = 4100
+	}
+	if c.BodyLimit == 0 {
+		c.BodyLimit = 1 << 20
+	}
+	if c.QueueBytes == 0 {
+		c.QueueBytes = 16 << 20
+	}
+	if c.ShutdownTimeout == 0 {
+		c.ShutdownTimeout = 20 * time.Second
+	}
+	if c.HeaderTimeout == 0 {
+		c.HeaderTimeout = 10 * time.Second
+	}
+	if c.LeafCacheSize == 0 {
+		c.LeafCacheSize = 1024
+	}
+}
+
+// ConfigError names the variable, the bad value and what is allowed.
+type ConfigError struct {
+	Var, Value, Want string
+}
+
+func (e *ConfigError) Error() string {
+	return fmt.Sprintf("%s=%q: %s", e.Var, e.Value, e.Want)
+}
+
+// Validate checks the configuration after defaults.
+func (c *Config) Validate() error {
+	oneOf := func(name, v string, allowed ...string) error {
+		for _, a := range allowed {
+			if v == a {
+				return nil
+			}
+		}
+		return &ConfigError{name, v, "want one of " + strings.Join(allowed, ", ")}
+	}
+	if err := oneOf("CAPTURE_MODE", c.CaptureMode, "proxy"); err != nil {
+		return err
+	}
+	if c.ProxyType == "transparent" {
+		return &ConfigError{"PROXY_TYPE", c.ProxyType, "transparent capture (iptables redirect) is not supported yet; use reverse, forward or dual"}
+	}
+	if err := oneOf("PROXY_TYPE", c.ProxyType, "reverse", "forward", "dual"); err != nil {
+		return err
+	}
+	switch c.ProxyProtocol {
+	case "http", "tcp:http":
+	case "socks", "tcp", "tcp:socks":
+		return &ConfigError{"PROXY_PROTOCOL", c.ProxyProtocol, "SOCKS and raw-TCP listeners are not supported in this version; use http or tcp:http (tcp:http already relays non-HTTP inbound connections as captured byte streams)"}
+	default:
+		return &ConfigError{"PROXY_PROTOCOL", c.ProxyProtocol, "want one of http, tcp:http"}
+	}
+	if err := oneOf("LOG_LEVEL", strings.ToLower(c.LogLevel), "debug", "info", "warn", "warning", "error"); err != nil {
+		return err
+	}
+	for _, p := range []struct {
+		name string
+		v    int
+	}{{"PROXY_IN_PORT", c.InPort}, {"PROXY_OUT_PORT", c.OutPort}, {"REVERSE_PROXY_PORT", c.ReversePort}, {"METRICS_HTTP_PORT", c.MetricsPort}} {
+		if p.v < 1 || p.v > 65535 {
+			return &ConfigError{p.name, strconv.Itoa(p.v), "want a port number from 1 to 65535"}
+		}
+	}
+	if c.DiagPort != -1 && (c.DiagPort < 1 || c.DiagPort > 65535) {
+		return &ConfigError{"DIAG_HTTP_PORT", strconv.Itoa(c.DiagPort), "want a port number from 1 to 65535, or -1 to disable"}
+	}
+	if c.ProxyType == "dual" && c.InPort == c.OutPort {
+		return &ConfigError{"PROXY_OUT_PORT", strconv.Itoa(c.OutPort), "must differ from PROXY_IN_PORT"}
+	}
+	if net.ParseIP(c.OutListenHost) == nil && c.OutListenHost != "localhost" {
+		return &ConfigError{"PROXY_OUT_LISTEN_HOST", c.OutListenHost, "want an IP address such as 127.0.0.1 (default) or 0.0.0.0"}
+	}
+	if strings.Contains(c.ReverseHost, "://") {
+		if !strings.HasPrefix(c.ReverseHost, "http://") && !strings.HasPrefix(c.ReverseHost, "https://") {
+			return &ConfigError{"REVERSE_PROXY_HOST", c.ReverseHost, "want a host name, or an http:// or https:// URL"}
+		}
+	}
+	if c.ForwarderAddr != "" && !strings.HasPrefix(c.ForwarderAddr, "file://") {
+		if _, port, err := net.SplitHostPort(strings.TrimPrefix(c.ForwarderAddr, "http://")); err != nil || port == "" {
+			return &ConfigError{"FORWARDER_ADDR", c.ForwarderAddr, "want host:port of the forwarder (e.g. forwarder.ecs.local:8888), or file:///dir for local files"}
+		}
+	}
+	if c.BodyLimit < -1 {
+		return &ConfigError{"BODY_CAPTURE_LIMIT", strconv.FormatInt(c.BodyLimit, 10), "want a byte count, or -1 to capture no bodies"}
+	}
+	if c.QueueBytes < 64<<10 {
+		return &ConfigError{"SHIP_QUEUE_BYTES", strconv.FormatInt(c.QueueBytes, 10), "want at least 65536"}
+	}
+	if c.TLSInUnwrap {
+		return &ConfigError{"TLS_IN_UNWRAP", "true", "inbound TLS termination is not supported in this version; terminate TLS at the load balancer"}
+	}
+	if (c.TLSMutualCert == "") != (c.TLSMutualKey == "") {
+		return &ConfigError{"TLS_MUTUAL_PUBLIC_KEY", c.TLSMutualCert, "set both TLS_MUTUAL_PUBLIC_KEY and TLS_MUTUAL_PRIVATE_KEY, or neither"}
+	}
+	return nil
+}
+
+// Load reads the configuration from args and the environment: a flag
+// given on the command line wins over its variable.
+func Load(args []string, getenv func(string) string) (*Config, error) {
+	c := &Config{CaptureEnabled: true}
+	fs := flag.NewFlagSet("goproxy", flag.ContinueOnError)
+	fs.Usage = func() { usage(fs) }
+	type binding struct {
+		env    string
+		set    func(string) error
+		flag   string
+		help   string
+		isBool bool
+	}
+	var bs []binding
+	str := func(p *string, env, fl, help string) {
+		bs = append(bs, binding{env, func(v string) error { *p = v; return nil }, fl, help, false})
+	}
+	num := func(p *int, env, fl, help string) {
+		bs = append(bs, binding{env, func(v string) error {
+			n, err := strconv.Atoi(strings.TrimSpace(v))
+			if err != nil {
+				return &ConfigError{env, v, "want a whole number"}
+			}
+			*p = n
+			return nil
+		}, fl, help, false})
+	}
+	bytes := func(p *int64, env, fl, help string) {
+		bs = append(bs, binding{env, func(v string) error {
+			n, err := parseBytes(v)
+			if err != nil {
+				return &ConfigError{env, v, "want a byte count such as 1048576, 512KiB or 16MiB"}
+			}
+			*p = n
+			return nil
+		}, fl, help, false})
+	}
+	boolean := func(p *bool, env, fl, help string) {
+		bs = append(bs, binding{env, func(v string) error {
+			b, err := strconv.ParseBool(strings.TrimSpace(v))
+			if err != nil {
+				return &ConfigError{env, v, "want true or false"}
+			}
+			*p = b
+			return nil
+		}, fl, help, true})
+	}
+	dur := func(p *time.Duration, env, fl, help string) {
+		bs = append(bs, binding{env, func(v string) error {
+			d, err := time.ParseDuration(strings.TrimSpace(v))
+			if err != nil || d < 0 {
+				return &ConfigError{env, v, "want a duration such as 10s or 1m"}
+			}
+			*p = d
+			return nil
+		}, fl, help, false})
+	}
+	str(&c.CaptureMode, "CAPTURE_MODE", "capture-mode", "capture mode: proxy (default proxy)")
+	str(&c.ProxyType, "PROXY_TYPE", "proxy-type", "reverse (inbound only), forward (outbound only) or dual (default dual)")
+	str(&c.ProxyProtocol, "PROXY_PROTOCOL", "proxy-protocol", "http, or tcp:http to also relay non-HTTP inbound connections as byte streams (default tcp:http)")
+	num(&c.InPort, "PROXY_IN_PORT", "in-port", "inbound reverse-proxy port (default 4143)")
+	num(&c.OutPort, "PROXY_OUT_PORT", "out-port", "outbound forward-proxy port (default 4140)")
+	str(&c.OutListenHost, "PROXY_OUT_LISTEN_HOST", "out-listen-host", "address the outbound proxy binds; wider than loopback makes an open proxy (default 127.0.0.1)")
+	str(&c.ReverseHost, "REVERSE_PROXY_HOST", "reverse-host", "the app's host for inbound traffic, or an https:// URL (default localhost)")
+	num(&c.ReversePort, "REVERSE_PROXY_PORT", "reverse-port", "the app's port for inbound traffic (default 80)")
+	str(&c.ForwarderAddr, "FORWARDER_ADDR", "forwarder", "forwarder host:port, or file:///dir for local JSONL files (default: files in -capture-dir)")
+	str(&c.ForwarderToken, "FORWARDER_TOKEN", "forwarder-token", "bearer token presented to the forwarder")
+	str(&c.LocalDir, "CAPTURE_DIR", "capture-dir", "directory of local record files when there is no forwarder (default ./tapwire-records)")
+	str(&c.Labels.Service, "APP_LABEL", "app-label", "service label on every record")
+	str(&c.Labels.Pod, "APP_POD_NAME", "app-pod-name", "instance label on every record")
+	str(&c.Labels.Namespace, "APP_POD_NAMESPACE", "app-pod-namespace", "namespace label on every record")
+	str(&c.Labels.Cluster, "CLUSTER_NAME", "cluster-name", "cluster label on every record")
+	str(&c.LogLevel, "LOG_LEVEL", "log-level", "debug, info, warn or error (default info)")
+	str(&c.TLSCertDir, "TLS_CERT_DIR", "tls-cert-dir", "folder with the CA's tls.crt and tls.key (default /etc/ssl/speedscale)")
+	boolean(&c.TLSOutUnwrap, "TLS_OUT_UNWRAP", "tls-out-unwrap", "intercept the app's outbound TLS with leaves signed by the CA")
+	str(&c.TLSExtraRoots, "TLS_OUT_EXTRA_CA_FILE", "tls-out-extra-ca", "PEM bundle trusted for upstreams in addition to the system roots")
+	num(&c.LeafCacheSize, "TLS_LEAF_CACHE_SIZE", "tls-leaf-cache", "leaf certificates kept in memory (default 1024)")
+	boolean(&c.TLSInUnwrap, "TLS_IN_UNWRAP", "tls-in-unwrap", "terminate inbound TLS (not supported yet)")
+	str(&c.TLSInPublic, "TLS_IN_PUBLIC_KEY", "tls-in-cert", "inbound TLS certificate (with -tls-in-unwrap)")
+	str(&c.TLSInPrivate, "TLS_IN_PRIVATE_KEY", "tls-in-key", "inbound TLS key (with -tls-in-unwrap)")
+	str(&c.TLSMutualCert, "TLS_MUTUAL_PUBLIC_KEY", "tls-mutual-cert", "client certificate presented to upstreams that ask (mTLS)")
+	str(&c.TLSMutualKey, "TLS_MUTUAL_PRIVATE_KEY", "tls-mutual-key", "key of -tls-mutual-cert")
+	boolean(&c.CaptureEnabled, "CAPTURE_ENABLE", "capture", "record exchanges; false only forwards (default true)")
+	bytes(&c.BodyLimit, "BODY_CAPTURE_LIMIT", "body-limit", "captured bytes per body and side, -1 for none (default 1MiB)")
+	boolean(&c.MetricsEnable, "METRICS_HTTP_ENABLE", "metrics", "serve Prometheus metrics")
+	num(&c.MetricsPort, "METRICS_HTTP_PORT", "metrics-port", "Prometheus metrics port (default 4145)")
+	num(&c.DiagPort, "DIAG_HTTP_PORT", "diag-port", "health and connection listing port, -1 to disable (default 4100)")
+	str(&c.DiagHost, "DIAG_HTTP_HOST", "diag-host", "address the diagnostics port binds (default 127.0.0.1)")
+	bytes(&c.QueueBytes, "SHIP_QUEUE_BYTES", "queue-bytes", "bound of records waiting to ship; beyond it records are dropped and counted (default 16MiB)")
+	dur(&c.ShutdownTimeout, "SHUTDOWN_TIMEOUT", "shutdown-timeout", "how long SIGTERM waits for in-flight exchanges and the last flush (default 20s)")
+	dur(&c.HeaderTimeout, "READ_HEADER_TIMEOUT", "read-header-timeout", "clients slower to send request headers are cut off (default 10s)")
+
+	// The environment first, then flags over it.
+	for _, b := range bs {
+		if v := getenv(b.env); v != "" {
+			if err := b.set(v); err != nil {
+				return nil, err
+			}
+		}
+	}
+	for _, b := range bs {
+		b := b
+		set := func(v string) error {
+			if err := b.set(v); err != nil {
+				var ce *ConfigError
+				if errors.As(err, &ce) {
+					return fmt.Errorf("%s", ce.Want)
+				}
+				return err
+			}
+			return nil
+		}
+		if b.isBool {
+			fs.BoolFunc(b.flag, b.help+" [$"+b.env+"]", set)
+		} else {
+			fs.Func(b.flag, b.help+" [$"+b.env+"]", set)
+		}
+	}
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected argument %q; goproxy takes flags only (see -help)", fs.Arg(0))
+	}
+	c.setDefaults()
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+func usage(fs *flag.FlagSet) {
+	out := fs.Output()
+	fmt.Fprint(out, `goproxy: Tapwire's capturing sidecar.
+
+It sits beside a service: inbound traffic reaches the service through the
+reverse proxy on PROXY_IN_PORT, and the service's own calls leave through the
+forward proxy on PROXY_OUT_PORT (set HTTP_PROXY/HTTPS_PROXY=http://localhost:4140
+in the app). Every exchange becomes a record shipped to FORWARDER_ADDR, or
+written to local JSONL files when there is no forwarder.
+
+Every setting is an environment variable (as in the ECS deployment guide) and a
+flag; a flag wins. Examples:
+
+  # in front of an app on :8080, records to ./tapwire-records
+  goproxy -reverse-port 8080
+
+  # as in the guide
+  REVERSE_PROXY_PORT=8080 TLS_OUT_UNWRAP=true FORWARDER_ADDR=forwarder.ecs.local:8888 goproxy
+
+Health: GET http://127.0.0.1:4100/healthz; connections: /debug/connections.
+
+Settings:
+`)
+	fs.PrintDefaults()
+}
+
+// parseBytes reads 1048576, 512KiB, 16MiB, 1GiB (also KB/MB/GB as powers
+// of 1024), or -1.
+func parseBytes(s string) (int64, error) {
+	s = strings.TrimSpace(s)
+	mult := int64(1)
+	for _, u := range []struct {
+		suffix string
+		m      int64
+	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"KB", 1 << 10}, {"MB", 1 << 20}, {"GB", 1 << 30}, {"B", 1}} {
+		if strings.HasSuffix(s, u.suffix) {
+			s, mult = strings.TrimSpace(strings.TrimSuffix(s, u.suffix)), u.m
+			break
+		}
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil {
+		return 0, err
+	}
+	if n == -1 && mult == 1 {
+		return -1, nil
+	}
+	if n < 0 {
+		return 0, errors.New("negative")
+	}
+	return n * mult, nil
+}
+
+// Env returns os.Getenv; a seam for tests.
+var Env = os.Getenv

@@ -1,0 +1,411 @@
+package goproxy
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/tapwire/tapwire/internal/capture"
+	"github.com/tapwire/tapwire/internal/mitm"
+	"github.com/tapwire/tapwire/internal/proxy"
+	"github.com/tapwire/tapwire/internal/ship"
+	"github.com/tapwire/tapwire/internal/sink/file"
+	"github.com/tapwire/tapwire/internal/sink/forwarder"
+)
+
+// NewLogger makes goproxy's logger: JSON lines when w is not a terminal
+// (a container's log driver), text on a terminal.
+func NewLogger(w *os.File, level string) *slog.Logger {
+	var lv slog.Level
+	switch strings.ToLower(level) {
+	case "debug":
+		lv = slog.LevelDebug
+	case "warn", "warning":
+		lv = slog.LevelWarn
+	case "error":
+		lv = slog.LevelError
+	default:
+		lv = slog.LevelInfo
+	}
+	opts := &slog.HandlerOptions{Level: lv}
+	if fi, err := w.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 {
+		return slog.New(slog.NewTextHandler(w, opts))
+	}
+	return slog.New(slog.NewJSONHandler(w, opts))
+}
+
+// Server is a running goproxy.
+type Server struct {
+	cfg      *Config
+	log      *slog.Logger
+	in       *proxy.Inbound
+	out      *proxy.Outbound
+	shipper  *ship.Shipper
+	minter   *mitm.Minter
+	conns    *proxy.ConnTable
+	aux      []*http.Server // diagnostics, metrics
+	lns      []net.Listener
+	started  time.Time
+	wg       sync.WaitGroup
+	serveErr chan error
+
+	// Addrs of the listeners, once started (useful with port 0 in tests).
+	InAddr, OutAddr, DiagAddr, MetricsAddr string
+}
+
+// New prepares goproxy from cfg: it loads the CA, opens the sink and binds
+// every listener, so that a bad setting fails here with one clear error.
+func New(cfg *Config, log *slog.Logger) (*Server, error) {
+	s := &Server{cfg: cfg, log: log, conns: proxy.NewConnTable(256), serveErr: make(chan error, 4), started: time.Now()}
+	var reg *prometheus.Registry
+	if cfg.MetricsEnable {
+		reg = prometheus.NewRegistry()
+		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	}
+	var regr prometheus.Registerer
+	if reg != nil {
+		regr = reg
+	}
+
+	opt := proxy.Options{
+		Labels:        cfg.Labels,
+		Tags:          capture.Tags{"captureMode": cfg.CaptureMode, "proxyType": cfg.ProxyType, "proxyProtocol": cfg.ProxyProtocol},
+		BodyLimit:     cfg.BodyLimit,
+		HeaderTimeout: cfg.HeaderTimeout,
+		Logger:        log,
+		Metrics:       proxy.NewMetrics(regr),
+		Conns:         s.conns,
+	}
+	if cfg.BodyLimit == -1 {
+		opt.BodyLimit = -1
+	}
+	if host, err := os.Hostname(); err == nil {
+		opt.Tags["proxyHost"] = host
+	}
+
+	// Upstream trust: the system roots plus an optional bundle.
+	roots, err := x509.SystemCertPool()
+	if err != nil || roots == nil {
+		roots = x509.NewCertPool()
+	}
+	if cfg.TLSExtraRoots != "" {
+		pem, err := os.ReadFile(cfg.TLSExtraRoots)
+		if err != nil {
+			return nil, fmt.Errorf("TLS_OUT_EXTRA_CA_FILE: %w", err)
+		}
+		if !roots.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("TLS_OUT_EXTRA_CA_FILE=%q: no PEM certificate found in it", cfg.TLSExtraRoots)
+		}
+	}
+	opt.RootCAs = roots
+	if cfg.TLSMutualCert != "" {
+		cc, err := tls.LoadX509KeyPair(cfg.TLSMutualCert, cfg.TLSMutualKey)
+		if err != nil {
+			return nil, fmt.Errorf("TLS_MUTUAL_PUBLIC_KEY/TLS_MUTUAL_PRIVATE_KEY: %w", err)
+		}
+		opt.ClientCert = &cc
+	}
+
+	if cfg.TLSOutUnwrap && cfg.ProxyType != "reverse" {
+		ca, err := mitm.LoadCA(cfg.TLSCertDir)
+		if err != nil {
+			return nil, fmt.Errorf("TLS_OUT_UNWRAP=true needs a CA in TLS_CERT_DIR=%s: %w", cfg.TLSCertDir, err)
+		}
+		s.minter, err = mitm.NewMinter(ca, mitm.Options{CacheSize: cfg.LeafCacheSize})
+		if err != nil {
+			return nil, fmt.Errorf("TLS_OUT_UNWRAP: %w", err)
+		}
+		opt.Minter = s.minter
+	}
+
+	if cfg.CaptureEnabled {
+		sink, where, err := openSink(cfg)
+		if err != nil {
+			return nil, err
+		}
+		s.shipper = ship.New(ship.Config{
+			QueueBytes:    cfg.QueueBytes,
+			FlushInterval: 500 * time.Millisecond,
+			MinBackoff:    100 * time.Millisecond,
+			MaxBackoff:    5 * time.Second, // the forwarder is in the cluster: come back soon after it does
+			Logger:        log.With("part", "shipper"),
+		}, sink)
+		opt.Emitter = s.shipper
+		log.Info("records go to " + where)
+	} else {
+		log.Warn("CAPTURE_ENABLE=false: forwarding only, nothing is recorded")
+	}
+
+	if reg != nil {
+		s.registerStats(reg)
+	}
+
+	listen := func(addr string) (net.Listener, error) {
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			s.closeListeners()
+			return nil, fmt.Errorf("listen on %s: %w", addr, err)
+		}
+		s.lns = append(s.lns, ln)
+		return ln, nil
+	}
+
+	if cfg.ProxyType != "forward" {
+		target := appTarget(cfg)
+		s.in, err = proxy.NewInbound(target, cfg.ProxyProtocol == "tcp:http", opt)
+		if err != nil {
+			return nil, fmt.Errorf("REVERSE_PROXY_HOST/REVERSE_PROXY_PORT: %w", err)
+		}
+		ln, err := listen(":" + strconv.Itoa(cfg.InPort))
+		if err != nil {
+			return nil, fmt.Errorf("PROXY_IN_PORT: %w", err)
+		}
+		s.InAddr = ln.Addr().String()
+		s.goServe(func() error { return s.in.Serve(ln) })
+		log.Info("inbound reverse proxy", "listen", s.InAddr, "app", target, "protocol", cfg.ProxyProtocol)
+	}
+	if cfg.ProxyType != "reverse" {
+		s.out, err = proxy.NewOutbound(opt)
+		if err != nil {
+			return nil, err
+		}
+		addr := net.JoinHostPort(cfg.OutListenHost, strconv.Itoa(cfg.OutPort))
+		ln, err := listen(addr)
+		if err != nil {
+			return nil, fmt.Errorf("PROXY_OUT_PORT: %w", err)
+		}
+		s.OutAddr = ln.Addr().String()
+		if ip := net.ParseIP(cfg.OutListenHost); ip != nil && !ip.IsLoopback() {
+			log.Warn("OPEN PROXY: the outbound proxy listens beyond loopback (PROXY_OUT_LISTEN_HOST); anyone who can reach " + s.OutAddr + " can send traffic through this task")
+		}
+		s.goServe(func() error { return s.out.Serve(ln) })
+		log.Info("outbound forward proxy", "listen", s.OutAddr, "tls_unwrap", s.minter != nil)
+	}
+	if cfg.DiagPort > 0 {
+		ln, err := listen(net.JoinHostPort(cfg.DiagHost, strconv.Itoa(cfg.DiagPort)))
+		if err != nil {
+			return nil, fmt.Errorf("DIAG_HTTP_PORT: %w", err)
+		}
+		s.DiagAddr = ln.Addr().String()
+		srv := &http.Server{Handler: s.diagHandler(), ReadHeaderTimeout: 10 * time.Second}
+		s.aux = append(s.aux, srv)
+		s.goServe(func() error { return srv.Serve(ln) })
+	}
+	if reg != nil {
+		ln, err := listen(":" + strconv.Itoa(cfg.MetricsPort))
+		if err != nil {
+			return nil, fmt.Errorf("METRICS_HTTP_PORT: %w", err)
+		}
+		s.MetricsAddr = ln.Addr().String()
+		mux := http.NewServeMux()
+		mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+		srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+		s.aux = append(s.aux, srv)
+		s.goServe(func() error { return srv.Serve(ln) })
+	}
+	return s, nil
+}
+
+// appTarget is the app's URL from REVERSE_PROXY_HOST and REVERSE_PROXY_PORT.
+func appTarget(cfg *Config) string {
+	host := cfg.ReverseHost
+	scheme := "http"
+	if i := strings.Index(host, "://"); i >= 0 {
+		scheme, host = host[:i], strings.TrimSuffix(host[i+3:], "/")
+	}
+	if _, _, err := net.SplitHostPort(host); err == nil {
+		return scheme + "://" + host
+	}
+	return scheme + "://" + net.JoinHostPort(strings.Trim(host, "[]"), strconv.Itoa(cfg.ReversePort))
+}
+
+// openSink picks where records go: the forwarder, or local files.
+func openSink(cfg *Config) (capture.Sink, string, error) {
+	addr := cfg.ForwarderAddr
+	if addr == "" || strings.HasPrefix(addr, "file://") {
+		dir := strings.TrimPrefix(addr, "file://")
+		if dir == "" {
+			dir = cfg.LocalDir
+		}
+		fs, err := file.New(dir, file.Options{})
+		if err != nil {
+			return nil, "", fmt.Errorf("local record files in %s: %w", dir, err)
+		}
+		return fs, "local files in " + dir, nil
+	}
+	fw, err := forwarder.New(addr, forwarder.Options{Token: cfg.ForwarderToken})
+	if err != nil {
+		return nil, "", fmt.Errorf("FORWARDER_ADDR=%q: %w", addr, err)
+	}
+	return fw, "the forwarder at " + fw.URL(), nil
+}
+
+func (s *Server) goServe(f func() error) {
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		if err := f(); err != nil && !errors.Is(err, http.ErrServerClosed) && !errors.Is(err, net.ErrClosed) {
+			s.serveErr <- err
+		}
+	}()
+}
+
+func (s *Server) closeListeners() {
+	for _, ln := range s.lns {
+		ln.Close()
+	}
+}
+
+// Run ships records until ctx is done (SIGTERM), then shuts down: stop
+// accepting, finish in-flight exchanges, flush until the deadline.
+func (s *Server) Run(ctx context.Context) error {
+	if s.shipper != nil {
+		s.shipper.Start(context.WithoutCancel(ctx))
+	}
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case runErr = <-s.serveErr:
+		s.log.Error("listener failed", "err", runErr)
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
+	defer cancel()
+	if err := s.Shutdown(sctx); err != nil && runErr == nil {
+		s.log.Warn("shutdown incomplete", "err", err)
+	}
+	return runErr
+}
+
+// Shutdown stops every listener, waits for in-flight exchanges and then
+// flushes the records until ctx is done.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.log.Info("shutting down: finishing in-flight exchanges and flushing records")
+	var wg sync.WaitGroup
+	var errs []error
+	var mu sync.Mutex
+	add := func(err error) {
+		if err != nil {
+			mu.Lock()
+			errs = append(errs, err)
+			mu.Unlock()
+		}
+	}
+	if s.in != nil {
+		wg.Add(1)
+		go func() { defer wg.Done(); add(s.in.Shutdown(ctx)) }()
+	}
+	if s.out != nil {
+		wg.Add(1)
+		go func() { defer wg.Done(); add(s.out.Shutdown(ctx)) }()
+	}
+	wg.Wait()
+	if s.shipper != nil {
+		add(s.shipper.Shutdown(ctx))
+		st := s.shipper.Stats()
+		s.log.Info("records flushed", "shipped", st.Shipped, "dropped", st.Dropped)
+	}
+	for _, a := range s.aux {
+		a.Close()
+	}
+	s.closeListeners()
+	s.wg.Wait()
+	return errors.Join(errs...)
+}
+
+func (s *Server) registerStats(reg *prometheus.Registry) {
+	if sh := s.shipper; sh != nil {
+		counter := func(name, help string, f func(ship.Stats) int64) {
+			reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, func() float64 { return float64(f(sh.Stats())) }))
+		}
+		gauge := func(name, help string, f func(ship.Stats) int64) {
+			reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, func() float64 { return float64(f(sh.Stats())) }))
+		}
+		counter("goproxy_records_total", "Records made from exchanges.", func(st ship.Stats) int64 { return st.Emitted })
+		counter("goproxy_records_shipped_total", "Records delivered to the forwarder or the local files.", func(st ship.Stats) int64 { return st.Shipped })
+		counter("goproxy_records_dropped_total", "Records dropped: the queue was full, the forwarder refused a batch, or shutdown ran out of time.", func(st ship.Stats) int64 { return st.Dropped })
+		counter("goproxy_ship_failures_total", "Failed attempts to deliver a batch.", func(st ship.Stats) int64 { return st.Failures })
+		gauge("goproxy_ship_queue_bytes", "Estimated bytes of records waiting to ship.", func(st ship.Stats) int64 { return st.QueueBytes })
+		gauge("goproxy_ship_queue_records", "Records waiting to ship.", func(st ship.Stats) int64 { return st.QueueRecords })
+	}
+	if m := s.minter; m != nil {
+		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "goproxy_tls_leaves_minted_total", Help: "Leaf certificates signed for TLS unwrap."}, func() float64 { return float64(m.Stats().Minted) }))
+		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "goproxy_tls_leaves_cached", Help: "Leaf certificates in the cache."}, func() float64 { return float64(m.Stats().Cached) }))
+	}
+}
+
+// diagHandler serves health and the listing of recent connections.
+func (s *Server) diagHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(s.health())
+	})
+	mux.HandleFunc("GET /debug/connections", func(w http.ResponseWriter, r *http.Request) {
+		open, closed := s.conns.Snapshot()
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		w.Header().Set("Content-Type", "application/json")
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		enc.Encode(map[string]any{
+			"open":   orEmpty(open),
+			"recent": orEmpty(closed),
+			"memory": map[string]any{
+				"heapAllocBytes": ms.HeapAlloc, "heapInuseBytes": ms.HeapInuse, "sysBytes": ms.Sys,
+				"numGC": ms.NumGC, "goroutines": runtime.NumGoroutine(),
+			},
+		})
+	})
+	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "goproxy diagnostics: GET /healthz, GET /debug/connections\n")
+	})
+	return mux
+}
+
+func orEmpty(v []proxy.ConnView) []proxy.ConnView {
+	if v == nil {
+		return []proxy.ConnView{}
+	}
+	return v
+}
+
+// Health is the body of /healthz.
+type Health struct {
+	Status   string         `json:"status"` // ok
+	Uptime   string         `json:"uptime"`
+	Inbound  string         `json:"inbound,omitempty"`
+	Outbound string         `json:"outbound,omitempty"`
+	Shipping *ship.Stats    `json:"shipping,omitempty"`
+	TLS      *mitm.Stats    `json:"tlsLeaves,omitempty"`
+	Labels   capture.Labels `json:"labels"`
+}
+
+func (s *Server) health() Health {
+	h := Health{Status: "ok", Uptime: time.Since(s.started).Round(time.Second).String(), Inbound: s.InAddr, Outbound: s.OutAddr, Labels: s.cfg.Labels}
+	if s.shipper != nil {
+		st := s.shipper.Stats()
+		h.Shipping = &st
+	}
+	if s.minter != nil {
+		st := s.minter.Stats()
+		h.TLS = &st
+	}
+	return h
+}

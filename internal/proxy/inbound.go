@@ -1,0 +1,181 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"sync"
+	"time"
+
+	"github.com/tapwire/tapwire/internal/capture"
+)
+
+// Inbound is the reverse proxy in front of the app: clients (the load
+// balancer) reach it on PROXY_IN_PORT and it forwards to the app at
+// REVERSE_PROXY_HOST:REVERSE_PROXY_PORT.
+type Inbound struct {
+	c      *core
+	target *url.URL
+	rp     *httputil.ReverseProxy
+	srv    *http.Server
+	sniff  bool
+	ss     streams
+
+	mu sync.Mutex
+	ln net.Listener // the sniffing listener, closed by Shutdown
+}
+
+// NewInbound makes the inbound proxy to target ("http://host:port"). With
+// sniff, the listener also passes through, as captured byte streams,
+// connections that do not speak HTTP (PROXY_PROTOCOL=tcp:http).
+func NewInbound(target string, sniff bool, opt Options) (*Inbound, error) {
+	opt.setDefaults()
+	u, err := url.Parse(target)
+	if err != nil {
+		return nil, fmt.Errorf("inbound target %q: %w", target, err)
+	}
+	if u.Scheme != "http" && u.Scheme != "https" || u.Host == "" {
+		return nil, fmt.Errorf("inbound target %q: want http://host:port or https://host:port", target)
+	}
+	c := &core{opt: opt, log: opt.Logger.With("listener", "inbound"), m: opt.Metrics}
+	p := &Inbound{c: c, target: u, sniff: sniff}
+	p.rp = &httputil.ReverseProxy{
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			pr.SetURL(u)
+			pr.Out.Host = pr.In.Host // the app sees the Host the client asked for
+			// Append to the client's X-Forwarded-For rather than replace it.
+			if v, ok := pr.In.Header["X-Forwarded-For"]; ok {
+				pr.Out.Header["X-Forwarded-For"] = v
+			}
+			pr.SetXForwarded()
+		},
+		Transport:      c.transport(u.Hostname()),
+		ModifyResponse: modifyResponse,
+		ErrorHandler:   c.errorHandler(capture.DirIn),
+		BufferPool:     bufPool{},
+		ErrorLog:       c.newServer(nil).ErrorLog,
+	}
+	p.srv = c.newServer(http.HandlerFunc(p.serveHTTP))
+	return p, nil
+}
+
+func (p *Inbound) serveHTTP(w http.ResponseWriter, r *http.Request) {
+	p.c.m.requests(capture.DirIn).Inc()
+	scheme := "http"
+	if r.TLS != nil {
+		scheme = "https"
+	}
+	url := scheme + "://" + r.Host + r.URL.RequestURI()
+	p.c.serveCaptured(w, r, capture.DirIn, "reverse", url, nil, withUpstream(p.rp, p.target.Host))
+}
+
+// withUpstream notes the dialled address in the exchange before h runs.
+func withUpstream(h http.Handler, addr string) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if ex, ok := r.Context().Value(exchangeKey{}).(*exchange); ok {
+			ex.upstream = addr
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+// Serve accepts connections on ln until Shutdown.
+func (p *Inbound) Serve(ln net.Listener) error {
+	ln = &trackListener{Listener: ln, name: "inbound", dir: capture.DirIn, table: p.c.opt.Conns, m: p.c.m}
+	if !p.sniff {
+		err := p.srv.Serve(ln)
+		if errors.Is(err, http.ErrServerClosed) {
+			return nil
+		}
+		return err
+	}
+	p.mu.Lock()
+	p.ln = ln
+	p.mu.Unlock()
+	httpLn := newChanListener(ln.Addr())
+	go p.srv.Serve(httpLn)
+	defer httpLn.Close()
+	var tempDelay time.Duration
+	for {
+		conn, err := ln.Accept()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return nil
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				tempDelay = backoffAccept(tempDelay)
+				time.Sleep(tempDelay)
+				continue
+			}
+			return err
+		}
+		tempDelay = 0
+		go p.dispatch(conn, httpLn)
+	}
+}
+
+// dispatch sniffs one connection and hands it to the HTTP server or relays
+// it as raw TCP to the app.
+func (p *Inbound) dispatch(conn net.Conn, httpLn *chanListener) {
+	pc, kind := sniff(conn, sniffTimeout)
+	info := infoOf(conn)
+	switch kind {
+	case sniffHTTP1:
+		if info != nil {
+			info.set(p.target.Host, "http/1.1", nil)
+		}
+		httpLn.push(pc)
+	default:
+		if info != nil {
+			info.set(p.target.Host, "tcp", nil)
+		}
+		reason := "not_http"
+		if kind == sniffTLS {
+			reason = "tls_no_unwrap"
+		}
+		p.c.relayTCP(pc, p.target.Host, capture.DirIn, "reverse", reason, &p.ss, nil)
+	}
+}
+
+func backoffAccept(d time.Duration) time.Duration {
+	if d == 0 {
+		return 5 * time.Millisecond
+	}
+	if d *= 2; d > time.Second {
+		d = time.Second
+	}
+	return d
+}
+
+// Shutdown stops accepting, lets in-flight exchanges finish until ctx is
+// done, then closes what is left.
+func (p *Inbound) Shutdown(ctx context.Context) error {
+	p.closeListener()
+	err := p.srv.Shutdown(ctx)
+	if e := p.ss.shutdown(ctx); err == nil {
+		err = e
+	}
+	return err
+}
+
+// Close closes every connection at once.
+func (p *Inbound) Close() error {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	p.closeListener()
+	p.ss.shutdown(ctx)
+	return p.srv.Close()
+}
+
+func (p *Inbound) closeListener() {
+	p.mu.Lock()
+	if p.ln != nil {
+		p.ln.Close()
+	}
+	p.mu.Unlock()
+}

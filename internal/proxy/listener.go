@@ -1,0 +1,139 @@
+package proxy
+
+import (
+	"bufio"
+	"net"
+	"sync"
+	"time"
+)
+
+// chanListener is a net.Listener fed by the proxy itself: connections that
+// were accepted elsewhere and then found to speak HTTP (after sniffing, or
+// inside an unwrapped CONNECT tunnel) are handed to an http.Server through
+// it.
+type chanListener struct {
+	addr  net.Addr
+	ch    chan net.Conn
+	once  sync.Once
+	close chan struct{}
+}
+
+func newChanListener(addr net.Addr) *chanListener {
+	return &chanListener{addr: addr, ch: make(chan net.Conn), close: make(chan struct{})}
+}
+
+func (l *chanListener) Accept() (net.Conn, error) {
+	select {
+	case c := <-l.ch:
+		return c, nil
+	case <-l.close:
+		return nil, net.ErrClosed
+	}
+}
+
+// push hands c to the server. It reports false (and closes c) when the
+// listener is closed.
+func (l *chanListener) push(c net.Conn) bool {
+	select {
+	case l.ch <- c:
+		return true
+	case <-l.close:
+		c.Close()
+		return false
+	}
+}
+
+func (l *chanListener) Close() error {
+	l.once.Do(func() { close(l.close) })
+	return nil
+}
+
+func (l *chanListener) Addr() net.Addr { return l.addr }
+
+// peekConn is a connection whose first bytes were read ahead to sniff the
+// protocol; reads return them first.
+type peekConn struct {
+	net.Conn
+	r *bufio.Reader
+}
+
+func (c *peekConn) Read(p []byte) (int, error) { return c.r.Read(p) }
+
+// sniffKind is what the first bytes of a connection look like.
+type sniffKind int
+
+const (
+	sniffUnknown sniffKind = iota // not HTTP, not TLS: a raw byte stream
+	sniffHTTP1                    // an HTTP/1.x request line
+	sniffHTTP2                    // the HTTP/2 connection preface
+	sniffTLS                      // a TLS handshake record
+	sniffSilent                   // the client sent nothing before the sniff deadline
+)
+
+// sniffTimeout bounds how long a new connection may stay silent before it
+// is treated as a server-speaks-first byte stream.
+const sniffTimeout = 2 * time.Second
+
+// sniff reads ahead on c without consuming and says what protocol the
+// client speaks. It returns a connection that replays the peeked bytes.
+func sniff(c net.Conn, timeout time.Duration) (*peekConn, sniffKind) {
+	br := bufio.NewReaderSize(c, 4096)
+	pc := &peekConn{Conn: c, r: br}
+	c.SetReadDeadline(time.Now().Add(timeout))
+	defer c.SetReadDeadline(time.Time{})
+	b, err := br.Peek(1)
+	if err != nil || len(b) == 0 {
+		return pc, sniffSilent
+	}
+	// Peek what has arrived already, up to a request line's worth; more
+	// bytes arrive with the first packet in practice.
+	n := br.Buffered()
+	if n < 24 {
+		// Wait a little for a complete method token or preface.
+		c.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+		if p, _ := br.Peek(24); len(p) > n {
+			n = len(p)
+		}
+	}
+	p, _ := br.Peek(n)
+	return pc, classify(p)
+}
+
+// classify says what protocol a connection's first bytes belong to. It is
+// fuzzed: it must never panic on any input.
+func classify(p []byte) sniffKind {
+	if len(p) == 0 {
+		return sniffSilent
+	}
+	if len(p) >= 3 && p[0] == 0x16 && p[1] == 0x03 && p[2] <= 0x04 {
+		return sniffTLS
+	}
+	const preface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+	if len(p) >= 4 && string(p[:4]) == preface[:4] {
+		if len(p) >= len(preface) && string(p[:len(preface)]) != preface {
+			return sniffUnknown
+		}
+		return sniffHTTP2
+	}
+	// An HTTP/1 method token: uppercase letters (RFC 9110 allows any token,
+	// but every method in use is uppercase) followed by a space.
+	for i, c := range p {
+		if c == ' ' {
+			if i == 0 {
+				return sniffUnknown
+			}
+			return sniffHTTP1
+		}
+		if c < 'A' || c > 'Z' {
+			if c == '-' || c == '_' {
+				continue
+			}
+			return sniffUnknown
+		}
+		if i >= 20 {
+			return sniffUnknown
+		}
+	}
+	// Only letters so far: a method arriving byte by byte.
+	return sniffHTTP1
+}

@@ -1,0 +1,280 @@
+package proxy
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/tapwire/tapwire/internal/capture"
+)
+
+// viaToken marks requests that went through goproxy, so that a request
+// that loops back into it is refused instead of recursing.
+const viaToken = "1.1 tapwire-goproxy"
+
+// Outbound is the forward proxy the app sends its calls through
+// (HTTP_PROXY / HTTPS_PROXY): absolute-form HTTP requests, and CONNECT
+// tunnels, unwrapped when they carry TLS and a Minter is configured.
+type Outbound struct {
+	c       *core
+	rp      *httputil.ReverseProxy // absolute-form requests and unwrapped tunnels
+	srv     *http.Server           // the proxy listener
+	mitmSrv *http.Server           // serves requests inside unwrapped tunnels
+	mitmLn  *chanListener
+	ss      streams
+	once    sync.Once
+}
+
+// NewOutbound makes the outbound proxy.
+func NewOutbound(opt Options) (*Outbound, error) {
+	opt.setDefaults()
+	c := &core{opt: opt, log: opt.Logger.With("listener", "outbound"), m: opt.Metrics}
+	p := &Outbound{c: c}
+	p.rp = &httputil.ReverseProxy{
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			// Forward the app's request as it is: Rewrite strips the
+			// X-Forwarded headers, which belong to the app here.
+			for _, k := range []string{"Forwarded", "X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto"} {
+				if v, ok := pr.In.Header[k]; ok {
+					pr.Out.Header[k] = v
+				}
+			}
+			pr.Out.Header["Via"] = append(pr.In.Header["Via"], viaToken)
+		},
+		Transport:      c.transport(""),
+		ModifyResponse: modifyResponse,
+		ErrorHandler:   c.errorHandler(capture.DirOut),
+		BufferPool:     bufPool{},
+		ErrorLog:       c.newServer(nil).ErrorLog,
+	}
+	p.srv = c.newServer(http.HandlerFunc(p.serveProxy))
+	p.mitmSrv = c.newServer(http.HandlerFunc(p.serveTunnel))
+	return p, nil
+}
+
+type tunnelKey struct{}
+
+// Serve accepts proxy clients on ln until Shutdown.
+func (p *Outbound) Serve(ln net.Listener) error {
+	ln = &trackListener{Listener: ln, name: "outbound", dir: capture.DirOut, table: p.c.opt.Conns, m: p.c.m}
+	p.once.Do(func() {
+		p.mitmLn = newChanListener(ln.Addr())
+		go p.mitmSrv.Serve(p.mitmLn)
+	})
+	err := p.srv.Serve(ln)
+	if errors.Is(err, http.ErrServerClosed) {
+		return nil
+	}
+	return err
+}
+
+// serveProxy handles a request to the proxy itself.
+func (p *Outbound) serveProxy(w http.ResponseWriter, r *http.Request) {
+	if r.Method == http.MethodConnect {
+		p.connect(w, r)
+		return
+	}
+	if !r.URL.IsAbs() || r.URL.Host == "" {
+		p.c.m.badRequests.Inc()
+		http.Error(w, "400 Bad Request: this is goproxy's outbound forward proxy; send absolute-form requests (http://host/path) or CONNECT host:port, for example by setting HTTP_PROXY and HTTPS_PROXY", http.StatusBadRequest)
+		return
+	}
+	if r.URL.Scheme != "http" && r.URL.Scheme != "https" {
+		p.c.m.badRequests.Inc()
+		http.Error(w, fmt.Sprintf("400 Bad Request: goproxy forwards http and https URLs, not %q", r.URL.Scheme), http.StatusBadRequest)
+		return
+	}
+	if p.looped(r) {
+		p.c.m.deniedForward.Inc()
+		http.Error(w, "508 Loop Detected: this request already went through goproxy", http.StatusLoopDetected)
+		return
+	}
+	p.c.m.requests(capture.DirOut).Inc()
+	if info := infoOf(connOf(r)); info != nil {
+		info.set(r.URL.Host, "http/1.1", nil)
+	}
+	p.c.serveCaptured(w, r, capture.DirOut, "forward", r.URL.String(), nil, withUpstream(p.rp, r.URL.Host))
+}
+
+func (p *Outbound) looped(r *http.Request) bool {
+	for _, v := range r.Header["Via"] {
+		if containsToken(v, viaToken) {
+			return true
+		}
+	}
+	return false
+}
+
+// connect handles CONNECT host:port: it answers 200, then looks at the
+// first bytes the client sends. TLS is unwrapped when a Minter is set;
+// anything else is relayed untouched and recorded as a TCP stream.
+func (p *Outbound) connect(w http.ResponseWriter, r *http.Request) {
+	target := r.Host
+	if _, port, err := net.SplitHostPort(target); err != nil || port == "" {
+		p.c.m.badRequests.Inc()
+		http.Error(w, "400 Bad Request: CONNECT needs host:port", http.StatusBadRequest)
+		return
+	} else if n, err := strconv.Atoi(port); err != nil || n <= 0 || n > 65535 {
+		p.c.m.badRequests.Inc()
+		http.Error(w, "400 Bad Request: CONNECT port out of range", http.StatusBadRequest)
+		return
+	}
+	conn, brw, err := http.NewResponseController(w).Hijack()
+	if err != nil {
+		p.c.log.Error("hijack CONNECT", "err", err)
+		http.Error(w, "500 Internal Server Error", http.StatusInternalServerError)
+		return
+	}
+	if _, err := conn.Write([]byte("HTTP/1.1 200 Connection Established\r\n\r\n")); err != nil {
+		conn.Close()
+		return
+	}
+	// The client may have sent its first bytes along with the CONNECT.
+	var c net.Conn = conn
+	if n := brw.Reader.Buffered(); n > 0 {
+		c = &peekConn{Conn: conn, r: brw.Reader}
+	}
+	pc, kind := sniff(c, sniffTimeout)
+	info := infoOf(conn)
+	t := &tunnelInfo{target: target, host: hostOnly(target), info: info}
+	if info != nil {
+		t.connID = strconv.FormatUint(info.id, 10)
+	}
+	if kind != sniffTLS || p.c.opt.Minter == nil {
+		reason := "passthrough"
+		if kind == sniffTLS {
+			reason = "tls_no_unwrap"
+		}
+		if info != nil {
+			info.set(target, "tcp", nil)
+		}
+		p.c.relayTCP(pc, target, capture.DirOut, "connect", reason, &p.ss, t)
+		return
+	}
+	cfg := p.c.opt.Minter.ServerConfig(t.host)
+	cfg.NextProtos = []string{"http/1.1"}
+	tc := tls.Server(pc, cfg)
+	tc.SetDeadline(time.Now().Add(p.c.opt.HeaderTimeout))
+	if err := tc.Handshake(); err != nil {
+		p.c.m.handshakeFailures.Inc()
+		p.c.log.Warn("TLS handshake with the app failed; does the app trust the CA in TLS_CERT_DIR (SSL_CERT_FILE)?", "target", target, "err", err)
+		tc.Close()
+		return
+	}
+	tc.SetDeadline(time.Time{})
+	cs := tc.ConnectionState()
+	t.tls = tlsFacts(&cs)
+	if t.tls.SNI != "" {
+		t.host = t.tls.SNI
+	}
+	if info != nil {
+		info.set(target, "tls", t.tls)
+	}
+	p.mitmLn.push(&tunnelConn{Conn: tc, t: t})
+}
+
+// serveTunnel handles one request inside an unwrapped tunnel.
+func (p *Outbound) serveTunnel(w http.ResponseWriter, r *http.Request) {
+	t, _ := r.Context().Value(tunnelKey{}).(*tunnelInfo)
+	if t == nil {
+		http.Error(w, "500 Internal Server Error", http.StatusInternalServerError)
+		return
+	}
+	p.c.m.requests(capture.DirOut).Inc()
+	// Dial the CONNECT target; verify the upstream's certificate for it.
+	r.URL.Scheme = "https"
+	r.URL.Host = t.target
+	if r.Host == "" {
+		r.Host = t.host
+	}
+	url := "https://" + r.Host + r.URL.RequestURI()
+	p.c.serveCaptured(w, r, capture.DirOut, "connect", url, t, withUpstream(p.rp, t.target))
+}
+
+// Shutdown stops accepting, lets in-flight exchanges and tunnels finish
+// until ctx is done, then closes what is left.
+func (p *Outbound) Shutdown(ctx context.Context) error {
+	err := p.srv.Shutdown(ctx)
+	if e := p.mitmSrv.Shutdown(ctx); err == nil {
+		err = e
+	}
+	if e := p.ss.shutdown(ctx); err == nil {
+		err = e
+	}
+	return err
+}
+
+// Close closes every connection at once.
+func (p *Outbound) Close() error {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	p.ss.shutdown(ctx)
+	p.mitmSrv.Close()
+	return p.srv.Close()
+}
+
+type connKey struct{}
+
+// connOf returns the client connection of r, when the server recorded it.
+func connOf(r *http.Request) net.Conn {
+	c, _ := r.Context().Value(connKey{}).(net.Conn)
+	return c
+}
+
+func containsToken(v, tok string) bool {
+	for len(v) > 0 {
+		i := 0
+		for i < len(v) && v[i] != ',' {
+			i++
+		}
+		f := v[:i]
+		for len(f) > 0 && (f[0] == ' ' || f[0] == '\t') {
+			f = f[1:]
+		}
+		if len(f) >= len(tok) && f[:len(tok)] == tok {
+			return true
+		}
+		if i == len(v) {
+			break
+		}
+		v = v[i+1:]
+	}
+	return false
+}
+
+// transport is the http.Transport to upstreams. serverName, when set, is
+// the SNI for an https target that is an address.
+func (c *core) transport(serverName string) *http.Transport {
+	d := &net.Dialer{Timeout: c.opt.DialTimeout, KeepAlive: 30 * time.Second}
+	tcfg := &tls.Config{RootCAs: c.opt.RootCAs, ServerName: serverName, MinVersion: tls.VersionTLS12}
+	if cc := c.opt.ClientCert; cc != nil {
+		tcfg.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return cc, nil }
+	}
+	return &http.Transport{
+		Proxy:                 nil, // never follow HTTP_PROXY from goproxy's own environment
+		DialContext:           d.DialContext,
+		TLSClientConfig:       tcfg,
+		TLSHandshakeTimeout:   10 * time.Second,
+		ForceAttemptHTTP2:     true,
+		MaxIdleConns:          1024,
+		MaxIdleConnsPerHost:   256,
+		IdleConnTimeout:       90 * time.Second,
+		ExpectContinueTimeout: time.Second,
+		DisableCompression:    true, // never add Accept-Encoding the app did not ask for
+	}
+}
+
+// bufPool lends the reverse proxies their copy buffers.
+type bufPool struct{}
+
+var copyBufs = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+
+func (bufPool) Get() []byte  { return *(copyBufs.Get().(*[]byte)) }
+func (bufPool) Put(b []byte) { copyBufs.Put(&b) }

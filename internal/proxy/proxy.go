@@ -1,0 +1,275 @@
+// Package proxy is goproxy's capturing engine: the inbound reverse proxy in
+// front of the app, the outbound forward proxy (absolute-form requests and
+// CONNECT, with TLS unwrap), protocol sniffing on TCP listeners, and the
+// bounded tee that turns every exchange into a capture.Record beside the
+// stream, never in its way.
+package proxy
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/tapwire/tapwire/internal/capture"
+	"github.com/tapwire/tapwire/internal/mitm"
+)
+
+// DefaultBodyLimit is the body capture cap of each side when Options
+// leaves it zero.
+const DefaultBodyLimit = 1 << 20
+
+// Options configure the proxy engine shared by both directions.
+type Options struct {
+	Labels capture.Labels
+	Tags   capture.Tags // copied onto every record (capture mode, proxy type...)
+
+	// Emitter receives every finished record. If nil, nothing is captured
+	// and the proxy only forwards (the "capture off" baseline).
+	Emitter capture.Emitter
+
+	// BodyLimit caps the captured bytes of each body; the full size is
+	// still counted. If zero, DefaultBodyLimit; if negative, bodies are
+	// not captured at all.
+	BodyLimit int64
+
+	// Minter mints leaf certificates for TLS unwrap of CONNECT tunnels.
+	// If nil, tunnels pass through untouched.
+	Minter *mitm.Minter
+
+	// RootCAs verify upstream TLS. If nil, the system roots.
+	RootCAs *x509.CertPool
+
+	// ClientCert is presented to upstreams that ask for one (mTLS).
+	ClientCert *tls.Certificate
+
+	// DialTimeout bounds connecting to an upstream; if zero, 10s.
+	DialTimeout time.Duration
+
+	// HeaderTimeout bounds reading a client's request headers; if zero,
+	// 10s. A slower client is cut off.
+	HeaderTimeout time.Duration
+
+	// IdleTimeout closes idle client keep-alive connections; if zero, 120s.
+	IdleTimeout time.Duration
+
+	Logger  *slog.Logger // if nil, slog.Default()
+	Metrics *Metrics     // if nil, nothing is counted
+	Conns   *ConnTable   // if nil, connections are not listed
+}
+
+func (o *Options) setDefaults() {
+	if o.BodyLimit == 0 {
+		o.BodyLimit = DefaultBodyLimit
+	}
+	if o.BodyLimit < 0 {
+		o.BodyLimit = 0
+	}
+	if o.DialTimeout == 0 {
+		o.DialTimeout = 10 * time.Second
+	}
+	if o.HeaderTimeout == 0 {
+		o.HeaderTimeout = 10 * time.Second
+	}
+	if o.IdleTimeout == 0 {
+		o.IdleTimeout = 120 * time.Second
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.Metrics == nil {
+		o.Metrics = NewMetrics(nil)
+	}
+}
+
+// exchange is the per-request state shared between the capturing handler
+// and the reverse proxy's hooks, carried in the request's context.
+type exchange struct {
+	res      *http.Response // the upstream's response, once headers arrived
+	resHdr   capture.Headers
+	err      error
+	upstream string // the address dialled
+}
+
+type exchangeKey struct{}
+
+// core holds what both directions share.
+type core struct {
+	opt    Options
+	log    *slog.Logger
+	m      *Metrics
+	nextID atomic.Uint64
+}
+
+// serveCaptured runs h for one request and emits its record.
+func (c *core) serveCaptured(w http.ResponseWriter, r *http.Request, dir capture.Direction, proxyName, url string, tinfo *tunnelInfo, h http.Handler) {
+	if c.opt.Emitter == nil {
+		h.ServeHTTP(w, r)
+		return
+	}
+	start := time.Now()
+	ex := &exchange{}
+	r = r.WithContext(context.WithValue(r.Context(), exchangeKey{}, ex))
+	var reqTee *bodyTee
+	if r.Body != nil && r.Body != http.NoBody {
+		reqTee = newBodyTee(r.Body, c.opt.BodyLimit)
+		r.Body = reqTee
+	}
+	reqHdr := headers(r.Header)
+	cw := &captureWriter{ResponseWriter: w, limit: c.opt.BodyLimit}
+
+	h.ServeHTTP(cw, r)
+
+	end := time.Now()
+	rec := &capture.Record{
+		Schema:    capture.SchemaVersion,
+		ID:        capture.NewID(),
+		Kind:      capture.KindHTTP,
+		Direction: dir,
+		Start:     start.UTC(),
+		DurMicros: micros(end.Sub(start)),
+		Labels:    c.opt.Labels,
+		Tags:      c.opt.Tags,
+		Net: capture.Net{
+			ClientAddr: r.RemoteAddr,
+			ServerAddr: ex.upstream,
+			Proxy:      proxyName,
+		},
+		HTTP: &capture.HTTP{Req: capture.Request{
+			Method:  r.Method,
+			URL:     url,
+			Proto:   r.Proto,
+			Host:    r.Host,
+			Headers: reqHdr,
+		}},
+	}
+	if !cw.first.IsZero() {
+		rec.TTFBMicros = micros(cw.first.Sub(start))
+	}
+	if reqTee != nil {
+		rec.HTTP.Req.Body = reqTee.body()
+	}
+	if tinfo != nil {
+		rec.Net.ServerHost = tinfo.host
+		rec.Net.ConnID = tinfo.connID
+		rec.Net.TLS = tinfo.tls
+	} else {
+		rec.Net.ServerHost = hostOnly(r.URL.Host)
+		if rec.Net.ServerHost == "" {
+			rec.Net.ServerHost = hostOnly(r.Host)
+		}
+		if r.TLS != nil {
+			rec.Net.TLS = tlsFacts(r.TLS)
+		}
+	}
+	if res := ex.res; res != nil {
+		rec.HTTP.Res = &capture.Response{
+			Status:     cw.status,
+			StatusText: statusText(res),
+			Proto:      res.Proto,
+			Headers:    ex.resHdr,
+			Body:       cw.body(),
+			Trailers:   trailers(res.Trailer),
+		}
+		if res.TLS != nil {
+			up := tlsFacts(res.TLS)
+			if rec.Net.TLS == nil {
+				rec.Net.TLS = &capture.TLS{}
+			} else {
+				t := *rec.Net.TLS
+				rec.Net.TLS = &t
+			}
+			rec.Net.TLS.Upstream = up
+		}
+	}
+	if ex.err != nil {
+		rec.Error = ex.err.Error()
+	} else if reqTee != nil && reqTee.err != nil {
+		rec.Error = "read request body: " + reqTee.err.Error()
+	}
+	c.opt.Emitter.Emit(rec)
+}
+
+func statusText(res *http.Response) string {
+	if i := strings.IndexByte(res.Status, ' '); i >= 0 {
+		return res.Status[i+1:]
+	}
+	return http.StatusText(res.StatusCode)
+}
+
+// modifyResponse is the reverse proxies' hook: it keeps the upstream's
+// response for the record.
+func modifyResponse(res *http.Response) error {
+	if ex, ok := res.Request.Context().Value(exchangeKey{}).(*exchange); ok {
+		ex.res = res
+		ex.resHdr = headers(res.Header)
+	}
+	return nil
+}
+
+// errorHandler is the one place where a failed exchange becomes the
+// client's response: 502 (504 on a timeout), the detail in the record and
+// the log, never the upstream's internals in the body.
+func (c *core) errorHandler(dir capture.Direction) func(http.ResponseWriter, *http.Request, error) {
+	return func(w http.ResponseWriter, r *http.Request, err error) {
+		if ex, ok := r.Context().Value(exchangeKey{}).(*exchange); ok {
+			ex.err = err
+		}
+		if errors.Is(err, context.Canceled) {
+			// The client went away; nobody reads a response.
+			c.log.Debug("client canceled", "direction", dir, "url", r.URL.String())
+			return
+		}
+		c.m.upstreamErrors(dir).Inc()
+		c.log.Warn("upstream failed", "direction", dir, "host", r.Host, "url", r.URL.String(), "err", err)
+		code := http.StatusBadGateway
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			code = http.StatusGatewayTimeout
+		}
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.Header().Set("X-Tapwire-Error", "upstream")
+		w.WriteHeader(code)
+		fmt.Fprintf(w, "%d %s: goproxy could not reach the upstream %s\n", code, http.StatusText(code), r.URL.Host)
+	}
+}
+
+func tlsFacts(cs *tls.ConnectionState) *capture.TLS {
+	return &capture.TLS{
+		SNI:         cs.ServerName,
+		Version:     tls.VersionName(cs.Version),
+		ALPN:        cs.NegotiatedProtocol,
+		CipherSuite: tls.CipherSuiteName(cs.CipherSuite),
+	}
+}
+
+// hostOnly strips the port from a host:port (keeping IPv6 literals bare).
+func hostOnly(hostport string) string {
+	if h, _, err := net.SplitHostPort(hostport); err == nil {
+		return h
+	}
+	return strings.Trim(hostport, "[]")
+}
+
+func (c *core) newServer(h http.Handler) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: c.opt.HeaderTimeout,
+		IdleTimeout:       c.opt.IdleTimeout,
+		MaxHeaderBytes:    1 << 20,
+		ErrorLog:          slog.NewLogLogger(c.log.Handler(), slog.LevelDebug),
+		ConnContext: func(ctx context.Context, conn net.Conn) context.Context {
+			if tc, ok := conn.(*tunnelConn); ok {
+				ctx = context.WithValue(ctx, tunnelKey{}, tc.t)
+			}
+			return context.WithValue(ctx, connKey{}, conn)
+		},
+	}
+}

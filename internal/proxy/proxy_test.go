@@ -1,0 +1,711 @@
+package proxy
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/tls"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/tapwire/tapwire/internal/capture"
+	"github.com/tapwire/tapwire/internal/mitm"
+	"github.com/tapwire/tapwire/internal/testca"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m, goleak.IgnoreTopFunction("net/http.(*persistConn).writeLoop"),
+		goleak.IgnoreTopFunction("net/http.(*persistConn).readLoop"),
+		goleak.IgnoreTopFunction("internal/poll.runtime_pollWait"))
+}
+
+// recorder collects emitted records.
+type recorder struct {
+	mu   sync.Mutex
+	recs []*capture.Record
+	ch   chan *capture.Record
+}
+
+func newRecorder() *recorder { return &recorder{ch: make(chan *capture.Record, 1024)} }
+
+func (r *recorder) Emit(rec *capture.Record) {
+	if err := rec.Validate(); err != nil {
+		panic(fmt.Sprintf("emitted an invalid record: %v", err))
+	}
+	r.mu.Lock()
+	r.recs = append(r.recs, rec)
+	r.mu.Unlock()
+	r.ch <- rec
+}
+
+// next waits for the next record.
+func (r *recorder) next(t *testing.T) *capture.Record {
+	t.Helper()
+	select {
+	case rec := <-r.ch:
+		return rec
+	case <-time.After(10 * time.Second):
+		t.Fatal("no record emitted within 10s")
+		return nil
+	}
+}
+
+func serve(t *testing.T, s interface {
+	Serve(net.Listener) error
+	Close() error
+}) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { s.Serve(ln); close(done) }()
+	t.Cleanup(func() { s.Close(); ln.Close(); <-done })
+	return ln.Addr().String()
+}
+
+func startInbound(t *testing.T, backend string, sniff bool, opt Options) (string, *recorder) {
+	t.Helper()
+	rec := newRecorder()
+	opt.Emitter = rec
+	opt.Labels = capture.Labels{Service: "notifications", Namespace: "ecs", Pod: "notifications-1", Cluster: "ecs"}
+	in, err := NewInbound(backend, sniff, opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return serve(t, in), rec
+}
+
+func noProxyClient() *http.Client {
+	return &http.Client{Transport: &http.Transport{Proxy: nil, DisableKeepAlives: true}}
+}
+
+func TestInboundHTTP(t *testing.T) {
+	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		w.Header().Set("X-Seen-Host", r.Host)
+		w.Header().Set("X-Seen-XFF", r.Header.Get("X-Forwarded-For"))
+		w.Header().Set("X-Seen-Hop", r.Header.Get("X-Hop"))
+		w.Header().Set("Content-Type", "text/plain")
+		switch r.URL.Path {
+		case "/204":
+			w.WriteHeader(http.StatusNoContent)
+			return
+		case "/trailer":
+			w.Header().Set("Trailer", "X-Checksum")
+			io.WriteString(w, "body")
+			w.Header().Set("X-Checksum", "abc123")
+			return
+		}
+		w.WriteHeader(http.StatusCreated)
+		fmt.Fprintf(w, "%s %s %s", r.Method, r.URL.RequestURI(), body)
+	}))
+	defer backend.Close()
+	addr, rec := startInbound(t, backend.URL, false, Options{})
+
+	tests := []struct {
+		name, method, path, body string
+		hdr                      map[string]string
+		wantStatus               int
+		wantBody                 string
+	}{
+		{name: "get", method: "GET", path: "/hello?x=1", wantStatus: 201, wantBody: "GET /hello?x=1 "},
+		{name: "post", method: "POST", path: "/items", body: `{"a":1}`, wantStatus: 201, wantBody: `POST /items {"a":1}`},
+		{name: "no content", method: "DELETE", path: "/204", wantStatus: 204},
+		{name: "head", method: "HEAD", path: "/head", wantStatus: 201},
+		{name: "hop by hop", method: "GET", path: "/hop", hdr: map[string]string{"Connection": "X-Hop", "X-Hop": "secret"}, wantStatus: 201, wantBody: "GET /hop "},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			req, _ := http.NewRequest(tt.method, "http://"+addr+tt.path, strings.NewReader(tt.body))
+			if tt.body == "" {
+				req.Body = nil
+			}
+			req.Host = "notifications.example"
+			req.Header.Set("X-Forwarded-For", "203.0.113.9")
+			for k, v := range tt.hdr {
+				req.Header.Set(k, v)
+			}
+			res, err := noProxyClient().Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, _ := io.ReadAll(res.Body)
+			res.Body.Close()
+			if res.StatusCode != tt.wantStatus || string(got) != tt.wantBody {
+				t.Errorf("got %d %q, want %d %q", res.StatusCode, got, tt.wantStatus, tt.wantBody)
+			}
+			if h := res.Header.Get("X-Seen-Host"); h != "notifications.example" {
+				t.Errorf("app saw Host %q, want the client's notifications.example", h)
+			}
+			if x := res.Header.Get("X-Seen-XFF"); x != "203.0.113.9, 127.0.0.1" {
+				t.Errorf("app saw X-Forwarded-For %q, want the client's value with 127.0.0.1 appended", x)
+			}
+			if h := res.Header.Get("X-Seen-Hop"); h != "" {
+				t.Errorf("hop-by-hop header named in Connection reached the app: %q", h)
+			}
+			r := rec.next(t)
+			if r.Direction != capture.DirIn || r.Kind != capture.KindHTTP {
+				t.Fatalf("record direction/kind = %s/%s, want in/http", r.Direction, r.Kind)
+			}
+			if r.HTTP.Req.Method != tt.method || r.HTTP.Req.URL != "http://notifications.example"+tt.path {
+				t.Errorf("record req = %s %s", r.HTTP.Req.Method, r.HTTP.Req.URL)
+			}
+			if string(r.HTTP.Req.Body.Data) != tt.body || r.HTTP.Req.Body.Size != int64(len(tt.body)) {
+				t.Errorf("record req body = %q (%d), want %q", r.HTTP.Req.Body.Data, r.HTTP.Req.Body.Size, tt.body)
+			}
+			if r.HTTP.Res == nil || r.HTTP.Res.Status != tt.wantStatus {
+				t.Fatalf("record res = %+v, want status %d", r.HTTP.Res, tt.wantStatus)
+			}
+			if string(r.HTTP.Res.Body.Data) != tt.wantBody {
+				t.Errorf("record res body = %q, want %q", r.HTTP.Res.Body.Data, tt.wantBody)
+			}
+			if r.Labels.Service != "notifications" || r.Labels.Pod != "notifications-1" {
+				t.Errorf("labels = %+v", r.Labels)
+			}
+			if r.Net.ServerAddr != strings.TrimPrefix(backend.URL, "http://") {
+				t.Errorf("server addr = %q", r.Net.ServerAddr)
+			}
+			if r.HTTP.Res.Headers.Get("Content-Type") != "text/plain" {
+				t.Errorf("record res headers = %v", r.HTTP.Res.Headers)
+			}
+			if r.DurMicros <= 0 || r.TTFBMicros <= 0 || r.TTFBMicros > r.DurMicros {
+				t.Errorf("timings ttfb=%d dur=%d", r.TTFBMicros, r.DurMicros)
+			}
+		})
+	}
+
+	t.Run("trailers", func(t *testing.T) {
+		res, err := noProxyClient().Get("http://" + addr + "/trailer")
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.ReadAll(res.Body)
+		res.Body.Close()
+		if got := res.Trailer.Get("X-Checksum"); got != "abc123" {
+			t.Errorf("client trailer = %q, want abc123", got)
+		}
+		r := rec.next(t)
+		if got := r.HTTP.Res.Trailers.Get("X-Checksum"); got != "abc123" {
+			t.Errorf("record trailers = %v, want X-Checksum abc123", r.HTTP.Res.Trailers)
+		}
+	})
+}
+
+func TestInboundBodyCap(t *testing.T) {
+	const size = 3<<20 + 7
+	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n, _ := io.Copy(io.Discard, r.Body)
+		w.Write(bytes.Repeat([]byte("d"), int(n)))
+	}))
+	defer backend.Close()
+	addr, rec := startInbound(t, backend.URL, false, Options{BodyLimit: 1 << 20})
+	res, err := noProxyClient().Post("http://"+addr+"/up", "application/octet-stream", bytes.NewReader(bytes.Repeat([]byte("u"), size)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, _ := io.Copy(io.Discard, res.Body)
+	res.Body.Close()
+	if n != size {
+		t.Fatalf("client got %d bytes, want %d", n, size)
+	}
+	r := rec.next(t)
+	for _, b := range []struct {
+		name string
+		body capture.Body
+	}{{"request", r.HTTP.Req.Body}, {"response", r.HTTP.Res.Body}} {
+		if b.body.Size != size || !b.body.Truncated || len(b.body.Data) != 1<<20 {
+			t.Errorf("%s body: size %d truncated %v data %d, want size %d truncated with 1 MiB data", b.name, b.body.Size, b.body.Truncated, len(b.body.Data), size)
+		}
+	}
+}
+
+func TestInboundStreamsServerSentEvents(t *testing.T) {
+	release := make(chan struct{})
+	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		io.WriteString(w, "data: first\n\n")
+		w.(http.Flusher).Flush()
+		<-release // the client must see the first event before the second is even written
+		io.WriteString(w, "data: second\n\n")
+	}))
+	defer backend.Close()
+	addr, rec := startInbound(t, backend.URL, false, Options{})
+	res, err := noProxyClient().Get("http://" + addr + "/events")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	br := bufio.NewReader(res.Body)
+	line, err := br.ReadString('\n')
+	if err != nil || line != "data: first\n" {
+		t.Fatalf("first event = %q, %v", line, err)
+	}
+	close(release)
+	rest, _ := io.ReadAll(br)
+	if string(rest) != "\ndata: second\n\n" {
+		t.Errorf("rest = %q", rest)
+	}
+	r := rec.next(t)
+	if string(r.HTTP.Res.Body.Data) != "data: first\n\ndata: second\n\n" {
+		t.Errorf("record body = %q", r.HTTP.Res.Body.Data)
+	}
+}
+
+func TestInboundExpectContinue(t *testing.T) {
+	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		w.Write(b)
+	}))
+	defer backend.Close()
+	addr, rec := startInbound(t, backend.URL, false, Options{})
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	io.WriteString(c, "PUT /x HTTP/1.1\r\nHost: app\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n")
+	br := bufio.NewReader(c)
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	line, err := br.ReadString('\n')
+	if err != nil || !strings.HasPrefix(line, "HTTP/1.1 100") {
+		t.Fatalf("want 100 Continue before the body, got %q %v", line, err)
+	}
+	br.ReadString('\n') // blank line after 100
+	io.WriteString(c, "hello")
+	res, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(res.Body)
+	if res.StatusCode != 200 || string(b) != "hello" {
+		t.Errorf("got %d %q", res.StatusCode, b)
+	}
+	r := rec.next(t)
+	if string(r.HTTP.Req.Body.Data) != "hello" || r.HTTP.Res.Status != 200 {
+		t.Errorf("record: req body %q status %d", r.HTTP.Req.Body.Data, r.HTTP.Res.Status)
+	}
+}
+
+func TestInboundWebSocketUpgrade(t *testing.T) {
+	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Upgrade") != "websocket" {
+			http.Error(w, "want upgrade", 400)
+			return
+		}
+		c, brw, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		io.WriteString(c, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
+		line, _ := brw.ReadString('\n')
+		io.WriteString(c, "echo:"+line)
+	}))
+	defer backend.Close()
+	addr, rec := startInbound(t, backend.URL, false, Options{})
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	io.WriteString(c, "GET /ws HTTP/1.1\r\nHost: app\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
+	br := bufio.NewReader(c)
+	res, err := http.ReadResponse(br, nil)
+	if err != nil || res.StatusCode != 101 {
+		t.Fatalf("upgrade: %v %v", res, err)
+	}
+	io.WriteString(c, "ping\n")
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	line, err := br.ReadString('\n')
+	if line != "echo:ping\n" {
+		t.Fatalf("echo = %q %v", line, err)
+	}
+	c.Close()
+	r := rec.next(t)
+	if r.HTTP.Res == nil || r.HTTP.Res.Status != 101 {
+		t.Errorf("record res = %+v, want 101", r.HTTP.Res)
+	}
+}
+
+func TestInboundBadInput(t *testing.T) {
+	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }))
+	defer backend.Close()
+	addr, _ := startInbound(t, backend.URL, true, Options{HeaderTimeout: 300 * time.Millisecond})
+
+	t.Run("malformed", func(t *testing.T) {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		io.WriteString(c, "GET / HTTP/1.1\r\nHost: a\r\nBad Header Line\r\n\r\n")
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		line, _ := bufio.NewReader(c).ReadString('\n')
+		if !strings.HasPrefix(line, "HTTP/1.1 400") {
+			t.Errorf("got %q, want a 400", line)
+		}
+	})
+	t.Run("slow client cut off", func(t *testing.T) {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		io.WriteString(c, "GET / HTTP/1.1\r\nHost: a\r\n") // and never the end
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		_, err = io.ReadAll(c)
+		if ne, ok := err.(net.Error); ok && ne.Timeout() {
+			t.Errorf("goproxy kept a client that never finished its headers open")
+		}
+	})
+	t.Run("still serving", func(t *testing.T) {
+		res, err := noProxyClient().Get("http://" + addr + "/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		if string(b) != "ok" {
+			t.Errorf("got %q", b)
+		}
+	})
+}
+
+func TestInboundSniffRawTCP(t *testing.T) {
+	// A line protocol that is not HTTP, as tcp:http relays it.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				br := bufio.NewReader(c)
+				for {
+					l, err := br.ReadString('\n')
+					if err != nil {
+						return
+					}
+					io.WriteString(c, "+"+strings.ToUpper(l))
+				}
+			}()
+		}
+	}()
+	addr, rec := startInbound(t, "http://"+ln.Addr().String(), true, Options{})
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.WriteString(c, "*1\r\nping\n")
+	br := bufio.NewReader(c)
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	l1, _ := br.ReadString('\n')
+	l2, _ := br.ReadString('\n')
+	if l1 != "+*1\r\n" || l2 != "+PING\n" {
+		t.Fatalf("got %q %q", l1, l2)
+	}
+	c.Close()
+	r := rec.next(t)
+	if r.Kind != capture.KindTCP || r.TCP.BytesUp != 9 || r.TCP.BytesDown != 11 {
+		t.Errorf("record = %s %+v, want tcp with 9 bytes up, 11 down", r.Kind, r.TCP)
+	}
+}
+
+// appCA is the CA goproxy unwraps the app's TLS with; upstreamCA signs the
+// real upstream's certificate.
+func outboundSetup(t *testing.T, unwrap bool) (proxyURL *url.URL, app *testca.CA, upstream *httptest.Server, rec *recorder) {
+	t.Helper()
+	app = testca.New(t)
+	upCA := testca.New(t)
+	upstream = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprintf(w, `{"method":%q,"path":%q,"body":%q,"proto":%q}`, r.Method, r.URL.Path, b, r.Proto)
+	}))
+	upstream.TLS = upCA.ServerTLS(t, "127.0.0.1", "localhost")
+	upstream.EnableHTTP2 = true
+	upstream.StartTLS()
+	t.Cleanup(upstream.Close)
+	rec = newRecorder()
+	opt := Options{Emitter: rec, RootCAs: upCA.Pool(), Labels: capture.Labels{Service: "notifications"}}
+	if unwrap {
+		ca, err := mitm.ParseCA(app.CertPEM(), app.KeyPEM(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		opt.Minter, err = mitm.NewMinter(ca, mitm.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	out, err := NewOutbound(opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := serve(t, out)
+	proxyURL, _ = url.Parse("http://" + addr)
+	return proxyURL, app, upstream, rec
+}
+
+func TestOutboundUnwrapTLS(t *testing.T) {
+	proxyURL, app, upstream, rec := outboundSetup(t, true)
+	// The app trusts only goproxy's CA, as SSL_CERT_FILE makes it.
+	client := &http.Client{Transport: &http.Transport{
+		Proxy:           http.ProxyURL(proxyURL),
+		TLSClientConfig: &tls.Config{RootCAs: app.Pool()},
+	}}
+	defer client.CloseIdleConnections()
+	u := strings.Replace(upstream.URL, "127.0.0.1", "localhost", 1) + "/v1/send?to=a"
+	for i := 0; i < 3; i++ { // keep-alive inside one tunnel
+		res, err := client.Post(u, "application/json", strings.NewReader(`{"msg":"hi"}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		if want := `{"method":"POST","path":"/v1/send","body":"{\"msg\":\"hi\"}","proto":"HTTP/2.0"}`; string(b) != want {
+			t.Fatalf("got %s, want %s", b, want)
+		}
+		r := rec.next(t)
+		if r.Direction != capture.DirOut || r.Net.Proxy != "connect" {
+			t.Errorf("record direction %s proxy %s", r.Direction, r.Net.Proxy)
+		}
+		if r.HTTP.Req.URL != u {
+			t.Errorf("record url %q, want %q", r.HTTP.Req.URL, u)
+		}
+		if string(r.HTTP.Req.Body.Data) != `{"msg":"hi"}` || r.HTTP.Res.Status != 200 || !bytes.Contains(r.HTTP.Res.Body.Data, []byte(`"path":"/v1/send"`)) {
+			t.Errorf("record bodies: %q -> %d %q", r.HTTP.Req.Body.Data, r.HTTP.Res.Status, r.HTTP.Res.Body.Data)
+		}
+		if r.Net.TLS == nil || r.Net.TLS.SNI != "localhost" || r.Net.TLS.Version == "" || r.Net.TLS.Upstream == nil || r.Net.TLS.Upstream.ALPN != "h2" {
+			t.Errorf("record TLS facts = %+v (upstream %+v)", r.Net.TLS, r.Net.TLS.Upstream)
+		}
+	}
+}
+
+func TestOutboundRejectsUntrustedUpstream(t *testing.T) {
+	proxyURL, app, _, rec := outboundSetup(t, true)
+	// An upstream whose certificate no configured root signed.
+	rogue := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "rogue") }))
+	defer rogue.Close()
+	client := &http.Client{Transport: &http.Transport{Proxy: http.ProxyURL(proxyURL), TLSClientConfig: &tls.Config{RootCAs: app.Pool()}}}
+	defer client.CloseIdleConnections()
+	res, err := client.Get(rogue.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != http.StatusBadGateway {
+		t.Errorf("status %d, want 502 for an upstream that fails verification", res.StatusCode)
+	}
+	r := rec.next(t)
+	if !strings.Contains(r.Error, "certificate") {
+		t.Errorf("record error %q, want a certificate error", r.Error)
+	}
+}
+
+func TestOutboundPassthroughWithoutUnwrap(t *testing.T) {
+	proxyURL, _, upstream, rec := outboundSetup(t, false)
+	// Without unwrap the app talks TLS to the upstream itself.
+	pool := upstream.Client().Transport.(*http.Transport).TLSClientConfig.RootCAs
+	client := &http.Client{Transport: &http.Transport{Proxy: http.ProxyURL(proxyURL), TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	res, err := client.Get(upstream.URL + "/direct")
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.ReadAll(res.Body)
+	res.Body.Close()
+	client.CloseIdleConnections()
+	r := rec.next(t)
+	if r.Kind != capture.KindTCP || r.TCP.BytesUp == 0 || r.TCP.BytesDown == 0 || r.Net.ServerAddr != strings.TrimPrefix(upstream.URL, "https://") {
+		t.Errorf("record = %s %+v %+v, want a tcp stream to the upstream", r.Kind, r.TCP, r.Net)
+	}
+}
+
+func TestOutboundPlainHTTP(t *testing.T) {
+	proxyURL, _, _, rec := outboundSetup(t, true)
+	plain := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "plain %s via=%s", r.URL.Path, r.Header.Get("Via"))
+	}))
+	defer plain.Close()
+	client := &http.Client{Transport: &http.Transport{Proxy: http.ProxyURL(proxyURL), DisableKeepAlives: true}}
+	res, err := client.Get(plain.URL + "/p")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	if string(b) != "plain /p via=1.1 tapwire-goproxy" {
+		t.Errorf("got %q", b)
+	}
+	r := rec.next(t)
+	if r.HTTP.Req.URL != plain.URL+"/p" || r.Net.Proxy != "forward" || r.HTTP.Res.Status != 200 {
+		t.Errorf("record %s via %s status %d", r.HTTP.Req.URL, r.Net.Proxy, r.HTTP.Res.Status)
+	}
+
+	t.Run("origin-form is refused", func(t *testing.T) {
+		res, err := noProxyClient().Get(proxyURL.String() + "/not-a-proxy-request")
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		if res.StatusCode != 400 {
+			t.Errorf("status %d, want 400", res.StatusCode)
+		}
+	})
+	t.Run("loop is refused", func(t *testing.T) {
+		res, err := client.Get(proxyURL.String() + "/loop")
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		if res.StatusCode != http.StatusLoopDetected && res.StatusCode != 400 {
+			t.Errorf("status %d, want the loop refused", res.StatusCode)
+		}
+	})
+}
+
+func TestClassify(t *testing.T) {
+	tests := []struct {
+		in   string
+		want sniffKind
+	}{
+		{"GET / HTTP/1.1\r\n", sniffHTTP1},
+		{"M-SEARCH * HTTP/1.1", sniffHTTP1},
+		{"POS", sniffHTTP1},
+		{"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", sniffHTTP2},
+		{"\x16\x03\x01\x02\x00", sniffTLS},
+		{"*1\r\n$4\r\nPING\r\n", sniffUnknown},
+		{"get / HTTP/1.1", sniffUnknown},
+		{" GET", sniffUnknown},
+		{"SSH-2.0-OpenSSH", sniffUnknown},
+		{"", sniffSilent},
+	}
+	for _, tt := range tests {
+		if got := classify([]byte(tt.in)); got != tt.want {
+			t.Errorf("classify(%q) = %d, want %d", tt.in, got, tt.want)
+		}
+	}
+}
+
+func FuzzClassify(f *testing.F) {
+	for _, s := range []string{"GET / HTTP/1.1", "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", "\x16\x03\x01", "*1\r\n", ""} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		k := classify(b)
+		if k == sniffTLS && (len(b) < 3 || b[0] != 0x16) {
+			t.Errorf("classify(%q) = TLS", b)
+		}
+		if k == sniffHTTP1 && len(b) > 0 && (b[0] < 'A' || b[0] > 'Z') {
+			t.Errorf("classify(%q) = HTTP/1 for a non-letter start", b)
+		}
+	})
+}
+
+// zeros is an endless reader of a repeated pattern, cheap to generate.
+type pattern struct{ left int64 }
+
+func (p *pattern) Read(b []byte) (int, error) {
+	if p.left <= 0 {
+		return 0, io.EOF
+	}
+	n := len(b)
+	if int64(n) > p.left {
+		n = int(p.left)
+	}
+	for i := range b[:n] {
+		b[i] = 'a' + byte(i%26)
+	}
+	p.left -= int64(n)
+	return n, nil
+}
+
+// TestInboundGigabyteFlatMemory streams 1 GiB up and 1 GiB down through the
+// inbound proxy and samples the heap: it must stay flat (bodies are a tee
+// beside the stream, capped at the capture limit).
+func TestInboundGigabyteFlatMemory(t *testing.T) {
+	if testing.Short() {
+		t.Skip("streams 2 GiB")
+	}
+	const size = 1 << 30
+	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == "POST" {
+			n, err := io.Copy(io.Discard, r.Body)
+			fmt.Fprintf(w, "%d %v", n, err)
+			return
+		}
+		w.Header().Set("Content-Length", strconv.Itoa(size))
+		io.Copy(w, &pattern{left: size})
+	}))
+	defer backend.Close()
+	addr, rec := startInbound(t, backend.URL, false, Options{})
+
+	var peak uint64
+	stop := make(chan struct{})
+	sampled := make(chan struct{})
+	go func() {
+		defer close(sampled)
+		var ms runtime.MemStats
+		for {
+			runtime.ReadMemStats(&ms)
+			if ms.HeapInuse > peak {
+				peak = ms.HeapInuse
+			}
+			select {
+			case <-stop:
+				return
+			case <-time.After(20 * time.Millisecond):
+			}
+		}
+	}()
+
+	res, err := noProxyClient().Post("http://"+addr+"/upload", "application/octet-stream", &pattern{left: size})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	if string(b) != fmt.Sprintf("%d <nil>", size) {
+		t.Fatalf("upload: backend got %q", b)
+	}
+	res, err = noProxyClient().Get("http://" + addr + "/download")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := io.Copy(io.Discard, res.Body)
+	res.Body.Close()
+	if n != size || err != nil {
+		t.Fatalf("download: got %d bytes, %v", n, err)
+	}
+	close(stop)
+	<-sampled
+	up, down := rec.next(t), rec.next(t)
+	if up.HTTP.Req.Body.Size != size || !up.HTTP.Req.Body.Truncated || down.HTTP.Res.Body.Size != size || len(down.HTTP.Res.Body.Data) != DefaultBodyLimit {
+		t.Errorf("records: upload body %d/%v, download body %d/%d", up.HTTP.Req.Body.Size, up.HTTP.Req.Body.Truncated, down.HTTP.Res.Body.Size, len(down.HTTP.Res.Body.Data))
+	}
+	// The test itself, the backend and the client share this heap; 64 MiB
+	// is far below the 1 GiB that buffering one body would take.
+	if peak > 64<<20 {
+		t.Errorf("heap in use peaked at %d MiB while streaming 1 GiB each way; want flat (< 64 MiB)", peak>>20)
+	}
+	t.Logf("heap in use peaked at %.1f MiB", float64(peak)/(1<<20))
+}

@@ -1,0 +1,168 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/tapwire/tapwire/internal/capture"
+)
+
+// tunnelInfo describes a connection goproxy took over from an http.Server
+// (a CONNECT tunnel) or from a sniffing listener.
+type tunnelInfo struct {
+	target string // host:port to dial
+	host   string // target's host name
+	connID string
+	tls    *capture.TLS // the app-side TLS session goproxy terminated
+	info   *connInfo
+}
+
+// tunnelConn carries a tunnelInfo to the http.Server that serves an
+// unwrapped tunnel.
+type tunnelConn struct {
+	net.Conn
+	t *tunnelInfo
+}
+
+// streams tracks hijacked and raw connections, which http.Server.Shutdown
+// does not see, so that shutdown can wait for them and then cut them.
+type streams struct {
+	mu    sync.Mutex
+	conns map[net.Conn]struct{}
+	wg    sync.WaitGroup
+}
+
+func (s *streams) add(cs ...net.Conn) {
+	s.mu.Lock()
+	if s.conns == nil {
+		s.conns = make(map[net.Conn]struct{})
+	}
+	for _, c := range cs {
+		s.conns[c] = struct{}{}
+	}
+	s.mu.Unlock()
+	s.wg.Add(1)
+}
+
+func (s *streams) remove(cs ...net.Conn) {
+	s.mu.Lock()
+	for _, c := range cs {
+		delete(s.conns, c)
+	}
+	s.mu.Unlock()
+	s.wg.Done()
+}
+
+// shutdown waits for the streams to end until ctx is done, then closes
+// what is left.
+func (s *streams) shutdown(ctx context.Context) error {
+	done := make(chan struct{})
+	go func() { s.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		s.mu.Lock()
+		for c := range s.conns {
+			c.Close()
+		}
+		s.mu.Unlock()
+		<-done
+		return ctx.Err()
+	}
+}
+
+// pipe copies both ways between client and server until both directions
+// end, and returns the byte counts. A direction that ends half-closes the
+// other side when it can, so protocols that rely on half-close work.
+func pipe(client, server net.Conn) (up, down int64, err error) {
+	var wg sync.WaitGroup
+	var upErr error
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		up, upErr = io.Copy(server, client)
+		closeWrite(server)
+	}()
+	down, err = io.Copy(client, server)
+	closeWrite(client)
+	wg.Wait()
+	client.Close()
+	server.Close()
+	if err == nil {
+		err = upErr
+	}
+	if errors.Is(err, net.ErrClosed) {
+		err = nil
+	}
+	return up, down, err
+}
+
+func closeWrite(c net.Conn) {
+	if cw, ok := c.(interface{ CloseWrite() error }); ok {
+		cw.CloseWrite()
+		return
+	}
+	c.Close()
+}
+
+// relayTCP dials target and relays the raw stream of client, then emits a
+// TCP record (endpoints, byte counts, duration).
+func (c *core) relayTCP(client net.Conn, target string, dir capture.Direction, proxyName, reason string, ss *streams, t *tunnelInfo) {
+	start := time.Now()
+	c.m.tunnels.WithLabelValues(string(dir), reason).Inc()
+	d := net.Dialer{Timeout: c.opt.DialTimeout}
+	server, err := d.Dial("tcp", target)
+	var up, down int64
+	if err != nil {
+		c.m.upstreamErrors(dir).Inc()
+		c.log.Warn("dial upstream", "direction", dir, "target", target, "err", err)
+		client.Close()
+	} else {
+		ss.add(client, server)
+		up, down, err = pipe(client, server)
+		ss.remove(client, server)
+	}
+	if c.opt.Emitter == nil {
+		return
+	}
+	rec := &capture.Record{
+		Schema:    capture.SchemaVersion,
+		ID:        capture.NewID(),
+		Kind:      capture.KindTCP,
+		Direction: dir,
+		Start:     start.UTC(),
+		DurMicros: micros(time.Since(start)),
+		Labels:    c.opt.Labels,
+		Tags:      c.opt.Tags,
+		Net: capture.Net{
+			ClientAddr: client.RemoteAddr().String(),
+			ServerAddr: target,
+			ServerHost: hostOnly(target),
+			Proxy:      proxyName,
+		},
+		TCP: &capture.TCP{BytesUp: up, BytesDown: down},
+	}
+	if t != nil {
+		rec.Net.ConnID = t.connID
+		rec.Tags = withTag(c.opt.Tags, "tunnel", reason)
+	}
+	if err != nil {
+		rec.Error = err.Error()
+	}
+	c.opt.Emitter.Emit(rec)
+}
+
+// withTag returns a copy of tags with one more entry.
+func withTag(tags capture.Tags, k, v string) capture.Tags {
+	out := make(capture.Tags, len(tags)+1)
+	for kk, vv := range tags {
+		out[kk] = vv
+	}
+	out[k] = v
+	return out
+}

@@ -1,0 +1,455 @@
+// Package ship moves capture records from goproxy's hot path to a sink in
+// batches: Emit queues a record without ever blocking, and one goroutine
+// batches, writes, and retries with capped backoff. The queue is bounded in
+// bytes; what does not fit is dropped and counted. docs/shipping.md
+// describes the behaviour.
+package ship
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/tapwire/tapwire/internal/capture"
+	"github.com/tapwire/tapwire/internal/wire"
+)
+
+// Config tunes a Shipper. The zero value is ready to use.
+type Config struct {
+	// QueueBytes bounds the estimated encoded size (wire.EstimateSize) of
+	// the records held: queued and in flight. If zero, 16 MiB.
+	QueueBytes int64
+	// BatchRecords is the most records in one batch. If zero, 512.
+	BatchRecords int
+	// BatchBytes is the most estimated uncompressed bytes in one batch; a
+	// single larger record goes alone. If zero, 2 MiB.
+	BatchBytes int64
+	// FlushInterval is how long a partial batch waits for more records,
+	// counted from when its oldest record was queued (or, for records left
+	// over from a full batch, from when that batch was taken). If zero, 1s.
+	FlushInterval time.Duration
+	// MinBackoff and MaxBackoff bound the wait between failed writes. The
+	// wait doubles from MinBackoff up to MaxBackoff, with jitter; a longer
+	// Retry-After from the sink wins. If zero, 250ms and 30s.
+	MinBackoff, MaxBackoff time.Duration
+	// Logger receives failures and recoveries. If nil, slog.Default().
+	Logger *slog.Logger
+}
+
+func (c *Config) setDefaults() {
+	if c.QueueBytes <= 0 {
+		c.QueueBytes = 16 << 20
+	}
+	if c.BatchRecords <= 0 {
+		c.BatchRecords = 512
+	}
+	if c.BatchBytes <= 0 {
+		c.BatchBytes = 2 << 20
+	}
+	if c.FlushInterval <= 0 {
+		c.FlushInterval = time.Second
+	}
+	if c.MinBackoff <= 0 {
+		c.MinBackoff = 250 * time.Millisecond
+	}
+	if c.MaxBackoff <= 0 {
+		c.MaxBackoff = 30 * time.Second
+	}
+	if c.MaxBackoff < c.MinBackoff {
+		c.MaxBackoff = c.MinBackoff
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+}
+
+// Stats are a Shipper's counters. At rest (no Emit running),
+// Emitted = Shipped + Dropped + QueueRecords.
+type Stats struct {
+	Emitted int64 // records given to Emit
+	Shipped int64 // records the sink accepted
+	Dropped int64 // the sum of the Dropped* reasons
+
+	DroppedQueueFull int64 // the byte bound would have been exceeded
+	DroppedInvalid   int64 // Record.Validate failed; the forwarder would refuse the whole batch
+	DroppedPermanent int64 // the sink refused their batch for good
+	DroppedShutdown  int64 // emitted after Shutdown began, or still held when it ended
+
+	QueueBytes   int64 // estimated bytes held, queued and in flight
+	QueueRecords int64 // records held, queued and in flight
+
+	Batches  int64 // batches the sink accepted
+	Failures int64 // failed sink writes, retried or not
+}
+
+var errLoopStopped = errors.New("batch loop was not running")
+
+// RetryAfterer is implemented by sink errors that carry the server's
+// Retry-After (such as *wire.ServerError). The Shipper finds it with
+// errors.As and waits at least that long before the next attempt.
+type RetryAfterer interface {
+	RetryAfter() time.Duration
+}
+
+// Shipper is a capture.Emitter that ships records to a capture.Sink.
+type Shipper struct {
+	cfg  Config
+	sink capture.Sink
+	log  *slog.Logger
+
+	mu      sync.Mutex
+	queue   []item    // oldest first; not yet taken by the loop
+	firstAt time.Time // when queue[0] became the oldest queued record
+	queued  int64     // estimated bytes in queue
+	held    int64     // estimated bytes in queue and in flight: bounded by cfg.QueueBytes
+	closing bool      // Shutdown began: Emit drops
+
+	wake chan struct{} // cap 1: a batch may be ready
+	stop chan struct{} // closed by Shutdown: drain and return
+
+	startOnce, shutOnce sync.Once
+	cancel              context.CancelFunc // cancels the loop's context
+	done                chan struct{}      // closed when the loop returns
+	started             atomic.Bool
+
+	emitted, shipped                                   atomic.Int64
+	dropFull, dropInvalid, dropPermanent, dropShutdown atomic.Int64
+	heldRecords, batches, failures                     atomic.Int64
+}
+
+type item struct {
+	r    *capture.Record
+	size int64
+}
+
+var _ capture.Emitter = (*Shipper)(nil)
+
+// New returns a Shipper that writes to sink once started. It owns sink:
+// Shutdown closes it.
+func New(cfg Config, sink capture.Sink) *Shipper {
+	cfg.setDefaults()
+	return &Shipper{
+		cfg:  cfg,
+		sink: sink,
+		log:  cfg.Logger,
+		wake: make(chan struct{}, 1),
+		stop: make(chan struct{}),
+		done: make(chan struct{}),
+	}
+}
+
+// Emit queues r for shipping. It never blocks on I/O and never fails: a
+// record that is invalid, does not fit the byte bound, or comes after
+// Shutdown began is dropped and counted. The Shipper keeps r; the caller
+// must not change it afterwards.
+func (s *Shipper) Emit(r *capture.Record) {
+	s.emitted.Add(1)
+	if r == nil || r.Validate() != nil {
+		s.dropInvalid.Add(1)
+		return
+	}
+	size := wire.EstimateSize(r)
+
+	s.mu.Lock()
+	if s.closing {
+		s.mu.Unlock()
+		s.dropShutdown.Add(1)
+		return
+	}
+	if s.held+size > s.cfg.QueueBytes {
+		s.mu.Unlock()
+		s.dropFull.Add(1)
+		return
+	}
+	s.held += size
+	s.queued += size
+	if len(s.queue) == 0 {
+		s.firstAt = time.Now() // once per batch: time.Now is most of a drop's cost
+	}
+	s.queue = append(s.queue, item{r: r, size: size})
+	// Wake the loop when a batch starts (to arm its flush timer) and when
+	// one is full; other Emits need not.
+	signal := len(s.queue) == 1 || len(s.queue) == s.cfg.BatchRecords ||
+		(s.queued >= s.cfg.BatchBytes && s.queued-size < s.cfg.BatchBytes)
+	s.mu.Unlock()
+	s.heldRecords.Add(1)
+
+	if signal {
+		select {
+		case s.wake <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// Stats returns the counters.
+func (s *Shipper) Stats() Stats {
+	st := Stats{
+		Emitted:          s.emitted.Load(),
+		Shipped:          s.shipped.Load(),
+		DroppedQueueFull: s.dropFull.Load(),
+		DroppedInvalid:   s.dropInvalid.Load(),
+		DroppedPermanent: s.dropPermanent.Load(),
+		DroppedShutdown:  s.dropShutdown.Load(),
+		QueueRecords:     s.heldRecords.Load(),
+		Batches:          s.batches.Load(),
+		Failures:         s.failures.Load(),
+	}
+	st.Dropped = st.DroppedQueueFull + st.DroppedInvalid + st.DroppedPermanent + st.DroppedShutdown
+	s.mu.Lock()
+	st.QueueBytes = s.held
+	s.mu.Unlock()
+	return st
+}
+
+// Start runs the batch loop in a goroutine until Shutdown, or until ctx
+// is done (then without draining). It does nothing when called again.
+func (s *Shipper) Start(ctx context.Context) {
+	s.startOnce.Do(func() {
+		ctx, s.cancel = context.WithCancel(ctx)
+		s.started.Store(true)
+		go s.loop(ctx)
+	})
+}
+
+// Shutdown stops accepting records, ships what is held until ctx is done,
+// then stops the loop, counts what is left as dropped, and closes the
+// sink. It returns ctx's error if records were left, else the sink's Close
+// error. Call it once Emit is no longer called; a later call returns nil.
+func (s *Shipper) Shutdown(ctx context.Context) error {
+	var err error
+	s.shutOnce.Do(func() { err = s.shutdown(ctx) })
+	return err
+}
+
+func (s *Shipper) shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	s.closing = true
+	s.mu.Unlock()
+	close(s.stop)
+
+	if s.started.Load() {
+		select {
+		case <-s.done:
+		case <-ctx.Done():
+			s.cancel() // abort the write in flight and the backoff
+			<-s.done
+		}
+		s.cancel()
+	}
+
+	// Whatever is still held now will never be shipped.
+	s.mu.Lock()
+	left := int64(len(s.queue))
+	s.queue, s.queued, s.held = nil, 0, 0
+	s.mu.Unlock()
+	if left > 0 {
+		s.heldRecords.Add(-left)
+		s.dropShutdown.Add(left)
+		s.log.Warn("capture shipping stopped with records unsent", "dropped", left)
+	}
+	cerr := s.sink.Close()
+	if left > 0 {
+		cause := context.Cause(ctx)
+		if cause == nil {
+			cause = errLoopStopped
+		}
+		return fmt.Errorf("shutdown: %d records dropped: %w", left, cause)
+	}
+	if cerr != nil {
+		return fmt.Errorf("close sink: %w", cerr)
+	}
+	return nil
+}
+
+// loop owns batching: it takes a batch when it is full, when its oldest
+// record has waited FlushInterval, or at once while draining, and writes
+// it until it is shipped, refused for good, or ctx is done.
+func (s *Shipper) loop(ctx context.Context) {
+	defer close(s.done)
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	defer timer.Stop()
+	draining := false
+	var st retryState
+
+	for {
+		if !draining {
+			select {
+			case <-s.stop:
+				draining = true
+			default:
+			}
+		}
+		batch, size, wait := s.take(draining)
+		if batch != nil {
+			s.send(ctx, batch, size, &st)
+			if ctx.Err() != nil {
+				s.putBack(batch, size)
+				return
+			}
+			continue
+		}
+		if draining {
+			return // nothing left
+		}
+		if wait > 0 {
+			timer.Reset(wait)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-s.stop:
+			draining = true
+		case <-s.wake:
+		case <-timer.C:
+		}
+		if !timer.Stop() {
+			select { // drain a fire we did not consume
+			case <-timer.C:
+			default:
+			}
+		}
+	}
+}
+
+// take removes the next batch from the queue if one is due. Otherwise it
+// returns how long until the oldest record's flush deadline (0: queue
+// empty, wait for a signal).
+func (s *Shipper) take(all bool) (batch []*capture.Record, size int64, wait time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.queue) == 0 {
+		return nil, 0, 0
+	}
+	full := len(s.queue) >= s.cfg.BatchRecords || s.queued >= s.cfg.BatchBytes
+	if !full && !all {
+		if age := time.Since(s.firstAt); age < s.cfg.FlushInterval {
+			return nil, 0, s.cfg.FlushInterval - age
+		}
+	}
+	n := 0
+	for n < len(s.queue) && n < s.cfg.BatchRecords {
+		if n > 0 && size+s.queue[n].size > s.cfg.BatchBytes {
+			break
+		}
+		size += s.queue[n].size
+		n++
+	}
+	batch = make([]*capture.Record, n)
+	for i := range n {
+		batch[i] = s.queue[i].r
+		s.queue[i] = item{} // let the GC have it once shipped
+	}
+	s.queue = s.queue[n:]
+	if len(s.queue) == 0 {
+		s.queue = nil
+	} else {
+		s.firstAt = time.Now() // the rest start a new batch
+	}
+	s.queued -= size
+	return batch, size, 0
+}
+
+// putBack returns an unsent batch to the front of the queue, so Shutdown
+// counts it.
+func (s *Shipper) putBack(batch []*capture.Record, size int64) {
+	s.mu.Lock()
+	items := make([]item, 0, len(batch)+len(s.queue))
+	for _, r := range batch {
+		items = append(items, item{r: r})
+	}
+	s.queue = append(items, s.queue...)
+	s.queued += size
+	s.mu.Unlock()
+}
+
+// release forgets a batch that was shipped or dropped.
+func (s *Shipper) release(n int, size int64) {
+	s.mu.Lock()
+	s.held -= size
+	s.mu.Unlock()
+	s.heldRecords.Add(-int64(n))
+}
+
+// retryState is the loop's memory of failures, for backoff and for
+// logging a failure once and its recovery.
+type retryState struct {
+	failures  int       // consecutive failed writes
+	since     time.Time // first failure of the run
+	lastDrops int64     // queue-full drops already logged
+}
+
+// send writes batch until it is shipped, refused for good, or ctx is done.
+func (s *Shipper) send(ctx context.Context, batch []*capture.Record, size int64, st *retryState) {
+	for {
+		err := s.sink.Write(ctx, batch)
+		if err == nil {
+			s.shipped.Add(int64(len(batch)))
+			s.batches.Add(1)
+			s.release(len(batch), size)
+			if st.failures > 0 {
+				s.log.Info("capture shipping recovered", "failures", st.failures, "down", time.Since(st.since).Round(time.Millisecond))
+				st.failures = 0
+			}
+			s.logDrops(st)
+			return
+		}
+		if ctx.Err() != nil {
+			return // shutting down: the batch goes back to the queue
+		}
+		s.failures.Add(1)
+		var perm *capture.PermanentError
+		if errors.As(err, &perm) {
+			s.dropPermanent.Add(int64(len(batch)))
+			s.release(len(batch), size)
+			s.log.Error("capture batch refused, dropped", "records", len(batch), "err", err)
+			return
+		}
+		st.failures++
+		if st.failures == 1 {
+			st.since = time.Now()
+			s.log.Warn("capture shipping failing, retrying with backoff", "records", len(batch), "err", err)
+		} else {
+			s.log.Debug("capture shipping still failing", "failures", st.failures, "err", err)
+		}
+		s.logDrops(st)
+
+		wait := s.backoff(st.failures)
+		var ra RetryAfterer
+		if errors.As(err, &ra) {
+			wait = max(wait, min(ra.RetryAfter(), wire.MaxRetryAfter))
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// logDrops logs queue-full drops since the last such line.
+func (s *Shipper) logDrops(st *retryState) {
+	if n := s.dropFull.Load(); n > st.lastDrops {
+		s.log.Warn("capture queue full, records dropped", "dropped", n-st.lastDrops, "total", n, "queueBytes", s.cfg.QueueBytes)
+		st.lastDrops = n
+	}
+}
+
+// backoff returns the wait after the n-th consecutive failure: MinBackoff
+// doubled n-1 times, capped at MaxBackoff, with half of it random.
+func (s *Shipper) backoff(n int) time.Duration {
+	d := s.cfg.MinBackoff
+	for i := 1; i < n && d < s.cfg.MaxBackoff; i++ {
+		d *= 2
+	}
+	d = min(d, s.cfg.MaxBackoff)
+	return d/2 + rand.N(d/2+1)
+}

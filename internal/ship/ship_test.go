@@ -1,0 +1,379 @@
+package ship_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/tapwire/tapwire/internal/capture"
+	"github.com/tapwire/tapwire/internal/ship"
+	"github.com/tapwire/tapwire/internal/sink/forwarder"
+	"github.com/tapwire/tapwire/internal/wire"
+	"github.com/tapwire/tapwire/internal/wire/wiretest"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+func record(i, bodyLen int) *capture.Record {
+	return &capture.Record{
+		Schema:    capture.SchemaVersion,
+		ID:        capture.NewID(),
+		Kind:      capture.KindHTTP,
+		Direction: capture.DirIn,
+		Start:     time.Now().UTC(),
+		Labels:    capture.Labels{Service: "cart"},
+		HTTP: &capture.HTTP{
+			Req: capture.Request{Method: "GET", URL: fmt.Sprintf("http://cart/items/%d", i), Proto: "HTTP/1.1", Host: "cart",
+				Body: capture.Body{Data: make([]byte, bodyLen), Size: int64(bodyLen)}},
+			Res: &capture.Response{Status: 200},
+		},
+	}
+}
+
+func newSink(t *testing.T, addr string) *forwarder.Sink {
+	t.Helper()
+	s, err := forwarder.New(addr, forwarder.Options{Timeout: 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func shutdown(t *testing.T, s *ship.Shipper, d time.Duration) error {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	return s.Shutdown(ctx)
+}
+
+func checkBalance(t *testing.T, st ship.Stats) {
+	t.Helper()
+	if got := st.Shipped + st.Dropped + st.QueueRecords; got != st.Emitted {
+		t.Errorf("shipped %d + dropped %d + queued %d = %d, want emitted %d", st.Shipped, st.Dropped, st.QueueRecords, got, st.Emitted)
+	}
+}
+
+func ids(recs []*capture.Record) map[string]bool {
+	m := make(map[string]bool, len(recs))
+	for _, r := range recs {
+		m[r.ID] = true
+	}
+	return m
+}
+
+func TestBatchesArrive(t *testing.T) {
+	fwd := wiretest.New(t)
+	s := ship.New(ship.Config{BatchRecords: 10, FlushInterval: 50 * time.Millisecond, Logger: quiet()}, newSink(t, fwd.Addr()))
+	s.Start(context.Background())
+
+	var sent []*capture.Record
+	for i := range 95 {
+		r := record(i, 100)
+		sent = append(sent, r)
+		s.Emit(r)
+	}
+	got := fwd.WaitRecords(t, len(sent), 5*time.Second)
+	if err := shutdown(t, s, 5*time.Second); err != nil {
+		t.Fatalf("Shutdown: %v", err)
+	}
+
+	gotIDs := ids(got)
+	for _, r := range sent {
+		if !gotIDs[r.ID] {
+			t.Errorf("record %s did not arrive", r.ID)
+		}
+	}
+	if len(got) != len(sent) {
+		t.Errorf("forwarder got %d records, want %d", len(got), len(sent))
+	}
+	for _, req := range fwd.Requests() {
+		if req.Records > 10 {
+			t.Errorf("batch of %d records, want at most BatchRecords 10", req.Records)
+		}
+	}
+	st := s.Stats()
+	if st.Shipped != 95 || st.Batches < 10 || st.Dropped != 0 || st.QueueBytes != 0 {
+		t.Errorf("stats = %+v, want 95 shipped in at least 10 batches, none dropped, empty queue", st)
+	}
+	checkBalance(t, st)
+}
+
+func TestFlushIntervalSendsPartialBatch(t *testing.T) {
+	fwd := wiretest.New(t)
+	s := ship.New(ship.Config{BatchRecords: 100, FlushInterval: 100 * time.Millisecond, Logger: quiet()}, newSink(t, fwd.Addr()))
+	s.Start(context.Background())
+	defer shutdown(t, s, time.Second)
+
+	s.Emit(record(0, 10))
+	start := time.Now()
+	fwd.WaitRecords(t, 1, 3*time.Second)
+	if d := time.Since(start); d < 80*time.Millisecond {
+		t.Errorf("partial batch sent after %s, want it to wait about FlushInterval (100ms)", d)
+	}
+}
+
+// deadAddr returns a loopback address where nothing listens.
+func deadAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	return addr
+}
+
+func TestForwarderAbsentEmitNeverBlocks(t *testing.T) {
+	const bound = 256 << 10
+	s := ship.New(ship.Config{QueueBytes: bound, BatchRecords: 64, FlushInterval: 10 * time.Millisecond,
+		MinBackoff: 5 * time.Millisecond, MaxBackoff: 50 * time.Millisecond, Logger: quiet()},
+		newSink(t, deadAddr(t)))
+	s.Start(context.Background())
+
+	// Watch the bound while Emit runs.
+	var maxSeen atomic.Int64
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for {
+			if qb := s.Stats().QueueBytes; qb > maxSeen.Load() {
+				maxSeen.Store(qb)
+			}
+			select {
+			case <-stop:
+				return
+			default:
+				time.Sleep(100 * time.Microsecond)
+			}
+		}
+	})
+
+	const n = 100_000
+	start := time.Now()
+	var emitters sync.WaitGroup
+	for g := range 4 {
+		emitters.Go(func() {
+			for i := range n / 4 {
+				s.Emit(record(g*n+i, 200))
+			}
+		})
+	}
+	emitters.Wait()
+	t.Logf("%d Emits with the forwarder absent took %s", n, time.Since(start))
+	close(stop)
+	wg.Wait()
+
+	st := s.Stats()
+	if st.Emitted != n {
+		t.Errorf("Emitted = %d, want %d", st.Emitted, n)
+	}
+	if st.DroppedQueueFull == 0 {
+		t.Errorf("DroppedQueueFull = 0, want drops once %d bytes are queued", bound)
+	}
+	if st.Shipped != 0 {
+		t.Errorf("Shipped = %d with no forwarder, want 0", st.Shipped)
+	}
+	if maxSeen.Load() > bound || st.QueueBytes > bound {
+		t.Errorf("queue bytes reached %d (now %d), want at most the bound %d", maxSeen.Load(), st.QueueBytes, bound)
+	}
+	if st.QueueBytes < bound/2 {
+		t.Errorf("queue bytes %d, want the queue nearly full (bound %d) while the forwarder is down", st.QueueBytes, bound)
+	}
+	if st.Failures == 0 {
+		t.Errorf("Failures = 0, want failed writes counted")
+	}
+	checkBalance(t, st)
+
+	err := shutdown(t, s, 100*time.Millisecond)
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("Shutdown = %v, want the deadline error for records left unsent", err)
+	}
+	st = s.Stats()
+	if st.DroppedShutdown == 0 || st.QueueRecords != 0 || st.QueueBytes != 0 {
+		t.Errorf("after Shutdown: %+v, want the held records dropped for shutdown", st)
+	}
+	checkBalance(t, st)
+}
+
+func TestRetryAfterThenRecover(t *testing.T) {
+	fwd := wiretest.New(t)
+	fwd.Refuse(func(_ *http.Request, n int) *wire.ServerError {
+		if n <= 2 {
+			return &wire.ServerError{Status: http.StatusServiceUnavailable, Message: "spool full", Wait: time.Second}
+		}
+		return nil
+	})
+	s := ship.New(ship.Config{BatchRecords: 20, FlushInterval: 10 * time.Millisecond,
+		MinBackoff: 5 * time.Millisecond, MaxBackoff: 20 * time.Millisecond, Logger: quiet()},
+		newSink(t, fwd.Addr()))
+	s.Start(context.Background())
+
+	var sent []*capture.Record
+	for i := range 50 {
+		r := record(i, 50)
+		sent = append(sent, r)
+		s.Emit(r)
+	}
+	got := fwd.WaitRecords(t, len(sent), 10*time.Second)
+	if err := shutdown(t, s, 5*time.Second); err != nil {
+		t.Fatalf("Shutdown: %v", err)
+	}
+	if len(ids(got)) != len(sent) {
+		t.Errorf("got %d distinct records, want %d", len(ids(got)), len(sent))
+	}
+	reqs := fwd.Requests()
+	if len(reqs) < 3 {
+		t.Fatalf("forwarder saw %d requests, want at least 3", len(reqs))
+	}
+	for i := 1; i < 3; i++ {
+		if gap := reqs[i].At.Sub(reqs[i-1].At); gap < 900*time.Millisecond {
+			t.Errorf("request %d came %s after a 503 with Retry-After: 1, want at least 1s", i+1, gap)
+		}
+	}
+	if reqs[0].BatchID != reqs[1].BatchID || reqs[1].BatchID != reqs[2].BatchID {
+		t.Errorf("retried batch ids %q, %q, %q: want one idempotency key for the retried batch", reqs[0].BatchID, reqs[1].BatchID, reqs[2].BatchID)
+	}
+	st := s.Stats()
+	if st.Failures != 2 || st.Shipped != 50 || st.Dropped != 0 {
+		t.Errorf("stats = %+v, want 2 failures, 50 shipped, none dropped", st)
+	}
+	checkBalance(t, st)
+}
+
+func TestPermanentErrorDropsBatchAndContinues(t *testing.T) {
+	fwd := wiretest.New(t)
+	fwd.Refuse(func(_ *http.Request, n int) *wire.ServerError {
+		if n == 1 {
+			return wire.Errorf(http.StatusBadRequest, "no")
+		}
+		return nil
+	})
+	s := ship.New(ship.Config{BatchRecords: 5, FlushInterval: time.Hour, MinBackoff: time.Millisecond, Logger: quiet()},
+		newSink(t, fwd.Addr()))
+	s.Start(context.Background())
+	for i := range 5 {
+		s.Emit(record(i, 10))
+	}
+	// The first batch is refused; wait for that before the second.
+	for deadline := time.Now().Add(5 * time.Second); s.Stats().DroppedPermanent == 0; {
+		if time.Now().After(deadline) {
+			t.Fatal("first batch was not refused in 5s")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	for i := range 5 {
+		s.Emit(record(i, 10))
+	}
+	fwd.WaitRecords(t, 5, 5*time.Second)
+	if err := shutdown(t, s, 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	st := s.Stats()
+	if st.DroppedPermanent != 5 || st.Shipped != 5 || st.Failures != 1 {
+		t.Errorf("stats = %+v, want 5 dropped for good, 5 shipped, 1 failure", st)
+	}
+	checkBalance(t, st)
+}
+
+func TestShutdownFlushes(t *testing.T) {
+	fwd := wiretest.New(t)
+	s := ship.New(ship.Config{FlushInterval: time.Hour, Logger: quiet()}, newSink(t, fwd.Addr()))
+	s.Start(context.Background())
+	for i := range 30 {
+		s.Emit(record(i, 10))
+	}
+	if err := shutdown(t, s, 5*time.Second); err != nil {
+		t.Fatalf("Shutdown: %v", err)
+	}
+	if got := len(fwd.Records()); got != 30 {
+		t.Errorf("forwarder got %d records after Shutdown, want 30", got)
+	}
+	s.Emit(record(99, 10))
+	st := s.Stats()
+	if st.Shipped != 30 || st.DroppedShutdown != 1 {
+		t.Errorf("stats = %+v, want 30 shipped and the Emit after Shutdown dropped", st)
+	}
+	checkBalance(t, st)
+	if err := shutdown(t, s, time.Second); err != nil {
+		t.Errorf("second Shutdown = %v, want nil", err)
+	}
+}
+
+func TestInvalidAndOversizedRecordsDropped(t *testing.T) {
+	fwd := wiretest.New(t)
+	s := ship.New(ship.Config{QueueBytes: 4096, FlushInterval: 10 * time.Millisecond, Logger: quiet()}, newSink(t, fwd.Addr()))
+	s.Start(context.Background())
+	s.Emit(nil)
+	s.Emit(&capture.Record{ID: "x", Kind: capture.KindHTTP, Direction: "sideways"})
+	s.Emit(record(0, 8192)) // larger than the whole queue
+	s.Emit(record(1, 10))
+	fwd.WaitRecords(t, 1, 5*time.Second)
+	if err := shutdown(t, s, 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	st := s.Stats()
+	if st.DroppedInvalid != 2 || st.DroppedQueueFull != 1 || st.Shipped != 1 {
+		t.Errorf("stats = %+v, want 2 invalid, 1 queue-full, 1 shipped", st)
+	}
+	checkBalance(t, st)
+}
+
+func TestShutdownWithoutStart(t *testing.T) {
+	fwd := wiretest.New(t)
+	s := ship.New(ship.Config{Logger: quiet()}, newSink(t, fwd.Addr()))
+	s.Emit(record(0, 10))
+	if err := shutdown(t, s, time.Second); err == nil {
+		t.Error("Shutdown of a never started Shipper with a queued record = nil, want an error")
+	}
+	if st := s.Stats(); st.DroppedShutdown != 1 {
+		t.Errorf("DroppedShutdown = %d, want 1", st.DroppedShutdown)
+	}
+}
+
+func BenchmarkEmit(b *testing.B) {
+	r := record(0, 1024)
+	// queue: the loop ships to a sink that returns at once.
+	b.Run("queue", func(b *testing.B) {
+		s := ship.New(ship.Config{Logger: quiet()}, nopSink{})
+		s.Start(context.Background())
+		b.ReportAllocs()
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				s.Emit(r)
+			}
+		})
+		b.StopTimer()
+		s.Shutdown(context.Background())
+	})
+	// drop: the queue is full (the loop never started): the cost when the
+	// forwarder is away.
+	b.Run("drop", func(b *testing.B) {
+		s := ship.New(ship.Config{QueueBytes: 1, Logger: quiet()}, nopSink{})
+		b.ReportAllocs()
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				s.Emit(r)
+			}
+		})
+		b.StopTimer()
+		s.Shutdown(context.Background())
+	})
+}
+
+type nopSink struct{}
+
+func (nopSink) Write(context.Context, []*capture.Record) error { return nil }
+func (nopSink) Close() error                                   { return nil }

@@ -1,0 +1,227 @@
+package forwarder
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"strconv"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/tapwire/tapwire/internal/capture"
+	"github.com/tapwire/tapwire/internal/wire"
+	"github.com/tapwire/tapwire/internal/wire/wiretest"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func records(n int) []*capture.Record {
+	recs := make([]*capture.Record, n)
+	for i := range recs {
+		recs[i] = &capture.Record{
+			Schema: capture.SchemaVersion, ID: capture.NewID(), Kind: capture.KindTCP, Direction: capture.DirOut,
+			Start: time.Now().UTC(), TCP: &capture.TCP{BytesUp: int64(i)},
+		}
+	}
+	return recs
+}
+
+func newSink(t *testing.T, addr string, opts Options) *Sink {
+	t.Helper()
+	s, err := New(addr, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+func TestWrite(t *testing.T) {
+	fwd := wiretest.New(t)
+	fwd.RequireToken("s3cret")
+	s := newSink(t, fwd.Addr(), Options{Token: "s3cret"})
+	recs := records(7)
+	if err := s.Write(context.Background(), recs); err != nil {
+		t.Fatalf("Write: %v", err)
+	}
+	got := fwd.Records()
+	if len(got) != 7 {
+		t.Fatalf("forwarder got %d records, want 7", len(got))
+	}
+	for i := range got {
+		if got[i].ID != recs[i].ID {
+			t.Errorf("record %d id %s, want %s (order kept)", i, got[i].ID, recs[i].ID)
+		}
+	}
+	req := fwd.Requests()[0]
+	if req.BatchID != wire.BatchID(recs) || req.Records != 7 {
+		t.Errorf("request batch id %q records %d, want %q and 7", req.BatchID, req.Records, wire.BatchID(recs))
+	}
+}
+
+func TestWriteErrors(t *testing.T) {
+	tests := []struct {
+		name          string
+		status        int
+		wait          time.Duration
+		wantPermanent bool
+	}{
+		{"bad request", http.StatusBadRequest, 0, true},
+		{"unauthorized", http.StatusUnauthorized, 0, true},
+		{"unsupported media", http.StatusUnsupportedMediaType, 0, true},
+		{"too many requests", http.StatusTooManyRequests, 3 * time.Second, false},
+		{"unavailable", http.StatusServiceUnavailable, 2 * time.Second, false},
+		{"internal", http.StatusInternalServerError, 0, false},
+		{"bad gateway", http.StatusBadGateway, 0, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			fwd := wiretest.New(t)
+			fwd.Refuse(func(*http.Request, int) *wire.ServerError {
+				return &wire.ServerError{Status: tt.status, Message: "test says no", Wait: tt.wait}
+			})
+			err := newSink(t, fwd.Addr(), Options{}).Write(context.Background(), records(3))
+			var perm *capture.PermanentError
+			if errors.As(err, &perm) != tt.wantPermanent {
+				t.Errorf("err = %v: permanent %t, want %t", err, !tt.wantPermanent, tt.wantPermanent)
+			}
+			var se *wire.ServerError
+			if !errors.As(err, &se) || se.Status != tt.status || se.Message != "test says no" {
+				t.Fatalf("err = %v, want a *wire.ServerError %d with the server's message", err, tt.status)
+			}
+			var ra interface{ RetryAfter() time.Duration }
+			if !errors.As(err, &ra) || ra.RetryAfter() != tt.wait {
+				t.Errorf("RetryAfter = %v, want %v", ra, tt.wait)
+			}
+		})
+	}
+}
+
+func TestWrongTokenIsPermanent(t *testing.T) {
+	fwd := wiretest.New(t)
+	fwd.RequireToken("right")
+	err := newSink(t, fwd.Addr(), Options{Token: "wrong"}).Write(context.Background(), records(1))
+	var perm *capture.PermanentError
+	var se *wire.ServerError
+	if !errors.As(err, &perm) || !errors.As(err, &se) || se.Status != http.StatusUnauthorized {
+		t.Errorf("err = %v, want a permanent 401", err)
+	}
+}
+
+func TestTooLargeSplits(t *testing.T) {
+	fwd := wiretest.New(t)
+	fwd.Refuse(func(r *http.Request, _ int) *wire.ServerError {
+		if n, _ := strconv.Atoi(r.Header.Get(wire.HeaderRecords)); n > 3 {
+			return wire.Errorf(http.StatusRequestEntityTooLarge, "at most 3")
+		}
+		return nil
+	})
+	s := newSink(t, fwd.Addr(), Options{})
+	recs := records(10)
+	if err := s.Write(context.Background(), recs); err != nil {
+		t.Fatalf("Write: %v", err)
+	}
+	got := fwd.Records()
+	if len(got) != 10 {
+		t.Fatalf("got %d records, want 10", len(got))
+	}
+	for i := range got {
+		if got[i].ID != recs[i].ID {
+			t.Errorf("record %d arrived out of order", i)
+		}
+	}
+	// 10 -> 5+5 -> (2+3)+(2+3): 1 + 2 refused, then 4 accepted.
+	var refused, accepted int
+	for _, r := range fwd.Requests() {
+		switch r.Status {
+		case http.StatusRequestEntityTooLarge:
+			refused++
+		case http.StatusOK:
+			accepted++
+		}
+	}
+	if refused != 3 || accepted != 4 {
+		t.Errorf("%d refused and %d accepted requests, want 3 and 4", refused, accepted)
+	}
+}
+
+func TestTooLargeSingleRecordIsPermanent(t *testing.T) {
+	fwd := wiretest.New(t)
+	fwd.Refuse(func(*http.Request, int) *wire.ServerError { return wire.Errorf(http.StatusRequestEntityTooLarge, "no") })
+	err := newSink(t, fwd.Addr(), Options{}).Write(context.Background(), records(2))
+	var perm *capture.PermanentError
+	if !errors.As(err, &perm) {
+		t.Errorf("err = %v, want permanent once a single record is too large", err)
+	}
+}
+
+func TestRetryKeepsBatchID(t *testing.T) {
+	fwd := wiretest.New(t)
+	fwd.Refuse(func(_ *http.Request, n int) *wire.ServerError {
+		if n == 1 {
+			return wire.Errorf(http.StatusBadGateway, "later")
+		}
+		return nil
+	})
+	s := newSink(t, fwd.Addr(), Options{})
+	recs := records(4)
+	if err := s.Write(context.Background(), recs); err == nil {
+		t.Fatal("first Write = nil, want the 502")
+	}
+	if err := s.Write(context.Background(), recs); err != nil {
+		t.Fatalf("retry: %v", err)
+	}
+	reqs := fwd.Requests()
+	if len(reqs) != 2 || reqs[0].BatchID != reqs[1].BatchID || reqs[0].BatchID == "" {
+		t.Errorf("requests %+v, want two with the same batch id", reqs)
+	}
+}
+
+func TestIgnoresProxyEnvironment(t *testing.T) {
+	t.Setenv("HTTP_PROXY", "http://127.0.0.1:1")
+	t.Setenv("http_proxy", "http://127.0.0.1:1")
+	s := newSink(t, "forwarder.ecs.local:8888", Options{})
+	req, _ := http.NewRequest(http.MethodPost, s.URL(), nil)
+	if s.own.Proxy != nil {
+		u, _ := s.own.Proxy(req)
+		t.Errorf("transport uses proxy %v for %s, want none", u, s.URL())
+	}
+}
+
+func TestNewAddress(t *testing.T) {
+	tests := []struct {
+		addr    string
+		want    string
+		wantErr bool
+	}{
+		{"forwarder.ecs.local:8888", "http://forwarder.ecs.local:8888/v1/batches", false},
+		{" 10.0.0.1:8888 ", "http://10.0.0.1:8888/v1/batches", false},
+		{"http://fwd:8888/", "http://fwd:8888/v1/batches", false},
+		{"[::1]:8888", "http://[::1]:8888/v1/batches", false},
+		{"forwarder.ecs.local", "", true},
+		{"https://fwd:8888", "", true},
+		{"", "", true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.addr, func(t *testing.T) {
+			s, err := New(tt.addr, Options{})
+			if (err != nil) != tt.wantErr {
+				t.Fatalf("New(%q) err = %v, want error %t", tt.addr, err, tt.wantErr)
+			}
+			if err == nil && s.URL() != tt.want {
+				t.Errorf("URL = %q, want %q", s.URL(), tt.want)
+			}
+		})
+	}
+}
+
+func TestForwarderDown(t *testing.T) {
+	s := newSink(t, "127.0.0.1:1", Options{Timeout: time.Second})
+	err := s.Write(context.Background(), records(1))
+	var perm *capture.PermanentError
+	if err == nil || errors.As(err, &perm) {
+		t.Errorf("err = %v, want a retryable transport error", err)
+	}
+}

@@ -1,0 +1,352 @@
+// Package wire is version 1 of the batch protocol between goproxy (the
+// client) and the forwarder (the server): a POST of zstd-compressed JSON
+// lines, one capture record per line. docs/shipping.md is its specification;
+// this package is the one implementation both sides share.
+package wire
+
+import (
+	"bufio"
+	"bytes"
+	"compress/gzip"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/klauspost/compress/zstd"
+
+	"github.com/tapwire/tapwire/internal/capture"
+)
+
+// Protocol constants. See docs/shipping.md.
+const (
+	// Version is the protocol version this package speaks, sent in
+	// HeaderProtocol.
+	Version = 1
+
+	// Path is where the forwarder accepts batches.
+	Path = "/v1/batches"
+
+	// ContentType is the media type of a batch body before compression.
+	ContentType = "application/x-ndjson"
+
+	HeaderProtocol = "Tapwire-Protocol" // protocol version, "1"
+	HeaderBatchID  = "Tapwire-Batch-Id" // idempotency key of the batch, a UUID
+	HeaderRecords  = "Tapwire-Records"  // number of records in the body
+
+	EncodingZstd     = "zstd"     // what clients send
+	EncodingGzip     = "gzip"     // accepted on decode
+	EncodingIdentity = "identity" // accepted on decode; also an absent Content-Encoding
+
+	// MaxDecodedBytes is the largest decompressed batch body a server
+	// accepts by default; larger ones get 413.
+	MaxDecodedBytes = 32 << 20
+
+	// MaxLineBytes is the longest line (one JSON record, without its
+	// newline) a decoder accepts.
+	MaxLineBytes = 8 << 20
+
+	// MaxWindowBytes is the largest zstd window a decoder accepts, and the
+	// window the encoder uses. It bounds the decoder's memory.
+	MaxWindowBytes = 8 << 20
+)
+
+// Errors returned by DecodeBatch, wrapped in a *DecodeError.
+var (
+	ErrTooLarge            = errors.New("decoded batch exceeds the size limit")
+	ErrLineTooLong         = errors.New("line exceeds the length limit")
+	ErrUnsupportedEncoding = errors.New("unsupported content encoding")
+	ErrCorrupt             = errors.New("corrupt compressed body")
+	ErrBadRecord           = errors.New("bad record")
+)
+
+// DecodeError says why and where DecodeBatch rejected a body. Line is the
+// 1-based line number, or 0 when the error is not tied to a line (an
+// unknown encoding, a corrupt stream header).
+type DecodeError struct {
+	Line int
+	Err  error // wraps one of the Err* sentinels above
+}
+
+func (e *DecodeError) Error() string {
+	if e.Line == 0 {
+		return "decode batch: " + e.Err.Error()
+	}
+	return fmt.Sprintf("decode batch: line %d: %s", e.Line, e.Err.Error())
+}
+
+func (e *DecodeError) Unwrap() error { return e.Err }
+
+// The zstd coders are pooled: an encoder holds about a megabyte of tables
+// and windows, and a fresh one per batch costs more than the compression
+// (BenchmarkEncodeBatch/new against /pooled). Concurrency 1 keeps both
+// synchronous, so a pooled coder owns no goroutine.
+var (
+	encoders = sync.Pool{New: func() any {
+		e, err := zstd.NewWriter(nil,
+			zstd.WithEncoderConcurrency(1),
+			zstd.WithWindowSize(MaxWindowBytes),
+			zstd.WithEncoderLevel(zstd.SpeedDefault))
+		if err != nil {
+			panic("wire: zstd encoder: " + err.Error()) // constant options: cannot happen
+		}
+		return e
+	}}
+	decoders = sync.Pool{New: func() any {
+		d, err := zstd.NewReader(nil,
+			zstd.WithDecoderConcurrency(1),
+			zstd.WithDecoderMaxWindow(MaxWindowBytes),
+			zstd.WithDecoderMaxMemory(MaxWindowBytes),
+			zstd.WithDecoderLowmem(true))
+		if err != nil {
+			panic("wire: zstd decoder: " + err.Error())
+		}
+		return d
+	}}
+	lineBufs = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+)
+
+// EncodeBatch writes recs to w as a zstd stream of JSON lines, the body of
+// a POST to Path with Content-Encoding zstd.
+func EncodeBatch(w io.Writer, recs []*capture.Record) error {
+	enc := encoders.Get().(*zstd.Encoder)
+	enc.Reset(w)
+	defer func() {
+		enc.Reset(nil) // drop the reference to w
+		encoders.Put(enc)
+	}()
+	buf := lineBufs.Get().(*bytes.Buffer)
+	defer putLineBuf(buf)
+	if err := AppendLines(buf, recs); err != nil {
+		return err
+	}
+	if _, err := enc.Write(buf.Bytes()); err != nil {
+		return fmt.Errorf("compress batch: %w", err)
+	}
+	if err := enc.Close(); err != nil {
+		return fmt.Errorf("compress batch: %w", err)
+	}
+	return nil
+}
+
+func putLineBuf(b *bytes.Buffer) {
+	if b.Cap() > 4*MaxLineBytes { // do not pin a huge batch's buffer
+		return
+	}
+	b.Reset()
+	lineBufs.Put(b)
+}
+
+// AppendLines writes recs to buf as uncompressed JSON lines, each ending
+// in a newline: the identity-encoded body, and the file sink's format.
+func AppendLines(buf *bytes.Buffer, recs []*capture.Record) error {
+	je := json.NewEncoder(buf)
+	je.SetEscapeHTML(false)
+	for i, r := range recs {
+		if err := je.Encode(r); err != nil { // Encode appends '\n'
+			return fmt.Errorf("encode record %d (%s): %w", i, r.ID, err)
+		}
+	}
+	return nil
+}
+
+// DecodeBatch reads a batch body compressed with encoding ("zstd", "gzip",
+// "identity" or "") and calls fn with each record, in order. Blank lines
+// are skipped; unknown JSON fields are ignored.
+//
+// It stops with a *DecodeError when the decompressed body exceeds
+// maxDecoded bytes (ErrTooLarge; maxDecoded <= 0 means MaxDecodedBytes), a
+// line exceeds MaxLineBytes (ErrLineTooLong), the compressed stream is
+// corrupt (ErrCorrupt), or a line is not a valid record (ErrBadRecord,
+// wrapping the JSON or Record.Validate error). Records before the bad line
+// have already been passed to fn. An error from fn stops decoding and is
+// returned as it is, not wrapped, so a server can tell its own failures
+// (5xx) from the client's (4xx). A read error of r is returned wrapped
+// but not as a *DecodeError.
+func DecodeBatch(r io.Reader, encoding string, maxDecoded int64, fn func(*capture.Record) error) error {
+	if maxDecoded <= 0 {
+		maxDecoded = MaxDecodedBytes
+	}
+	src := &sourceReader{r: r}
+	var body io.Reader
+	switch strings.ToLower(strings.TrimSpace(encoding)) {
+	case EncodingZstd:
+		d := decoders.Get().(*zstd.Decoder)
+		// Wrap src so the decoder streams through its bounded window
+		// instead of decoding a whole in-memory buffer at once.
+		if err := d.Reset(struct{ io.Reader }{src}); err != nil {
+			decoders.Put(d)
+			return &DecodeError{Err: fmt.Errorf("%w: %w", ErrCorrupt, err)}
+		}
+		defer func() {
+			_ = d.Reset(nil)
+			decoders.Put(d)
+		}()
+		body = d
+	case EncodingGzip:
+		zr, err := gzip.NewReader(src)
+		if err != nil {
+			if src.err != nil {
+				return fmt.Errorf("read batch: %w", src.err)
+			}
+			return &DecodeError{Err: fmt.Errorf("%w: %w", ErrCorrupt, err)}
+		}
+		defer zr.Close()
+		body = zr
+	case EncodingIdentity, "":
+		body = src
+	default:
+		return &DecodeError{Err: fmt.Errorf("%w: %q", ErrUnsupportedEncoding, encoding)}
+	}
+
+	lr := &limitReader{r: body, n: maxDecoded}
+	maxLine := int64(MaxLineBytes)
+	if maxDecoded < maxLine {
+		maxLine = maxDecoded
+	}
+	br := bufio.NewReaderSize(lr, 64<<10)
+	line := lineBufs.Get().(*bytes.Buffer)
+	defer putLineBuf(line)
+
+	for n := 1; ; n++ {
+		line.Reset()
+		var err error
+		for {
+			var frag []byte
+			frag, err = br.ReadSlice('\n')
+			if int64(line.Len()+len(frag)) > maxLine+1 { // +1: the newline
+				return &DecodeError{Line: n, Err: fmt.Errorf("%w (%d bytes)", ErrLineTooLong, maxLine)}
+			}
+			line.Write(frag)
+			if err != bufio.ErrBufferFull {
+				break
+			}
+		}
+		if err != nil && err != io.EOF {
+			return readError(n, err, src)
+		}
+		b := bytes.TrimSuffix(line.Bytes(), []byte{'\n'})
+		b = bytes.TrimSuffix(b, []byte{'\r'})
+		if int64(len(b)) > maxLine {
+			return &DecodeError{Line: n, Err: fmt.Errorf("%w (%d bytes)", ErrLineTooLong, maxLine)}
+		}
+		if len(bytes.TrimSpace(b)) > 0 {
+			rec := new(capture.Record)
+			if jerr := json.Unmarshal(b, rec); jerr != nil {
+				return &DecodeError{Line: n, Err: fmt.Errorf("%w: %w", ErrBadRecord, jerr)}
+			}
+			if verr := rec.Validate(); verr != nil {
+				return &DecodeError{Line: n, Err: fmt.Errorf("%w: %w", ErrBadRecord, verr)}
+			}
+			if ferr := fn(rec); ferr != nil {
+				return ferr
+			}
+		}
+		if err == io.EOF {
+			return nil
+		}
+	}
+}
+
+// readError classifies an error met while reading line n.
+func readError(n int, err error, src *sourceReader) error {
+	switch {
+	case errors.Is(err, errLimit):
+		return &DecodeError{Line: n, Err: ErrTooLarge}
+	case src.err != nil && errors.Is(err, src.err):
+		// The transport failed (a client that went away, a body limit of
+		// the server's own): not the batch's fault.
+		return fmt.Errorf("read batch: %w", err)
+	case errors.Is(err, io.ErrUnexpectedEOF) && src.err == nil:
+		return &DecodeError{Line: n, Err: fmt.Errorf("%w: truncated stream", ErrCorrupt)}
+	default:
+		return &DecodeError{Line: n, Err: fmt.Errorf("%w: %w", ErrCorrupt, err)}
+	}
+}
+
+// sourceReader remembers the first non-EOF error of the raw body, so that a
+// transport failure is not mistaken for a corrupt stream.
+type sourceReader struct {
+	r   io.Reader
+	err error
+}
+
+func (s *sourceReader) Read(p []byte) (int, error) {
+	n, err := s.r.Read(p)
+	if err != nil && err != io.EOF && s.err == nil {
+		s.err = err
+	}
+	return n, err
+}
+
+var errLimit = errors.New("limit reached")
+
+// limitReader fails with errLimit once more than n bytes were read, unlike
+// io.LimitReader which ends quietly.
+type limitReader struct {
+	r io.Reader
+	n int64
+}
+
+func (l *limitReader) Read(p []byte) (int, error) {
+	if l.n < 0 {
+		return 0, errLimit
+	}
+	if int64(len(p))-1 > l.n { // read one byte past the limit to see it crossed
+		p = p[:l.n+1]
+	}
+	n, err := l.r.Read(p)
+	l.n -= int64(n)
+	if l.n < 0 {
+		return n, errLimit
+	}
+	return n, err
+}
+
+// EstimateSize returns a cheap estimate of r's encoded JSON size in bytes:
+// bodies and chunks (base64), headers, the strings of the record, and a
+// constant for the rest. It never reads more than the record's fields and
+// errs on the large side for typical records.
+func EstimateSize(r *capture.Record) int64 {
+	const base = 512 // field names, times, numbers, labels
+	n := int64(base + len(r.ID) + len(r.Error))
+	n += int64(len(r.Labels.Cluster) + len(r.Labels.Namespace) + len(r.Labels.Service) + len(r.Labels.Pod) + len(r.Labels.Tenant))
+	n += int64(len(r.Net.ClientAddr) + len(r.Net.ServerAddr) + len(r.Net.ServerHost) + len(r.Net.ConnID))
+	if r.Net.TLS != nil {
+		n += 128
+	}
+	for k, v := range r.Tags {
+		n += int64(len(k) + len(v) + 6)
+	}
+	for _, s := range r.Redactions {
+		n += int64(len(s) + 3)
+	}
+	if h := r.HTTP; h != nil {
+		n += int64(len(h.Req.Method)+len(h.Req.URL)+len(h.Req.Proto)+len(h.Req.Host)) + headersSize(h.Req.Headers) + b64(len(h.Req.Body.Data))
+		if res := h.Res; res != nil {
+			n += 64 + int64(len(res.StatusText)+len(res.Proto)) + headersSize(res.Headers) + headersSize(res.Trailers) + b64(len(res.Body.Data))
+		}
+	}
+	if t := r.TCP; t != nil {
+		for _, c := range t.Chunks {
+			n += 40 + b64(len(c.Data))
+		}
+	}
+	return n
+}
+
+func headersSize(h capture.Headers) int64 {
+	n := int64(0)
+	for _, f := range h {
+		n += int64(len(f.Name)+len(f.Value)) + 8 // ["",""],
+	}
+	return n
+}
+
+func b64(n int) int64 { return int64((n + 2) / 3 * 4) }
+
+// itoa is strconv.Itoa, named for the headers it fills.
+func itoa(n int) string { return strconv.Itoa(n) }

@@ -1,0 +1,357 @@
+package wire
+
+import (
+	"bytes"
+	"compress/gzip"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/klauspost/compress/zstd"
+
+	"github.com/tapwire/tapwire/internal/capture"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files in testdata")
+
+// testRecords returns n fixed records: an HTTP exchange with bodyLen bytes
+// of request and response body, and every fourth one a TCP stream.
+func testRecords(n, bodyLen int) []*capture.Record {
+	start := time.Date(2026, 3, 1, 12, 0, 0, 123456789, time.UTC)
+	body := bytes.Repeat([]byte(`{"k":"v"}`), bodyLen/9+1)[:bodyLen]
+	recs := make([]*capture.Record, n)
+	for i := range recs {
+		r := &capture.Record{
+			Schema:    capture.SchemaVersion,
+			ID:        fmt.Sprintf("0195d1c0-0000-7000-8000-%012d", i),
+			Kind:      capture.KindHTTP,
+			Direction: capture.DirOut,
+			Start:     start.Add(time.Duration(i) * time.Millisecond),
+			DurMicros: 1500,
+			Labels:    capture.Labels{Cluster: "prod", Namespace: "shop", Service: "cart", Pod: "cart-7f9"},
+			Net:       capture.Net{ClientAddr: "127.0.0.1:50000", ServerAddr: "api.example.com:443", ServerHost: "api.example.com", Proxy: "forward"},
+		}
+		if i%4 == 3 {
+			r.Kind = capture.KindTCP
+			r.TCP = &capture.TCP{BytesUp: 3, BytesDown: 2, Chunks: []capture.Chunk{{Up: true, Data: []byte("abc")}, {AtMicros: 9, Data: []byte("de")}}}
+		} else {
+			r.HTTP = &capture.HTTP{
+				Req: capture.Request{Method: "POST", URL: "https://api.example.com/v1/items?x=1&y=<2>", Proto: "HTTP/1.1", Host: "api.example.com",
+					Headers: capture.Headers{{Name: "Content-Type", Value: "application/json"}, {Name: "X-Trace", Value: fmt.Sprint(i)}},
+					Body:    capture.Body{Data: body, Size: int64(len(body))}},
+				Res: &capture.Response{Status: 200, StatusText: "OK", Proto: "HTTP/1.1",
+					Headers: capture.Headers{{Name: "Content-Type", Value: "application/json"}},
+					Body:    capture.Body{Data: body, Size: int64(len(body)) * 2, Truncated: true}},
+			}
+		}
+		recs[i] = r
+	}
+	return recs
+}
+
+func decodeAll(t testing.TB, body []byte, encoding string) []*capture.Record {
+	t.Helper()
+	var got []*capture.Record
+	if err := DecodeBatch(bytes.NewReader(body), encoding, 0, func(r *capture.Record) error {
+		got = append(got, r)
+		return nil
+	}); err != nil {
+		t.Fatalf("DecodeBatch(%s): %v", encoding, err)
+	}
+	return got
+}
+
+func TestGoldenLines(t *testing.T) {
+	var buf bytes.Buffer
+	if err := AppendLines(&buf, testRecords(4, 20)); err != nil {
+		t.Fatal(err)
+	}
+	golden := filepath.Join("testdata", "batch.jsonl")
+	if *update {
+		if err := os.MkdirAll("testdata", 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(golden, buf.Bytes(), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(golden)
+	if err != nil {
+		t.Fatalf("read golden (run with -update to create it): %v", err)
+	}
+	if !bytes.Equal(buf.Bytes(), want) {
+		t.Errorf("encoded lines differ from %s (run with -update if the change is intended)\ngot:\n%s\nwant:\n%s", golden, buf.Bytes(), want)
+	}
+	// The golden file decodes to the records it was made from.
+	got := decodeAll(t, want, EncodingIdentity)
+	var again bytes.Buffer
+	if err := AppendLines(&again, got); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(again.Bytes(), want) {
+		t.Errorf("golden file does not survive decode and encode:\ngot:\n%s\nwant:\n%s", again.Bytes(), want)
+	}
+}
+
+func TestRoundTrip(t *testing.T) {
+	recs := testRecords(50, 300)
+	var plain bytes.Buffer
+	if err := AppendLines(&plain, recs); err != nil {
+		t.Fatal(err)
+	}
+	var zs bytes.Buffer
+	if err := EncodeBatch(&zs, recs); err != nil {
+		t.Fatal(err)
+	}
+	var gz bytes.Buffer
+	zw := gzip.NewWriter(&gz)
+	zw.Write(plain.Bytes())
+	zw.Close()
+
+	tests := []struct {
+		name     string
+		encoding string
+		body     []byte
+	}{
+		{"zstd", "zstd", zs.Bytes()},
+		{"zstd upper case", "ZSTD", zs.Bytes()},
+		{"gzip", "gzip", gz.Bytes()},
+		{"identity", "identity", plain.Bytes()},
+		{"no encoding", "", plain.Bytes()},
+		{"crlf lines", "", bytes.ReplaceAll(plain.Bytes(), []byte("\n"), []byte("\r\n"))},
+		{"blank lines", "", append([]byte("\n\n"), bytes.ReplaceAll(plain.Bytes(), []byte("\n"), []byte("\n  \n"))...)},
+		{"no final newline", "", bytes.TrimSuffix(plain.Bytes(), []byte("\n"))},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := decodeAll(t, tt.body, tt.encoding)
+			var out bytes.Buffer
+			if err := AppendLines(&out, got); err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(out.Bytes(), plain.Bytes()) {
+				t.Errorf("round trip changed the records: got %d records, want %d", len(got), len(recs))
+			}
+		})
+	}
+	if zs.Len() >= plain.Len()/4 {
+		t.Errorf("zstd body is %d bytes for %d plain: want better than 4:1 on repetitive JSON", zs.Len(), plain.Len())
+	}
+}
+
+func TestDecodeUnknownFieldsIgnored(t *testing.T) {
+	line := `{"schema":1,"id":"a","kind":"tcp","direction":"in","tcp":{"bytesUp":1,"bytesDown":0,"future":true},"newField":{"x":[1,2]}}`
+	got := decodeAll(t, []byte(line), "")
+	if len(got) != 1 || got[0].ID != "a" || got[0].TCP.BytesUp != 1 {
+		t.Errorf("got %+v, want one tcp record with id a", got)
+	}
+}
+
+func TestDecodeErrors(t *testing.T) {
+	good := `{"schema":1,"id":"a","kind":"tcp","direction":"in","tcp":{"bytesUp":1,"bytesDown":0}}`
+	zstdOf := func(s string) []byte {
+		e, _ := zstd.NewWriter(nil, zstd.WithEncoderConcurrency(1))
+		defer e.Close()
+		return e.EncodeAll([]byte(s), nil)
+	}
+	// A zip bomb: 16 MiB of newlines squeezes into under a KiB.
+	bomb := zstdOf(strings.Repeat("\n", 16<<20))
+	longLine := `{"schema":1,"id":"` + strings.Repeat("x", MaxLineBytes) + `"}`
+
+	tests := []struct {
+		name       string
+		encoding   string
+		body       []byte
+		maxDecoded int64
+		wantErr    error
+		wantLine   int
+		wantCalls  int
+	}{
+		{"bad json", "", []byte(good + "\n{nope\n"), 0, ErrBadRecord, 2, 1},
+		{"invalid record", "", []byte(good + "\n" + good + "\n" + `{"schema":1,"id":"b","kind":"http","direction":"in"}`), 0, capture.ErrMissingHTTP, 3, 2},
+		{"no id", "", []byte(`{"schema":1,"kind":"tcp","direction":"in","tcp":{}}`), 0, capture.ErrNoID, 1, 0},
+		{"schema too new", "", []byte(`{"schema":99,"id":"a","kind":"tcp","direction":"in","tcp":{}}`), 0, capture.ErrSchemaTooNew, 1, 0},
+		{"two objects on a line", "", []byte(good + good), 0, ErrBadRecord, 1, 0},
+		{"line too long", "", []byte(good + "\n" + longLine), 0, ErrLineTooLong, 2, 1},
+		{"too large", "", []byte(strings.Repeat(good+"\n", 10)), int64(5*len(good) + 3), ErrTooLarge, 5, 4},
+		{"zip bomb", "zstd", bomb, 1 << 20, ErrTooLarge, -1, 0},
+		{"unknown encoding", "br", []byte(good), 0, ErrUnsupportedEncoding, 0, 0},
+		{"corrupt zstd", "zstd", []byte("not zstd at all"), 0, ErrCorrupt, 1, 0},
+		{"truncated zstd", "zstd", zstdOf(good + "\n" + good)[:20], 0, ErrCorrupt, 1, 0},
+		{"corrupt gzip", "gzip", []byte("not gzip"), 0, ErrCorrupt, 0, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			calls := 0
+			err := DecodeBatch(bytes.NewReader(tt.body), tt.encoding, tt.maxDecoded, func(*capture.Record) error {
+				calls++
+				return nil
+			})
+			if !errors.Is(err, tt.wantErr) {
+				t.Fatalf("err = %v, want %v", err, tt.wantErr)
+			}
+			var de *DecodeError
+			if !errors.As(err, &de) {
+				t.Fatalf("err = %T, want *DecodeError", err)
+			}
+			if tt.wantLine >= 0 && de.Line != tt.wantLine {
+				t.Errorf("line = %d, want %d (%v)", de.Line, tt.wantLine, err)
+			}
+			if calls != tt.wantCalls {
+				t.Errorf("fn called %d times, want %d", calls, tt.wantCalls)
+			}
+		})
+	}
+}
+
+func TestDecodeCallbackErrorUnwrapped(t *testing.T) {
+	stop := errors.New("disk full")
+	err := DecodeBatch(strings.NewReader(`{"schema":1,"id":"a","kind":"tcp","direction":"in","tcp":{}}`), "", 0,
+		func(*capture.Record) error { return stop })
+	if err != stop {
+		t.Errorf("err = %v, want the callback's own error", err)
+	}
+}
+
+type failingReader struct{ err error }
+
+func (f failingReader) Read([]byte) (int, error) { return 0, f.err }
+
+func TestDecodeTransportErrorNotADecodeError(t *testing.T) {
+	gone := errors.New("connection reset")
+	for _, enc := range []string{"", "zstd", "gzip"} {
+		err := DecodeBatch(failingReader{gone}, enc, 0, func(*capture.Record) error { return nil })
+		var de *DecodeError
+		if !errors.Is(err, gone) || errors.As(err, &de) {
+			t.Errorf("encoding %q: err = %v, want the reader's error and no *DecodeError", enc, err)
+		}
+	}
+}
+
+func TestEstimateSize(t *testing.T) {
+	for _, r := range testRecords(8, 1000) {
+		var b bytes.Buffer
+		AppendLines(&b, []*capture.Record{r})
+		est := EstimateSize(r)
+		if got := int64(b.Len()); est < got/2 || est > got*2 {
+			t.Errorf("EstimateSize(%s kind %s) = %d, encoded %d: want within a factor of 2", r.ID, r.Kind, est, got)
+		}
+	}
+}
+
+// TestEncodeDecodeConcurrent shares the pooled coders between goroutines.
+func TestEncodeDecodeConcurrent(t *testing.T) {
+	recs := testRecords(20, 100)
+	done := make(chan error)
+	for range 4 {
+		go func() {
+			var b bytes.Buffer
+			if err := EncodeBatch(&b, recs); err != nil {
+				done <- err
+				return
+			}
+			n := 0
+			err := DecodeBatch(&b, "zstd", 0, func(*capture.Record) error { n++; return nil })
+			if err == nil && n != len(recs) {
+				err = fmt.Errorf("decoded %d records, want %d", n, len(recs))
+			}
+			done <- err
+		}()
+	}
+	for range 4 {
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}
+}
+
+func FuzzDecodeBatch(f *testing.F) {
+	var plain, zs bytes.Buffer
+	recs := testRecords(3, 40)
+	AppendLines(&plain, recs)
+	EncodeBatch(&zs, recs)
+	f.Add(plain.Bytes(), uint8(0))
+	f.Add(zs.Bytes(), uint8(1))
+	var gz bytes.Buffer
+	zw := gzip.NewWriter(&gz)
+	zw.Write(plain.Bytes())
+	zw.Close()
+	f.Add(gz.Bytes(), uint8(2))
+	f.Add([]byte(`{"schema":1,"id":"a","kind":"http","direction":"in","http":{"req":{"headers":[["a","b"]]}}}`), uint8(0))
+	f.Add([]byte("\n\r\n{}\n"), uint8(0))
+	encodings := []string{"identity", "zstd", "gzip"}
+	f.Fuzz(func(t *testing.T, body []byte, enc uint8) {
+		const limit = 1 << 20
+		n := 0
+		err := DecodeBatch(bytes.NewReader(body), encodings[int(enc)%len(encodings)], limit, func(r *capture.Record) error {
+			if err := r.Validate(); err != nil {
+				t.Fatalf("fn got an invalid record: %v", err)
+			}
+			n++
+			return nil
+		})
+		if err != nil {
+			var de *DecodeError
+			if !errors.As(err, &de) {
+				t.Fatalf("error %v is %T, want *DecodeError", err, err)
+			}
+			return
+		}
+		if enc%3 == 0 && n > bytes.Count(body, []byte("\n"))+1 {
+			t.Fatalf("%d records from %d lines", n, bytes.Count(body, []byte("\n"))+1)
+		}
+	})
+}
+
+func BenchmarkEncodeBatch(b *testing.B) {
+	recs := testRecords(256, 1024)
+	var plain bytes.Buffer
+	AppendLines(&plain, recs)
+	run := func(b *testing.B, encode func(io.Writer, []*capture.Record) error) {
+		var out bytes.Buffer
+		b.SetBytes(int64(plain.Len()))
+		b.ReportAllocs()
+		for b.Loop() {
+			out.Reset()
+			if err := encode(&out, recs); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.ReportMetric(float64(len(recs))*float64(b.N)/b.Elapsed().Seconds(), "records/s")
+		b.ReportMetric(float64(plain.Len())/float64(out.Len()), "ratio")
+	}
+	b.Run("pooled", func(b *testing.B) { run(b, EncodeBatch) })
+	b.Run("new", func(b *testing.B) {
+		run(b, func(w io.Writer, recs []*capture.Record) error {
+			e, err := zstd.NewWriter(w, zstd.WithEncoderConcurrency(1), zstd.WithWindowSize(MaxWindowBytes))
+			if err != nil {
+				return err
+			}
+			var buf bytes.Buffer
+			if err := AppendLines(&buf, recs); err != nil {
+				return err
+			}
+			e.Write(buf.Bytes())
+			return e.Close()
+		})
+	})
+}
+
+func BenchmarkDecodeBatch(b *testing.B) {
+	recs := testRecords(256, 1024)
+	var zs bytes.Buffer
+	EncodeBatch(&zs, recs)
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := DecodeBatch(bytes.NewReader(zs.Bytes()), "zstd", 0, func(*capture.Record) error { return nil }); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(len(recs))*float64(b.N)/b.Elapsed().Seconds(), "records/s")
+}
