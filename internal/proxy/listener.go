@@ -125,7 +125,7 @@ func classify(p []byte) sniffKind {
 			return sniffHTTP1
 		}
 		if c < 'A' || c > 'Z' {
-			if c == '-' || c == '_' {
+			if i > 0 && (c == '-' || c == '_') {
 				continue
 			}
 			return sniffUnknown
