@@ -367,3 +367,90 @@ func TestStartupErrorsForBadCA(t *testing.T) {
 		})
 	}
 }
+
+func TestMetrics(t *testing.T) {
+	fwd := testfwd.Start(t, "")
+	port := freePort(t)
+	m := setupMiniature(t, fwd.Addr(), map[string]string{"METRICS_HTTP_ENABLE": "true", "METRICS_HTTP_PORT": strconv.Itoa(port)})
+	m.call(t, "/metered")
+	if _, err := fwd.WaitFor(2, 10*time.Second, func(*capture.Record) bool { return true }); err != nil {
+		t.Fatal(err)
+	}
+	res, err := http.Get("http://" + m.srv.MetricsAddr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	for _, want := range []string{
+		`goproxy_requests_total{direction="in"} 1`,
+		`goproxy_requests_total{direction="out"} 1`,
+		`goproxy_records_total 2`,
+		`goproxy_records_shipped_total 2`,
+		`goproxy_records_dropped_total 0`,
+		`goproxy_tls_leaves_minted_total 1`,
+		`goproxy_tls_leaves_cached 1`,
+		`goproxy_ship_queue_bytes 0`,
+		`goproxy_upstream_errors_total{direction="in"} 0`,
+	} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
+}
+
+// TestShutdownFinishesInFlight: on SIGTERM an exchange in flight completes
+// and its record is flushed before goproxy exits.
+func TestShutdownFinishesInFlight(t *testing.T) {
+	fwd := testfwd.Start(t, "")
+	entered := make(chan struct{})
+	app := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		close(entered)
+		time.Sleep(500 * time.Millisecond)
+		io.WriteString(w, "slow but complete")
+	}))
+	defer app.Close()
+	env := guideEnv(t, app.Listener.Addr().(*net.TCPAddr).Port, fwd.Addr(), t.TempDir())
+	env["TLS_OUT_UNWRAP"] = "false"
+	cfg, err := Load(nil, envOf(env))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Run(ctx) }()
+
+	got := make(chan string, 1)
+	go func() {
+		res, err := http.Get("http://" + srv.InAddr + "/in-flight")
+		if err != nil {
+			got <- err.Error()
+			return
+		}
+		b, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		got <- string(b)
+	}()
+	<-entered
+	cancel() // SIGTERM
+	if s := <-got; s != "slow but complete" {
+		t.Errorf("in-flight request got %q", s)
+	}
+	if err := <-done; err != nil {
+		t.Errorf("Run: %v", err)
+	}
+	// The record was flushed before Run returned.
+	recs := fwd.Records()
+	if len(recs) != 1 || !strings.HasSuffix(recs[0].HTTP.Req.URL, "/in-flight") {
+		t.Errorf("forwarder holds %d records after shutdown, want the in-flight one", len(recs))
+	}
+	// And the listener is closed.
+	if c, err := net.DialTimeout("tcp", srv.InAddr, time.Second); err == nil {
+		c.Close()
+		t.Errorf("inbound port still accepts after shutdown")
+	}
+}
