@@ -11,8 +11,31 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/net/http2"
+	"golang.org/x/net/http2/h2c"
+
 	"github.com/tapwire/tapwire/internal/capture"
 )
+
+// appTransport picks how to reach the app for one request. The app gets
+// HTTP/1.1 (or whatever TLS negotiates for an https:// app), except gRPC
+// over cleartext HTTP/2, which only works as HTTP/2: it goes to the app as
+// h2c with prior knowledge.
+type appTransport struct {
+	h1, h2c http.RoundTripper
+	tls     bool
+}
+
+func (t *appTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	if !t.tls && r.ProtoMajor == 2 && isGRPC(r.Header.Get("Content-Type")) {
+		return t.h2c.RoundTrip(r)
+	}
+	return t.h1.RoundTrip(r)
+}
+
+func isGRPC(ct string) bool {
+	return len(ct) >= 16 && ct[:16] == "application/grpc"
+}
 
 // Inbound is the reverse proxy in front of the app: clients (the load
 // balancer) reach it on PROXY_IN_PORT and it forwards to the app at
@@ -53,13 +76,18 @@ func NewInbound(target string, sniff bool, opt Options) (*Inbound, error) {
 			}
 			pr.SetXForwarded()
 		},
-		Transport:      c.transport(u.Hostname()),
+		Transport:      &appTransport{h1: c.transport(u.Hostname()), h2c: c.h2cTransport(), tls: u.Scheme == "https"},
 		ModifyResponse: modifyResponse,
 		ErrorHandler:   c.errorHandler(capture.DirIn),
 		BufferPool:     bufPool{},
 		ErrorLog:       c.newServer(nil).ErrorLog,
 	}
-	p.srv = c.newServer(http.HandlerFunc(p.serveHTTP))
+	// HTTP/2 without TLS: prior knowledge natively, and the (deprecated)
+	// HTTP/1.1 Upgrade: h2c through x/net's handler.
+	p.srv = c.newServer(h2c.NewHandler(http.HandlerFunc(p.serveHTTP), &http2.Server{}))
+	p.srv.Protocols = new(http.Protocols)
+	p.srv.Protocols.SetHTTP1(true)
+	p.srv.Protocols.SetUnencryptedHTTP2(true)
 	return p, nil
 }
 
@@ -125,11 +153,19 @@ func (p *Inbound) dispatch(conn net.Conn, httpLn *chanListener) {
 	pc, kind := sniff(conn, sniffTimeout)
 	info := infoOf(conn)
 	switch kind {
-	case sniffHTTP1:
+	case sniffHTTP1, sniffHTTP2:
 		if info != nil {
-			info.set(p.target.Host, "http/1.1", nil)
+			proto := "http/1.1"
+			if kind == sniffHTTP2 {
+				proto = "h2c"
+			}
+			info.set(p.target.Host, proto, nil)
 		}
 		httpLn.push(pc)
+	case sniffClosed:
+		// Connected and closed without a byte: a load balancer's TCP
+		// health check. Nothing to relay or record.
+		conn.Close()
 	default:
 		if info != nil {
 			info.set(p.target.Host, "tcp", nil)

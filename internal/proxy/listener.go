@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bufio"
+	"errors"
 	"net"
 	"sync"
 	"time"
@@ -68,6 +69,7 @@ const (
 	sniffHTTP2                    // the HTTP/2 connection preface
 	sniffTLS                      // a TLS handshake record
 	sniffSilent                   // the client sent nothing before the sniff deadline
+	sniffClosed                   // the client closed without sending anything (a TCP health check)
 )
 
 // sniffTimeout bounds how long a new connection may stay silent before it
@@ -83,7 +85,11 @@ func sniff(c net.Conn, timeout time.Duration) (*peekConn, sniffKind) {
 	defer c.SetReadDeadline(time.Time{})
 	b, err := br.Peek(1)
 	if err != nil || len(b) == 0 {
-		return pc, sniffSilent
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			return pc, sniffSilent
+		}
+		return pc, sniffClosed
 	}
 	// Peek what has arrived already, up to a request line's worth; more
 	// bytes arrive with the first packet in practice.

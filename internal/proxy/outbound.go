@@ -12,6 +12,8 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/net/http2"
+
 	"github.com/tapwire/tapwire/internal/capture"
 )
 
@@ -28,6 +30,7 @@ type Outbound struct {
 	srv     *http.Server           // the proxy listener
 	mitmSrv *http.Server           // serves requests inside unwrapped tunnels
 	mitmLn  *chanListener
+	h2      *http2.Server // serves unwrapped tunnels that chose h2
 	ss      streams
 	once    sync.Once
 }
@@ -56,6 +59,7 @@ func NewOutbound(opt Options) (*Outbound, error) {
 	}
 	p.srv = c.newServer(http.HandlerFunc(p.serveProxy))
 	p.mitmSrv = c.newServer(http.HandlerFunc(p.serveTunnel))
+	p.h2 = &http2.Server{IdleTimeout: opt.IdleTimeout}
 	return p, nil
 }
 
@@ -142,6 +146,10 @@ func (p *Outbound) connect(w http.ResponseWriter, r *http.Request) {
 		c = &peekConn{Conn: conn, r: brw.Reader}
 	}
 	pc, kind := sniff(c, sniffTimeout)
+	if kind == sniffClosed {
+		conn.Close()
+		return
+	}
 	info := infoOf(conn)
 	t := &tunnelInfo{target: target, host: hostOnly(target), info: info}
 	if info != nil {
@@ -159,7 +167,9 @@ func (p *Outbound) connect(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	cfg := p.c.opt.Minter.ServerConfig(t.host)
-	cfg.NextProtos = []string{"http/1.1"}
+	// ALPN with the app is negotiated on its own; goproxy's transport
+	// negotiates with the upstream separately.
+	cfg.NextProtos = []string{"h2", "http/1.1"}
 	tc := tls.Server(pc, cfg)
 	tc.SetDeadline(time.Now().Add(p.c.opt.HeaderTimeout))
 	if err := tc.Handshake(); err != nil {
@@ -177,7 +187,25 @@ func (p *Outbound) connect(w http.ResponseWriter, r *http.Request) {
 	if info != nil {
 		info.set(target, "tls", t.tls)
 	}
+	if cs.NegotiatedProtocol == "h2" {
+		p.serveH2(tc, t)
+		return
+	}
 	p.mitmLn.push(&tunnelConn{Conn: tc, t: t})
+}
+
+// serveH2 serves an unwrapped tunnel in which the app chose HTTP/2: each
+// stream is one exchange and one record.
+func (p *Outbound) serveH2(tc *tls.Conn, t *tunnelInfo) {
+	ctx := context.WithValue(context.Background(), tunnelKey{}, t)
+	ctx = context.WithValue(ctx, connKey{}, net.Conn(tc))
+	p.ss.add(tc)
+	defer p.ss.remove(tc)
+	p.h2.ServeConn(tc, &http2.ServeConnOpts{
+		Context:    ctx,
+		BaseConfig: p.mitmSrv,
+		Handler:    http.HandlerFunc(p.serveTunnel),
+	})
 }
 
 // serveTunnel handles one request inside an unwrapped tunnel.
@@ -269,6 +297,14 @@ func (c *core) transport(serverName string) *http.Transport {
 		ExpectContinueTimeout: time.Second,
 		DisableCompression:    true, // never add Accept-Encoding the app did not ask for
 	}
+}
+
+// h2cTransport speaks HTTP/2 with prior knowledge to a cleartext app.
+func (c *core) h2cTransport() *http.Transport {
+	t := c.transport("")
+	t.Protocols = new(http.Protocols)
+	t.Protocols.SetUnencryptedHTTP2(true)
+	return t
 }
 
 // bufPool lends the reverse proxies their copy buffers.

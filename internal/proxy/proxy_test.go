@@ -709,3 +709,75 @@ func TestInboundGigabyteFlatMemory(t *testing.T) {
 	}
 	t.Logf("heap in use peaked at %.1f MiB", float64(peak)/(1<<20))
 }
+
+func TestInboundH2CPriorKnowledge(t *testing.T) {
+	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		fmt.Fprintf(w, "%s %s %s", r.Proto, r.URL.Path, b)
+	}))
+	defer backend.Close()
+	addr, rec := startInbound(t, backend.URL, true, Options{})
+	tr := &http.Transport{Protocols: new(http.Protocols)}
+	tr.Protocols.SetUnencryptedHTTP2(true)
+	defer tr.CloseIdleConnections()
+	client := &http.Client{Transport: tr}
+	var wg sync.WaitGroup
+	const streams = 20
+	errs := make(chan error, streams)
+	for i := 0; i < streams; i++ { // concurrent streams on one connection
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			res, err := client.Post(fmt.Sprintf("http://%s/s/%d", addr, i), "text/plain", strings.NewReader("x"))
+			if err != nil {
+				errs <- err
+				return
+			}
+			b, _ := io.ReadAll(res.Body)
+			res.Body.Close()
+			if res.ProtoMajor != 2 || string(b) != fmt.Sprintf("HTTP/1.1 /s/%d x", i) {
+				errs <- fmt.Errorf("stream %d: %s %q", i, res.Proto, b)
+			}
+		}(i)
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	for i := 0; i < streams; i++ {
+		r := rec.next(t)
+		if r.HTTP == nil {
+			t.Fatalf("not an http record: %+v %+v %s", r.TCP, r.Net, r.Error)
+		}
+		if r.HTTP.Res == nil {
+			t.Fatalf("record without response: %s", r.Error)
+		}
+		if r.HTTP.Req.Proto != "HTTP/2.0" || r.HTTP.Res.Status != 200 || string(r.HTTP.Req.Body.Data) != "x" {
+			t.Errorf("record %s %d %q", r.HTTP.Req.Proto, r.HTTP.Res.Status, r.HTTP.Req.Body.Data)
+		}
+	}
+}
+
+func TestOutboundUnwrapH2FromTheApp(t *testing.T) {
+	proxyURL, app, upstream, rec := outboundSetup(t, true)
+	client := &http.Client{Transport: &http.Transport{
+		Proxy:             http.ProxyURL(proxyURL),
+		TLSClientConfig:   &tls.Config{RootCAs: app.Pool()},
+		ForceAttemptHTTP2: true,
+	}}
+	defer client.CloseIdleConnections()
+	res, err := client.Get(upstream.URL + "/h2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	if res.ProtoMajor != 2 || !strings.Contains(string(b), `"proto":"HTTP/2.0"`) {
+		t.Errorf("app side %s, upstream saw %s", res.Proto, b)
+	}
+	r := rec.next(t)
+	if r.HTTP.Req.Proto != "HTTP/2.0" || r.Net.TLS == nil || r.Net.TLS.ALPN != "h2" || r.Net.TLS.Upstream == nil || r.Net.TLS.Upstream.ALPN != "h2" {
+		t.Errorf("record proto %s tls %+v", r.HTTP.Req.Proto, r.Net.TLS)
+	}
+}
