@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"context"
 	"net"
 	"sort"
 	"sync"
@@ -131,6 +132,63 @@ type trackListener struct {
 	dir   capture.Direction
 	table *ConnTable
 	m     *Metrics
+	live  *liveConns
+}
+
+// liveConns holds every client connection a listener accepted that is not
+// closed yet, whatever serves it now (the HTTP/1 server, an HTTP/2 server
+// after an upgrade, a hijacked tunnel), so that shutdown can end them all.
+type liveConns struct {
+	mu sync.Mutex
+	m  map[*trackConn]struct{}
+}
+
+func (l *liveConns) add(c *trackConn) {
+	l.mu.Lock()
+	if l.m == nil {
+		l.m = make(map[*trackConn]struct{})
+	}
+	l.m[c] = struct{}{}
+	l.mu.Unlock()
+}
+
+func (l *liveConns) remove(c *trackConn) {
+	l.mu.Lock()
+	delete(l.m, c)
+	l.mu.Unlock()
+}
+
+func (l *liveConns) closeAll() {
+	l.mu.Lock()
+	cs := make([]*trackConn, 0, len(l.m))
+	for c := range l.m {
+		cs = append(cs, c)
+	}
+	l.mu.Unlock()
+	for _, c := range cs {
+		c.Close()
+	}
+}
+
+// wait lets the connections end on their own until ctx is done, then
+// closes what is left.
+func (l *liveConns) wait(ctx context.Context) error {
+	t := time.NewTicker(20 * time.Millisecond)
+	defer t.Stop()
+	for {
+		l.mu.Lock()
+		n := len(l.m)
+		l.mu.Unlock()
+		if n == 0 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			l.closeAll()
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
 }
 
 func (l *trackListener) Accept() (net.Conn, error) {
@@ -139,6 +197,7 @@ func (l *trackListener) Accept() (net.Conn, error) {
 		return nil, err
 	}
 	tc := &trackConn{Conn: c, l: l}
+	l.live.add(tc)
 	if l.table != nil {
 		tc.info = l.table.add(l.name, c.RemoteAddr().String())
 	} else {
@@ -170,6 +229,7 @@ func (c *trackConn) Write(p []byte) (int, error) {
 func (c *trackConn) Close() error {
 	err := c.Conn.Close()
 	c.once.Do(func() {
+		c.l.live.remove(c)
 		c.l.m.bytes(c.l.dir).Add(float64(c.info.rx.Load() + c.info.tx.Load()))
 		if c.l.table != nil {
 			c.l.table.done(c.info)

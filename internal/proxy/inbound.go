@@ -47,6 +47,7 @@ type Inbound struct {
 	srv    *http.Server
 	sniff  bool
 	ss     streams
+	live   liveConns
 
 	mu sync.Mutex
 	ln net.Listener // the sniffing listener, closed by Shutdown
@@ -113,7 +114,7 @@ func withUpstream(h http.Handler, addr string) http.Handler {
 
 // Serve accepts connections on ln until Shutdown.
 func (p *Inbound) Serve(ln net.Listener) error {
-	ln = &trackListener{Listener: ln, name: "inbound", dir: capture.DirIn, table: p.c.opt.Conns, m: p.c.m}
+	ln = &trackListener{Listener: ln, name: "inbound", dir: capture.DirIn, table: p.c.opt.Conns, m: p.c.m, live: &p.live}
 	if !p.sniff {
 		err := p.srv.Serve(ln)
 		if errors.Is(err, http.ErrServerClosed) {
@@ -152,6 +153,11 @@ func (p *Inbound) Serve(ln net.Listener) error {
 func (p *Inbound) dispatch(conn net.Conn, httpLn *chanListener) {
 	pc, kind := sniff(conn, sniffTimeout)
 	info := infoOf(conn)
+	if kind == sniffHTTP2 && !fullPreface(pc) {
+		// RFC 9113 §3.4: an invalid preface is a connection error.
+		conn.Close()
+		return
+	}
 	switch kind {
 	case sniffHTTP1, sniffHTTP2:
 		if info != nil {
@@ -178,6 +184,14 @@ func (p *Inbound) dispatch(conn net.Conn, httpLn *chanListener) {
 	}
 }
 
+// fullPreface waits for the whole HTTP/2 client preface and checks it.
+func fullPreface(pc *peekConn) bool {
+	pc.SetReadDeadline(time.Now().Add(sniffTimeout))
+	defer pc.SetReadDeadline(time.Time{})
+	b, err := pc.r.Peek(len(http2.ClientPreface))
+	return err == nil && string(b) == http2.ClientPreface
+}
+
 func backoffAccept(d time.Duration) time.Duration {
 	if d == 0 {
 		return 5 * time.Millisecond
@@ -196,6 +210,9 @@ func (p *Inbound) Shutdown(ctx context.Context) error {
 	if e := p.ss.shutdown(ctx); err == nil {
 		err = e
 	}
+	if e := p.live.wait(ctx); err == nil {
+		err = e
+	}
 	return err
 }
 
@@ -204,8 +221,11 @@ func (p *Inbound) Close() error {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	p.closeListener()
+	p.srv.Shutdown(ctx) // tells HTTP/2 connections to go away
 	p.ss.shutdown(ctx)
-	return p.srv.Close()
+	err := p.srv.Close()
+	p.live.closeAll()
+	return err
 }
 
 func (p *Inbound) closeListener() {

@@ -114,11 +114,11 @@ func classify(p []byte) sniffKind {
 	if len(p) >= 3 && p[0] == 0x16 && p[1] == 0x03 && p[2] <= 0x04 {
 		return sniffTLS
 	}
+	// "PRI * HTTP/2.0" starts the HTTP/2 preface; a client that botches
+	// the rest is still an HTTP/2 client, and the HTTP/2 server closes
+	// its connection as RFC 9113 §3.4 requires.
 	const preface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
-	if len(p) >= 4 && string(p[:4]) == preface[:4] {
-		if len(p) >= len(preface) && string(p[:len(preface)]) != preface {
-			return sniffUnknown
-		}
+	if n := min(len(p), 14); n >= 4 && string(p[:n]) == preface[:n] {
 		return sniffHTTP2
 	}
 	// An HTTP/1 method token: uppercase letters (RFC 9110 allows any token,

@@ -32,6 +32,7 @@ type Outbound struct {
 	mitmLn  *chanListener
 	h2      *http2.Server // serves unwrapped tunnels that chose h2
 	ss      streams
+	live    liveConns
 	once    sync.Once
 }
 
@@ -67,7 +68,7 @@ type tunnelKey struct{}
 
 // Serve accepts proxy clients on ln until Shutdown.
 func (p *Outbound) Serve(ln net.Listener) error {
-	ln = &trackListener{Listener: ln, name: "outbound", dir: capture.DirOut, table: p.c.opt.Conns, m: p.c.m}
+	ln = &trackListener{Listener: ln, name: "outbound", dir: capture.DirOut, table: p.c.opt.Conns, m: p.c.m, live: &p.live}
 	p.once.Do(func() {
 		p.mitmLn = newChanListener(ln.Addr())
 		go p.mitmSrv.Serve(p.mitmLn)
@@ -236,6 +237,9 @@ func (p *Outbound) Shutdown(ctx context.Context) error {
 	if e := p.ss.shutdown(ctx); err == nil {
 		err = e
 	}
+	if e := p.live.wait(ctx); err == nil {
+		err = e
+	}
 	return err
 }
 
@@ -245,7 +249,9 @@ func (p *Outbound) Close() error {
 	cancel()
 	p.ss.shutdown(ctx)
 	p.mitmSrv.Close()
-	return p.srv.Close()
+	err := p.srv.Close()
+	p.live.closeAll()
+	return err
 }
 
 type connKey struct{}

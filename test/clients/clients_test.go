@@ -260,6 +260,33 @@ func testCurl(t *testing.T, e *env) {
 			t.Errorf("curl accepted goproxy's leaf without the CA: %s", out)
 		}
 	})
+	t.Run("inbound http2 prior knowledge", func(t *testing.T) {
+		out := runTool(t, nil, curl, "-sS", "--fail", "--http2-prior-knowledge", "-w", " version=%{http_version}", "http://"+e.in+"/curl-h2pk")
+		if !strings.Contains(out, "GET /curl-h2pk HTTP/1.1") || !strings.HasSuffix(out, "version=2") {
+			t.Errorf("curl got %q", out)
+		}
+		r := e.record(t, capture.DirIn, "/curl-h2pk")
+		if r.HTTP.Req.Proto != "HTTP/2.0" {
+			t.Errorf("record proto %q, want HTTP/2.0", r.HTTP.Req.Proto)
+		}
+	})
+	t.Run("inbound http2 upgrade", func(t *testing.T) {
+		out := runTool(t, nil, curl, "-sS", "--fail", "--http2", "-w", " version=%{http_version}", "http://"+e.in+"/curl-h2up")
+		if !strings.Contains(out, "GET /curl-h2up") || !strings.HasSuffix(out, "version=2") {
+			t.Errorf("curl got %q", out)
+		}
+		e.record(t, capture.DirIn, "/curl-h2up")
+	})
+	t.Run("outbound https http2 with the app", func(t *testing.T) {
+		out := runTool(t, nil, curl, "-sS", "--fail", "--http2", "-w", " version=%{http_version}", "--proxy", "http://"+e.out, "--cacert", e.caFile, e.upstream+"/curl-h2tls")
+		if !strings.Contains(out, "GET /curl-h2tls HTTP/2.0") || !strings.HasSuffix(out, "version=2") {
+			t.Errorf("curl got %q", out)
+		}
+		r := e.record(t, capture.DirOut, "/curl-h2tls")
+		if r.Net.TLS == nil || r.Net.TLS.ALPN != "h2" || r.HTTP.Req.Proto != "HTTP/2.0" {
+			t.Errorf("record TLS %+v proto %s", r.Net.TLS, r.HTTP.Req.Proto)
+		}
+	})
 	t.Run("outbound plain http", func(t *testing.T) {
 		out := runTool(t, []string{"http_proxy=http://" + e.out}, curl, "-sS", "--fail", e.plain+"/curl-plain")
 		if !strings.Contains(out, "GET /curl-plain") {
