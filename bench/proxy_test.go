@@ -75,7 +75,7 @@ func BenchmarkInbound(b *testing.B) {
 	for _, tc := range cases {
 		b.Run(tc.name, func(b *testing.B) {
 			em, stop := tc.emit(b)
-			in, err := proxy.NewInbound(backend.URL, true, proxy.Options{
+			in, err := proxy.NewInbound(backend.URL, proxy.InboundSniff, proxy.Options{
 				Emitter: em,
 				Logger:  slog.New(slog.DiscardHandler),
 			})

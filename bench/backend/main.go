@@ -18,16 +18,15 @@ import (
 
 func main() {
 	addr := flag.String("addr", "127.0.0.1:0", "listen address")
-	portFile := flag.String("port-file", "", "write the bound port here once listening")
 	size := flag.Int("size", 1024, "response body bytes")
 	flag.Parse()
-	if err := run(*addr, *portFile, *size); err != nil {
+	if err := run(*addr, *size); err != nil {
 		fmt.Fprintln(os.Stderr, "backend:", err)
 		os.Exit(1)
 	}
 }
 
-func run(addr, portFile string, size int) error {
+func run(addr string, size int) error {
 	body := bytes.Repeat([]byte("x"), size)
 	clen := strconv.Itoa(len(body))
 	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -39,12 +38,6 @@ func run(addr, portFile string, size int) error {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return fmt.Errorf("listen %s: %w", addr, err)
-	}
-	if portFile != "" {
-		port := strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
-		if err := os.WriteFile(portFile, []byte(port+"\n"), 0o644); err != nil {
-			return fmt.Errorf("write port file: %w", err)
-		}
 	}
 	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second}
 	if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {

@@ -94,6 +94,51 @@ type TLS struct {
 type HTTP struct {
 	Req Request   `json:"req"`
 	Res *Response `json:"res,omitempty"` // nil when no response was received
+
+	// Messages are the messages inside the bodies, one by one, for
+	// protocols that frame them: gRPC's length-prefixed messages (and
+	// WebSocket frames after an upgrade). Ordered by time.
+	Messages []Message `json:"messages,omitempty"`
+	// MessagesTruncated says that more messages passed than were kept.
+	MessagesTruncated bool `json:"messagesTruncated,omitempty"`
+	// GRPC is set for gRPC calls.
+	GRPC *GRPC `json:"grpc,omitempty"`
+}
+
+// GRPC holds what identifies a gRPC call and how it ended.
+type GRPC struct {
+	Service       string `json:"service"`                 // package.Service, from the path
+	Method        string `json:"method"`                  // the method name
+	Status        *int   `json:"status,omitempty"`        // grpc-status (0 is OK); nil when the call ended without one
+	StatusMessage string `json:"statusMessage,omitempty"` // grpc-message, percent-decoded
+	Encoding      string `json:"encoding,omitempty"`      // grpc-encoding of compressed messages
+}
+
+// Message is one framed message of a stream.
+type Message struct {
+	Up         bool   `json:"up"`                   // true: client to server
+	AtMicros   int64  `json:"atUs"`                 // since Record.Start, when its last byte passed
+	Size       int64  `json:"size"`                 // bytes of the whole message (without framing)
+	Data       []byte `json:"data,omitempty"`       // base64 in JSON; at most the body cap
+	Truncated  bool   `json:"truncated,omitempty"`  // Data holds less than Size
+	Compressed bool   `json:"compressed,omitempty"` // gRPC's compressed flag
+	Opcode     int    `json:"opcode,omitempty"`     // WebSocket opcode (1 text, 2 binary, 8 close, 9 ping, 10 pong)
+	// Fields is Data decoded from the protobuf wire format without a
+	// schema, as protoc --decode_raw does; set when Data is a whole,
+	// uncompressed message that decodes.
+	Fields []ProtoField `json:"fields,omitempty"`
+}
+
+// ProtoField is one field of a protobuf message decoded without its
+// schema. Exactly one of the value fields is set, depending on Wire and on
+// what the bytes of a length-delimited field turned out to be.
+type ProtoField struct {
+	Num     int32        `json:"n"`                 // field number
+	Wire    string       `json:"wire"`              // varint, fixed64, bytes, fixed32, group
+	Uint    *uint64      `json:"uint,omitempty"`    // varint, fixed64, fixed32
+	String  *string      `json:"string,omitempty"`  // bytes that are printable UTF-8
+	Bytes   []byte       `json:"bytes,omitempty"`   // other bytes (base64 in JSON)
+	Message []ProtoField `json:"message,omitempty"` // bytes or group that parse as a message
 }
 
 // Request is the request as the client sent it.

@@ -100,6 +100,71 @@ func goldenRecords() map[string]*Record {
 			Error:      "read upstream body: unexpected EOF",
 			Redactions: []string{"std-auth"},
 		},
+		"grpc-in": {
+			Schema:     SchemaVersion,
+			ID:         "01950f6e-2d20-7b32-84d5-6e7f8091a2b3",
+			Kind:       KindHTTP,
+			Direction:  DirIn,
+			Start:      start.Add(3 * time.Second),
+			TTFBMicros: 1650,
+			DurMicros:  1820,
+			Labels:     Labels{Cluster: "prod", Namespace: "shop", Service: "orders"},
+			Net:        Net{ClientAddr: "10.0.3.18:52210", ServerAddr: "localhost:50051", ServerHost: "localhost", ConnID: "c-15", Proxy: "reverse"},
+			HTTP: &HTTP{
+				Req: Request{
+					Method: "POST",
+					URL:    "http://orders.shop:4143/shop.v1.Orders/GetOrder",
+					Proto:  "HTTP/2.0",
+					Host:   "orders.shop:4143",
+					Headers: Headers{
+						{"Content-Type", "application/grpc"},
+						{"Te", "trailers"},
+						{"User-Agent", "grpc-go/1.85.0"},
+						{"Grpc-Timeout", "999991u"},
+					},
+					Body: Body{Size: 21, Truncated: true}, // the messages hold the bytes
+				},
+				Res: &Response{
+					Status:     200,
+					StatusText: "OK",
+					Proto:      "HTTP/2.0",
+					Headers:    Headers{{"Content-Type", "application/grpc"}},
+					Body:       Body{Size: 31, Truncated: true},
+					Trailers:   Headers{{"Grpc-Status", "0"}},
+				},
+				Messages: []Message{
+					{
+						Up:       true,
+						AtMicros: 140,
+						Size:     16,
+						Data:     []byte("\x0a\x03A-1\x10\x96\x01\x1a\x06\x08\x02\x12\x02eu"),
+						Fields: []ProtoField{
+							{Num: 1, Wire: "bytes", String: new("A-1")},
+							{Num: 2, Wire: "varint", Uint: new(uint64(150))},
+							{Num: 3, Wire: "bytes", Message: []ProtoField{
+								{Num: 1, Wire: "varint", Uint: new(uint64(2))},
+								{Num: 2, Wire: "bytes", String: new("eu")},
+							}},
+						},
+					},
+					{
+						Up:       false,
+						AtMicros: 1790,
+						Size:     26,
+						Data:     []byte("\x08\x09\x12\x07Created\x21\x3d\x0a\xd7\xa3\x70\xfd\x33\x40\x2a\x02\x00\xff\x3a\x00"),
+						Fields: []ProtoField{
+							{Num: 1, Wire: "varint", Uint: new(uint64(9))},
+							{Num: 2, Wire: "bytes", String: new("Created")},
+							{Num: 4, Wire: "fixed64", Uint: new(uint64(0x4033fd70a3d70a3d))}, // the double 19.99
+							{Num: 5, Wire: "bytes", Bytes: []byte{0x00, 0xff}},
+							{Num: 7, Wire: "bytes", String: new("")},
+						},
+					},
+				},
+				GRPC: &GRPC{Service: "shop.v1.Orders", Method: "GetOrder", Status: new(0)},
+			},
+			Tags: Tags{"captureMode": "proxy"},
+		},
 		"tcp": {
 			Schema:    SchemaVersion,
 			ID:        "01950f6e-2c10-7a21-b3c4-5d6e7f809112",
@@ -283,30 +348,68 @@ func TestSchemaGolden(t *testing.T) {
 // TestSchemaRejects checks that the schema is not vacuous.
 func TestSchemaRejects(t *testing.T) {
 	sch := compileSchema(t)
+	// field returns the JSON object of the message field at path (message
+	// index, then field indexes) of the gRPC golden record.
+	field := func(m map[string]any, path ...int) map[string]any {
+		msg := m["http"].(map[string]any)["messages"].([]any)[path[0]].(map[string]any)
+		fs := msg["fields"].([]any)
+		var f map[string]any
+		for _, i := range path[1:] {
+			f = fs[i].(map[string]any)
+			fs, _ = f["message"].([]any)
+		}
+		return f
+	}
 	tests := []struct {
 		name   string
+		golden string // the record to modify; if empty, http-in
 		modify func(m map[string]any)
 	}{
-		{"newer schema", func(m map[string]any) { m["schema"] = 2 }},
-		{"no id", func(m map[string]any) { delete(m, "id") }},
-		{"bad kind", func(m map[string]any) { m["kind"] = "grpc" }},
-		{"bad direction", func(m map[string]any) { m["direction"] = "IN" }},
-		{"http kind without block", func(m map[string]any) { delete(m, "http") }},
-		{"bad start", func(m map[string]any) { m["start"] = "yesterday" }},
-		{"header triple", func(m map[string]any) {
+		{"newer schema", "", func(m map[string]any) { m["schema"] = 2 }},
+		{"no id", "", func(m map[string]any) { delete(m, "id") }},
+		{"bad kind", "", func(m map[string]any) { m["kind"] = "grpc" }},
+		{"bad direction", "", func(m map[string]any) { m["direction"] = "IN" }},
+		{"http kind without block", "", func(m map[string]any) { delete(m, "http") }},
+		{"bad start", "", func(m map[string]any) { m["start"] = "yesterday" }},
+		{"header triple", "", func(m map[string]any) {
 			m["http"].(map[string]any)["req"].(map[string]any)["headers"] = []any{[]any{"a", "b", "c"}}
 		}},
-		{"body not base64", func(m map[string]any) {
+		{"body not base64", "", func(m map[string]any) {
 			m["http"].(map[string]any)["req"].(map[string]any)["body"] = map[string]any{"data": "*not base64*", "size": 3}
 		}},
-		{"negative duration", func(m map[string]any) { m["durationUs"] = -1 }},
-	}
-	b, err := os.ReadFile(goldenPath("http-in"))
-	if err != nil {
-		t.Fatal(err)
+		{"negative duration", "", func(m map[string]any) { m["durationUs"] = -1 }},
+		{"grpc without method", "grpc-in", func(m map[string]any) { delete(m["http"].(map[string]any)["grpc"].(map[string]any), "method") }},
+		{"message without size", "grpc-in", func(m map[string]any) {
+			delete(m["http"].(map[string]any)["messages"].([]any)[0].(map[string]any), "size")
+		}},
+		{"message data not base64", "grpc-in", func(m map[string]any) {
+			m["http"].(map[string]any)["messages"].([]any)[0].(map[string]any)["data"] = "*"
+		}},
+		{"field number 0", "grpc-in", func(m map[string]any) { field(m, 0, 0)["n"] = 0 }},
+		{"unknown wire type", "grpc-in", func(m map[string]any) { field(m, 0, 0)["wire"] = "float" }},
+		{"varint without uint", "grpc-in", func(m map[string]any) { delete(field(m, 0, 1), "uint") }},
+		{"varint with string", "grpc-in", func(m map[string]any) { field(m, 0, 1)["string"] = "x" }},
+		{"negative uint", "grpc-in", func(m map[string]any) { field(m, 0, 1)["uint"] = -1 }},
+		{"uint beyond 64 bits", "grpc-in", func(m map[string]any) { field(m, 0, 1)["uint"] = json.Number("18446744073709551616") }},
+		{"fixed32 beyond 32 bits", "grpc-in", func(m map[string]any) { f := field(m, 1, 2); f["wire"] = "fixed32" }},
+		{"bytes with two values", "grpc-in", func(m map[string]any) { field(m, 0, 0)["bytes"] = "AA==" }},
+		{"bytes without value", "grpc-in", func(m map[string]any) { delete(field(m, 0, 0), "string") }},
+		{"bytes with uint", "grpc-in", func(m map[string]any) { field(m, 1, 3)["uint"] = 1 }},
+		{"nested field without n", "grpc-in", func(m map[string]any) { delete(field(m, 0, 2, 1), "n") }},
+		{"group with string", "grpc-in", func(m map[string]any) { f := field(m, 0, 2); f["wire"] = "group"; f["string"] = "" }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			if tt.golden == "" {
+				tt.golden = "http-in"
+			}
+			b, err := os.ReadFile(goldenPath(tt.golden))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := validateJSON(t, sch, b); err != nil {
+				t.Fatalf("%s does not match the schema before the change: %v", tt.golden, err)
+			}
 			var m map[string]any
 			if err := json.Unmarshal(b, &m); err != nil {
 				t.Fatal(err)
@@ -399,6 +502,7 @@ func TestSchemaFields(t *testing.T) {
 		reflect.TypeFor[HTTP](), reflect.TypeFor[Request](), reflect.TypeFor[Response](), reflect.TypeFor[Body](),
 		reflect.TypeFor[TCP](), reflect.TypeFor[Chunk](), reflect.TypeFor[VendorFacts](),
 		reflect.TypeFor[RRNetInfo](), reflect.TypeFor[RREndpoint](),
+		reflect.TypeFor[GRPC](), reflect.TypeFor[Message](), reflect.TypeFor[ProtoField](),
 	} {
 		if !seen[typ] {
 			t.Errorf("the schema walk never reached %s", typ.Name())

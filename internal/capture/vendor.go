@@ -203,6 +203,7 @@ const (
 	TagBytesUp     = "tapwire.bytesUp"      // TCP.BytesUp, decimal
 	TagBytesDown   = "tapwire.bytesDown"    // TCP.BytesDown, decimal
 	TagTCPTrunc    = "tapwire.tcpTruncated" // TCP.Truncated: "true"
+	TagGRPC        = "tapwire.grpc"         // HTTP.GRPC, as JSON
 )
 
 const (
@@ -420,6 +421,12 @@ func tagsFromVendor(tags map[string]string, r *Record) error {
 			if len(r.Redactions) == 0 {
 				r.Redactions = nil
 			}
+		case TagGRPC:
+			if r.HTTP == nil {
+				err = errors.New("not an http record")
+				break
+			}
+			err = json.Unmarshal([]byte(val), &r.HTTP.GRPC)
 		case TagReqBodySize:
 			if r.HTTP == nil {
 				err = errors.New("not an http record")
@@ -483,7 +490,8 @@ func setSize(b *Body, val string) error {
 
 // ToRRPair converts r to the vendor's form. Facts the vendor form has no
 // field for are written as tapwire.* tags (see TagError and the others),
-// except TCP chunks and the schema number; docs/record.md lists them.
+// except TCP chunks, the messages of HTTP (HTTP.Messages and
+// MessagesTruncated) and the schema number; docs/record.md lists them.
 func ToRRPair(r *Record) *RRPair {
 	p := toRRPair(r)
 	v := r.Vendor
@@ -654,6 +662,9 @@ func tagsToVendor(r *Record) map[string]string {
 		putJSON(TagRedactions, r.Redactions)
 	}
 	if h := r.HTTP; h != nil {
+		if h.GRPC != nil {
+			putJSON(TagGRPC, h.GRPC)
+		}
 		if b := h.Req.Body; b.Size != int64(len(b.Data)) {
 			t[TagReqBodySize] = strconv.FormatInt(b.Size, 10)
 		}

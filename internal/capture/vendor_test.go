@@ -3,6 +3,7 @@ package capture
 import (
 	"bufio"
 	"bytes"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -225,7 +226,8 @@ func mustJSON(v any) string {
 }
 
 // TestVendorRoundTripOwn exports our own records and imports them again.
-// Intentional losses, listed: TCP chunks (the vendor form has no place for
+// Intentional losses, listed: TCP chunks and the messages of HTTP
+// (HTTP.Messages, HTTP.MessagesTruncated: the vendor form has no place for
 // them), and the order of header fields of different names (the vendor's
 // header map has none; import sorts by name, keeping each name's values in
 // order). Every import is of the current Schema, which all golden records
@@ -255,6 +257,7 @@ func TestVendorRoundTripOwn(t *testing.T) {
 					res.Headers = byName(res.Headers)
 					hc.Res = &res
 				}
+				hc.Messages, hc.MessagesTruncated = nil, false
 				want.HTTP = &hc
 			}
 			if want.TCP != nil {
@@ -310,6 +313,26 @@ func TestToRRPairFields(t *testing.T) {
 	}
 }
 
+// TestToRRPairGRPC checks that the export of a gRPC call carries its gRPC
+// block in a tag, and leaves its messages out.
+func TestToRRPairGRPC(t *testing.T) {
+	rec := goldenRecords()["grpc-in"]
+	p := ToRRPair(rec)
+	if got, want := p.Tags[TagGRPC], `{"service":"shop.v1.Orders","method":"GetOrder","status":0}`; got != want {
+		t.Errorf("tag %s = %s, want %s", TagGRPC, got, want)
+	}
+	if got, want := p.Tags[TagReqBodySize], "21"; got != want {
+		t.Errorf("tag %s = %q, want %q", TagReqBodySize, got, want)
+	}
+	b, err := json.Marshal(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Contains(b, []byte(base64.StdEncoding.EncodeToString(rec.HTTP.Messages[0].Data))) {
+		t.Errorf("the vendor form holds a message's data, want it left out: %s", b)
+	}
+}
+
 func TestFormatTS(t *testing.T) {
 	base := time.Date(2025, 2, 11, 21, 7, 54, 0, time.UTC)
 	tests := []struct {
@@ -346,6 +369,8 @@ func TestReadRawJSONLErrors(t *testing.T) {
 		{"bad tapwire tag", `{"msgType":"rrpair","direction":"IN","tags":{"tapwire.ttfbUs":"soon"}}`, "line 1:", ErrBadVendorRec},
 		{"duration as text", `{"msgType":"rrpair","direction":"IN","duration":"5"}`, "line 1:", ErrBadVendorRec},
 		{"array line", good + "\n" + good + "\n[]\n", "line 3:", ErrBadVendorRec},
+		{"bad grpc tag", `{"msgType":"rrpair","direction":"IN","http":{},"tags":{"tapwire.grpc":"{"}}`, "line 1:", ErrBadVendorRec},
+		{"grpc tag on tcp", `{"msgType":"rrpair","direction":"IN","tags":{"tapwire.grpc":"{}"}}`, "line 1:", ErrBadVendorRec},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

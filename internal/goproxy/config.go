@@ -59,6 +59,9 @@ type Config struct {
 	TLSMutualKey   string // TLS_MUTUAL_PRIVATE_KEY
 	CaptureEnabled bool   // CAPTURE_ENABLE: false forwards without recording (a baseline); if unset, true
 
+	SocksUser     string // SOCKS_USERNAME: require SOCKS5 username/password on the outbound port; if zero, no auth
+	SocksPassword string // SOCKS_PASSWORD
+
 	BodyLimit int64 // BODY_CAPTURE_LIMIT: captured bytes per body and side; if zero, 1 MiB; -1 captures no bodies
 
 	MetricsEnable bool   // METRICS_HTTP_ENABLE
@@ -148,11 +151,16 @@ func (c *Config) Validate() error {
 		return err
 	}
 	switch c.ProxyProtocol {
-	case "http", "tcp:http":
-	case "socks", "tcp", "tcp:socks":
-		return &ConfigError{"PROXY_PROTOCOL", c.ProxyProtocol, "SOCKS and raw-TCP listeners are not supported in this version; use http or tcp:http (tcp:http already relays non-HTTP inbound connections as captured byte streams)"}
+	case "http", "tcp:http", "socks", "tcp:socks":
+	case "tcp":
+		if c.ProxyType != "reverse" {
+			return &ConfigError{"PROXY_PROTOCOL", c.ProxyProtocol, "tcp (a raw TCP reverse proxy) needs PROXY_TYPE=reverse; for dual use tcp:http, which relays non-HTTP inbound connections as byte streams"}
+		}
 	default:
-		return &ConfigError{"PROXY_PROTOCOL", c.ProxyProtocol, "want one of http, tcp:http"}
+		return &ConfigError{"PROXY_PROTOCOL", c.ProxyProtocol, "want one of http, tcp:http, socks, tcp:socks, tcp"}
+	}
+	if (c.SocksUser == "") != (c.SocksPassword == "") {
+		return &ConfigError{"SOCKS_USERNAME", c.SocksUser, "set both SOCKS_USERNAME and SOCKS_PASSWORD, or neither"}
 	}
 	if err := oneOf("LOG_LEVEL", strings.ToLower(c.LogLevel), "debug", "info", "warn", "warning", "error"); err != nil {
 		return err
@@ -258,7 +266,9 @@ func Load(args []string, getenv func(string) string) (*Config, error) {
 	}
 	str(&c.CaptureMode, "CAPTURE_MODE", "capture-mode", "capture mode: proxy (default proxy)")
 	str(&c.ProxyType, "PROXY_TYPE", "proxy-type", "reverse (inbound only), forward (outbound only) or dual (default dual)")
-	str(&c.ProxyProtocol, "PROXY_PROTOCOL", "proxy-protocol", "http, or tcp:http to also relay non-HTTP inbound connections as byte streams (default tcp:http)")
+	str(&c.ProxyProtocol, "PROXY_PROTOCOL", "proxy-protocol", "tcp:http (HTTP and SOCKS on the outbound port; non-HTTP inbound relayed as bytes), http (HTTP only), socks or tcp:socks (SOCKS outbound), tcp (raw TCP reverse proxy) (default tcp:http)")
+	str(&c.SocksUser, "SOCKS_USERNAME", "socks-username", "require this SOCKS5 username (with -socks-password) on the outbound port")
+	str(&c.SocksPassword, "SOCKS_PASSWORD", "socks-password", "the SOCKS5 password")
 	num(&c.InPort, "PROXY_IN_PORT", "in-port", "inbound reverse-proxy port (default 4143)")
 	num(&c.OutPort, "PROXY_OUT_PORT", "out-port", "outbound forward-proxy port (default 4140)")
 	str(&c.OutListenHost, "PROXY_OUT_LISTEN_HOST", "out-listen-host", "address the outbound proxy binds; wider than loopback makes an open proxy (default 127.0.0.1)")

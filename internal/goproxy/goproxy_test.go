@@ -247,6 +247,7 @@ func TestForwarderAbsentAndKilled(t *testing.T) {
 	if _, err := fwd.WaitFor(1, 15*time.Second, func(*capture.Record) bool { return true }); err != nil {
 		t.Fatalf("the queued backlog did not arrive: %v", err)
 	}
+	drained(t, m.srv) // the queue frees its room once the forwarder has acknowledged
 	m.call(t, "/present")
 	if _, err := fwd.WaitFor(1, 15*time.Second, func(r *capture.Record) bool {
 		return r.HTTP != nil && strings.HasSuffix(r.HTTP.Req.URL, "/present")
@@ -376,6 +377,7 @@ func TestMetrics(t *testing.T) {
 	if _, err := fwd.WaitFor(2, 10*time.Second, func(*capture.Record) bool { return true }); err != nil {
 		t.Fatal(err)
 	}
+	drained(t, m.srv)
 	res, err := http.Get("http://" + m.srv.MetricsAddr + "/metrics")
 	if err != nil {
 		t.Fatal(err)
@@ -452,5 +454,17 @@ func TestShutdownFinishesInFlight(t *testing.T) {
 	if c, err := net.DialTimeout("tcp", srv.InAddr, time.Second); err == nil {
 		c.Close()
 		t.Errorf("inbound port still accepts after shutdown")
+	}
+}
+
+// drained waits until the shipper holds no record: the forwarder
+// acknowledged everything.
+func drained(t *testing.T, srv *Server) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); srv.shipper.Stats().QueueRecords > 0; {
+		if time.Now().After(deadline) {
+			t.Fatalf("queue did not drain: %+v", srv.shipper.Stats())
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }

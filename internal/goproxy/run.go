@@ -92,6 +92,11 @@ func New(cfg *Config, log *slog.Logger) (*Server, error) {
 		Logger:        log,
 		Metrics:       proxy.NewMetrics(regr),
 		Conns:         s.conns,
+		NoSocks:       cfg.ProxyProtocol == "http",
+		NoHTTPProxy:   cfg.ProxyProtocol == "socks",
+	}
+	if cfg.SocksUser != "" {
+		opt.SocksAuth = &proxy.SocksAuth{Username: cfg.SocksUser, Password: cfg.SocksPassword}
 	}
 	if cfg.BodyLimit == -1 {
 		opt.BodyLimit = -1
@@ -169,7 +174,14 @@ func New(cfg *Config, log *slog.Logger) (*Server, error) {
 
 	if cfg.ProxyType != "forward" {
 		target := appTarget(cfg)
-		s.in, err = proxy.NewInbound(target, cfg.ProxyProtocol == "tcp:http", opt)
+		mode := proxy.InboundSniff
+		switch cfg.ProxyProtocol {
+		case "http":
+			mode = proxy.InboundHTTP
+		case "tcp":
+			mode = proxy.InboundTCP
+		}
+		s.in, err = proxy.NewInbound(target, mode, opt)
 		if err != nil {
 			return nil, fmt.Errorf("REVERSE_PROXY_HOST/REVERSE_PROXY_PORT: %w", err)
 		}

@@ -23,7 +23,10 @@ type bodyTee struct {
 	eof   bool
 	err   error // first read error other than EOF
 	first time.Time
-	mu    sync.Mutex // guards the fields above: Read and the record's snapshot may race on an aborted request
+	// frames, when set, splits the stream into gRPC messages, which then
+	// carry the bytes instead of buf.
+	frames *grpcFramer
+	mu     sync.Mutex // guards the fields above: Read and the record's snapshot may race on an aborted request
 }
 
 func newBodyTee(rc io.ReadCloser, limit int64) *bodyTee {
@@ -37,7 +40,9 @@ func (b *bodyTee) Read(p []byte) (int, error) {
 		if b.n == 0 {
 			b.first = time.Now()
 		}
-		if room := b.limit - int64(len(b.buf)); room > 0 {
+		if b.frames != nil {
+			b.frames.feed(p[:n], time.Now())
+		} else if room := b.limit - int64(len(b.buf)); room > 0 {
 			k := int64(n)
 			if k > room {
 				k = room
@@ -57,11 +62,15 @@ func (b *bodyTee) Read(p []byte) (int, error) {
 
 func (b *bodyTee) Close() error { return b.rc.Close() }
 
-// body returns what was captured as a record body.
-func (b *bodyTee) body() capture.Body {
+// body returns what was captured as a record body, and the messages when
+// the body was framed.
+func (b *bodyTee) body() (capture.Body, []capture.Message, bool) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	return capture.Body{Data: b.buf, Size: b.n, Truncated: b.n > int64(len(b.buf))}
+	if b.frames != nil {
+		return capture.Body{Size: b.n}, b.frames.msgs, b.frames.truncated
+	}
+	return capture.Body{Data: b.buf, Size: b.n, Truncated: b.n > int64(len(b.buf))}, nil, false
 }
 
 // captureWriter wraps the client's ResponseWriter and keeps the status and
@@ -72,7 +81,11 @@ type captureWriter struct {
 	status int
 	buf    []byte
 	n      int64
-	first  time.Time // first byte (or header) written
+	first  time.Time   // first byte (or header) written
+	frames *grpcFramer // as in bodyTee
+
+	wsStart time.Time // set for a WebSocket upgrade request: frames are captured after the 101
+	ws      *wsConn   // the upgraded connection, once hijacked
 }
 
 func (w *captureWriter) WriteHeader(code int) {
@@ -94,7 +107,9 @@ func (w *captureWriter) Write(p []byte) (int, error) {
 	}
 	n, err := w.ResponseWriter.Write(p)
 	if n > 0 {
-		if room := w.limit - int64(len(w.buf)); room > 0 {
+		if w.frames != nil {
+			w.frames.feed(p[:n], time.Now())
+		} else if room := w.limit - int64(len(w.buf)); room > 0 {
 			k := int64(n)
 			if k > room {
 				k = room
@@ -123,13 +138,21 @@ func (w *captureWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	if !ok {
 		return nil, nil, errors.New("proxy: response writer cannot hijack")
 	}
-	return hj.Hijack()
+	c, brw, err := hj.Hijack()
+	if err != nil || w.wsStart.IsZero() {
+		return c, brw, err
+	}
+	w.ws, brw = hijackWS(c, brw, w.wsStart, w.limit)
+	return w.ws, brw, nil
 }
 
 // Unwrap gives http.ResponseController the underlying writer.
 func (w *captureWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 func (w *captureWriter) body() capture.Body {
+	if w.frames != nil {
+		return capture.Body{Size: w.n}
+	}
 	return capture.Body{Data: w.buf, Size: w.n, Truncated: w.n > int64(len(w.buf))}
 }
 

@@ -45,7 +45,7 @@ type Inbound struct {
 	target *url.URL
 	rp     *httputil.ReverseProxy
 	srv    *http.Server
-	sniff  bool
+	mode   InboundMode
 	ss     streams
 	live   liveConns
 
@@ -53,10 +53,23 @@ type Inbound struct {
 	ln net.Listener // the sniffing listener, closed by Shutdown
 }
 
-// NewInbound makes the inbound proxy to target ("http://host:port"). With
-// sniff, the listener also passes through, as captured byte streams,
-// connections that do not speak HTTP (PROXY_PROTOCOL=tcp:http).
-func NewInbound(target string, sniff bool, opt Options) (*Inbound, error) {
+// InboundMode says what the inbound listener expects from clients.
+type InboundMode int
+
+const (
+	// InboundHTTP serves HTTP/1.x and cleartext HTTP/2 only
+	// (PROXY_PROTOCOL=http).
+	InboundHTTP InboundMode = iota
+	// InboundSniff serves HTTP, and relays anything else to the app as a
+	// captured byte stream (PROXY_PROTOCOL=tcp:http).
+	InboundSniff
+	// InboundTCP relays every connection as a captured byte stream
+	// (PROXY_PROTOCOL=tcp).
+	InboundTCP
+)
+
+// NewInbound makes the inbound proxy to target ("http://host:port").
+func NewInbound(target string, mode InboundMode, opt Options) (*Inbound, error) {
 	opt.setDefaults()
 	u, err := url.Parse(target)
 	if err != nil {
@@ -66,7 +79,7 @@ func NewInbound(target string, sniff bool, opt Options) (*Inbound, error) {
 		return nil, fmt.Errorf("inbound target %q: want http://host:port or https://host:port", target)
 	}
 	c := &core{opt: opt, log: opt.Logger.With("listener", "inbound"), m: opt.Metrics}
-	p := &Inbound{c: c, target: u, sniff: sniff}
+	p := &Inbound{c: c, target: u, mode: mode}
 	p.rp = &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.SetURL(u)
@@ -115,7 +128,7 @@ func withUpstream(h http.Handler, addr string) http.Handler {
 // Serve accepts connections on ln until Shutdown.
 func (p *Inbound) Serve(ln net.Listener) error {
 	ln = &trackListener{Listener: ln, name: "inbound", dir: capture.DirIn, table: p.c.opt.Conns, m: p.c.m, live: &p.live}
-	if !p.sniff {
+	if p.mode == InboundHTTP {
 		err := p.srv.Serve(ln)
 		if errors.Is(err, http.ErrServerClosed) {
 			return nil
@@ -144,6 +157,10 @@ func (p *Inbound) Serve(ln net.Listener) error {
 			return err
 		}
 		tempDelay = 0
+		if p.mode == InboundTCP {
+			go p.c.relayTCP(conn, p.target.Host, capture.DirIn, "reverse", "tcp", &p.ss, nil)
+			continue
+		}
 		go p.dispatch(conn, httpLn)
 	}
 }

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bufio"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -30,6 +31,8 @@ type Outbound struct {
 	srv     *http.Server           // the proxy listener
 	mitmSrv *http.Server           // serves requests inside unwrapped tunnels
 	mitmLn  *chanListener
+	mu      sync.Mutex
+	ln      net.Listener  // the sniffing listener, closed by Shutdown
 	h2      *http2.Server // serves unwrapped tunnels that chose h2
 	ss      streams
 	live    liveConns
@@ -73,11 +76,72 @@ func (p *Outbound) Serve(ln net.Listener) error {
 		p.mitmLn = newChanListener(ln.Addr())
 		go p.mitmSrv.Serve(p.mitmLn)
 	})
-	err := p.srv.Serve(ln)
-	if errors.Is(err, http.ErrServerClosed) {
-		return nil
+	if p.c.opt.NoSocks {
+		err := p.srv.Serve(ln)
+		if errors.Is(err, http.ErrServerClosed) {
+			return nil
+		}
+		return err
 	}
-	return err
+	// SOCKS and HTTP share the port: the first byte tells them apart.
+	p.mu.Lock()
+	p.ln = ln
+	p.mu.Unlock()
+	httpLn := newChanListener(ln.Addr())
+	defer httpLn.Close()
+	if !p.c.opt.NoHTTPProxy {
+		go p.srv.Serve(httpLn)
+	}
+	var tempDelay time.Duration
+	for {
+		conn, err := ln.Accept()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return nil
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				tempDelay = backoffAccept(tempDelay)
+				time.Sleep(tempDelay)
+				continue
+			}
+			return err
+		}
+		tempDelay = 0
+		go p.dispatch(conn, httpLn)
+	}
+}
+
+// dispatch sends a SOCKS client to the SOCKS handshake and anything else
+// to the HTTP proxy.
+func (p *Outbound) dispatch(conn net.Conn, httpLn *chanListener) {
+	br := bufio.NewReaderSize(conn, 512)
+	conn.SetReadDeadline(time.Now().Add(p.c.opt.HeaderTimeout))
+	b, err := br.Peek(1)
+	if err != nil {
+		conn.Close()
+		return
+	}
+	if b[0] != socks4 && b[0] != socks5 {
+		conn.SetReadDeadline(time.Time{})
+		if p.c.opt.NoHTTPProxy {
+			p.c.m.badRequests.Inc()
+			conn.Close()
+			return
+		}
+		httpLn.push(&peekConn{Conn: conn, r: br})
+		return
+	}
+	target, err := socksHandshake(br, conn, p.c.opt.SocksAuth)
+	conn.SetReadDeadline(time.Time{})
+	if err != nil {
+		p.c.m.badRequests.Inc()
+		p.c.log.Info("SOCKS handshake refused", "client", conn.RemoteAddr().String(), "err", err)
+		conn.Close()
+		return
+	}
+	p.c.m.requests(capture.DirOut).Inc()
+	p.tunnel(conn, &peekConn{Conn: conn, r: br}, target, "socks")
 }
 
 // serveProxy handles a request to the proxy itself.
@@ -146,6 +210,14 @@ func (p *Outbound) connect(w http.ResponseWriter, r *http.Request) {
 	if n := brw.Reader.Buffered(); n > 0 {
 		c = &peekConn{Conn: conn, r: brw.Reader}
 	}
+	p.tunnel(conn, c, target, "connect")
+}
+
+// tunnel serves an established tunnel to target (after CONNECT or a SOCKS
+// handshake): TLS is unwrapped when a Minter is set, anything else is
+// relayed untouched and recorded as a TCP stream. conn is the client's
+// connection as accepted; c reads it with any bytes already buffered.
+func (p *Outbound) tunnel(conn, c net.Conn, target, proxyName string) {
 	pc, kind := sniff(c, sniffTimeout)
 	if kind == sniffClosed {
 		conn.Close()
@@ -164,7 +236,7 @@ func (p *Outbound) connect(w http.ResponseWriter, r *http.Request) {
 		if info != nil {
 			info.set(target, "tcp", nil)
 		}
-		p.c.relayTCP(pc, target, capture.DirOut, "connect", reason, &p.ss, t)
+		p.c.relayTCP(pc, target, capture.DirOut, proxyName, reason, &p.ss, t)
 		return
 	}
 	cfg := p.c.opt.Minter.ServerConfig(t.host)
@@ -230,6 +302,7 @@ func (p *Outbound) serveTunnel(w http.ResponseWriter, r *http.Request) {
 // Shutdown stops accepting, lets in-flight exchanges and tunnels finish
 // until ctx is done, then closes what is left.
 func (p *Outbound) Shutdown(ctx context.Context) error {
+	p.closeListener()
 	err := p.srv.Shutdown(ctx)
 	if e := p.mitmSrv.Shutdown(ctx); err == nil {
 		err = e
@@ -247,11 +320,20 @@ func (p *Outbound) Shutdown(ctx context.Context) error {
 func (p *Outbound) Close() error {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
+	p.closeListener()
 	p.ss.shutdown(ctx)
 	p.mitmSrv.Close()
 	err := p.srv.Close()
 	p.live.closeAll()
 	return err
+}
+
+func (p *Outbound) closeListener() {
+	p.mu.Lock()
+	if p.ln != nil {
+		p.ln.Close()
+	}
+	p.mu.Unlock()
 }
 
 type connKey struct{}

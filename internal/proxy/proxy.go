@@ -44,6 +44,14 @@ type Options struct {
 	// If nil, tunnels pass through untouched.
 	Minter *mitm.Minter
 
+	// NoSocks makes the outbound listener speak HTTP only; by default it
+	// also accepts SOCKS4, 4a and 5 clients (ALL_PROXY=socks5://...).
+	NoSocks bool
+	// NoHTTPProxy makes the outbound listener speak SOCKS only.
+	NoHTTPProxy bool
+	// SocksAuth, if set, requires SOCKS5 username/password.
+	SocksAuth *SocksAuth
+
 	// RootCAs verify upstream TLS. If nil, the system roots.
 	RootCAs *x509.CertPool
 
@@ -124,6 +132,16 @@ func (c *core) serveCaptured(w http.ResponseWriter, r *http.Request, dir capture
 	}
 	reqHdr := headers(r.Header)
 	cw := &captureWriter{ResponseWriter: w, limit: c.opt.BodyLimit}
+	if r.ProtoMajor == 1 && strings.EqualFold(r.Header.Get("Upgrade"), "websocket") {
+		cw.wsStart = start
+	}
+	grpc := r.ProtoMajor == 2 && isGRPC(r.Header.Get("Content-Type"))
+	if grpc {
+		if reqTee != nil {
+			reqTee.frames = newGRPCFramer(true, start, c.opt.BodyLimit)
+		}
+		cw.frames = newGRPCFramer(false, start, c.opt.BodyLimit)
+	}
 
 	h.ServeHTTP(cw, r)
 
@@ -153,8 +171,11 @@ func (c *core) serveCaptured(w http.ResponseWriter, r *http.Request, dir capture
 	if !cw.first.IsZero() {
 		rec.TTFBMicros = micros(cw.first.Sub(start))
 	}
+	var upMsgs []capture.Message
 	if reqTee != nil {
-		rec.HTTP.Req.Body = reqTee.body()
+		var trunc bool
+		rec.HTTP.Req.Body, upMsgs, trunc = reqTee.body()
+		rec.HTTP.MessagesTruncated = trunc
 	}
 	if tinfo != nil {
 		rec.Net.ServerHost = tinfo.host
@@ -188,6 +209,15 @@ func (c *core) serveCaptured(w http.ResponseWriter, r *http.Request, dir capture
 			}
 			rec.Net.TLS.Upstream = up
 		}
+	}
+	if grpc {
+		rec.HTTP.GRPC = grpcInfo(r.URL.Path, ex.res)
+		rec.HTTP.Messages = mergeByTime(upMsgs, cw.frames.msgs)
+		decodeProtobuf(rec.HTTP.Messages)
+		rec.HTTP.MessagesTruncated = rec.HTTP.MessagesTruncated || cw.frames.truncated
+	}
+	if cw.ws != nil {
+		rec.HTTP.Messages, rec.HTTP.MessagesTruncated = cw.ws.messages()
 	}
 	if ex.err != nil {
 		rec.Error = ex.err.Error()

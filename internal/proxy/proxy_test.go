@@ -81,7 +81,11 @@ func startInbound(t *testing.T, backend string, sniff bool, opt Options) (string
 	rec := newRecorder()
 	opt.Emitter = rec
 	opt.Labels = capture.Labels{Service: "notifications", Namespace: "ecs", Pod: "notifications-1", Cluster: "ecs"}
-	in, err := NewInbound(backend, sniff, opt)
+	mode := InboundHTTP
+	if sniff {
+		mode = InboundSniff
+	}
+	in, err := NewInbound(backend, mode, opt)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -79,16 +79,20 @@ func (s *streams) shutdown(ctx context.Context) error {
 // pipe copies both ways between client and server until both directions
 // end, and returns the byte counts. A direction that ends half-closes the
 // other side when it can, so protocols that rely on half-close work.
-func pipe(client, server net.Conn) (up, down int64, err error) {
+func pipe(client, server net.Conn, chunks *chunkTee) (up, down int64, err error) {
 	var wg sync.WaitGroup
 	var upErr error
+	var src, dst io.Reader = client, server
+	if chunks != nil {
+		src, dst = chunks.reader(client, true), chunks.reader(server, false)
+	}
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		up, upErr = io.Copy(server, client)
+		up, upErr = io.Copy(server, src)
 		closeWrite(server)
 	}()
-	down, err = io.Copy(client, server)
+	down, err = io.Copy(client, dst)
 	closeWrite(client)
 	wg.Wait()
 	client.Close()
@@ -115,6 +119,11 @@ func closeWrite(c net.Conn) {
 func (c *core) relayTCP(client net.Conn, target string, dir capture.Direction, proxyName, reason string, ss *streams, t *tunnelInfo) {
 	start := time.Now()
 	c.m.tunnels.WithLabelValues(string(dir), reason).Inc()
+	// Keep the bytes, bounded, unless they are encrypted.
+	var chunks *chunkTee
+	if c.opt.Emitter != nil && reason != "tls_no_unwrap" && c.opt.BodyLimit > 0 {
+		chunks = &chunkTee{start: start, budget: c.opt.BodyLimit}
+	}
 	d := net.Dialer{Timeout: c.opt.DialTimeout}
 	server, err := d.Dial("tcp", target)
 	var up, down int64
@@ -124,7 +133,7 @@ func (c *core) relayTCP(client net.Conn, target string, dir capture.Direction, p
 		client.Close()
 	} else {
 		ss.add(client, server)
-		up, down, err = pipe(client, server)
+		up, down, err = pipe(client, server, chunks)
 		ss.remove(client, server)
 	}
 	if c.opt.Emitter == nil {
@@ -147,6 +156,9 @@ func (c *core) relayTCP(client net.Conn, target string, dir capture.Direction, p
 		},
 		TCP: &capture.TCP{BytesUp: up, BytesDown: down},
 	}
+	if chunks != nil {
+		rec.TCP.Chunks, rec.TCP.Truncated = chunks.result()
+	}
 	if t != nil {
 		rec.Net.ConnID = t.connID
 		rec.Tags = withTag(c.opt.Tags, "tunnel", reason)
@@ -165,4 +177,55 @@ func withTag(tags capture.Tags, k, v string) capture.Tags {
 	}
 	out[k] = v
 	return out
+}
+
+// maxChunks bounds the chunks kept per stream.
+const maxChunks = 4096
+
+// chunkTee keeps the reads of both directions of a byte stream, with their
+// time, within a byte budget shared by the two directions.
+type chunkTee struct {
+	start     time.Time
+	mu        sync.Mutex
+	budget    int64
+	chunks    []capture.Chunk
+	truncated bool
+}
+
+func (t *chunkTee) reader(r io.Reader, up bool) io.Reader {
+	return &chunkReader{r: r, t: t, up: up}
+}
+
+func (t *chunkTee) add(p []byte, up bool, now time.Time) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	keep := min(int64(len(p)), t.budget)
+	if keep < int64(len(p)) || len(t.chunks) >= maxChunks {
+		t.truncated = true
+	}
+	if keep == 0 || len(t.chunks) >= maxChunks {
+		return
+	}
+	t.budget -= keep
+	t.chunks = append(t.chunks, capture.Chunk{Up: up, AtMicros: micros(now.Sub(t.start)), Data: append([]byte(nil), p[:keep]...)})
+}
+
+func (t *chunkTee) result() ([]capture.Chunk, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.chunks, t.truncated
+}
+
+type chunkReader struct {
+	r  io.Reader
+	t  *chunkTee
+	up bool
+}
+
+func (c *chunkReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	if n > 0 {
+		c.t.add(p[:n], c.up, time.Now())
+	}
+	return n, err
 }
