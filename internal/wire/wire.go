@@ -49,9 +49,16 @@ const (
 	// newline) a decoder accepts.
 	MaxLineBytes = 8 << 20
 
-	// MaxWindowBytes is the largest zstd window a decoder accepts, and the
-	// window the encoder uses. It bounds the decoder's memory.
+	// MaxWindowBytes is the largest zstd window a decoder accepts. It
+	// bounds the decoder's memory.
 	MaxWindowBytes = 8 << 20
+
+	// EncodeWindowBytes is the window the encoder uses. Batches are a few
+	// MiB at most, and on a real 2 MiB batch of records windows of 8 MiB,
+	// 2 MiB and 256 KiB all compressed about 59:1, while an encoder's
+	// history buffer is twice its window: the window is what a sidecar's
+	// memory pays for.
+	EncodeWindowBytes = 1 << 20
 )
 
 // Errors returned by DecodeBatch, wrapped in a *DecodeError.
@@ -84,17 +91,12 @@ func (e *DecodeError) Unwrap() error { return e.Err }
 // and windows, and a fresh one per batch costs more than the compression
 // (BenchmarkEncodeBatch/new against /pooled). Concurrency 1 keeps both
 // synchronous, so a pooled coder owns no goroutine.
+//
+// Encoders are kept in a small free list rather than a sync.Pool: a pool
+// drops them at every garbage collection, and rebuilding one allocates its
+// whole history buffer again.
 var (
-	encoders = sync.Pool{New: func() any {
-		e, err := zstd.NewWriter(nil,
-			zstd.WithEncoderConcurrency(1),
-			zstd.WithWindowSize(MaxWindowBytes),
-			zstd.WithEncoderLevel(zstd.SpeedDefault))
-		if err != nil {
-			panic("wire: zstd encoder: " + err.Error()) // constant options: cannot happen
-		}
-		return e
-	}}
+	encoders = make(chan *zstd.Encoder, 4)
 	decoders = sync.Pool{New: func() any {
 		d, err := zstd.NewReader(nil,
 			zstd.WithDecoderConcurrency(1),
@@ -112,11 +114,14 @@ var (
 // EncodeBatch writes recs to w as a zstd stream of JSON lines, the body of
 // a POST to Path with Content-Encoding zstd.
 func EncodeBatch(w io.Writer, recs []*capture.Record) error {
-	enc := encoders.Get().(*zstd.Encoder)
+	enc := getEncoder()
 	enc.Reset(w)
 	defer func() {
 		enc.Reset(nil) // drop the reference to w
-		encoders.Put(enc)
+		select {
+		case encoders <- enc:
+		default: // the free list is full; let this one go
+		}
 	}()
 	buf := lineBufs.Get().(*bytes.Buffer)
 	defer putLineBuf(buf)
@@ -130,6 +135,23 @@ func EncodeBatch(w io.Writer, recs []*capture.Record) error {
 		return fmt.Errorf("compress batch: %w", err)
 	}
 	return nil
+}
+
+func getEncoder() *zstd.Encoder {
+	select {
+	case e := <-encoders:
+		return e
+	default:
+	}
+	e, err := zstd.NewWriter(nil,
+		zstd.WithEncoderConcurrency(1),
+		zstd.WithWindowSize(EncodeWindowBytes),
+		zstd.WithLowerEncoderMem(true),
+		zstd.WithEncoderLevel(zstd.SpeedDefault))
+	if err != nil {
+		panic("wire: zstd encoder: " + err.Error()) // constant options: cannot happen
+	}
+	return e
 }
 
 func putLineBuf(b *bytes.Buffer) {
