@@ -287,6 +287,17 @@ func testCurl(t *testing.T, e *env) {
 			t.Errorf("record TLS %+v proto %s", r.Net.TLS, r.HTTP.Req.Proto)
 		}
 	})
+	t.Run("outbound https through socks5", func(t *testing.T) {
+		out := runTool(t, nil, curl, "-sS", "--fail", "--socks5-hostname", e.out, "--cacert", e.caFile, e.upstream+"/curl-socks")
+		if !strings.Contains(out, "GET /curl-socks") {
+			t.Errorf("curl got %q", out)
+		}
+		r := e.record(t, capture.DirOut, "/curl-socks")
+		checkRecord(t, r, "GET", e.upstream+"/curl-socks", 200, "", "GET /curl-socks")
+		if r.Net.TLS == nil || r.Net.TLS.SNI != "localhost" {
+			t.Errorf("record TLS = %+v", r.Net.TLS)
+		}
+	})
 	t.Run("outbound plain http", func(t *testing.T) {
 		out := runTool(t, []string{"http_proxy=http://" + e.out}, curl, "-sS", "--fail", e.plain+"/curl-plain")
 		if !strings.Contains(out, "GET /curl-plain") {
