@@ -52,7 +52,7 @@ type Config struct {
 	TLSOutUnwrap   bool   // TLS_OUT_UNWRAP: intercept the app's outbound TLS
 	TLSExtraRoots  string // TLS_OUT_EXTRA_CA_FILE: PEM bundle trusted for upstreams besides the system roots
 	LeafCacheSize  int    // TLS_LEAF_CACHE_SIZE: leaf certificates kept; if zero, 1024
-	TLSInUnwrap    bool   // TLS_IN_UNWRAP (not yet supported: a clear error)
+	TLSInUnwrap    bool   // TLS_IN_UNWRAP: terminate inbound TLS with the app's certificate
 	TLSInPublic    string // TLS_IN_PUBLIC_KEY
 	TLSInPrivate   string // TLS_IN_PRIVATE_KEY
 	TLSMutualCert  string // TLS_MUTUAL_PUBLIC_KEY: client certificate for upstreams that ask
@@ -198,8 +198,8 @@ func (c *Config) Validate() error {
 	if c.QueueBytes < 64<<10 {
 		return &ConfigError{"SHIP_QUEUE_BYTES", strconv.FormatInt(c.QueueBytes, 10), "want at least 65536"}
 	}
-	if c.TLSInUnwrap {
-		return &ConfigError{"TLS_IN_UNWRAP", "true", "inbound TLS termination is not supported in this version; terminate TLS at the load balancer"}
+	if c.TLSInUnwrap && (c.TLSInPublic == "" || c.TLSInPrivate == "") {
+		return &ConfigError{"TLS_IN_UNWRAP", "true", "needs TLS_IN_PUBLIC_KEY and TLS_IN_PRIVATE_KEY: the paths of the app's certificate and key"}
 	}
 	if (c.TLSMutualCert == "") != (c.TLSMutualKey == "") {
 		return &ConfigError{"TLS_MUTUAL_PUBLIC_KEY", c.TLSMutualCert, "set both TLS_MUTUAL_PUBLIC_KEY and TLS_MUTUAL_PRIVATE_KEY, or neither"}
@@ -286,7 +286,7 @@ func Load(args []string, getenv func(string) string) (*Config, error) {
 	boolean(&c.TLSOutUnwrap, "TLS_OUT_UNWRAP", "tls-out-unwrap", "intercept the app's outbound TLS with leaves signed by the CA")
 	str(&c.TLSExtraRoots, "TLS_OUT_EXTRA_CA_FILE", "tls-out-extra-ca", "PEM bundle trusted for upstreams in addition to the system roots")
 	num(&c.LeafCacheSize, "TLS_LEAF_CACHE_SIZE", "tls-leaf-cache", "leaf certificates kept in memory (default 1024)")
-	boolean(&c.TLSInUnwrap, "TLS_IN_UNWRAP", "tls-in-unwrap", "terminate inbound TLS (not supported yet)")
+	boolean(&c.TLSInUnwrap, "TLS_IN_UNWRAP", "tls-in-unwrap", "terminate inbound TLS with -tls-in-cert and -tls-in-key; plaintext is still served")
 	str(&c.TLSInPublic, "TLS_IN_PUBLIC_KEY", "tls-in-cert", "inbound TLS certificate (with -tls-in-unwrap)")
 	str(&c.TLSInPrivate, "TLS_IN_PRIVATE_KEY", "tls-in-key", "inbound TLS key (with -tls-in-unwrap)")
 	str(&c.TLSMutualCert, "TLS_MUTUAL_PUBLIC_KEY", "tls-mutual-cert", "client certificate presented to upstreams that ask (mTLS)")

@@ -120,6 +120,13 @@ func New(cfg *Config, log *slog.Logger) (*Server, error) {
 		}
 	}
 	opt.RootCAs = roots
+	if cfg.TLSInUnwrap {
+		cc, err := tls.LoadX509KeyPair(cfg.TLSInPublic, cfg.TLSInPrivate)
+		if err != nil {
+			return nil, fmt.Errorf("TLS_IN_PUBLIC_KEY/TLS_IN_PRIVATE_KEY: %w", err)
+		}
+		opt.InboundTLS = &tls.Config{Certificates: []tls.Certificate{cc}, MinVersion: tls.VersionTLS12}
+	}
 	if cfg.TLSMutualCert != "" {
 		cc, err := tls.LoadX509KeyPair(cfg.TLSMutualCert, cfg.TLSMutualKey)
 		if err != nil {

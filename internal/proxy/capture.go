@@ -68,7 +68,8 @@ func (b *bodyTee) body() (capture.Body, []capture.Message, bool) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.frames != nil {
-		return capture.Body{Size: b.n}, b.frames.msgs, b.frames.truncated
+		// The messages carry the bytes; the body keeps only its size.
+		return capture.Body{Size: b.n, Truncated: b.n > 0}, b.frames.msgs, b.frames.truncated
 	}
 	return capture.Body{Data: b.buf, Size: b.n, Truncated: b.n > int64(len(b.buf))}, nil, false
 }
@@ -151,7 +152,7 @@ func (w *captureWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 func (w *captureWriter) body() capture.Body {
 	if w.frames != nil {
-		return capture.Body{Size: w.n}
+		return capture.Body{Size: w.n, Truncated: w.n > 0}
 	}
 	return capture.Body{Data: w.buf, Size: w.n, Truncated: w.n > int64(len(w.buf))}
 }

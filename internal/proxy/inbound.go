@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -102,6 +103,7 @@ func NewInbound(target string, mode InboundMode, opt Options) (*Inbound, error) 
 	p.srv.Protocols = new(http.Protocols)
 	p.srv.Protocols.SetHTTP1(true)
 	p.srv.Protocols.SetUnencryptedHTTP2(true)
+	p.srv.Protocols.SetHTTP2(true)
 	return p, nil
 }
 
@@ -128,7 +130,7 @@ func withUpstream(h http.Handler, addr string) http.Handler {
 // Serve accepts connections on ln until Shutdown.
 func (p *Inbound) Serve(ln net.Listener) error {
 	ln = &trackListener{Listener: ln, name: "inbound", dir: capture.DirIn, table: p.c.opt.Conns, m: p.c.m, live: &p.live}
-	if p.mode == InboundHTTP {
+	if p.mode == InboundHTTP && p.c.opt.InboundTLS == nil {
 		err := p.srv.Serve(ln)
 		if errors.Is(err, http.ErrServerClosed) {
 			return nil
@@ -175,6 +177,10 @@ func (p *Inbound) dispatch(conn net.Conn, httpLn *chanListener) {
 		conn.Close()
 		return
 	}
+	if kind == sniffTLS && p.c.opt.InboundTLS != nil {
+		p.serveTLS(conn, pc, httpLn)
+		return
+	}
 	switch kind {
 	case sniffHTTP1, sniffHTTP2:
 		if info != nil {
@@ -199,6 +205,31 @@ func (p *Inbound) dispatch(conn net.Conn, httpLn *chanListener) {
 		}
 		p.c.relayTCP(pc, p.target.Host, capture.DirIn, "reverse", reason, &p.ss, nil)
 	}
+}
+
+// serveTLS terminates inbound TLS with the app's own certificate
+// (TLS_IN_UNWRAP) and serves HTTP/1.1 or HTTP/2, as ALPN decides, inside.
+func (p *Inbound) serveTLS(conn net.Conn, pc *peekConn, httpLn *chanListener) {
+	cfg := p.c.opt.InboundTLS.Clone()
+	if len(cfg.NextProtos) == 0 {
+		cfg.NextProtos = []string{"h2", "http/1.1"}
+	}
+	tc := tls.Server(pc, cfg)
+	tc.SetDeadline(time.Now().Add(p.c.opt.HeaderTimeout))
+	if err := tc.Handshake(); err != nil {
+		p.c.m.handshakeFailures.Inc()
+		p.c.log.Info("inbound TLS handshake failed", "client", conn.RemoteAddr().String(), "err", err)
+		tc.Close()
+		return
+	}
+	tc.SetDeadline(time.Time{})
+	if info := infoOf(conn); info != nil {
+		cs := tc.ConnectionState()
+		info.set(p.target.Host, "tls", tlsFacts(&cs))
+	}
+	// The server sees a *tls.Conn: it fills r.TLS and hands h2 to its
+	// HTTP/2 server.
+	httpLn.push(tc)
 }
 
 // fullPreface waits for the whole HTTP/2 client preface and checks it.

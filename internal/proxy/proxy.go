@@ -44,6 +44,10 @@ type Options struct {
 	// If nil, tunnels pass through untouched.
 	Minter *mitm.Minter
 
+	// InboundTLS, when set, terminates TLS on the inbound listener with
+	// the app's certificate (TLS_IN_UNWRAP); plaintext is still served.
+	InboundTLS *tls.Config
+
 	// NoSocks makes the outbound listener speak HTTP only; by default it
 	// also accepts SOCKS4, 4a and 5 clients (ALL_PROXY=socks5://...).
 	NoSocks bool

@@ -785,3 +785,37 @@ func TestOutboundUnwrapH2FromTheApp(t *testing.T) {
 		t.Errorf("record proto %s tls %+v", r.HTTP.Req.Proto, r.Net.TLS)
 	}
 }
+
+func TestInboundTLSUnwrap(t *testing.T) {
+	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "%s %s tls=%v", r.Proto, r.URL.Path, r.TLS != nil)
+	}))
+	defer backend.Close()
+	appCA := testca.New(t)
+	srvTLS := appCA.ServerTLS(t, "notifications.example")
+	addr, rec := startInbound(t, backend.URL, true, Options{InboundTLS: &tls.Config{Certificates: srvTLS.Certificates}})
+	for _, h2 := range []bool{false, true} {
+		tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: appCA.Pool(), ServerName: "notifications.example"}, ForceAttemptHTTP2: h2}
+		res, err := (&http.Client{Transport: tr}).Get("https://" + addr + "/secure")
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		tr.CloseIdleConnections()
+		if string(b) != "HTTP/1.1 /secure tls=false" || (res.ProtoMajor == 2) != h2 {
+			t.Errorf("h2=%v: client %s got %q", h2, res.Proto, b)
+		}
+		r := rec.next(t)
+		if r.Net.TLS == nil || r.Net.TLS.SNI != "notifications.example" || !strings.HasPrefix(r.HTTP.Req.URL, "https://") {
+			t.Errorf("h2=%v: record url %s tls %+v", h2, r.HTTP.Req.URL, r.Net.TLS)
+		}
+	}
+	// Plaintext still works on the same port.
+	res, err := noProxyClient().Get("http://" + addr + "/plain")
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	rec.next(t)
+}
