@@ -1,0 +1,591 @@
+// Package sqlite is the hub's store in one SQLite database file (through
+// modernc.org/sqlite, pure Go): the default, for one machine.
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"time"
+
+	"modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
+
+	"github.com/tapwire/tapwire/internal/capture"
+	"github.com/tapwire/tapwire/internal/store"
+)
+
+var _ store.Store = (*Store)(nil)
+
+// Options tune a Store. Zero values are the defaults.
+type Options struct {
+	// Readers is how many connections serve reads at once; if zero,
+	// GOMAXPROCS+1. Writes go through one connection (SQLite has one
+	// writer at a time).
+	Readers int
+	// CacheMiB is the page cache of each connection; if zero, 32 MiB for
+	// the writer and 16 MiB for each reader.
+	CacheMiB int
+	// SyncFull makes every commit durable against power loss
+	// (synchronous=FULL). If false, synchronous=NORMAL: a commit survives a
+	// crash of the process but the last ones may be lost if the machine
+	// loses power.
+	SyncFull bool
+}
+
+// Store is a store.Store in a SQLite file.
+type Store struct {
+	path string
+	w    *sql.DB // one connection: every write
+	r    *sql.DB // reads, concurrently (WAL)
+}
+
+// Open opens (creating if needed) the database at path and migrates its
+// schema to the current version.
+func Open(ctx context.Context, path string, opts Options) (*Store, error) {
+	if dir := filepath.Dir(path); dir != "" {
+		if err := os.MkdirAll(dir, 0o750); err != nil {
+			return nil, fmt.Errorf("create database directory: %w", err)
+		}
+	}
+	readers := opts.Readers
+	if readers <= 0 {
+		readers = runtime.GOMAXPROCS(0) + 1
+	}
+	wcache, rcache := 32, 16
+	if opts.CacheMiB > 0 {
+		wcache, rcache = opts.CacheMiB, opts.CacheMiB
+	}
+	sync := "NORMAL"
+	if opts.SyncFull {
+		sync = "FULL"
+	}
+	dsn := func(cacheMiB int, readOnly bool) string {
+		v := url.Values{}
+		for _, p := range []string{
+			"page_size(16384)", "busy_timeout(10000)", "journal_mode(WAL)", "synchronous(" + sync + ")",
+			"foreign_keys(ON)", fmt.Sprintf("cache_size(-%d)", cacheMiB<<10), "temp_store(MEMORY)",
+		} {
+			v.Add("_pragma", p)
+		}
+		if readOnly {
+			v.Add("_pragma", "query_only(ON)")
+		}
+		v.Set("_txlock", "immediate")
+		return "file:" + path + "?" + v.Encode()
+	}
+	w, err := sql.Open("sqlite", dsn(wcache, false))
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w", path, err)
+	}
+	w.SetMaxOpenConns(1)
+	w.SetMaxIdleConns(1)
+	w.SetConnMaxIdleTime(0)
+	s := &Store{path: path, w: w}
+	if err := migrate(ctx, w); err != nil {
+		w.Close()
+		return nil, fmt.Errorf("migrate %s: %w", path, err)
+	}
+	r, err := sql.Open("sqlite", dsn(rcache, true))
+	if err != nil {
+		w.Close()
+		return nil, fmt.Errorf("open %s: %w", path, err)
+	}
+	r.SetMaxOpenConns(readers)
+	r.SetMaxIdleConns(readers)
+	s.r = r
+	return s, nil
+}
+
+// Path returns the database file.
+func (s *Store) Path() string { return s.path }
+
+// Close closes the database, after an optimize pass that keeps the query
+// planner's statistics current.
+func (s *Store) Close() error {
+	_, _ = s.w.Exec("PRAGMA optimize")
+	err := s.r.Close()
+	if werr := s.w.Close(); err == nil {
+		err = werr
+	}
+	return err
+}
+
+// Ping checks both pools.
+func (s *Store) Ping(ctx context.Context) error {
+	if err := s.r.PingContext(ctx); err != nil {
+		return fmt.Errorf("ping: %w", err)
+	}
+	return nil
+}
+
+// Optimize runs ANALYZE where SQLite thinks it is due; the hub calls it
+// after bulk loads and now and then.
+func (s *Store) Optimize(ctx context.Context) error {
+	if _, err := s.w.ExecContext(ctx, "PRAGMA optimize=0x10002"); err != nil {
+		return fmt.Errorf("optimize: %w", err)
+	}
+	return nil
+}
+
+// migrations are applied in order, each once; the index+1 of the last one
+// applied is in PRAGMA user_version.
+var migrations = []string{
+	// 1: tenants, keys, records.
+	`CREATE TABLE tenants (
+		id         TEXT PRIMARY KEY,
+		name       TEXT NOT NULL DEFAULT '',
+		created_us INTEGER NOT NULL
+	);
+	CREATE TABLE api_keys (
+		id         TEXT PRIMARY KEY,
+		tenant     TEXT NOT NULL REFERENCES tenants(id),
+		role       TEXT NOT NULL,
+		name       TEXT NOT NULL DEFAULT '',
+		hash       BLOB NOT NULL,
+		created_us INTEGER NOT NULL,
+		revoked_us INTEGER NOT NULL DEFAULT 0
+	);
+	CREATE INDEX api_keys_tenant ON api_keys(tenant, created_us);
+	CREATE TABLE records (
+		seq       INTEGER PRIMARY KEY,
+		tenant    TEXT NOT NULL,
+		id        TEXT NOT NULL,
+		start_us  INTEGER NOT NULL,
+		dur_us    INTEGER NOT NULL,
+		kind      TEXT NOT NULL,
+		direction TEXT NOT NULL,
+		cluster   TEXT NOT NULL,
+		namespace TEXT NOT NULL,
+		service   TEXT NOT NULL,
+		pod       TEXT NOT NULL,
+		method    TEXT NOT NULL,
+		host      TEXT NOT NULL,
+		path      TEXT NOT NULL,
+		route     TEXT NOT NULL,
+		status    INTEGER NOT NULL,
+		failed    INTEGER NOT NULL,
+		req_size  INTEGER NOT NULL,
+		res_size  INTEGER NOT NULL,
+		error     TEXT NOT NULL,
+		url       TEXT NOT NULL,
+		search    TEXT NOT NULL,
+		data      BLOB NOT NULL
+	);
+	CREATE UNIQUE INDEX records_id ON records(tenant, id);
+	CREATE INDEX records_start ON records(tenant, start_us, id);
+	CREATE INDEX records_service ON records(tenant, service, start_us, id);`,
+}
+
+func migrate(ctx context.Context, db *sql.DB) error {
+	conn, err := db.Conn(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	var v int
+	if err := conn.QueryRowContext(ctx, "PRAGMA user_version").Scan(&v); err != nil {
+		return fmt.Errorf("read schema version: %w", err)
+	}
+	if v > len(migrations) {
+		return fmt.Errorf("database schema version %d is newer than this hub's %d: use a newer hub", v, len(migrations))
+	}
+	for i := v; i < len(migrations); i++ {
+		tx, err := conn.BeginTx(ctx, nil)
+		if err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, migrations[i]); err != nil {
+			tx.Rollback()
+			return fmt.Errorf("migration %d: %w", i+1, err)
+		}
+		if _, err := tx.ExecContext(ctx, fmt.Sprintf("PRAGMA user_version = %d", i+1)); err != nil {
+			tx.Rollback()
+			return fmt.Errorf("migration %d: %w", i+1, err)
+		}
+		if err := tx.Commit(); err != nil {
+			return fmt.Errorf("migration %d: %w", i+1, err)
+		}
+	}
+	return nil
+}
+
+// Columns of records, in insert order (seq is the rowid).
+const (
+	insertCols  = `tenant, id, start_us, dur_us, kind, direction, cluster, namespace, service, pod, method, host, path, route, status, failed, req_size, res_size, error, url, search, data`
+	nInsertCols = 22
+	// rowsPerInsert is how many records one INSERT statement carries:
+	// fewer statements cost less than more, up to a point.
+	rowsPerInsert = 64
+	summaryCols   = `id, start_us, dur_us, kind, direction, cluster, namespace, service, pod, method, host, path, route, status, failed, req_size, res_size, error, url`
+)
+
+func insertSQL(n int) string {
+	var b strings.Builder
+	b.WriteString("INSERT INTO records (" + insertCols + ") VALUES ")
+	row := "(" + strings.TrimSuffix(strings.Repeat("?,", nInsertCols), ",") + ")"
+	for i := range n {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(row)
+	}
+	b.WriteString(" ON CONFLICT (tenant, id) DO NOTHING")
+	return b.String()
+}
+
+var insertFull = insertSQL(rowsPerInsert)
+
+// Insert stores recs in one transaction, skipping ids the tenant has.
+func (s *Store) Insert(ctx context.Context, tenant string, recs []*capture.Record) (int, error) {
+	if len(recs) == 0 {
+		return 0, nil
+	}
+	rows, err := store.NewRows(recs)
+	if err != nil {
+		return 0, err
+	}
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return 0, fmt.Errorf("insert: begin: %w", err)
+	}
+	defer tx.Rollback()
+	var full *sql.Stmt
+	args := make([]any, 0, rowsPerInsert*nInsertCols)
+	n := 0
+	for len(rows) > 0 {
+		k := min(len(rows), rowsPerInsert)
+		args = args[:0]
+		for _, r := range rows[:k] {
+			args = append(args, tenant, r.ID, r.StartUs, r.DurUs, r.Kind, r.Direction, r.Cluster, r.Namespace,
+				r.Service, r.Pod, r.Method, r.Host, r.Path, r.Route, r.Status, r.Failed, r.ReqSize, r.ResSize,
+				r.Error, r.URL, r.Search, r.Data)
+		}
+		var res sql.Result
+		if k == rowsPerInsert {
+			if full == nil {
+				if full, err = tx.PrepareContext(ctx, insertFull); err != nil {
+					return 0, fmt.Errorf("insert: prepare: %w", err)
+				}
+			}
+			res, err = full.ExecContext(ctx, args...)
+		} else {
+			res, err = tx.ExecContext(ctx, insertSQL(k), args...)
+		}
+		if err != nil {
+			return 0, fmt.Errorf("insert %d records: %w", k, err)
+		}
+		m, _ := res.RowsAffected()
+		n += int(m)
+		rows = rows[k:]
+	}
+	if err := tx.Commit(); err != nil {
+		return 0, fmt.Errorf("insert: commit: %w", err)
+	}
+	return n, nil
+}
+
+// where builds the WHERE clause of f for tenant.
+func where(tenant string, f *store.Filter, c *store.Cursor) (string, []any) {
+	conds := []string{"tenant = ?"}
+	args := []any{tenant}
+	add := func(cond string, a ...any) {
+		conds = append(conds, cond)
+		args = append(args, a...)
+	}
+	if !f.From.IsZero() {
+		add("start_us >= ?", f.From.UnixMicro())
+	}
+	if !f.To.IsZero() {
+		add("start_us < ?", f.To.UnixMicro())
+	}
+	if f.Service != "" {
+		add("service = ?", f.Service)
+	}
+	if f.Direction != "" {
+		add("direction = ?", string(f.Direction))
+	}
+	if f.Method != "" {
+		add("method = ?", strings.ToUpper(f.Method))
+	}
+	if f.StatusLo != 0 || f.StatusHi != 0 {
+		add("status BETWEEN ? AND ?", f.StatusLo, f.StatusHi)
+	}
+	if f.Host != "" {
+		add("host = ?", strings.ToLower(f.Host))
+	}
+	if f.Path != "" {
+		add("instr(path, ?) > 0", f.Path)
+	}
+	if f.Text != "" {
+		add("instr(search, ?) > 0", strings.ToLower(f.Text))
+	}
+	if f.Failed {
+		add("failed = 1")
+	}
+	if c != nil {
+		add("(start_us, id) < (?, ?)", c.StartUs, c.ID)
+	}
+	return strings.Join(conds, " AND "), args
+}
+
+// List returns one page, newest first.
+func (s *Store) List(ctx context.Context, tenant string, q store.Query) (store.Page, error) {
+	var cur *store.Cursor
+	if q.Cursor != "" {
+		c, err := store.ParseCursor(q.Cursor)
+		if err != nil {
+			return store.Page{}, err
+		}
+		cur = &c
+	}
+	limit := q.PageLimit()
+	cond, args := where(tenant, &q.Filter, cur)
+	cols := summaryCols
+	if q.Full {
+		cols += ", data"
+	}
+	rows, err := s.r.QueryContext(ctx, "SELECT "+cols+" FROM records WHERE "+cond+
+		" ORDER BY start_us DESC, id DESC LIMIT ?", append(args, limit+1)...)
+	if err != nil {
+		return store.Page{}, fmt.Errorf("list: %w", err)
+	}
+	defer rows.Close()
+	page := store.Page{Items: []store.Item{}}
+	for rows.Next() {
+		var r store.Row
+		dst := summaryDest(&r)
+		if q.Full {
+			dst = append(dst, &r.Data)
+		}
+		if err := rows.Scan(dst...); err != nil {
+			return store.Page{}, fmt.Errorf("list: %w", err)
+		}
+		if len(page.Items) == limit {
+			last := page.Items[limit-1]
+			page.Next = store.Cursor{StartUs: last.Start.UnixMicro(), ID: last.ID}.String()
+			break
+		}
+		it := store.Item{Summary: r.Summary()}
+		if q.Full {
+			if it.Record, err = store.DecodeRecord(r.Data); err != nil {
+				return store.Page{}, fmt.Errorf("list: record %s: %w", r.ID, err)
+			}
+		}
+		page.Items = append(page.Items, it)
+	}
+	if err := rows.Err(); err != nil {
+		return store.Page{}, fmt.Errorf("list: %w", err)
+	}
+	return page, nil
+}
+
+func summaryDest(r *store.Row) []any {
+	return []any{&r.ID, &r.StartUs, &r.DurUs, &r.Kind, &r.Direction, &r.Cluster, &r.Namespace, &r.Service,
+		&r.Pod, &r.Method, &r.Host, &r.Path, &r.Route, &r.Status, &r.Failed, &r.ReqSize, &r.ResSize, &r.Error, &r.URL}
+}
+
+// Get returns one record.
+func (s *Store) Get(ctx context.Context, tenant, id string) (*capture.Record, error) {
+	var data []byte
+	err := s.r.QueryRowContext(ctx, "SELECT data FROM records WHERE tenant = ? AND id = ?", tenant, id).Scan(&data)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, fmt.Errorf("record %q: %w", id, store.ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("get record: %w", err)
+	}
+	return store.DecodeRecord(data)
+}
+
+// Scan calls fn with the columns of each matching record.
+func (s *Store) Scan(ctx context.Context, tenant string, f store.Filter, fn func(*store.Row) error) error {
+	cond, args := where(tenant, &f, nil)
+	rows, err := s.r.QueryContext(ctx, "SELECT "+summaryCols+" FROM records WHERE "+cond, args...)
+	if err != nil {
+		return fmt.Errorf("scan: %w", err)
+	}
+	defer rows.Close()
+	var r store.Row
+	dst := summaryDest(&r)
+	for rows.Next() {
+		if err := rows.Scan(dst...); err != nil {
+			return fmt.Errorf("scan: %w", err)
+		}
+		if err := fn(&r); err != nil {
+			return err
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("scan: %w", err)
+	}
+	return nil
+}
+
+// deleteChunk is how many records one retention transaction deletes.
+const deleteChunk = 5000
+
+// DeleteBefore deletes old records, tenant by tenant, in chunks.
+func (s *Store) DeleteBefore(ctx context.Context, t time.Time) (int64, error) {
+	// Each tenant of records, by a skip-scan of the records_id index.
+	rows, err := s.r.QueryContext(ctx, `WITH RECURSIVE t(x) AS (
+		SELECT min(tenant) FROM records
+		UNION ALL SELECT (SELECT min(tenant) FROM records WHERE tenant > t.x) FROM t WHERE t.x IS NOT NULL
+	) SELECT x FROM t WHERE x IS NOT NULL`)
+	if err != nil {
+		return 0, fmt.Errorf("delete old records: list tenants: %w", err)
+	}
+	var tenants []string
+	for rows.Next() {
+		var x string
+		if err := rows.Scan(&x); err != nil {
+			rows.Close()
+			return 0, fmt.Errorf("delete old records: list tenants: %w", err)
+		}
+		tenants = append(tenants, x)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return 0, fmt.Errorf("delete old records: list tenants: %w", err)
+	}
+	var total int64
+	for _, tenant := range tenants {
+		for {
+			res, err := s.w.ExecContext(ctx, `DELETE FROM records WHERE seq IN (
+				SELECT seq FROM records WHERE tenant = ? AND start_us < ? LIMIT ?)`, tenant, t.UnixMicro(), deleteChunk)
+			if err != nil {
+				return total, fmt.Errorf("delete old records: %w", err)
+			}
+			n, _ := res.RowsAffected()
+			total += n
+			if n < deleteChunk {
+				break
+			}
+		}
+	}
+	return total, nil
+}
+
+// CreateTenant adds a tenant.
+func (s *Store) CreateTenant(ctx context.Context, t store.Tenant) error {
+	if err := store.ValidTenantID(t.ID); err != nil {
+		return err
+	}
+	_, err := s.w.ExecContext(ctx, "INSERT INTO tenants (id, name, created_us) VALUES (?, ?, ?)",
+		t.ID, t.Name, t.Created.UnixMicro())
+	if isConstraint(err) {
+		return fmt.Errorf("tenant %q: %w", t.ID, store.ErrExists)
+	}
+	if err != nil {
+		return fmt.Errorf("create tenant: %w", err)
+	}
+	return nil
+}
+
+// Tenants lists the tenants.
+func (s *Store) Tenants(ctx context.Context) ([]store.Tenant, error) {
+	rows, err := s.r.QueryContext(ctx, "SELECT id, name, created_us FROM tenants ORDER BY id")
+	if err != nil {
+		return nil, fmt.Errorf("list tenants: %w", err)
+	}
+	defer rows.Close()
+	out := []store.Tenant{}
+	for rows.Next() {
+		var t store.Tenant
+		var us int64
+		if err := rows.Scan(&t.ID, &t.Name, &us); err != nil {
+			return nil, fmt.Errorf("list tenants: %w", err)
+		}
+		t.Created = time.UnixMicro(us).UTC()
+		out = append(out, t)
+	}
+	return out, rows.Err()
+}
+
+// CreateKey stores a key's hash.
+func (s *Store) CreateKey(ctx context.Context, k store.Key) error {
+	_, err := s.w.ExecContext(ctx, "INSERT INTO api_keys (id, tenant, role, name, hash, created_us) VALUES (?, ?, ?, ?, ?, ?)",
+		k.ID, k.Tenant, string(k.Role), k.Name, k.Hash, k.Created.UnixMicro())
+	var se *sqlite.Error
+	switch {
+	case errors.As(err, &se) && se.Code() == sqlite3.SQLITE_CONSTRAINT_FOREIGNKEY:
+		return fmt.Errorf("key for tenant %q: %w", k.Tenant, store.ErrNotFound)
+	case isConstraint(err):
+		return fmt.Errorf("key %q: %w", k.ID, store.ErrExists)
+	case err != nil:
+		return fmt.Errorf("create key: %w", err)
+	}
+	return nil
+}
+
+const keyCols = "id, tenant, role, name, hash, created_us, revoked_us"
+
+func scanKey(sc interface{ Scan(...any) error }) (store.Key, error) {
+	var k store.Key
+	var role string
+	var created, revoked int64
+	if err := sc.Scan(&k.ID, &k.Tenant, &role, &k.Name, &k.Hash, &created, &revoked); err != nil {
+		return k, err
+	}
+	k.Role = store.Role(role)
+	k.Created = time.UnixMicro(created).UTC()
+	if revoked != 0 {
+		k.Revoked = time.UnixMicro(revoked).UTC()
+	}
+	return k, nil
+}
+
+// Key returns one key.
+func (s *Store) Key(ctx context.Context, id string) (store.Key, error) {
+	k, err := scanKey(s.r.QueryRowContext(ctx, "SELECT "+keyCols+" FROM api_keys WHERE id = ?", id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return k, fmt.Errorf("key %q: %w", id, store.ErrNotFound)
+	}
+	if err != nil {
+		return k, fmt.Errorf("get key: %w", err)
+	}
+	return k, nil
+}
+
+// Keys lists keys.
+func (s *Store) Keys(ctx context.Context, tenant string) ([]store.Key, error) {
+	rows, err := s.r.QueryContext(ctx, "SELECT "+keyCols+" FROM api_keys WHERE ? = '' OR tenant = ? ORDER BY tenant, created_us, id", tenant, tenant)
+	if err != nil {
+		return nil, fmt.Errorf("list keys: %w", err)
+	}
+	defer rows.Close()
+	out := []store.Key{}
+	for rows.Next() {
+		k, err := scanKey(rows)
+		if err != nil {
+			return nil, fmt.Errorf("list keys: %w", err)
+		}
+		out = append(out, k)
+	}
+	return out, rows.Err()
+}
+
+// RevokeKey marks a key revoked.
+func (s *Store) RevokeKey(ctx context.Context, id string, at time.Time) error {
+	res, err := s.w.ExecContext(ctx, "UPDATE api_keys SET revoked_us = ? WHERE id = ? AND revoked_us = 0", at.UnixMicro(), id)
+	if err != nil {
+		return fmt.Errorf("revoke key: %w", err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		if _, err := s.Key(ctx, id); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func isConstraint(err error) bool {
+	var se *sqlite.Error
+	return errors.As(err, &se) && se.Code()&0xff == sqlite3.SQLITE_CONSTRAINT
+}
