@@ -1,12 +1,11 @@
 // Package forwarder is the cluster forwarder: an HTTP server on :8888 that
 // receives batches of capture records from every goproxy of a cluster (the
 // wire protocol, version 1), stamps the cluster and tenant labels on them,
-// appends them to JSONL files in a directory, and answers the deployment
-// guide's `curl localhost:8888 | grep Connected` health check.
-//
-// This is the first slice: the local directory is the only destination.
-// Redaction, the hub, the tenant bucket and the disk spool come later; the
-// guide's variables for them are accepted and reported at start-up.
+// appends them to a durable on-disk spool before it acknowledges them, and
+// delivers the spool to each configured sink at least once, with one
+// delivery loop per sink. It answers the deployment guide's
+// `curl localhost:8888 | grep Connected` health check. docs/forwarder.md
+// describes it.
 package forwarder
 
 import (
@@ -27,7 +26,12 @@ import (
 // variable and a flag of the same meaning; a flag wins.
 type Config struct {
 	Listen string // FORWARDER_LISTEN: address to serve; if zero, :8888 (the guide's port)
-	Dir    string // FORWARDER_DIR: directory of the record files; if zero, ./tapwire-forwarded
+
+	// Dir is the directory sink: records are appended to JSONL files
+	// there (FORWARDER_DIR). If zero and no other sink is configured,
+	// ./tapwire-forwarded (the embedded default); if zero otherwise, no
+	// directory sink.
+	Dir string
 
 	// Token, if not zero, is the shared secret every goproxy must present
 	// as "Authorization: Bearer <token>" (FORWARDER_TOKEN, the same
@@ -48,8 +52,30 @@ type Config struct {
 	// Retry-After. If zero, 4.
 	MaxInFlight int
 
+	// SpoolDir holds the on-disk spool every accepted batch goes to before
+	// it is acknowledged (FORWARDER_SPOOL_DIR). If zero, ./tapwire-spool.
+	SpoolDir string
+	// SpoolBytes bounds the spool on disk (FORWARDER_SPOOL_BYTES); when a
+	// batch does not fit, the oldest records are deleted, counted and
+	// logged. If zero, 1 GiB.
+	SpoolBytes int64
+	// SpoolSegmentBytes is the size of one spool file, and the unit of
+	// loss when the spool is full (FORWARDER_SPOOL_SEGMENT_BYTES). If
+	// zero, 16 MiB; at most half of SpoolBytes.
+	SpoolSegmentBytes int64
+	// SpoolSync is the fsync policy (FORWARDER_SPOOL_SYNC): "batch" (the
+	// default): a batch is answered 200 only once it is fsynced, and
+	// batches arriving together share one fsync; "none": answered once
+	// written to the operating system, which a machine crash may lose
+	// (risky: logged as a warning).
+	SpoolSync string
+
+	// DeliveryBatchBytes bounds the spooled bytes one delivery to a sink
+	// carries (FORWARDER_DELIVERY_BATCH_BYTES). If zero, 4 MiB.
+	DeliveryBatchBytes int64
+
 	LogLevel        string        // LOG_LEVEL: debug, info, warn, error; if zero, info
-	ShutdownTimeout time.Duration // SHUTDOWN_TIMEOUT: how long SIGTERM waits for batches in flight; if zero, 20s
+	ShutdownTimeout time.Duration // SHUTDOWN_TIMEOUT: how long SIGTERM waits for batches in flight and deliveries; if zero, 20s
 
 	// Pending lists the guide's forwarder variables that are set in the
 	// environment but not acted on by this version (names only: some are
@@ -85,7 +111,7 @@ func (c *Config) setDefaults() {
 	if c.Listen == "" {
 		c.Listen = ":8888"
 	}
-	if c.Dir == "" {
+	if c.Dir == "" && !c.otherSinks() {
 		c.Dir = "tapwire-forwarded"
 	}
 	if c.MaxBatchBytes == 0 {
@@ -94,6 +120,21 @@ func (c *Config) setDefaults() {
 	if c.MaxInFlight == 0 {
 		c.MaxInFlight = 4
 	}
+	if c.SpoolDir == "" {
+		c.SpoolDir = "tapwire-spool"
+	}
+	if c.SpoolBytes == 0 {
+		c.SpoolBytes = 1 << 30
+	}
+	if c.SpoolSegmentBytes == 0 {
+		c.SpoolSegmentBytes = min(16<<20, c.SpoolBytes/2)
+	}
+	if c.SpoolSync == "" {
+		c.SpoolSync = "batch"
+	}
+	if c.DeliveryBatchBytes == 0 {
+		c.DeliveryBatchBytes = 4 << 20
+	}
 	if c.LogLevel == "" {
 		c.LogLevel = "info"
 	}
@@ -101,6 +142,10 @@ func (c *Config) setDefaults() {
 		c.ShutdownTimeout = 20 * time.Second
 	}
 }
+
+// otherSinks reports whether a sink other than the directory is
+// configured.
+func (c *Config) otherSinks() bool { return false }
 
 // Validate checks the configuration after defaults.
 func (c *Config) Validate() error {
@@ -112,6 +157,19 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxInFlight < 1 {
 		return &ConfigError{"FORWARDER_MAX_IN_FLIGHT", strconv.Itoa(c.MaxInFlight), "want at least 1"}
+	}
+	if c.SpoolSegmentBytes < 64<<10 {
+		return &ConfigError{"FORWARDER_SPOOL_SEGMENT_BYTES", strconv.FormatInt(c.SpoolSegmentBytes, 10), "want at least 65536"}
+	}
+	if c.SpoolBytes < 2*c.SpoolSegmentBytes || c.SpoolBytes < 2*c.MaxBatchBytes+(64<<10) {
+		return &ConfigError{"FORWARDER_SPOOL_BYTES", strconv.FormatInt(c.SpoolBytes, 10),
+			fmt.Sprintf("want at least twice FORWARDER_SPOOL_SEGMENT_BYTES and twice FORWARDER_MAX_BATCH_BYTES (%d)", max(2*c.SpoolSegmentBytes, 2*c.MaxBatchBytes+(64<<10)))}
+	}
+	if c.SpoolSync != "batch" && c.SpoolSync != "none" {
+		return &ConfigError{"FORWARDER_SPOOL_SYNC", c.SpoolSync, "want batch or none"}
+	}
+	if c.DeliveryBatchBytes < 64<<10 {
+		return &ConfigError{"FORWARDER_DELIVERY_BATCH_BYTES", strconv.FormatInt(c.DeliveryBatchBytes, 10), "want at least 65536"}
 	}
 	if _, ok := parseLevel(c.LogLevel); !ok {
 		return &ConfigError{"LOG_LEVEL", c.LogLevel, "want one of debug, info, warn, error"}
@@ -190,14 +248,19 @@ func Load(args []string, getenv func(string) string, out io.Writer) (*Config, er
 		}})
 	}
 	str(&c.Listen, "FORWARDER_LISTEN", "listen", "address to serve batches and the health check on (default :8888)")
-	str(&c.Dir, "FORWARDER_DIR", "dir", "directory the records are appended to as JSONL files (default ./tapwire-forwarded)")
+	str(&c.Dir, "FORWARDER_DIR", "dir", "directory sink: records are appended to JSONL files here (default ./tapwire-forwarded when no other sink is configured)")
 	str(&c.Token, "FORWARDER_TOKEN", "token", "shared token goproxies must send as a bearer token; empty accepts anyone")
 	str(&c.Cluster, "CLUSTER_NAME", "cluster-name", "cluster label set on records that carry none")
 	str(&c.TenantID, "TENANT_ID", "tenant-id", "tenant label set on every record")
 	num64(&c.MaxBatchBytes, "FORWARDER_MAX_BATCH_BYTES", "max-batch-bytes", "largest decompressed batch accepted; larger ones get 413 (default 33554432)")
 	num(&c.MaxInFlight, "FORWARDER_MAX_IN_FLIGHT", "max-in-flight", "batches decoded at once; beyond it 429 with Retry-After (default 4)")
+	str(&c.SpoolDir, "FORWARDER_SPOOL_DIR", "spool-dir", "directory of the on-disk spool (default ./tapwire-spool)")
+	num64(&c.SpoolBytes, "FORWARDER_SPOOL_BYTES", "spool-bytes", "bound of the spool on disk; beyond it the oldest records are dropped and counted (default 1073741824)")
+	num64(&c.SpoolSegmentBytes, "FORWARDER_SPOOL_SEGMENT_BYTES", "spool-segment-bytes", "size of one spool file (default 16777216)")
+	str(&c.SpoolSync, "FORWARDER_SPOOL_SYNC", "spool-sync", "fsync policy: batch (a batch is fsynced before 200) or none (risky) (default batch)")
+	num64(&c.DeliveryBatchBytes, "FORWARDER_DELIVERY_BATCH_BYTES", "delivery-batch-bytes", "most spooled bytes in one delivery to a sink (default 4194304)")
 	str(&c.LogLevel, "LOG_LEVEL", "log-level", "debug, info, warn or error (default info)")
-	dur(&c.ShutdownTimeout, "SHUTDOWN_TIMEOUT", "shutdown-timeout", "how long SIGTERM waits for batches in flight (default 20s)")
+	dur(&c.ShutdownTimeout, "SHUTDOWN_TIMEOUT", "shutdown-timeout", "how long SIGTERM waits for batches in flight and deliveries (default 20s)")
 
 	for _, b := range bs {
 		if v := getenv(b.env); v != "" {
@@ -239,29 +302,34 @@ func Load(args []string, getenv func(string) string, out io.Writer) (*Config, er
 
 func usage(fs *flag.FlagSet) {
 	out := fs.Output()
-	fmt.Fprintf(out, `forwarder: Tapwire's cluster forwarder (first slice).
+	fmt.Fprintf(out, `forwarder: Tapwire's cluster forwarder.
 
 It receives the batches every goproxy of a cluster sends to FORWARDER_ADDR
 (POST /v1/batches, the wire protocol of docs/shipping.md), stamps CLUSTER_NAME
-and TENANT_ID on the records, and appends them to JSONL files in -dir. A batch
-is answered 200 only after its records are written and fsynced.
+and TENANT_ID on the records, and appends them to a durable on-disk spool. A
+batch is answered 200 only once it is in the spool (fsynced). One delivery
+loop per sink reads the spool at its own cursor and delivers at least once,
+retrying with backoff; a restart resumes from the spool. The spool is bounded
+(FORWARDER_SPOOL_BYTES): when full, the oldest records are dropped and counted.
+docs/forwarder.md describes it all.
 
 Health, as the deployment guide checks it:
 
   curl -s localhost:8888 | grep Connected
-  # "Connected: writing to DIR", or 503 "Not connected: REASON" when DIR is not writable
-  curl -s localhost:8888/stats     # counters: batches, records, rejected, unauthorized, ...
+  # "Connected: directory DIR", or 503 "Not connected: REASON" while a sink
+  # or the spool cannot be reached
+  curl -s localhost:8888/stats     # counters: batches, records, per sink delivered, pending...
+  curl -s localhost:8888/metrics   # the same for Prometheus
 
 Every setting is an environment variable and a flag; a flag wins. Examples:
 
   forwarder                                        # :8888, records to ./tapwire-forwarded
-  FORWARDER_TOKEN=s3cret CLUSTER_NAME=ecs forwarder -dir /var/lib/tapwire
+  FORWARDER_TOKEN=s3cret CLUSTER_NAME=ecs forwarder -dir /var/lib/tapwire -spool-dir /var/lib/tapwire-spool
   goproxy -forwarder 127.0.0.1:8888 -forwarder-token s3cret   # a goproxy sending to it
   hub -dir /var/lib/tapwire                        # read the records back
 
 Not yet acted on (read without error, named in the start-up log when set):
 %s
-Delivery to the hub and the bucket, redaction and filters come later.
 
 Settings:
 `, wrap(strings.Join(PendingVars, ", "), "  ", 78))

@@ -1,6 +1,7 @@
 package forwarder
 
 import (
+	"bytes"
 	"context"
 	"crypto/subtle"
 	"encoding/json"
@@ -12,45 +13,75 @@ import (
 	"net/http"
 	"os"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
 	"github.com/tapwire/tapwire/internal/capture"
 	"github.com/tapwire/tapwire/internal/sink/file"
+	"github.com/tapwire/tapwire/internal/spool"
 	"github.com/tapwire/tapwire/internal/wire"
 )
 
-// Errors answered to clients. The detail of a store failure is logged, not
+// Errors answered to clients. The detail of a spool failure is logged, not
 // sent.
 var (
 	errUnauthorized = wire.Errorf(http.StatusUnauthorized, "missing or wrong bearer token (FORWARDER_TOKEN)")
 	errBusy         = &wire.ServerError{Status: http.StatusTooManyRequests, Message: "too many batches in flight", Wait: time.Second}
-	errStore        = &wire.ServerError{Status: http.StatusServiceUnavailable, Message: "could not store the batch", Wait: 5 * time.Second}
+	errStore        = &wire.ServerError{Status: http.StatusServiceUnavailable, Message: "could not spool the batch", Wait: 5 * time.Second}
+	errShutdown     = &wire.ServerError{Status: http.StatusServiceUnavailable, Message: "shutting down", Wait: 5 * time.Second}
 )
 
 // Stats are the forwarder's counters since start.
 type Stats struct {
 	Batches      int64 `json:"batches"`      // batches accepted (200)
-	Records      int64 `json:"records"`      // records in them
+	Records      int64 `json:"records"`      // records in them, as received
 	Rejected     int64 `json:"rejected"`     // batches refused as bad (4xx but 401 and 429) or cut short by the client
 	Unauthorized int64 `json:"unauthorized"` // requests without the right token (401)
 	Busy         int64 `json:"busy"`         // batches refused for MaxInFlight (429)
-	StoreErrors  int64 `json:"storeErrors"`  // batches the file sink failed to write (503)
+	StoreErrors  int64 `json:"storeErrors"`  // batches the spool failed to take (503)
+
+	Spooled     int64 `json:"spooled"`     // records written to the spool
+	SpoolBytes  int64 `json:"spoolBytes"`  // bytes of the spool on disk
+	SpoolFsyncs int64 `json:"spoolFsyncs"` // fsyncs of the spool (batches arriving together share one)
+
+	Sinks map[string]SinkStats `json:"sinks"` // by sink name
 }
 
-// Server is a forwarder: the HTTP handler and the file sink behind it.
+// SinkStats are one sink's counters.
+type SinkStats struct {
+	Delivered    int64  `json:"delivered"`    // records the sink accepted
+	Failed       int64  `json:"failed"`       // records the sink refused for good (dropped)
+	Dropped      int64  `json:"dropped"`      // records the spool's bound deleted before delivery
+	Failures     int64  `json:"failures"`     // failed delivery attempts
+	PendingBytes int64  `json:"pendingBytes"` // spooled bytes not yet delivered
+	LastError    string `json:"lastError,omitempty"`
+}
+
+// Server is a forwarder: the HTTP handler, the spool behind it, and one
+// delivery loop per sink reading the spool.
 type Server struct {
-	cfg  Config
-	log  *slog.Logger
-	sink *file.Sink
-	sem  chan struct{} // one token per batch in flight
-	mux  *http.ServeMux
+	cfg   Config
+	log   *slog.Logger
+	spool *spool.Spool
+	dests []*destination
+	sem   chan struct{} // one token per batch in flight
+	mux   *http.ServeMux
+	reg   *prometheus.Registry
+	m     *metrics
 
-	batches, records, rejected, unauthorized, busy, storeErrors atomic.Int64
+	closing atomic.Bool // Serve is shutting down: new batches get 503
+	bufs    sync.Pool   // *bytes.Buffer for encoding batches into the spool
+
+	batches, records, rejected, unauthorized, busy, storeErrors, spooled atomic.Int64
 }
 
-// New returns a Server for cfg (after Load, or with defaults applied here),
-// creating cfg.Dir if needed. It does not listen: see Run and Serve.
+// New returns a Server for cfg (after Load, or with defaults applied here):
+// it opens the spool and the sinks cfg names. It does not listen or
+// deliver: see Run and Serve.
 func New(cfg Config, log *slog.Logger) (*Server, error) {
 	cfg.setDefaults()
 	if err := cfg.Validate(); err != nil {
@@ -59,14 +90,62 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 	if log == nil {
 		log = slog.New(slog.NewJSONHandler(io.Discard, nil))
 	}
-	sink, err := file.New(cfg.Dir, file.Options{}) // fsyncs every Write
-	if err != nil {
-		return nil, fmt.Errorf("open record directory: %w", err)
+	var dests []*destination
+	if cfg.Dir != "" {
+		fs, err := file.New(cfg.Dir, file.Options{}) // fsyncs every Write
+		if err != nil {
+			return nil, fmt.Errorf("open record directory: %w", err)
+		}
+		dests = append(dests, &destination{name: "directory", desc: cfg.Dir, sink: fs,
+			probe: func(context.Context) error { return probeDir(cfg.Dir) }, fresh: -1})
 	}
-	s := &Server{cfg: cfg, log: log, sink: sink, sem: make(chan struct{}, cfg.MaxInFlight)}
+	s, err := newServer(cfg, log, dests)
+	if err != nil {
+		for _, d := range dests {
+			d.sink.Close()
+		}
+		return nil, err
+	}
+	return s, nil
+}
+
+// newServer opens the spool for dests and builds the handler. cfg has its
+// defaults.
+func newServer(cfg Config, log *slog.Logger, dests []*destination) (*Server, error) {
+	if len(dests) == 0 {
+		return nil, errors.New("no sink configured")
+	}
+	names := make([]string, len(dests))
+	for i, d := range dests {
+		names[i] = d.name
+	}
+	sp, err := spool.Open(cfg.SpoolDir, spool.Options{
+		MaxBytes:     cfg.SpoolBytes,
+		SegmentBytes: cfg.SpoolSegmentBytes,
+		NoSync:       cfg.SpoolSync == "none",
+		Readers:      names,
+		Logger:       log,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("open spool: %w", err)
+	}
+	s := &Server{cfg: cfg, log: log, spool: sp, dests: dests, sem: make(chan struct{}, cfg.MaxInFlight)}
+	s.bufs.New = func() any { return new(bytes.Buffer) }
+	for _, d := range dests {
+		d.rd, err = sp.Reader(d.name)
+		if err != nil {
+			sp.Close()
+			return nil, err
+		}
+		d.log = log.With("sink", d.name)
+		d.batchBytes = cfg.DeliveryBatchBytes
+	}
+	s.reg = prometheus.NewRegistry()
+	s.m = newMetrics(s.reg, s)
 	s.mux = http.NewServeMux()
 	s.mux.HandleFunc("GET /{$}", s.handleHealth)
 	s.mux.HandleFunc("GET /stats", s.handleStats)
+	s.mux.Handle("GET /metrics", promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{}))
 	s.mux.HandleFunc(wire.Path, s.handleBatch) // ReadBatch answers other methods with 405
 	return s, nil
 }
@@ -74,19 +153,38 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 // Handler serves the forwarder's endpoints.
 func (s *Server) Handler() http.Handler { return s.mux }
 
-// Dir returns the directory records are written to.
-func (s *Server) Dir() string { return s.sink.Dir() }
+// Dir returns the directory sink's directory ("" without one).
+func (s *Server) Dir() string { return s.cfg.Dir }
 
 // Stats returns the counters.
 func (s *Server) Stats() Stats {
-	return Stats{
+	sp := s.spool.Stats()
+	st := Stats{
 		Batches:      s.batches.Load(),
 		Records:      s.records.Load(),
 		Rejected:     s.rejected.Load(),
 		Unauthorized: s.unauthorized.Load(),
 		Busy:         s.busy.Load(),
 		StoreErrors:  s.storeErrors.Load(),
+		Spooled:      s.spooled.Load(),
+		SpoolBytes:   sp.Bytes,
+		SpoolFsyncs:  sp.Syncs,
+		Sinks:        map[string]SinkStats{},
 	}
+	for _, d := range s.dests {
+		ss := SinkStats{
+			Delivered:    d.delivered.Load(),
+			Failed:       d.failed.Load(),
+			Failures:     d.failures.Load(),
+			Dropped:      sp.DroppedRecords[d.name],
+			PendingBytes: sp.PendingBytes[d.name],
+		}
+		if err := d.lastError(); err != nil {
+			ss.LastError = err.Error()
+		}
+		st.Sinks[d.name] = ss
+	}
+	return st
 }
 
 // Run listens on cfg.Listen and serves until ctx is done, then shuts down
@@ -94,16 +192,30 @@ func (s *Server) Stats() Stats {
 func (s *Server) Run(ctx context.Context) error {
 	ln, err := net.Listen("tcp", s.cfg.Listen)
 	if err != nil {
+		s.Close()
 		return fmt.Errorf("listen on %s: %w", s.cfg.Listen, err)
 	}
 	return s.Serve(ctx, ln)
 }
 
-// Serve serves on ln until ctx is done. It then stops accepting, waits up
-// to ShutdownTimeout for batches in flight to be written and answered, and
-// closes the file sink. It returns nil after an orderly shutdown.
+// Serve serves on ln and delivers the spool to the sinks until ctx is
+// done. It then stops accepting, waits for batches in flight to be
+// spooled and answered, lets the sinks catch up with the spool, all
+// within ShutdownTimeout, and closes the sinks and the spool. What is not
+// delivered by then stays in the spool for the next start. It returns nil
+// after an orderly shutdown.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	s.logStart(ln.Addr())
+	dctx, stopDelivery := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	for _, d := range s.dests {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			d.run(dctx)
+		}()
+	}
+
 	srv := &http.Server{
 		Handler:           s.mux,
 		ReadHeaderTimeout: 10 * time.Second,
@@ -116,12 +228,15 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	go func() { errc <- srv.Serve(ln) }()
 
 	var serveErr error
+	deadline := time.Now().Add(s.cfg.ShutdownTimeout)
 	select {
 	case err := <-errc:
 		serveErr = fmt.Errorf("serve: %w", err)
 	case <-ctx.Done():
+		deadline = time.Now().Add(s.cfg.ShutdownTimeout)
 		s.log.Info("shutting down", "timeout", s.cfg.ShutdownTimeout.String())
-		sctx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
+		s.closing.Store(true)
+		sctx, cancel := context.WithDeadline(context.Background(), deadline)
 		err := srv.Shutdown(sctx)
 		cancel()
 		if err != nil {
@@ -130,45 +245,109 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		}
 		<-errc // http.ErrServerClosed
 	}
-	if err := s.sink.Close(); err != nil && serveErr == nil {
-		serveErr = fmt.Errorf("close record files: %w", err)
+
+	// Let every sink catch up with the spool until the deadline.
+	for _, d := range s.dests {
+		d.drain()
+	}
+	drained := make(chan struct{})
+	go func() { wg.Wait(); close(drained) }()
+	select {
+	case <-drained:
+	case <-time.After(time.Until(deadline)):
+		s.log.Warn("shutdown deadline: records left in the spool for the next start")
+	}
+	stopDelivery()
+	wg.Wait()
+
+	if err := s.Close(); err != nil && serveErr == nil {
+		serveErr = err
 	}
 	st := s.Stats()
-	s.log.Info("stopped", "batches", st.Batches, "records", st.Records, "rejected", st.Rejected,
-		"unauthorized", st.Unauthorized, "busy", st.Busy, "storeErrors", st.StoreErrors)
+	attrs := []any{"batches", st.Batches, "records", st.Records, "rejected", st.Rejected,
+		"unauthorized", st.Unauthorized, "busy", st.Busy, "storeErrors", st.StoreErrors}
+	for name, ss := range st.Sinks {
+		attrs = append(attrs, slog.Group(name, "delivered", ss.Delivered, "failed", ss.Failed,
+			"dropped", ss.Dropped, "pendingBytes", ss.PendingBytes))
+	}
+	s.log.Info("stopped", attrs...)
 	return serveErr
 }
 
-// Close closes the file sink of a Server that was never served.
-func (s *Server) Close() error { return s.sink.Close() }
+// Close closes the sinks and the spool. Serve calls it; call it yourself
+// only for a Server that was never served.
+func (s *Server) Close() error {
+	var errs []error
+	for _, d := range s.dests {
+		if err := d.sink.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("close sink %s: %w", d.name, err))
+		}
+	}
+	if err := s.spool.Close(); err != nil {
+		errs = append(errs, fmt.Errorf("close spool: %w", err))
+	}
+	return errors.Join(errs...)
+}
 
 func (s *Server) logStart(addr net.Addr) {
-	s.log.Info("forwarder listening", "addr", addr.String(), "dir", s.cfg.Dir,
+	sinks := make([]string, len(s.dests))
+	for i, d := range s.dests {
+		sinks[i] = d.name
+	}
+	s.log.Info("forwarder listening", "addr", addr.String(), "sinks", sinks, "dir", s.cfg.Dir,
+		"spool", s.cfg.SpoolDir, "spoolBytes", s.cfg.SpoolBytes, "spoolSync", s.cfg.SpoolSync,
 		"cluster", s.cfg.Cluster, "tenant", s.cfg.TenantID, "token", s.cfg.Token != "",
 		"maxBatchBytes", s.cfg.MaxBatchBytes, "maxInFlight", s.cfg.MaxInFlight)
 	if s.cfg.Token == "" {
 		s.log.Warn("FORWARDER_TOKEN is not set: batches are accepted from anyone who can reach the port")
 	}
-	if len(s.cfg.Pending) > 0 {
-		s.log.Info("settings accepted but not acted on yet: records go to the local directory only",
-			"vars", s.cfg.Pending)
+	if s.cfg.SpoolSync == "none" {
+		s.log.Warn("FORWARDER_SPOOL_SYNC=none: batches are acknowledged before they are on disk; a machine crash may lose them")
 	}
-	if err := probeDir(s.cfg.Dir); err != nil {
-		s.log.Warn("record directory is not writable: health answers 503 until it is", "dir", s.cfg.Dir, "err", err.Error())
+	if len(s.cfg.Pending) > 0 {
+		s.log.Info("settings accepted but not acted on yet", "vars", s.cfg.Pending)
 	}
 }
 
 // handleHealth answers the guide's health check: a text that contains
-// "Connected" while the directory is writable, 503 otherwise.
-func (s *Server) handleHealth(w http.ResponseWriter, _ *http.Request) {
+// "Connected" while the spool and every sink can be reached, 503 with the
+// reasons otherwise.
+func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
-	if err := probeDir(s.cfg.Dir); err != nil {
+	ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
+	defer cancel()
+	var bad []string
+	if err := probeDir(s.cfg.SpoolDir); err != nil {
+		bad = append(bad, "spool: "+err.Error())
+	}
+	type result struct {
+		i   int
+		err error
+	}
+	results := make(chan result, len(s.dests))
+	for i, d := range s.dests {
+		go func() { results <- result{i, d.check(ctx)} }()
+	}
+	errs := make([]error, len(s.dests))
+	for range s.dests {
+		res := <-results
+		errs[res.i] = res.err
+	}
+	var good []string
+	for i, d := range s.dests {
+		if errs[i] != nil {
+			bad = append(bad, d.name+": "+errs[i].Error())
+		} else {
+			good = append(good, d.name+" "+d.desc)
+		}
+	}
+	if len(bad) > 0 {
 		w.WriteHeader(http.StatusServiceUnavailable)
-		fmt.Fprintf(w, "Not connected: %s\n", err)
+		fmt.Fprintf(w, "Not connected: %s\n", strings.Join(bad, "; "))
 		return
 	}
-	fmt.Fprintf(w, "Connected: writing to %s\n", s.cfg.Dir)
+	fmt.Fprintf(w, "Connected: %s\n", strings.Join(good, "; "))
 }
 
 func (s *Server) handleStats(w http.ResponseWriter, _ *http.Request) {
@@ -212,27 +391,37 @@ func (s *Server) handleBatch(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case se.Status == http.StatusUnauthorized:
 		s.unauthorized.Add(1)
+		s.m.rejected.WithLabelValues("unauthorized").Inc()
 		s.log.Warn("batch refused: bad token", "remote", r.RemoteAddr)
 	case se.Status == http.StatusTooManyRequests:
 		s.busy.Add(1)
+		s.m.rejected.WithLabelValues("busy").Inc()
 		s.log.Debug("batch refused: busy", "remote", r.RemoteAddr)
+	case errors.Is(err, errShutdown):
+		s.m.rejected.WithLabelValues("shutdown").Inc()
 	case errors.Is(err, errStore):
 		s.storeErrors.Add(1)
-		s.log.Error("batch not stored", "remote", r.RemoteAddr, "batch", r.Header.Get(wire.HeaderBatchID), "records", n, "err", err.Error())
+		s.m.rejected.WithLabelValues("spool").Inc()
+		s.log.Error("batch not spooled", "remote", r.RemoteAddr, "batch", r.Header.Get(wire.HeaderBatchID), "records", n, "err", err.Error())
 	default:
 		s.rejected.Add(1)
+		s.m.rejected.WithLabelValues("bad").Inc()
 		s.log.Warn("batch rejected", "remote", r.RemoteAddr, "batch", r.Header.Get(wire.HeaderBatchID), "status", se.Status, "err", err.Error())
 	}
 	wire.WriteError(w, err)
 }
 
-// serveBatch reads, stamps and stores one batch, and answers 200 when it
-// is stored. It returns the error to answer otherwise, and the number of
+// serveBatch reads one batch, prepares its records, and spools them; it
+// answers 200 once they are in the spool (fsynced, unless SpoolSync is
+// none). It returns the error to answer otherwise, and the number of
 // records decoded.
 func (s *Server) serveBatch(w http.ResponseWriter, r *http.Request) (int, error) {
 	if s.cfg.Token != "" && !validToken(r.Header.Get("Authorization"), s.cfg.Token) {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="tapwire-forwarder"`)
 		return 0, errUnauthorized
+	}
+	if s.closing.Load() {
+		return 0, errShutdown
 	}
 	select {
 	case s.sem <- struct{}{}:
@@ -248,6 +437,36 @@ func (s *Server) serveBatch(w http.ResponseWriter, r *http.Request) (int, error)
 	if err != nil {
 		return info.Records, err
 	}
+	received := len(recs)
+	recs = s.prepare(recs)
+	if len(recs) > 0 {
+		buf := s.bufs.Get().(*bytes.Buffer)
+		buf.Reset()
+		defer func() {
+			if buf.Cap() <= 4<<20 {
+				s.bufs.Put(buf)
+			}
+		}()
+		if err := wire.AppendLines(buf, recs); err != nil {
+			return received, fmt.Errorf("%w: %w", errStore, err)
+		}
+		if err := s.spool.Append(buf.Bytes(), len(recs)); err != nil {
+			return received, fmt.Errorf("%w: %w", errStore, err)
+		}
+		s.spooled.Add(int64(len(recs)))
+	}
+	s.batches.Add(1)
+	s.records.Add(int64(received))
+	s.m.batches.Inc()
+	s.m.received.Add(float64(received))
+	s.log.Debug("batch spooled", "batch", info.ID, "records", received, "spooled", len(recs), "remote", r.RemoteAddr)
+	wire.WriteAccepted(w, received)
+	return received, nil
+}
+
+// prepare stamps the forwarder's labels on recs and returns those to
+// spool.
+func (s *Server) prepare(recs []*capture.Record) []*capture.Record {
 	for _, rec := range recs {
 		if s.cfg.Cluster != "" && rec.Labels.Cluster == "" {
 			rec.Labels.Cluster = s.cfg.Cluster
@@ -256,18 +475,7 @@ func (s *Server) serveBatch(w http.ResponseWriter, r *http.Request) (int, error)
 			rec.Labels.Tenant = s.cfg.TenantID
 		}
 	}
-	if len(recs) > 0 {
-		// The client's context: a client that went away does not get an
-		// answer anyway, and will send the batch again.
-		if err := s.sink.Write(r.Context(), recs); err != nil {
-			return len(recs), fmt.Errorf("%w: %w", errStore, err)
-		}
-	}
-	s.batches.Add(1)
-	s.records.Add(int64(len(recs)))
-	s.log.Debug("batch stored", "batch", info.ID, "records", len(recs), "remote", r.RemoteAddr)
-	wire.WriteAccepted(w, len(recs))
-	return len(recs), nil
+	return recs
 }
 
 // validToken reports whether an Authorization header carries token as a

@@ -37,6 +37,9 @@ func start(t *testing.T, cfg Config) *started {
 	if cfg.Dir == "" {
 		cfg.Dir = filepath.Join(t.TempDir(), "records")
 	}
+	if cfg.SpoolDir == "" {
+		cfg.SpoolDir = filepath.Join(t.TempDir(), "spool")
+	}
 	cfg.Listen = "127.0.0.1:0"
 	srv, err := New(cfg, nil)
 	if err != nil {
@@ -88,6 +91,20 @@ func readDir(t *testing.T, dir string) []*capture.Record {
 	return got
 }
 
+// waitDir waits until the directory sink holds at least n records (the
+// spool delivers asynchronously) and returns them.
+func waitDir(t *testing.T, dir string, n int) []*capture.Record {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		got := readDir(t, dir)
+		if len(got) >= n || time.Now().After(deadline) {
+			return got
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
 func newClient(t *testing.T, addr, token string) *fwdsink.Sink {
 	t.Helper()
 	c, err := fwdsink.New(addr, fwdsink.Options{Token: token, Timeout: 10 * time.Second})
@@ -112,8 +129,8 @@ func TestRoundTrip(t *testing.T) {
 			t.Fatalf("Write: %v", err)
 		}
 	}
-	// Acknowledged means on disk: read before stopping the server.
-	got := readDir(t, f.dir)
+	// Acknowledged means spooled; the directory sink gets it soon after.
+	got := waitDir(t, f.dir, 5)
 	want := append(first, second...)
 	if len(got) != len(want) {
 		t.Fatalf("read %d records, want %d", len(got), len(want))
@@ -150,7 +167,7 @@ func TestTooLargeSplits(t *testing.T) {
 	if err := client.Write(context.Background(), recs); err != nil {
 		t.Fatalf("Write: %v", err)
 	}
-	got := readDir(t, f.dir)
+	got := waitDir(t, f.dir, len(recs))
 	if len(got) != len(recs) {
 		t.Fatalf("read %d records, want %d", len(got), len(recs))
 	}
@@ -190,7 +207,7 @@ func TestToken(t *testing.T) {
 	if st := f.srv.Stats(); st.Unauthorized != 3 || st.Records != 1 {
 		t.Errorf("stats %+v, want 3 unauthorized and 1 record", st)
 	}
-	if got := readDir(t, f.dir); len(got) != 1 {
+	if got := waitDir(t, f.dir, 1); len(got) != 1 {
 		t.Errorf("read %d records, want only the authorized one", len(got))
 	}
 }
@@ -259,10 +276,10 @@ func TestBadBatch(t *testing.T) {
 	if st := f.srv.Stats(); st.Rejected != int64(len(tests)) || st.Batches != 0 {
 		t.Errorf("stats %+v, want %d rejected, 0 batches", st, len(tests))
 	}
-	// Nothing of a refused batch reaches the files, not even the good
+	// Nothing of a refused batch reaches the spool, not even the good
 	// records before the bad line.
-	if got := readDir(t, f.dir); len(got) != 0 {
-		t.Errorf("read %d records after refused batches, want 0", len(got))
+	if st := f.srv.Stats(); st.Spooled != 0 {
+		t.Errorf("%d records spooled after refused batches, want 0", st.Spooled)
 	}
 	// And the good batch alone is accepted.
 	code, body, _ := post(t, f.addr, "POST", with(map[string]string{wire.HeaderRecords: "2"}), good.String())
@@ -283,9 +300,10 @@ func get(t *testing.T, url string) (int, string) {
 }
 
 func TestHealth(t *testing.T) {
-	f := start(t, Config{})
+	spoolDir := filepath.Join(t.TempDir(), "spool")
+	f := start(t, Config{SpoolDir: spoolDir})
 	code, body := get(t, "http://"+f.addr+"/")
-	if want := "Connected: writing to " + f.dir + "\n"; code != 200 || body != want {
+	if want := "Connected: directory " + f.dir + "\n"; code != 200 || body != want {
 		t.Errorf("GET /: %d %q, want 200 %q", code, body, want)
 	}
 	if entries, _ := os.ReadDir(f.dir); len(entries) != 0 {
@@ -304,17 +322,33 @@ func TestHealth(t *testing.T) {
 		t.Fatal(err)
 	}
 	code, body = get(t, "http://"+f.addr+"/")
-	if code != 503 || !strings.HasPrefix(body, "Not connected: cannot create a file in "+f.dir) || strings.Contains(body, "Connected: writing") {
-		t.Errorf("GET / with the directory gone: %d %q, want 503 \"Not connected: cannot create a file in ...\"", code, body)
+	if code != 503 || !strings.HasPrefix(body, "Not connected: directory: cannot create a file in "+f.dir) || strings.Contains(body, "Connected:") {
+		t.Errorf("GET / with the directory gone: %d %q, want 503 \"Not connected: directory: cannot create a file in ...\"", code, body)
 	}
-	// A batch cannot be stored: 503, which goproxy retries.
-	err := newClient(t, f.addr, "").Write(context.Background(), httpRecords(1, 0))
-	var se *wire.ServerError
-	if !errors.As(err, &se) || se.Status != 503 || se.Wait != 5*time.Second {
-		t.Errorf("Write with the directory gone: %v, want 503 with Retry-After 5s", err)
+	// The batch is still accepted: it waits in the spool.
+	if err := newClient(t, f.addr, "").Write(context.Background(), httpRecords(1, 0)); err != nil {
+		t.Errorf("Write with the directory gone: %v, want it spooled", err)
 	}
-	if st := f.srv.Stats(); st.StoreErrors != 1 {
-		t.Errorf("stats %+v, want 1 store error", st)
+	deadline := time.Now().Add(10 * time.Second)
+	for f.srv.Stats().Sinks["directory"].Failures == 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if st := f.srv.Stats(); st.Sinks["directory"].Failures == 0 || st.Sinks["directory"].Delivered != 0 || st.Sinks["directory"].PendingBytes == 0 {
+		t.Errorf("stats %+v, want failed deliveries and the record pending", st.Sinks)
+	}
+	// Directory back: the record is delivered.
+	os.Remove(f.dir)
+	os.MkdirAll(f.dir, 0o750)
+	if got := waitDir(t, f.dir, 1); len(got) != 1 {
+		t.Errorf("after the directory came back: %d records, want 1", len(got))
+	}
+
+	// The spool unusable: 503 to batches, which goproxy retries.
+	os.RemoveAll(spoolDir)
+	os.WriteFile(spoolDir, []byte("in the way"), 0o600)
+	code, body = get(t, "http://"+f.addr+"/")
+	if code != 503 || !strings.Contains(body, "spool: cannot create a file") {
+		t.Errorf("GET / with the spool gone: %d %q, want 503 naming the spool", code, body)
 	}
 }
 

@@ -95,7 +95,34 @@ func (s *Sink) Write(_ context.Context, recs []*capture.Record) error {
 	if err := wire.AppendLines(&s.buf, recs); err != nil {
 		return &capture.PermanentError{Err: fmt.Errorf("file sink: %w", err)}
 	}
-	if s.f != nil && s.size > 0 && s.size+int64(s.buf.Len()) > s.opts.MaxFileBytes {
+	err := s.appendLocked(s.buf.Bytes())
+	if s.buf.Cap() > 8<<20 {
+		s.buf = bytes.Buffer{} // do not pin one huge batch's memory
+	}
+	return err
+}
+
+// WriteLines appends lines, records already encoded as JSON lines (as
+// wire.AppendLines writes them, each ending in a newline), as one batch,
+// with Write's guarantees. The forwarder hands over its spool's frames
+// this way, without decoding them again. n is the number of records in
+// lines; the file sink does not need it.
+func (s *Sink) WriteLines(_ context.Context, lines []byte, n int) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return &capture.PermanentError{Err: ErrClosed}
+	}
+	if len(lines) > 0 && lines[len(lines)-1] != '\n' {
+		return &capture.PermanentError{Err: errors.New("file sink: lines do not end in a newline")}
+	}
+	return s.appendLocked(lines)
+}
+
+// appendLocked appends b to the current file, rotating first if b would
+// take it past MaxFileBytes, and syncs unless NoSync. Called with mu held.
+func (s *Sink) appendLocked(b []byte) error {
+	if s.f != nil && s.size > 0 && s.size+int64(len(b)) > s.opts.MaxFileBytes {
 		if err := s.closeFile(); err != nil {
 			return err
 		}
@@ -105,7 +132,7 @@ func (s *Sink) Write(_ context.Context, recs []*capture.Record) error {
 			return err
 		}
 	}
-	n, err := s.f.Write(s.buf.Bytes())
+	n, err := s.f.Write(b)
 	s.size += int64(n)
 	if err != nil {
 		return fmt.Errorf("file sink: write %s: %w", s.f.Name(), err)
@@ -114,9 +141,6 @@ func (s *Sink) Write(_ context.Context, recs []*capture.Record) error {
 		if err := s.f.Sync(); err != nil {
 			return fmt.Errorf("file sink: sync %s: %w", s.f.Name(), err)
 		}
-	}
-	if s.buf.Cap() > 8<<20 {
-		s.buf = bytes.Buffer{} // do not pin one huge batch's memory
 	}
 	return nil
 }

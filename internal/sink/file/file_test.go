@@ -1,6 +1,7 @@
 package file
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"os"
@@ -179,5 +180,33 @@ func TestNewErrors(t *testing.T) {
 		if _, err := New(dir, Options{}); err == nil {
 			t.Errorf("New(%q) = nil error, want one", dir)
 		}
+	}
+}
+
+func TestWriteLines(t *testing.T) {
+	dir := t.TempDir()
+	s, err := New(dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := records(3, 10)
+	var b bytes.Buffer
+	if err := wire.AppendLines(&b, want); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.WriteLines(context.Background(), b.Bytes(), len(want)); err != nil {
+		t.Fatalf("WriteLines: %v", err)
+	}
+	var perm *capture.PermanentError
+	if err := s.WriteLines(context.Background(), []byte(`{"no":"newline"}`), 1); !errors.As(err, &perm) {
+		t.Errorf("WriteLines without a final newline = %v, want a permanent error", err)
+	}
+	s.Close()
+	got := readAll(t, dir)
+	if len(got) != len(want) || got[2].ID != want[2].ID {
+		t.Errorf("read %d records, want the %d written as lines", len(got), len(want))
+	}
+	if err := s.WriteLines(context.Background(), b.Bytes(), 3); !errors.Is(err, ErrClosed) {
+		t.Errorf("WriteLines after Close = %v, want ErrClosed", err)
 	}
 }

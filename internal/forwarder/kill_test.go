@@ -1,0 +1,208 @@
+package forwarder
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/tapwire/tapwire/internal/capture"
+)
+
+// buildForwarder builds cmd/forwarder once per test binary.
+var buildForwarder = sync.OnceValues(func() (string, error) {
+	dir, err := os.MkdirTemp("", "tapwire-forwarder-bin")
+	if err != nil {
+		return "", err
+	}
+	bin := filepath.Join(dir, "forwarder")
+	out, err := exec.Command("go", "build", "-o", bin, "github.com/tapwire/tapwire/cmd/forwarder").CombinedOutput()
+	if err != nil {
+		return "", fmt.Errorf("build forwarder: %w\n%s", err, out)
+	}
+	return bin, nil
+})
+
+// proc is the real forwarder binary running as a child process.
+type proc struct {
+	cmd  *exec.Cmd
+	addr string
+	done chan error
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// startProc runs the forwarder with env and waits until it answers the
+// health check.
+func startProc(t *testing.T, addr string, env ...string) *proc {
+	t.Helper()
+	bin, err := buildForwarder()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin)
+	cmd.Env = append(os.Environ(), append([]string{"FORWARDER_LISTEN=" + addr, "LOG_LEVEL=warn"}, env...)...)
+	logf, err := os.CreateTemp(t.TempDir(), "forwarder-*.log")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	p := &proc{cmd: cmd, addr: addr, done: make(chan error, 1)}
+	go func() { p.done <- cmd.Wait() }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		<-p.done
+		if t.Failed() {
+			b, _ := os.ReadFile(logf.Name())
+			t.Logf("forwarder log:\n%s", b)
+		}
+	})
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		resp, err := http.Get("http://" + addr + "/")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return p
+			}
+		}
+		select {
+		case err := <-p.done:
+			t.Fatalf("forwarder exited before it was healthy: %v", err)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("forwarder not healthy after 20s: %v", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func (p *proc) kill(t *testing.T) {
+	t.Helper()
+	if err := p.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	<-p.done
+	p.done <- nil // for the cleanup
+}
+
+// TestKill9 pushes batches from several senders into the real forwarder
+// binary, kills it with SIGKILL in the middle, restarts it on the same
+// spool, and checks that every record whose batch was acknowledged
+// reaches the directory sink.
+func TestKill9(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the forwarder binary")
+	}
+	work := t.TempDir()
+	dir, spoolDir := filepath.Join(work, "records"), filepath.Join(work, "spool")
+	addr := freeAddr(t)
+	env := []string{"FORWARDER_DIR=" + dir, "FORWARDER_SPOOL_DIR=" + spoolDir,
+		// Small spool files, so the kill finds several, some delivered.
+		"FORWARDER_SPOOL_SEGMENT_BYTES=262144", "FORWARDER_DELIVERY_BATCH_BYTES=131072"}
+	p := startProc(t, addr, env...)
+
+	var mu sync.Mutex
+	acked := map[string]bool{}
+	ctx, stop := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	const senders = 4
+	for range senders {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			client := newClient(t, addr, "")
+			for ctx.Err() == nil {
+				recs := httpRecords(50, 512)
+				if err := client.Write(ctx, recs); err != nil {
+					continue // not acknowledged: goproxy would retry, we need not
+				}
+				mu.Lock()
+				for _, r := range recs {
+					acked[r.ID] = true
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	// Kill once a good number of batches were acknowledged.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		mu.Lock()
+		n := len(acked)
+		mu.Unlock()
+		if n >= 5000 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	p.kill(t)
+	stop()
+	wg.Wait()
+	before := len(readDir(t, dir))
+	t.Logf("killed with %d records acknowledged, %d in the directory", len(acked), before)
+	if len(acked) == 0 {
+		t.Fatal("no batch was acknowledged before the kill")
+	}
+
+	startProc(t, addr, env...)
+	var got []*capture.Record
+	deadline = time.Now().Add(30 * time.Second)
+	missing := len(acked)
+	for time.Now().Before(deadline) {
+		got = readDir(t, dir)
+		seen := map[string]bool{}
+		for _, r := range got {
+			seen[r.ID] = true
+		}
+		missing = 0
+		for id := range acked {
+			if !seen[id] {
+				missing++
+			}
+		}
+		if missing == 0 {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if missing > 0 {
+		t.Fatalf("%d of %d acknowledged records never reached the directory after the restart", missing, len(acked))
+	}
+	ids := map[string]int{}
+	dups := 0
+	for _, r := range got {
+		ids[r.ID]++
+		if ids[r.ID] == 2 {
+			dups++
+		}
+	}
+	t.Logf("after the restart: %d records in the directory, %d acknowledged, %d ids twice (at least once: the consumer de-duplicates)",
+		len(got), len(acked), dups)
+	if len(got) <= before {
+		t.Errorf("nothing was delivered after the restart (%d before, %d after): the test did not exercise the spool", before, len(got))
+	}
+	if entries, _ := os.ReadDir(spoolDir); len(entries) == 0 || !strings.HasSuffix(entries[0].Name(), ".seg") && !strings.HasPrefix(entries[0].Name(), "cursor-") {
+		t.Errorf("spool directory %v looks wrong", entries)
+	}
+}
