@@ -1,0 +1,487 @@
+// Package postgres is the hub's store in PostgreSQL (through pgx), for
+// when one machine's SQLite file is not enough: records arrive by COPY,
+// and any number of hubs can share the database.
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/tapwire/tapwire/internal/capture"
+	"github.com/tapwire/tapwire/internal/store"
+)
+
+var _ store.Store = (*Store)(nil)
+
+// Store is a store.Store in a PostgreSQL database.
+type Store struct {
+	pool *pgxpool.Pool
+}
+
+// Open connects to the database at dsn (a postgres:// URL or key=value
+// string; pool_max_conns and the other pgxpool settings apply) and migrates
+// its schema to the current version.
+func Open(ctx context.Context, dsn string) (*Store, error) {
+	cfg, err := pgxpool.ParseConfig(dsn)
+	if err != nil {
+		return nil, fmt.Errorf("postgres DSN: %w", err)
+	}
+	// Every connection gets the temporary table COPY writes into.
+	cfg.AfterConnect = func(ctx context.Context, c *pgx.Conn) error {
+		_, err := c.Exec(ctx, `CREATE TEMP TABLE IF NOT EXISTS records_in (LIKE records) ON COMMIT DELETE ROWS`)
+		return err
+	}
+	// Migrate on a plain connection first: AfterConnect needs the table.
+	conn, err := pgx.ConnectConfig(ctx, cfg.ConnConfig)
+	if err != nil {
+		return nil, fmt.Errorf("connect to postgres: %w", err)
+	}
+	err = migrate(ctx, conn)
+	conn.Close(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("migrate: %w", err)
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("connect to postgres: %w", err)
+	}
+	return &Store{pool: pool}, nil
+}
+
+// Close closes the pool.
+func (s *Store) Close() error {
+	s.pool.Close()
+	return nil
+}
+
+// Ping checks the database.
+func (s *Store) Ping(ctx context.Context) error {
+	if err := s.pool.Ping(ctx); err != nil {
+		return fmt.Errorf("ping: %w", err)
+	}
+	return nil
+}
+
+// migrations are applied in order, each once, under an advisory lock so
+// that hubs starting together do not race; tapwire_schema holds the count
+// applied.
+var migrations = []string{
+	// 1: tenants, keys, records.
+	`CREATE TABLE tenants (
+		id      text COLLATE "C" PRIMARY KEY,
+		name    text NOT NULL DEFAULT '',
+		created timestamptz NOT NULL
+	);
+	CREATE TABLE api_keys (
+		id      text COLLATE "C" PRIMARY KEY,
+		tenant  text COLLATE "C" NOT NULL REFERENCES tenants(id),
+		role    text NOT NULL,
+		name    text NOT NULL DEFAULT '',
+		hash    bytea NOT NULL,
+		created timestamptz NOT NULL,
+		revoked timestamptz
+	);
+	CREATE INDEX api_keys_tenant ON api_keys (tenant, created);
+	CREATE TABLE records (
+		tenant    text COLLATE "C" NOT NULL,
+		id        text COLLATE "C" NOT NULL,
+		start_us  bigint NOT NULL,
+		dur_us    bigint NOT NULL,
+		kind      text NOT NULL,
+		direction text NOT NULL,
+		cluster   text NOT NULL,
+		namespace text NOT NULL,
+		service   text NOT NULL,
+		pod       text NOT NULL,
+		method    text NOT NULL,
+		host      text NOT NULL,
+		path      text NOT NULL,
+		route     text NOT NULL,
+		status    integer NOT NULL,
+		failed    boolean NOT NULL,
+		req_size  bigint NOT NULL,
+		res_size  bigint NOT NULL,
+		error     text NOT NULL,
+		url       text NOT NULL,
+		search    text NOT NULL,
+		data      bytea NOT NULL,
+		PRIMARY KEY (tenant, id)
+	);
+	CREATE INDEX records_start ON records (tenant, start_us, id);
+	CREATE INDEX records_service ON records (tenant, service, start_us, id);`,
+}
+
+func migrate(ctx context.Context, conn *pgx.Conn) error {
+	tx, err := conn.Begin(ctx)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback(ctx)
+	// An arbitrary constant: Tapwire's schema lock.
+	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(7283640127)`); err != nil {
+		return fmt.Errorf("lock: %w", err)
+	}
+	if _, err := tx.Exec(ctx, `CREATE TABLE IF NOT EXISTS tapwire_schema (version integer NOT NULL)`); err != nil {
+		return err
+	}
+	var v int
+	err = tx.QueryRow(ctx, `SELECT version FROM tapwire_schema`).Scan(&v)
+	if errors.Is(err, pgx.ErrNoRows) {
+		_, err = tx.Exec(ctx, `INSERT INTO tapwire_schema VALUES (0)`)
+	}
+	if err != nil {
+		return fmt.Errorf("read schema version: %w", err)
+	}
+	if v > len(migrations) {
+		return fmt.Errorf("database schema version %d is newer than this hub's %d: use a newer hub", v, len(migrations))
+	}
+	for i := v; i < len(migrations); i++ {
+		if _, err := tx.Exec(ctx, migrations[i]); err != nil {
+			return fmt.Errorf("migration %d: %w", i+1, err)
+		}
+	}
+	if _, err := tx.Exec(ctx, `UPDATE tapwire_schema SET version = $1`, len(migrations)); err != nil {
+		return err
+	}
+	return tx.Commit(ctx)
+}
+
+var insertCols = []string{"tenant", "id", "start_us", "dur_us", "kind", "direction", "cluster", "namespace", "service",
+	"pod", "method", "host", "path", "route", "status", "failed", "req_size", "res_size", "error", "url", "search", "data"}
+
+const summaryCols = `id, start_us, dur_us, kind, direction, cluster, namespace, service, pod, method, host, path, route, status, failed, req_size, res_size, error, url`
+
+// Insert copies recs into a temporary table and moves the new ones to
+// records, in one transaction.
+func (s *Store) Insert(ctx context.Context, tenant string, recs []*capture.Record) (int, error) {
+	if len(recs) == 0 {
+		return 0, nil
+	}
+	rows, err := store.NewRows(recs)
+	if err != nil {
+		return 0, err
+	}
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("insert: begin: %w", err)
+	}
+	defer tx.Rollback(ctx)
+	_, err = tx.CopyFrom(ctx, pgx.Identifier{"records_in"}, insertCols, pgx.CopyFromSlice(len(rows), func(i int) ([]any, error) {
+		r := rows[i]
+		return []any{tenant, r.ID, r.StartUs, r.DurUs, r.Kind, r.Direction, r.Cluster, r.Namespace, r.Service,
+			r.Pod, r.Method, r.Host, r.Path, r.Route, int32(r.Status), r.Failed, r.ReqSize, r.ResSize, r.Error, r.URL, r.Search, r.Data}, nil
+	}))
+	if err != nil {
+		return 0, fmt.Errorf("insert: copy %d records: %w", len(rows), err)
+	}
+	tag, err := tx.Exec(ctx, `INSERT INTO records SELECT * FROM records_in ON CONFLICT (tenant, id) DO NOTHING`)
+	if err != nil {
+		return 0, fmt.Errorf("insert: %w", err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return 0, fmt.Errorf("insert: commit: %w", err)
+	}
+	return int(tag.RowsAffected()), nil
+}
+
+// where builds the WHERE clause of f for tenant.
+func where(tenant string, f *store.Filter, c *store.Cursor) (string, []any) {
+	args := []any{tenant}
+	conds := []string{"tenant = $1"}
+	add := func(cond string, a ...any) {
+		for _, v := range a {
+			args = append(args, v)
+			cond = strings.Replace(cond, "?", "$"+strconv.Itoa(len(args)), 1)
+		}
+		conds = append(conds, cond)
+	}
+	if !f.From.IsZero() {
+		add("start_us >= ?", f.From.UnixMicro())
+	}
+	if !f.To.IsZero() {
+		add("start_us < ?", f.To.UnixMicro())
+	}
+	if f.Service != "" {
+		add("service = ?", f.Service)
+	}
+	if f.Direction != "" {
+		add("direction = ?", string(f.Direction))
+	}
+	if f.Method != "" {
+		add("method = ?", strings.ToUpper(f.Method))
+	}
+	if f.StatusLo != 0 || f.StatusHi != 0 {
+		add("status BETWEEN ? AND ?", f.StatusLo, f.StatusHi)
+	}
+	if f.Host != "" {
+		add("host = ?", strings.ToLower(f.Host))
+	}
+	if f.Path != "" {
+		add("strpos(path, ?) > 0", f.Path)
+	}
+	if f.Text != "" {
+		add("search LIKE ?", "%"+store.LikeEscape(strings.ToLower(f.Text))+"%")
+	}
+	if f.Failed {
+		add("failed")
+	}
+	if c != nil {
+		add("(start_us, id) < (?, ?)", c.StartUs, c.ID)
+	}
+	return strings.Join(conds, " AND "), args
+}
+
+// List returns one page, newest first.
+func (s *Store) List(ctx context.Context, tenant string, q store.Query) (store.Page, error) {
+	var cur *store.Cursor
+	if q.Cursor != "" {
+		c, err := store.ParseCursor(q.Cursor)
+		if err != nil {
+			return store.Page{}, err
+		}
+		cur = &c
+	}
+	limit := q.PageLimit()
+	cond, args := where(tenant, &q.Filter, cur)
+	cols := summaryCols
+	if q.Full {
+		cols += ", data"
+	}
+	args = append(args, limit+1)
+	rows, err := s.pool.Query(ctx, "SELECT "+cols+" FROM records WHERE "+cond+
+		" ORDER BY start_us DESC, id DESC LIMIT $"+strconv.Itoa(len(args)), args...)
+	if err != nil {
+		return store.Page{}, fmt.Errorf("list: %w", err)
+	}
+	defer rows.Close()
+	page := store.Page{Items: []store.Item{}}
+	for rows.Next() {
+		var r store.Row
+		dst := summaryDest(&r)
+		if q.Full {
+			dst = append(dst, &r.Data)
+		}
+		if err := rows.Scan(dst...); err != nil {
+			return store.Page{}, fmt.Errorf("list: %w", err)
+		}
+		if len(page.Items) == limit {
+			last := page.Items[limit-1]
+			page.Next = store.Cursor{StartUs: last.Start.UnixMicro(), ID: last.ID}.String()
+			break
+		}
+		it := store.Item{Summary: r.Summary()}
+		if q.Full {
+			if it.Record, err = store.DecodeRecord(r.Data); err != nil {
+				return store.Page{}, fmt.Errorf("list: record %s: %w", r.ID, err)
+			}
+		}
+		page.Items = append(page.Items, it)
+	}
+	if err := rows.Err(); err != nil {
+		return store.Page{}, fmt.Errorf("list: %w", err)
+	}
+	return page, nil
+}
+
+func summaryDest(r *store.Row) []any {
+	return []any{&r.ID, &r.StartUs, &r.DurUs, &r.Kind, &r.Direction, &r.Cluster, &r.Namespace, &r.Service,
+		&r.Pod, &r.Method, &r.Host, &r.Path, &r.Route, &r.Status, &r.Failed, &r.ReqSize, &r.ResSize, &r.Error, &r.URL}
+}
+
+// Get returns one record.
+func (s *Store) Get(ctx context.Context, tenant, id string) (*capture.Record, error) {
+	var data []byte
+	err := s.pool.QueryRow(ctx, "SELECT data FROM records WHERE tenant = $1 AND id = $2", tenant, id).Scan(&data)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, fmt.Errorf("record %q: %w", id, store.ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("get record: %w", err)
+	}
+	return store.DecodeRecord(data)
+}
+
+// Scan calls fn with the columns of each matching record.
+func (s *Store) Scan(ctx context.Context, tenant string, f store.Filter, fn func(*store.Row) error) error {
+	cond, args := where(tenant, &f, nil)
+	rows, err := s.pool.Query(ctx, "SELECT "+summaryCols+" FROM records WHERE "+cond, args...)
+	if err != nil {
+		return fmt.Errorf("scan: %w", err)
+	}
+	defer rows.Close()
+	var r store.Row
+	dst := summaryDest(&r)
+	for rows.Next() {
+		if err := rows.Scan(dst...); err != nil {
+			return fmt.Errorf("scan: %w", err)
+		}
+		if err := fn(&r); err != nil {
+			return err
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("scan: %w", err)
+	}
+	return nil
+}
+
+const deleteChunk = 5000
+
+// DeleteBefore deletes old records, tenant by tenant, in chunks.
+func (s *Store) DeleteBefore(ctx context.Context, t time.Time) (int64, error) {
+	rows, err := s.pool.Query(ctx, `WITH RECURSIVE t(x) AS (
+		SELECT min(tenant) FROM records
+		UNION ALL SELECT (SELECT min(tenant) FROM records WHERE tenant > t.x) FROM t WHERE t.x IS NOT NULL
+	) SELECT x FROM t WHERE x IS NOT NULL`)
+	if err != nil {
+		return 0, fmt.Errorf("delete old records: list tenants: %w", err)
+	}
+	tenants, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return 0, fmt.Errorf("delete old records: list tenants: %w", err)
+	}
+	var total int64
+	for _, tenant := range tenants {
+		for {
+			tag, err := s.pool.Exec(ctx, `DELETE FROM records WHERE ctid = ANY(ARRAY(
+				SELECT ctid FROM records WHERE tenant = $1 AND start_us < $2 LIMIT $3))`, tenant, t.UnixMicro(), deleteChunk)
+			if err != nil {
+				return total, fmt.Errorf("delete old records: %w", err)
+			}
+			total += tag.RowsAffected()
+			if tag.RowsAffected() < deleteChunk {
+				break
+			}
+		}
+	}
+	return total, nil
+}
+
+// CreateTenant adds a tenant.
+func (s *Store) CreateTenant(ctx context.Context, t store.Tenant) error {
+	if err := store.ValidTenantID(t.ID); err != nil {
+		return err
+	}
+	_, err := s.pool.Exec(ctx, "INSERT INTO tenants (id, name, created) VALUES ($1, $2, $3)", t.ID, t.Name, t.Created)
+	if pgCode(err) == "23505" {
+		return fmt.Errorf("tenant %q: %w", t.ID, store.ErrExists)
+	}
+	if err != nil {
+		return fmt.Errorf("create tenant: %w", err)
+	}
+	return nil
+}
+
+// Tenants lists the tenants.
+func (s *Store) Tenants(ctx context.Context) ([]store.Tenant, error) {
+	rows, err := s.pool.Query(ctx, "SELECT id, name, created FROM tenants ORDER BY id")
+	if err != nil {
+		return nil, fmt.Errorf("list tenants: %w", err)
+	}
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (store.Tenant, error) {
+		var t store.Tenant
+		err := r.Scan(&t.ID, &t.Name, &t.Created)
+		t.Created = t.Created.UTC()
+		return t, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list tenants: %w", err)
+	}
+	if out == nil {
+		out = []store.Tenant{}
+	}
+	return out, nil
+}
+
+// CreateKey stores a key's hash.
+func (s *Store) CreateKey(ctx context.Context, k store.Key) error {
+	_, err := s.pool.Exec(ctx, "INSERT INTO api_keys (id, tenant, role, name, hash, created) VALUES ($1, $2, $3, $4, $5, $6)",
+		k.ID, k.Tenant, string(k.Role), k.Name, k.Hash, k.Created)
+	switch pgCode(err) {
+	case "":
+		if err != nil {
+			return fmt.Errorf("create key: %w", err)
+		}
+		return nil
+	case "23503":
+		return fmt.Errorf("key for tenant %q: %w", k.Tenant, store.ErrNotFound)
+	case "23505":
+		return fmt.Errorf("key %q: %w", k.ID, store.ErrExists)
+	}
+	return fmt.Errorf("create key: %w", err)
+}
+
+const keyCols = "id, tenant, role, name, hash, created, revoked"
+
+func scanKey(r pgx.Row) (store.Key, error) {
+	var k store.Key
+	var role string
+	var revoked *time.Time
+	if err := r.Scan(&k.ID, &k.Tenant, &role, &k.Name, &k.Hash, &k.Created, &revoked); err != nil {
+		return k, err
+	}
+	k.Role = store.Role(role)
+	k.Created = k.Created.UTC()
+	if revoked != nil {
+		k.Revoked = revoked.UTC()
+	}
+	return k, nil
+}
+
+// Key returns one key.
+func (s *Store) Key(ctx context.Context, id string) (store.Key, error) {
+	k, err := scanKey(s.pool.QueryRow(ctx, "SELECT "+keyCols+" FROM api_keys WHERE id = $1", id))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return k, fmt.Errorf("key %q: %w", id, store.ErrNotFound)
+	}
+	if err != nil {
+		return k, fmt.Errorf("get key: %w", err)
+	}
+	return k, nil
+}
+
+// Keys lists keys.
+func (s *Store) Keys(ctx context.Context, tenant string) ([]store.Key, error) {
+	rows, err := s.pool.Query(ctx, "SELECT "+keyCols+" FROM api_keys WHERE $1 = '' OR tenant = $1 ORDER BY tenant, created, id", tenant)
+	if err != nil {
+		return nil, fmt.Errorf("list keys: %w", err)
+	}
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (store.Key, error) { return scanKey(r) })
+	if err != nil {
+		return nil, fmt.Errorf("list keys: %w", err)
+	}
+	if out == nil {
+		out = []store.Key{}
+	}
+	return out, nil
+}
+
+// RevokeKey marks a key revoked.
+func (s *Store) RevokeKey(ctx context.Context, id string, at time.Time) error {
+	tag, err := s.pool.Exec(ctx, "UPDATE api_keys SET revoked = $1 WHERE id = $2 AND revoked IS NULL", at, id)
+	if err != nil {
+		return fmt.Errorf("revoke key: %w", err)
+	}
+	if tag.RowsAffected() == 0 {
+		if _, err := s.Key(ctx, id); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func pgCode(err error) string {
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) {
+		return pe.Code
+	}
+	return ""
+}
