@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	gojson "github.com/goccy/go-json"
 	"io"
 	"strconv"
 	"strings"
@@ -165,7 +166,7 @@ func putLineBuf(b *bytes.Buffer) {
 // AppendLines writes recs to buf as uncompressed JSON lines, each ending
 // in a newline: the identity-encoded body, and the file sink's format.
 func AppendLines(buf *bytes.Buffer, recs []*capture.Record) error {
-	je := json.NewEncoder(buf)
+	je := gojson.NewEncoder(buf)
 	je.SetEscapeHTML(false)
 	for i, r := range recs {
 		if err := je.Encode(r); err != nil { // Encode appends '\n'
