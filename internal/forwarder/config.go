@@ -70,6 +70,17 @@ type Config struct {
 	// (risky: logged as a warning).
 	SpoolSync string
 
+	// Redact switches the default redaction rule (credential headers and
+	// query parameters, rule id std-auth): "true" or "false"
+	// (SPEEDSCALE_REDACT). If zero, true. Switching it off is logged as a
+	// warning.
+	Redact string
+	// DLPConfig adds redaction rules (SPEEDSCALE_DLP_CONFIG): the
+	// vendor's redactlist form as JSON (one rule or an array), or the path
+	// of a file holding it; "standard" or zero means the default rule
+	// only. See docs/forwarder.md.
+	DLPConfig string
+
 	// DeliveryBatchBytes bounds the spooled bytes one delivery to a sink
 	// carries (FORWARDER_DELIVERY_BATCH_BYTES). If zero, 4 MiB.
 	DeliveryBatchBytes int64
@@ -94,8 +105,6 @@ var PendingVars = []string{
 	"TENANT_BUCKET",          // bucket delivery
 	"TENANT_REGION",          // bucket delivery
 	"SPEEDSCALE_FILTER_RULE", // filters
-	"SPEEDSCALE_DLP_CONFIG",  // redaction
-	"SPEEDSCALE_REDACT",      // redaction
 }
 
 // ConfigError names the variable, the bad value and what is allowed.
@@ -132,6 +141,9 @@ func (c *Config) setDefaults() {
 	if c.SpoolSync == "" {
 		c.SpoolSync = "batch"
 	}
+	if c.Redact == "" {
+		c.Redact = "true"
+	}
 	if c.DeliveryBatchBytes == 0 {
 		c.DeliveryBatchBytes = 4 << 20
 	}
@@ -167,6 +179,9 @@ func (c *Config) Validate() error {
 	}
 	if c.SpoolSync != "batch" && c.SpoolSync != "none" {
 		return &ConfigError{"FORWARDER_SPOOL_SYNC", c.SpoolSync, "want batch or none"}
+	}
+	if c.Redact != "true" && c.Redact != "false" {
+		return &ConfigError{"SPEEDSCALE_REDACT", c.Redact, "want true or false"}
 	}
 	if c.DeliveryBatchBytes < 64<<10 {
 		return &ConfigError{"FORWARDER_DELIVERY_BATCH_BYTES", strconv.FormatInt(c.DeliveryBatchBytes, 10), "want at least 65536"}
@@ -258,6 +273,8 @@ func Load(args []string, getenv func(string) string, out io.Writer) (*Config, er
 	num64(&c.SpoolBytes, "FORWARDER_SPOOL_BYTES", "spool-bytes", "bound of the spool on disk; beyond it the oldest records are dropped and counted (default 1073741824)")
 	num64(&c.SpoolSegmentBytes, "FORWARDER_SPOOL_SEGMENT_BYTES", "spool-segment-bytes", "size of one spool file (default 16777216)")
 	str(&c.SpoolSync, "FORWARDER_SPOOL_SYNC", "spool-sync", "fsync policy: batch (a batch is fsynced before 200) or none (risky) (default batch)")
+	str(&c.Redact, "SPEEDSCALE_REDACT", "redact", "true or false: the default redaction of credential headers and query parameters (default true)")
+	str(&c.DLPConfig, "SPEEDSCALE_DLP_CONFIG", "dlp-config", "more redaction rules: JSON in the vendor's redactlist form, or a file holding it (see docs/forwarder.md)")
 	num64(&c.DeliveryBatchBytes, "FORWARDER_DELIVERY_BATCH_BYTES", "delivery-batch-bytes", "most spooled bytes in one delivery to a sink (default 4194304)")
 	str(&c.LogLevel, "LOG_LEVEL", "log-level", "debug, info, warn or error (default info)")
 	dur(&c.ShutdownTimeout, "SHUTDOWN_TIMEOUT", "shutdown-timeout", "how long SIGTERM waits for batches in flight and deliveries (default 20s)")
@@ -306,7 +323,8 @@ func usage(fs *flag.FlagSet) {
 
 It receives the batches every goproxy of a cluster sends to FORWARDER_ADDR
 (POST /v1/batches, the wire protocol of docs/shipping.md), stamps CLUSTER_NAME
-and TENANT_ID on the records, and appends them to a durable on-disk spool. A
+and TENANT_ID on the records, redacts secrets (credential headers by default,
+more with SPEEDSCALE_DLP_CONFIG), and appends them to a durable on-disk spool. A
 batch is answered 200 only once it is in the spool (fsynced). One delivery
 loop per sink reads the spool at its own cursor and delivers at least once,
 retrying with backoff; a restart resumes from the spool. The spool is bounded

@@ -57,8 +57,8 @@ type destination struct {
 	lastAt   time.Time // when the last delivery or probe finished
 	probing  chan struct{}
 	wake     context.CancelFunc // wakes run's wait for a frame
-	downFrom time.Time // first failure of the current run of failures
-	fails    int       // consecutive failures
+	downFrom time.Time          // first failure of the current run of failures
+	fails    int                // consecutive failures
 }
 
 // drain makes run return once the sink has every spooled frame.

@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/tapwire/tapwire/internal/capture"
+	"github.com/tapwire/tapwire/internal/redact"
 	"github.com/tapwire/tapwire/internal/sink/file"
 	"github.com/tapwire/tapwire/internal/spool"
 	"github.com/tapwire/tapwire/internal/wire"
@@ -73,6 +74,8 @@ type Server struct {
 	reg   *prometheus.Registry
 	m     *metrics
 
+	redactor *redact.Redactor // nil: no rules
+
 	closing atomic.Bool // Serve is shutting down: new batches get 503
 	bufs    sync.Pool   // *bytes.Buffer for encoding batches into the spool
 
@@ -99,7 +102,17 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 		dests = append(dests, &destination{name: "directory", desc: cfg.Dir, sink: fs,
 			probe: func(context.Context) error { return probeDir(cfg.Dir) }, fresh: -1})
 	}
+	red, err := newRedactor(cfg)
+	if err != nil {
+		for _, d := range dests {
+			d.sink.Close()
+		}
+		return nil, err
+	}
 	s, err := newServer(cfg, log, dests)
+	if s != nil {
+		s.redactor = red
+	}
 	if err != nil {
 		for _, d := range dests {
 			d.sink.Close()
@@ -301,6 +314,11 @@ func (s *Server) logStart(addr net.Addr) {
 	if s.cfg.Token == "" {
 		s.log.Warn("FORWARDER_TOKEN is not set: batches are accepted from anyone who can reach the port")
 	}
+	if s.redactor == nil {
+		s.log.Warn("redaction is off (SPEEDSCALE_REDACT=false and no SPEEDSCALE_DLP_CONFIG): credentials leave the cluster as captured")
+	} else {
+		s.log.Info("redaction rules", "rules", s.redactor.Rules())
+	}
 	if s.cfg.SpoolSync == "none" {
 		s.log.Warn("FORWARDER_SPOOL_SYNC=none: batches are acknowledged before they are on disk; a machine crash may lose them")
 	}
@@ -464,8 +482,8 @@ func (s *Server) serveBatch(w http.ResponseWriter, r *http.Request) (int, error)
 	return received, nil
 }
 
-// prepare stamps the forwarder's labels on recs and returns those to
-// spool.
+// prepare stamps the forwarder's labels on recs, redacts them, and returns
+// those to spool.
 func (s *Server) prepare(recs []*capture.Record) []*capture.Record {
 	for _, rec := range recs {
 		if s.cfg.Cluster != "" && rec.Labels.Cluster == "" {
@@ -474,8 +492,45 @@ func (s *Server) prepare(recs []*capture.Record) []*capture.Record {
 		if s.cfg.TenantID != "" {
 			rec.Labels.Tenant = s.cfg.TenantID
 		}
+		if s.redactor != nil {
+			if ids := s.redactor.Redact(rec); ids != nil {
+				s.m.redacted.Inc()
+				for _, id := range ids {
+					s.m.rules.WithLabelValues(id).Inc()
+				}
+			}
+		}
 	}
 	return recs
+}
+
+// newRedactor compiles the default rule (unless SPEEDSCALE_REDACT=false)
+// and SPEEDSCALE_DLP_CONFIG's rules; nil when there are none.
+func newRedactor(cfg Config) (*redact.Redactor, error) {
+	var rules []redact.Rule
+	if cfg.Redact != "false" {
+		rules = append(rules, redact.DefaultRule())
+	}
+	more, err := redact.ParseRules(cfg.DLPConfig)
+	if err != nil {
+		return nil, &ConfigError{"SPEEDSCALE_DLP_CONFIG", abbreviate(cfg.DLPConfig), err.Error()}
+	}
+	rules = append(rules, more...)
+	if len(rules) == 0 {
+		return nil, nil
+	}
+	r, err := redact.New(rules)
+	if err != nil {
+		return nil, &ConfigError{"SPEEDSCALE_DLP_CONFIG", abbreviate(cfg.DLPConfig), err.Error()}
+	}
+	return r, nil
+}
+
+func abbreviate(s string) string {
+	if len(s) > 60 {
+		return s[:57] + "..."
+	}
+	return s
 }
 
 // validToken reports whether an Authorization header carries token as a

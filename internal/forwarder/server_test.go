@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -424,5 +425,49 @@ func TestBusyAndGracefulShutdown(t *testing.T) {
 	}
 	if _, err := net.DialTimeout("tcp", f.addr, time.Second); err == nil {
 		t.Errorf("port still open after shutdown")
+	}
+}
+
+// TestRedaction: the default rule and SPEEDSCALE_DLP_CONFIG apply before
+// the records reach the spool and the sinks.
+func TestRedaction(t *testing.T) {
+	f := start(t, Config{DLPConfig: `{"id":"pii","redactlist":{"entries":{"json":["password"],"patterns":["email"]}}}`})
+	recs := httpRecords(2, 0)
+	recs[0].HTTP.Req.Headers = capture.Headers{{Name: "Authorization", Value: "Bearer s3cret-token"}, {Name: "Content-Type", Value: "application/json"}}
+	recs[0].HTTP.Req.Body = capture.Body{Data: []byte(`{"user":"ann@example.com","password":"hunter2"}`), Size: 47}
+	if err := newClient(t, f.addr, "").Write(context.Background(), recs); err != nil {
+		t.Fatal(err)
+	}
+	got := waitDir(t, f.dir, 2)
+	if len(got) != 2 {
+		t.Fatalf("%d records, want 2", len(got))
+	}
+	r := got[0]
+	if v := r.HTTP.Req.Headers.Get("Authorization"); v != "REDACTED-std-auth" {
+		t.Errorf("Authorization %q, want REDACTED-std-auth", v)
+	}
+	if b := string(r.HTTP.Req.Body.Data); b != `{"user":"REDACTED-pii","password":"REDACTED-pii"}` {
+		t.Errorf("body %s", b)
+	}
+	if !slices.Equal(r.Redactions, []string{"std-auth", "pii"}) || got[1].Redactions != nil {
+		t.Errorf("redactions %v and %v, want [std-auth pii] and none", r.Redactions, got[1].Redactions)
+	}
+	spooled, _ := os.ReadDir(f.srv.cfg.SpoolDir)
+	for _, e := range spooled {
+		b, _ := os.ReadFile(filepath.Join(f.srv.cfg.SpoolDir, e.Name()))
+		if bytes.Contains(b, []byte("s3cret-token")) || bytes.Contains(b, []byte("hunter2")) {
+			t.Errorf("spool file %s holds a secret: redaction must come before the disk", e.Name())
+		}
+	}
+	_, metrics := get(t, "http://"+f.addr+"/metrics")
+	for _, want := range []string{"forwarder_records_redacted_total 1", `forwarder_redactions_total{rule="pii"} 1`, `forwarder_redactions_total{rule="std-auth"} 1`} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("metrics lack %q", want)
+		}
+	}
+
+	if _, err := New(Config{DLPConfig: `{"id":"x","redactlist":{"entries":{"nope":["a"]}}}`, SpoolDir: t.TempDir(), Dir: t.TempDir()}, nil); err == nil ||
+		!strings.Contains(err.Error(), "SPEEDSCALE_DLP_CONFIG") {
+		t.Errorf("New with a bad rule: %v, want an error naming SPEEDSCALE_DLP_CONFIG", err)
 	}
 }

@@ -1,0 +1,407 @@
+// Package redact removes secrets from capture records before they leave the
+// cluster: values of named headers, query parameters, and JSON or form
+// fields at any depth, and values that look like card numbers (with a Luhn
+// check), e-mail addresses or bearer tokens, anywhere in a header, a URL or
+// a body. A redacted value becomes the token REDACTED-<rule id>, and the
+// record's Redactions list the ids of the rules that changed it. Rules
+// come in the vendor's redactlist form; docs/forwarder.md describes them.
+package redact
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"slices"
+	"strings"
+
+	"github.com/tapwire/tapwire/internal/capture"
+)
+
+// DefaultRuleID is the id of the rule that is on unless switched off
+// (SPEEDSCALE_REDACT=false): credential headers and query parameters.
+const DefaultRuleID = "std-auth"
+
+// TokenPrefix starts every value a rule replaced.
+const TokenPrefix = "REDACTED-"
+
+// Pattern names a rule may list under entries.patterns.
+const (
+	PatternCard   = "card"   // 13 to 19 digits, spaces or dashes between groups allowed, passing the Luhn check
+	PatternEmail  = "email"  // local@domain.tld
+	PatternBearer = "bearer" // "Bearer <token>": the token is replaced
+)
+
+// Rule is one redaction rule in the vendor's form:
+//
+//	{"id": "pii", "redactlist": {"entries": {"http": ["x-session"], "all": ["password"]}}}
+//
+// Entries map a kind to names: "http" (also "headers") header names;
+// "query" query parameter names; "json" (also "body", "form") field names
+// in JSON and form bodies, at any depth; "all" names of every kind above;
+// "patterns" pattern names (card, email, bearer). Names are matched
+// without regard to case.
+type Rule struct {
+	ID         string `json:"id"`
+	RedactList struct {
+		Entries map[string][]string `json:"entries"`
+	} `json:"redactlist"`
+}
+
+// DefaultRule returns the rule that is on by default: the credential
+// headers and query parameters.
+func DefaultRule() Rule {
+	var r Rule
+	r.ID = DefaultRuleID
+	r.RedactList.Entries = map[string][]string{
+		"http": {"Authorization", "Proxy-Authorization", "Cookie", "Set-Cookie",
+			"X-Api-Key", "Api-Key", "Apikey", "X-Auth-Token", "X-Access-Token",
+			"X-Amz-Security-Token", "X-Csrf-Token", "X-Xsrf-Token"},
+		"query": {"access_token", "api_key", "apikey", "client_secret", "id_token", "refresh_token"},
+	}
+	return r
+}
+
+// ParseRules reads rules from SPEEDSCALE_DLP_CONFIG's value: one rule
+// object or an array of them as JSON, or the path of a file that holds
+// that JSON. "" and "standard" mean no rules beyond the default.
+func ParseRules(v string) ([]Rule, error) {
+	v = strings.TrimSpace(v)
+	if v == "" || v == "standard" {
+		return nil, nil
+	}
+	data := []byte(v)
+	if v[0] != '{' && v[0] != '[' {
+		b, err := os.ReadFile(v)
+		if err != nil {
+			return nil, fmt.Errorf("read redaction rules: %w", err)
+		}
+		data = bytes.TrimSpace(b)
+	}
+	var rules []Rule
+	if len(data) > 0 && data[0] == '{' {
+		var r Rule
+		if err := strictJSON(data, &r); err != nil {
+			return nil, fmt.Errorf("parse redaction rule: %w", err)
+		}
+		rules = []Rule{r}
+	} else if err := strictJSON(data, &rules); err != nil {
+		return nil, fmt.Errorf("parse redaction rules: %w", err)
+	}
+	return rules, nil
+}
+
+func strictJSON(b []byte, v any) error {
+	d := json.NewDecoder(bytes.NewReader(b))
+	d.DisallowUnknownFields()
+	return d.Decode(v)
+}
+
+// Redactor applies a set of rules. It is safe for concurrent use.
+type Redactor struct {
+	ids     []string       // rule ids by index
+	tokens  [][]byte       // REDACTED-<id> by rule index
+	quoted  [][]byte       // "REDACTED-<id>" (JSON strings) by rule index
+	headers map[string]int // lower-case name -> first rule
+	query   map[string]int
+	fields  map[string]int
+	card    int // rule of the card pattern, or -1
+	email   int
+	bearer  int
+}
+
+// New compiles rules; an earlier rule wins where two name the same thing.
+func New(rules []Rule) (*Redactor, error) {
+	r := &Redactor{headers: map[string]int{}, query: map[string]int{}, fields: map[string]int{}, card: -1, email: -1, bearer: -1}
+	seen := map[string]bool{}
+	for i, rule := range rules {
+		if rule.ID == "" || strings.ContainsAny(rule.ID, " \t\r\n\"\\") {
+			return nil, fmt.Errorf("redaction rule %d: id %q: want a non-empty id without spaces or quotes", i+1, rule.ID)
+		}
+		if seen[rule.ID] {
+			return nil, fmt.Errorf("redaction rule %q given twice", rule.ID)
+		}
+		seen[rule.ID] = true
+		r.ids = append(r.ids, rule.ID)
+		r.tokens = append(r.tokens, []byte(TokenPrefix+rule.ID))
+		r.quoted = append(r.quoted, []byte(`"`+TokenPrefix+rule.ID+`"`))
+		add := func(m map[string]int, names []string) {
+			for _, n := range names {
+				n = strings.ToLower(strings.TrimSpace(n))
+				if _, ok := m[n]; !ok && n != "" {
+					m[n] = i
+				}
+			}
+		}
+		for kind, names := range rule.RedactList.Entries {
+			switch strings.ToLower(kind) {
+			case "http", "headers", "header":
+				add(r.headers, names)
+			case "query":
+				add(r.query, names)
+			case "json", "body", "form", "fields":
+				add(r.fields, names)
+			case "all":
+				add(r.headers, names)
+				add(r.query, names)
+				add(r.fields, names)
+			case "patterns":
+				for _, p := range names {
+					var slot *int
+					switch strings.ToLower(strings.TrimSpace(p)) {
+					case PatternCard:
+						slot = &r.card
+					case PatternEmail:
+						slot = &r.email
+					case PatternBearer:
+						slot = &r.bearer
+					default:
+						return nil, fmt.Errorf("redaction rule %q: unknown pattern %q (want card, email or bearer)", rule.ID, p)
+					}
+					if *slot < 0 {
+						*slot = i
+					}
+				}
+			default:
+				return nil, fmt.Errorf("redaction rule %q: unknown entry kind %q (want http, query, json, all or patterns)", rule.ID, kind)
+			}
+		}
+	}
+	return r, nil
+}
+
+// Rules returns the ids of the rules, in order.
+func (r *Redactor) Rules() []string { return slices.Clone(r.ids) }
+
+// hits collects the rules that changed one record, as a bit set over rule
+// indexes (the first 64) plus a slice for the rest.
+type hits struct {
+	bits uint64
+	more []int
+}
+
+func (h *hits) add(i int) {
+	if i < 64 {
+		h.bits |= 1 << i
+	} else if !slices.Contains(h.more, i) {
+		h.more = append(h.more, i)
+	}
+}
+
+func (h *hits) any() bool { return h.bits != 0 || len(h.more) > 0 }
+
+// Redact changes rec in place and returns the ids of the rules that
+// changed it (nil if none), which it also adds to rec.Redactions.
+func (r *Redactor) Redact(rec *capture.Record) []string {
+	var h hits
+	if x := rec.HTTP; x != nil {
+		r.redactHeaders(x.Req.Headers, &h)
+		x.Req.URL = r.redactURL(x.Req.URL, &h)
+		x.Req.Body.Data = r.redactBody(x.Req.Body.Data, x.Req.Headers, &h)
+		if res := x.Res; res != nil {
+			r.redactHeaders(res.Headers, &h)
+			r.redactHeaders(res.Trailers, &h)
+			res.Body.Data = r.redactBody(res.Body.Data, res.Headers, &h)
+		}
+	}
+	if t := rec.TCP; t != nil && r.anyPattern() {
+		for i := range t.Chunks {
+			if out := r.patterns(t.Chunks[i].Data, &h); out != nil {
+				t.Chunks[i].Data = out
+			}
+		}
+	}
+	if !h.any() {
+		return nil
+	}
+	var ids []string
+	for i := range r.ids {
+		if (i < 64 && h.bits&(1<<i) != 0) || slices.Contains(h.more, i) {
+			ids = append(ids, r.ids[i])
+			if !slices.Contains(rec.Redactions, r.ids[i]) {
+				rec.Redactions = append(rec.Redactions, r.ids[i])
+			}
+		}
+	}
+	return ids
+}
+
+func (r *Redactor) anyPattern() bool { return r.card >= 0 || r.email >= 0 || r.bearer >= 0 }
+
+// lookup finds name in m without allocating for short names.
+func lookup(m map[string]int, name string) (int, bool) {
+	if len(m) == 0 {
+		return 0, false
+	}
+	var buf [64]byte
+	if len(name) > len(buf) {
+		i, ok := m[strings.ToLower(name)]
+		return i, ok
+	}
+	b := buf[:len(name)]
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		b[i] = c
+	}
+	i, ok := m[string(b)]
+	return i, ok
+}
+
+func (r *Redactor) redactHeaders(hs capture.Headers, h *hits) {
+	for i := range hs {
+		if rule, ok := lookup(r.headers, hs[i].Name); ok {
+			if hs[i].Value != string(r.tokens[rule]) {
+				hs[i].Value = string(r.tokens[rule])
+				h.add(rule)
+			}
+			continue
+		}
+		if r.anyPattern() {
+			if out := r.patterns([]byte(hs[i].Value), h); out != nil {
+				hs[i].Value = string(out)
+			}
+		}
+	}
+}
+
+// redactURL redacts named query parameters and patterns in the URL.
+func (r *Redactor) redactURL(u string, h *hits) string {
+	if q := strings.IndexByte(u, '?'); q >= 0 && len(r.query) > 0 {
+		end := len(u)
+		if f := strings.IndexByte(u[q:], '#'); f >= 0 {
+			end = q + f
+		}
+		if out, changed := r.redactPairs([]byte(u[q+1:end]), r.query, h); changed {
+			u = u[:q+1] + string(out) + u[end:]
+		}
+	}
+	if r.anyPattern() {
+		if out := r.patterns([]byte(u), h); out != nil {
+			u = string(out)
+		}
+	}
+	return u
+}
+
+// redactPairs redacts the values of name=value pairs separated by '&'
+// (a query string or a form body) whose unescaped name is in names.
+func (r *Redactor) redactPairs(b []byte, names map[string]int, h *hits) ([]byte, bool) {
+	var out []byte
+	last := 0
+	for start := 0; start <= len(b); {
+		end := bytes.IndexByte(b[start:], '&')
+		if end < 0 {
+			end = len(b)
+		} else {
+			end += start
+		}
+		pair := b[start:end]
+		if eq := bytes.IndexByte(pair, '='); eq >= 0 {
+			name := unescape(pair[:eq])
+			if rule, ok := lookup(names, name); ok {
+				vs, ve := start+eq+1, end
+				if !bytes.Equal(b[vs:ve], r.tokens[rule]) {
+					out = append(out, b[last:vs]...)
+					out = append(out, r.tokens[rule]...)
+					last = ve
+					h.add(rule)
+				}
+			}
+		}
+		start = end + 1
+	}
+	if out == nil {
+		return b, false
+	}
+	return append(out, b[last:]...), true
+}
+
+// unescape decodes %XX and '+' in a query name; bad escapes stay as
+// they are.
+func unescape(b []byte) string {
+	if bytes.IndexByte(b, '%') < 0 && bytes.IndexByte(b, '+') < 0 {
+		return string(b)
+	}
+	out := make([]byte, 0, len(b))
+	for i := 0; i < len(b); i++ {
+		switch {
+		case b[i] == '+':
+			out = append(out, ' ')
+		case b[i] == '%' && i+2 < len(b) && isHex(b[i+1]) && isHex(b[i+2]):
+			out = append(out, unhex(b[i+1])<<4|unhex(b[i+2]))
+			i += 2
+		default:
+			out = append(out, b[i])
+		}
+	}
+	return string(out)
+}
+
+func isHex(c byte) bool {
+	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'
+}
+
+func unhex(c byte) byte {
+	switch {
+	case '0' <= c && c <= '9':
+		return c - '0'
+	case 'a' <= c && c <= 'f':
+		return c - 'a' + 10
+	}
+	return c - 'A' + 10
+}
+
+// redactBody redacts a captured body: fields of a JSON or form body by
+// name, then patterns anywhere. It returns data itself when nothing
+// changed.
+func (r *Redactor) redactBody(data []byte, hs capture.Headers, h *hits) []byte {
+	if len(data) == 0 {
+		return data
+	}
+	if enc := strings.TrimSpace(hs.Get("Content-Encoding")); enc != "" && !strings.EqualFold(enc, "identity") {
+		// Compressed bytes: names and patterns cannot be seen. See
+		// docs/forwarder.md.
+		return data
+	}
+	ct := strings.ToLower(hs.Get("Content-Type"))
+	switch {
+	case len(r.fields) > 0 && strings.Contains(ct, "x-www-form-urlencoded"):
+		if out, changed := r.redactPairs(data, r.fields, h); changed {
+			data = out
+		}
+	case (len(r.fields) > 0 || r.anyPattern()) && (strings.Contains(ct, "json") || looksJSON(data)):
+		// The walker runs the patterns inside strings itself, so that a
+		// replacement never breaks the JSON.
+		if out := r.redactJSON(data, h); out != nil {
+			return out
+		}
+		return data
+	}
+	if r.anyPattern() {
+		if out := r.patterns(data, h); out != nil {
+			data = out
+		}
+	}
+	return data
+}
+
+// looksJSON reports whether data starts, after white space, with { or [.
+func looksJSON(data []byte) bool {
+	for _, c := range data {
+		switch c {
+		case ' ', '\t', '\r', '\n':
+			continue
+		case '{', '[':
+			return true
+		}
+		return false
+	}
+	return false
+}
+
+// errNotJSON stops the JSON walker; patterns still run over the body.
+var errNotJSON = errors.New("not JSON")

@@ -1,0 +1,327 @@
+package redact
+
+import (
+	"bytes"
+	"encoding/json"
+	"flag"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tapwire/tapwire/internal/capture"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files in testdata")
+
+// testRules are the rules of the golden test: the default, and one of
+// each other kind, as SPEEDSCALE_DLP_CONFIG would give them.
+const testRules = `[
+  {"id": "pii", "redactlist": {"entries": {"json": ["password", "ssn", "secret"], "query": ["email"], "http": ["X-Session"], "patterns": ["card", "email"]}}},
+  {"id": "tokens", "redactlist": {"entries": {"all": ["token"], "patterns": ["bearer"]}}}
+]`
+
+func testRedactor(t testing.TB) *Redactor {
+	t.Helper()
+	rules, err := ParseRules(testRules)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := New(append([]Rule{DefaultRule()}, rules...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+func h(pairs ...string) capture.Headers {
+	var hs capture.Headers
+	for i := 0; i < len(pairs); i += 2 {
+		hs = append(hs, capture.Header{Name: pairs[i], Value: pairs[i+1]})
+	}
+	return hs
+}
+
+func httpRec(url string, reqH capture.Headers, reqBody string, resH capture.Headers, resBody string) *capture.Record {
+	return &capture.Record{
+		Schema: 1, ID: "01950f6e-2a6e-7c4a-9b1e-3f6d2a8c4e10", Kind: capture.KindHTTP, Direction: capture.DirIn,
+		Start: time.Date(2025, 2, 11, 21, 7, 54, 0, time.UTC),
+		HTTP: &capture.HTTP{
+			Req: capture.Request{Method: "POST", URL: url, Proto: "HTTP/1.1", Host: "svc", Headers: reqH,
+				Body: capture.Body{Data: []byte(reqBody), Size: int64(len(reqBody))}},
+			Res: &capture.Response{Status: 200, Headers: resH, Body: capture.Body{Data: []byte(resBody), Size: int64(len(resBody))}},
+		},
+	}
+}
+
+// view is the golden form of a redacted record: bodies as text.
+type view struct {
+	Name       string          `json:"name"`
+	URL        string          `json:"url,omitempty"`
+	ReqHeaders capture.Headers `json:"reqHeaders,omitempty"`
+	ReqBody    string          `json:"reqBody,omitempty"`
+	ResHeaders capture.Headers `json:"resHeaders,omitempty"`
+	ResBody    string          `json:"resBody,omitempty"`
+	Trailers   capture.Headers `json:"trailers,omitempty"`
+	Chunks     []string        `json:"chunks,omitempty"`
+	Redactions []string        `json:"redactions"`
+}
+
+func TestGolden(t *testing.T) {
+	jsonCT := h("Content-Type", "application/json")
+	cases := []struct {
+		name string
+		rec  *capture.Record
+	}{
+		{"credential headers", httpRec("http://svc/v1/me",
+			h("Authorization", "Bearer eyJhbGciOiJIUzI1NiJ9.e30.x", "Cookie", "session=abc; theme=dark", "X-API-Key", "k-123",
+				"Proxy-Authorization", "Basic dXNlcjpwYXNz", "Accept", "*/*", "x-session", "s-1"),
+			"", h("Set-Cookie", "session=new; HttpOnly", "Content-Type", "text/plain"), "ok")},
+		{"query parameters", httpRec("http://svc/v1/search?q=shoes&access_token=abc123&email=bob%40example.com&Token=t&n=2#frag",
+			nil, "", nil, "")},
+		{"url patterns", httpRec("http://svc/v1/users/alice@example.com/cards/4111111111111111", nil, "", nil, "")},
+		{"json fields at any depth", httpRec("http://svc/v1/signup", jsonCT,
+			`{"user":{"name":"Ann","password":"hunter2","profile":{"ssn":123456789,"secret":{"a":[1,2,{"b":"c"}]}}},`+
+				`"list":[{"Password":"x"},{"token":null}],"note":"call 555-0100","pass\u0077ord":"esc"}`,
+			jsonCT, `{"ok":true,"token":"t-1","items":[]}`)},
+		{"json patterns", httpRec("http://svc/v1/pay", jsonCT,
+			`{"card":4111111111111111,"cardText":"4111 1111 1111 1111","notCard":4111111111111112,"ts":1739307474542,`+
+				`"contact":"mail ann@example.org now","auth":"Bearer abcdefgh12345678","amount":12.5}`,
+			jsonCT, `[{"email":"x@y.io"}]`)},
+		{"truncated json", httpRec("http://svc/v1/signup", jsonCT, `{"user":{"password":"hunt`, jsonCT, `{"secret":{"deep":[1,2,`)},
+		{"form body", httpRec("http://svc/login", h("Content-Type", "application/x-www-form-urlencoded"),
+			"user=ann&password=hunter2&remember=1&ssn=1%2B2", nil, "")},
+		{"text body patterns", httpRec("http://svc/v1/mail", h("Content-Type", "text/plain"),
+			"To: bob@example.com\nCard: 5500-0000-0000-0004\nRef: 12345678901234567890123\nAuthorization: bearer tok_0123456789", nil, "")},
+		{"gzip body untouched", httpRec("http://svc/v1/x", h("Content-Type", "application/json", "Content-Encoding", "gzip"),
+			`{"password":"not really gzip"}`, nil, "")},
+		{"nothing to redact", httpRec("http://svc/v1/items?page=2", h("Accept", "application/json"), "", jsonCT, `{"items":[1,2,3]}`)},
+	}
+	tcp := &capture.Record{Schema: 1, ID: "t", Kind: capture.KindTCP, Direction: capture.DirOut,
+		TCP: &capture.TCP{Chunks: []capture.Chunk{{Up: true, Data: []byte("MAIL FROM:<eve@example.net>\r\n")}, {Data: []byte("250 OK\r\n")}}}}
+	trailers := httpRec("http://svc/grpc", nil, "", h("Grpc-Status", "0"), "")
+	trailers.HTTP.Res.Trailers = h("X-Session", "s-2", "Grpc-Message", "Bearer abcdefgh12345678")
+
+	r := testRedactor(t)
+	var views []view
+	for _, c := range append(cases, struct {
+		name string
+		rec  *capture.Record
+	}{"tcp chunks", tcp}, struct {
+		name string
+		rec  *capture.Record
+	}{"trailers", trailers}) {
+		got := r.Redact(c.rec)
+		if !slices.Equal(got, c.rec.Redactions) {
+			t.Errorf("%s: Redact returned %v, record says %v", c.name, got, c.rec.Redactions)
+		}
+		v := view{Name: c.name, Redactions: c.rec.Redactions}
+		if v.Redactions == nil {
+			v.Redactions = []string{}
+		}
+		if x := c.rec.HTTP; x != nil {
+			v.URL, v.ReqHeaders, v.ReqBody = x.Req.URL, x.Req.Headers, string(x.Req.Body.Data)
+			v.ResHeaders, v.ResBody, v.Trailers = x.Res.Headers, string(x.Res.Body.Data), x.Res.Trailers
+		}
+		if c.rec.TCP != nil {
+			for _, ch := range c.rec.TCP.Chunks {
+				v.Chunks = append(v.Chunks, string(ch.Data))
+			}
+		}
+		// Redacting again changes nothing.
+		if again := r.Redact(c.rec); again != nil {
+			t.Errorf("%s: a second Redact changed %v", c.name, again)
+		}
+		views = append(views, v)
+	}
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(views); err != nil {
+		t.Fatal(err)
+	}
+	got := buf.Bytes()
+	golden := filepath.Join("testdata", "redact.golden.json")
+	if *update {
+		os.MkdirAll("testdata", 0o755)
+		if err := os.WriteFile(golden, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(golden)
+	if err != nil {
+		t.Fatalf("read golden (run with -update to create it): %v", err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Errorf("redacted records differ from %s (run with -update if intended):\n%s", golden, got)
+	}
+	// What must never survive, whatever the golden file says.
+	for _, secret := range []string{"eyJhbGciOiJIUzI1NiJ9", "session=abc", "hunter2", `"ssn":123456789`, "4111111111111111",
+		"4111 1111 1111 1111", "ann@example.org", "abcdefgh12345678", "bob%40example.com", "bob@example.com", "abc123",
+		"5500-0000-0000-0004", "tok_0123456789", "eve@example.net", `"t-1"`, "alice@example.com", "s-1", "s-2"} {
+		if bytes.Contains(got, []byte(secret)) {
+			t.Errorf("%q survived redaction", secret)
+		}
+	}
+	for _, kept := range []string{"4111111111111112", "1739307474542", "12345678901234567890123", "555-0100", "12.5", "not really gzip"} {
+		if !bytes.Contains(got, []byte(kept)) {
+			t.Errorf("%q was redacted, want it kept (not a secret by any rule)", kept)
+		}
+	}
+}
+
+func TestJSONStaysValid(t *testing.T) {
+	r := testRedactor(t)
+	in := `{"a":{"password":{"x":[1,{"y":"}"}]}},"b":[4111111111111111,"x@y.io",{"secret":"]"}],"c":"Bearer abcdefghijk"}`
+	var h hits
+	out := r.redactJSON([]byte(in), &h)
+	if !json.Valid(out) {
+		t.Fatalf("output is not JSON: %s", out)
+	}
+	want := `{"a":{"password":"REDACTED-pii"},"b":["REDACTED-pii","REDACTED-pii",{"secret":"REDACTED-pii"}],"c":"Bearer REDACTED-tokens"}`
+	if string(out) != want {
+		t.Errorf("got  %s\nwant %s", out, want)
+	}
+}
+
+func TestDefaultSwitchedOff(t *testing.T) {
+	r, err := New(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := httpRec("http://svc/?access_token=a", h("Authorization", "Bearer x"), "", nil, "")
+	if got := r.Redact(rec); got != nil || rec.HTTP.Req.Headers.Get("Authorization") != "Bearer x" {
+		t.Errorf("no rules changed the record: %v %v", got, rec.HTTP.Req.Headers)
+	}
+}
+
+func TestParseRules(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "dlp.json")
+	os.WriteFile(file, []byte(`{"id":"f","redactlist":{"entries":{"all":["pin"]}}}`), 0o600)
+	tests := []struct {
+		name, in string
+		want     []string // rule ids
+		wantErr  string
+	}{
+		{"empty", "", nil, ""},
+		{"standard", "standard", nil, ""},
+		{"one object", `{"id":"a","redactlist":{"entries":{"http":["x"]}}}`, []string{"a"}, ""},
+		{"array", testRules, []string{"pii", "tokens"}, ""},
+		{"file", file, []string{"f"}, ""},
+		{"missing file", "/nonexistent/dlp.json", nil, "read redaction rules"},
+		{"bad json", `{"id":`, nil, "parse redaction rule"},
+		{"unknown member", `{"id":"a","redact":{}}`, nil, "unknown field"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			rules, err := ParseRules(tc.in)
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("err = %v, want %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			var ids []string
+			for _, r := range rules {
+				ids = append(ids, r.ID)
+			}
+			if !slices.Equal(ids, tc.want) {
+				t.Errorf("ids %v, want %v", ids, tc.want)
+			}
+		})
+	}
+	for _, bad := range []string{
+		`{"id":"","redactlist":{"entries":{}}}`,
+		`[{"id":"a","redactlist":{"entries":{}}},{"id":"a","redactlist":{"entries":{}}}]`,
+		`{"id":"a","redactlist":{"entries":{"cookies":["x"]}}}`,
+		`{"id":"a","redactlist":{"entries":{"patterns":["ssn"]}}}`,
+	} {
+		rules, err := ParseRules(bad)
+		if err == nil {
+			_, err = New(rules)
+		}
+		if err == nil {
+			t.Errorf("rules %s: no error", bad)
+		}
+	}
+}
+
+func TestLuhnAndCard(t *testing.T) {
+	for _, c := range []struct {
+		s    string
+		want bool
+	}{
+		{"4111111111111111", true}, {"5500000000000004", true}, {"378282246310005", true},
+		{"4111111111111112", false}, {"1739307474542", false}, {"411111111111", false}, {"41111111111111111111", false},
+	} {
+		if got := isCard([]byte(c.s)); got != c.want {
+			t.Errorf("isCard(%s) = %t, want %t", c.s, got, c.want)
+		}
+	}
+}
+
+// FuzzRedactBody runs the walker over any body: it must not panic, a
+// body that was JSON must stay JSON, a second pass must change nothing,
+// and the values of named fields must not survive in valid JSON.
+func FuzzRedactBody(f *testing.F) {
+	f.Add([]byte(`{"user":{"password":"hunter2","n":[1,2,{"token":{"a":1}}]},"c":4111111111111111}`), uint8(0))
+	f.Add([]byte(`{"password":"unterminated`), uint8(0))
+	f.Add([]byte(`[[[[[[{"secret":"]"}]]]]]]`), uint8(0))
+	f.Add([]byte(`mail bob@example.com card 4111-1111-1111-1111 Bearer abcdefgh123`), uint8(1))
+	f.Add([]byte(`user=ann&password=x&token=%ZZ&&=`), uint8(2))
+	f.Add([]byte(`{"a\u0022b":"x@y.io","pass\u0077ord":1}`), uint8(0))
+	r := testRedactor(f)
+	types := []string{"application/json", "text/plain", "application/x-www-form-urlencoded"}
+	f.Fuzz(func(t *testing.T, body []byte, ct uint8) {
+		hs := h("Content-Type", types[int(ct)%len(types)])
+		var h1 hits
+		in := bytes.Clone(body)
+		out := r.redactBody(in, hs, &h1)
+		if !bytes.Equal(in, body) {
+			t.Fatalf("redactBody changed its input in place")
+		}
+		if json.Valid(body) && ct%3 == 0 && !json.Valid(out) {
+			t.Fatalf("valid JSON became invalid:\nin:  %s\nout: %s", body, out)
+		}
+		var h2 hits
+		if again := r.redactBody(out, hs, &h2); !bytes.Equal(again, out) {
+			t.Fatalf("second pass changed the body:\n1st: %s\n2nd: %s", out, again)
+		}
+		if h1.any() == bytes.Equal(out, body) && !(h1.any() && bytes.Equal(out, body)) {
+			t.Fatalf("hits %v but body changed %t", h1, !bytes.Equal(out, body))
+		}
+		if ct%3 == 0 && json.Valid(out) {
+			var v any
+			json.Unmarshal(out, &v)
+			checkNoNamedValues(t, v, out)
+		}
+	})
+}
+
+// checkNoNamedValues fails if a field named by a test rule holds anything
+// but its token.
+func checkNoNamedValues(t *testing.T, v any, out []byte) {
+	switch x := v.(type) {
+	case map[string]any:
+		for k, val := range x {
+			switch strings.ToLower(k) {
+			case "password", "ssn", "secret", "token":
+				if s, ok := val.(string); !ok || !strings.HasPrefix(s, TokenPrefix) {
+					t.Fatalf("field %q kept %v in %s", k, val, out)
+				}
+			default:
+				checkNoNamedValues(t, val, out)
+			}
+		}
+	case []any:
+		for _, e := range x {
+			checkNoNamedValues(t, e, out)
+		}
+	}
+}

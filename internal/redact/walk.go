@@ -1,0 +1,364 @@
+package redact
+
+import (
+	"bytes"
+	"encoding/json"
+)
+
+// maxDepth bounds the nesting the JSON walker follows; deeper input is
+// left to the patterns.
+const maxDepth = 512
+
+// editor builds a changed copy of data lazily: replace copies what came
+// before the span, then the token.
+type editor struct {
+	data []byte
+	out  []byte
+	last int // data[:last] is in out (or unchanged)
+	done bool
+}
+
+func (e *editor) replace(start, end int, token []byte) {
+	e.out = append(e.out, e.data[e.last:start]...)
+	e.out = append(e.out, token...)
+	e.last = end
+	e.done = true
+}
+
+// result returns the changed copy, or nil if nothing changed.
+func (e *editor) result() []byte {
+	if !e.done {
+		return nil
+	}
+	return append(e.out, e.data[e.last:]...)
+}
+
+// redactJSON replaces the values of named fields at any depth (a whole
+// object or array value included) with the quoted token, and, when the
+// card pattern is on, numbers that are card numbers. It tolerates input
+// that is not JSON or is cut short (a body truncated at the capture cap):
+// it follows the structure as far as it can and skips what it does not
+// understand. It returns nil when nothing changed.
+func (r *Redactor) redactJSON(data []byte, h *hits) []byte {
+	e := editor{data: data}
+	type frame struct{ obj, wantKey bool }
+	var stackBuf [32]frame
+	stack := stackBuf[:0]
+	over := 0     // levels deeper than maxDepth, not followed
+	pending := -1 // rule whose field name introduced the next value
+	// strPatterns redacts patterns inside the string token data[i:end].
+	strPatterns := func(i, end int, closed bool) {
+		if !r.anyPattern() {
+			return
+		}
+		inner := data[i+1 : end]
+		if closed {
+			inner = data[i+1 : end-1]
+		}
+		if out := r.patterns(inner, h); out != nil {
+			e.replace(i+1, i+1+len(inner), out)
+		}
+	}
+	for i := 0; i < len(data); {
+		c := data[i]
+		switch {
+		case c == ' ' || c == '\t' || c == '\r' || c == '\n' || c == ':':
+			i++
+		case c == ',':
+			if n := len(stack); n > 0 && stack[n-1].obj {
+				stack[n-1].wantKey = true
+			}
+			pending = -1
+			i++
+		case c == '{' || c == '[':
+			if pending >= 0 {
+				end := skipComposite(data, i)
+				e.replace(i, end, r.quoted[pending])
+				h.add(pending)
+				pending = -1
+				i = end
+				continue
+			}
+			if len(stack) >= maxDepth {
+				over++
+			} else {
+				stack = append(stack, frame{obj: c == '{', wantKey: c == '{'})
+			}
+			i++
+		case c == '}' || c == ']':
+			if over > 0 {
+				over--
+			} else if n := len(stack); n > 0 {
+				stack = stack[:n-1]
+			}
+			pending = -1
+			i++
+		case c == '"':
+			end, closed := scanString(data, i)
+			if n := len(stack); over == 0 && n > 0 && stack[n-1].obj && stack[n-1].wantKey {
+				stack[n-1].wantKey = false
+				pending = -1
+				if closed && len(r.fields) > 0 {
+					if rule, ok := lookup(r.fields, keyOf(data[i+1:end-1])); ok {
+						pending = rule
+					}
+				}
+				strPatterns(i, end, closed)
+				i = end
+				continue
+			}
+			if pending >= 0 {
+				if !bytes.Equal(data[i:end], r.quoted[pending]) {
+					e.replace(i, end, r.quoted[pending])
+					h.add(pending)
+				}
+				pending = -1
+			} else {
+				strPatterns(i, end, closed)
+			}
+			i = end
+		case c == '-' || isDigit(c) || isLetter(c):
+			end := i + 1
+			for end < len(data) && (isDigit(data[end]) || isLetter(data[end]) || data[end] == '.' || data[end] == '+' || data[end] == '-') {
+				end++
+			}
+			switch {
+			case pending >= 0:
+				e.replace(i, end, r.quoted[pending])
+				h.add(pending)
+				pending = -1
+			case r.card >= 0 && isCard(data[i:end]):
+				e.replace(i, end, r.quoted[r.card])
+				h.add(r.card)
+			}
+			i = end
+		default:
+			i++ // not JSON: skip it
+		}
+	}
+	return e.result()
+}
+
+// keyOf returns a JSON key's text: its raw bytes, or the unescaped string
+// when it holds escapes.
+func keyOf(raw []byte) string {
+	if bytes.IndexByte(raw, '\\') < 0 {
+		return string(raw)
+	}
+	var s string
+	quoted := make([]byte, 0, len(raw)+2)
+	quoted = append(append(append(quoted, '"'), raw...), '"')
+	if json.Unmarshal(quoted, &s) != nil {
+		return string(raw)
+	}
+	return s
+}
+
+// scanString returns the index after the string starting at data[i] (a
+// quote), and whether it was closed; an unclosed string runs to the end.
+func scanString(data []byte, i int) (int, bool) {
+	for j := i + 1; j < len(data); j++ {
+		switch data[j] {
+		case '\\':
+			j++
+		case '"':
+			return j + 1, true
+		}
+	}
+	return len(data), false
+}
+
+// skipComposite returns the index after the object or array starting at
+// data[i], or len(data) if it is not closed.
+func skipComposite(data []byte, i int) int {
+	depth := 0
+	for j := i; j < len(data); j++ {
+		switch data[j] {
+		case '"':
+			end, _ := scanString(data, j)
+			j = end - 1
+		case '{', '[':
+			depth++
+		case '}', ']':
+			depth--
+			if depth == 0 {
+				return j + 1
+			}
+		}
+	}
+	return len(data)
+}
+
+func isDigit(c byte) bool  { return '0' <= c && c <= '9' }
+func isLetter(c byte) bool { return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' }
+func isAlnum(c byte) bool  { return isDigit(c) || isLetter(c) }
+
+// isCard reports whether a JSON number token is a card number: 13 to 19
+// digits, nothing else, a first digit of 2 to 6, passing the Luhn check.
+func isCard(tok []byte) bool {
+	if len(tok) < 13 || len(tok) > 19 || tok[0] < '2' || tok[0] > '6' {
+		return false
+	}
+	for _, c := range tok {
+		if !isDigit(c) {
+			return false
+		}
+	}
+	return luhn(tok)
+}
+
+// luhn checks the Luhn sum of a string of digits.
+func luhn(digits []byte) bool {
+	sum := 0
+	double := false
+	for i := len(digits) - 1; i >= 0; i-- {
+		d := int(digits[i] - '0')
+		if double {
+			d *= 2
+			if d > 9 {
+				d -= 9
+			}
+		}
+		sum += d
+		double = !double
+	}
+	return sum%10 == 0
+}
+
+// patterns replaces card numbers, e-mail addresses and bearer tokens in b
+// with the token of the rule that lists the pattern. It returns nil when
+// nothing changed.
+func (r *Redactor) patterns(b []byte, h *hits) []byte {
+	e := editor{data: b}
+	for i := 0; i < len(b); {
+		c := b[i]
+		if r.card >= 0 && isDigit(c) && (i == 0 || !isAlnum(b[i-1])) {
+			if end, ok := cardAt(b, i); ok {
+				e.replace(i, end, r.tokens[r.card])
+				h.add(r.card)
+				i = end
+				continue
+			}
+			for i < len(b) && isDigit(b[i]) {
+				i++
+			}
+			continue
+		}
+		if r.email >= 0 && c == '@' {
+			if s, end, ok := emailAround(b, i, e.last); ok {
+				e.replace(s, end, r.tokens[r.email])
+				h.add(r.email)
+				i = end
+				continue
+			}
+		}
+		if r.bearer >= 0 && (c == 'B' || c == 'b') && (i == 0 || !isAlnum(b[i-1])) {
+			if s, end, ok := bearerAt(b, i); ok {
+				e.replace(s, end, r.tokens[r.bearer])
+				h.add(r.bearer)
+				i = end
+				continue
+			}
+		}
+		i++
+	}
+	return e.result()
+}
+
+// cardAt looks for a card number starting at b[i]: 13 to 19 digits,
+// single spaces or dashes allowed between them, not followed by a letter
+// or digit, first digit 2 to 6, Luhn-valid. It returns the end of the
+// last digit.
+func cardAt(b []byte, i int) (int, bool) {
+	if b[i] < '2' || b[i] > '6' {
+		return 0, false
+	}
+	var digits [19]byte
+	n, j, end := 0, i, i
+	for j < len(b) {
+		c := b[j]
+		if isDigit(c) {
+			if n == len(digits) {
+				return 0, false // a longer number is not a card
+			}
+			digits[n] = c
+			n++
+			j++
+			end = j
+			continue
+		}
+		if (c == ' ' || c == '-') && j+1 < len(b) && isDigit(b[j+1]) && isDigit(b[j-1]) {
+			j++
+			continue
+		}
+		break
+	}
+	if n < 13 || (end < len(b) && isLetter(b[end])) {
+		return 0, false
+	}
+	return end, luhn(digits[:n])
+}
+
+func isLocal(c byte) bool {
+	return isAlnum(c) || c == '.' || c == '_' || c == '%' || c == '+' || c == '-'
+}
+
+func isDomain(c byte) bool { return isAlnum(c) || c == '.' || c == '-' }
+
+// emailAround finds an e-mail address around the '@' at b[at], starting
+// no earlier than floor.
+func emailAround(b []byte, at, floor int) (start, end int, ok bool) {
+	s := at
+	for s > floor && isLocal(b[s-1]) {
+		s--
+	}
+	if s == at {
+		return 0, 0, false
+	}
+	e := at + 1
+	for e < len(b) && isDomain(b[e]) {
+		e++
+	}
+	for e > at+1 && (b[e-1] == '.' || b[e-1] == '-') {
+		e--
+	}
+	domain := b[at+1 : e]
+	dot := bytes.LastIndexByte(domain, '.')
+	if dot <= 0 || len(domain)-dot-1 < 2 {
+		return 0, 0, false
+	}
+	for _, c := range domain[dot+1:] {
+		if !isLetter(c) {
+			return 0, 0, false
+		}
+	}
+	return s, e, true
+}
+
+// bearerAt finds "Bearer <token>" at b[i] (any case) and returns the
+// token's span: at least 8 characters of the token68 alphabet, not a
+// token this package wrote.
+func bearerAt(b []byte, i int) (start, end int, ok bool) {
+	const word = "bearer"
+	if len(b)-i < len(word)+2 || !bytes.EqualFold(b[i:i+len(word)], []byte(word)) {
+		return 0, 0, false
+	}
+	j := i + len(word)
+	if b[j] != ' ' && b[j] != '\t' {
+		return 0, 0, false
+	}
+	for j < len(b) && (b[j] == ' ' || b[j] == '\t') {
+		j++
+	}
+	s := j
+	for j < len(b) && (isAlnum(b[j]) || bytes.IndexByte([]byte("-._~+/"), b[j]) >= 0) {
+		j++
+	}
+	for j < len(b) && b[j] == '=' {
+		j++
+	}
+	if j-s < 8 || bytes.HasPrefix(b[s:j], []byte(TokenPrefix)) {
+		return 0, 0, false
+	}
+	return s, j, true
+}
