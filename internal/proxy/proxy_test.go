@@ -819,3 +819,160 @@ func TestInboundTLSUnwrap(t *testing.T) {
 	res.Body.Close()
 	rec.next(t)
 }
+
+func TestInboundRawTCPMode(t *testing.T) {
+	// A Redis-like line protocol: everything is relayed, even what looks
+	// like HTTP, and recorded as chunks.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		br := bufio.NewReader(c)
+		for {
+			l, err := br.ReadString('\n')
+			if err != nil {
+				return
+			}
+			io.WriteString(c, "+OK "+l)
+		}
+	}()
+	rec := newRecorder()
+	in, err := NewInbound("http://"+ln.Addr().String(), InboundTCP, Options{Emitter: rec})
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := serve(t, in)
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	br := bufio.NewReader(c)
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	for _, cmd := range []string{"SET k v\n", "GET / HTTP/1.1\n"} {
+		io.WriteString(c, cmd)
+		if got, _ := br.ReadString('\n'); got != "+OK "+cmd {
+			t.Fatalf("reply %q", got)
+		}
+	}
+	c.Close()
+	r := rec.next(t)
+	if r.Kind != capture.KindTCP || len(r.TCP.Chunks) != 4 || !r.TCP.Chunks[0].Up || string(r.TCP.Chunks[0].Data) != "SET k v\n" ||
+		r.TCP.Chunks[1].Up || string(r.TCP.Chunks[1].Data) != "+OK SET k v\n" {
+		t.Errorf("record %s %+v", r.Kind, r.TCP)
+	}
+}
+
+func TestInboundToHTTPSApp(t *testing.T) {
+	appCA := testca.New(t)
+	app := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "tls app saw %s", r.Host)
+	}))
+	app.TLS = appCA.ServerTLS(t, "localhost")
+	app.StartTLS()
+	defer app.Close()
+	target := "https://localhost:" + strings.TrimPrefix(app.URL, "https://127.0.0.1:")
+	addr, rec := startInbound(t, target, true, Options{RootCAs: appCA.Pool()})
+	res, err := noProxyClient().Get("http://" + addr + "/x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	if !strings.HasPrefix(string(b), "tls app saw 127.0.0.1:") {
+		t.Errorf("got %d %q", res.StatusCode, b)
+	}
+	r := rec.next(t)
+	if r.Net.TLS == nil || r.Net.TLS.Upstream == nil || r.Net.TLS.Upstream.Version == "" {
+		t.Errorf("record TLS %+v", r.Net.TLS)
+	}
+}
+
+func TestOutboundMutualTLS(t *testing.T) {
+	app := testca.New(t)
+	upCA := testca.New(t)
+	clientCA := testca.New(t)
+	upstream := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "hello %s", r.TLS.PeerCertificates[0].Subject.CommonName)
+	}))
+	upstream.TLS = upCA.ServerTLS(t, "localhost")
+	upstream.TLS.ClientAuth = tls.RequireAndVerifyClientCert
+	upstream.TLS.ClientCAs = clientCA.Pool()
+	upstream.StartTLS()
+	defer upstream.Close()
+	ca, _ := mitm.ParseCA(app.CertPEM(), app.KeyPEM(t))
+	minter, _ := mitm.NewMinter(ca, mitm.Options{})
+	cc := clientCA.ClientTLS(t, "notifications-sidecar")
+	rec := newRecorder()
+	out, err := NewOutbound(Options{Emitter: rec, RootCAs: upCA.Pool(), Minter: minter, ClientCert: &cc})
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxyURL, _ := url.Parse("http://" + serve(t, out))
+	client := &http.Client{Transport: &http.Transport{Proxy: http.ProxyURL(proxyURL), TLSClientConfig: &tls.Config{RootCAs: app.Pool()}}}
+	defer client.CloseIdleConnections()
+	res, err := client.Get(strings.Replace(upstream.URL, "127.0.0.1", "localhost", 1) + "/mtls")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	if string(b) != "hello notifications-sidecar" {
+		t.Errorf("got %d %q", res.StatusCode, b)
+	}
+	rec.next(t)
+}
+
+func TestOutboundWebSocketAbsoluteForm(t *testing.T) {
+	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c, brw, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		io.WriteString(c, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
+		h := make([]byte, 6)
+		if _, err := io.ReadFull(brw, h); err != nil {
+			return
+		}
+		p := make([]byte, h[1]&0x7f)
+		io.ReadFull(brw, p)
+		for j := range p {
+			p[j] ^= h[2+j%4]
+		}
+		c.Write(wsFrame(1, append([]byte("out:"), p...), nil))
+	}))
+	defer backend.Close()
+	proxyURL, _, _, rec := outboundSetup(t, true)
+	c, err := net.Dial("tcp", proxyURL.Host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	fmt.Fprintf(c, "GET %s/ws HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n", backend.URL, strings.TrimPrefix(backend.URL, "http://"))
+	br := bufio.NewReader(c)
+	res, err := http.ReadResponse(br, nil)
+	if err != nil || res.StatusCode != 101 {
+		t.Fatalf("upgrade: %v %v", res, err)
+	}
+	c.Write(wsFrame(1, []byte("hi"), []byte{1, 2, 3, 4}))
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	h := make([]byte, 2)
+	io.ReadFull(br, h)
+	p := make([]byte, h[1])
+	io.ReadFull(br, p)
+	if string(p) != "out:hi" {
+		t.Fatalf("echo %q", p)
+	}
+	c.Close()
+	r := rec.next(t)
+	if r.Direction != capture.DirOut || len(r.HTTP.Messages) != 2 || string(r.HTTP.Messages[0].Data) != "hi" || string(r.HTTP.Messages[1].Data) != "out:hi" {
+		t.Errorf("record %s messages %+v", r.Direction, r.HTTP.Messages)
+	}
+}
