@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/url"
-	"sync"
 	"time"
 
 	"golang.org/x/net/http2"
@@ -50,8 +49,7 @@ type Inbound struct {
 	ss     streams
 	live   liveConns
 
-	mu sync.Mutex
-	ln net.Listener // the sniffing listener, closed by Shutdown
+	ln listenerRef // the sniffing listener, closed by Shutdown
 }
 
 // InboundMode says what the inbound listener expects from clients.
@@ -137,34 +135,17 @@ func (p *Inbound) Serve(ln net.Listener) error {
 		}
 		return err
 	}
-	p.mu.Lock()
-	p.ln = ln
-	p.mu.Unlock()
+	p.ln.set(ln)
 	httpLn := newChanListener(ln.Addr())
 	go p.srv.Serve(httpLn)
 	defer httpLn.Close()
-	var tempDelay time.Duration
-	for {
-		conn, err := ln.Accept()
-		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
-				return nil
-			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				tempDelay = backoffAccept(tempDelay)
-				time.Sleep(tempDelay)
-				continue
-			}
-			return err
-		}
-		tempDelay = 0
+	return acceptLoop(ln, func(conn net.Conn) {
 		if p.mode == InboundTCP {
-			go p.c.relayTCP(conn, p.target.Host, capture.DirIn, "reverse", "tcp", &p.ss, nil)
-			continue
+			p.c.relayTCP(conn, p.target.Host, capture.DirIn, "reverse", "tcp", &p.ss, nil)
+			return
 		}
-		go p.dispatch(conn, httpLn)
-	}
+		p.dispatch(conn, httpLn)
+	})
 }
 
 // dispatch sniffs one connection and hands it to the HTTP server or relays
@@ -240,20 +221,10 @@ func fullPreface(pc *peekConn) bool {
 	return err == nil && string(b) == http2.ClientPreface
 }
 
-func backoffAccept(d time.Duration) time.Duration {
-	if d == 0 {
-		return 5 * time.Millisecond
-	}
-	if d *= 2; d > time.Second {
-		d = time.Second
-	}
-	return d
-}
-
 // Shutdown stops accepting, lets in-flight exchanges finish until ctx is
 // done, then closes what is left.
 func (p *Inbound) Shutdown(ctx context.Context) error {
-	p.closeListener()
+	p.ln.close()
 	err := p.srv.Shutdown(ctx)
 	if e := p.ss.shutdown(ctx); err == nil {
 		err = e
@@ -268,18 +239,10 @@ func (p *Inbound) Shutdown(ctx context.Context) error {
 func (p *Inbound) Close() error {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	p.closeListener()
+	p.ln.close()
 	p.srv.Shutdown(ctx) // tells HTTP/2 connections to go away
 	p.ss.shutdown(ctx)
 	err := p.srv.Close()
 	p.live.closeAll()
 	return err
-}
-
-func (p *Inbound) closeListener() {
-	p.mu.Lock()
-	if p.ln != nil {
-		p.ln.Close()
-	}
-	p.mu.Unlock()
 }

@@ -143,3 +143,49 @@ func classify(p []byte) sniffKind {
 	// Only letters so far: a method arriving byte by byte.
 	return sniffHTTP1
 }
+
+// acceptLoop accepts connections on ln and handles each in its own
+// goroutine until ln is closed. Temporary accept errors (running out of
+// file descriptors) back off from 5 ms up to 1 s instead of spinning.
+func acceptLoop(ln net.Listener, handle func(net.Conn)) error {
+	var delay time.Duration
+	for {
+		conn, err := ln.Accept()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return nil
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				if delay = max(2*delay, 5*time.Millisecond); delay > time.Second {
+					delay = time.Second
+				}
+				time.Sleep(delay)
+				continue
+			}
+			return err
+		}
+		delay = 0
+		go handle(conn)
+	}
+}
+
+// listenerRef holds a listener that Serve opened and Shutdown closes.
+type listenerRef struct {
+	mu sync.Mutex
+	ln net.Listener
+}
+
+func (r *listenerRef) set(ln net.Listener) {
+	r.mu.Lock()
+	r.ln = ln
+	r.mu.Unlock()
+}
+
+func (r *listenerRef) close() {
+	r.mu.Lock()
+	if r.ln != nil {
+		r.ln.Close()
+	}
+	r.mu.Unlock()
+}

@@ -31,8 +31,7 @@ type Outbound struct {
 	srv     *http.Server           // the proxy listener
 	mitmSrv *http.Server           // serves requests inside unwrapped tunnels
 	mitmLn  *chanListener
-	mu      sync.Mutex
-	ln      net.Listener  // the sniffing listener, closed by Shutdown
+	ln      listenerRef   // the sniffing listener, closed by Shutdown
 	h2      *http2.Server // serves unwrapped tunnels that chose h2
 	ss      streams
 	live    liveConns
@@ -84,32 +83,13 @@ func (p *Outbound) Serve(ln net.Listener) error {
 		return err
 	}
 	// SOCKS and HTTP share the port: the first byte tells them apart.
-	p.mu.Lock()
-	p.ln = ln
-	p.mu.Unlock()
+	p.ln.set(ln)
 	httpLn := newChanListener(ln.Addr())
 	defer httpLn.Close()
 	if !p.c.opt.NoHTTPProxy {
 		go p.srv.Serve(httpLn)
 	}
-	var tempDelay time.Duration
-	for {
-		conn, err := ln.Accept()
-		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
-				return nil
-			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				tempDelay = backoffAccept(tempDelay)
-				time.Sleep(tempDelay)
-				continue
-			}
-			return err
-		}
-		tempDelay = 0
-		go p.dispatch(conn, httpLn)
-	}
+	return acceptLoop(ln, func(conn net.Conn) { p.dispatch(conn, httpLn) })
 }
 
 // dispatch sends a SOCKS client to the SOCKS handshake and anything else
@@ -302,7 +282,7 @@ func (p *Outbound) serveTunnel(w http.ResponseWriter, r *http.Request) {
 // Shutdown stops accepting, lets in-flight exchanges and tunnels finish
 // until ctx is done, then closes what is left.
 func (p *Outbound) Shutdown(ctx context.Context) error {
-	p.closeListener()
+	p.ln.close()
 	err := p.srv.Shutdown(ctx)
 	if e := p.mitmSrv.Shutdown(ctx); err == nil {
 		err = e
@@ -320,20 +300,12 @@ func (p *Outbound) Shutdown(ctx context.Context) error {
 func (p *Outbound) Close() error {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	p.closeListener()
+	p.ln.close()
 	p.ss.shutdown(ctx)
 	p.mitmSrv.Close()
 	err := p.srv.Close()
 	p.live.closeAll()
 	return err
-}
-
-func (p *Outbound) closeListener() {
-	p.mu.Lock()
-	if p.ln != nil {
-		p.ln.Close()
-	}
-	p.mu.Unlock()
 }
 
 type connKey struct{}
