@@ -70,6 +70,12 @@ type Config struct {
 	// (risky: logged as a warning).
 	SpoolSync string
 
+	// FilterRule names the filter that drops unwanted traffic before it is
+	// spooled (SPEEDSCALE_FILTER_RULE): "standard" (health checks and
+	// metrics scrapes), "none", a filter in the vendor's shape as JSON, or
+	// the path of a file holding one. If zero, standard.
+	FilterRule string
+
 	// Redact switches the default redaction rule (credential headers and
 	// query parameters, rule id std-auth): "true" or "false"
 	// (SPEEDSCALE_REDACT). If zero, true. Switching it off is logged as a
@@ -97,14 +103,13 @@ type Config struct {
 // PendingVars are the deployment guide's forwarder variables that this
 // version reads without error but does not act on yet.
 var PendingVars = []string{
-	"SPEEDSCALE_API_KEY",     // hub delivery
-	"SPEEDSCALE_APP_URL",     // hub delivery
-	"TENANT_NAME",            // tenant identity beyond TENANT_ID
-	"SUB_TENANT_NAME",        // tenant identity beyond TENANT_ID
-	"SUB_TENANT_STREAM",      // batch announcements
-	"TENANT_BUCKET",          // bucket delivery
-	"TENANT_REGION",          // bucket delivery
-	"SPEEDSCALE_FILTER_RULE", // filters
+	"SPEEDSCALE_API_KEY", // hub delivery
+	"SPEEDSCALE_APP_URL", // hub delivery
+	"TENANT_NAME",        // tenant identity beyond TENANT_ID
+	"SUB_TENANT_NAME",    // tenant identity beyond TENANT_ID
+	"SUB_TENANT_STREAM",  // batch announcements
+	"TENANT_BUCKET",      // bucket delivery
+	"TENANT_REGION",      // bucket delivery
 }
 
 // ConfigError names the variable, the bad value and what is allowed.
@@ -140,6 +145,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.SpoolSync == "" {
 		c.SpoolSync = "batch"
+	}
+	if c.FilterRule == "" {
+		c.FilterRule = "standard"
 	}
 	if c.Redact == "" {
 		c.Redact = "true"
@@ -273,6 +281,7 @@ func Load(args []string, getenv func(string) string, out io.Writer) (*Config, er
 	num64(&c.SpoolBytes, "FORWARDER_SPOOL_BYTES", "spool-bytes", "bound of the spool on disk; beyond it the oldest records are dropped and counted (default 1073741824)")
 	num64(&c.SpoolSegmentBytes, "FORWARDER_SPOOL_SEGMENT_BYTES", "spool-segment-bytes", "size of one spool file (default 16777216)")
 	str(&c.SpoolSync, "FORWARDER_SPOOL_SYNC", "spool-sync", "fsync policy: batch (a batch is fsynced before 200) or none (risky) (default batch)")
+	str(&c.FilterRule, "SPEEDSCALE_FILTER_RULE", "filter-rule", "filter dropping unwanted traffic: standard (health checks, metrics scrapes), none, JSON or a file (default standard)")
 	str(&c.Redact, "SPEEDSCALE_REDACT", "redact", "true or false: the default redaction of credential headers and query parameters (default true)")
 	str(&c.DLPConfig, "SPEEDSCALE_DLP_CONFIG", "dlp-config", "more redaction rules: JSON in the vendor's redactlist form, or a file holding it (see docs/forwarder.md)")
 	num64(&c.DeliveryBatchBytes, "FORWARDER_DELIVERY_BATCH_BYTES", "delivery-batch-bytes", "most spooled bytes in one delivery to a sink (default 4194304)")
@@ -323,7 +332,8 @@ func usage(fs *flag.FlagSet) {
 
 It receives the batches every goproxy of a cluster sends to FORWARDER_ADDR
 (POST /v1/batches, the wire protocol of docs/shipping.md), stamps CLUSTER_NAME
-and TENANT_ID on the records, redacts secrets (credential headers by default,
+and TENANT_ID on the records, drops health checks and metrics scrapes (the
+filter SPEEDSCALE_FILTER_RULE, default standard), redacts secrets (credential headers by default,
 more with SPEEDSCALE_DLP_CONFIG), and appends them to a durable on-disk spool. A
 batch is answered 200 only once it is in the spool (fsynced). One delivery
 loop per sink reads the spool at its own cursor and delivers at least once,

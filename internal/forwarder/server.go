@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/tapwire/tapwire/internal/capture"
+	"github.com/tapwire/tapwire/internal/filter"
 	"github.com/tapwire/tapwire/internal/redact"
 	"github.com/tapwire/tapwire/internal/sink/file"
 	"github.com/tapwire/tapwire/internal/spool"
@@ -45,6 +46,7 @@ type Stats struct {
 	Busy         int64 `json:"busy"`         // batches refused for MaxInFlight (429)
 	StoreErrors  int64 `json:"storeErrors"`  // batches the spool failed to take (503)
 
+	Filtered    int64 `json:"filtered"`    // records dropped by the filter
 	Spooled     int64 `json:"spooled"`     // records written to the spool
 	SpoolBytes  int64 `json:"spoolBytes"`  // bytes of the spool on disk
 	SpoolFsyncs int64 `json:"spoolFsyncs"` // fsyncs of the spool (batches arriving together share one)
@@ -75,11 +77,12 @@ type Server struct {
 	m     *metrics
 
 	redactor *redact.Redactor // nil: no rules
+	filter   *filter.Filter   // nil: keep everything
 
 	closing atomic.Bool // Serve is shutting down: new batches get 503
 	bufs    sync.Pool   // *bytes.Buffer for encoding batches into the spool
 
-	batches, records, rejected, unauthorized, busy, storeErrors, spooled atomic.Int64
+	batches, records, rejected, unauthorized, busy, storeErrors, spooled, filtered atomic.Int64
 }
 
 // New returns a Server for cfg (after Load, or with defaults applied here):
@@ -109,9 +112,16 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 		}
 		return nil, err
 	}
+	flt, err := filter.Parse(cfg.FilterRule)
+	if err != nil {
+		for _, d := range dests {
+			d.sink.Close()
+		}
+		return nil, &ConfigError{"SPEEDSCALE_FILTER_RULE", abbreviate(cfg.FilterRule), err.Error()}
+	}
 	s, err := newServer(cfg, log, dests)
 	if s != nil {
-		s.redactor = red
+		s.redactor, s.filter = red, flt
 	}
 	if err != nil {
 		for _, d := range dests {
@@ -179,6 +189,7 @@ func (s *Server) Stats() Stats {
 		Unauthorized: s.unauthorized.Load(),
 		Busy:         s.busy.Load(),
 		StoreErrors:  s.storeErrors.Load(),
+		Filtered:     s.filtered.Load(),
 		Spooled:      s.spooled.Load(),
 		SpoolBytes:   sp.Bytes,
 		SpoolFsyncs:  sp.Syncs,
@@ -313,6 +324,9 @@ func (s *Server) logStart(addr net.Addr) {
 		"maxBatchBytes", s.cfg.MaxBatchBytes, "maxInFlight", s.cfg.MaxInFlight)
 	if s.cfg.Token == "" {
 		s.log.Warn("FORWARDER_TOKEN is not set: batches are accepted from anyone who can reach the port")
+	}
+	if s.filter != nil {
+		s.log.Info("filter", "rule", s.filter.ID)
 	}
 	if s.redactor == nil {
 		s.log.Warn("redaction is off (SPEEDSCALE_REDACT=false and no SPEEDSCALE_DLP_CONFIG): credentials leave the cluster as captured")
@@ -485,6 +499,19 @@ func (s *Server) serveBatch(w http.ResponseWriter, r *http.Request) (int, error)
 // prepare stamps the forwarder's labels on recs, redacts them, and returns
 // those to spool.
 func (s *Server) prepare(recs []*capture.Record) []*capture.Record {
+	if s.filter != nil {
+		kept := recs[:0]
+		for _, rec := range recs {
+			if s.filter.Keep(rec) {
+				kept = append(kept, rec)
+			}
+		}
+		if n := len(recs) - len(kept); n > 0 {
+			s.filtered.Add(int64(n))
+			s.m.filtered.Add(float64(n))
+		}
+		recs = kept
+	}
 	for _, rec := range recs {
 		if s.cfg.Cluster != "" && rec.Labels.Cluster == "" {
 			rec.Labels.Cluster = s.cfg.Cluster

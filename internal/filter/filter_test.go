@@ -1,0 +1,157 @@
+package filter
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tapwire/tapwire/internal/capture"
+)
+
+var t0 = time.Date(2025, 2, 11, 21, 0, 0, 0, time.UTC)
+
+func req(dir capture.Direction, method, url string, status int, hdr ...string) *capture.Record {
+	r := &capture.Record{Schema: 1, ID: "x", Kind: capture.KindHTTP, Direction: dir, Start: t0,
+		Labels: capture.Labels{Service: "orders", Cluster: "ecs", Namespace: "shop"},
+		HTTP:   &capture.HTTP{Req: capture.Request{Method: method, URL: url, Proto: "HTTP/1.1"}}}
+	if i := strings.Index(url, "://"); i >= 0 {
+		host := url[i+3:]
+		if j := strings.IndexAny(host, "/?"); j >= 0 {
+			host = host[:j]
+		}
+		r.HTTP.Req.Host = host
+	}
+	for i := 0; i < len(hdr); i += 2 {
+		r.HTTP.Req.Headers = append(r.HTTP.Req.Headers, capture.Header{Name: hdr[i], Value: hdr[i+1]})
+	}
+	if status > 0 {
+		r.HTTP.Res = &capture.Response{Status: status}
+	}
+	return r
+}
+
+func tcp() *capture.Record {
+	return &capture.Record{Schema: 1, ID: "t", Kind: capture.KindTCP, Direction: capture.DirOut, Start: t0,
+		Labels: capture.Labels{Service: "orders"}, Net: capture.Net{ServerHost: "db.internal"}, TCP: &capture.TCP{}}
+}
+
+func TestStandard(t *testing.T) {
+	f, err := Parse("")
+	if err != nil || f.ID != "standard" {
+		t.Fatalf("Parse(\"\") = %v, %v; want standard", f, err)
+	}
+	tests := []struct {
+		name string
+		rec  *capture.Record
+		keep bool
+	}{
+		{"api call", req("in", "GET", "http://orders:4143/v1/orders?page=2", 200), true},
+		{"post", req("in", "POST", "http://orders:4143/v1/orders", 201, "User-Agent", "curl/8.5"), true},
+		{"healthz", req("in", "GET", "http://orders:4143/healthz", 200), false},
+		{"health with query", req("in", "GET", "http://orders:4143/health?full=1", 200), false},
+		{"HEALTH upper case", req("in", "GET", "http://orders:4143/HEALTH", 200), false},
+		{"actuator", req("out", "GET", "http://payments:8080/actuator/health", 200), false},
+		{"metrics scrape", req("in", "GET", "http://10.0.0.7:4143/metrics", 200, "User-Agent", "Prometheus/2.53.0"), false},
+		{"kube probe on /", req("in", "GET", "http://10.0.0.7:4143/", 200, "User-Agent", "kube-probe/1.29"), false},
+		{"elb", req("in", "GET", "http://10.0.0.7:4143/status", 200, "User-Agent", "ELB-HealthChecker/2.0"), false},
+		{"health in a longer path is kept", req("in", "GET", "http://orders:4143/v1/health/records", 200), true},
+		{"tcp", tcp(), true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := f.Keep(tc.rec); got != tc.keep {
+				t.Errorf("Keep = %t, want %t", got, tc.keep)
+			}
+		})
+	}
+	none, _ := Parse("none")
+	if !none.Keep(req("in", "GET", "http://x/healthz", 200)) {
+		t.Errorf("filter none dropped a record")
+	}
+}
+
+func TestCustom(t *testing.T) {
+	tests := []struct {
+		name   string
+		filter string
+		rec    *capture.Record
+		keep   bool
+	}{
+		{"only a service, kept", `{"id":"a","conditions":[{"filters":[{"include":true,"service":"orders"}]}]}`,
+			req("in", "GET", "http://o/x", 200), true},
+		{"only a service, other dropped", `{"id":"a","conditions":[{"filters":[{"include":true,"service":"cart"}]}]}`,
+			req("in", "GET", "http://o/x", 200), false},
+		{"drop outbound to a host", `{"id":"b","conditions":[{"operator":"OR","filters":[{"include":false,"host":"api.stripe.com"},{"include":true,"direction":"in"}]}]}`,
+			req("out", "GET", "https://api.stripe.com:443/v1/charges", 200), false},
+		{"other outbound host kept", `{"id":"b","conditions":[{"operator":"OR","filters":[{"include":false,"host":"api.stripe.com"},{"include":true,"direction":"in"}]}]}`,
+			req("out", "GET", "https://api.example.com/v1", 200), true},
+		{"contains url", `{"id":"c","conditions":[{"filters":[{"include":false,"operator":"CONTAINS","url":"/internal/"}]}]}`,
+			req("in", "GET", "http://o/v1/internal/debug", 200), false},
+		{"status 5xx only", `{"id":"d","conditions":[{"filters":[{"include":true,"operator":"CONTAINS","status":"5"}]}]}`,
+			req("in", "GET", "http://o/x", 503), true},
+		{"no response fails a status test", `{"id":"d","conditions":[{"filters":[{"include":true,"status":"200"}]}]}`,
+			req("in", "GET", "http://o/x", 0), false},
+		{"header present", `{"id":"e","conditions":[{"filters":[{"include":false,"header":"X-Synthetic"}]}]}`,
+			req("in", "GET", "http://o/x", 200, "x-synthetic", "1"), false},
+		{"header value", `{"id":"e","conditions":[{"filters":[{"include":false,"operator":"CONTAINS","header":"User-Agent","value":"bot"}]}]}`,
+			req("in", "GET", "http://o/x", 200, "User-Agent", "GoodBot/1"), false},
+		{"protocol https", `{"id":"f","conditions":[{"filters":[{"include":true,"protocol":"https"}]}]}`,
+			req("out", "GET", "https://a/x", 200), true},
+		{"protocol tcp", `{"id":"f","conditions":[{"filters":[{"include":false,"protocol":"tcp"}]}]}`, tcp(), false},
+		{"tcp has no path", `{"id":"g","conditions":[{"filters":[{"include":true,"path":"/x"}]}]}`, tcp(), false},
+		{"tcp host", `{"id":"g","conditions":[{"filters":[{"include":false,"host":"db.internal"}]}]}`, tcp(), false},
+		{"time window", `{"id":"h","conditions":[{"filters":[{"include":true,"time":{"from":"2025-02-11T20:00:00Z","to":"2025-02-11T22:00:00Z"}}]}]}`,
+			req("in", "GET", "http://o/x", 200), true},
+		{"before the window", `{"id":"h","conditions":[{"filters":[{"include":true,"time":{"from":"2025-02-12T00:00:00Z"}}]}]}`,
+			req("in", "GET", "http://o/x", 200), false},
+		{"OR of conditions", `{"id":"i","operator":"OR","conditions":[{"filters":[{"include":true,"namespace":"other"}]},{"filters":[{"include":true,"cluster":"ecs"}]}]}`,
+			req("in", "GET", "http://o/x", 200), true},
+		{"AND of conditions", `{"id":"i","operator":"AND","conditions":[{"filters":[{"include":true,"namespace":"other"}]},{"filters":[{"include":true,"cluster":"ecs"}]}]}`,
+			req("in", "GET", "http://o/x", 200), false},
+		{"method", `{"id":"j","conditions":[{"filters":[{"include":false,"method":"OPTIONS"}]}]}`,
+			req("in", "OPTIONS", "http://o/x", 204), false},
+		{"no conditions keep all", `{"id":"k","conditions":[]}`, req("in", "GET", "http://o/healthz", 200), true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			f, err := Parse(tc.filter)
+			if err != nil {
+				t.Fatalf("Parse: %v", err)
+			}
+			if got := f.Keep(tc.rec); got != tc.keep {
+				t.Errorf("Keep = %t, want %t", got, tc.keep)
+			}
+		})
+	}
+}
+
+func TestParseErrors(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "f.json")
+	os.WriteFile(file, []byte(`{"id":"file","conditions":[{"filters":[{"include":false,"service":"x"}]}]}`), 0o600)
+	if f, err := Parse(file); err != nil || f.ID != "file" {
+		t.Errorf("Parse(file) = %v, %v", f, err)
+	}
+	tests := []struct {
+		in      string
+		wantErr error
+		wantMsg string
+	}{
+		{`{"id":"a","operator":"XOR","conditions":[]}`, ErrOperator, ""},
+		{`{"id":"a","conditions":[{"operator":"NAND","filters":[]}]}`, ErrOperator, ""},
+		{`{"id":"a","conditions":[{"filters":[{"operator":"REGEX","host":"x"}]}]}`, ErrMatch, ""},
+		{`{"id":"a","conditions":[{"filters":[{"include":true}]}]}`, ErrCriterion, ""},
+		{`{"id":"a","conditions":[{"filters":[{"host":"a","path":"/b"}]}]}`, ErrCriterion, ""},
+		{`{"id":"a","conditions":[{"filters":[{"value":"v","host":"a"}]}]}`, ErrCriterion, ""},
+		{`{"id":"a","conditions":[{"filters":[{"hots":"a"}]}]}`, nil, "unknown field"},
+		{`strict`, nil, "read filter"},
+	}
+	for _, tc := range tests {
+		_, err := Parse(tc.in)
+		if err == nil || (tc.wantErr != nil && !errors.Is(err, tc.wantErr)) || !strings.Contains(err.Error(), tc.wantMsg) {
+			t.Errorf("Parse(%s) = %v, want %v %q", tc.in, err, tc.wantErr, tc.wantMsg)
+		}
+	}
+}

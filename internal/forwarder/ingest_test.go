@@ -1,0 +1,106 @@
+package forwarder
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/tapwire/tapwire/internal/capture"
+	"github.com/tapwire/tapwire/internal/wire"
+)
+
+// TestFilter: the standard filter drops health checks before the spool;
+// SPEEDSCALE_FILTER_RULE=none keeps them; a bad rule stops New.
+func TestFilter(t *testing.T) {
+	for _, tc := range []struct {
+		rule string
+		want int
+	}{{"", 2}, {"none", 4}, {`{"id":"only-orders","conditions":[{"filters":[{"include":true,"service":"orders"}]}]}`, 0}} {
+		t.Run(tc.rule, func(t *testing.T) {
+			f := start(t, Config{FilterRule: tc.rule})
+			recs := httpRecords(4, 0)
+			recs[1].HTTP.Req.URL = "http://app:4143/healthz"
+			recs[2].HTTP.Req.Headers = capture.Headers{{Name: "User-Agent", Value: "kube-probe/1.29"}}
+			if err := newClient(t, f.addr, "").Write(context.Background(), recs); err != nil {
+				t.Fatal(err)
+			}
+			if err := f.stop(); err != nil {
+				t.Fatal(err)
+			}
+			if got := readDir(t, f.dir); len(got) != tc.want {
+				t.Errorf("%d records delivered, want %d", len(got), tc.want)
+			}
+			if st := f.srv.Stats(); st.Records != 4 || st.Filtered != int64(4-tc.want) {
+				t.Errorf("stats: %d received, %d filtered; want 4 and %d", st.Records, st.Filtered, 4-tc.want)
+			}
+		})
+	}
+	_, err := New(Config{FilterRule: `{"id":"x","operator":"XOR"}`, SpoolDir: t.TempDir(), Dir: t.TempDir()}, nil)
+	if err == nil || !strings.Contains(err.Error(), "SPEEDSCALE_FILTER_RULE") {
+		t.Errorf("New with a bad filter: %v, want an error naming SPEEDSCALE_FILTER_RULE", err)
+	}
+}
+
+// FuzzIngest feeds any body, encoding and record count to the batch
+// handler: it must answer 200 or a 4xx the protocol names, never panic,
+// and spool records only from a batch it answered 200.
+func FuzzIngest(f *testing.F) {
+	var plain, zs, gz bytes.Buffer
+	recs := httpRecords(3, 20)
+	recs[0].HTTP.Req.Headers = capture.Headers{{Name: "Authorization", Value: "Bearer x"}, {Name: "Content-Type", Value: "application/json"}}
+	recs[0].HTTP.Req.Body = capture.Body{Data: []byte(`{"password":"p","n":[1,{"card":4111111111111111}]}`), Size: 52}
+	recs[1].HTTP.Req.URL = "http://app/healthz"
+	wire.AppendLines(&plain, recs)
+	wire.EncodeBatch(&zs, recs)
+	zw := gzip.NewWriter(&gz)
+	zw.Write(plain.Bytes())
+	zw.Close()
+	f.Add(plain.Bytes(), uint8(0), int16(3))
+	f.Add(zs.Bytes(), uint8(1), int16(3))
+	f.Add(gz.Bytes(), uint8(2), int16(-1))
+	f.Add([]byte("{}\n"), uint8(0), int16(1))
+	f.Add([]byte(`{"schema":1,"id":"a","kind":"tcp","direction":"in","tcp":{"chunks":[{"up":true,"data":"QUJD"}]}}`), uint8(0), int16(1))
+
+	dir := f.TempDir()
+	s, err := New(Config{Dir: filepath.Join(dir, "records"), SpoolDir: filepath.Join(dir, "spool"), SpoolSync: "none",
+		MaxBatchBytes: 64 << 10, SpoolBytes: 512 << 10, SpoolSegmentBytes: 64 << 10,
+		DLPConfig: `{"id":"pii","redactlist":{"entries":{"all":["password"],"patterns":["card","email","bearer"]}}}`}, nil)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Cleanup(func() { s.Close() })
+	encodings := []string{"identity", "zstd", "gzip", "br"}
+	f.Fuzz(func(t *testing.T, body []byte, enc uint8, count int16) {
+		req := httptest.NewRequest(http.MethodPost, wire.Path, bytes.NewReader(body))
+		req.Header.Set(wire.HeaderProtocol, "1")
+		req.Header.Set("Content-Encoding", encodings[int(enc)%len(encodings)])
+		if count >= 0 {
+			req.Header.Set(wire.HeaderRecords, fmt.Sprint(count))
+		}
+		before := s.Stats()
+		w := httptest.NewRecorder()
+		s.Handler().ServeHTTP(w, req)
+		after := s.Stats()
+		spooled := after.Spooled - before.Spooled
+		switch w.Code {
+		case http.StatusOK:
+			var a wire.Accepted
+			if err := json.Unmarshal(w.Body.Bytes(), &a); err != nil || int64(a.Accepted) < spooled {
+				t.Fatalf("200 %q with %d spooled", w.Body.String(), spooled)
+			}
+		case http.StatusBadRequest, http.StatusRequestEntityTooLarge, http.StatusUnsupportedMediaType:
+			if spooled != 0 {
+				t.Fatalf("%d refused, yet %d records spooled", w.Code, spooled)
+			}
+		default:
+			t.Fatalf("answer %d %s", w.Code, w.Body.String())
+		}
+	})
+}
