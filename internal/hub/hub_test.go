@@ -4,252 +4,657 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/tapwire/tapwire/internal/capture"
-	"github.com/tapwire/tapwire/internal/sink/file"
+	"github.com/tapwire/tapwire/internal/store"
+	"github.com/tapwire/tapwire/internal/store/postgres"
+	"github.com/tapwire/tapwire/internal/store/sqlite"
+	"github.com/tapwire/tapwire/internal/store/storetest"
+	"github.com/tapwire/tapwire/internal/testpg"
+	"github.com/tapwire/tapwire/internal/wire"
 )
 
-var t0 = time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
+func TestMain(m *testing.M) { os.Exit(testpg.Main(m)) }
 
-// rec returns a record started i seconds after t0.
-func rec(i int, service string, dir capture.Direction) *capture.Record {
-	return &capture.Record{
-		Schema: capture.SchemaVersion, ID: capture.NewID(), Kind: capture.KindHTTP, Direction: dir,
-		Start:  t0.Add(time.Duration(i) * time.Second),
-		Labels: capture.Labels{Service: service, Cluster: "ecs"},
-		HTTP:   &capture.HTTP{Req: capture.Request{Method: "GET", URL: fmt.Sprintf("http://%s/%d", service, i), Proto: "HTTP/1.1"}},
-	}
-}
+var ctx = context.Background()
 
-// writeDir writes batches with the file sink, one file per batch.
-func writeDir(t *testing.T, dir string, batches ...[]*capture.Record) {
-	t.Helper()
-	for _, b := range batches {
-		s, err := file.New(dir, file.Options{})
+// stores are the stores the HTTP tests run on.
+var stores = []struct {
+	name string
+	open func(t *testing.T) store.Store
+}{
+	{"sqlite", func(t *testing.T) store.Store {
+		s, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "hub.db"), sqlite.Options{})
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := s.Write(context.Background(), b); err != nil {
+		return s
+	}},
+	{"postgres", func(t *testing.T) store.Store {
+		s, err := postgres.Open(ctx, testpg.DSN(t))
+		if err != nil {
 			t.Fatal(err)
 		}
-		if err := s.Close(); err != nil {
+		return s
+	}},
+}
+
+// hub is a hub under test: a real HTTP server over a store, with two
+// tenants (acme, beta) and a key of each role for each.
+type hub struct {
+	t     *testing.T
+	srv   *Server
+	url   string
+	store store.Store
+	keys  map[string]string // "acme/ingest" -> key
+	now   time.Time
+	mu    sync.Mutex
+}
+
+func newHub(t *testing.T, st store.Store, cfg Config) *hub {
+	t.Helper()
+	h := &hub{t: t, store: st, keys: map[string]string{}, now: time.Now()}
+	h.srv = NewServer(cfg, st, nil)
+	h.srv.now = func() time.Time { h.mu.Lock(); defer h.mu.Unlock(); return h.now }
+	hs := httptest.NewServer(h.srv.Handler())
+	t.Cleanup(func() { hs.Close(); st.Close() })
+	h.url = hs.URL
+	for _, tenant := range []string{"acme", "beta"} {
+		if err := st.CreateTenant(ctx, store.Tenant{ID: tenant, Created: time.Now()}); err != nil {
 			t.Fatal(err)
+		}
+		for _, role := range []store.Role{store.RoleIngest, store.RoleRead} {
+			key, err := createKey(ctx, st, tenant, role, "", time.Now())
+			if err != nil {
+				t.Fatal(err)
+			}
+			h.keys[tenant+"/"+string(role)] = key
 		}
 	}
+	return h
 }
 
-func serve(t *testing.T, dir string) string {
-	t.Helper()
-	srv := httptest.NewServer(New(dir, nil).Handler())
-	t.Cleanup(srv.Close)
-	return srv.URL
+func (h *hub) advance(d time.Duration) {
+	h.mu.Lock()
+	h.now = h.now.Add(d)
+	h.mu.Unlock()
 }
 
-func getJSON(t *testing.T, url string, v any) int {
-	t.Helper()
-	resp, err := http.Get(url)
+// post sends a batch as goproxy and the forwarder do (zstd, headers).
+func (h *hub) post(key string, recs []*capture.Record) (int, *http.Response) {
+	h.t.Helper()
+	var body bytes.Buffer
+	if err := wire.EncodeBatch(&body, recs); err != nil {
+		h.t.Fatal(err)
+	}
+	req, err := wire.NewRequest(ctx, h.url+wire.Path, body.Bytes(), wire.BatchID(recs), len(recs), key)
 	if err != nil {
-		t.Fatal(err)
+		h.t.Fatal(err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		h.t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	if ct := resp.Header.Get("Content-Type"); ct != "application/json" {
-		t.Errorf("GET %s: Content-Type %q, want application/json", url, ct)
+	n, err := wire.ParseResponse(resp)
+	if err != nil {
+		return n, resp
 	}
+	return n, resp
+}
+
+// get GETs path with key and decodes the JSON answer into v.
+func (h *hub) get(key, path string, v any) int {
+	h.t.Helper()
+	req, _ := http.NewRequest("GET", h.url+path, nil)
+	if key != "" {
+		req.Header.Set("Authorization", "Bearer "+key)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
-	if err := json.Unmarshal(b, v); err != nil {
-		t.Fatalf("GET %s: %d %q is not JSON: %v", url, resp.StatusCode, b, err)
+	if v != nil {
+		if err := json.Unmarshal(b, v); err != nil {
+			h.t.Fatalf("GET %s: %d %q is not JSON: %v", path, resp.StatusCode, b, err)
+		}
 	}
 	return resp.StatusCode
 }
 
-func ids(recs []*capture.Record) []string {
-	out := make([]string, len(recs))
-	for i, r := range recs {
-		out[i] = r.ID
+func (h *hub) list(key, query string) store.Page {
+	h.t.Helper()
+	var p store.Page
+	if code := h.get(key, "/api/v1/records"+query, &p); code != 200 {
+		h.t.Fatalf("list %s: status %d", query, code)
+	}
+	return p
+}
+
+func pageIDs(p store.Page) []string {
+	out := []string{}
+	for _, it := range p.Items {
+		out = append(out, it.ID)
 	}
 	return out
 }
 
-func TestRecords(t *testing.T) {
-	dir := t.TempDir()
-	// Start times out of file order: the list is by start time.
-	a := []*capture.Record{rec(5, "orders", capture.DirIn), rec(1, "orders", capture.DirOut), rec(3, "users", capture.DirIn)}
-	b := []*capture.Record{rec(4, "orders", capture.DirOut), rec(2, "users", capture.DirOut), rec(6, "users", capture.DirIn)}
-	writeDir(t, dir, a, b)
-	base := serve(t, dir)
-	byStart := func(secs ...int) []string {
-		all := append(append([]*capture.Record{}, a...), b...)
-		var out []string
-		for _, s := range secs {
-			for _, r := range all {
-				if r.Start.Equal(t0.Add(time.Duration(s) * time.Second)) {
-					out = append(out, r.ID)
-				}
-			}
-		}
-		return out
+func recIDs(recs ...*capture.Record) []string {
+	out := []string{}
+	for _, r := range recs {
+		out = append(out, r.ID)
 	}
+	return out
+}
 
+func forEachStore(t *testing.T, fn func(t *testing.T, open func(*testing.T) store.Store)) {
+	for _, s := range stores {
+		t.Run(s.name, func(t *testing.T) { fn(t, s.open) })
+	}
+}
+
+// TestIngest: batches in the forwarder's protocol are stored under the
+// key's tenant, stamped with it, once.
+func TestIngest(t *testing.T) {
+	forEachStore(t, func(t *testing.T, open func(*testing.T) store.Store) {
+		h := newHub(t, open(t), Config{})
+		a := storetest.Rec(1, "orders", "in", "GET", "http://orders/1", 200)
+		a.Labels.Tenant = "beta" // what the forwarder said; the key decides
+		b := storetest.Rec(2, "orders", "out", "POST", "https://api.stripe.com/v1/charges", 502)
+		n, resp := h.post(h.keys["acme/ingest"], []*capture.Record{a, b})
+		if resp.StatusCode != 200 || n != 2 {
+			t.Fatalf("post: %d accepted %d, want 200 and 2", resp.StatusCode, n)
+		}
+		// The same batch again: accepted, stored once.
+		if n, resp := h.post(h.keys["acme/ingest"], []*capture.Record{a, b}); resp.StatusCode != 200 || n != 2 {
+			t.Fatalf("post again: %d accepted %d, want 200 and 2", resp.StatusCode, n)
+		}
+		p := h.list(h.keys["acme/read"], "")
+		if got, want := pageIDs(p), recIDs(b, a); !slices.Equal(got, want) {
+			t.Errorf("acme's records: %v, want %v", got, want)
+		}
+		var got capture.Record
+		if code := h.get(h.keys["acme/read"], "/api/v1/records/"+a.ID, &got); code != 200 || got.Labels.Tenant != "acme" || got.HTTP.Req.URL != a.HTTP.Req.URL {
+			t.Errorf("GET record: %d %+v, want acme's record stamped acme", code, got.Labels)
+		}
+		if p := h.list(h.keys["beta/read"], ""); len(p.Items) != 0 {
+			t.Errorf("beta sees %v", pageIDs(p))
+		}
+		st := h.srv.Stats()
+		if st.Batches != 2 || st.Records != 4 || st.New != 2 {
+			t.Errorf("stats %+v, want 2 batches, 4 records, 2 new", st)
+		}
+	})
+}
+
+// TestIngestRefusals: the answers of docs/shipping.md for bad keys and
+// bad batches; nothing of a refused batch is stored.
+func TestIngestRefusals(t *testing.T) {
+	h := newHub(t, stores[0].open(t), Config{})
+	rec := func() []*capture.Record {
+		return []*capture.Record{storetest.Rec(1, "s", "in", "GET", "http://s/", 200)}
+	}
+	acmeIngest := h.keys["acme/ingest"]
+	wrongSecret := acmeIngest[:len(acmeIngest)-4] + "aaaa"
+	if wrongSecret == acmeIngest {
+		wrongSecret = acmeIngest[:len(acmeIngest)-4] + "bbbb"
+	}
 	tests := []struct {
-		query string
-		want  []string
+		name string
+		key  string
+		want int
 	}{
-		{"", byStart(6, 5, 4, 3, 2, 1)},
-		{"?limit=2", byStart(6, 5)},
-		{"?service=orders", byStart(5, 4, 1)},
-		{"?direction=out", byStart(4, 2, 1)},
-		{"?direction=IN&service=users&limit=1", byStart(6)},
-		{"?service=nobody", nil},
+		{"no key", "", 401},
+		{"not a key", "hunter2", 401},
+		{"unknown key", "tw_aaaaaaaaaaaa_" + strings.Repeat("a", 52), 401},
+		{"wrong secret", wrongSecret, 401},
+		{"read key", h.keys["acme/read"], 403},
 	}
 	for _, tc := range tests {
-		t.Run(tc.query, func(t *testing.T) {
-			var got []*capture.Record
-			if code := getJSON(t, base+"/api/records"+tc.query, &got); code != 200 {
-				t.Fatalf("status %d, want 200", code)
-			}
-			if g := ids(got); strings.Join(g, ",") != strings.Join(tc.want, ",") {
-				t.Errorf("got ids %v, want %v", g, tc.want)
+		t.Run(tc.name, func(t *testing.T) {
+			_, resp := h.post(tc.key, rec())
+			if resp.StatusCode != tc.want {
+				t.Errorf("status %d, want %d", resp.StatusCode, tc.want)
 			}
 		})
 	}
-
-	t.Run("empty list is []", func(t *testing.T) {
-		resp, err := http.Get(base + "/api/records?service=nobody")
-		if err != nil {
-			t.Fatal(err)
-		}
-		b, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if strings.TrimSpace(string(b)) != "[]" {
-			t.Errorf("body %q, want []", b)
-		}
-	})
-
-	t.Run("one record", func(t *testing.T) {
-		var got capture.Record
-		if code := getJSON(t, base+"/api/records/"+b[1].ID, &got); code != 200 {
-			t.Fatalf("status %d, want 200", code)
-		}
-		if got.ID != b[1].ID || got.HTTP.Req.URL != b[1].HTTP.Req.URL || got.Labels.Cluster != "ecs" {
-			t.Errorf("got %+v, want record %s", got, b[1].ID)
-		}
-	})
-
-	bad := []struct{ path, want string }{
-		{"/api/records/no-such-id", `no record with id "no-such-id"`},
-		{"/api/records?limit=0", "limit"},
-		{"/api/records?limit=ten", "limit"},
-		{"/api/records?direction=sideways", "direction"},
+	// A bad record refuses the whole batch with 400.
+	good := storetest.Rec(1, "s", "in", "GET", "http://s/good", 200)
+	bad := storetest.Rec(2, "s", "in", "GET", "http://s/bad", 200)
+	bad.Direction = "sideways"
+	var body bytes.Buffer
+	if err := wire.EncodeBatch(&body, []*capture.Record{good, bad}); err != nil {
+		t.Fatal(err)
 	}
-	for _, tc := range bad {
-		t.Run(tc.path, func(t *testing.T) {
-			var e struct{ Error string }
-			code := getJSON(t, base+tc.path, &e)
-			wantCode := 400
-			if strings.Contains(tc.path, "no-such-id") {
-				wantCode = 404
-			}
-			if code != wantCode || !strings.Contains(e.Error, tc.want) {
-				t.Errorf("got %d %q, want %d with %q", code, e.Error, wantCode, tc.want)
-			}
-		})
-	}
-}
-
-func TestLimitClamped(t *testing.T) {
-	dir := t.TempDir()
-	batch := make([]*capture.Record, MaxLimit+5)
-	for i := range batch {
-		batch[i] = rec(i, "s", capture.DirIn)
-	}
-	writeDir(t, dir, batch)
-	base := serve(t, dir)
-	var got []*capture.Record
-	getJSON(t, base+"/api/records?limit=5000", &got)
-	if len(got) != MaxLimit || got[0].ID != batch[len(batch)-1].ID {
-		t.Errorf("limit=5000: %d records starting %s, want %d starting with the newest", len(got), got[0].ID, MaxLimit)
-	}
-	getJSON(t, base+"/api/records", &got)
-	if len(got) != DefaultLimit {
-		t.Errorf("no limit: %d records, want %d", len(got), DefaultLimit)
-	}
-}
-
-// TestTornFile: a file with a bad line (a crash during a write) costs the
-// rest of that file, not the other files.
-func TestTornFile(t *testing.T) {
-	dir := t.TempDir()
-	good := []*capture.Record{rec(1, "s", capture.DirIn)}
-	writeDir(t, dir, []*capture.Record{rec(2, "s", capture.DirIn)}, good)
-	files, err := file.Files(dir)
-	if err != nil || len(files) != 2 {
-		t.Fatalf("Files: %v %v", files, err)
-	}
-	f, err := os.OpenFile(files[0], os.O_APPEND|os.O_WRONLY, 0)
+	req, _ := wire.NewRequest(ctx, h.url+wire.Path, body.Bytes(), "b", 2, acmeIngest)
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
-	f.WriteString(`{"schema":1,"id":"torn`)
-	f.Close()
-
-	var got []*capture.Record
-	if code := getJSON(t, serve(t, dir)+"/api/records", &got); code != 200 {
-		t.Fatalf("status %d, want 200", code)
+	_, perr := wire.ParseResponse(resp)
+	resp.Body.Close()
+	if resp.StatusCode != 400 || perr == nil || !strings.Contains(perr.Error(), "line 2") {
+		t.Errorf("bad record: %d %v, want 400 naming line 2", resp.StatusCode, perr)
 	}
-	if len(got) != 2 || got[1].ID != good[0].ID {
-		t.Errorf("got %v, want both records", ids(got))
+	if p := h.list(h.keys["acme/read"], ""); len(p.Items) != 0 {
+		t.Errorf("a refused batch stored %v", pageIDs(p))
+	}
+	// GET of the ingest path: 405.
+	if code := h.get(acmeIngest, wire.Path, nil); code != 405 {
+		t.Errorf("GET %s: %d, want 405", wire.Path, code)
+	}
+	if st := h.srv.Stats(); st.Unauthorized != 5 || st.Rejected != 2 {
+		t.Errorf("stats %+v, want 5 unauthorized, 2 rejected", st)
+	}
+}
+
+// TestRevokedKey: a revoked key stops working once the cache expires.
+func TestRevokedKey(t *testing.T) {
+	h := newHub(t, stores[0].open(t), Config{})
+	key := h.keys["acme/ingest"]
+	rec := []*capture.Record{storetest.Rec(1, "s", "in", "GET", "http://s/", 200)}
+	if _, resp := h.post(key, rec); resp.StatusCode != 200 {
+		t.Fatalf("post: %d", resp.StatusCode)
+	}
+	if err := h.store.RevokeKey(ctx, keyID(key), time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	h.advance(authCacheTTL + time.Second)
+	if _, resp := h.post(key, rec); resp.StatusCode != 401 {
+		t.Errorf("post with a revoked key: %d, want 401", resp.StatusCode)
+	}
+	read := h.keys["acme/read"]
+	if err := h.store.RevokeKey(ctx, keyID(read), time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if code := h.get(read, "/api/v1/records", nil); code != 401 {
+		t.Errorf("list with a revoked key: %d, want 401", code)
+	}
+}
+
+// TestBusy: past MaxInFlight batches, 429 with Retry-After; a failing store,
+// 503 with Retry-After.
+func TestBusy(t *testing.T) {
+	h := newHub(t, stores[0].open(t), Config{MaxInFlight: 1})
+	key := h.keys["acme/ingest"]
+	// A batch whose body never ends holds the one slot.
+	pr, pw := io.Pipe()
+	req, _ := http.NewRequest("POST", h.url+wire.Path, pr)
+	req.Header.Set("Authorization", "Bearer "+key)
+	req.Header.Set(wire.HeaderProtocol, "1")
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if resp, err := http.DefaultClient.Do(req); err == nil {
+			resp.Body.Close()
+		}
+	}()
+	pw.Write([]byte("{"))
+	var resp *http.Response
+	for range 100 { // until the slow batch has the slot
+		_, resp = h.post(key, []*capture.Record{storetest.Rec(1, "s", "in", "GET", "http://s/", 200)})
+		if resp.StatusCode == 429 {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if resp.StatusCode != 429 || resp.Header.Get("Retry-After") != "1" {
+		t.Errorf("second batch: %d Retry-After %q, want 429 and 1", resp.StatusCode, resp.Header.Get("Retry-After"))
+	}
+	pw.CloseWithError(io.ErrUnexpectedEOF)
+	<-done
+
+	h.store.Close() // the store fails from now on
+	_, resp = h.post(key, []*capture.Record{storetest.Rec(2, "s", "in", "GET", "http://s/", 200)})
+	if resp.StatusCode != 503 || resp.Header.Get("Retry-After") != "5" {
+		t.Errorf("batch to a failed store: %d Retry-After %q, want 503 and 5", resp.StatusCode, resp.Header.Get("Retry-After"))
+	}
+}
+
+// TestTenantIsolation: one tenant's read key never reaches another's
+// records, by any endpoint.
+func TestTenantIsolation(t *testing.T) {
+	forEachStore(t, func(t *testing.T, open func(*testing.T) store.Store) {
+		h := newHub(t, open(t), Config{})
+		secret := storetest.Rec(1, "vault", "out", "POST", "https://vault.internal/v1/secret", 200)
+		secret.HTTP.Req.Body = capture.Body{Data: []byte("topsecret-acme"), Size: 14}
+		if _, resp := h.post(h.keys["acme/ingest"], []*capture.Record{secret}); resp.StatusCode != 200 {
+			t.Fatalf("post: %d", resp.StatusCode)
+		}
+		own := storetest.Rec(2, "web", "in", "GET", "http://web/", 200)
+		if _, resp := h.post(h.keys["beta/ingest"], []*capture.Record{own}); resp.StatusCode != 200 {
+			t.Fatalf("post: %d", resp.StatusCode)
+		}
+		beta := h.keys["beta/read"]
+		if code := h.get(beta, "/api/v1/records/"+secret.ID, nil); code != 404 {
+			t.Errorf("beta GETs acme's record: %d, want 404", code)
+		}
+		for _, q := range []string{"", "?q=topsecret", "?service=vault", "?full=true", "?host=vault.internal"} {
+			p := h.list(beta, q)
+			if slices.Contains(pageIDs(p), secret.ID) {
+				t.Errorf("beta lists acme's record with %q", q)
+			}
+		}
+		var sum struct{ Services []store.ServiceSummary }
+		h.get(beta, "/api/v1/services", &sum)
+		if len(sum.Services) != 1 || sum.Services[0].Service != "web" {
+			t.Errorf("beta's services: %+v", sum.Services)
+		}
+		var m store.ServiceMap
+		h.get(beta, "/api/v1/map", &m)
+		if len(m.Edges) != 0 || len(m.Services) != 1 {
+			t.Errorf("beta's map: %+v", m)
+		}
+		for _, f := range []string{"har", "raw.jsonl", "records.jsonl"} {
+			body := h.download(beta, "/api/v1/export/"+f)
+			if strings.Contains(body, "vault") || strings.Contains(body, secret.ID) || !strings.Contains(body, "web") {
+				t.Errorf("beta's %s export: %.300s", f, body)
+			}
+		}
+		// The ingest key of acme reads nothing, and no key reads nothing.
+		if code := h.get(h.keys["acme/ingest"], "/api/v1/records", nil); code != 403 {
+			t.Errorf("list with an ingest key: %d, want 403", code)
+		}
+		if code := h.get("", "/api/v1/records", nil); code != 401 {
+			t.Errorf("list without a key: %d, want 401", code)
+		}
+		if code := h.get("", "/api/v1/export/har", nil); code != 401 {
+			t.Errorf("export without a key: %d, want 401", code)
+		}
+	})
+}
+
+func (h *hub) download(key, path string) string {
+	h.t.Helper()
+	req, _ := http.NewRequest("GET", h.url+path, nil)
+	req.Header.Set("Authorization", "Bearer "+key)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 {
+		h.t.Fatalf("GET %s: %d %s", path, resp.StatusCode, b)
+	}
+	return string(b)
+}
+
+// TestQuery: the list parameters of docs/api.md over HTTP.
+func TestQuery(t *testing.T) {
+	h := newHub(t, stores[0].open(t), Config{})
+	now := time.Now().UTC().Truncate(time.Second)
+	h.now = now
+	at := func(r *capture.Record, ago time.Duration) *capture.Record { r.Start = now.Add(-ago); return r }
+	old := at(storetest.Rec(0, "orders", "in", "GET", "http://orders/v1/orders/1", 200), 3*time.Hour)
+	get := at(storetest.Rec(0, "orders", "in", "GET", "http://orders/v1/orders/2?x=1", 200), 30*time.Minute)
+	post := at(storetest.Rec(0, "orders", "in", "POST", "http://orders/v1/orders", 201), 20*time.Minute)
+	post.HTTP.Req.Body = capture.Body{Data: []byte(`{"customer":"Ada"}`), Size: 18}
+	fail := at(storetest.Rec(0, "orders", "out", "GET", "https://api.stripe.com/v1/charges", 503), 10*time.Minute)
+	if _, resp := h.post(h.keys["acme/ingest"], []*capture.Record{old, get, post, fail}); resp.StatusCode != 200 {
+		t.Fatal(resp.StatusCode)
+	}
+	read := h.keys["acme/read"]
+	tests := []struct {
+		query string
+		want  []*capture.Record
+	}{
+		{"", []*capture.Record{fail, post, get, old}},
+		{"?from=-1h", []*capture.Record{fail, post, get}},
+		{"?from=-1h&to=-15m", []*capture.Record{post, get}},
+		{"?from=" + url.QueryEscape(now.Add(-25*time.Minute).Format(time.RFC3339)), []*capture.Record{fail, post}},
+		{fmt.Sprintf("?to=%d", now.Add(-time.Hour).UnixMilli()), []*capture.Record{old}},
+		{"?status=5xx", []*capture.Record{fail}},
+		{"?status=201", []*capture.Record{post}},
+		{"?failed=true", []*capture.Record{fail}},
+		{"?direction=out", []*capture.Record{fail}},
+		{"?method=post", []*capture.Record{post}},
+		{"?host=API.stripe.com", []*capture.Record{fail}},
+		{"?path=/v1/orders/", []*capture.Record{get, old}},
+		{"?q=ada", []*capture.Record{post}},
+		{"?q=x%3D1", []*capture.Record{get}},
+		{"?service=orders&direction=in&limit=2", []*capture.Record{post, get}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.query, func(t *testing.T) {
+			if got, want := pageIDs(h.list(read, tc.query)), recIDs(tc.want...); !slices.Equal(got, want) {
+				t.Errorf("got %v, want %v", got, want)
+			}
+		})
+	}
+	// Cursor paging through the API.
+	var all []string
+	q := "?limit=1"
+	for range 10 {
+		p := h.list(read, q)
+		all = append(all, pageIDs(p)...)
+		if p.Next == "" {
+			break
+		}
+		q = "?limit=1&cursor=" + url.QueryEscape(p.Next)
+	}
+	if want := recIDs(fail, post, get, old); !slices.Equal(all, want) {
+		t.Errorf("paged: %v, want %v", all, want)
+	}
+	// Full records.
+	var p struct {
+		Records []struct {
+			ID     string
+			Record *capture.Record
+		}
+	}
+	h.get(read, "/api/v1/records?limit=1&full=1", &p)
+	if len(p.Records) != 1 || p.Records[0].Record == nil || p.Records[0].Record.HTTP.Res.Status != 503 {
+		t.Errorf("full=1: %+v", p)
+	}
+
+	bad := []struct{ query, want string }{
+		{"?limit=0", "limit"}, {"?limit=x", "limit"}, {"?direction=up", "direction"}, {"?status=6xx", "status"},
+		{"?from=yesterday", "from"}, {"?to=-3x", "to"}, {"?failed=maybe", "failed"}, {"?cursor=%21%21", "cursor"},
+		{"?full=perhaps", "full"},
+	}
+	for _, tc := range bad {
+		var e struct{ Error string }
+		if code := h.get(read, "/api/v1/records"+tc.query, &e); code != 400 || !strings.Contains(e.Error, tc.want) {
+			t.Errorf("%s: %d %q, want 400 naming %s", tc.query, code, e.Error, tc.want)
+		}
+	}
+	var e struct{ Error string }
+	if code := h.get(read, "/api/v1/records/nope", &e); code != 404 || !strings.Contains(e.Error, "nope") {
+		t.Errorf("missing record: %d %q", code, e.Error)
+	}
+	if code := h.get(read, "/api/v1/nothing", &e); code != 404 {
+		t.Errorf("unknown endpoint: %d", code)
+	}
+	var who map[string]string
+	if code := h.get(read, "/api/v1/whoami", &who); code != 200 || who["tenant"] != "acme" || who["role"] != "read" {
+		t.Errorf("whoami: %d %v", code, who)
+	}
+}
+
+// TestSummaries: services, map and histogram over HTTP.
+func TestSummaries(t *testing.T) {
+	h := newHub(t, stores[0].open(t), Config{})
+	now := time.Now().UTC().Truncate(time.Minute)
+	h.now = now
+	var recs []*capture.Record
+	for i := range 20 {
+		r := storetest.Rec(0, "orders", "in", "GET", fmt.Sprintf("http://orders/v1/orders/%d", i), 200)
+		r.Start = now.Add(-time.Duration(i) * time.Minute)
+		r.DurMicros = int64(1000 * (i + 1))
+		if i < 2 {
+			r.HTTP.Res.Status = 500
+		}
+		recs = append(recs, r)
+	}
+	call := storetest.Rec(0, "orders", "out", "GET", "http://users.shop/v1/users/7", 200)
+	call.Start = now.Add(-time.Minute)
+	recs = append(recs, call)
+	if _, resp := h.post(h.keys["acme/ingest"], recs); resp.StatusCode != 200 {
+		t.Fatal(resp.StatusCode)
+	}
+	read := h.keys["acme/read"]
+	var sum struct{ Services []store.ServiceSummary }
+	if code := h.get(read, "/api/v1/services?from=-1h", &sum); code != 200 || len(sum.Services) != 1 {
+		t.Fatalf("services: %d %+v", code, sum)
+	}
+	ep := sum.Services[0].Endpoints[0]
+	if ep.Route != "/v1/orders/{id}" || ep.Count != 20 || ep.Errors != 2 || ep.P50Us != 10000 || ep.P95Us != 19000 || ep.P99Us != 20000 {
+		t.Errorf("endpoint: %+v", ep)
+	}
+	var m store.ServiceMap
+	if code := h.get(read, "/api/v1/map", &m); code != 200 || len(m.Edges) != 1 || m.Edges[0].To != "users.shop" {
+		t.Errorf("map: %d %+v", code, m)
+	}
+	var hist struct {
+		Step    string
+		Buckets []store.Bucket
+	}
+	if code := h.get(read, "/api/v1/histogram?from=-30m&to=now", &hist); code != 200 || hist.Step != "30s" || len(hist.Buckets) != 60 {
+		t.Fatalf("histogram: %d step %s, %d buckets", code, hist.Step, len(hist.Buckets))
+	}
+	var n, errs int64
+	for _, b := range hist.Buckets {
+		n += b.Count
+		errs += b.Errors
+	}
+	if n != 20 || errs != 1 { // the record at now (an error) is past the end
+		t.Errorf("histogram counts %d, %d errors", n, errs)
+	}
+	if code := h.get(read, "/api/v1/histogram?from=-1h&step=1ms", nil); code != 400 {
+		t.Errorf("histogram with a tiny step: %d, want 400", code)
+	}
+}
+
+// TestExports: HAR, raw.jsonl and records.jsonl of a selection.
+func TestExports(t *testing.T) {
+	h := newHub(t, stores[0].open(t), Config{})
+	a := storetest.Rec(1, "orders", "in", "POST", "http://orders/v1/orders?dry=1", 201)
+	a.TTFBMicros, a.DurMicros = 800, 1000
+	a.HTTP.Req.Headers = append(a.HTTP.Req.Headers, capture.Header{Name: "Cookie", Value: "sid=abc; theme=dark"},
+		capture.Header{Name: "Content-Type", Value: "application/json"})
+	a.HTTP.Req.Body = capture.Body{Data: []byte(`{"n":1}`), Size: 7}
+	a.HTTP.Res.Headers = append(a.HTTP.Res.Headers, capture.Header{Name: "Set-Cookie", Value: "sid=def; Path=/; HttpOnly"})
+	a.HTTP.Res.Body = capture.Body{Data: []byte{0xff, 0x00, 0x01}, Size: 3}
+	b := storetest.Rec(2, "orders", "out", "GET", "https://api.stripe.com/v1/charges", 0)
+	b.Error = "dial tcp: refused"
+	tcp := &capture.Record{Schema: 1, ID: capture.NewID(), Kind: "tcp", Direction: "out", Start: storetest.T0.Add(3 * time.Second),
+		Labels: capture.Labels{Service: "orders"}, Net: capture.Net{ServerAddr: "db:5432"}, TCP: &capture.TCP{BytesUp: 1, BytesDown: 2}}
+	if _, resp := h.post(h.keys["acme/ingest"], []*capture.Record{a, b, tcp}); resp.StatusCode != 200 {
+		t.Fatal(resp.StatusCode)
+	}
+	read := h.keys["acme/read"]
+
+	var har struct {
+		Log struct {
+			Version string
+			Entries []struct {
+				StartedDateTime string
+				Time            float64
+				Request         struct {
+					Method, URL, HTTPVersion string
+					Cookies                  []struct{ Name, Value string }
+					QueryString              []struct{ Name, Value string }
+					PostData                 *struct{ MimeType, Text string }
+				}
+				Response struct {
+					Status  int
+					Cookies []struct {
+						Name, Value string
+						HTTPOnly    bool
+					}
+					Content struct {
+						Size           int64
+						Text, Encoding string
+					}
+				}
+				Timings struct{ Send, Wait, Receive float64 }
+				ID      string `json:"_id"`
+				Error   string `json:"_error"`
+			}
+		}
+	}
+	body := h.download(read, "/api/v1/export/har")
+	if err := json.Unmarshal([]byte(body), &har); err != nil {
+		t.Fatalf("HAR is not JSON: %v\n%s", err, body)
+	}
+	if har.Log.Version != "1.2" || len(har.Log.Entries) != 2 {
+		t.Fatalf("HAR: version %q, %d entries, want 1.2 and the 2 http records", har.Log.Version, len(har.Log.Entries))
+	}
+	eb, ea := har.Log.Entries[0], har.Log.Entries[1]
+	if ea.ID != a.ID || ea.Request.Method != "POST" || ea.Request.PostData == nil || ea.Request.PostData.Text != `{"n":1}` ||
+		ea.Request.PostData.MimeType != "application/json" || len(ea.Request.Cookies) != 2 || ea.Request.Cookies[1].Value != "dark" ||
+		len(ea.Request.QueryString) != 1 || ea.Response.Status != 201 || ea.Response.Content.Encoding != "base64" ||
+		ea.Response.Content.Text != "/wAB" || len(ea.Response.Cookies) != 1 || !ea.Response.Cookies[0].HTTPOnly ||
+		ea.Time != 1 || ea.Timings.Wait != 0.8 || ea.StartedDateTime != "2025-03-01T12:00:01.000Z" {
+		t.Errorf("HAR entry of a: %+v", ea)
+	}
+	if eb.ID != b.ID || eb.Response.Status != 0 || eb.Error != b.Error {
+		t.Errorf("HAR entry of a failed exchange: %+v", eb)
+	}
+
+	var got []string
+	raw := h.download(read, "/api/v1/export/raw.jsonl?direction=out")
+	if err := capture.ReadRawJSONL(strings.NewReader(raw), func(r *capture.Record) error { got = append(got, r.ID); return nil }); err != nil {
+		t.Fatalf("raw.jsonl does not read back: %v", err)
+	}
+	if want := recIDs(tcp, b); !slices.Equal(got, want) {
+		t.Errorf("raw.jsonl ids %v, want %v", got, want)
+	}
+	got = nil
+	lines := h.download(read, "/api/v1/export/records.jsonl?limit=2")
+	if err := wire.DecodeBatch(strings.NewReader(lines), "", 0, func(r *capture.Record) error { got = append(got, r.ID); return nil }); err != nil {
+		t.Fatalf("records.jsonl does not decode: %v", err)
+	}
+	if want := recIDs(tcp, b); !slices.Equal(got, want) {
+		t.Errorf("records.jsonl?limit=2 ids %v, want %v", got, want)
+	}
+	var e struct{ Error string }
+	if code := h.get(read, "/api/v1/export/pdf", &e); code != 404 {
+		t.Errorf("export pdf: %d", code)
+	}
+}
+
+// TestExportPages: an export longer than a store page is whole.
+func TestExportPages(t *testing.T) {
+	h := newHub(t, stores[0].open(t), Config{})
+	var recs []*capture.Record
+	for i := range exportPage + 7 {
+		recs = append(recs, storetest.Rec(i, "s", "in", "GET", "http://s/", 200))
+	}
+	if _, resp := h.post(h.keys["acme/ingest"], recs); resp.StatusCode != 200 {
+		t.Fatal(resp.StatusCode)
+	}
+	n := 0
+	err := wire.DecodeBatch(strings.NewReader(h.download(h.keys["acme/read"], "/api/v1/export/records.jsonl")), "", 0,
+		func(*capture.Record) error { n++; return nil })
+	if err != nil || n != len(recs) {
+		t.Errorf("exported %d records (%v), want %d", n, err, len(recs))
 	}
 }
 
 func TestHealthz(t *testing.T) {
-	dir := t.TempDir()
-	writeDir(t, dir, []*capture.Record{rec(1, "s", capture.DirIn)})
-	var h struct {
-		Status, Dir string
-		Files       int
+	h := newHub(t, stores[0].open(t), Config{})
+	var v map[string]string
+	if code := h.get("", "/healthz", &v); code != 200 || v["status"] != "ok" {
+		t.Errorf("healthz: %d %v", code, v)
 	}
-	if code := getJSON(t, serve(t, dir)+"/healthz", &h); code != 200 || h.Status != "ok" || h.Files != 1 || h.Dir != dir {
-		t.Errorf("healthz %d %+v, want 200 ok with 1 file in %s", code, h, dir)
-	}
-	missing := filepath.Join(dir, "missing")
-	var list []*capture.Record
-	if code := getJSON(t, serve(t, missing)+"/api/records", &list); code != 200 || len(list) != 0 {
-		t.Errorf("records of a missing dir: %d %d records, want 200 and none", code, len(list))
-	}
-}
-
-func TestLoad(t *testing.T) {
-	env := func(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
-	var out bytes.Buffer
-	c, err := Load(nil, env(nil), &out)
-	if err != nil || c.Dir != "tapwire-forwarded" || c.Listen != "127.0.0.1:8080" {
-		t.Errorf("defaults: %+v %v", c, err)
-	}
-	c, err = Load([]string{"-dir", "/d"}, env(map[string]string{"HUB_DIR": "/e", "HUB_LISTEN": ":9"}), &out)
-	if err != nil || c.Dir != "/d" || c.Listen != ":9" {
-		t.Errorf("flag over env: %+v %v", c, err)
-	}
-	if _, err := Load([]string{"-listen", "8080"}, env(nil), &out); err == nil || !strings.Contains(err.Error(), "HUB_LISTEN") {
-		t.Errorf("bad listen: %v, want an error naming HUB_LISTEN", err)
-	}
-	out.Reset()
-	if _, err := Load([]string{"-help"}, env(nil), &out); !errors.Is(err, flag.ErrHelp) {
-		t.Errorf("-help: %v", err)
-	}
-	for _, want := range []string{"first slice", "/api/records/{id}", "direction=in|out", "/healthz"} {
-		if !strings.Contains(out.String(), want) {
-			t.Errorf("help lacks %q", want)
-		}
+	h.store.Close()
+	if code := h.get("", "/healthz", &v); code != 503 {
+		t.Errorf("healthz with a closed store: %d %v, want 503", code, v)
 	}
 }

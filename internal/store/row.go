@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
@@ -16,6 +17,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/tapwire/tapwire/internal/capture"
+	"github.com/tapwire/tapwire/internal/wire"
 )
 
 // Row is a record as a store indexes it: the columns that filters,
@@ -271,10 +273,12 @@ var (
 
 // EncodeRecord returns the stored form of rec.
 func EncodeRecord(rec *capture.Record) ([]byte, error) {
-	b, err := json.Marshal(rec)
-	if err != nil {
-		return nil, fmt.Errorf("encode record %s: %w", rec.ID, err)
+	// wire's encoder writes what encoding/json does, several times faster.
+	var buf bytes.Buffer
+	if err := wire.AppendLines(&buf, []*capture.Record{rec}); err != nil {
+		return nil, err
 	}
+	b := bytes.TrimSuffix(buf.Bytes(), []byte{'\n'})
 	if len(b) <= compressAbove {
 		return b, nil
 	}

@@ -1,0 +1,240 @@
+package hub
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"flag"
+	"net"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/tapwire/tapwire/internal/capture"
+	"github.com/tapwire/tapwire/internal/sink/file"
+	"github.com/tapwire/tapwire/internal/store"
+	"github.com/tapwire/tapwire/internal/store/sqlite"
+	"github.com/tapwire/tapwire/internal/store/storetest"
+)
+
+func env(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
+
+func TestLoad(t *testing.T) {
+	var out bytes.Buffer
+	c, err := Load(nil, env(nil), &out)
+	if err != nil || c.Listen != DefaultListen || c.DataDir != DefaultDataDir || c.Retention != DefaultRetention ||
+		c.MaxInFlight != 4 || c.Database != "" || c.SQLitePath() != filepath.Join(DefaultDataDir, "hub.db") {
+		t.Errorf("defaults: %+v %v", c, err)
+	}
+	c, err = Load([]string{"-listen", ":9000", "-retention", "7d"}, env(map[string]string{
+		"HUB_LISTEN": ":1", "HUB_DATA_DIR": "/d", "HUB_RETENTION": "off", "HUB_MAX_INFLIGHT": "9",
+		"HUB_DATABASE_URL": "postgres://u:secret@db/tw", "LOG_LEVEL": "DEBUG",
+	}), &out)
+	if err != nil || c.Listen != ":9000" || c.DataDir != "/d" || c.Retention != 7*24*time.Hour || c.MaxInFlight != 9 || c.LogLevel != "debug" {
+		t.Errorf("flags over env: %+v %v", c, err)
+	}
+	if d := c.describe(); strings.Contains(d, "secret") || !strings.Contains(d, "postgres://u:xxxxx@db/tw") {
+		t.Errorf("describe %q shows the password", d)
+	}
+	if c, err := Load(nil, env(map[string]string{"HUB_RETENTION": "off"}), &out); err != nil || c.Retention >= 0 {
+		t.Errorf("HUB_RETENTION=off: %v %v", c.Retention, err)
+	}
+	bad := []struct {
+		args []string
+		env  map[string]string
+		want string
+	}{
+		{[]string{"-listen", "8080"}, nil, "HUB_LISTEN"},
+		{nil, map[string]string{"HUB_RETENTION": "soon"}, "HUB_RETENTION"},
+		{nil, map[string]string{"HUB_RETENTION": "10s"}, "HUB_RETENTION"},
+		{nil, map[string]string{"HUB_TLS_CERT": "c.pem"}, "HUB_TLS_KEY"},
+		{nil, map[string]string{"HUB_DATABASE_URL": "mysql://x"}, "HUB_DATABASE_URL"},
+		{nil, map[string]string{"HUB_MAX_INFLIGHT": "-1"}, "HUB_MAX_INFLIGHT"},
+		{nil, map[string]string{"HUB_MAX_INFLIGHT": "x"}, "HUB_MAX_INFLIGHT"},
+		{nil, map[string]string{"LOG_LEVEL": "loud"}, "LOG_LEVEL"},
+		{[]string{"extra"}, nil, "unexpected argument"},
+	}
+	for _, tc := range bad {
+		if _, err := Load(tc.args, env(tc.env), &out); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("Load(%v, %v): %v, want an error naming %s", tc.args, tc.env, err, tc.want)
+		}
+	}
+	out.Reset()
+	if _, err := Load([]string{"-help"}, env(nil), &out); !errors.Is(err, flag.ErrHelp) {
+		t.Errorf("-help: %v", err)
+	}
+	for _, want := range []string{"POST /v1/batches", "/api/v1/records", "keys create", "HUB_DATABASE_URL", "HUB_RETENTION", "import"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("help lacks %q", want)
+		}
+	}
+}
+
+// TestServe: the first start prints two keys that work; a second start
+// prints none; Serve stops cleanly on cancel without leaking goroutines.
+func TestServe(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	path := filepath.Join(t.TempDir(), "hub.db")
+	serve := func() (*hub, func() error) {
+		st, err := sqlite.Open(ctx, path, sqlite.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, cancel := context.WithCancel(ctx)
+		var out bytes.Buffer
+		done := make(chan error, 1)
+		go func() { done <- Serve(c, Config{}, st, ln, nil, &out) }()
+		// Wait until it answers.
+		h := &hub{t: t, url: "http://" + ln.Addr().String()}
+		for i := 0; h.get("", "/healthz", nil) != 200 && i < 100; i++ {
+			time.Sleep(10 * time.Millisecond)
+		}
+		h.store = st
+		stop := func() error {
+			cancel()
+			err := <-done
+			st.Close()
+			return err
+		}
+		h.keys = map[string]string{}
+		for _, m := range regexp.MustCompile(`(ingest|read) key .*:\s+(tw_\S+)`).FindAllStringSubmatch(out.String(), -1) {
+			h.keys[m[1]] = m[2]
+		}
+		return h, stop
+	}
+	h, stop := serve()
+	if len(h.keys) != 2 {
+		t.Fatalf("first start printed keys %v, want an ingest and a read key", h.keys)
+	}
+	rec := storetest.Rec(1, "s", "in", "GET", "http://s/", 200)
+	if _, resp := h.post(h.keys["ingest"], []*capture.Record{rec}); resp.StatusCode != 200 {
+		t.Fatalf("post with the first ingest key: %d", resp.StatusCode)
+	}
+	if p := h.list(h.keys["read"], ""); len(p.Items) != 1 || p.Items[0].ID != rec.ID {
+		t.Errorf("list with the first read key: %v", pageIDs(p))
+	}
+	if err := stop(); err != nil {
+		t.Fatalf("Serve: %v", err)
+	}
+	h, stop = serve()
+	if len(h.keys) != 0 {
+		t.Errorf("second start printed keys %v", h.keys)
+	}
+	if err := stop(); err != nil {
+		t.Fatalf("Serve: %v", err)
+	}
+}
+
+// TestAdmin: the tenants, keys and import commands on a SQLite store.
+func TestAdmin(t *testing.T) {
+	dir := t.TempDir()
+	e := env(map[string]string{"HUB_DATA_DIR": dir})
+	run := func(args ...string) (string, string, int) {
+		var out, errb bytes.Buffer
+		code := Main(ctx, args, e, &out, &errb)
+		return out.String(), errb.String(), code
+	}
+	must := func(args ...string) string {
+		t.Helper()
+		out, errs, code := run(args...)
+		if code != 0 {
+			t.Fatalf("hub %v: exit %d: %s", args, code, errs)
+		}
+		return out
+	}
+	must("tenants", "create", "acme", "-name", "Acme Inc.")
+	if out := must("tenants", "list"); !strings.Contains(out, "acme") || !strings.Contains(out, "Acme Inc.") {
+		t.Errorf("tenants list: %q", out)
+	}
+	if _, errs, code := run("tenants", "create", "acme"); code != 1 || !strings.Contains(errs, "exists") {
+		t.Errorf("tenants create twice: %d %q", code, errs)
+	}
+	if _, _, code := run("tenants", "create", "Not OK"); code != 2 {
+		t.Errorf("tenants create with a bad id: exit %d, want 2", code)
+	}
+	key := strings.TrimSpace(must("keys", "create", "-tenant", "acme", "-role", "read", "-name", "alice"))
+	if keyID(key) == "" {
+		t.Fatalf("keys create printed %q, not a key", key)
+	}
+	if _, errs, code := run("keys", "create", "-tenant", "nobody", "-role", "read"); code != 1 || !strings.Contains(errs, "no tenant") {
+		t.Errorf("keys create for a missing tenant: %d %q", code, errs)
+	}
+	if _, _, code := run("keys", "create", "-tenant", "acme", "-role", "admin"); code != 2 {
+		t.Errorf("keys create with a bad role: exit %d, want 2", code)
+	}
+	if out := must("keys", "list", "-tenant", "acme"); !strings.Contains(out, keyID(key)) || !strings.Contains(out, "alice") || strings.Contains(out, key) {
+		t.Errorf("keys list: %q (must show the id and never the key)", out)
+	}
+	must("keys", "revoke", keyID(key))
+	st, err := sqlite.Open(ctx, filepath.Join(dir, "hub.db"), sqlite.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if k, err := st.Key(ctx, keyID(key)); err != nil || k.Revoked.IsZero() {
+		t.Errorf("after revoke: %+v %v", k, err)
+	}
+	st.Close()
+
+	// Import: a directory of the file sink's records and the vendor's sample.
+	recDir := filepath.Join(dir, "records")
+	fs, err := file.New(recDir, file.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var recs []*capture.Record
+	for i := range 5 {
+		recs = append(recs, storetest.Rec(i, "s", "in", "GET", "http://s/", 200))
+	}
+	if err := fs.Write(ctx, recs); err != nil {
+		t.Fatal(err)
+	}
+	fs.Close()
+	vendor := filepath.Join("..", "capture", "testdata", "dynamodb-raw.jsonl")
+	out := must("import", "-tenant", "acme", recDir, vendor)
+	if !strings.Contains(out, "imported 50 records (50 new) from 2 files") {
+		t.Errorf("import: %q", out)
+	}
+	if out := must("import", recDir, "-tenant", "acme"); !strings.Contains(out, "imported 5 records (0 new)") {
+		t.Errorf("import again: %q", out)
+	}
+	if _, errs, code := run("import", "-tenant", "nobody", recDir); code != 1 || !strings.Contains(errs, "no tenant") {
+		t.Errorf("import to a missing tenant: %d %q", code, errs)
+	}
+	bad := filepath.Join(dir, "bad.jsonl")
+	os.WriteFile(bad, []byte("{\"schema\":1}\n"), 0o600)
+	if _, errs, code := run("import", "-tenant", "acme", bad); code != 1 || !strings.Contains(errs, "bad.jsonl") {
+		t.Errorf("import of a bad file: %d %q", code, errs)
+	}
+	st, err = sqlite.Open(ctx, filepath.Join(dir, "hub.db"), sqlite.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	n := 0
+	st.Scan(ctx, "acme", store.Filter{}, func(*store.Row) error { n++; return nil })
+	if n != 50 {
+		t.Errorf("acme has %d records, want 50", n)
+	}
+	p, _ := st.List(ctx, "acme", store.Query{Limit: 1, Full: true, Filter: store.Filter{Service: "s"}})
+	if len(p.Items) != 1 || p.Items[0].Record.Labels.Tenant != "acme" {
+		t.Errorf("imported record not stamped with its tenant: %+v", p.Items)
+	}
+
+	for _, args := range [][]string{{"frobnicate"}, {"keys"}, {"keys", "rotate"}, {"tenants", "list", "-bogus"}} {
+		if _, _, code := run(args...); code != 2 {
+			t.Errorf("hub %v: exit %d, want 2", args, code)
+		}
+	}
+	if _, errs, code := run("help"); code != 0 || !strings.Contains(errs, "keys create") {
+		t.Errorf("hub help: %d %q", code, errs)
+	}
+}

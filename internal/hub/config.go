@@ -1,0 +1,282 @@
+package hub
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/tapwire/tapwire/internal/store"
+	"github.com/tapwire/tapwire/internal/store/postgres"
+	"github.com/tapwire/tapwire/internal/store/sqlite"
+	"github.com/tapwire/tapwire/internal/wire"
+)
+
+// Config is the hub's configuration; a flag wins over its variable.
+type Config struct {
+	Listen   string // HUB_LISTEN: address to serve on; if zero, 127.0.0.1:8080
+	DataDir  string // HUB_DATA_DIR: directory of the SQLite database (hub.db); if zero, ./tapwire-hub
+	Database string // HUB_DATABASE_URL: a PostgreSQL DSN; when set, records go there and DataDir is unused
+
+	// Retention is how long records are kept (by their start time); if
+	// zero, 30 days. Negative keeps them forever (HUB_RETENTION=off).
+	Retention time.Duration
+
+	TLSCert string // HUB_TLS_CERT: certificate file (PEM); with TLSKey, the hub serves HTTPS
+	TLSKey  string // HUB_TLS_KEY: its private key file (PEM)
+
+	// MaxInFlight bounds the batches being ingested at once; more are
+	// answered 429 with Retry-After. If zero, 4. Each holds up to
+	// MaxBatchBytes of decoded records in memory.
+	MaxInFlight int
+	// MaxBatchBytes is the largest decompressed batch accepted (413
+	// above); if zero, wire.MaxDecodedBytes (32 MiB).
+	MaxBatchBytes int64
+
+	SQLiteSyncFull bool   // HUB_SQLITE_SYNC_FULL: fsync every commit (synchronous=FULL)
+	LogLevel       string // LOG_LEVEL: debug, info, warn, error; if zero, info
+}
+
+// Defaults.
+const (
+	DefaultListen    = "127.0.0.1:8080"
+	DefaultDataDir   = "tapwire-hub"
+	DefaultRetention = 30 * 24 * time.Hour
+)
+
+func (c *Config) setDefaults() {
+	if c.Listen == "" {
+		c.Listen = DefaultListen
+	}
+	if c.DataDir == "" {
+		c.DataDir = DefaultDataDir
+	}
+	if c.Retention == 0 {
+		c.Retention = DefaultRetention
+	}
+	if c.MaxInFlight == 0 {
+		c.MaxInFlight = 4
+	}
+	if c.MaxBatchBytes == 0 {
+		c.MaxBatchBytes = wire.MaxDecodedBytes
+	}
+	if c.LogLevel == "" {
+		c.LogLevel = "info"
+	}
+}
+
+// Validate checks the configuration after defaults.
+func (c *Config) Validate() error {
+	if _, port, err := net.SplitHostPort(c.Listen); err != nil || port == "" {
+		return fmt.Errorf("HUB_LISTEN=%q: want host:port, e.g. 127.0.0.1:8080 or :8080", c.Listen)
+	}
+	if c.Database != "" && !strings.HasPrefix(c.Database, "postgres://") && !strings.HasPrefix(c.Database, "postgresql://") && !strings.Contains(c.Database, "=") {
+		return fmt.Errorf("HUB_DATABASE_URL: want a PostgreSQL DSN (postgres://user@host/db or key=value pairs)")
+	}
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		return fmt.Errorf("HUB_TLS_CERT=%q, HUB_TLS_KEY=%q: set both or neither", c.TLSCert, c.TLSKey)
+	}
+	if c.MaxInFlight < 1 {
+		return fmt.Errorf("HUB_MAX_INFLIGHT=%d: want at least 1", c.MaxInFlight)
+	}
+	if c.MaxBatchBytes < 1<<20 {
+		return fmt.Errorf("HUB_MAX_BATCH_BYTES=%d: want at least 1 MiB", c.MaxBatchBytes)
+	}
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		return fmt.Errorf("LOG_LEVEL=%q: want debug, info, warn or error", c.LogLevel)
+	}
+	return nil
+}
+
+// SQLitePath is the database file in DataDir.
+func (c *Config) SQLitePath() string { return filepath.Join(c.DataDir, "hub.db") }
+
+// OpenStore opens the configured store: PostgreSQL when Database is set,
+// else SQLite in DataDir.
+func (c *Config) OpenStore(ctx context.Context) (store.Store, error) {
+	if c.Database != "" {
+		return postgres.Open(ctx, c.Database)
+	}
+	return sqlite.Open(ctx, c.SQLitePath(), sqlite.Options{SyncFull: c.SQLiteSyncFull})
+}
+
+// describe says where records are, for logs; without the DSN's password.
+func (c *Config) describe() string {
+	if c.Database == "" {
+		return "sqlite:" + c.SQLitePath()
+	}
+	return "postgres:" + redactDSN(c.Database)
+}
+
+func redactDSN(dsn string) string {
+	if i := strings.Index(dsn, "://"); i >= 0 {
+		if at := strings.LastIndex(dsn, "@"); at > i {
+			user := dsn[i+3 : at]
+			if u, _, ok := strings.Cut(user, ":"); ok {
+				return dsn[:i+3] + u + ":xxxxx" + dsn[at:]
+			}
+		}
+		return dsn
+	}
+	var out []string
+	for _, f := range strings.Fields(dsn) {
+		if strings.HasPrefix(f, "password=") {
+			f = "password=xxxxx"
+		}
+		out = append(out, f)
+	}
+	return strings.Join(out, " ")
+}
+
+// parseRetention reads HUB_RETENTION: a duration as 720h, a number of days
+// as 30d, or off (keep forever).
+func parseRetention(s string) (time.Duration, error) {
+	switch s = strings.TrimSpace(strings.ToLower(s)); s {
+	case "":
+		return 0, nil
+	case "off", "0", "forever", "never":
+		return -1, nil
+	}
+	if d, ok := strings.CutSuffix(s, "d"); ok {
+		n, err := strconv.Atoi(d)
+		if err == nil && n > 0 {
+			return time.Duration(n) * 24 * time.Hour, nil
+		}
+	} else if d, err := time.ParseDuration(s); err == nil && d >= time.Minute {
+		return d, nil
+	}
+	return 0, fmt.Errorf("HUB_RETENTION=%q: want a duration of at least 1m (720h), days (30d) or off", s)
+}
+
+// storeFlags adds the flags that pick the store to fs.
+func storeFlags(fs *flag.FlagSet, c *Config) {
+	fs.StringVar(&c.DataDir, "data", c.DataDir, "directory of the SQLite database `dir`/hub.db (default ./tapwire-hub) [$HUB_DATA_DIR]")
+	fs.StringVar(&c.Database, "db", c.Database, "PostgreSQL `DSN`, e.g. postgres://tapwire@db/tapwire; replaces SQLite [$HUB_DATABASE_URL]")
+	fs.BoolVar(&c.SQLiteSyncFull, "sqlite-sync-full", c.SQLiteSyncFull, "SQLite: fsync every commit, durable against power loss, slower ingest [$HUB_SQLITE_SYNC_FULL]")
+}
+
+func envConfig(getenv func(string) string) (*Config, error) {
+	c := &Config{
+		Listen: getenv("HUB_LISTEN"), DataDir: getenv("HUB_DATA_DIR"), Database: getenv("HUB_DATABASE_URL"),
+		TLSCert: getenv("HUB_TLS_CERT"), TLSKey: getenv("HUB_TLS_KEY"), LogLevel: strings.ToLower(getenv("LOG_LEVEL")),
+	}
+	var err error
+	if c.Retention, err = parseRetention(getenv("HUB_RETENTION")); err != nil {
+		return nil, err
+	}
+	if v := getenv("HUB_MAX_INFLIGHT"); v != "" {
+		if c.MaxInFlight, err = strconv.Atoi(v); err != nil {
+			return nil, fmt.Errorf("HUB_MAX_INFLIGHT=%q: want a whole number", v)
+		}
+	}
+	if v := getenv("HUB_MAX_BATCH_BYTES"); v != "" {
+		if c.MaxBatchBytes, err = strconv.ParseInt(v, 10, 64); err != nil {
+			return nil, fmt.Errorf("HUB_MAX_BATCH_BYTES=%q: want a whole number of bytes", v)
+		}
+	}
+	if v := getenv("HUB_SQLITE_SYNC_FULL"); v != "" {
+		if c.SQLiteSyncFull, err = strconv.ParseBool(v); err != nil {
+			return nil, fmt.Errorf("HUB_SQLITE_SYNC_FULL=%q: want true or false", v)
+		}
+	}
+	return c, nil
+}
+
+// retentionFlag is -retention, parsed like HUB_RETENTION.
+type retentionFlag struct{ d *time.Duration }
+
+func (f retentionFlag) String() string {
+	if f.d == nil || *f.d == 0 {
+		return ""
+	}
+	if *f.d < 0 {
+		return "off"
+	}
+	return f.d.String()
+}
+
+func (f retentionFlag) Set(s string) error {
+	d, err := parseRetention(s)
+	if err != nil {
+		return errors.New(strings.Replace(err.Error(), "HUB_RETENTION=", "", 1))
+	}
+	*f.d = d
+	return nil
+}
+
+// Load reads the serve command's configuration from the environment and
+// args. It returns flag.ErrHelp after printing the help for -help.
+func Load(args []string, getenv func(string) string, out io.Writer) (*Config, error) {
+	c, err := envConfig(getenv)
+	if err != nil {
+		return nil, err
+	}
+	fs := flag.NewFlagSet("hub", flag.ContinueOnError)
+	fs.SetOutput(out)
+	fs.Usage = func() { usage(fs) }
+	fs.StringVar(&c.Listen, "listen", c.Listen, "`address` to serve the API and ingest on (default 127.0.0.1:8080) [$HUB_LISTEN]")
+	storeFlags(fs, c)
+	fs.Var(retentionFlag{&c.Retention}, "retention", "keep records this `long` by start time: 720h, 30d, or off (default 30d) [$HUB_RETENTION]")
+	fs.StringVar(&c.TLSCert, "tls-cert", c.TLSCert, "serve HTTPS with this certificate `file` (PEM) [$HUB_TLS_CERT]")
+	fs.StringVar(&c.TLSKey, "tls-key", c.TLSKey, "and this private key `file` (PEM) [$HUB_TLS_KEY]")
+	fs.IntVar(&c.MaxInFlight, "max-inflight", c.MaxInFlight, "batches ingested at once; more get 429 (default 4) [$HUB_MAX_INFLIGHT]")
+	fs.Int64Var(&c.MaxBatchBytes, "max-batch-bytes", c.MaxBatchBytes, "largest decompressed batch in `bytes`; larger get 413 (default 32 MiB) [$HUB_MAX_BATCH_BYTES]")
+	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error (default info) [$LOG_LEVEL]")
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected argument %q (see hub -help)", fs.Arg(0))
+	}
+	c.setDefaults()
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+func usage(fs *flag.FlagSet) {
+	fmt.Fprintf(fs.Output(), `hub: Tapwire's hub. Forwarders post capture records to it with an API key;
+it stores them per tenant (SQLite in a data directory, or PostgreSQL) and serves
+a JSON API to query and export them (docs/api.md, docs/hub.md).
+
+  hub [flags]                         serve (the default command)
+  hub tenants create ID [-name NAME]  add a tenant
+  hub tenants list
+  hub keys create -tenant ID -role ingest|read [-name NOTE]
+                                      make an API key; it is printed once
+  hub keys list [-tenant ID]
+  hub keys revoke KEY-ID              (a running hub honours it within %s)
+  hub import -tenant ID PATH...       load record files: JSONL of our records
+                                      (the forwarder's or goproxy's files, or a
+                                      directory of them) or a vendor raw.jsonl
+
+On its first start the hub creates the tenant "default" with an ingest key (the
+forwarder's SPEEDSCALE_API_KEY) and a read key, and prints them once.
+
+Endpoints:
+  POST /v1/batches                    ingest (docs/shipping.md), ingest key
+  GET  /api/v1/records                list, filters, cursor paging; read key
+  GET  /api/v1/records/{id}           one record in full
+  GET  /api/v1/services               per-service endpoint summaries
+  GET  /api/v1/map                    service map
+  GET  /api/v1/histogram              requests and errors over time
+  GET  /api/v1/export/har             HAR of a selection
+  GET  /api/v1/export/raw.jsonl       the vendor's raw.jsonl of a selection
+  GET  /api/v1/export/records.jsonl   our JSONL of a selection
+  GET  /healthz                       no key
+
+  curl -H "Authorization: Bearer $KEY" '127.0.0.1:8080/api/v1/records?service=orders&status=5xx&from=-1h'
+
+Settings (the store flags apply to every command):
+`, authCacheTTL)
+	fs.PrintDefaults()
+}

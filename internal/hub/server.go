@@ -1,0 +1,420 @@
+// Package hub is Tapwire's hub: it authenticates forwarders and users with
+// API keys, ingests batches of capture records into a store (SQLite or
+// PostgreSQL, internal/store), keeps tenants apart, and serves a JSON API
+// to query, summarise and export the records. docs/hub.md and docs/api.md
+// describe it; cmd/hub is its command.
+package hub
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/tapwire/tapwire/internal/capture"
+	"github.com/tapwire/tapwire/internal/store"
+	"github.com/tapwire/tapwire/internal/wire"
+)
+
+// Answers to batches the hub does not take now.
+var (
+	errBusy     = &wire.ServerError{Status: http.StatusTooManyRequests, Message: "too many batches in flight", Wait: time.Second}
+	errStore    = &wire.ServerError{Status: http.StatusServiceUnavailable, Message: "could not store the batch", Wait: 5 * time.Second}
+	errShutdown = &wire.ServerError{Status: http.StatusServiceUnavailable, Message: "hub is shutting down", Wait: 5 * time.Second}
+)
+
+// Stats are the hub's ingest counters since start.
+type Stats struct {
+	Batches      int64 `json:"batches"`      // batches accepted (200)
+	Records      int64 `json:"records"`      // records in them
+	New          int64 `json:"new"`          // of which were not stored before
+	Rejected     int64 `json:"rejected"`     // batches refused as malformed (4xx but 401, 403, 429)
+	Unauthorized int64 `json:"unauthorized"` // requests with a missing, wrong or revoked key (401) or the wrong role (403)
+	Busy         int64 `json:"busy"`         // batches refused for MaxInFlight or shutdown (429, 503)
+	StoreErrors  int64 `json:"storeErrors"`  // batches the store failed to take (503)
+}
+
+// Server is the hub's HTTP side over a store.
+type Server struct {
+	cfg   Config
+	store store.Store
+	log   *slog.Logger
+	auth  *auth
+	now   func() time.Time
+	mux   *http.ServeMux
+	sem   chan struct{} // one token per batch being ingested
+
+	closing atomic.Bool
+
+	batches, records, fresh, rejected, unauthorized, busy, storeErrors atomic.Int64
+}
+
+// NewServer returns the hub's handlers over st. cfg's defaults are applied.
+func NewServer(cfg Config, st store.Store, log *slog.Logger) *Server {
+	cfg.setDefaults()
+	if log == nil {
+		log = slog.New(slog.NewJSONHandler(io.Discard, nil))
+	}
+	s := &Server{cfg: cfg, store: st, log: log, now: time.Now, mux: http.NewServeMux(), sem: make(chan struct{}, cfg.MaxInFlight)}
+	s.auth = newAuth(st, func() time.Time { return s.now() })
+	s.mux.HandleFunc(wire.Path, s.handleBatch) // ReadBatch answers other methods with 405
+	s.mux.HandleFunc("GET /healthz", s.handleHealth)
+	s.mux.HandleFunc("GET /api/v1/whoami", s.api(s.whoami))
+	s.mux.HandleFunc("GET /api/v1/records", s.api(s.listRecords))
+	s.mux.HandleFunc("GET /api/v1/records/{id}", s.api(s.getRecord))
+	s.mux.HandleFunc("GET /api/v1/services", s.api(s.services))
+	s.mux.HandleFunc("GET /api/v1/map", s.api(s.serviceMap))
+	s.mux.HandleFunc("GET /api/v1/histogram", s.api(s.histogram))
+	s.mux.HandleFunc("GET /api/v1/export/{format}", s.handleExport)
+	s.mux.HandleFunc("/api/", s.api(func(*http.Request, store.Key) (any, error) {
+		return nil, errorf(http.StatusNotFound, "no such endpoint (see docs/api.md)")
+	}))
+	return s
+}
+
+// Handler serves the hub.
+func (s *Server) Handler() http.Handler { return s.mux }
+
+// Stats returns the ingest counters.
+func (s *Server) Stats() Stats {
+	return Stats{Batches: s.batches.Load(), Records: s.records.Load(), New: s.fresh.Load(), Rejected: s.rejected.Load(),
+		Unauthorized: s.unauthorized.Load(), Busy: s.busy.Load(), StoreErrors: s.storeErrors.Load()}
+}
+
+// handleBatch is the ingest side: the batch protocol of docs/shipping.md
+// with an ingest key, the tenant taken from the key.
+func (s *Server) handleBatch(w http.ResponseWriter, r *http.Request) {
+	key, err := s.auth.check(r.Context(), bearer(r))
+	switch {
+	case errors.Is(err, errNoKey):
+		s.unauthorized.Add(1)
+		wire.WriteError(w, wire.Errorf(http.StatusUnauthorized, "%s", errNoKey))
+		return
+	case err != nil:
+		s.storeErrors.Add(1)
+		s.log.Error("key lookup failed", "err", err.Error())
+		wire.WriteError(w, errStore)
+		return
+	case key.Role != store.RoleIngest:
+		s.unauthorized.Add(1)
+		wire.WriteError(w, wire.Errorf(http.StatusForbidden, "key %s is a %s key; batches need an ingest key", key.ID, key.Role))
+		return
+	}
+	if s.closing.Load() {
+		s.busy.Add(1)
+		wire.WriteError(w, errShutdown)
+		return
+	}
+	select {
+	case s.sem <- struct{}{}:
+		defer func() { <-s.sem }()
+	default:
+		s.busy.Add(1)
+		wire.WriteError(w, errBusy)
+		return
+	}
+	var recs []*capture.Record
+	info, err := wire.ReadBatch(r, s.cfg.MaxBatchBytes, func(rec *capture.Record) error {
+		rec.Labels.Tenant = key.Tenant
+		recs = append(recs, rec)
+		return nil
+	})
+	if err != nil {
+		se := wire.StatusOf(err)
+		if se.Status >= 500 {
+			s.storeErrors.Add(1)
+		} else {
+			s.rejected.Add(1)
+		}
+		s.log.Warn("batch refused", "status", se.Status, "key", key.ID, "tenant", key.Tenant, "batch", info.ID, "err", err.Error())
+		wire.WriteError(w, err)
+		return
+	}
+	n, err := s.store.Insert(r.Context(), key.Tenant, recs)
+	if err != nil {
+		s.storeErrors.Add(1)
+		s.log.Error("store batch", "tenant", key.Tenant, "batch", info.ID, "records", len(recs), "err", err.Error())
+		wire.WriteError(w, errStore)
+		return
+	}
+	s.batches.Add(1)
+	s.records.Add(int64(len(recs)))
+	s.fresh.Add(int64(n))
+	s.log.Debug("batch stored", "tenant", key.Tenant, "batch", info.ID, "records", len(recs), "new", n)
+	wire.WriteAccepted(w, len(recs))
+}
+
+func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
+	defer cancel()
+	if err := s.store.Ping(ctx); err != nil {
+		s.log.Warn("health: store does not answer", "err", err.Error())
+		w.WriteHeader(http.StatusServiceUnavailable)
+		_ = json.NewEncoder(w).Encode(map[string]string{"status": "store unavailable"})
+		return
+	}
+	_ = json.NewEncoder(w).Encode(map[string]string{"status": "ok"})
+}
+
+// httpError is an answer other than 200: a status and a short message for
+// the client. Other errors become 500 with the detail logged.
+type httpError struct {
+	status int
+	msg    string
+}
+
+func (e *httpError) Error() string { return e.msg }
+
+func errorf(status int, format string, args ...any) error {
+	return &httpError{status, fmt.Sprintf(format, args...)}
+}
+
+// asHTTPError maps an error to the answer: *httpError as it is, key errors
+// 401 and 403, a bad cursor 400, not found 404, a summary too large 400,
+// anything else 500 (logged).
+func (s *Server) asHTTPError(r *http.Request, err error) *httpError {
+	var he *httpError
+	switch {
+	case errors.As(err, &he):
+		return he
+	case errors.Is(err, errNoKey):
+		return &httpError{http.StatusUnauthorized, errNoKey.Error()}
+	case errors.Is(err, store.ErrBadCursor):
+		return &httpError{http.StatusBadRequest, "bad cursor: use the next value of a previous page"}
+	case errors.Is(err, store.ErrNotFound):
+		return &httpError{http.StatusNotFound, "not found"}
+	case errors.Is(err, store.ErrTooMany):
+		return &httpError{http.StatusBadRequest, store.ErrTooMany.Error()}
+	case errors.Is(err, context.Canceled):
+		return &httpError{499, "canceled"}
+	}
+	s.log.Error("request failed", "path", r.URL.Path, "err", err.Error())
+	return &httpError{http.StatusInternalServerError, "internal error"}
+}
+
+func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	he := s.asHTTPError(r, err)
+	if he.status == http.StatusUnauthorized {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="tapwire"`)
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(he.status)
+	_ = json.NewEncoder(w).Encode(map[string]string{"error": he.msg})
+}
+
+// readKey authenticates a request of the query API: a read key.
+func (s *Server) readKey(r *http.Request) (store.Key, error) {
+	key, err := s.auth.check(r.Context(), bearer(r))
+	if err != nil {
+		if errors.Is(err, errNoKey) {
+			s.unauthorized.Add(1)
+		}
+		return key, err
+	}
+	if key.Role != store.RoleRead {
+		s.unauthorized.Add(1)
+		return key, errorf(http.StatusForbidden, "key %s is an %s key; the API needs a read key", key.ID, key.Role)
+	}
+	return key, nil
+}
+
+// api wraps a query handler: it checks the read key, and writes the result
+// as JSON or the error as {"error": msg}.
+func (s *Server) api(h func(*http.Request, store.Key) (any, error)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "no-store")
+		key, err := s.readKey(r)
+		var v any
+		if err == nil {
+			v, err = h(r, key)
+		}
+		if err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		enc := json.NewEncoder(w)
+		enc.SetEscapeHTML(false)
+		_ = enc.Encode(v)
+	}
+}
+
+func (s *Server) whoami(_ *http.Request, key store.Key) (any, error) {
+	return map[string]any{"tenant": key.Tenant, "role": key.Role, "key": key.ID, "name": key.Name}, nil
+}
+
+// parseFilter reads the filter parameters of docs/api.md.
+func parseFilter(r *http.Request, now time.Time) (store.Filter, error) {
+	v := r.URL.Query()
+	f := store.Filter{
+		Service: v.Get("service"), Method: strings.ToUpper(v.Get("method")), Host: strings.ToLower(v.Get("host")),
+		Path: v.Get("path"), Text: v.Get("q"),
+	}
+	var err error
+	if s := v.Get("from"); s != "" {
+		if f.From, err = parseTime(s, now); err != nil {
+			return f, errorf(http.StatusBadRequest, "from=%q: %s", s, err)
+		}
+	}
+	if s := v.Get("to"); s != "" {
+		if f.To, err = parseTime(s, now); err != nil {
+			return f, errorf(http.StatusBadRequest, "to=%q: %s", s, err)
+		}
+	}
+	switch d := capture.Direction(strings.ToLower(v.Get("direction"))); d {
+	case "", capture.DirIn, capture.DirOut:
+		f.Direction = d
+	default:
+		return f, errorf(http.StatusBadRequest, "direction=%q: want in or out", v.Get("direction"))
+	}
+	if s := v.Get("status"); s != "" {
+		if f.StatusLo, f.StatusHi, err = store.ParseStatus(s); err != nil {
+			return f, errorf(http.StatusBadRequest, "%s", err)
+		}
+	}
+	if s := v.Get("failed"); s != "" {
+		if f.Failed, err = strconv.ParseBool(s); err != nil {
+			return f, errorf(http.StatusBadRequest, "failed=%q: want true or false", s)
+		}
+	}
+	return f, nil
+}
+
+// parseTime reads a time parameter: RFC 3339, Unix milliseconds, "now",
+// or a duration before now as -15m, -2h, -7d.
+func parseTime(s string, now time.Time) (time.Time, error) {
+	if s == "now" {
+		return now, nil
+	}
+	if rel, ok := strings.CutPrefix(s, "-"); ok {
+		if days, ok := strings.CutSuffix(rel, "d"); ok {
+			if n, err := strconv.Atoi(days); err == nil && n >= 0 {
+				return now.Add(-time.Duration(n) * 24 * time.Hour), nil
+			}
+		} else if d, err := time.ParseDuration(rel); err == nil {
+			return now.Add(-d), nil
+		}
+		return time.Time{}, errors.New("want RFC 3339, Unix milliseconds, now, or a duration ago as -15m")
+	}
+	if ms, err := strconv.ParseInt(s, 10, 64); err == nil {
+		return time.UnixMilli(ms).UTC(), nil
+	}
+	t, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		return time.Time{}, errors.New("want RFC 3339, Unix milliseconds, now, or a duration ago as -15m")
+	}
+	return t, nil
+}
+
+func parseLimit(r *http.Request, def, max int) (int, error) {
+	s := r.URL.Query().Get("limit")
+	if s == "" {
+		return def, nil
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 1 {
+		return 0, errorf(http.StatusBadRequest, "limit=%q: want a whole number from 1 to %d", s, max)
+	}
+	return min(n, max), nil
+}
+
+func (s *Server) listRecords(r *http.Request, key store.Key) (any, error) {
+	f, err := parseFilter(r, s.now())
+	if err != nil {
+		return nil, err
+	}
+	limit, err := parseLimit(r, store.DefaultLimit, store.MaxLimit)
+	if err != nil {
+		return nil, err
+	}
+	q := store.Query{Filter: f, Limit: limit, Cursor: r.URL.Query().Get("cursor")}
+	if v := r.URL.Query().Get("full"); v != "" {
+		if q.Full, err = strconv.ParseBool(v); err != nil {
+			return nil, errorf(http.StatusBadRequest, "full=%q: want true or false", v)
+		}
+	}
+	return s.store.List(r.Context(), key.Tenant, q)
+}
+
+func (s *Server) getRecord(r *http.Request, key store.Key) (any, error) {
+	id := r.PathValue("id")
+	rec, err := s.store.Get(r.Context(), key.Tenant, id)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, errorf(http.StatusNotFound, "no record with id %q", id)
+	}
+	return rec, err
+}
+
+func (s *Server) services(r *http.Request, key store.Key) (any, error) {
+	f, err := parseFilter(r, s.now())
+	if err != nil {
+		return nil, err
+	}
+	sum, err := store.Summarize(r.Context(), s.store, key.Tenant, f)
+	if err != nil {
+		return nil, err
+	}
+	return map[string]any{"services": sum}, nil
+}
+
+func (s *Server) serviceMap(r *http.Request, key store.Key) (any, error) {
+	f, err := parseFilter(r, s.now())
+	if err != nil {
+		return nil, err
+	}
+	return store.Map(r.Context(), s.store, key.Tenant, f)
+}
+
+// histogramSteps are the steps the histogram picks from, by the range.
+var histogramSteps = []time.Duration{time.Second, 5 * time.Second, 10 * time.Second, 30 * time.Second,
+	time.Minute, 5 * time.Minute, 10 * time.Minute, 30 * time.Minute, time.Hour, 3 * time.Hour, 6 * time.Hour,
+	12 * time.Hour, 24 * time.Hour, 7 * 24 * time.Hour}
+
+func (s *Server) histogram(r *http.Request, key store.Key) (any, error) {
+	now := s.now()
+	f, err := parseFilter(r, now)
+	if err != nil {
+		return nil, err
+	}
+	if f.From.IsZero() {
+		f.From = now.Add(-time.Hour)
+	}
+	if f.To.IsZero() {
+		f.To = now
+	}
+	if !f.To.After(f.From) {
+		return nil, errorf(http.StatusBadRequest, "the histogram needs from before to")
+	}
+	var step time.Duration
+	if v := r.URL.Query().Get("step"); v != "" {
+		if step, err = time.ParseDuration(v); err != nil || step < time.Second {
+			return nil, errorf(http.StatusBadRequest, "step=%q: want a duration of at least 1s", v)
+		}
+	} else {
+		// About 60 to 120 steps over the range.
+		step = histogramSteps[len(histogramSteps)-1]
+		for _, st := range histogramSteps {
+			if f.To.Sub(f.From)/st <= 120 {
+				step = st
+				break
+			}
+		}
+	}
+	if f.To.Sub(f.From)/step > store.MaxBuckets {
+		return nil, errorf(http.StatusBadRequest, "step=%s: more than %d steps in the range", step, store.MaxBuckets)
+	}
+	b, err := store.Histogram(r.Context(), s.store, key.Tenant, f, step)
+	if err != nil {
+		return nil, err
+	}
+	return map[string]any{"from": f.From.UTC(), "to": f.To.UTC(), "step": step.String(), "stepMs": step.Milliseconds(), "buckets": b}, nil
+}
