@@ -19,6 +19,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/tapwire/tapwire/internal/sink/hub"
 	"github.com/tapwire/tapwire/internal/wire"
 )
 
@@ -38,6 +39,31 @@ type Config struct {
 	// variable goproxy reads). If zero, batches are accepted from anyone
 	// who can reach the port, and a warning is logged.
 	Token string
+
+	// HubURL is the hub (SPEEDSCALE_APP_URL): host[:port], which means
+	// https, or an http:// or https:// URL. If zero, no hub sink.
+	HubURL string
+	// APIKey is what the forwarder presents to the hub as a bearer token
+	// (SPEEDSCALE_API_KEY); the hub derives the tenant from it. Required
+	// with HubURL.
+	APIKey string
+
+	// Bucket is the tenant bucket (TENANT_BUCKET): raw batches as
+	// compressed JSON lines objects. If zero, no bucket sink.
+	Bucket string
+	// Region is the bucket's region (TENANT_REGION). If zero, the AWS
+	// SDK's default (AWS_REGION...), else us-east-1.
+	Region string
+	// BucketEndpoint overrides the S3 endpoint for S3-compatible stores
+	// (TENANT_BUCKET_ENDPOINT), e.g. http://minio:9000. If zero, AWS.
+	BucketEndpoint string
+	// BucketPathStyle addresses the bucket in the URL path
+	// (TENANT_BUCKET_PATH_STYLE): "true" or "false". If zero, true with
+	// an endpoint override and false without.
+	BucketPathStyle string
+	// BucketPrefix starts every object key (TENANT_BUCKET_PREFIX). If
+	// zero, none.
+	BucketPrefix string
 
 	Cluster  string // CLUSTER_NAME: set as labels.cluster on records that have none
 	TenantID string // TENANT_ID: set as labels.tenant on every record
@@ -103,13 +129,9 @@ type Config struct {
 // PendingVars are the deployment guide's forwarder variables that this
 // version reads without error but does not act on yet.
 var PendingVars = []string{
-	"SPEEDSCALE_API_KEY", // hub delivery
-	"SPEEDSCALE_APP_URL", // hub delivery
-	"TENANT_NAME",        // tenant identity beyond TENANT_ID
-	"SUB_TENANT_NAME",    // tenant identity beyond TENANT_ID
-	"SUB_TENANT_STREAM",  // batch announcements
-	"TENANT_BUCKET",      // bucket delivery
-	"TENANT_REGION",      // bucket delivery
+	"TENANT_NAME",       // tenant identity beyond TENANT_ID
+	"SUB_TENANT_NAME",   // tenant identity beyond TENANT_ID
+	"SUB_TENANT_STREAM", // batch announcements
 }
 
 // ConfigError names the variable, the bad value and what is allowed.
@@ -146,6 +168,9 @@ func (c *Config) setDefaults() {
 	if c.SpoolSync == "" {
 		c.SpoolSync = "batch"
 	}
+	if c.BucketPathStyle == "" {
+		c.BucketPathStyle = strconv.FormatBool(c.BucketEndpoint != "")
+	}
 	if c.FilterRule == "" {
 		c.FilterRule = "standard"
 	}
@@ -165,7 +190,7 @@ func (c *Config) setDefaults() {
 
 // otherSinks reports whether a sink other than the directory is
 // configured.
-func (c *Config) otherSinks() bool { return false }
+func (c *Config) otherSinks() bool { return c.HubURL != "" || c.Bucket != "" }
 
 // Validate checks the configuration after defaults.
 func (c *Config) Validate() error {
@@ -187,6 +212,20 @@ func (c *Config) Validate() error {
 	}
 	if c.SpoolSync != "batch" && c.SpoolSync != "none" {
 		return &ConfigError{"FORWARDER_SPOOL_SYNC", c.SpoolSync, "want batch or none"}
+	}
+	if c.HubURL != "" {
+		if _, err := hub.BaseURL(c.HubURL); err != nil {
+			return &ConfigError{"SPEEDSCALE_APP_URL", c.HubURL, "want host[:port] (https) or an http:// or https:// URL"}
+		}
+		if strings.TrimSpace(c.APIKey) == "" {
+			return &ConfigError{"SPEEDSCALE_API_KEY", "", "required with SPEEDSCALE_APP_URL: the hub derives the tenant from it"}
+		}
+	}
+	if c.BucketPathStyle != "true" && c.BucketPathStyle != "false" {
+		return &ConfigError{"TENANT_BUCKET_PATH_STYLE", c.BucketPathStyle, "want true or false"}
+	}
+	if c.BucketEndpoint != "" && !strings.HasPrefix(c.BucketEndpoint, "http://") && !strings.HasPrefix(c.BucketEndpoint, "https://") {
+		return &ConfigError{"TENANT_BUCKET_ENDPOINT", c.BucketEndpoint, "want an http:// or https:// URL"}
 	}
 	if c.Redact != "true" && c.Redact != "false" {
 		return &ConfigError{"SPEEDSCALE_REDACT", c.Redact, "want true or false"}
@@ -273,6 +312,13 @@ func Load(args []string, getenv func(string) string, out io.Writer) (*Config, er
 	str(&c.Listen, "FORWARDER_LISTEN", "listen", "address to serve batches and the health check on (default :8888)")
 	str(&c.Dir, "FORWARDER_DIR", "dir", "directory sink: records are appended to JSONL files here (default ./tapwire-forwarded when no other sink is configured)")
 	str(&c.Token, "FORWARDER_TOKEN", "token", "shared token goproxies must send as a bearer token; empty accepts anyone")
+	str(&c.HubURL, "SPEEDSCALE_APP_URL", "app-url", "hub sink: the hub's host[:port] (https) or URL")
+	str(&c.APIKey, "SPEEDSCALE_API_KEY", "api-key", "the API key presented to the hub (prefer the environment: flags show in ps)")
+	str(&c.Bucket, "TENANT_BUCKET", "bucket", "bucket sink: the S3 bucket for raw batches")
+	str(&c.Region, "TENANT_REGION", "region", "the bucket's region (default the AWS SDK's, else us-east-1)")
+	str(&c.BucketEndpoint, "TENANT_BUCKET_ENDPOINT", "bucket-endpoint", "S3 endpoint override for S3-compatible stores, e.g. http://minio:9000")
+	str(&c.BucketPathStyle, "TENANT_BUCKET_PATH_STYLE", "bucket-path-style", "true or false: bucket in the URL path (default true with an endpoint override)")
+	str(&c.BucketPrefix, "TENANT_BUCKET_PREFIX", "bucket-prefix", "prefix of every object key")
 	str(&c.Cluster, "CLUSTER_NAME", "cluster-name", "cluster label set on records that carry none")
 	str(&c.TenantID, "TENANT_ID", "tenant-id", "tenant label set on every record")
 	num64(&c.MaxBatchBytes, "FORWARDER_MAX_BATCH_BYTES", "max-batch-bytes", "largest decompressed batch accepted; larger ones get 413 (default 33554432)")
@@ -337,14 +383,18 @@ filter SPEEDSCALE_FILTER_RULE, default standard), redacts secrets (credential he
 more with SPEEDSCALE_DLP_CONFIG), and appends them to a durable on-disk spool. A
 batch is answered 200 only once it is in the spool (fsynced). One delivery
 loop per sink reads the spool at its own cursor and delivers at least once,
-retrying with backoff; a restart resumes from the spool. The spool is bounded
+retrying with backoff; a restart resumes from the spool. Sinks: the hub
+(SPEEDSCALE_APP_URL with SPEEDSCALE_API_KEY), the tenant bucket (TENANT_BUCKET
+in TENANT_REGION, AWS credentials from the SDK's chain, TENANT_BUCKET_ENDPOINT
+for S3-compatible stores), and a local directory (FORWARDER_DIR; the default
+when neither of the others is set). The spool is bounded
 (FORWARDER_SPOOL_BYTES): when full, the oldest records are dropped and counted.
 docs/forwarder.md describes it all.
 
 Health, as the deployment guide checks it:
 
   curl -s localhost:8888 | grep Connected
-  # "Connected: directory DIR", or 503 "Not connected: REASON" while a sink
+  # "Connected: hub URL; bucket s3://B", or 503 "Not connected: REASON" while a sink
   # or the spool cannot be reached
   curl -s localhost:8888/stats     # counters: batches, records, per sink delivered, pending...
   curl -s localhost:8888/metrics   # the same for Prometheus
@@ -352,6 +402,7 @@ Health, as the deployment guide checks it:
 Every setting is an environment variable and a flag; a flag wins. Examples:
 
   forwarder                                        # :8888, records to ./tapwire-forwarded
+  SPEEDSCALE_APP_URL=hub.internal:8443 SPEEDSCALE_API_KEY=... TENANT_BUCKET=b TENANT_REGION=us-east-1 forwarder
   FORWARDER_TOKEN=s3cret CLUSTER_NAME=ecs forwarder -dir /var/lib/tapwire -spool-dir /var/lib/tapwire-spool
   goproxy -forwarder 127.0.0.1:8888 -forwarder-token s3cret   # a goproxy sending to it
   hub -dir /var/lib/tapwire                        # read the records back

@@ -28,9 +28,19 @@ func TestLoad(t *testing.T) {
 			"CLUSTER_NAME": "ecs", "TENANT_ID": "uuid", "SPEEDSCALE_API_KEY": "yourkey", "SPEEDSCALE_APP_URL": "app.speedscale.com",
 			"SUB_TENANT_NAME": "default", "SUB_TENANT_STREAM": "s", "TENANT_BUCKET": "b", "TENANT_NAME": "n", "TENANT_REGION": "us-east-1",
 		}, func(c *Config) bool {
-			return c.Cluster == "ecs" && c.TenantID == "uuid" &&
-				slices.Equal(c.Pending, []string{"SPEEDSCALE_API_KEY", "SPEEDSCALE_APP_URL", "TENANT_NAME", "SUB_TENANT_NAME", "SUB_TENANT_STREAM", "TENANT_BUCKET", "TENANT_REGION"})
+			return c.Cluster == "ecs" && c.TenantID == "uuid" && c.HubURL == "app.speedscale.com" && c.APIKey == "yourkey" &&
+				c.Bucket == "b" && c.Region == "us-east-1" && c.BucketPathStyle == "false" && c.Dir == "" &&
+				c.FilterRule == "standard" && c.Redact == "true" &&
+				slices.Equal(c.Pending, []string{"TENANT_NAME", "SUB_TENANT_NAME", "SUB_TENANT_STREAM"})
 		}, ""},
+		{"endpoint means path style", nil, map[string]string{"TENANT_BUCKET": "b", "TENANT_BUCKET_ENDPOINT": "http://127.0.0.1:9000", "FORWARDER_DIR": "/d"},
+			func(c *Config) bool { return c.BucketPathStyle == "true" && c.Dir == "/d" }, ""},
+		{"hub without key", nil, map[string]string{"SPEEDSCALE_APP_URL": "hub:8443"}, nil, "SPEEDSCALE_API_KEY"},
+		{"bad hub", nil, map[string]string{"SPEEDSCALE_APP_URL": "ftp://hub", "SPEEDSCALE_API_KEY": "k"}, nil, "SPEEDSCALE_APP_URL"},
+		{"bad endpoint", nil, map[string]string{"TENANT_BUCKET": "b", "TENANT_BUCKET_ENDPOINT": "minio:9000"}, nil, "TENANT_BUCKET_ENDPOINT"},
+		{"bad redact", nil, map[string]string{"SPEEDSCALE_REDACT": "maybe"}, nil, "SPEEDSCALE_REDACT"},
+		{"bad sync", nil, map[string]string{"FORWARDER_SPOOL_SYNC": "sometimes"}, nil, "FORWARDER_SPOOL_SYNC"},
+		{"small spool", nil, map[string]string{"FORWARDER_SPOOL_BYTES": "1000000"}, nil, "FORWARDER_SPOOL_BYTES"},
 		{"flag wins", []string{"-listen", "127.0.0.1:9999", "-dir", "/x"}, map[string]string{"FORWARDER_LISTEN": ":1", "FORWARDER_DIR": "/y", "FORWARDER_TOKEN": "t"},
 			func(c *Config) bool { return c.Listen == "127.0.0.1:9999" && c.Dir == "/x" && c.Token == "t" }, ""},
 		{"bad listen", []string{"-listen", "8888"}, nil, nil, `FORWARDER_LISTEN="8888"`},

@@ -103,6 +103,7 @@ func (d *destination) run(ctx context.Context) {
 		}
 		d.lagNanos.Store(b.Appended.UnixNano())
 		if !d.deliver(ctx, b) {
+			d.rd.Release(b)
 			return
 		}
 		d.lagNanos.Store(0)

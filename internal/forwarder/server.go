@@ -24,6 +24,8 @@ import (
 	"github.com/tapwire/tapwire/internal/filter"
 	"github.com/tapwire/tapwire/internal/redact"
 	"github.com/tapwire/tapwire/internal/sink/file"
+	"github.com/tapwire/tapwire/internal/sink/hub"
+	"github.com/tapwire/tapwire/internal/sink/s3"
 	"github.com/tapwire/tapwire/internal/spool"
 	"github.com/tapwire/tapwire/internal/wire"
 )
@@ -105,18 +107,33 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 		dests = append(dests, &destination{name: "directory", desc: cfg.Dir, sink: fs,
 			probe: func(context.Context) error { return probeDir(cfg.Dir) }, fresh: -1})
 	}
+	if cfg.HubURL != "" {
+		hs, err := hub.New(cfg.HubURL, cfg.APIKey, hub.Options{})
+		if err != nil {
+			closeAll(dests)
+			return nil, &ConfigError{"SPEEDSCALE_APP_URL", cfg.HubURL, err.Error()}
+		}
+		dests = append(dests, &destination{name: "hub", desc: hs.Base(), sink: hs, probe: hs.Probe})
+	}
+	if cfg.Bucket != "" {
+		bs, err := s3.New(context.Background(), s3.Options{
+			Bucket: cfg.Bucket, Region: cfg.Region, Endpoint: cfg.BucketEndpoint,
+			PathStyle: cfg.BucketPathStyle == "true", Prefix: cfg.BucketPrefix, Tenant: cfg.TenantID,
+		})
+		if err != nil {
+			closeAll(dests)
+			return nil, err
+		}
+		dests = append(dests, &destination{name: "bucket", desc: bs.URL(), sink: bs, probe: bs.Probe})
+	}
 	red, err := newRedactor(cfg)
 	if err != nil {
-		for _, d := range dests {
-			d.sink.Close()
-		}
+		closeAll(dests)
 		return nil, err
 	}
 	flt, err := filter.Parse(cfg.FilterRule)
 	if err != nil {
-		for _, d := range dests {
-			d.sink.Close()
-		}
+		closeAll(dests)
 		return nil, &ConfigError{"SPEEDSCALE_FILTER_RULE", abbreviate(cfg.FilterRule), err.Error()}
 	}
 	s, err := newServer(cfg, log, dests)
@@ -130,6 +147,12 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 		return nil, err
 	}
 	return s, nil
+}
+
+func closeAll(dests []*destination) {
+	for _, d := range dests {
+		d.sink.Close()
+	}
 }
 
 // newServer opens the spool for dests and builds the handler. cfg has its

@@ -488,9 +488,15 @@ func (s *Spool) dropOldest() {
 		if r.pos.Seg > seg.num {
 			continue
 		}
+		from := r.pos
+		if b := r.inflight; b != nil && b.Start.Seg == seg.num && from.less(b.End) {
+			// The reader holds these frames and is delivering them: count
+			// them when it gives up on them (Release), not here.
+			from = b.End
+		}
 		n := seg.records
-		if r.pos.Seg == seg.num && r.pos.Off > segHeader {
-			n = s.recordsAfter(seg, r.pos.Off)
+		if from.Seg == seg.num && from.Off > segHeader {
+			n = s.recordsAfter(seg, from.Off)
 		}
 		if n > 0 {
 			r.dropped += n
@@ -710,8 +716,9 @@ type Reader struct {
 	name string
 
 	// Guarded by s.mu.
-	pos     Pos   // the first frame not yet committed
-	dropped int64 // records lost to the byte bound (or corruption) before delivery
+	pos      Pos    // the first frame not yet committed
+	dropped  int64  // records lost to the byte bound (or corruption) before delivery
+	inflight *Batch // returned by Next, not yet committed or released
 
 	mu    sync.Mutex // guards f against Close
 	f     *os.File   // open segment being read
@@ -795,6 +802,9 @@ func (r *Reader) Next(ctx context.Context, maxBytes int64) (*Batch, error) {
 		if b == nil {
 			continue // a corrupt frame skipped the rest of the segment
 		}
+		s.mu.Lock()
+		r.inflight = b
+		s.mu.Unlock()
 		return b, nil
 	}
 }
@@ -903,9 +913,27 @@ func (r *Reader) Commit(b *Batch) error {
 	if r.pos.less(b.End) {
 		r.pos = b.End
 	}
+	if r.inflight == b {
+		r.inflight = nil
+	}
 	s.removeDelivered()
 	s.mu.Unlock()
 	return r.save()
+}
+
+// Release gives b up without delivering it (the reader is stopping): it
+// stays in the spool for the next start, unless the byte bound deleted
+// its segment meanwhile; then its records are counted as dropped.
+func (r *Reader) Release(b *Batch) {
+	s := r.s
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if r.inflight == b {
+		r.inflight = nil
+	}
+	if len(s.segs) > 0 && b.Start.Seg < s.segs[0].num {
+		r.dropped += int64(b.Records)
+	}
 }
 
 // Pos returns the reader's cursor.

@@ -1,16 +1,19 @@
-// Package forwarder is the capture.Sink that posts batches of records to a
-// Tapwire forwarder with the wire protocol (version 1): goproxy's sink when
-// FORWARDER_ADDR is a host:port.
+// Package forwarder is the capture.Sink that posts batches of records with
+// the wire protocol (version 1): goproxy's sink when FORWARDER_ADDR is a
+// host:port, and, through NewURL, the forwarder's sink to the hub
+// (internal/sink/hub), which speaks the same protocol.
 package forwarder
 
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	neturl "net/url"
 	"strings"
 	"sync"
 	"time"
@@ -28,6 +31,13 @@ type Options struct {
 	Timeout time.Duration
 	// Transport, if not nil, replaces the Sink's own transport (tests).
 	Transport http.RoundTripper
+	// ProxyFromEnvironment makes the Sink's own transport use
+	// HTTP_PROXY/HTTPS_PROXY/NO_PROXY. Off for goproxy, whose HTTP_PROXY
+	// may point at goproxy itself; on for the forwarder's hub sink.
+	ProxyFromEnvironment bool
+	// TLSConfig, if not nil, is the TLS configuration of https:// URLs
+	// (tests with their own CA). If nil, the system's roots.
+	TLSConfig *tls.Config
 }
 
 // Sink posts batches to one forwarder.
@@ -57,6 +67,21 @@ func New(addr string, opts Options) (*Sink, error) {
 	if err != nil {
 		return nil, err
 	}
+	return build(url, opts), nil
+}
+
+// NewURL returns a Sink that posts to base + /v1/batches, where base is an
+// http:// or https:// URL (a path prefix is kept).
+func NewURL(base string, opts Options) (*Sink, error) {
+	base = strings.TrimSpace(base)
+	u, err := neturl.Parse(base)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
+		return nil, fmt.Errorf("batch endpoint %q: want an http:// or https:// URL", base)
+	}
+	return build(strings.TrimSuffix(base, "/")+wire.Path, opts), nil
+}
+
+func build(url string, opts Options) *Sink {
 	if opts.Timeout <= 0 {
 		opts.Timeout = 30 * time.Second
 	}
@@ -64,7 +89,8 @@ func New(addr string, opts Options) (*Sink, error) {
 	rt := opts.Transport
 	if rt == nil {
 		s.own = &http.Transport{
-			Proxy: nil, // never HTTP_PROXY: see New
+			Proxy:           nil, // never HTTP_PROXY by default: see New
+			TLSClientConfig: opts.TLSConfig,
 			DialContext: (&net.Dialer{
 				Timeout:   5 * time.Second,
 				KeepAlive: 30 * time.Second,
@@ -77,6 +103,9 @@ func New(addr string, opts Options) (*Sink, error) {
 			DisableCompression:    true, // bodies are compressed already
 			ForceAttemptHTTP2:     false,
 		}
+		if opts.ProxyFromEnvironment {
+			s.own.Proxy = http.ProxyFromEnvironment
+		}
 		rt = s.own
 	}
 	s.client = &http.Client{
@@ -85,7 +114,7 @@ func New(addr string, opts Options) (*Sink, error) {
 		// A redirect means a misconfigured address; do not follow it.
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}
-	return s, nil
+	return s
 }
 
 // batchURL turns FORWARDER_ADDR into the batch endpoint.
@@ -176,6 +205,33 @@ func (s *Sink) post(ctx context.Context, recs []*capture.Record) error {
 	s.mu.Unlock()
 	return nil
 }
+
+// Probe posts an empty batch (no records): the server answers 200 when it
+// is up and takes the token, 401 when it does not. It delivers nothing.
+func (s *Sink) Probe(ctx context.Context) error {
+	req, err := wire.NewRequest(ctx, s.url, emptyBatch, wire.BatchID(nil), 0, s.token)
+	if err != nil {
+		return err
+	}
+	resp, err := s.client.Do(req)
+	if err != nil {
+		return fmt.Errorf("probe %s: %w", s.url, err)
+	}
+	defer resp.Body.Close()
+	if _, err := wire.ParseResponse(resp); err != nil {
+		return fmt.Errorf("probe %s: %w", s.url, err)
+	}
+	return nil
+}
+
+// emptyBatch is the zstd stream of no lines.
+var emptyBatch = func() []byte {
+	var b bytes.Buffer
+	if err := wire.EncodeBatch(&b, nil); err != nil {
+		panic(err)
+	}
+	return b.Bytes()
+}()
 
 // Close closes idle connections.
 func (s *Sink) Close() error {

@@ -225,3 +225,46 @@ func TestForwarderDown(t *testing.T) {
 		t.Errorf("err = %v, want a retryable transport error", err)
 	}
 }
+
+func TestNewURL(t *testing.T) {
+	tests := []struct {
+		base, want string
+		wantErr    bool
+	}{
+		{"https://hub.example.com", "https://hub.example.com/v1/batches", false},
+		{"http://127.0.0.1:8080/", "http://127.0.0.1:8080/v1/batches", false},
+		{"https://example.com/tapwire", "https://example.com/tapwire/v1/batches", false},
+		{"hub.example.com", "", true},
+		{"ftp://x", "", true},
+		{"https://x/?a=1", "", true},
+	}
+	for _, tt := range tests {
+		s, err := NewURL(tt.base, Options{})
+		if (err != nil) != tt.wantErr {
+			t.Errorf("NewURL(%q) err = %v, want error %t", tt.base, err, tt.wantErr)
+			continue
+		}
+		if err == nil {
+			if s.URL() != tt.want {
+				t.Errorf("NewURL(%q).URL() = %q, want %q", tt.base, s.URL(), tt.want)
+			}
+			s.Close()
+		}
+	}
+}
+
+func TestProbe(t *testing.T) {
+	fwd := wiretest.New(t)
+	fwd.RequireToken("key")
+	if err := newSink(t, fwd.Addr(), Options{Token: "key"}).Probe(context.Background()); err != nil {
+		t.Errorf("Probe with the right token: %v", err)
+	}
+	err := newSink(t, fwd.Addr(), Options{Token: "nope"}).Probe(context.Background())
+	var se *wire.ServerError
+	if !errors.As(err, &se) || se.Status != http.StatusUnauthorized {
+		t.Errorf("Probe with a wrong token: %v, want 401", err)
+	}
+	if n := len(fwd.Records()); n != 0 {
+		t.Errorf("probes delivered %d records, want 0", n)
+	}
+}

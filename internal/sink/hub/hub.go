@@ -1,0 +1,90 @@
+// Package hub is the capture.Sink that delivers records to the hub: the
+// forwarder's sink when SPEEDSCALE_APP_URL is set. The hub's ingest is the
+// batch protocol of docs/shipping.md with the API key as bearer token
+// (docs/forwarder.md, "The hub sink"), so this is a thin layer over the
+// wire client of internal/sink/forwarder: it turns SPEEDSCALE_APP_URL into
+// the endpoint and uses the proxy settings of the environment.
+package hub
+
+import (
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/tapwire/tapwire/internal/capture"
+	"github.com/tapwire/tapwire/internal/sink/forwarder"
+)
+
+// Options tune a Sink. The zero value is ready to use.
+type Options struct {
+	// Timeout bounds one POST. If zero, 30s.
+	Timeout time.Duration
+	// TLSConfig, if not nil, replaces the system's roots (tests).
+	TLSConfig *tls.Config
+}
+
+// Sink posts batches to the hub. Write, Probe and Close are the wire
+// client's: a 413 splits the batch, 400/413 of one record/415 are
+// permanent, 401 (a wrong API key) is a *wire.ServerError the caller
+// decides about.
+type Sink struct {
+	*forwarder.Sink
+	base string
+}
+
+var _ capture.Sink = (*Sink)(nil)
+
+// New returns a Sink for SPEEDSCALE_APP_URL appURL and the API key. An
+// empty key is an error: the hub derives the tenant from it.
+func New(appURL, apiKey string, opts Options) (*Sink, error) {
+	base, err := BaseURL(appURL)
+	if err != nil {
+		return nil, err
+	}
+	if strings.TrimSpace(apiKey) == "" {
+		return nil, errors.New("hub sink: the API key is empty")
+	}
+	s, err := forwarder.NewURL(base, forwarder.Options{
+		Token:                strings.TrimSpace(apiKey),
+		Timeout:              opts.Timeout,
+		TLSConfig:            opts.TLSConfig,
+		ProxyFromEnvironment: true,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("hub sink: %w", err)
+	}
+	return &Sink{Sink: s, base: base}, nil
+}
+
+// Base returns the hub's base URL, as BaseURL made it.
+func (s *Sink) Base() string { return s.base }
+
+// BaseURL turns SPEEDSCALE_APP_URL into the hub's base URL: a host or
+// host:port means https://host[:port]; an http:// or https:// URL is
+// taken as it is (a path prefix is kept, a trailing slash dropped).
+func BaseURL(appURL string) (string, error) {
+	v := strings.TrimSpace(appURL)
+	if v == "" {
+		return "", errors.New("hub address is empty")
+	}
+	if !strings.Contains(v, "://") {
+		host := v
+		if h, port, err := net.SplitHostPort(v); err == nil {
+			if h == "" || port == "" {
+				return "", fmt.Errorf("hub address %q: want host[:port] or a URL", appURL)
+			}
+		} else if strings.ContainsAny(v, "/?#@ ") {
+			return "", fmt.Errorf("hub address %q: want host[:port] or a URL", appURL)
+		}
+		v = "https://" + host
+	}
+	u, err := url.Parse(v)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
+		return "", fmt.Errorf("hub address %q: want host[:port], or an http:// or https:// URL", appURL)
+	}
+	return strings.TrimSuffix(v, "/"), nil
+}
