@@ -131,16 +131,30 @@ func mergeByTime(up, down []capture.Message) []capture.Message {
 	return out
 }
 
-// decodeProtobuf decodes the whole, uncompressed messages from the
-// protobuf wire format.
+// Bounds on schema-less decoding, which turns wire bytes into far larger
+// trees: only small messages are decoded, and a record keeps a bounded
+// number of decoded fields in all. Larger messages keep their bytes.
+const (
+	maxDecodeBytes      = 16 << 10
+	maxDecodedPerRecord = 2048
+)
+
+// decodeProtobuf decodes the whole, uncompressed, small messages from the
+// protobuf wire format, within the record's field budget.
 func decodeProtobuf(ms []capture.Message) {
+	budget := maxDecodedPerRecord
 	for k := range ms {
 		m := &ms[k]
-		if m.Compressed || m.Truncated || len(m.Data) == 0 {
+		if m.Compressed || m.Truncated || len(m.Data) == 0 || len(m.Data) > maxDecodeBytes {
 			continue
 		}
-		if fields, ok := protoraw.Decode(m.Data); ok {
+		fields, ok := protoraw.Decode(m.Data)
+		if !ok {
+			continue
+		}
+		if n := protoraw.Count(fields); n <= budget {
 			m.Fields = fields
+			budget -= n
 		}
 	}
 }

@@ -311,3 +311,30 @@ func TestOutboundGRPCUnwrapped(t *testing.T) {
 	exercise(t, conn)
 	checkGRPCRecords(t, rec)
 }
+
+// TestDecodeBudget: bytes that decode into large trees (a run of 'x' is a
+// message of many fields) are decoded only within the record's budget.
+func TestDecodeBudget(t *testing.T) {
+	x := []byte(strings.Repeat("x", 1024))
+	ms := make([]capture.Message, 10)
+	for i := range ms {
+		ms[i] = capture.Message{Size: int64(len(x)), Data: x}
+	}
+	ms = append(ms, capture.Message{Size: maxDecodeBytes + 1, Data: make([]byte, maxDecodeBytes+1)})
+	decodeProtobuf(ms)
+	decoded, fields := 0, 0
+	for _, m := range ms {
+		if m.Fields != nil {
+			decoded++
+			for range m.Fields {
+				fields++
+			}
+		}
+	}
+	if decoded == 0 || decoded == len(ms) || fields > maxDecodedPerRecord {
+		t.Errorf("decoded %d of %d messages, %d top-level fields; want some, within %d fields", decoded, len(ms), fields, maxDecodedPerRecord)
+	}
+	if ms[len(ms)-1].Fields != nil {
+		t.Errorf("a message over %d bytes was decoded", maxDecodeBytes)
+	}
+}

@@ -352,11 +352,28 @@ func EstimateSize(r *capture.Record) int64 {
 		if res := h.Res; res != nil {
 			n += 64 + int64(len(res.StatusText)+len(res.Proto)) + headersSize(res.Headers) + headersSize(res.Trailers) + b64(len(res.Body.Data))
 		}
+		for _, m := range h.Messages {
+			n += 64 + b64(len(m.Data)) + fieldsSize(m.Fields)
+		}
 	}
 	if t := r.TCP; t != nil {
 		for _, c := range t.Chunks {
 			n += 40 + b64(len(c.Data))
 		}
+	}
+	return n
+}
+
+// fieldsSize estimates decoded protobuf fields: their JSON, and the Go
+// values that hold them in the queue, are far larger than the wire bytes.
+func fieldsSize(fs []capture.ProtoField) int64 {
+	n := int64(0)
+	for _, f := range fs {
+		n += 96 + int64(len(f.Bytes)*2)
+		if f.String != nil {
+			n += int64(len(*f.String))
+		}
+		n += fieldsSize(f.Message)
 	}
 	return n
 }
