@@ -4,11 +4,17 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"net/http/httptest"
+	"path/filepath"
 	"testing"
+	"time"
 
 	"go.uber.org/goleak"
 
 	"github.com/tapwire/tapwire/internal/capture"
+	hubsrv "github.com/tapwire/tapwire/internal/hub"
+	"github.com/tapwire/tapwire/internal/store"
+	"github.com/tapwire/tapwire/internal/store/sqlite"
 	"github.com/tapwire/tapwire/internal/sink/sinktest"
 	"github.com/tapwire/tapwire/internal/wire"
 	"github.com/tapwire/tapwire/internal/wire/wiretest"
@@ -81,4 +87,50 @@ func TestWrongKey(t *testing.T) {
 	if err := s.Probe(context.Background()); !errors.As(err, &se) || se.Status != http.StatusUnauthorized {
 		t.Errorf("Probe with a wrong key: %v, want 401", err)
 	}
+}
+
+// TestConformanceAgainstHub runs the suite against the real hub
+// (internal/hub over a SQLite store), with a key from its bootstrap.
+func TestConformanceAgainstHub(t *testing.T) {
+	sinktest.Run(t, func(t *testing.T) sinktest.Target {
+		ctx := context.Background()
+		st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "hub.db"), sqlite.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { st.Close() })
+		ingest, _, err := hubsrv.Bootstrap(ctx, st, time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		srv := httptest.NewServer(hubsrv.NewServer(hubsrv.Config{}, st, nil).Handler())
+		t.Cleanup(srv.Close)
+		s, err := New(srv.URL, ingest, Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		if err := s.Probe(ctx); err != nil {
+			t.Fatalf("Probe against the hub: %v", err)
+		}
+		read := func(t *testing.T) []*capture.Record {
+			var got []*capture.Record
+			q := store.Query{Limit: store.MaxLimit, Full: true}
+			for {
+				page, err := st.List(ctx, "default", q)
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, it := range page.Items {
+					got = append(got, it.Record)
+				}
+				if page.Next == "" {
+					return got
+				}
+				q.Cursor = page.Next
+			}
+		}
+		return sinktest.Target{Sink: s, Read: read, ExactlyOnce: true,
+			Stamp: func(r *capture.Record) { r.Labels.Tenant = "default" }}
+	})
 }
