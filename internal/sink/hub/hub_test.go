@@ -13,9 +13,9 @@ import (
 
 	"github.com/tapwire/tapwire/internal/capture"
 	hubsrv "github.com/tapwire/tapwire/internal/hub"
+	"github.com/tapwire/tapwire/internal/sink/sinktest"
 	"github.com/tapwire/tapwire/internal/store"
 	"github.com/tapwire/tapwire/internal/store/sqlite"
-	"github.com/tapwire/tapwire/internal/sink/sinktest"
 	"github.com/tapwire/tapwire/internal/wire"
 	"github.com/tapwire/tapwire/internal/wire/wiretest"
 )
