@@ -1,6 +1,7 @@
-// Command speedctl is Tapwire's command-line tool. This version makes and
-// checks the CA that goproxy needs to capture outbound TLS. Run
-// `speedctl --help`.
+// Command speedctl is Tapwire's command-line tool: it writes the config
+// file ~/.speedctl/config, makes the CA goproxy needs to capture outbound
+// TLS, and writes ECS task definitions (the forwarder, and the goproxy
+// sidecar injected into an app's task). Run `speedctl --help`.
 package main
 
 import (
@@ -9,8 +10,14 @@ import (
 )
 
 func main() {
+	os.Exit(speedctl())
+}
+
+// speedctl runs the command line and returns the exit code.
+func speedctl() int {
 	if err := newRootCmd().Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, "speedctl:", err)
-		os.Exit(1)
+		return 1
 	}
+	return 0
 }

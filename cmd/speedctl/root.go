@@ -2,11 +2,26 @@ package main
 
 import (
 	"fmt"
+	"os"
 	"runtime"
 	"runtime/debug"
 
 	"github.com/spf13/cobra"
+
+	"github.com/tapwire/tapwire/internal/config"
 )
+
+// homeFlag is --home: where the config file is. Read it with home().
+var homeFlag string
+
+// home returns the folder of the config file: --home, $SPEEDCTL_HOME or
+// ~/.speedctl.
+func home() (string, error) {
+	if homeFlag != "" {
+		return homeFlag, nil
+	}
+	return config.DefaultHome(os.Getenv)
+}
 
 // version is set at build time: -ldflags "-X main.version=v0.1.0".
 var version = "dev"
@@ -15,19 +30,26 @@ func newRootCmd() *cobra.Command {
 	root := &cobra.Command{
 		Use:   "speedctl",
 		Short: "Tapwire's command-line tool",
-		Long: `speedctl is Tapwire's command-line tool.
+		Long: `speedctl is Tapwire's command-line tool. It does the deployment guide's
+setup steps for Amazon ECS, one command each:
 
-This version does one job of the deployment guide's setup: it makes the CA
-(tls.crt and tls.key) that goproxy uses to capture an app's outbound TLS, and
-checks a folder holding one. Config, ECS task definitions and traffic
-commands come later.
+  speedctl config set SPEEDSCALE_APP_URL=hub.example.com SPEEDSCALE_API_KEY=... TENANT_ID=...
+                                   # ~/.speedctl/config, the values the forwarder needs
+  speedctl certs create            # ./tls.crt and ./tls.key: the CA for TLS capture
+  speedctl ecs forwarder           # the forwarder's task definition and service (Terraform)
+  speedctl ecs inject --task-def app.json --container app --port 8080
+                                   # the app's task definition with the goproxy sidecar
+  speedctl ecs uninject --task-def app-captured.json
+                                   # ...and without it again
 
-  speedctl certs create            # ./tls.crt and ./tls.key, RSA-4096, 365 days
-  speedctl certs check .           # will this folder work as TLS_CERT_DIR?`,
+docs/ecs.md walks through a whole ECS deployment; docs/speedctl.md describes
+every command and the config file.`,
 		SilenceUsage:  true, // an error is one line, not the usage
 		SilenceErrors: true, // main prints it
 	}
-	root.AddCommand(newCertsCmd(), newVersionCmd())
+	root.PersistentFlags().StringVar(&homeFlag, "home", "",
+		"speedctl's folder, holding the config file (default $"+config.HomeEnv+", else ~/.speedctl)")
+	root.AddCommand(newConfigCmd(), newCertsCmd(), newECSCmd(), newVersionCmd())
 	return root
 }
 
