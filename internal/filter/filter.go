@@ -176,30 +176,52 @@ func (f *Filter) Keep(rec *capture.Record) bool {
 	if len(f.Conditions) == 0 {
 		return true
 	}
+	fs := facts{rec: rec}
 	or := strings.EqualFold(f.Operator, "OR")
 	for i := range f.Conditions {
-		if f.Conditions[i].holds(rec) == or {
+		if f.Conditions[i].holds(&fs) == or {
 			return or
 		}
 	}
 	return !or
 }
 
-func (c *Condition) holds(rec *capture.Record) bool {
+// facts are the derived facts of one record, computed once per Keep.
+type facts struct {
+	rec            *capture.Record
+	path, host     string
+	havePath, have bool
+}
+
+func (fs *facts) pathOf() string {
+	if !fs.havePath {
+		fs.path, fs.havePath = path(fs.rec.HTTP.Req.URL), true
+	}
+	return fs.path
+}
+
+func (fs *facts) hostOf() string {
+	if !fs.have {
+		fs.host, fs.have = host(fs.rec), true
+	}
+	return fs.host
+}
+
+func (c *Condition) holds(fs *facts) bool {
 	if len(c.Filters) == 0 {
 		return true
 	}
 	or := strings.EqualFold(c.Operator, "OR")
 	for i := range c.Filters {
-		if c.Filters[i].holds(rec) == or {
+		if c.Filters[i].holds(fs) == or {
 			return or
 		}
 	}
 	return !or
 }
 
-func (cr *Criterion) holds(rec *capture.Record) bool {
-	return cr.matches(rec) == cr.Include
+func (cr *Criterion) holds(fs *facts) bool {
+	return cr.matches(fs) == cr.Include
 }
 
 func (cr *Criterion) match(got, want string) bool {
@@ -211,7 +233,8 @@ func (cr *Criterion) match(got, want string) bool {
 
 // matches reports whether the record has the criterion's fact. A fact the
 // record does not have (the URL of a TCP record) does not match.
-func (cr *Criterion) matches(rec *capture.Record) bool {
+func (cr *Criterion) matches(fs *facts) bool {
+	rec := fs.rec
 	var req *capture.Request
 	if rec.HTTP != nil {
 		req = &rec.HTTP.Req
@@ -230,11 +253,11 @@ func (cr *Criterion) matches(rec *capture.Record) bool {
 	case cr.Protocol != "":
 		return cr.match(protocol(rec), cr.Protocol)
 	case cr.Host != "":
-		return cr.match(host(rec), cr.Host)
+		return cr.match(fs.hostOf(), cr.Host)
 	case req == nil:
 		return false
 	case cr.Path != "":
-		return cr.match(path(req.URL), cr.Path)
+		return cr.match(fs.pathOf(), cr.Path)
 	case cr.URL != "":
 		return cr.match(req.URL, cr.URL)
 	case cr.Method != "":
@@ -291,8 +314,10 @@ func path(u string) string {
 	if i := strings.IndexAny(u, "?#"); i >= 0 {
 		u = u[:i]
 	}
-	if p, err := url.PathUnescape(u); err == nil {
-		u = p
+	if strings.IndexByte(u, '%') >= 0 {
+		if p, err := url.PathUnescape(u); err == nil {
+			u = p
+		}
 	}
 	if u == "" {
 		return "/"

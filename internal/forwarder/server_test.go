@@ -33,7 +33,7 @@ type started struct {
 	stop func() error // cancels Serve and returns its error
 }
 
-func start(t *testing.T, cfg Config) *started {
+func start(t testing.TB, cfg Config) *started {
 	t.Helper()
 	if cfg.Dir == "" {
 		cfg.Dir = filepath.Join(t.TempDir(), "records")

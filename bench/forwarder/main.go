@@ -1,0 +1,266 @@
+// Command forwarder is the forwarder's load test: it starts the real
+// forwarder binary on a loopback port with a fresh spool, sends it
+// pre-encoded batches of records with 1 KiB bodies from many concurrent
+// senders for a while, and prints the records per second acknowledged and
+// delivered to the sink (the directory, or a bucket), with the
+// forwarder's peak RSS.
+//
+//	go build -o bin/ ./cmd/forwarder
+//	go run ./bench/forwarder -bin bin/forwarder -senders 16 -duration 10s
+//	go run ./bench/forwarder -bin bin/forwarder -bucket b -endpoint http://127.0.0.1:9000   # with AWS_ACCESS_KEY_ID/...
+//
+// The batches are built and compressed once before the clock starts and
+// sent again and again (record ids repeat; the directory sink does not
+// mind), so the senders cost little CPU beside the forwarder's.
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/tapwire/tapwire/internal/capture"
+	"github.com/tapwire/tapwire/internal/wire"
+)
+
+func main() {
+	bin := flag.String("bin", "bin/forwarder", "the forwarder binary")
+	senders := flag.Int("senders", 16, "concurrent senders (goproxies)")
+	batch := flag.Int("batch", 512, "records per batch (goproxy's default)")
+	body := flag.Int("body", 1024, "response body bytes per record")
+	distinct := flag.Int("distinct", 64, "distinct batches built and sent in turn")
+	duration := flag.Duration("duration", 10*time.Second, "how long to send")
+	bucket := flag.String("bucket", "", "deliver to this bucket instead of the directory (TENANT_BUCKET)")
+	endpoint := flag.String("endpoint", "", "TENANT_BUCKET_ENDPOINT for -bucket")
+	sync := flag.String("sync", "batch", "FORWARDER_SPOOL_SYNC")
+	inflight := flag.Int("max-in-flight", 8, "FORWARDER_MAX_IN_FLIGHT")
+	flag.Parse()
+	if err := run(*bin, *senders, *batch, *body, *distinct, *duration, *bucket, *endpoint, *sync, *inflight); err != nil {
+		fmt.Fprintln(os.Stderr, "bench/forwarder:", err)
+		os.Exit(1)
+	}
+}
+
+func run(bin string, senders, batchSize, bodySize, distinct int, duration time.Duration, bucket, endpoint, syncPolicy string, inflight int) error {
+	tmp, err := os.MkdirTemp("", "tapwire-fwd-bench")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(tmp)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+
+	env := []string{"FORWARDER_LISTEN=" + addr, "LOG_LEVEL=warn", "FORWARDER_SPOOL_DIR=" + filepath.Join(tmp, "spool"),
+		"FORWARDER_SPOOL_SYNC=" + syncPolicy, "FORWARDER_MAX_IN_FLIGHT=" + strconv.Itoa(inflight), "FORWARDER_SPOOL_BYTES=" + strconv.Itoa(8<<30)}
+	sink := "directory"
+	if bucket != "" {
+		sink = "bucket"
+		env = append(env, "TENANT_BUCKET="+bucket, "TENANT_BUCKET_ENDPOINT="+endpoint, "TENANT_REGION=us-east-1")
+	} else {
+		env = append(env, "FORWARDER_DIR="+filepath.Join(tmp, "records"))
+	}
+	cmd := exec.Command(bin)
+	cmd.Env = append(os.Environ(), env...)
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("start %s: %w", bin, err)
+	}
+	defer func() {
+		cmd.Process.Signal(os.Interrupt)
+		done := make(chan struct{})
+		go func() { cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(30 * time.Second):
+			cmd.Process.Kill()
+			<-done
+		}
+	}()
+	if err := waitHealthy(addr); err != nil {
+		return err
+	}
+
+	fmt.Printf("building %d batches of %d records with %d-byte bodies...\n", distinct, batchSize, bodySize)
+	bodies, plainBytes := buildBatches(distinct, batchSize, bodySize)
+	var compressed int
+	for _, b := range bodies {
+		compressed += len(b.body)
+	}
+	fmt.Printf("one record is %d bytes of JSON; batches compress %.1f:1\n", plainBytes/(distinct*batchSize), float64(plainBytes)/float64(compressed))
+
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: senders, DisableCompression: true}, Timeout: time.Minute}
+	var acked, refused atomic.Int64
+	ctx, cancel := context.WithTimeout(context.Background(), duration)
+	defer cancel()
+	start := time.Now()
+	var wg sync.WaitGroup
+	for i := range senders {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := i; ctx.Err() == nil; j++ {
+				b := bodies[j%len(bodies)]
+				req, _ := wire.NewRequest(ctx, "http://"+addr+wire.Path, b.body, b.id, batchSize, "")
+				resp, err := client.Do(req)
+				if err != nil {
+					continue
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode == 200 {
+					acked.Add(int64(batchSize))
+				} else {
+					refused.Add(1)
+					time.Sleep(50 * time.Millisecond)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	sent := time.Since(start)
+	ackRate := float64(acked.Load()) / sent.Seconds()
+
+	// Wait for the sink to catch up.
+	var st stats
+	for {
+		st, err = getStats(addr)
+		if err != nil {
+			return err
+		}
+		if st.Sinks[sink].Delivered >= st.Spooled || time.Since(start) > duration+5*time.Minute {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	total := time.Since(start)
+	rss := peakRSS(cmd.Process.Pid)
+	fmt.Printf("senders %d, batch %d, body %d B, spool sync %s, sink %s\n", senders, batchSize, bodySize, syncPolicy, sink)
+	fmt.Printf("acknowledged: %d records in %s = %.0f records/s (%d batches refused busy)\n", acked.Load(), sent.Round(time.Millisecond), ackRate, refused.Load())
+	fmt.Printf("delivered:    %d records in %s = %.0f records/s end to end\n", st.Sinks[sink].Delivered, total.Round(time.Millisecond),
+		float64(st.Sinks[sink].Delivered)/total.Seconds())
+	fmt.Printf("spool fsyncs: %d for %d batches; forwarder peak RSS %s\n", st.SpoolFsyncs, st.Batches, rss)
+	return nil
+}
+
+type encoded struct {
+	id   string
+	body []byte
+}
+
+var words = strings.Fields("order item price quantity customer address status shipped pending total currency sku " +
+	"warehouse carrier tracking note discount tax coupon gift express standard return refund invoice")
+
+// buildBatches makes n zstd batches of size records, each with a JSON-ish
+// response body of bodySize bytes.
+func buildBatches(n, size, bodySize int) ([]encoded, int) {
+	var out []encoded
+	plain := 0
+	now := time.Now().UTC()
+	for range n {
+		recs := make([]*capture.Record, size)
+		for i := range recs {
+			var b bytes.Buffer
+			b.WriteString(`{"items":[`)
+			for b.Len() < bodySize-40 {
+				fmt.Fprintf(&b, `{"%s":"%s","n":%d},`, words[rand.IntN(len(words))], words[rand.IntN(len(words))], rand.IntN(100000))
+			}
+			b.WriteString(`{}]}`)
+			data := b.Bytes()
+			if len(data) > bodySize {
+				data = data[:bodySize]
+			}
+			recs[i] = &capture.Record{
+				Schema: capture.SchemaVersion, ID: capture.NewID(), Kind: capture.KindHTTP, Direction: capture.DirIn,
+				Start: now, DurMicros: 1200, TTFBMicros: 900,
+				Labels: capture.Labels{Service: "orders", Namespace: "shop", Pod: "orders-1"},
+				Net:    capture.Net{ClientAddr: "10.0.1.7:51544", ServerAddr: "localhost:8080", ServerHost: "localhost", ConnID: "c-1", Proxy: "reverse"},
+				HTTP: &capture.HTTP{
+					Req: capture.Request{Method: "GET", URL: fmt.Sprintf("http://orders.shop:4143/v1/orders/%d", rand.IntN(1e6)), Proto: "HTTP/1.1", Host: "orders.shop:4143",
+						Headers: capture.Headers{{Name: "Accept", Value: "application/json"}, {Name: "User-Agent", Value: "shop-web/2.3"}, {Name: "Authorization", Value: "Bearer abc.def.ghi"}}},
+					Res: &capture.Response{Status: 200, StatusText: "OK", Proto: "HTTP/1.1",
+						Headers: capture.Headers{{Name: "Content-Type", Value: "application/json"}, {Name: "Content-Length", Value: strconv.Itoa(len(data))}},
+						Body:    capture.Body{Data: data, Size: int64(len(data))}},
+				},
+				Tags: capture.Tags{"captureMode": "proxy", "proxyType": "dual", "proxyProtocol": "tcp:http"},
+			}
+		}
+		var lines, z bytes.Buffer
+		wire.AppendLines(&lines, recs)
+		plain += lines.Len()
+		if err := wire.EncodeBatch(&z, recs); err != nil {
+			panic(err)
+		}
+		out = append(out, encoded{id: wire.BatchID(recs), body: z.Bytes()})
+	}
+	return out, plain
+}
+
+func waitHealthy(addr string) error {
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		resp, err := http.Get("http://" + addr + "/")
+		if err == nil {
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return nil
+			}
+			err = fmt.Errorf("%d %s", resp.StatusCode, b)
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("forwarder not healthy: %w", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+type stats struct {
+	Batches     int64 `json:"batches"`
+	Spooled     int64 `json:"spooled"`
+	SpoolFsyncs int64 `json:"spoolFsyncs"`
+	Sinks       map[string]struct {
+		Delivered int64 `json:"delivered"`
+	} `json:"sinks"`
+}
+
+func getStats(addr string) (stats, error) {
+	var st stats
+	resp, err := http.Get("http://" + addr + "/stats")
+	if err != nil {
+		return st, err
+	}
+	defer resp.Body.Close()
+	return st, json.NewDecoder(resp.Body).Decode(&st)
+}
+
+// peakRSS reads VmHWM of a process (Linux).
+func peakRSS(pid int) string {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return "?"
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(line, "VmHWM:") {
+			return strings.TrimSpace(strings.TrimPrefix(line, "VmHWM:"))
+		}
+	}
+	return "?"
+}
