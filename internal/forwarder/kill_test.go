@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,6 +16,9 @@ import (
 	"time"
 
 	"github.com/tapwire/tapwire/internal/capture"
+	hubsrv "github.com/tapwire/tapwire/internal/hub"
+	"github.com/tapwire/tapwire/internal/store"
+	"github.com/tapwire/tapwire/internal/store/sqlite"
 )
 
 // buildForwarder builds cmd/forwarder once per test binary.
@@ -109,7 +113,8 @@ func (p *proc) kill(t *testing.T) {
 // TestKill9 pushes batches from several senders into the real forwarder
 // binary, kills it with SIGKILL in the middle, restarts it on the same
 // spool, and checks that every record whose batch was acknowledged
-// reaches the directory sink.
+// reaches both sinks: the directory, and the real hub, where each is
+// stored once after its de-duplication.
 func TestKill9(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the forwarder binary")
@@ -117,7 +122,20 @@ func TestKill9(t *testing.T) {
 	work := t.TempDir()
 	dir, spoolDir := filepath.Join(work, "records"), filepath.Join(work, "spool")
 	addr := freeAddr(t)
+	// The real hub, over SQLite, as the second sink: it de-duplicates by id.
+	st, err := sqlite.Open(context.Background(), filepath.Join(work, "hub.db"), sqlite.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	key, _, err := hubsrv.Bootstrap(context.Background(), st, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	hubSrv := httptest.NewServer(hubsrv.NewServer(hubsrv.Config{}, st, nil).Handler())
+	defer hubSrv.Close()
 	env := []string{"FORWARDER_DIR=" + dir, "FORWARDER_SPOOL_DIR=" + spoolDir,
+		"SPEEDSCALE_APP_URL=" + hubSrv.URL, "SPEEDSCALE_API_KEY=" + key,
 		// Small spool files, so the kill finds several, some delivered.
 		"FORWARDER_SPOOL_SEGMENT_BYTES=262144", "FORWARDER_DELIVERY_BATCH_BYTES=131072"}
 	p := startProc(t, addr, env...)
@@ -202,6 +220,46 @@ func TestKill9(t *testing.T) {
 	if len(got) <= before {
 		t.Errorf("nothing was delivered after the restart (%d before, %d after): the test did not exercise the spool", before, len(got))
 	}
+	// The hub has every acknowledged record, once: its de-duplication by
+	// id absorbs what the restart delivered again.
+	var hubIDs map[string]int
+	deadline = time.Now().Add(30 * time.Second)
+	for {
+		hubIDs = map[string]int{}
+		q := store.Query{Limit: store.MaxLimit}
+		for {
+			page, err := st.List(context.Background(), "default", q)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, it := range page.Items {
+				hubIDs[it.ID]++
+			}
+			if page.Next == "" {
+				break
+			}
+			q.Cursor = page.Next
+		}
+		missing = 0
+		for id := range acked {
+			if hubIDs[id] == 0 {
+				missing++
+			}
+		}
+		if missing == 0 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if missing > 0 {
+		t.Fatalf("%d of %d acknowledged records never reached the hub", missing, len(acked))
+	}
+	for id, n := range hubIDs {
+		if n != 1 {
+			t.Errorf("the hub lists record %s %d times", id, n)
+		}
+	}
+	t.Logf("the hub holds %d records, each once", len(hubIDs))
 	if entries, _ := os.ReadDir(spoolDir); len(entries) == 0 || !strings.HasSuffix(entries[0].Name(), ".seg") && !strings.HasPrefix(entries[0].Name(), "cursor-") {
 		t.Errorf("spool directory %v looks wrong", entries)
 	}
