@@ -169,10 +169,16 @@ instead of the app's port: speedctl prints this on standard error.`,
 				return err
 			}
 			if !cmd.Flags().Changed("cluster-name") {
-				if h, err := home(); err == nil {
-					if f, err := config.Load(h); err == nil {
-						o.ClusterName = f.Lookup("CLUSTER_NAME")
-					}
+				h, err := home()
+				if err != nil {
+					return err
+				}
+				f, err := config.Load(h)
+				switch {
+				case err == nil:
+					o.ClusterName = f.Lookup("CLUSTER_NAME")
+				case !errors.Is(err, config.ErrNotFound): // no config: the default
+					return err
 				}
 			}
 			notes, err := ecs.Inject(td, o)
