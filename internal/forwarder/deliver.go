@@ -106,7 +106,6 @@ func (d *destination) run(ctx context.Context) {
 			d.rd.Release(b)
 			return
 		}
-		d.lagNanos.Store(0)
 	}
 }
 
@@ -142,6 +141,7 @@ func (d *destination) deliver(ctx context.Context, b *spool.Batch) bool {
 		}
 		if err == nil {
 			d.delivered.Add(int64(b.Records))
+			d.lagNanos.Store(0)
 			d.succeeded()
 			return d.commit(b)
 		}
@@ -150,6 +150,7 @@ func (d *destination) deliver(ctx context.Context, b *spool.Batch) bool {
 			d.failed.Add(int64(b.Records))
 			d.log.Error("sink refused a batch for good: dropped", "records", b.Records, "err", err.Error())
 			d.setResult(nil) // the sink answered: it is reachable
+			d.lagNanos.Store(0)
 			return d.commit(b)
 		}
 		wait := d.failed1(err)
