@@ -115,7 +115,7 @@ The security groups must let the apps' tasks reach port 8888.`,
 	fl.StringVar(&o.NamespaceID, "namespace-id", "", "the private DNS namespace of the service-discovery entry (default: Terraform aws_service_discovery_private_dns_namespace.cluster.id)")
 	fl.StringSliceVar(&o.Subnets, "subnets", nil, "the service's subnets, comma-separated (default: Terraform data.aws_subnets.private.ids)")
 	fl.StringSliceVar(&o.SecurityGroups, "security-groups", nil, "the service's security groups, comma-separated (default: Terraform [var.sg_id])")
-	fl.StringVar(&o.LogGroup, "log-group", "", "send the forwarder's logs to this CloudWatch log group (awslogs, created if missing)")
+	fl.StringVar(&o.LogGroup, "log-group", "", "send the forwarder's logs to this CloudWatch log group (awslogs; created if missing, which needs logs:CreateLogGroup in the execution role)")
 	fl.StringVar(&o.Region, "region", "", "the log group's region (default the config's TENANT_REGION)")
 	return cmd
 }

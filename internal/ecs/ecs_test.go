@@ -470,3 +470,54 @@ func sameJSON(a, b []byte) bool {
 	var x, y any
 	return json.Unmarshal(a, &x) == nil && json.Unmarshal(b, &y) == nil && reflect.DeepEqual(x, y)
 }
+
+// TestForwarderMatchesGuide: a config holding the guide's values gives the
+// guide's forwarder environment, name for name, value for value, in order,
+// and the guide's port, CPU and memory.
+func TestForwarderMatchesGuide(t *testing.T) {
+	guide := guideEnv(t, "guide-forwarder-env.txt")
+	cfg := map[string]string{}
+	for _, kv := range guide {
+		cfg[kv[0]] = kv[1]
+	}
+	f, _, err := NewForwarder(ForwarderOptions{Config: func(k string) string { return cfg[k] }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := f.TaskDefinition.Array("containerDefinitions")[0].(*Object)
+	if got := envOf(t, c); !reflect.DeepEqual(got, guide) {
+		t.Errorf("forwarder env\n got  %q\n want %q", got, guide)
+	}
+	if got := string(Compact(c.Array("portMappings"))); got != `[{"containerPort":8888}]` {
+		t.Errorf("portMappings %s", got)
+	}
+	if f.TaskDefinition.String("cpu") != "256" || f.TaskDefinition.String("memory") != "512" || f.TaskDefinition.String("networkMode") != "awsvpc" {
+		t.Errorf("task %s", Compact(f.TaskDefinition))
+	}
+}
+
+func TestInjectWithoutTaskMemory(t *testing.T) {
+	td, err := ReadTaskDefinition([]byte(`{"family": "w", "networkMode": "awsvpc", "requiresCompatibilities": ["EC2"], "containerDefinitions": [{"name": "app", "image": "a", "memory": 256, "portMappings": [{"containerPort": 80}]}]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	orig := td.Bytes()
+	notes, err := Inject(td, InjectOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(strings.Join(notes, "\n"), "the task sets no memory") {
+		t.Errorf("notes %q", notes)
+	}
+	for _, n := range []string{InitName, SidecarName} {
+		if v, ok := number(td.Container(n).vals["memoryReservation"]); !ok || v <= 0 {
+			t.Errorf("%s memoryReservation %v", n, td.Container(n).vals["memoryReservation"])
+		}
+	}
+	if err := ecstest.RegisterTaskDefinition(td.Bytes()); err != nil {
+		t.Error(err)
+	}
+	if _, err := Uninject(td); err != nil || !bytes.Equal(td.Bytes(), orig) {
+		t.Errorf("uninject: %v\n%s", err, td.Bytes())
+	}
+}

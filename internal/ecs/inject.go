@@ -28,6 +28,9 @@ const (
 	DefaultCASecretCert   = "tls.crt"
 	DefaultCASecretKey    = "tls.key"
 
+	initMemory    = 32  // MiB reserved for init when the task sets no memory
+	sidecarMemory = 128 // MiB reserved for goproxy when the task sets no memory
+
 	// StateLabel is the docker label on the sidecar that records what
 	// Inject changed in the app's container, so that Uninject can undo
 	// exactly that. Its value is JSON.
@@ -253,6 +256,12 @@ func Inject(td *TaskDefinition, o InjectOptions) ([]string, error) {
 	if logs != nil {
 		initC.Set("logConfiguration", clone(logs))
 		sidecar.Set("logConfiguration", clone(logs))
+	}
+	if !td.Has("memory") {
+		// Without a task-level memory, ECS (on EC2) needs one on every container.
+		initC.Set("memoryReservation", initMemory)
+		sidecar.Set("memoryReservation", sidecarMemory)
+		notes = append(notes, fmt.Sprintf("the task sets no memory, so each container needs its own: init reserves %d MiB, goproxy %d MiB (memoryReservation)", initMemory, sidecarMemory))
 	}
 	sidecar.Set("dockerLabels", NewObject(StateLabel, string(label)))
 	cs := td.Array("containerDefinitions")
