@@ -50,9 +50,9 @@ discovery entry (an A record, TTL 10, in your private DNS namespace, which
 makes forwarder.NAMESPACE:8888, the guide's forwarder.ecs.local:8888) and an
 ECS service that registers in it.
 
-The forwarder's environment comes from the config file (speedctl config set):
-` + strings.Join(ecs.ForwarderVars, ", ") + `.
-` + strings.Join(ecs.RequiredForwarderVars, ", ") + ` are required; CLUSTER_NAME defaults to "ecs".
+` + wrap("The forwarder's environment comes from the config file (speedctl config set): "+
+			strings.Join(ecs.ForwarderVars, ", ")+". "+strings.Join(ecs.RequiredForwarderVars, ", ")+
+			` are required; CLUSTER_NAME defaults to "ecs".`, 79) + `
 
 --format terraform (the default) writes the guide's three Terraform resources.
 What only your AWS account knows (execution role, cluster, namespace, subnets,
@@ -305,4 +305,22 @@ func printNext(w io.Writer, out string) {
 		file = "FILE"
 	}
 	fmt.Fprintf(w, "next: aws ecs register-task-definition --cli-input-json file://%s\n", shellQuote(file))
+}
+
+// wrap breaks s into lines of at most width bytes at spaces.
+func wrap(s string, width int) string {
+	var b strings.Builder
+	n := 0
+	for i, w := range strings.Fields(s) {
+		if i > 0 && n+1+len(w) > width {
+			b.WriteByte('\n')
+			n = 0
+		} else if i > 0 {
+			b.WriteByte(' ')
+			n++
+		}
+		b.WriteString(w)
+		n += len(w)
+	}
+	return b.String()
 }
