@@ -1,6 +1,8 @@
 // Command forwarder is Tapwire's cluster forwarder: it receives batches of
-// capture records from every goproxy on :8888 and writes them to JSONL
-// files. Run `forwarder -help` for its settings.
+// capture records from every goproxy on :8888, filters and redacts them,
+// spools them on disk, and delivers them to the hub, the tenant bucket and
+// a local directory. Run `forwarder -help` for its settings;
+// docs/forwarder.md describes it.
 package main
 
 import (
