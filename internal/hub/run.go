@@ -99,17 +99,24 @@ They are shown only now (the hub keeps their hashes): store them.
 		log.Warn("HUB_RETENTION=off: records are never deleted and the database grows without bound")
 	}
 
-	rctx, stopRetention := context.WithCancel(context.Background())
+	mctx, stopMaintenance := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	if cfg.Retention > 0 {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			retain(rctx, st, cfg.Retention, log)
+			retain(mctx, st, cfg.Retention, log)
+		}()
+	}
+	if o, ok := st.(optimizer); ok {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			optimize(mctx, o, log)
 		}()
 	}
 	defer func() {
-		stopRetention()
+		stopMaintenance()
 		wg.Wait()
 	}()
 
@@ -155,6 +162,33 @@ func retentionText(d time.Duration) string {
 		return "off"
 	}
 	return d.String()
+}
+
+// optimizer is a store that keeps its query planner's statistics current
+// when asked (SQLite's PRAGMA optimize, PostgreSQL's ANALYZE).
+type optimizer interface {
+	Optimize(context.Context) error
+}
+
+// optimizeEvery is how often the hub refreshes the planner's statistics
+// (SQLite recommends PRAGMA optimize every few hours for long-lived
+// connections); the first time is 5 minutes after start.
+const optimizeEvery = time.Hour
+
+func optimize(ctx context.Context, o optimizer, log *slog.Logger) {
+	t := time.NewTimer(5 * time.Minute)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if err := o.Optimize(ctx); err != nil && ctx.Err() == nil {
+			log.Warn("refreshing the query planner's statistics failed", "err", err.Error())
+		}
+		t.Reset(optimizeEvery)
+	}
 }
 
 // retain deletes records older than keep now and then until ctx is done:

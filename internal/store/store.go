@@ -44,10 +44,17 @@ type Store interface {
 	// Get returns one record in full, or ErrNotFound.
 	Get(ctx context.Context, tenant, id string) (*capture.Record, error)
 
-	// Scan calls fn with the indexed columns (no bodies) of every record
-	// of the tenant that matches f, in no particular order. It is what
-	// summaries are computed from. An error from fn stops the scan.
+	// Scan calls fn with the columns summaries need of every record of
+	// the tenant that matches f, in no particular order: it fills
+	// StartUs, DurUs, Direction, Service, Method, Host, Route, Status and
+	// Failed. fn must not keep the Row. An error from fn stops the scan.
 	Scan(ctx context.Context, tenant string, f Filter, fn func(*Row) error) error
+
+	// Count returns, for each step of the given length (a multiple of
+	// step since the Unix epoch) in which a record of the tenant that
+	// matches f started, how many did and how many failed; by time, empty
+	// steps left out.
+	Count(ctx context.Context, tenant string, f Filter, step time.Duration) ([]Bucket, error)
 
 	// DeleteBefore deletes the records of every tenant that started
 	// before t and returns how many it deleted. It deletes in small

@@ -232,29 +232,14 @@ func Histogram(ctx context.Context, s Store, tenant string, f Filter, step time.
 	if !f.From.IsZero() && !f.To.IsZero() && f.To.Sub(f.From)/step > MaxBuckets {
 		return nil, fmt.Errorf("histogram of %s in steps of %s: more than %d steps", f.To.Sub(f.From), step, MaxBuckets)
 	}
-	stepUs := step.Microseconds()
-	counts := map[int64]*Bucket{}
-	lo, hi := int64(1<<62), int64(-1<<62)
-	n := 0
-	err := s.Scan(ctx, tenant, f, func(r *Row) error {
-		k := r.StartUs - mod(r.StartUs, stepUs)
-		b := counts[k]
-		if b == nil {
-			if n++; n > MaxBuckets {
-				return fmt.Errorf("more than %d steps of %s: use a longer step", MaxBuckets, step)
-			}
-			b = &Bucket{Start: time.UnixMicro(k).UTC()}
-			counts[k] = b
-		}
-		b.Count++
-		if r.Failed {
-			b.Errors++
-		}
-		lo, hi = min(lo, k), max(hi, k)
-		return nil
-	})
+	counts, err := s.Count(ctx, tenant, f, step)
 	if err != nil {
 		return nil, fmt.Errorf("histogram: %w", err)
+	}
+	stepUs := step.Microseconds()
+	lo, hi := int64(0), int64(-1)
+	if len(counts) > 0 {
+		lo, hi = counts[0].Start.UnixMicro(), counts[len(counts)-1].Start.UnixMicro()
 	}
 	if !f.From.IsZero() {
 		us := f.From.UnixMicro()
@@ -264,16 +249,23 @@ func Histogram(ctx context.Context, s Store, tenant string, f Filter, step time.
 		us := f.To.UnixMicro() - 1
 		hi = us - mod(us, stepUs)
 	}
+	if (hi-lo)/stepUs > MaxBuckets {
+		return nil, fmt.Errorf("histogram: more than %d steps of %s: use a longer step", MaxBuckets, step)
+	}
 	out := []Bucket{}
-	for k := lo; k <= hi && len(out) <= MaxBuckets; k += stepUs {
-		if b := counts[k]; b != nil {
-			out = append(out, *b)
-		} else {
-			out = append(out, Bucket{Start: time.UnixMicro(k).UTC()})
+	for k := lo; k <= hi; k += stepUs {
+		b := Bucket{Start: time.UnixMicro(k).UTC()}
+		if len(counts) > 0 && counts[0].Start.UnixMicro() == k {
+			b = counts[0]
+			counts = counts[1:]
 		}
+		out = append(out, b)
 	}
 	return out, nil
 }
+
+// StepStart returns the start of the step of length stepUs that us is in.
+func StepStart(us, stepUs int64) int64 { return us - mod(us, stepUs) }
 
 func mod(a, b int64) int64 {
 	m := a % b

@@ -36,7 +36,7 @@ func Open(ctx context.Context, dsn string) (*Store, error) {
 	}
 	// Every connection gets the temporary table COPY writes into.
 	cfg.AfterConnect = func(ctx context.Context, c *pgx.Conn) error {
-		_, err := c.Exec(ctx, `CREATE TEMP TABLE IF NOT EXISTS records_in (LIKE records) ON COMMIT DELETE ROWS`)
+		_, err := c.Exec(ctx, `CREATE TEMP TABLE IF NOT EXISTS records_in (LIKE records, data bytea NOT NULL) ON COMMIT DELETE ROWS`)
 		return err
 	}
 	// Migrate on a plain connection first: AfterConnect needs the table.
@@ -45,6 +45,13 @@ func Open(ctx context.Context, dsn string) (*Store, error) {
 		return nil, fmt.Errorf("connect to postgres: %w", err)
 	}
 	err = migrate(ctx, conn)
+	if err == nil {
+		// Development builds of the hub (before records and bodies were
+		// split) wrote a version 1 of another shape.
+		if _, cerr := conn.Exec(ctx, "SELECT tenant, id, data FROM bodies LIMIT 0"); cerr != nil {
+			err = fmt.Errorf("its tables are not those of schema version %d (made by a development build of the hub?): %w", len(migrations), cerr)
+		}
+	}
 	conn.Close(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("migrate: %w", err)
@@ -59,6 +66,16 @@ func Open(ctx context.Context, dsn string) (*Store, error) {
 // Close closes the pool.
 func (s *Store) Close() error {
 	s.pool.Close()
+	return nil
+}
+
+// Optimize updates the planner's statistics of the hub's tables (ANALYZE).
+// Autovacuum does it too, in its own time; after a bulk load it may not
+// have yet, and the planner then picks poor plans.
+func (s *Store) Optimize(ctx context.Context) error {
+	if _, err := s.pool.Exec(ctx, "ANALYZE records, bodies"); err != nil {
+		return fmt.Errorf("analyze: %w", err)
+	}
 	return nil
 }
 
@@ -112,11 +129,16 @@ var migrations = []string{
 		error     text NOT NULL,
 		url       text NOT NULL,
 		search    text NOT NULL,
-		data      bytea NOT NULL,
 		PRIMARY KEY (tenant, id)
 	);
 	CREATE INDEX records_start ON records (tenant, start_us, id);
-	CREATE INDEX records_service ON records (tenant, service, start_us, id);`,
+	CREATE INDEX records_service ON records (tenant, service, start_us, id);
+	CREATE TABLE bodies (
+		tenant text COLLATE "C" NOT NULL,
+		id     text COLLATE "C" NOT NULL,
+		data   bytea NOT NULL,
+		PRIMARY KEY (tenant, id)
+	);`,
 }
 
 func migrate(ctx context.Context, conn *pgx.Conn) error {
@@ -157,6 +179,8 @@ func migrate(ctx context.Context, conn *pgx.Conn) error {
 var insertCols = []string{"tenant", "id", "start_us", "dur_us", "kind", "direction", "cluster", "namespace", "service",
 	"pod", "method", "host", "path", "route", "status", "failed", "req_size", "res_size", "error", "url", "search", "data"}
 
+const scanCols = `start_us, dur_us, direction, service, method, host, route, status, failed`
+
 const summaryCols = `id, start_us, dur_us, kind, direction, cluster, namespace, service, pod, method, host, path, route, status, failed, req_size, res_size, error, url`
 
 // Insert copies recs into a temporary table and moves the new ones to
@@ -182,9 +206,15 @@ func (s *Store) Insert(ctx context.Context, tenant string, recs []*capture.Recor
 	if err != nil {
 		return 0, fmt.Errorf("insert: copy %d records: %w", len(rows), err)
 	}
-	tag, err := tx.Exec(ctx, `INSERT INTO records SELECT * FROM records_in ON CONFLICT (tenant, id) DO NOTHING`)
+	// A record conflicts on (tenant, id) in both tables, so a skipped
+	// record leaves neither a row nor a body.
+	cols := strings.Join(insertCols[:len(insertCols)-1], ", ")
+	tag, err := tx.Exec(ctx, `INSERT INTO records (`+cols+`) SELECT `+cols+` FROM records_in ON CONFLICT (tenant, id) DO NOTHING`)
 	if err != nil {
 		return 0, fmt.Errorf("insert: %w", err)
+	}
+	if _, err := tx.Exec(ctx, `INSERT INTO bodies (tenant, id, data) SELECT tenant, id, data FROM records_in ON CONFLICT (tenant, id) DO NOTHING`); err != nil {
+		return 0, fmt.Errorf("insert bodies: %w", err)
 	}
 	if err := tx.Commit(ctx); err != nil {
 		return 0, fmt.Errorf("insert: commit: %w", err)
@@ -251,13 +281,12 @@ func (s *Store) List(ctx context.Context, tenant string, q store.Query) (store.P
 	}
 	limit := q.PageLimit()
 	cond, args := where(tenant, &q.Filter, cur)
-	cols := summaryCols
-	if q.Full {
-		cols += ", data"
-	}
 	args = append(args, limit+1)
-	rows, err := s.pool.Query(ctx, "SELECT "+cols+" FROM records WHERE "+cond+
-		" ORDER BY start_us DESC, id DESC LIMIT $"+strconv.Itoa(len(args)), args...)
+	query := "SELECT " + summaryCols + " FROM records WHERE " + cond + " ORDER BY start_us DESC, id DESC LIMIT $" + strconv.Itoa(len(args))
+	if q.Full {
+		query = "SELECT r.*, b.data FROM (" + query + ") r JOIN bodies b ON b.tenant = $1 AND b.id = r.id ORDER BY r.start_us DESC, r.id DESC"
+	}
+	rows, err := s.pool.Query(ctx, query, args...)
 	if err != nil {
 		return store.Page{}, fmt.Errorf("list: %w", err)
 	}
@@ -299,7 +328,7 @@ func summaryDest(r *store.Row) []any {
 // Get returns one record.
 func (s *Store) Get(ctx context.Context, tenant, id string) (*capture.Record, error) {
 	var data []byte
-	err := s.pool.QueryRow(ctx, "SELECT data FROM records WHERE tenant = $1 AND id = $2", tenant, id).Scan(&data)
+	err := s.pool.QueryRow(ctx, "SELECT data FROM bodies WHERE tenant = $1 AND id = $2", tenant, id).Scan(&data)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, fmt.Errorf("record %q: %w", id, store.ErrNotFound)
 	}
@@ -312,13 +341,13 @@ func (s *Store) Get(ctx context.Context, tenant, id string) (*capture.Record, er
 // Scan calls fn with the columns of each matching record.
 func (s *Store) Scan(ctx context.Context, tenant string, f store.Filter, fn func(*store.Row) error) error {
 	cond, args := where(tenant, &f, nil)
-	rows, err := s.pool.Query(ctx, "SELECT "+summaryCols+" FROM records WHERE "+cond, args...)
+	rows, err := s.pool.Query(ctx, "SELECT "+scanCols+" FROM records WHERE "+cond, args...)
 	if err != nil {
 		return fmt.Errorf("scan: %w", err)
 	}
 	defer rows.Close()
 	var r store.Row
-	dst := summaryDest(&r)
+	dst := []any{&r.StartUs, &r.DurUs, &r.Direction, &r.Service, &r.Method, &r.Host, &r.Route, &r.Status, &r.Failed}
 	for rows.Next() {
 		if err := rows.Scan(dst...); err != nil {
 			return fmt.Errorf("scan: %w", err)
@@ -331,6 +360,37 @@ func (s *Store) Scan(ctx context.Context, tenant string, f store.Filter, fn func
 		return fmt.Errorf("scan: %w", err)
 	}
 	return nil
+}
+
+// Count counts matching records per step, in SQL.
+func (s *Store) Count(ctx context.Context, tenant string, f store.Filter, step time.Duration) ([]store.Bucket, error) {
+	stepUs := step.Microseconds()
+	if stepUs < 1 {
+		return nil, fmt.Errorf("count: step %s: want at least 1µs", step)
+	}
+	cond, args := where(tenant, &f, nil)
+	args = append(args, stepUs)
+	p := "$" + strconv.Itoa(len(args))
+	// start_us - ((start_us % step) + step) % step: the step's start, also before 1970.
+	rows, err := s.pool.Query(ctx, "SELECT start_us - ((start_us % "+p+") + "+p+") % "+p+" AS b, count(*), count(*) FILTER (WHERE failed) FROM records WHERE "+
+		cond+" GROUP BY b ORDER BY b", args...)
+	if err != nil {
+		return nil, fmt.Errorf("count: %w", err)
+	}
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (store.Bucket, error) {
+		var us int64
+		var b store.Bucket
+		err := r.Scan(&us, &b.Count, &b.Errors)
+		b.Start = time.UnixMicro(us).UTC()
+		return b, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("count: %w", err)
+	}
+	if out == nil {
+		out = []store.Bucket{}
+	}
+	return out, nil
 }
 
 const deleteChunk = 5000
@@ -351,8 +411,12 @@ func (s *Store) DeleteBefore(ctx context.Context, t time.Time) (int64, error) {
 	var total int64
 	for _, tenant := range tenants {
 		for {
-			tag, err := s.pool.Exec(ctx, `DELETE FROM records WHERE ctid = ANY(ARRAY(
-				SELECT ctid FROM records WHERE tenant = $1 AND start_us < $2 LIMIT $3))`, tenant, t.UnixMicro(), deleteChunk)
+			// The records and their bodies, in one statement.
+			tag, err := s.pool.Exec(ctx, `WITH doomed AS (
+				DELETE FROM records WHERE tenant = $1 AND id = ANY(ARRAY(
+					SELECT id FROM records WHERE tenant = $1 AND start_us < $2 ORDER BY start_us LIMIT $3))
+				RETURNING id)
+				DELETE FROM bodies WHERE tenant = $1 AND id IN (SELECT id FROM doomed)`, tenant, t.UnixMicro(), deleteChunk)
 			if err != nil {
 				return total, fmt.Errorf("delete old records: %w", err)
 			}

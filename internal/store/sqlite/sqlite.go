@@ -44,7 +44,23 @@ type Store struct {
 	path string
 	w    *sql.DB // one connection: every write
 	r    *sql.DB // reads, concurrently (WAL)
+	ck   *sql.DB // one connection: the checkpointer's
+
+	stop chan struct{}
+	done chan struct{}
 }
+
+// Checkpoints: a goroutine copies the WAL into the database file every
+// checkpointEvery, off the writer's path (a checkpoint inside a commit
+// was a sixth of the writer's time). The writer checkpoints itself only
+// when the WAL reaches backstopPages (1 GiB of 16 KiB pages), which the
+// checkpointer keeps it far from unless readers hold old snapshots for a
+// long time.
+const (
+	checkpointEvery = 500 * time.Millisecond
+	backstopPages   = 65536
+	pageSize        = 16384
+)
 
 // Open opens (creating if needed) the database at path and migrates its
 // schema to the current version.
@@ -66,21 +82,19 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 	if opts.SyncFull {
 		sync = "FULL"
 	}
-	dsn := func(cacheMiB int, readOnly bool) string {
+	dsn := func(cacheMiB int, extra ...string) string {
 		v := url.Values{}
-		for _, p := range []string{
-			"page_size(16384)", "busy_timeout(10000)", "journal_mode(WAL)", "synchronous(" + sync + ")",
+		for _, p := range append([]string{
+			fmt.Sprintf("page_size(%d)", pageSize), "busy_timeout(10000)", "journal_mode(WAL)", "synchronous(" + sync + ")",
 			"foreign_keys(ON)", fmt.Sprintf("cache_size(-%d)", cacheMiB<<10), "temp_store(MEMORY)",
-		} {
+			fmt.Sprintf("wal_autocheckpoint(%d)", backstopPages), "journal_size_limit(268435456)",
+		}, extra...) {
 			v.Add("_pragma", p)
-		}
-		if readOnly {
-			v.Add("_pragma", "query_only(ON)")
 		}
 		v.Set("_txlock", "immediate")
 		return "file:" + path + "?" + v.Encode()
 	}
-	w, err := sql.Open("sqlite", dsn(wcache, false))
+	w, err := sql.Open("sqlite", dsn(wcache))
 	if err != nil {
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
@@ -92,7 +106,15 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 		w.Close()
 		return nil, fmt.Errorf("migrate %s: %w", path, err)
 	}
-	r, err := sql.Open("sqlite", dsn(rcache, true))
+	// Development builds of the hub (before records and bodies were split)
+	// wrote a version 1 of another shape.
+	if _, err := w.ExecContext(ctx, "SELECT seq, data FROM bodies LIMIT 0"); err != nil {
+		w.Close()
+		return nil, fmt.Errorf("%s: its tables are not those of schema version %d (made by a development build of the hub?); move it away: %w", path, len(migrations), err)
+	}
+	// Readers map the file (256 MiB of it) instead of reading pages with
+	// a system call each.
+	r, err := sql.Open("sqlite", dsn(rcache, "query_only(ON)", "mmap_size(268435456)"))
 	if err != nil {
 		w.Close()
 		return nil, fmt.Errorf("open %s: %w", path, err)
@@ -100,7 +122,33 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 	r.SetMaxOpenConns(readers)
 	r.SetMaxIdleConns(readers)
 	s.r = r
+	ck, err := sql.Open("sqlite", dsn(1))
+	if err != nil {
+		w.Close()
+		r.Close()
+		return nil, fmt.Errorf("open %s: %w", path, err)
+	}
+	ck.SetMaxOpenConns(1)
+	s.ck = ck
+	s.stop, s.done = make(chan struct{}), make(chan struct{})
+	go s.checkpoints()
 	return s, nil
+}
+
+// checkpoints runs PASSIVE checkpoints until Close: they copy what no
+// reader needs any more and never wait for anyone.
+func (s *Store) checkpoints() {
+	defer close(s.done)
+	t := time.NewTicker(checkpointEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-t.C:
+			_, _ = s.ck.Exec("PRAGMA wal_checkpoint(PASSIVE)")
+		}
+	}
 }
 
 // Path returns the database file.
@@ -109,8 +157,18 @@ func (s *Store) Path() string { return s.path }
 // Close closes the database, after an optimize pass that keeps the query
 // planner's statistics current.
 func (s *Store) Close() error {
+	select {
+	case <-s.stop:
+		return nil // closed already
+	default:
+	}
+	close(s.stop)
+	<-s.done
 	_, _ = s.w.Exec("PRAGMA optimize")
 	err := s.r.Close()
+	if cerr := s.ck.Close(); err == nil {
+		err = cerr
+	}
 	if werr := s.w.Close(); err == nil {
 		err = werr
 	}
@@ -136,6 +194,13 @@ func (s *Store) Optimize(ctx context.Context) error {
 
 // migrations are applied in order, each once; the index+1 of the last one
 // applied is in PRAGMA user_version.
+//
+// records holds what lists, filters and summaries read; bodies holds each
+// record itself under the same seq. Both are rowid tables, so that rows
+// arriving in time order are appended densely. records_time and
+// records_service carry the columns the common filters test, so that
+// SQLite tests them on the index entry and reads only the rows that match
+// (its deferred seek), and counts by time read the index alone.
 var migrations = []string{
 	// 1: tenants, keys, records.
 	`CREATE TABLE tenants (
@@ -156,8 +221,8 @@ var migrations = []string{
 	CREATE TABLE records (
 		seq       INTEGER PRIMARY KEY,
 		tenant    TEXT NOT NULL,
-		id        TEXT NOT NULL,
 		start_us  INTEGER NOT NULL,
+		id        TEXT NOT NULL,
 		dur_us    INTEGER NOT NULL,
 		kind      TEXT NOT NULL,
 		direction TEXT NOT NULL,
@@ -175,12 +240,15 @@ var migrations = []string{
 		res_size  INTEGER NOT NULL,
 		error     TEXT NOT NULL,
 		url       TEXT NOT NULL,
-		search    TEXT NOT NULL,
-		data      BLOB NOT NULL
+		search    TEXT NOT NULL
 	);
 	CREATE UNIQUE INDEX records_id ON records(tenant, id);
-	CREATE INDEX records_start ON records(tenant, start_us, id);
-	CREATE INDEX records_service ON records(tenant, service, start_us, id);`,
+	CREATE INDEX records_time ON records(tenant, start_us, id, failed, status, direction, method, host);
+	CREATE INDEX records_service ON records(tenant, service, start_us, id, failed, status, direction);
+	CREATE TABLE bodies (
+		seq  INTEGER PRIMARY KEY,
+		data BLOB NOT NULL
+	);`,
 }
 
 func migrate(ctx context.Context, db *sql.DB) error {
@@ -216,33 +284,45 @@ func migrate(ctx context.Context, db *sql.DB) error {
 	return nil
 }
 
-// Columns of records, in insert order (seq is the rowid).
+// Columns of records, in insert order.
 const (
-	insertCols  = `tenant, id, start_us, dur_us, kind, direction, cluster, namespace, service, pod, method, host, path, route, status, failed, req_size, res_size, error, url, search, data`
+	insertCols  = `seq, tenant, start_us, id, dur_us, kind, direction, cluster, namespace, service, pod, method, host, path, route, status, failed, req_size, res_size, error, url, search`
 	nInsertCols = 22
 	// rowsPerInsert is how many records one INSERT statement carries:
 	// fewer statements cost less than more, up to a point.
 	rowsPerInsert = 64
 	summaryCols   = `id, start_us, dur_us, kind, direction, cluster, namespace, service, pod, method, host, path, route, status, failed, req_size, res_size, error, url`
+	scanCols      = `start_us, dur_us, direction, service, method, host, route, status, failed`
 )
 
-func insertSQL(n int) string {
+func valuesSQL(head string, n, cols int, tail string) string {
 	var b strings.Builder
-	b.WriteString("INSERT INTO records (" + insertCols + ") VALUES ")
-	row := "(" + strings.TrimSuffix(strings.Repeat("?,", nInsertCols), ",") + ")"
+	b.WriteString(head)
+	row := "(" + strings.TrimSuffix(strings.Repeat("?,", cols), ",") + ")"
 	for i := range n {
 		if i > 0 {
 			b.WriteByte(',')
 		}
 		b.WriteString(row)
 	}
-	b.WriteString(" ON CONFLICT (tenant, id) DO NOTHING")
+	b.WriteString(tail)
 	return b.String()
 }
 
-var insertFull = insertSQL(rowsPerInsert)
+const (
+	insertRecords = "INSERT INTO records (" + insertCols + ") VALUES "
+	insertBodies  = "INSERT INTO bodies (seq, data) VALUES "
+	conflict      = " ON CONFLICT DO NOTHING RETURNING seq"
+)
 
-// Insert stores recs in one transaction, skipping ids the tenant has.
+var (
+	insertRecordsFull = valuesSQL(insertRecords, rowsPerInsert, nInsertCols, conflict)
+	insertBodiesFull  = valuesSQL(insertBodies, rowsPerInsert, 2, "")
+)
+
+// Insert stores recs in one transaction, skipping ids the tenant has. It
+// numbers the rows itself (after the largest seq, under the one writer's
+// transaction) and stores the bodies of the rows the insert returns.
 func (s *Store) Insert(ctx context.Context, tenant string, recs []*capture.Record) (int, error) {
 	if len(recs) == 0 {
 		return 0, nil
@@ -256,34 +336,75 @@ func (s *Store) Insert(ctx context.Context, tenant string, recs []*capture.Recor
 		return 0, fmt.Errorf("insert: begin: %w", err)
 	}
 	defer tx.Rollback()
-	var full *sql.Stmt
+	var seq int64
+	if err := tx.QueryRowContext(ctx, "SELECT coalesce(max(seq), 0) FROM records").Scan(&seq); err != nil {
+		return 0, fmt.Errorf("insert: %w", err)
+	}
+	var fullRec, fullBody *sql.Stmt
 	args := make([]any, 0, rowsPerInsert*nInsertCols)
+	bySeq := make(map[int64][]byte, rowsPerInsert)
+	inserted := make([]int64, 0, rowsPerInsert)
 	n := 0
 	for len(rows) > 0 {
 		k := min(len(rows), rowsPerInsert)
 		args = args[:0]
+		clear(bySeq)
 		for _, r := range rows[:k] {
-			args = append(args, tenant, r.ID, r.StartUs, r.DurUs, r.Kind, r.Direction, r.Cluster, r.Namespace,
+			seq++
+			bySeq[seq] = r.Data
+			args = append(args, seq, tenant, r.StartUs, r.ID, r.DurUs, r.Kind, r.Direction, r.Cluster, r.Namespace,
 				r.Service, r.Pod, r.Method, r.Host, r.Path, r.Route, r.Status, r.Failed, r.ReqSize, r.ResSize,
-				r.Error, r.URL, r.Search, r.Data)
+				r.Error, r.URL, r.Search)
 		}
-		var res sql.Result
+		var res *sql.Rows
 		if k == rowsPerInsert {
-			if full == nil {
-				if full, err = tx.PrepareContext(ctx, insertFull); err != nil {
+			if fullRec == nil {
+				if fullRec, err = tx.PrepareContext(ctx, insertRecordsFull); err != nil {
 					return 0, fmt.Errorf("insert: prepare: %w", err)
 				}
 			}
-			res, err = full.ExecContext(ctx, args...)
+			res, err = fullRec.QueryContext(ctx, args...)
 		} else {
-			res, err = tx.ExecContext(ctx, insertSQL(k), args...)
+			res, err = tx.QueryContext(ctx, valuesSQL(insertRecords, k, nInsertCols, conflict), args...)
 		}
 		if err != nil {
 			return 0, fmt.Errorf("insert %d records: %w", k, err)
 		}
-		m, _ := res.RowsAffected()
-		n += int(m)
+		inserted = inserted[:0]
+		for res.Next() {
+			var s int64
+			if err := res.Scan(&s); err != nil {
+				res.Close()
+				return 0, fmt.Errorf("insert %d records: %w", k, err)
+			}
+			inserted = append(inserted, s)
+		}
+		res.Close()
+		if err := res.Err(); err != nil {
+			return 0, fmt.Errorf("insert %d records: %w", k, err)
+		}
+		n += len(inserted)
 		rows = rows[k:]
+		if len(inserted) == 0 {
+			continue
+		}
+		args = args[:0]
+		for _, s := range inserted {
+			args = append(args, s, bySeq[s])
+		}
+		if len(inserted) == rowsPerInsert {
+			if fullBody == nil {
+				if fullBody, err = tx.PrepareContext(ctx, insertBodiesFull); err != nil {
+					return 0, fmt.Errorf("insert: prepare: %w", err)
+				}
+			}
+			_, err = fullBody.ExecContext(ctx, args...)
+		} else {
+			_, err = tx.ExecContext(ctx, valuesSQL(insertBodies, len(inserted), 2, ""), args...)
+		}
+		if err != nil {
+			return 0, fmt.Errorf("insert %d bodies: %w", len(inserted), err)
+		}
 	}
 	if err := tx.Commit(); err != nil {
 		return 0, fmt.Errorf("insert: commit: %w", err)
@@ -347,12 +468,13 @@ func (s *Store) List(ctx context.Context, tenant string, q store.Query) (store.P
 	}
 	limit := q.PageLimit()
 	cond, args := where(tenant, &q.Filter, cur)
-	cols := summaryCols
+	query := "SELECT " + summaryCols + " FROM records WHERE " + cond + " ORDER BY start_us DESC, id DESC LIMIT ?"
 	if q.Full {
-		cols += ", data"
+		query = "SELECT " + summaryCols + ", (SELECT data FROM bodies b WHERE b.seq = records.seq) FROM records WHERE " + cond +
+			" ORDER BY start_us DESC, id DESC LIMIT ?"
 	}
-	rows, err := s.r.QueryContext(ctx, "SELECT "+cols+" FROM records WHERE "+cond+
-		" ORDER BY start_us DESC, id DESC LIMIT ?", append(args, limit+1)...)
+	args = append(args, limit+1)
+	rows, err := s.r.QueryContext(ctx, query, args...)
 	if err != nil {
 		return store.Page{}, fmt.Errorf("list: %w", err)
 	}
@@ -394,7 +516,7 @@ func summaryDest(r *store.Row) []any {
 // Get returns one record.
 func (s *Store) Get(ctx context.Context, tenant, id string) (*capture.Record, error) {
 	var data []byte
-	err := s.r.QueryRowContext(ctx, "SELECT data FROM records WHERE tenant = ? AND id = ?", tenant, id).Scan(&data)
+	err := s.r.QueryRowContext(ctx, "SELECT b.data FROM records r JOIN bodies b ON b.seq = r.seq WHERE r.tenant = ? AND r.id = ?", tenant, id).Scan(&data)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, fmt.Errorf("record %q: %w", id, store.ErrNotFound)
 	}
@@ -404,16 +526,16 @@ func (s *Store) Get(ctx context.Context, tenant, id string) (*capture.Record, er
 	return store.DecodeRecord(data)
 }
 
-// Scan calls fn with the columns of each matching record.
+// Scan calls fn with the summary columns of each matching record.
 func (s *Store) Scan(ctx context.Context, tenant string, f store.Filter, fn func(*store.Row) error) error {
 	cond, args := where(tenant, &f, nil)
-	rows, err := s.r.QueryContext(ctx, "SELECT "+summaryCols+" FROM records WHERE "+cond, args...)
+	rows, err := s.r.QueryContext(ctx, "SELECT "+scanCols+" FROM records WHERE "+cond, args...)
 	if err != nil {
 		return fmt.Errorf("scan: %w", err)
 	}
 	defer rows.Close()
 	var r store.Row
-	dst := summaryDest(&r)
+	dst := []any{&r.StartUs, &r.DurUs, &r.Direction, &r.Service, &r.Method, &r.Host, &r.Route, &r.Status, &r.Failed}
 	for rows.Next() {
 		if err := rows.Scan(dst...); err != nil {
 			return fmt.Errorf("scan: %w", err)
@@ -428,12 +550,39 @@ func (s *Store) Scan(ctx context.Context, tenant string, f store.Filter, fn func
 	return nil
 }
 
+// Count counts matching records per step, in SQL.
+func (s *Store) Count(ctx context.Context, tenant string, f store.Filter, step time.Duration) ([]store.Bucket, error) {
+	stepUs := step.Microseconds()
+	if stepUs < 1 {
+		return nil, fmt.Errorf("count: step %s: want at least 1µs", step)
+	}
+	cond, args := where(tenant, &f, nil)
+	// start_us - ((start_us % step) + step) % step: the step's start, also before 1970.
+	rows, err := s.r.QueryContext(ctx, "SELECT start_us - ((start_us % ?) + ?) % ? AS b, count(*), sum(failed) FROM records WHERE "+
+		cond+" GROUP BY b ORDER BY b", append([]any{stepUs, stepUs, stepUs}, args...)...)
+	if err != nil {
+		return nil, fmt.Errorf("count: %w", err)
+	}
+	defer rows.Close()
+	out := []store.Bucket{}
+	for rows.Next() {
+		var us int64
+		var b store.Bucket
+		if err := rows.Scan(&us, &b.Count, &b.Errors); err != nil {
+			return nil, fmt.Errorf("count: %w", err)
+		}
+		b.Start = time.UnixMicro(us).UTC()
+		out = append(out, b)
+	}
+	return out, rows.Err()
+}
+
 // deleteChunk is how many records one retention transaction deletes.
 const deleteChunk = 5000
 
 // DeleteBefore deletes old records, tenant by tenant, in chunks.
 func (s *Store) DeleteBefore(ctx context.Context, t time.Time) (int64, error) {
-	// Each tenant of records, by a skip-scan of the records_id index.
+	// Each tenant of records, by a skip-scan of the primary key.
 	rows, err := s.r.QueryContext(ctx, `WITH RECURSIVE t(x) AS (
 		SELECT min(tenant) FROM records
 		UNION ALL SELECT (SELECT min(tenant) FROM records WHERE tenant > t.x) FROM t WHERE t.x IS NOT NULL
@@ -457,19 +606,37 @@ func (s *Store) DeleteBefore(ctx context.Context, t time.Time) (int64, error) {
 	var total int64
 	for _, tenant := range tenants {
 		for {
-			res, err := s.w.ExecContext(ctx, `DELETE FROM records WHERE seq IN (
-				SELECT seq FROM records WHERE tenant = ? AND start_us < ? LIMIT ?)`, tenant, t.UnixMicro(), deleteChunk)
+			n, err := s.deleteChunk(ctx, tenant, t.UnixMicro())
+			total += n
 			if err != nil {
 				return total, fmt.Errorf("delete old records: %w", err)
 			}
-			n, _ := res.RowsAffected()
-			total += n
 			if n < deleteChunk {
 				break
 			}
 		}
 	}
 	return total, nil
+}
+
+// deleteChunk deletes the oldest records of tenant before us, at most
+// deleteChunk of them, with their bodies, in one transaction.
+func (s *Store) deleteChunk(ctx context.Context, tenant string, us int64) (int64, error) {
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return 0, err
+	}
+	defer tx.Rollback()
+	const doomed = `SELECT seq FROM records WHERE tenant = ? AND start_us < ? ORDER BY start_us LIMIT ?`
+	if _, err := tx.ExecContext(ctx, `DELETE FROM bodies WHERE seq IN (`+doomed+`)`, tenant, us, deleteChunk); err != nil {
+		return 0, err
+	}
+	res, err := tx.ExecContext(ctx, `DELETE FROM records WHERE seq IN (`+doomed+`)`, tenant, us, deleteChunk)
+	if err != nil {
+		return 0, err
+	}
+	n, _ := res.RowsAffected()
+	return n, tx.Commit()
 }
 
 // CreateTenant adds a tenant.

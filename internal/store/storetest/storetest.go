@@ -475,9 +475,9 @@ func testBadCursor(t *testing.T, s store.Store) {
 
 func testScan(t *testing.T, s store.Store) {
 	c := newCorpus(t, s)
-	got := map[string]store.Row{}
+	got := map[int64]store.Row{} // by start: unique in the corpus
 	err := s.Scan(ctx, "t", store.Filter{Direction: "out"}, func(r *store.Row) error {
-		got[r.ID] = *r
+		got[r.StartUs] = *r
 		return nil
 	})
 	if err != nil {
@@ -486,21 +486,46 @@ func testScan(t *testing.T, s store.Store) {
 	if len(got) != 4 {
 		t.Fatalf("Scan out: %d rows, want 4", len(got))
 	}
-	r := got[c.out500.ID]
-	want := store.Row{ID: c.out500.ID, StartUs: c.out500.Start.UnixMicro(), DurUs: c.out500.DurMicros, Kind: "http",
-		Direction: "out", Cluster: "ecs", Namespace: "shop", Service: "orders", Pod: "orders-1", Method: "GET",
-		URL: c.out500.HTTP.Req.URL, Host: "api.stripe.com", Path: "/v1/charges/ch_123", Route: "/v1/charges/ch_123",
-		Status: 502, Failed: true, ResSize: 52}
+	r := got[c.out500.Start.UnixMicro()]
+	want := store.Row{StartUs: c.out500.Start.UnixMicro(), DurUs: c.out500.DurMicros, Direction: "out", Service: "orders",
+		Method: "GET", Host: "api.stripe.com", Route: "/v1/charges/ch_123", Status: 502, Failed: true}
 	if !reflect.DeepEqual(r, want) {
 		t.Errorf("row:\n got %+v\nwant %+v", r, want)
 	}
-	if r := got[c.outNoRes.ID]; !r.Failed || r.Status != 0 || r.Error != c.outNoRes.Error {
+	if r := got[c.outNoRes.Start.UnixMicro()]; !r.Failed || r.Status != 0 || r.Host != "users.shop" {
 		t.Errorf("row without response: %+v", r)
+	}
+	if r := got[c.tcp.Start.UnixMicro()]; r.Failed || r.Host != "redis.internal" || r.Method != "" {
+		t.Errorf("tcp row: %+v", r)
 	}
 	stop := errors.New("stop")
 	n := 0
 	if err := s.Scan(ctx, "t", store.Filter{}, func(*store.Row) error { n++; return stop }); !errors.Is(err, stop) || n != 1 {
 		t.Errorf("Scan stopped by fn: %v after %d rows, want stop after 1", err, n)
+	}
+
+	// Count: per step, with the filter.
+	b, err := s.Count(ctx, "t", store.Filter{}, 30*time.Second)
+	want3 := []store.Bucket{{Start: T0, Count: 2}, {Start: T0.Add(30 * time.Second), Count: 3, Errors: 3},
+		{Start: T0.Add(60 * time.Second), Count: 2}}
+	if err != nil || !reflect.DeepEqual(b, want3) {
+		t.Errorf("Count in 30s steps: %+v %v\nwant %+v", b, err, want3)
+	}
+	b, err = s.Count(ctx, "t", store.Filter{Service: "users", Failed: true}, time.Hour)
+	if err != nil || !reflect.DeepEqual(b, []store.Bucket{{Start: T0, Count: 1, Errors: 1}}) {
+		t.Errorf("Count of users' failures: %+v %v", b, err)
+	}
+	b, err = s.Count(ctx, "nobody", store.Filter{}, time.Hour)
+	if err != nil || len(b) != 0 {
+		t.Errorf("Count of an empty tenant: %+v %v", b, err)
+	}
+	// Before 1970, steps still start at multiples of the step.
+	old := Rec(0, "s", "in", "GET", "http://s/", 200)
+	old.Start = time.Date(1969, 12, 31, 23, 59, 30, 0, time.UTC)
+	insert(t, s, "old", old)
+	b, err = s.Count(ctx, "old", store.Filter{}, time.Minute)
+	if err != nil || len(b) != 1 || !b[0].Start.Equal(time.Date(1969, 12, 31, 23, 59, 0, 0, time.UTC)) {
+		t.Errorf("Count before 1970: %+v %v", b, err)
 	}
 }
 
