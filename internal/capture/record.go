@@ -10,8 +10,10 @@ package capture
 
 import (
 	"encoding/json"
+
 	"errors"
 	"fmt"
+	gojson "github.com/goccy/go-json"
 	"time"
 
 	"github.com/google/uuid"
@@ -241,7 +243,7 @@ func (h Header) MarshalJSON() ([]byte, error) {
 // UnmarshalJSON reads ["Name","Value"].
 func (h *Header) UnmarshalJSON(b []byte) error {
 	var a []string
-	if err := json.Unmarshal(b, &a); err != nil {
+	if err := gojson.Unmarshal(b, &a); err != nil {
 		return fmt.Errorf("header: %w", err)
 	}
 	if len(a) != 2 {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"reflect"
 	"testing"
 
 	"github.com/tapwire/tapwire/internal/capture"
@@ -41,6 +42,30 @@ func TestAppendLinesMatchesEncodingJSON(t *testing.T) {
 		}
 		if !bytes.Equal(got.Bytes(), want.Bytes()) {
 			t.Errorf("%s:\n got %s\nwant %s", filepath.Base(f), got.Bytes(), want.Bytes())
+		}
+	}
+}
+
+// TestDecodeMatchesEncodingJSON: DecodeBatch's fast decoder reads every
+// golden record exactly as encoding/json does.
+func TestDecodeMatchesEncodingJSON(t *testing.T) {
+	files, _ := filepath.Glob("../capture/testdata/*.golden.json")
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var want capture.Record
+		if err := json.Unmarshal(b, &want); err != nil {
+			t.Fatal(err)
+		}
+		line := bytes.ReplaceAll(bytes.ReplaceAll(b, []byte("\n"), nil), []byte("\r"), nil)
+		var got *capture.Record
+		if err := DecodeBatch(bytes.NewReader(append(line, '\n')), "identity", 0, func(r *capture.Record) error { got = r; return nil }); err != nil {
+			t.Fatalf("%s: %v", f, err)
+		}
+		if !reflect.DeepEqual(got, &want) {
+			t.Errorf("%s: decoded differently:\n got %+v\nwant %+v", filepath.Base(f), got, &want)
 		}
 	}
 }

@@ -8,7 +8,6 @@ import (
 	"bufio"
 	"bytes"
 	"compress/gzip"
-	"encoding/json"
 	"errors"
 	"fmt"
 	gojson "github.com/goccy/go-json"
@@ -258,7 +257,7 @@ func DecodeBatch(r io.Reader, encoding string, maxDecoded int64, fn func(*captur
 		}
 		if len(bytes.TrimSpace(b)) > 0 {
 			rec := new(capture.Record)
-			if jerr := json.Unmarshal(b, rec); jerr != nil {
+			if jerr := gojson.Unmarshal(b, rec); jerr != nil {
 				return &DecodeError{Line: n, Err: fmt.Errorf("%w: %w", ErrBadRecord, jerr)}
 			}
 			if verr := rec.Validate(); verr != nil {
