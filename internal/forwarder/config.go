@@ -65,8 +65,10 @@ type Config struct {
 	// zero, none.
 	BucketPrefix string
 
-	Cluster  string // CLUSTER_NAME: set as labels.cluster on records that have none
-	TenantID string // TENANT_ID: set as labels.tenant on every record
+	Cluster       string // CLUSTER_NAME: set as labels.cluster on records that have none
+	TenantID      string // TENANT_ID: set as labels.tenant on every record
+	TenantName    string // TENANT_NAME: set as tags.tenantName on every record
+	SubTenantName string // SUB_TENANT_NAME: set as tags.subTenant on every record
 
 	// MaxBatchBytes bounds one batch's decompressed body
 	// (FORWARDER_MAX_BATCH_BYTES); larger batches get 413 and the client
@@ -129,8 +131,6 @@ type Config struct {
 // PendingVars are the deployment guide's forwarder variables that this
 // version reads without error but does not act on yet.
 var PendingVars = []string{
-	"TENANT_NAME",       // tenant identity beyond TENANT_ID
-	"SUB_TENANT_NAME",   // tenant identity beyond TENANT_ID
 	"SUB_TENANT_STREAM", // batch announcements
 }
 
@@ -321,6 +321,8 @@ func Load(args []string, getenv func(string) string, out io.Writer) (*Config, er
 	str(&c.BucketPrefix, "TENANT_BUCKET_PREFIX", "bucket-prefix", "prefix of every object key")
 	str(&c.Cluster, "CLUSTER_NAME", "cluster-name", "cluster label set on records that carry none")
 	str(&c.TenantID, "TENANT_ID", "tenant-id", "tenant label set on every record")
+	str(&c.TenantName, "TENANT_NAME", "tenant-name", "tenant name set as tags.tenantName on every record")
+	str(&c.SubTenantName, "SUB_TENANT_NAME", "sub-tenant-name", "sub-tenant name set as tags.subTenant on every record")
 	num64(&c.MaxBatchBytes, "FORWARDER_MAX_BATCH_BYTES", "max-batch-bytes", "largest decompressed batch accepted; larger ones get 413 (default 33554432)")
 	num(&c.MaxInFlight, "FORWARDER_MAX_IN_FLIGHT", "max-in-flight", "batches decoded at once; beyond it 429 with Retry-After (default 4)")
 	str(&c.SpoolDir, "FORWARDER_SPOOL_DIR", "spool-dir", "directory of the on-disk spool (default ./tapwire-spool)")

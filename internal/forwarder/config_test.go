@@ -31,7 +31,8 @@ func TestLoad(t *testing.T) {
 			return c.Cluster == "ecs" && c.TenantID == "uuid" && c.HubURL == "app.speedscale.com" && c.APIKey == "yourkey" &&
 				c.Bucket == "b" && c.Region == "us-east-1" && c.BucketPathStyle == "false" && c.Dir == "" &&
 				c.FilterRule == "standard" && c.Redact == "true" &&
-				slices.Equal(c.Pending, []string{"TENANT_NAME", "SUB_TENANT_NAME", "SUB_TENANT_STREAM"})
+				c.TenantName == "n" && c.SubTenantName == "default" &&
+				slices.Equal(c.Pending, []string{"SUB_TENANT_STREAM"})
 		}, ""},
 		{"endpoint means path style", nil, map[string]string{"TENANT_BUCKET": "b", "TENANT_BUCKET_ENDPOINT": "http://127.0.0.1:9000", "FORWARDER_DIR": "/d"},
 			func(c *Config) bool { return c.BucketPathStyle == "true" && c.Dir == "/d" }, ""},

@@ -542,6 +542,17 @@ func (s *Server) prepare(recs []*capture.Record) []*capture.Record {
 		if s.cfg.TenantID != "" {
 			rec.Labels.Tenant = s.cfg.TenantID
 		}
+		if s.cfg.TenantName != "" || s.cfg.SubTenantName != "" {
+			if rec.Tags == nil {
+				rec.Tags = capture.Tags{}
+			}
+			if s.cfg.TenantName != "" {
+				rec.Tags["tenantName"] = s.cfg.TenantName
+			}
+			if s.cfg.SubTenantName != "" {
+				rec.Tags["subTenant"] = s.cfg.SubTenantName
+			}
+		}
 		if s.redactor != nil {
 			if ids := s.redactor.Redact(rec); ids != nil {
 				s.m.redacted.Inc()

@@ -119,7 +119,7 @@ func newClient(t *testing.T, addr, token string) *fwdsink.Sink {
 // TestRoundTrip posts batches with goproxy's own sink and reads them back
 // from the files.
 func TestRoundTrip(t *testing.T) {
-	f := start(t, Config{Cluster: "ecs", TenantID: "tenant-uuid", Token: "s3cret"})
+	f := start(t, Config{Cluster: "ecs", TenantID: "tenant-uuid", TenantName: "sstenant-tenant", SubTenantName: "default", Token: "s3cret"})
 	client := newClient(t, f.addr, "s3cret")
 
 	first := httpRecords(3, 100)
@@ -144,7 +144,8 @@ func TestRoundTrip(t *testing.T) {
 		if i == 1 {
 			wantCluster = "set-by-goproxy"
 		}
-		if r.Labels.Cluster != wantCluster || r.Labels.Tenant != "tenant-uuid" || r.Labels.Service != "notifications" {
+		if r.Labels.Cluster != wantCluster || r.Labels.Tenant != "tenant-uuid" || r.Labels.Service != "notifications" ||
+			r.Tags["tenantName"] != "sstenant-tenant" || r.Tags["subTenant"] != "default" {
 			t.Errorf("record %d labels %+v, want cluster %q, tenant tenant-uuid, service notifications", i, r.Labels, wantCluster)
 		}
 		if r.HTTP == nil || r.HTTP.Res == nil || !bytes.Equal(r.HTTP.Res.Body.Data, want[i].HTTP.Res.Body.Data) {
