@@ -48,10 +48,10 @@ const (
 
 // Stats are the Minter's counters, for metrics.
 type Stats struct {
-	Minted     int64 // leaves signed
-	CacheHits  int64 // Leaf calls answered from the cache
-	Cached     int64 // leaves in the cache now
-	MintErrors int64 // mints that failed
+	Minted     int64 `json:"minted"`     // leaves signed
+	CacheHits  int64 `json:"cacheHits"`  // Leaf calls answered from the cache
+	Cached     int64 `json:"cached"`     // leaves in the cache now
+	MintErrors int64 `json:"mintErrors"` // mints that failed
 }
 
 // Minter mints leaf certificates signed by a CA for the hosts an application connects to, and caches them

@@ -71,20 +71,20 @@ func (c *Config) setDefaults() {
 // Stats are a Shipper's counters. At rest (no Emit running),
 // Emitted = Shipped + Dropped + QueueRecords.
 type Stats struct {
-	Emitted int64 // records given to Emit
-	Shipped int64 // records the sink accepted
-	Dropped int64 // the sum of the Dropped* reasons
+	Emitted int64 `json:"emitted"` // records given to Emit
+	Shipped int64 `json:"shipped"` // records the sink accepted
+	Dropped int64 `json:"dropped"` // the sum of the Dropped* reasons
 
-	DroppedQueueFull int64 // the byte bound would have been exceeded
-	DroppedInvalid   int64 // Record.Validate failed; the forwarder would refuse the whole batch
-	DroppedPermanent int64 // the sink refused their batch for good
-	DroppedShutdown  int64 // emitted after Shutdown began, or still held when it ended
+	DroppedQueueFull int64 `json:"droppedQueueFull"` // the byte bound would have been exceeded
+	DroppedInvalid   int64 `json:"droppedInvalid"`   // Record.Validate failed; the forwarder would refuse the whole batch
+	DroppedPermanent int64 `json:"droppedPermanent"` // the sink refused their batch for good
+	DroppedShutdown  int64 `json:"droppedShutdown"`  // emitted after Shutdown began, or still held when it ended
 
-	QueueBytes   int64 // estimated bytes held, queued and in flight
-	QueueRecords int64 // records held, queued and in flight
+	QueueBytes   int64 `json:"queueBytes"`   // estimated bytes held, queued and in flight
+	QueueRecords int64 `json:"queueRecords"` // records held, queued and in flight
 
-	Batches  int64 // batches the sink accepted
-	Failures int64 // failed sink writes, retried or not
+	Batches  int64 `json:"batches"`  // batches the sink accepted
+	Failures int64 `json:"failures"` // failed sink writes, retried or not
 }
 
 var errLoopStopped = errors.New("batch loop was not running")
