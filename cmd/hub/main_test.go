@@ -74,7 +74,7 @@ func TestBinary(t *testing.T) {
 		HTTP: &capture.HTTP{Req: capture.Request{Method: "GET", URL: "http://orders/v1/x", Proto: "HTTP/1.1", Host: "orders"},
 			Res: &capture.Response{Status: 200}}}
 	var werr error
-	for range 50 { // until it listens
+	for range 300 { // until it listens (15 s)
 		if werr = sink.Write(context.Background(), []*capture.Record{rec}); werr == nil {
 			break
 		}

@@ -246,7 +246,8 @@ func Load(args []string, getenv func(string) string, out io.Writer) (*Config, er
 func usage(fs *flag.FlagSet) {
 	fmt.Fprintf(fs.Output(), `hub: Tapwire's hub. Forwarders post capture records to it with an API key;
 it stores them per tenant (SQLite in a data directory, or PostgreSQL) and serves
-a JSON API to query and export them (docs/api.md, docs/hub.md).
+a JSON API to query and export them and a web traffic viewer (docs/api.md,
+docs/hub.md).
 
   hub [flags]                         serve (the default command)
   hub tenants create ID [-name NAME]  add a tenant
@@ -263,9 +264,11 @@ On its first start the hub creates the tenant "default" with an ingest key (the
 forwarder's SPEEDSCALE_API_KEY) and a read key, and prints them once.
 
 Endpoints:
+  GET  /                              the traffic viewer (sign in with a read key)
   POST /v1/batches                    ingest (docs/shipping.md), ingest key
   GET  /api/v1/records                list, filters, cursor paging; read key
   GET  /api/v1/records/{id}           one record in full
+  GET  /api/v1/records/{id}/body/req  its request (or res: response) body, decoded
   GET  /api/v1/services               per-service endpoint summaries
   GET  /api/v1/map                    service map
   GET  /api/v1/histogram              requests and errors over time

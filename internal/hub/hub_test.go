@@ -304,14 +304,14 @@ func TestBusy(t *testing.T) {
 		}
 	}()
 	pw.Write([]byte("{"))
-	var resp *http.Response
-	for range 100 { // until the slow batch has the slot
-		_, resp = h.post(key, []*capture.Record{storetest.Rec(1, "s", "in", "GET", "http://s/", 200)})
-		if resp.StatusCode == 429 {
-			break
+	// Wait until the slow batch's handler holds the slot (not a fast
+	// batch's, which would make the slow one the refused one).
+	for deadline := time.Now().Add(20 * time.Second); len(h.srv.sem) == 0; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the slow batch never took the slot")
 		}
-		time.Sleep(20 * time.Millisecond)
 	}
+	_, resp := h.post(key, []*capture.Record{storetest.Rec(1, "s", "in", "GET", "http://s/", 200)})
 	if resp.StatusCode != 429 || resp.Header.Get("Retry-After") != "1" {
 		t.Errorf("second batch: %d Retry-After %q, want 429 and 1", resp.StatusCode, resp.Header.Get("Retry-After"))
 	}

@@ -43,13 +43,14 @@ type Stats struct {
 
 // Server is the hub's HTTP side over a store.
 type Server struct {
-	cfg   Config
-	store store.Store
-	log   *slog.Logger
-	auth  *auth
-	now   func() time.Time
-	mux   *http.ServeMux
-	sem   chan struct{} // one token per batch being ingested
+	cfg     Config
+	store   store.Store
+	log     *slog.Logger
+	auth    *auth
+	now     func() time.Time
+	mux     *http.ServeMux
+	handler http.Handler  // mux with the headers of secure
+	sem     chan struct{} // one token per batch being ingested
 
 	closing atomic.Bool
 
@@ -69,6 +70,7 @@ func NewServer(cfg Config, st store.Store, log *slog.Logger) *Server {
 	s.mux.HandleFunc("GET /api/v1/whoami", s.api(s.whoami))
 	s.mux.HandleFunc("GET /api/v1/records", s.api(s.listRecords))
 	s.mux.HandleFunc("GET /api/v1/records/{id}", s.api(s.getRecord))
+	s.mux.HandleFunc("GET /api/v1/records/{id}/body/{side}", s.api(s.getBody))
 	s.mux.HandleFunc("GET /api/v1/services", s.api(s.services))
 	s.mux.HandleFunc("GET /api/v1/map", s.api(s.serviceMap))
 	s.mux.HandleFunc("GET /api/v1/histogram", s.api(s.histogram))
@@ -76,11 +78,13 @@ func NewServer(cfg Config, st store.Store, log *slog.Logger) *Server {
 	s.mux.HandleFunc("/api/", s.api(func(*http.Request, store.Key) (any, error) {
 		return nil, errorf(http.StatusNotFound, "no such endpoint (see docs/api.md)")
 	}))
+	s.routeViewer()
+	s.handler = secure(s.mux)
 	return s
 }
 
 // Handler serves the hub.
-func (s *Server) Handler() http.Handler { return s.mux }
+func (s *Server) Handler() http.Handler { return s.handler }
 
 // Stats returns the ingest counters.
 func (s *Server) Stats() Stats {

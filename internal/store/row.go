@@ -2,9 +2,12 @@ package store
 
 import (
 	"bytes"
+	"compress/gzip"
+	"compress/zlib"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"net/url"
 	"runtime"
@@ -13,6 +16,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/andybalholm/brotli"
 	"github.com/klauspost/compress/zstd"
 	"golang.org/x/sync/errgroup"
 
@@ -85,6 +89,9 @@ func NewRow(rec *capture.Record) (*Row, error) {
 			r.ResSize = rec.HTTP.Res.Body.Size
 		}
 		r.Failed = rec.HTTP.Res == nil || r.Status >= 500
+		if g := rec.HTTP.GRPC; g != nil && g.Status != nil && *g.Status != 0 {
+			r.Failed = true // a gRPC error travels in a 200
+		}
 	case rec.TCP != nil:
 		r.URL = "tcp://" + rec.Net.ServerAddr
 		r.ReqSize, r.ResSize = rec.TCP.BytesUp, rec.TCP.BytesDown
@@ -211,16 +218,37 @@ const SearchBodyBytes = 4096
 
 // SearchText returns what the Text filter searches: the URL, then the first
 // SearchBodyBytes of the request and response bodies (the TCP streams'
-// first chunks of each direction), each only if it is UTF-8 text, all
-// lower case and joined by newlines.
+// first chunks of each direction; the messages of a gRPC call or a
+// WebSocket, their decoded strings for protobuf), each only if it is UTF-8
+// text, all lower case and joined by newlines.
 func SearchText(rec *capture.Record) string {
 	var b strings.Builder
 	switch {
 	case rec.HTTP != nil:
 		b.WriteString(rec.HTTP.Req.URL)
-		addText(&b, rec.HTTP.Req.Body.Data)
+		addText(&b, searchable(rec.HTTP.Req.Headers, rec.HTTP.Req.Body.Data))
 		if rec.HTTP.Res != nil {
-			addText(&b, rec.HTTP.Res.Body.Data)
+			addText(&b, searchable(rec.HTTP.Res.Headers, rec.HTTP.Res.Body.Data))
+		}
+		if len(rec.HTTP.Messages) > 0 {
+			var up, down []byte
+			for _, m := range rec.HTTP.Messages {
+				p := &down
+				if m.Up {
+					p = &up
+				}
+				if len(*p) >= SearchBodyBytes {
+					continue
+				}
+				if len(m.Fields) > 0 {
+					*p = appendStrings(*p, m.Fields)
+				} else if utf8.Valid(m.Data) && bytes.IndexByte(m.Data, 0) < 0 {
+					*p = append(*p, m.Data...)
+				}
+				*p = append(*p, ' ')
+			}
+			addText(&b, up)
+			addText(&b, down)
 		}
 	case rec.TCP != nil:
 		b.WriteString("tcp://" + rec.Net.ServerAddr)
@@ -238,6 +266,60 @@ func SearchText(rec *capture.Record) string {
 		addText(&b, down)
 	}
 	return strings.ToLower(b.String())
+}
+
+// searchable returns the first SearchBodyBytes of a body with its content
+// encoding (gzip, deflate, br, zstd) undone, as far as the captured bytes
+// go; a body in another encoding is not searchable.
+func searchable(h capture.Headers, data []byte) []byte {
+	enc := strings.ToLower(strings.TrimSpace(h.Get("Content-Encoding")))
+	if enc == "" || enc == "identity" || len(data) == 0 {
+		return data
+	}
+	var r io.Reader
+	src := bytes.NewReader(data)
+	switch enc {
+	case "gzip", "x-gzip":
+		zr, err := gzip.NewReader(src)
+		if err != nil {
+			return nil
+		}
+		r = zr
+	case "deflate":
+		zr, err := zlib.NewReader(src)
+		if err != nil {
+			return nil
+		}
+		r = zr
+	case "br":
+		r = brotli.NewReader(src)
+	case "zstd":
+		zr, err := zstd.NewReader(src, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxMemory(64<<20))
+		if err != nil {
+			return nil
+		}
+		defer zr.Close()
+		r = zr
+	default:
+		return nil
+	}
+	out, _ := io.ReadAll(io.LimitReader(r, SearchBodyBytes)) // a truncated stream gives what it has
+	return out
+}
+
+// appendStrings appends the string fields of a decoded protobuf message.
+func appendStrings(dst []byte, fs []capture.ProtoField) []byte {
+	for _, f := range fs {
+		switch {
+		case len(dst) >= SearchBodyBytes:
+			return dst
+		case f.String != nil && *f.String != "":
+			dst = append(append(dst, *f.String...), ' ')
+		case len(f.Message) > 0:
+			dst = appendStrings(dst, f.Message)
+		}
+	}
+	return dst
 }
 
 func addText(b *strings.Builder, data []byte) {

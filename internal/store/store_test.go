@@ -1,10 +1,12 @@
 package store
 
 import (
+	"encoding/json"
 	"errors"
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/tapwire/tapwire/internal/capture"
 )
@@ -104,4 +106,80 @@ func TestNewRow(t *testing.T) {
 	if r.Data[0] == '{' {
 		t.Errorf("a %d-byte record is stored uncompressed", len(r.Data))
 	}
+}
+
+func TestNewRowGRPC(t *testing.T) {
+	str := func(s string) *string { return &s }
+	status := 5
+	rec := &capture.Record{Schema: 1, ID: "g", Kind: "http", Direction: "out", Start: time.Unix(1, 0),
+		HTTP: &capture.HTTP{
+			Req: capture.Request{Method: "POST", URL: "http://inv:50051/inv.Stock/Get", Proto: "HTTP/2.0", Host: "inv:50051"},
+			Res: &capture.Response{Status: 200},
+			Messages: []capture.Message{
+				{Up: true, Size: 9, Data: []byte{0x0a, 0x07, 'S', 'K', 'U', '-', '4', '2', 0}, Fields: []capture.ProtoField{
+					{Num: 1, Wire: "bytes", String: str("SKU-42")},
+					{Num: 2, Wire: "bytes", Message: []capture.ProtoField{{Num: 1, Wire: "bytes", String: str("Warehouse North")}}}}},
+				{Size: 11, Data: []byte("hello frame"), Opcode: 1},
+			},
+			GRPC: &capture.GRPC{Service: "inv.Stock", Method: "Get", Status: &status},
+		}}
+	r, err := NewRow(rec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !r.Failed {
+		t.Errorf("a gRPC call with status 5 is not failed")
+	}
+	for _, want := range []string{"sku-42", "warehouse north", "hello frame"} {
+		if !strings.Contains(r.Search, want) {
+			t.Errorf("search text %q lacks %q", r.Search, want)
+		}
+	}
+	if strings.ContainsRune(r.Search, 0) {
+		t.Errorf("search text has a NUL")
+	}
+}
+
+// FuzzParseCursor: a cursor from a client either parses or is
+// ErrBadCursor, and a parsed one round-trips.
+func FuzzParseCursor(f *testing.F) {
+	f.Add(Cursor{StartUs: 1740830400000000, ID: "01950f6e-2a6e-7c4a-9b1e-3f6d2a8c4e10"}.String())
+	f.Add("")
+	f.Add("LGE")
+	f.Fuzz(func(t *testing.T, s string) {
+		c, err := ParseCursor(s)
+		if err != nil {
+			if !errors.Is(err, ErrBadCursor) {
+				t.Fatalf("error %v is not ErrBadCursor", err)
+			}
+			return
+		}
+		if back, err := ParseCursor(c.String()); err != nil || back != c {
+			t.Fatalf("round trip of %+v: %+v %v", c, back, err)
+		}
+	})
+}
+
+// FuzzNewRow: any record that decodes from JSON makes a row (or an
+// error), with search text that is valid UTF-8 without NUL (PostgreSQL's
+// text type holds nothing else).
+func FuzzNewRow(f *testing.F) {
+	f.Add([]byte(`{"schema":1,"id":"x","kind":"http","direction":"in","start":"2025-01-01T00:00:00Z","http":{"req":{"method":"GET","url":"http://h/p","host":"h","headers":[["Content-Encoding","gzip"]],"body":{"data":"H4sIAAAAAAAA/w==","size":10}}}}`))
+	f.Add([]byte(`{"schema":1,"id":"y","kind":"tcp","direction":"out","tcp":{"chunks":[{"up":true,"data":"AAEC"}]}}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var rec capture.Record
+		if json.Unmarshal(b, &rec) != nil || rec.Validate() != nil {
+			return
+		}
+		r, err := NewRow(&rec)
+		if err != nil {
+			return
+		}
+		if !utf8.ValidString(r.Search) || strings.ContainsRune(r.Search, 0) {
+			t.Fatalf("search text %q", r.Search)
+		}
+		if _, err := DecodeRecord(r.Data); err != nil {
+			t.Fatalf("stored form does not decode: %v", err)
+		}
+	})
 }

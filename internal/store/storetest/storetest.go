@@ -5,6 +5,8 @@
 package storetest
 
 import (
+	"bytes"
+	"compress/gzip"
 	"context"
 	"encoding/json"
 	"errors"
@@ -352,6 +354,13 @@ func newCorpus(t *testing.T, s store.Store) corpus {
 	}
 	c.inPost.HTTP.Req.Body = capture.Body{Data: []byte(`{"customer":"Ada Lovelace","sku":"TW-42"}`), Size: 41}
 	c.out500.HTTP.Res.Body = capture.Body{Data: []byte(`{"error":"card_declined","code":"Insufficient_Funds"}`), Size: 52}
+	// A gzip body is searched decoded.
+	var gz bytes.Buffer
+	zw := gzip.NewWriter(&gz)
+	zw.Write([]byte(`{"shipment":"Zebra Crossing Logistics"}`))
+	zw.Close()
+	c.inGet.HTTP.Res.Headers = append(c.inGet.HTTP.Res.Headers, capture.Header{Name: "Content-Encoding", Value: "gzip"})
+	c.inGet.HTTP.Res.Body = capture.Body{Data: gz.Bytes(), Size: int64(gz.Len())}
 	c.outNoRes.Error = "dial tcp: connection refused"
 	c.outErr.Error = "read upstream body: unexpected EOF"
 	// Binary body: not searchable.
@@ -398,6 +407,7 @@ func testFilters(t *testing.T, s store.Store) {
 		{"text in request body", store.Filter{Text: "ada lovelace"}, []*capture.Record{c.inPost}},
 		{"text in response body", store.Filter{Text: "insufficient_funds"}, []*capture.Record{c.out500}},
 		{"text not in binary body", store.Filter{Text: "binarymarker"}, nil},
+		{"text in a gzip body", store.Filter{Text: "zebra crossing"}, []*capture.Record{c.inGet}},
 		{"text in tcp stream", store.Filter{Text: "pong"}, []*capture.Record{c.tcp}},
 		{"text no match", store.Filter{Text: "nothing-like-this"}, nil},
 		{"failed", store.Filter{Failed: true}, []*capture.Record{c.outErr, c.outNoRes, c.out500}},

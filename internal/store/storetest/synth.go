@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -47,7 +48,7 @@ func (s *Synth) Next(i int) *capture.Record {
 	}
 	route := synthRoutes[r.IntN(len(synthRoutes))]
 	path := route
-	if r.IntN(2) == 0 || route[len(route)-1] == 'd' {
+	if strings.Contains(route, "%d") {
 		path = fmt.Sprintf(route, r.IntN(100000))
 	}
 	method := "GET"

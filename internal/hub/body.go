@@ -1,0 +1,215 @@
+package hub
+
+import (
+	"bytes"
+	"compress/flate"
+	"compress/gzip"
+	"compress/zlib"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/andybalholm/brotli"
+	"github.com/klauspost/compress/zstd"
+
+	"github.com/tapwire/tapwire/internal/capture"
+	"github.com/tapwire/tapwire/internal/store"
+)
+
+// Bounds of a decoded body: what decoding may produce, and how much of a
+// binary body the answer carries.
+const (
+	maxDecodedBody = 8 << 20
+	maxBinaryShown = 64 << 10
+)
+
+// BodyView is a captured body made readable for the viewer: content
+// encodings undone, JSON indented, binary left as bytes.
+type BodyView struct {
+	ContentType string `json:"contentType,omitempty"`
+	Encoding    string `json:"encoding,omitempty"` // the Content-Encoding undone, as "gzip" or "br, gzip"
+	Size        int64  `json:"size"`               // the whole body's size on the wire
+	Captured    int    `json:"captured"`           // bytes captured (before decoding)
+	Truncated   bool   `json:"truncated,omitempty"`
+	// Kind is empty (no bytes), json (Text is indented JSON), text (Text
+	// is the body), or binary (Data holds the first bytes).
+	Kind  string `json:"kind"`
+	Text  string `json:"text,omitempty"`
+	Data  []byte `json:"data,omitempty"` // base64 in JSON; at most 64 KiB
+	Bytes int    `json:"bytes"`          // bytes after decoding
+	Note  string `json:"note,omitempty"` // why decoding stopped early, or what was not decoded
+}
+
+// viewBody decodes a body for display. A truncated compressed body
+// decodes as far as its bytes go.
+func viewBody(h capture.Headers, b capture.Body) BodyView {
+	v := BodyView{ContentType: h.Get("Content-Type"), Size: b.Size, Captured: len(b.Data), Truncated: b.Truncated}
+	data := b.Data
+	var encs []string
+	for _, line := range h.Values("Content-Encoding") {
+		for _, e := range strings.Split(line, ",") {
+			if e = strings.ToLower(strings.TrimSpace(e)); e != "" && e != "identity" {
+				encs = append(encs, e)
+			}
+		}
+	}
+	// Encodings were applied in order: undo them from the last.
+	for i := len(encs) - 1; i >= 0 && len(data) > 0; i-- {
+		out, err := decode(encs[i], data)
+		if out == nil {
+			v.Note = fmt.Sprintf("not decoded: %s", err)
+			break
+		}
+		v.Encoding = strings.Join(encs[i:], ", ")
+		data = out
+		if err != nil {
+			v.Note = fmt.Sprintf("decoded in part: %s", err)
+			break
+		}
+	}
+	v.Bytes = len(data)
+	switch {
+	case len(data) == 0:
+		v.Kind = "empty"
+	case isJSON(v.ContentType, data) && indentedSize(data) <= maxIndented:
+		var buf bytes.Buffer
+		if json.Indent(&buf, data, "", "  ") == nil {
+			v.Kind, v.Text = "json", buf.String()
+			break
+		}
+		fallthrough
+	case utf8.Valid(data) && !bytes.ContainsAny(data, "\x00\x01\x02\x03\x04\x05\x06\x07\x08\x0e\x0f"):
+		v.Kind, v.Text = "text", string(data)
+	default:
+		v.Kind = "binary"
+		v.Data = data[:min(len(data), maxBinaryShown)]
+	}
+	return v
+}
+
+// maxIndented bounds the JSON the hub indents: indenting adds a newline
+// and the depth's indentation to every element, so deep JSON of small
+// elements grows many times over. Larger results are shown as they are.
+const maxIndented = 16 << 20
+
+// indentedSize returns at least the size json.Indent with two spaces
+// would produce from data: each comma, colon-less bracket and element
+// gets a newline and up to twice the deepest nesting in spaces.
+func indentedSize(data []byte) int {
+	depth, deepest, breaks, inString, escaped := 0, 0, 0, false, false
+	for _, c := range data {
+		switch {
+		case inString:
+			switch {
+			case escaped:
+				escaped = false
+			case c == '\\':
+				escaped = true
+			case c == '"':
+				inString = false
+			}
+		case c == '"':
+			inString = true
+		case c == '{' || c == '[':
+			depth++
+			deepest = max(deepest, depth)
+			breaks++
+		case c == '}' || c == ']':
+			depth--
+			breaks++
+		case c == ',':
+			breaks++
+		}
+	}
+	return len(data) + breaks*(2*deepest+2)
+}
+
+func isJSON(contentType string, data []byte) bool {
+	mt, _, _ := mime.ParseMediaType(contentType)
+	if mt == "application/json" || strings.HasSuffix(mt, "+json") {
+		return true
+	}
+	t := bytes.TrimSpace(data)
+	return len(t) > 1 && (t[0] == '{' && t[len(t)-1] == '}' || t[0] == '[' && t[len(t)-1] == ']') && json.Valid(t)
+}
+
+var errTooBig = fmt.Errorf("more than %d MiB decoded", maxDecodedBody>>20)
+
+// decode undoes one content encoding. It returns what it decoded and
+// why it stopped, when it did before the end: nil output means nothing
+// could be decoded.
+func decode(enc string, data []byte) ([]byte, error) {
+	var r io.Reader
+	var err error
+	src := bytes.NewReader(data)
+	switch enc {
+	case "gzip", "x-gzip":
+		r, err = gzip.NewReader(src)
+	case "deflate":
+		// The standard says zlib; some servers send raw deflate.
+		if r, err = zlib.NewReader(src); err != nil {
+			r, err = flate.NewReader(bytes.NewReader(data)), nil
+		}
+	case "br":
+		r = brotli.NewReader(src)
+	case "zstd":
+		var d *zstd.Decoder
+		d, err = zstd.NewReader(src, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxMemory(maxDecodedBody))
+		if err == nil {
+			defer d.Close()
+			r = d
+		}
+	default:
+		return nil, fmt.Errorf("unknown content encoding %q", enc)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", enc, err)
+	}
+	var out bytes.Buffer
+	_, err = io.Copy(&out, io.LimitReader(r, maxDecodedBody+1))
+	if out.Len() > maxDecodedBody {
+		out.Truncate(maxDecodedBody)
+		err = errTooBig
+	}
+	if err != nil {
+		if out.Len() == 0 {
+			return nil, fmt.Errorf("%s: %w", enc, err)
+		}
+		if errors.Is(err, io.ErrUnexpectedEOF) {
+			err = errors.New("the captured bytes end before the stream does")
+		}
+		return out.Bytes(), fmt.Errorf("%s: %w", enc, err)
+	}
+	return out.Bytes(), nil
+}
+
+// getBody answers GET /api/v1/records/{id}/body/{side}: the request's or
+// the response's body, decoded for display.
+func (s *Server) getBody(r *http.Request, key store.Key) (any, error) {
+	id, side := r.PathValue("id"), r.PathValue("side")
+	if side != "req" && side != "res" {
+		return nil, errorf(http.StatusNotFound, "body side %q: want req or res", side)
+	}
+	rec, err := s.store.Get(r.Context(), key.Tenant, id)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, errorf(http.StatusNotFound, "no record with id %q", id)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if rec.HTTP == nil {
+		return nil, errorf(http.StatusNotFound, "record %s is not an HTTP exchange", id)
+	}
+	if side == "req" {
+		return viewBody(rec.HTTP.Req.Headers, rec.HTTP.Req.Body), nil
+	}
+	if rec.HTTP.Res == nil {
+		return BodyView{Kind: "empty", Note: "no response"}, nil
+	}
+	return viewBody(rec.HTTP.Res.Headers, rec.HTTP.Res.Body), nil
+}

@@ -1,0 +1,148 @@
+package hub
+
+import (
+	"bytes"
+	"compress/gzip"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/tapwire/tapwire/internal/capture"
+	"github.com/tapwire/tapwire/internal/store"
+	"github.com/tapwire/tapwire/internal/store/sqlite"
+	"github.com/tapwire/tapwire/internal/store/storetest"
+)
+
+// browserTools finds Chromium, node and playwright-core (scripts/deps.d/chromium
+// installs them), or skips the test, or fails it under TAPWIRE_REQUIRE_TOOLS.
+func browserTools(t *testing.T) (chromium, node, modules string) {
+	t.Helper()
+	missing := func(what string) {
+		msg := what + " not found: run scripts/deps.d/chromium (Debian's chromium and nodejs, playwright-core from npm)"
+		if os.Getenv("TAPWIRE_REQUIRE_TOOLS") != "" {
+			t.Fatal(msg)
+		}
+		t.Skip(msg)
+	}
+	var err error
+	if chromium, err = exec.LookPath("chromium"); err != nil {
+		missing("chromium")
+	}
+	if node, err = exec.LookPath("node"); err != nil {
+		missing("node")
+	}
+	dir := os.Getenv("TAPWIRE_NODE")
+	if dir == "" {
+		home, _ := os.UserHomeDir()
+		dir = filepath.Join(home, ".cache", "tapwire", "node")
+	}
+	modules = filepath.Join(dir, "node_modules")
+	if _, err := os.Stat(filepath.Join(modules, "playwright-core")); err != nil {
+		missing("playwright-core")
+	}
+	return chromium, node, modules
+}
+
+// TestBrowser drives the viewer in real Chromium (testdata/browser.js):
+// sign in, filter, scroll, search, open records (a gzip JSON body, a
+// hostile HTML body that must stay inert text, gRPC fields, a binary body),
+// download HAR, the service map, sign out. Screenshots go to
+// $TAPWIRE_ARTIFACTS (default: a tapwire-artifacts directory in the
+// system's temporary directory).
+func TestBrowser(t *testing.T) {
+	chromium, node, modules := browserTools(t)
+	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "hub.db"), sqlite.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := newHub(t, st, Config{})
+	now := time.Now().UTC()
+
+	// Filler: 240 records over the last 50 minutes.
+	g := storetest.NewSynth(3, now.Add(-5*time.Minute), 45*time.Minute, 240)
+	var recs []*capture.Record
+	for i := range 240 {
+		recs = append(recs, g.Next(i))
+	}
+	at := func(r *capture.Record, ago time.Duration) *capture.Record {
+		r.Start = now.Add(-ago)
+		r.DurMicros, r.TTFBMicros = 4200, 3100
+		return r
+	}
+	var gz bytes.Buffer
+	zw := gzip.NewWriter(&gz)
+	zw.Write([]byte(`{"order":{"id":42,"customer":"Ada Lovelace","items":[{"sku":"TW-1","qty":2}]}}`))
+	zw.Close()
+	gzipRec := at(storetest.Rec(0, "orders", "in", "GET", "http://orders.shop:4143/v1/orders/42", 200), 2*time.Minute)
+	gzipRec.HTTP.Res.Headers = capture.Headers{{Name: "Content-Type", Value: "application/json"}, {Name: "Content-Encoding", Value: "gzip"}}
+	gzipRec.HTTP.Res.Body = capture.Body{Data: gz.Bytes(), Size: int64(gz.Len())}
+	gzipRec.Net.TLS = &capture.TLS{SNI: "orders.shop", Version: "TLS 1.3", ALPN: "http/1.1", CipherSuite: "TLS_AES_128_GCM_SHA256"}
+
+	xss := at(storetest.Rec(0, "web", "in", "GET", `http://web.shop/page?q=<svg/onload=window.__pwned=3>`, 200), 3*time.Minute)
+	xss.HTTP.Req.Headers = append(xss.HTTP.Req.Headers, capture.Header{Name: "X-Evil", Value: `<img src=x onerror="window.__pwned=4">`})
+	xss.HTTP.Res.Headers = capture.Headers{{Name: "Content-Type", Value: "text/html"}}
+	body := `<script>window.__pwned=1;document.title="pwned"</script><img src=x onerror="window.__pwned=2"><b id="injected">bold</b>`
+	xss.HTTP.Res.Body = capture.Body{Data: []byte(body), Size: int64(len(body))}
+
+	str := func(s string) *string { return &s }
+	status := 0
+	grpc := at(storetest.Rec(0, "orders", "out", "POST", "http://inventory:50051/inv.Stock/Get", 200), 4*time.Minute)
+	grpc.HTTP.Req.Proto, grpc.HTTP.Res.Proto = "HTTP/2.0", "HTTP/2.0"
+	grpc.HTTP.Req.Headers = capture.Headers{{Name: "Content-Type", Value: "application/grpc"}}
+	grpc.HTTP.Req.Body = capture.Body{Size: 14, Truncated: true}
+	grpc.HTTP.Res.Body = capture.Body{Size: 25, Truncated: true}
+	grpc.HTTP.GRPC = &capture.GRPC{Service: "inv.Stock", Method: "Get", Status: &status}
+	grpc.HTTP.Messages = []capture.Message{
+		{Up: true, AtMicros: 100, Size: 8, Data: []byte{0x0a, 0x06, 'S', 'K', 'U', '-', '4', '2'},
+			Fields: []capture.ProtoField{{Num: 1, Wire: "bytes", String: str("SKU-42")}}},
+		{AtMicros: 3000, Size: 20, Data: []byte("x"), Fields: []capture.ProtoField{
+			{Num: 1, Wire: "varint", Uint: new(uint64)},
+			{Num: 2, Wire: "bytes", Message: []capture.ProtoField{{Num: 1, Wire: "bytes", String: str("Warehouse North")}}}}},
+	}
+	binary := at(storetest.Rec(0, "catalog", "in", "GET", "http://catalog.shop/img/1.png", 200), 5*time.Minute)
+	binary.HTTP.Res.Headers = capture.Headers{{Name: "Content-Type", Value: "image/png"}}
+	binary.HTTP.Res.Body = capture.Body{Data: []byte("\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR"), Size: 16}
+	stripe := at(storetest.Rec(0, "payments", "out", "POST", "https://api.stripe.com/v1/charges", 503), 6*time.Minute)
+	stripe.HTTP.Res.Body = capture.Body{Data: []byte(`{"error":"unavailable"}`), Size: 23}
+	recs = append(recs, gzipRec, xss, grpc, binary, stripe)
+	if _, resp := h.post(h.keys["acme/ingest"], recs); resp.StatusCode != 200 {
+		t.Fatalf("seed: %d", resp.StatusCode)
+	}
+	outHTTP := 0
+	for _, r := range recs {
+		if r.Direction == "out" && r.HTTP != nil {
+			outHTTP++
+		}
+	}
+	var n int
+	st.Scan(ctx, "acme", store.Filter{}, func(*store.Row) error { n++; return nil })
+	if n != len(recs) {
+		t.Fatalf("seeded %d records, want %d", n, len(recs))
+	}
+
+	artifacts := os.Getenv("TAPWIRE_ARTIFACTS")
+	if artifacts == "" {
+		artifacts = filepath.Join(os.TempDir(), "tapwire-artifacts")
+	}
+	artifacts = filepath.Join(artifacts, "hub-viewer")
+	if err := os.MkdirAll(artifacts, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	ids, _ := json.Marshal(map[string]string{"gzip": gzipRec.ID, "xss": xss.ID, "grpc": grpc.ID, "binary": binary.ID, "stripe": stripe.ID})
+	cmd := exec.Command(node, filepath.Join("testdata", "browser.js"))
+	cmd.Env = append(os.Environ(), "NODE_PATH="+modules, "CHROMIUM="+chromium, "HUB_URL="+h.url,
+		"READ_KEY="+h.keys["acme/read"], "INGEST_KEY="+h.keys["acme/ingest"], "IDS="+string(ids),
+		"ARTIFACTS="+artifacts, "OUT_HTTP="+strconv.Itoa(outHTTP))
+	timer := time.AfterFunc(2*time.Minute, func() { cmd.Process.Kill() })
+	defer timer.Stop()
+	out, err := cmd.CombinedOutput()
+	t.Logf("browser test output:\n%s", out)
+	if err != nil {
+		t.Fatalf("browser test: %v (screenshots in %s)", err, artifacts)
+	}
+	t.Logf("screenshots in %s", artifacts)
+}

@@ -1,0 +1,165 @@
+// The viewer in real Chromium, driven by playwright-core (browser_test.go
+// runs it against a hub it seeded). It exits non-zero on the first failed
+// check, and saves screenshots in $ARTIFACTS.
+'use strict';
+const fs = require('fs');
+const path = require('path');
+const { chromium } = require('playwright-core');
+
+const env = process.env;
+const ids = JSON.parse(env.IDS);
+const shots = env.ARTIFACTS;
+
+function check(cond, msg) {
+  if (!cond) throw new Error('check failed: ' + msg);
+  console.log('ok: ' + msg);
+}
+
+(async () => {
+  const browser = await chromium.launch({ executablePath: env.CHROMIUM, args: ['--no-sandbox', '--disable-gpu'] });
+  const context = await browser.newContext({ viewport: { width: 1440, height: 900 }, acceptDownloads: true });
+  const page = await context.newPage();
+  const problems = [];
+  page.on('pageerror', (e) => problems.push('page error: ' + e.message));
+  page.on('console', (m) => { if (m.type() === 'error') problems.push('console error: ' + m.text()); });
+  page.on('dialog', (d) => { problems.push('dialog: ' + d.message()); d.dismiss(); });
+  const shot = (name) => page.screenshot({ path: path.join(shots, name + '.png'), fullPage: false });
+  try {
+    await page.goto(env.HUB_URL + '/');
+    await page.waitForSelector('#signin-form', { state: 'visible' });
+    await shot('1-signin');
+
+    // Wrong keys are refused with a message.
+    await page.fill('#key', 'tw_aaaaaaaaaaaa_' + 'a'.repeat(52));
+    await page.click('#signin-button');
+    await page.waitForFunction(() => document.querySelector('#signin-error').textContent.length > 0);
+    check((await page.textContent('#signin-error')).includes('does not know this key'), 'an unknown key is refused');
+    await page.fill('#key', env.INGEST_KEY);
+    await page.click('#signin-button');
+    await page.waitForFunction(() => document.querySelector('#signin-error').textContent.includes('ingest key'));
+    check(true, 'an ingest key is refused with its reason');
+
+    // The refused keys' 401 and 403 are logged by Chromium as failed loads: expected.
+    problems.length = 0;
+
+    // Sign in.
+    await page.fill('#key', env.READ_KEY);
+    await page.click('#signin-button');
+    await page.waitForSelector('#app', { state: 'visible' });
+    await page.waitForSelector('#rows tr');
+    check((await page.textContent('#whoami')).includes('acme'), 'signed in as tenant acme');
+    await page.waitForSelector('#histogram svg rect.bar');
+    await page.waitForSelector('#services li .svc-name');
+    check(await page.locator('#rows tr').count() === 100, 'the first page has 100 rows');
+    await shot('2-traffic');
+
+    // More rows load as the table scrolls.
+    await page.locator('#more').scrollIntoViewIfNeeded();
+    await page.waitForFunction(() => document.querySelectorAll('#rows tr').length > 100);
+    check(true, 'scrolling loads the next page');
+
+    // Filter by service, then by status class.
+    await page.fill('#f-service', 'payments');
+    await page.waitForFunction(() => {
+      const cells = [...document.querySelectorAll('#rows td.c-svc')];
+      return cells.length > 0 && cells.every((c) => c.textContent === 'payments');
+    });
+    check(true, 'the service filter shows only payments');
+    check(page.url().includes('service=payments'), 'the filter is in the URL');
+    await page.fill('#f-service', '');
+    await page.selectOption('#f-status', '5xx');
+    await page.waitForFunction(() => {
+      const cells = [...document.querySelectorAll('#rows td.c-status')];
+      return cells.length > 0 && cells.every((c) => c.textContent.startsWith('5'));
+    });
+    check(true, 'the status filter shows only 5xx');
+    await page.waitForSelector(`#rows tr[data-id="${ids.stripe}"]`);
+    await shot('3-filtered-5xx');
+    await page.click('#reset');
+    await page.waitForFunction(() => document.querySelectorAll('#rows tr').length === 100);
+
+    // Text search finds a body.
+    await page.fill('#f-q', 'ada lovelace');
+    await page.waitForFunction((id) => {
+      const rows = document.querySelectorAll('#rows tr');
+      return rows.length === 1 && rows[0].dataset.id === id;
+    }, ids.gzip);
+    check(true, 'text search finds the record whose body has the text');
+
+    // Open it: a gzip body decoded and pretty-printed, timings, TLS.
+    await page.click(`#rows tr[data-id="${ids.gzip}"]`);
+    await page.waitForSelector('#detail pre.body-json');
+    const json = await page.textContent('#detail pre.body-json');
+    check(json.includes('"customer": "Ada Lovelace"') && json.includes('\n'), 'the gzip JSON body is decoded and indented');
+    check((await page.textContent('#detail')).includes('decoded from gzip'), 'the detail says the body was gzip');
+    check((await page.textContent('#detail')).includes('TLS 1.3'), 'the detail shows the TLS facts');
+    await page.waitForSelector('#detail .timing .ttfb');
+    await shot('4-record');
+    await page.keyboard.press('Escape');
+    await page.waitForSelector('#detail', { state: 'hidden' });
+
+    // A hostile body is shown as text and runs nothing.
+    const before = await page.evaluate(() => ({ scripts: document.scripts.length, imgs: document.images.length }));
+    await page.fill('#f-q', '');
+    await page.waitForSelector(`#rows tr[data-id="${ids.xss}"]`);
+    await page.click(`#rows tr[data-id="${ids.xss}"]`);
+    await page.waitForSelector('#detail pre.body-text');
+    const text = await page.textContent('#detail pre.body-text');
+    check(text.includes('<script>window.__pwned=1'), 'the <script> body is shown as text');
+    await page.waitForTimeout(300);
+    const after = await page.evaluate(() => ({ pwned: window.__pwned, title: document.title, scripts: document.scripts.length,
+      imgs: document.images.length, injected: !!document.getElementById('injected') }));
+    check(after.pwned === undefined, 'no captured script ran');
+    check(after.title === 'Tapwire', 'the title is unchanged');
+    check(after.scripts === before.scripts && after.imgs === before.imgs && !after.injected, 'no element came from captured markup');
+    check((await page.textContent('#detail')).includes('<img src=x onerror='), 'a hostile header value is shown as text');
+    await shot('5-hostile-body');
+
+    // gRPC: decoded fields; binary: a hex dump.
+    await page.click(`#rows tr[data-id="${ids.grpc}"]`);
+    await page.waitForSelector('#detail ul.fields');
+    const fields = await page.textContent('#detail ul.msgs');
+    check(fields.includes('"SKU-42"') && fields.includes('"Warehouse North"'), 'gRPC messages show their decoded fields');
+    check((await page.textContent('#detail')).includes('inv.Stock/Get'), 'the gRPC method is shown');
+    await shot('6-grpc');
+    await page.click(`#rows tr[data-id="${ids.binary}"]`);
+    await page.waitForSelector('#detail pre.hex');
+    check((await page.textContent('#detail pre.hex')).includes('00000000  89 50 4e 47'), 'a binary body is a hex dump');
+    await page.click('#detail-close');
+
+    // HAR of what the filters select.
+    await page.selectOption('#f-direction', 'out');
+    await page.waitForFunction(() => [...document.querySelectorAll('#rows td.c-dir')].every((c) => c.textContent.includes('out')));
+    const [download] = await Promise.all([page.waitForEvent('download'), page.click('#har')]);
+    const har = JSON.parse(fs.readFileSync(await download.path(), 'utf8'));
+    check(har.log.version === '1.2' && har.log.entries.length === Number(env.OUT_HTTP), `the HAR has the ${env.OUT_HTTP} outbound HTTP records`);
+    check(har.log.entries.every((e) => e._direction === 'out'), 'the HAR holds only outbound records');
+    check(download.suggestedFilename().endsWith('.har'), 'the download is named .har');
+
+    // The service map.
+    await page.click('#tab-map');
+    await page.waitForSelector('#map svg .node');
+    const labels = await page.locator('#map svg .node text').allTextContents();
+    check(labels.includes('orders') && labels.includes('api.stripe.com'), 'the map shows services and the hosts they call');
+    await page.selectOption('#f-direction', '');
+    await page.waitForTimeout(500);
+    await page.locator('#map svg .node.svc', { hasText: 'payments' }).first().click();
+    const dimmed = await page.locator('#map svg path.edge.dim').count(), lit = await page.locator('#map svg path.edge:not(.dim)').count();
+    check(dimmed > 0 && lit > 0, 'clicking a service shows only its calls');
+    await shot('7-map');
+
+    // Sign out forgets the key.
+    await page.click('#signout');
+    await page.waitForSelector('#signin-form', { state: 'visible' });
+    check(await page.evaluate(() => sessionStorage.getItem('tapwire.key')) === null, 'signing out forgets the key');
+
+    check(problems.length === 0, 'no page errors, console errors or dialogs: ' + problems.join('; '));
+  } catch (e) {
+    await shot('failure').catch(() => {});
+    console.error(e.stack || String(e));
+    if (problems.length) console.error(problems.join('\n'));
+    await browser.close();
+    process.exit(1);
+  }
+  await browser.close();
+})();
