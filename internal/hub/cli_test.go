@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"flag"
+	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
@@ -236,5 +237,48 @@ func TestAdmin(t *testing.T) {
 	}
 	if _, errs, code := run("help"); code != 0 || !strings.Contains(errs, "keys create") {
 		t.Errorf("hub help: %d %q", code, errs)
+	}
+}
+
+// TestRetain: the retention loop deletes the records older than the
+// retention, of every tenant, and keeps the others.
+func TestRetain(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "hub.db"), sqlite.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	old := storetest.Rec(1, "s", "in", "GET", "http://s/old", 200) // in 2025
+	young := storetest.Rec(1, "s", "in", "GET", "http://s/young", 200)
+	young.Start = time.Now().Add(-time.Minute)
+	for _, tenant := range []string{"a", "b"} {
+		if _, err := st.Insert(ctx, tenant, []*capture.Record{old, young}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { retain(c, st, time.Hour, time.Millisecond, slog.New(slog.DiscardHandler)); close(done) }()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		n := 0
+		for _, tenant := range []string{"a", "b"} {
+			st.Scan(ctx, tenant, store.Filter{}, func(*store.Row) error { n++; return nil })
+		}
+		if n == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d records left after retention, want the 2 young ones", n)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	cancel()
+	<-done
+	for _, tenant := range []string{"a", "b"} {
+		if _, err := st.Get(ctx, tenant, young.ID); err != nil {
+			t.Errorf("tenant %s lost its young record: %v", tenant, err)
+		}
 	}
 }

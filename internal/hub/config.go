@@ -275,6 +275,7 @@ Endpoints:
   GET  /api/v1/export/har             HAR of a selection
   GET  /api/v1/export/raw.jsonl       the vendor's raw.jsonl of a selection
   GET  /api/v1/export/records.jsonl   our JSONL of a selection
+  GET  /api/v1/whoami                 the key's tenant and role
   GET  /healthz                       no key
 
   curl -H "Authorization: Bearer $KEY" '127.0.0.1:8080/api/v1/records?service=orders&status=5xx&from=-1h'

@@ -105,7 +105,7 @@ They are shown only now (the hub keeps their hashes): store them.
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			retain(mctx, st, cfg.Retention, log)
+			retain(mctx, st, cfg.Retention, time.Minute, log)
 		}()
 	}
 	if o, ok := st.(optimizer); ok {
@@ -192,10 +192,11 @@ func optimize(ctx context.Context, o optimizer, log *slog.Logger) {
 }
 
 // retain deletes records older than keep now and then until ctx is done:
-// a minute after start, then every keep/10 (at most every 10 minutes).
-func retain(ctx context.Context, st store.Store, keep time.Duration, log *slog.Logger) {
+// first after the given delay (a minute, in Serve), then every keep/10
+// (at least a minute, at most 10 minutes).
+func retain(ctx context.Context, st store.Store, keep, first time.Duration, log *slog.Logger) {
 	every := min(max(keep/10, time.Minute), 10*time.Minute)
-	t := time.NewTimer(time.Minute)
+	t := time.NewTimer(first)
 	defer t.Stop()
 	failing := false
 	for {
