@@ -21,21 +21,18 @@ const maxMessages = 1000
 // a 4-byte big-endian length, then the message), keeping each message's
 // first bytes within a budget shared by the whole direction.
 type grpcFramer struct {
+	msgLog
 	up     bool
-	start  time.Time
 	budget int64 // data bytes that may still be kept
 
 	hdr       [5]byte
 	hdrN      int
 	cur       *capture.Message
 	remaining int64
-
-	msgs      []capture.Message
-	truncated bool // messages passed that were not kept
 }
 
 func newGRPCFramer(up bool, start time.Time, budget int64) *grpcFramer {
-	return &grpcFramer{up: up, start: start, budget: budget}
+	return &grpcFramer{msgLog: msgLog{start: start}, up: up, budget: budget}
 }
 
 // feed consumes bytes as they pass, at time now.
@@ -74,15 +71,26 @@ func (f *grpcFramer) feed(p []byte, now time.Time) {
 }
 
 func (f *grpcFramer) finish(now time.Time) {
-	m := f.cur
+	f.keep(f.cur, now)
 	f.cur = nil
-	m.AtMicros = micros(now.Sub(f.start))
+}
+
+// msgLog keeps one direction's finished messages, at most maxMessages.
+type msgLog struct {
+	start     time.Time
+	msgs      []capture.Message
+	truncated bool // messages passed that were not kept
+}
+
+// keep stamps m with its time and keeps it if there is room.
+func (l *msgLog) keep(m *capture.Message, now time.Time) {
+	m.AtMicros = micros(now.Sub(l.start))
 	m.Truncated = int64(len(m.Data)) < m.Size
-	if len(f.msgs) >= maxMessages {
-		f.truncated = true
+	if len(l.msgs) >= maxMessages {
+		l.truncated = true
 		return
 	}
-	f.msgs = append(f.msgs, *m)
+	l.msgs = append(l.msgs, *m)
 }
 
 // grpcInfo reads the call's identity from the path and its outcome from

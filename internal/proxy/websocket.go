@@ -16,8 +16,8 @@ import (
 // never blocks or alters the stream; on a malformed frame it stops
 // parsing and says so.
 type wsFramer struct {
+	msgLog
 	up     bool
-	start  time.Time
 	budget int64
 
 	hdr    [14]byte // the longest header: 2 + 8 length + 4 mask
@@ -28,14 +28,11 @@ type wsFramer struct {
 	masked bool
 	pos    int64 // payload bytes consumed, for unmasking
 	remain int64
-
-	msgs      []capture.Message
-	truncated bool
-	broken    bool // a malformed frame was seen; parsing stopped
+	broken bool // a malformed frame was seen; parsing stopped
 }
 
 func newWSFramer(up bool, start time.Time, budget int64) *wsFramer {
-	return &wsFramer{up: up, start: start, budget: budget}
+	return &wsFramer{msgLog: msgLog{start: start}, up: up, budget: budget}
 }
 
 // headerLen returns the header length once its first two bytes are known.
@@ -134,15 +131,8 @@ func (f *wsFramer) startFrame(now time.Time) bool {
 }
 
 func (f *wsFramer) finish(now time.Time) {
-	m := f.cur
+	f.keep(f.cur, now)
 	f.cur = nil
-	m.AtMicros = micros(now.Sub(f.start))
-	m.Truncated = int64(len(m.Data)) < m.Size
-	if len(f.msgs) >= maxMessages {
-		f.truncated = true
-		return
-	}
-	f.msgs = append(f.msgs, *m)
 }
 
 // wsConn is the client connection of an upgraded WebSocket exchange: what
