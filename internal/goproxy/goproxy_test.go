@@ -468,3 +468,30 @@ func drained(t *testing.T, srv *Server) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+func TestOpenProxyWarning(t *testing.T) {
+	tests := []struct {
+		host string
+		warn bool
+	}{{"127.0.0.1", false}, {"0.0.0.0", true}}
+	for _, tt := range tests {
+		t.Run(tt.host, func(t *testing.T) {
+			cfg, err := Load(nil, envOf(map[string]string{"PROXY_TYPE": "forward", "PROXY_OUT_LISTEN_HOST": tt.host,
+				"PROXY_OUT_PORT": strconv.Itoa(freePort(t)), "DIAG_HTTP_PORT": "-1", "FORWARDER_ADDR": "file://" + t.TempDir()}))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var logs strings.Builder
+			srv, err := New(cfg, slog.New(slog.NewTextHandler(&logs, nil)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			srv.Shutdown(ctx)
+			if got := strings.Contains(logs.String(), "OPEN PROXY"); got != tt.warn {
+				t.Errorf("OPEN PROXY warning logged = %v, want %v; logs:\n%s", got, tt.warn, logs.String())
+			}
+		})
+	}
+}
