@@ -1,7 +1,8 @@
 // Command speedctl is Tapwire's command-line tool: it writes the config
 // file ~/.speedctl/config, makes the CA goproxy needs to capture outbound
 // TLS, and writes ECS task definitions (the forwarder, and the goproxy
-// sidecar injected into an app's task). Run `speedctl --help`.
+// sidecar injected into an app's task), and lists, shows and exports the
+// traffic a hub holds. Run `speedctl --help`.
 package main
 
 import (

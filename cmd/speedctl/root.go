@@ -42,6 +42,12 @@ setup steps for Amazon ECS, one command each:
   speedctl ecs uninject --task-def app-captured.json
                                    # ...and without it again
 
+and reads the traffic a hub holds:
+
+  speedctl traffic list --service orders --status 5xx --since 1h
+  speedctl traffic show ID
+  speedctl traffic export --format har --since 1d -o traffic.har
+
 docs/ecs.md walks through a whole ECS deployment; docs/speedctl.md describes
 every command and the config file.`,
 		SilenceUsage:  true, // an error is one line, not the usage
@@ -49,7 +55,7 @@ every command and the config file.`,
 	}
 	root.PersistentFlags().StringVar(&homeFlag, "home", "",
 		"speedctl's folder, holding the config file (default $"+config.HomeEnv+", else ~/.speedctl)")
-	root.AddCommand(newConfigCmd(), newCertsCmd(), newECSCmd(), newVersionCmd())
+	root.AddCommand(newConfigCmd(), newCertsCmd(), newECSCmd(), newTrafficCmd(), newVersionCmd())
 	return root
 }
 

@@ -30,6 +30,8 @@ func TestScripts(t *testing.T) {
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
 			"awsvalid": awsValid,
 			"mode":     fileMode,
+			"hub":      hubCmd,
+			"har":      harValid,
 		},
 	})
 }

@@ -33,7 +33,8 @@ type Key struct {
 
 // Keys are the settings the config file holds, in the order `speedctl
 // config show` lists them: every forwarder variable of the deployment
-// guide, with the guide's names and meaning.
+// guide, with the guide's names and meaning, then speedctl's own (the
+// hub's URL and a read key for speedctl traffic).
 var Keys = []Key{
 	{"SPEEDSCALE_APP_URL", "the hub's address (host[:port], or a full URL; a bare host means https)", false},
 	{"SPEEDSCALE_API_KEY", "the API key the forwarder presents to the hub", true},
@@ -47,6 +48,8 @@ var Keys = []Key{
 	{"SPEEDSCALE_FILTER_RULE", "filter that drops unwanted traffic in the forwarder (default standard)", false},
 	{"SPEEDSCALE_DLP_CONFIG", "redaction rules, JSON in the vendor's redactlist form", false},
 	{"SPEEDSCALE_REDACT", "true or false: the forwarder's default redaction of credentials", false},
+	{"TAPWIRE_HUB_URL", "the hub's URL for speedctl traffic (default SPEEDSCALE_APP_URL)", false},
+	{"TAPWIRE_READ_KEY", "a read key of the hub, for speedctl traffic", true},
 }
 
 // LookupKey returns the Key named name.

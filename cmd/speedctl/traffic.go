@@ -1,0 +1,622 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/schollz/progressbar/v3"
+	"github.com/spf13/cobra"
+	"golang.org/x/term"
+
+	"github.com/tapwire/tapwire/internal/capture"
+	"github.com/tapwire/tapwire/internal/config"
+)
+
+// Environment variables and config keys that name the hub and the read key
+// of speedctl traffic, after --hub and --key.
+const (
+	hubURLKey  = "TAPWIRE_HUB_URL"
+	readKeyKey = "TAPWIRE_READ_KEY"
+)
+
+// listPageSize is the page size list asks for: the API's largest.
+var listPageSize = 1000
+
+// hubFlags are the flags every traffic command takes.
+type hubFlags struct {
+	hub, key string
+}
+
+func (h *hubFlags) add(cmd *cobra.Command) {
+	cmd.PersistentFlags().StringVar(&h.hub, "hub", "", "the hub's URL (default $"+hubURLKey+", else the config's "+hubURLKey+", else its SPEEDSCALE_APP_URL)")
+	cmd.PersistentFlags().StringVar(&h.key, "key", "", "a read key of the hub, tw_... (default $"+readKeyKey+", else the config's "+readKeyKey+")")
+}
+
+// hubClient asks the hub's query API (docs/api.md) with a read key.
+type hubClient struct {
+	base *url.URL
+	key  string
+	http *http.Client
+}
+
+// client resolves the hub's URL and the key: the flags, the environment,
+// then the config file.
+func (h *hubFlags) client() (*hubClient, error) {
+	hub, key := h.hub, h.key
+	if hub == "" {
+		hub = os.Getenv(hubURLKey)
+	}
+	if key == "" {
+		key = os.Getenv(readKeyKey)
+	}
+	if hub == "" || key == "" {
+		dir, err := home()
+		if err != nil {
+			return nil, err
+		}
+		f, err := config.Load(dir)
+		switch {
+		case errors.Is(err, config.ErrNotFound):
+		case err != nil:
+			return nil, err
+		default:
+			if hub == "" {
+				hub = f.Lookup(hubURLKey)
+			}
+			if hub == "" {
+				hub = f.Lookup("SPEEDSCALE_APP_URL")
+			}
+			if key == "" {
+				key = f.Lookup(readKeyKey)
+			}
+		}
+	}
+	if hub == "" {
+		return nil, fmt.Errorf("no hub: pass --hub URL, or run `speedctl config set %s=http://127.0.0.1:8080`", hubURLKey)
+	}
+	if key == "" {
+		return nil, fmt.Errorf("no read key: pass --key tw_..., or run `speedctl config set %s=tw_...` (make one with `hub keys create -tenant T -role read`)", readKeyKey)
+	}
+	base, err := hubURL(hub)
+	if err != nil {
+		return nil, err
+	}
+	return &hubClient{base: base, key: key, http: &http.Client{Transport: http.DefaultTransport}}, nil
+}
+
+// hubURL reads the hub's address: a full URL, or host[:port], which means
+// https (as SPEEDSCALE_APP_URL does).
+func hubURL(s string) (*url.URL, error) {
+	if !strings.Contains(s, "://") {
+		s = "https://" + s
+	}
+	u, err := url.Parse(s)
+	if err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
+		return nil, fmt.Errorf("hub URL %q: want http://host[:port] or https://host[:port]", s)
+	}
+	u.Path = strings.TrimSuffix(u.Path, "/")
+	u.RawQuery, u.Fragment = "", ""
+	return u, nil
+}
+
+// get GETs path?q from the hub and returns the response when it is 200;
+// other answers become errors that say what to do.
+func (c *hubClient) get(ctx context.Context, path string, q url.Values) (*http.Response, error) {
+	u := *c.base
+	u.Path += path
+	u.RawQuery = q.Encode()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Authorization", "Bearer "+c.key)
+	req.Header.Set("User-Agent", "speedctl/"+version)
+	resp, err := c.http.Do(req)
+	if err != nil {
+		var op *net.OpError
+		if errors.As(err, &op) || errors.Is(err, context.DeadlineExceeded) {
+			return nil, fmt.Errorf("hub %s unreachable: %v (is it running? check --hub or %s)", c.base, unwrapURLError(err), hubURLKey)
+		}
+		if strings.Contains(err.Error(), "HTTP response to HTTPS client") {
+			return nil, fmt.Errorf("hub %s speaks plain HTTP: give its URL as http://%s (a bare host means https)", c.base, c.base.Host)
+		}
+		return nil, fmt.Errorf("hub %s: %v", c.base, unwrapURLError(err))
+	}
+	if resp.StatusCode == http.StatusOK {
+		return resp, nil
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	msg := strings.TrimSpace(string(body))
+	var e struct {
+		Error string `json:"error"`
+	}
+	if json.Unmarshal(body, &e) == nil && e.Error != "" {
+		msg = e.Error
+	}
+	switch resp.StatusCode {
+	case http.StatusUnauthorized:
+		return nil, fmt.Errorf("hub %s refused the key (401: %s): check --key or %s; it must be a live read key of the hub (`hub keys create -tenant T -role read`)", c.base, msg, readKeyKey)
+	case http.StatusForbidden:
+		return nil, fmt.Errorf("hub %s: %s (403): speedctl traffic needs a read key, not the forwarder's ingest key", c.base, msg)
+	case http.StatusNotFound:
+		return nil, notFoundError(msg)
+	default:
+		return nil, fmt.Errorf("hub %s answered %s: %s", c.base, resp.Status, msg)
+	}
+}
+
+type notFoundError string
+
+func (e notFoundError) Error() string { return string(e) }
+
+func unwrapURLError(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return ue.Err
+	}
+	return err
+}
+
+// getJSON GETs path and decodes the answer into v.
+func (c *hubClient) getJSON(ctx context.Context, path string, q url.Values, v any) error {
+	resp, err := c.get(ctx, path, q)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
+		return fmt.Errorf("hub %s: reading %s: %w", c.base, path, err)
+	}
+	return nil
+}
+
+// filterFlags mirror the API's filter parameters.
+type filterFlags struct {
+	service, direction, method, status, host, path, search string
+	since, from, to                                        string
+	failed                                                 bool
+}
+
+func (f *filterFlags) add(cmd *cobra.Command) {
+	fs := cmd.Flags()
+	fs.StringVar(&f.service, "service", "", "only this service (labels.service), exactly")
+	fs.StringVar(&f.direction, "direction", "", "in (calls to the service) or out (the service's calls)")
+	fs.StringVar(&f.method, "method", "", "only this request method, any case")
+	fs.StringVar(&f.status, "status", "", "a status class or code: 5xx, 404")
+	fs.BoolVar(&f.failed, "failed", false, "only failed exchanges: an error, a status >= 500, no response, a gRPC error")
+	fs.StringVar(&f.host, "host", "", "only this host, without port, any case")
+	fs.StringVar(&f.path, "path", "", "whose URL path contains this, case-sensitive")
+	fs.StringVar(&f.search, "search", "", "whose URL or first 4 KiB of a body contains this, any case (the API's q)")
+	fs.StringVar(&f.since, "since", "", "records of the last DURATION: 15m, 2h, 7d (the same as --from -DURATION)")
+	fs.StringVar(&f.from, "from", "", "records that started at or after this: RFC 3339, Unix ms, now, or -15m, -2h, -7d")
+	fs.StringVar(&f.to, "to", "", "records that started before this, as --from")
+}
+
+func (f *filterFlags) values() (url.Values, error) {
+	q := url.Values{}
+	set := func(k, v string) {
+		if v != "" {
+			q.Set(k, v)
+		}
+	}
+	if f.direction != "" && f.direction != "in" && f.direction != "out" {
+		return nil, fmt.Errorf("--direction %q: want in or out", f.direction)
+	}
+	from := f.from
+	if f.since != "" {
+		if f.from != "" {
+			return nil, errors.New("--since and --from: give one of them")
+		}
+		from = "-" + strings.TrimPrefix(f.since, "-")
+	}
+	set("service", f.service)
+	set("direction", f.direction)
+	set("method", f.method)
+	set("status", f.status)
+	set("host", f.host)
+	set("path", f.path)
+	set("q", f.search)
+	set("from", from)
+	set("to", f.to)
+	if f.failed {
+		q.Set("failed", "true")
+	}
+	return q, nil
+}
+
+const trafficExamples = `  speedctl config set TAPWIRE_HUB_URL=http://127.0.0.1:8080 TAPWIRE_READ_KEY=tw_...
+  speedctl traffic list --service orders --status 5xx --since 1h
+  speedctl traffic show 01950f6e-2a6e-7c4a-9b1e-3f6d2a8c4e10
+  speedctl traffic export --format har --since 1d -o orders.har`
+
+func newTrafficCmd() *cobra.Command {
+	var hf hubFlags
+	cmd := &cobra.Command{
+		Use:   "traffic",
+		Short: "List, show and export the traffic a hub holds",
+		Long: `List, show and export the records a Tapwire hub holds, through its query API
+(docs/api.md), with a read key.
+
+The hub is --hub, else $` + hubURLKey + `, else the config file's ` + hubURLKey + `, else its
+SPEEDSCALE_APP_URL (a bare host means https). The key is --key, else
+$` + readKeyKey + `, else the config file's ` + readKeyKey + `. It must be a read key: the
+forwarder's ingest key is refused. Make one with
+` + "`hub keys create -tenant T -role read`" + `.
+
+The filters are the API's, as flags: --service, --direction, --method, --status,
+--failed, --host, --path, --search (the API's q), --since, --from and --to.`,
+		Example: trafficExamples,
+	}
+	hf.add(cmd)
+	cmd.AddCommand(newTrafficListCmd(&hf), newTrafficShowCmd(&hf), newTrafficExportCmd(&hf))
+	return cmd
+}
+
+// summary is what the list shows of a record (the API's summary).
+type summary struct {
+	ID        string         `json:"id"`
+	Start     time.Time      `json:"start"`
+	DurMicros int64          `json:"durationUs"`
+	Kind      string         `json:"kind"`
+	Direction string         `json:"direction"`
+	Labels    capture.Labels `json:"labels"`
+	Method    string         `json:"method"`
+	URL       string         `json:"url"`
+	Status    int            `json:"status"`
+	Error     string         `json:"error"`
+	Failed    bool           `json:"failed"`
+}
+
+func newTrafficListCmd(hf *hubFlags) *cobra.Command {
+	var ff filterFlags
+	var limit int
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "list",
+		Short: "List records, newest first",
+		Long: `List the records the filters select, newest first, as a table: id, start (UTC),
+service, direction, method, status, duration and URL. --limit says how many
+(default 50); speedctl follows the hub's cursors past its 1000 a page.
+--json prints {"records": [...], "next": CURSOR} with the API's summaries.`,
+		Example: `  speedctl traffic list
+  speedctl traffic list --service orders --direction out --failed --since 15m
+  speedctl traffic list --host api.stripe.com --method POST --limit 500 --json`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if limit < 1 {
+				return fmt.Errorf("--limit %d: want at least 1", limit)
+			}
+			q, err := ff.values()
+			if err != nil {
+				return err
+			}
+			c, err := hf.client()
+			if err != nil {
+				return err
+			}
+			var recs []json.RawMessage
+			next := ""
+			for len(recs) < limit {
+				q.Set("limit", strconv.Itoa(min(limit-len(recs), listPageSize)))
+				if next != "" {
+					q.Set("cursor", next)
+				}
+				var page struct {
+					Records []json.RawMessage `json:"records"`
+					Next    string            `json:"next"`
+				}
+				if err := c.getJSON(cmd.Context(), "/api/v1/records", q, &page); err != nil {
+					return err
+				}
+				recs = append(recs, page.Records...)
+				next = page.Next
+				if next == "" || len(page.Records) == 0 {
+					break
+				}
+			}
+			w := cmd.OutOrStdout()
+			if asJSON {
+				if recs == nil {
+					recs = []json.RawMessage{}
+				}
+				out := struct {
+					Records []json.RawMessage `json:"records"`
+					Next    string            `json:"next,omitempty"`
+				}{recs, next}
+				enc := json.NewEncoder(w)
+				enc.SetEscapeHTML(false)
+				enc.SetIndent("", "  ")
+				return enc.Encode(out)
+			}
+			if len(recs) == 0 {
+				fmt.Fprintln(cmd.ErrOrStderr(), "no records")
+				return nil
+			}
+			tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+			fmt.Fprintln(tw, "ID\tSTART (UTC)\tSERVICE\tDIR\tMETHOD\tSTATUS\tDURATION\tURL")
+			for _, raw := range recs {
+				var s summary
+				if err := json.Unmarshal(raw, &s); err != nil {
+					return fmt.Errorf("hub %s: a record summary: %w", c.base, err)
+				}
+				status := "-"
+				switch {
+				case s.Status != 0:
+					status = strconv.Itoa(s.Status)
+				case s.Error != "":
+					status = "error"
+				}
+				method := s.Method
+				if method == "" {
+					method = s.Kind
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", s.ID, s.Start.UTC().Format("2006-01-02 15:04:05.000"),
+					dash(s.Labels.Service), dash(s.Direction), dash(method), status, micros(s.DurMicros), s.URL)
+			}
+			if err := tw.Flush(); err != nil {
+				return err
+			}
+			if next != "" {
+				fmt.Fprintf(cmd.ErrOrStderr(), "(more records: raise --limit, or narrow the filters)\n")
+			}
+			return nil
+		},
+	}
+	ff.add(cmd)
+	cmd.Flags().IntVar(&limit, "limit", 50, "at most this many records")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print the API's summaries as JSON")
+	return cmd
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+// micros formats a duration in µs readably: 850µs, 2.21ms, 1.5s.
+func micros(us int64) string {
+	d := time.Duration(us) * time.Microsecond
+	switch {
+	case d < time.Millisecond:
+		return d.String()
+	case d < time.Second:
+		return d.Round(10 * time.Microsecond).String()
+	default:
+		return d.Round(time.Millisecond).String()
+	}
+}
+
+// bodyView is the hub's readable body (GET /api/v1/records/{id}/body/{side}).
+type bodyView struct {
+	ContentType string `json:"contentType"`
+	Kind        string `json:"kind"`
+	Text        string `json:"text"`
+	Bytes       int64  `json:"bytes"`
+	Size        int64  `json:"size"`
+	Truncated   bool   `json:"truncated"`
+	Note        string `json:"note"`
+}
+
+func newTrafficShowCmd(hf *hubFlags) *cobra.Command {
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "show ID",
+		Short: "Show one record: request, response, bodies",
+		Long: `Show one record: its identity and timing, the request and response with their
+headers, and the bodies made readable by the hub (Content-Encoding undone, JSON
+indented; binary bodies are only sized). --json prints the whole record as the
+hub stores it (docs/record.md).`,
+		Example: `  speedctl traffic show 01950f6e-2a6e-7c4a-9b1e-3f6d2a8c4e10
+  speedctl traffic show 01950f6e-2a6e-7c4a-9b1e-3f6d2a8c4e10 --json | jq .http.res.status`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			id := args[0]
+			c, err := hf.client()
+			if err != nil {
+				return err
+			}
+			var raw json.RawMessage
+			path := "/api/v1/records/" + url.PathEscape(id)
+			if err := c.getJSON(cmd.Context(), path, nil, &raw); err != nil {
+				return err
+			}
+			w := cmd.OutOrStdout()
+			if asJSON {
+				enc := json.NewEncoder(w)
+				enc.SetEscapeHTML(false)
+				enc.SetIndent("", "  ")
+				return enc.Encode(raw)
+			}
+			var r capture.Record
+			if err := json.Unmarshal(raw, &r); err != nil {
+				return fmt.Errorf("hub %s: record %s: %w", c.base, id, err)
+			}
+			fmt.Fprintf(w, "id:        %s\n", r.ID)
+			fmt.Fprintf(w, "start:     %s\n", r.Start.UTC().Format(time.RFC3339Nano))
+			fmt.Fprintf(w, "duration:  %s\n", micros(r.DurMicros))
+			fmt.Fprintf(w, "kind:      %s, direction %s\n", r.Kind, r.Direction)
+			l := r.Labels
+			fmt.Fprintf(w, "service:   %s (cluster %s, namespace %s, pod %s)\n", dash(l.Service), dash(l.Cluster), dash(l.Namespace), dash(l.Pod))
+			if r.Net.ClientAddr != "" || r.Net.ServerAddr != "" {
+				fmt.Fprintf(w, "net:       %s -> %s\n", dash(r.Net.ClientAddr), dash(r.Net.ServerAddr))
+			}
+			if r.Error != "" {
+				fmt.Fprintf(w, "error:     %s\n", r.Error)
+			}
+			switch {
+			case r.HTTP != nil:
+				req := r.HTTP.Req
+				fmt.Fprintf(w, "\n> %s %s %s\n", req.Method, req.URL, req.Proto)
+				for _, h := range req.Headers {
+					fmt.Fprintf(w, "> %s: %s\n", h.Name, h.Value)
+				}
+				if err := showBody(cmd.Context(), w, c, path, "req", req.Body.Size); err != nil {
+					return err
+				}
+				if res := r.HTTP.Res; res != nil {
+					fmt.Fprintf(w, "\n< %s %d %s\n", res.Proto, res.Status, res.StatusText)
+					for _, h := range res.Headers {
+						fmt.Fprintf(w, "< %s: %s\n", h.Name, h.Value)
+					}
+					if err := showBody(cmd.Context(), w, c, path, "res", res.Body.Size); err != nil {
+						return err
+					}
+				} else {
+					fmt.Fprintln(w, "\n(no response)")
+				}
+			case r.TCP != nil:
+				fmt.Fprintf(w, "\ntcp:       %d bytes up, %d bytes down, %d chunks captured\n", r.TCP.BytesUp, r.TCP.BytesDown, len(r.TCP.Chunks))
+			}
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print the whole record as JSON")
+	return cmd
+}
+
+func showBody(ctx context.Context, w io.Writer, c *hubClient, path, side string, size int64) error {
+	if size == 0 {
+		return nil
+	}
+	var b bodyView
+	if err := c.getJSON(ctx, path+"/body/"+side, nil, &b); err != nil {
+		return err
+	}
+	fmt.Fprintln(w)
+	switch b.Kind {
+	case "json", "text":
+		fmt.Fprintln(w, strings.TrimSuffix(b.Text, "\n"))
+	case "binary":
+		fmt.Fprintf(w, "(binary body, %d bytes, %s)\n", b.Bytes, dash(b.ContentType))
+	}
+	if b.Truncated {
+		fmt.Fprintf(w, "(captured only the first bytes of %d)\n", b.Size)
+	}
+	if b.Note != "" {
+		fmt.Fprintf(w, "(%s)\n", b.Note)
+	}
+	return nil
+}
+
+// exportFormats maps --format to the hub's export names.
+var exportFormats = map[string]string{"har": "har", "jsonl": "records.jsonl", "raw": "raw.jsonl"}
+
+func newTrafficExportCmd(hf *hubFlags) *cobra.Command {
+	var ff filterFlags
+	var format, output string
+	var limit int
+	var noProgress bool
+	cmd := &cobra.Command{
+		Use:   "export",
+		Short: "Export records as HAR, our JSONL or the vendor's raw.jsonl",
+		Long: `Export the records the filters select, newest first, streamed from the hub's
+export API to -o FILE or standard output:
+
+  --format har    HAR 1.2, one entry per HTTP record (TCP records are left out)
+  --format jsonl  our records, one per line: what ` + "`hub import`" + ` reads
+  --format raw    the vendor's raw.jsonl, one RRPair per line
+
+--limit is at most this many records (default 10000, at most 100000, the hub's
+bounds); the hub pages through its store itself. A progress bar goes to standard
+error when it is a terminal (--no-progress turns it off). If the transfer breaks,
+the file is removed and speedctl fails, so a partial export is never taken for a
+whole one.`,
+		Example: `  speedctl traffic export --format har --service orders --since 1h -o orders.har
+  speedctl traffic export --format jsonl --since 7d --limit 100000 > week.jsonl
+  speedctl traffic export --format raw --status 5xx -o failures.raw.jsonl`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) (err error) {
+			name, ok := exportFormats[format]
+			if !ok {
+				return fmt.Errorf("--format %q: want har, jsonl or raw", format)
+			}
+			if limit < 1 || limit > 100000 {
+				return fmt.Errorf("--limit %d: want 1 to 100000", limit)
+			}
+			q, err := ff.values()
+			if err != nil {
+				return err
+			}
+			q.Set("limit", strconv.Itoa(limit))
+			c, err := hf.client()
+			if err != nil {
+				return err
+			}
+			resp, err := c.get(cmd.Context(), "/api/v1/export/"+name, q)
+			if err != nil {
+				return err
+			}
+			defer resp.Body.Close()
+
+			var w io.Writer = cmd.OutOrStdout()
+			if output != "" && output != "-" {
+				f, err := os.Create(output)
+				if err != nil {
+					return err
+				}
+				defer func() {
+					if cerr := f.Close(); err == nil && cerr != nil {
+						err = cerr
+					}
+					if err != nil {
+						os.Remove(output)
+					}
+				}()
+				w = f
+			}
+			var body io.Reader = resp.Body
+			stderr := cmd.ErrOrStderr()
+			var bar *progressbar.ProgressBar
+			if !noProgress && isTerminal(stderr) {
+				bar = progressbar.NewOptions64(resp.ContentLength,
+					progressbar.OptionSetWriter(stderr),
+					progressbar.OptionSetDescription("exporting "+format),
+					progressbar.OptionShowBytes(true),
+					progressbar.OptionSetWidth(30),
+					progressbar.OptionThrottle(100*time.Millisecond),
+					progressbar.OptionShowCount(),
+					progressbar.OptionSpinnerType(14),
+					progressbar.OptionClearOnFinish(),
+				)
+				r := progressbar.NewReader(resp.Body, bar)
+				body = &r
+			}
+			n, err := io.Copy(w, body)
+			if bar != nil {
+				_ = bar.Finish()
+			}
+			if err != nil {
+				return fmt.Errorf("export cut short after %d bytes (the hub or the connection failed): %w", n, err)
+			}
+			if output != "" && output != "-" {
+				fmt.Fprintf(stderr, "wrote %s (%d bytes)\n", output, n)
+			}
+			return nil
+		},
+	}
+	ff.add(cmd)
+	cmd.Flags().StringVar(&format, "format", "har", "har, jsonl (our records) or raw (the vendor's raw.jsonl)")
+	cmd.Flags().StringVarP(&output, "output", "o", "", "write to this file (default standard output)")
+	cmd.Flags().IntVar(&limit, "limit", 10000, "at most this many records (at most 100000)")
+	cmd.Flags().BoolVar(&noProgress, "no-progress", false, "no progress bar, even on a terminal")
+	return cmd
+}
+
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	return ok && term.IsTerminal(int(f.Fd()))
+}

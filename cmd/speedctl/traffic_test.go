@@ -1,0 +1,198 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"testing"
+
+	"github.com/rogpeppe/go-internal/testscript"
+
+	"github.com/tapwire/tapwire/internal/capture"
+	"github.com/tapwire/tapwire/internal/config"
+	"github.com/tapwire/tapwire/internal/hub"
+	"github.com/tapwire/tapwire/internal/store/sqlite"
+	"github.com/tapwire/tapwire/internal/store/storetest"
+	"github.com/tapwire/tapwire/internal/wire"
+)
+
+// hubRecords are what `hub start` ingests: fixed ids, so that the output
+// is golden.
+func hubRecords() []*capture.Record {
+	recs := []*capture.Record{
+		storetest.Rec(1, "orders", capture.DirIn, "GET", "http://orders.shop/v1/orders/42", 200),
+		storetest.Rec(2, "orders", capture.DirOut, "POST", "https://api.stripe.com/v1/charges", 402),
+		storetest.Rec(3, "users", capture.DirIn, "GET", "http://users.shop/v1/users?name=ada", 500),
+		storetest.Rec(4, "orders", capture.DirIn, "DELETE", "http://orders.shop/v1/orders/7", 0),
+	}
+	for i, r := range recs {
+		r.ID = fmt.Sprintf("01950f6e-2a6e-7c4a-9b1e-3f6d2a8c4e1%d", i)
+	}
+	recs[1].HTTP.Req.Body = capture.Body{Data: []byte(`{"amount":1200,"currency":"usd"}`), Size: 32}
+	recs[1].HTTP.Req.Headers = append(recs[1].HTTP.Req.Headers, capture.Header{Name: "Content-Type", Value: "application/json"})
+	recs[1].HTTP.Res.Body = capture.Body{Data: []byte(`{"error":{"code":"card_declined"}}`), Size: 34}
+	recs[3].Error = "upstream closed the connection"
+	return recs
+}
+
+// hubCmd starts a real hub on loopback for the script, with a SQLite store
+// in $WORK: `hub start` sets $HUB, $KEY (a read key) and $INGEST_KEY, and
+// ingests hubRecords through POST /v1/batches.
+func hubCmd(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 1 || args[0] != "start" {
+		ts.Fatalf("usage: hub start")
+	}
+	h, err := startHub(ts.MkAbs("hub-data"))
+	ts.Check(err)
+	ts.Defer(h.close)
+	ts.Setenv("HUB", h.url)
+	ts.Setenv("KEY", h.read)
+	ts.Setenv("INGEST_KEY", h.ingest)
+}
+
+type testHub struct {
+	url, read, ingest string
+	close             func()
+}
+
+// startHub serves a hub with a SQLite store in dir on 127.0.0.1 and
+// ingests hubRecords with its first ingest key, as a forwarder would.
+func startHub(dir string) (*testHub, error) {
+	ctx := context.Background()
+	st, err := sqlite.Open(ctx, filepath.Join(dir, "hub.db"), sqlite.Options{})
+	if err != nil {
+		return nil, err
+	}
+	ingest, read, err := hub.Bootstrap(ctx, st, storetest.T0)
+	if err != nil {
+		st.Close()
+		return nil, err
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		st.Close()
+		return nil, err
+	}
+	srv := httptest.NewUnstartedServer(hub.NewServer(hub.Config{}, st, nil).Handler())
+	srv.Listener.Close()
+	srv.Listener = ln
+	srv.Start()
+	h := &testHub{url: srv.URL, read: read, ingest: ingest, close: func() { srv.Close(); st.Close() }}
+
+	recs := hubRecords()
+	var body bytes.Buffer
+	if err := wire.EncodeBatch(&body, recs); err != nil {
+		h.close()
+		return nil, err
+	}
+	req, err := wire.NewRequest(ctx, srv.URL+wire.Path, body.Bytes(), wire.BatchID(recs), len(recs), ingest)
+	if err != nil {
+		h.close()
+		return nil, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		h.close()
+		return nil, err
+	}
+	defer resp.Body.Close()
+	n, err := wire.ParseResponse(resp)
+	if err == nil && n != len(recs) {
+		err = fmt.Errorf("hub accepted %d records, want %d", n, len(recs))
+	}
+	if err != nil {
+		h.close()
+		return nil, err
+	}
+	return h, nil
+}
+
+// TestTrafficListCursors: list follows the hub's cursors until --limit.
+func TestTrafficListCursors(t *testing.T) {
+	h, err := startHub(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.close()
+	defer func(n int) { listPageSize = n }(listPageSize)
+	listPageSize = 1
+	t.Setenv(config.HomeEnv, t.TempDir())
+	for _, tc := range []struct {
+		limit    string
+		want     int
+		wantNext bool
+	}{{"3", 3, true}, {"4", 4, false}, {"10", 4, false}} {
+		out, err := run(t, "traffic", "list", "--hub", h.url, "--key", h.read, "--json", "--limit", tc.limit)
+		if err != nil {
+			t.Fatalf("list --limit %s: %v\n%s", tc.limit, err, out)
+		}
+		var page struct {
+			Records []struct{ ID string }
+			Next    string
+		}
+		if err := json.Unmarshal([]byte(out), &page); err != nil {
+			t.Fatal(err)
+		}
+		var ids []string
+		for _, r := range page.Records {
+			ids = append(ids, r.ID[len(r.ID)-2:])
+		}
+		want := []string{"13", "12", "11", "10"}[:tc.want]
+		if fmt.Sprint(ids) != fmt.Sprint(want) || (page.Next != "") != tc.wantNext {
+			t.Errorf("list --limit %s: ids %v, next %q; want %v, next %v", tc.limit, ids, page.Next, want, tc.wantNext)
+		}
+	}
+}
+
+// harValid checks that FILE is a HAR with N entries: har FILE N.
+func harValid(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) != 2 {
+		ts.Fatalf("usage: har FILE ENTRIES")
+	}
+	var h struct {
+		Log *struct {
+			Version string `json:"version"`
+			Creator struct {
+				Name string `json:"name"`
+			} `json:"creator"`
+			Entries []struct {
+				StartedDateTime string `json:"startedDateTime"`
+				Request         struct {
+					Method string `json:"method"`
+					URL    string `json:"url"`
+				} `json:"request"`
+				Response struct {
+					Status int `json:"status"`
+				} `json:"response"`
+			} `json:"entries"`
+		} `json:"log"`
+	}
+	err := json.Unmarshal([]byte(ts.ReadFile(args[0])), &h)
+	if err == nil && h.Log == nil {
+		err = fmt.Errorf("no log")
+	}
+	if err == nil && h.Log.Version != "1.2" {
+		err = fmt.Errorf("log.version %q, want 1.2", h.Log.Version)
+	}
+	if err == nil && fmt.Sprint(len(h.Log.Entries)) != args[1] {
+		err = fmt.Errorf("%d entries, want %s", len(h.Log.Entries), args[1])
+	}
+	if err == nil {
+		for i, e := range h.Log.Entries {
+			if e.Request.Method == "" || e.Request.URL == "" || e.StartedDateTime == "" {
+				err = fmt.Errorf("entry %d lacks request.method, request.url or startedDateTime", i)
+			}
+		}
+	}
+	if neg != (err != nil) {
+		if neg {
+			ts.Fatalf("%s is a HAR with %s entries", args[0], args[1])
+		}
+		ts.Fatalf("%s: %v", args[0], err)
+	}
+}
