@@ -306,7 +306,9 @@ func isLocal(c byte) bool {
 func isDomain(c byte) bool { return isAlnum(c) || c == '.' || c == '-' }
 
 // emailAround finds an e-mail address around the '@' at b[at], starting
-// no earlier than floor.
+// no earlier than floor. A chain like "a@b.cc@d.ee" is one span: were it
+// cut after "b.cc", the token written in its place would be the local part
+// of a new address, and redacting twice would not give the same result.
 func emailAround(b []byte, at, floor int) (start, end int, ok bool) {
 	s := at
 	for s > floor && isLocal(b[s-1]) {
@@ -315,24 +317,41 @@ func emailAround(b []byte, at, floor int) (start, end int, ok bool) {
 	if s == at {
 		return 0, 0, false
 	}
-	e := at + 1
+	e, ok := domainEnd(b, at+1)
+	if !ok {
+		return 0, 0, false
+	}
+	for e < len(b) && b[e] == '@' {
+		next, ok := domainEnd(b, e+1)
+		if !ok {
+			break
+		}
+		e = next
+	}
+	return s, e, true
+}
+
+// domainEnd reads a domain with a top-level label of two letters or more
+// starting at b[from], and returns where it ends.
+func domainEnd(b []byte, from int) (int, bool) {
+	e := from
 	for e < len(b) && isDomain(b[e]) {
 		e++
 	}
-	for e > at+1 && (b[e-1] == '.' || b[e-1] == '-') {
+	for e > from && (b[e-1] == '.' || b[e-1] == '-') {
 		e--
 	}
-	domain := b[at+1 : e]
+	domain := b[from:e]
 	dot := bytes.LastIndexByte(domain, '.')
 	if dot <= 0 || len(domain)-dot-1 < 2 {
-		return 0, 0, false
+		return 0, false
 	}
 	for _, c := range domain[dot+1:] {
 		if !isLetter(c) {
-			return 0, 0, false
+			return 0, false
 		}
 	}
-	return s, e, true
+	return e, true
 }
 
 // bearerAt finds "Bearer <token>" at b[i] (any case) and returns the
