@@ -224,25 +224,8 @@ func fullPreface(pc *peekConn) bool {
 // Shutdown stops accepting, lets in-flight exchanges finish until ctx is
 // done, then closes what is left.
 func (p *Inbound) Shutdown(ctx context.Context) error {
-	p.ln.close()
-	err := p.srv.Shutdown(ctx)
-	if e := p.ss.shutdown(ctx); err == nil {
-		err = e
-	}
-	if e := p.live.wait(ctx); err == nil {
-		err = e
-	}
-	return err
+	return drain(ctx, &p.ln, &p.ss, &p.live, p.srv)
 }
 
 // Close closes every connection at once.
-func (p *Inbound) Close() error {
-	ctx, cancel := context.WithCancel(context.Background())
-	cancel()
-	p.ln.close()
-	p.srv.Shutdown(ctx) // tells HTTP/2 connections to go away
-	p.ss.shutdown(ctx)
-	err := p.srv.Close()
-	p.live.closeAll()
-	return err
-}
+func (p *Inbound) Close() error { return closeNow(&p.ln, &p.ss, &p.live, p.srv) }

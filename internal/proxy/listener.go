@@ -2,8 +2,10 @@ package proxy
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"net"
+	"net/http"
 	"sync"
 	"time"
 )
@@ -188,4 +190,38 @@ func (r *listenerRef) close() {
 		r.ln.Close()
 	}
 	r.mu.Unlock()
+}
+
+// drain is the shutdown both listeners share: stop accepting, then let
+// the HTTP servers (which tell HTTP/2 clients to go away), the raw
+// streams and every other accepted connection end until ctx is done, and
+// close what is left. It returns the first error.
+func drain(ctx context.Context, ln *listenerRef, ss *streams, live *liveConns, srvs ...*http.Server) error {
+	ln.close()
+	var err error
+	keep := func(e error) {
+		if err == nil {
+			err = e
+		}
+	}
+	for _, s := range srvs {
+		keep(s.Shutdown(ctx))
+	}
+	keep(ss.shutdown(ctx))
+	keep(live.wait(ctx))
+	return err
+}
+
+// closeNow ends everything at once: a drain with no time left.
+func closeNow(ln *listenerRef, ss *streams, live *liveConns, srvs ...*http.Server) error {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	drain(ctx, ln, ss, live, srvs...)
+	var err error
+	for _, s := range srvs {
+		if e := s.Close(); err == nil {
+			err = e
+		}
+	}
+	return err
 }

@@ -282,31 +282,11 @@ func (p *Outbound) serveTunnel(w http.ResponseWriter, r *http.Request) {
 // Shutdown stops accepting, lets in-flight exchanges and tunnels finish
 // until ctx is done, then closes what is left.
 func (p *Outbound) Shutdown(ctx context.Context) error {
-	p.ln.close()
-	err := p.srv.Shutdown(ctx)
-	if e := p.mitmSrv.Shutdown(ctx); err == nil {
-		err = e
-	}
-	if e := p.ss.shutdown(ctx); err == nil {
-		err = e
-	}
-	if e := p.live.wait(ctx); err == nil {
-		err = e
-	}
-	return err
+	return drain(ctx, &p.ln, &p.ss, &p.live, p.srv, p.mitmSrv)
 }
 
 // Close closes every connection at once.
-func (p *Outbound) Close() error {
-	ctx, cancel := context.WithCancel(context.Background())
-	cancel()
-	p.ln.close()
-	p.ss.shutdown(ctx)
-	p.mitmSrv.Close()
-	err := p.srv.Close()
-	p.live.closeAll()
-	return err
-}
+func (p *Outbound) Close() error { return closeNow(&p.ln, &p.ss, &p.live, p.srv, p.mitmSrv) }
 
 type connKey struct{}
 
