@@ -23,6 +23,11 @@ func home() (string, error) {
 	return config.DefaultHome(os.Getenv)
 }
 
+// commands are the constructors of speedctl's subcommands. The file of
+// each adds its own in an init function, so that a command lives in one
+// file (cobra sorts them by name in the help).
+var commands []func() *cobra.Command
+
 // version is set at build time: -ldflags "-X main.version=v0.1.0".
 var version = "dev"
 
@@ -56,6 +61,9 @@ every command and the config file.`,
 	root.PersistentFlags().StringVar(&homeFlag, "home", "",
 		"speedctl's folder, holding the config file (default $"+config.HomeEnv+", else ~/.speedctl)")
 	root.AddCommand(newConfigCmd(), newCertsCmd(), newECSCmd(), newTrafficCmd(), newVersionCmd())
+	for _, c := range commands {
+		root.AddCommand(c())
+	}
 	return root
 }
 
