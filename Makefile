@@ -16,9 +16,9 @@ test:
 build:
 	$(GO) build -o $(BIN)/ ./cmd/...
 
-## bench: load comparison against nginx and the Go benchmarks
-bench: build
-	bench/run
+## bench: every benchmark beside its baseline; writes bench/RESULTS.md (about 12 min)
+bench:
+	bench/all
 
 clean:
 	rm -rf $(BIN) tapwire-records

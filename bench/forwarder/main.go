@@ -48,6 +48,7 @@ func main() {
 	endpoint := flag.String("endpoint", "", "TENANT_BUCKET_ENDPOINT for -bucket")
 	sync := flag.String("sync", "batch", "FORWARDER_SPOOL_SYNC")
 	inflight := flag.Int("max-in-flight", 8, "FORWARDER_MAX_IN_FLIGHT")
+	flag.StringVar(&tsvFile, "tsv", "", "also append the headline figures to this file as bench/all's rows")
 	flag.Parse()
 	if err := run(*bin, *senders, *batch, *body, *distinct, *duration, *bucket, *endpoint, *sync, *inflight); err != nil {
 		fmt.Fprintln(os.Stderr, "bench/forwarder:", err)
@@ -157,7 +158,33 @@ func run(bin string, senders, batchSize, bodySize, distinct int, duration time.D
 	fmt.Printf("delivered:    %d records in %s = %.0f records/s end to end\n", st.Sinks[sink].Delivered, total.Round(time.Millisecond),
 		float64(st.Sinks[sink].Delivered)/total.Seconds())
 	fmt.Printf("spool fsyncs: %d for %d batches; forwarder peak RSS %s\n", st.SpoolFsyncs, st.Batches, rss)
-	return nil
+	target := ""
+	if sink == "directory" {
+		target = ">=150000" // issue 4's target
+	}
+	return tsvRows(
+		[]string{fmt.Sprintf("forwarder records/s acknowledged, %d senders, %d B bodies, into the %s sink", senders, bodySize, sink), fmt.Sprintf("%.0f", ackRate), "", "", target},
+		[]string{fmt.Sprintf("forwarder records/s delivered end to end, into the %s sink", sink), fmt.Sprintf("%.0f", float64(st.Sinks[sink].Delivered)/total.Seconds()), "", "", ""},
+	)
+}
+
+// tsvFile is -tsv: where the headline figures go as bench/all's rows.
+var tsvFile string
+
+// tsvRows appends rows (figure, ours, baseline name, baseline, target) to
+// tsvFile, if set.
+func tsvRows(rows ...[]string) error {
+	if tsvFile == "" {
+		return nil
+	}
+	f, err := os.OpenFile(tsvFile, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+	if err != nil {
+		return err
+	}
+	for _, r := range rows {
+		fmt.Fprintln(f, strings.Join(r, "\t"))
+	}
+	return f.Close()
 }
 
 type encoded struct {

@@ -34,6 +34,7 @@ import (
 	"runtime"
 	"runtime/pprof"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -59,6 +60,7 @@ func main() {
 	viaHTTP := flag.Bool("http", false, "ingest over HTTP through the hub instead of calling the store")
 	skipQueries := flag.Bool("ingest-only", false, "stop after ingest")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the ingest to this file")
+	flag.StringVar(&tsvFile, "tsv", "", "also append the headline figures to this file as bench/all's rows")
 	flag.Parse()
 	log.SetFlags(0)
 
@@ -105,7 +107,12 @@ func main() {
 			log.Fatal(err)
 		}
 	}
-	ingest(ctx, st, *n, *batch, *writers, end, *span, *viaHTTP)
+	rate := ingest(ctx, st, *n, *batch, *writers, end, *span, *viaHTTP)
+	target := ""
+	if *kind == "sqlite" {
+		target = ">=50000" // issue 5's target
+	}
+	tsvRow(fmt.Sprintf("hub ingest records/s into %s (%d writers, batches of %d)", *kind, *writers, *batch), fmt.Sprintf("%.0f", rate), "", "", target)
 	if *cpuprofile != "" {
 		pprof.StopCPUProfile()
 	}
@@ -122,7 +129,26 @@ func main() {
 		}
 	}
 	if !*skipQueries {
-		query(ctx, st, end, *span, *queries)
+		query(ctx, st, end, *span, *queries, *kind, *n)
+	}
+}
+
+// tsvFile is -tsv: where the headline figures go as bench/all's rows.
+var tsvFile string
+
+// tsvRow appends a row (figure, ours, baseline name, baseline, target) to
+// tsvFile, if set.
+func tsvRow(cols ...string) {
+	if tsvFile == "" {
+		return
+	}
+	f, err := os.OpenFile(tsvFile, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Fprintln(f, strings.Join(cols, "\t"))
+	if err := f.Close(); err != nil {
+		log.Fatal(err)
 	}
 }
 
@@ -160,7 +186,8 @@ func (p *pool) record(i int) *capture.Record {
 	return &r
 }
 
-func ingest(ctx context.Context, st store.Store, n, batch, writers int, end time.Time, span time.Duration, viaHTTP bool) {
+// ingest stores n records and returns the rate, in records per second.
+func ingest(ctx context.Context, st store.Store, n, batch, writers int, end time.Time, span time.Duration, viaHTTP bool) float64 {
 	p := newPool(end, span, n)
 	var post func([]*capture.Record) error
 	if viaHTTP {
@@ -206,6 +233,7 @@ func ingest(ctx context.Context, st store.Store, n, batch, writers int, end time
 	fmt.Printf("\ningest: %d records in %s: %.0f records/s, %.0f records per CPU second of this process\n",
 		n, wall.Round(time.Millisecond), float64(n)/wall.Seconds(), float64(n)/cpu.Seconds())
 	fmt.Printf("  batch latency: p50 %s, p95 %s, p99 %s, max %s\n", pct(lats, 50), pct(lats, 95), pct(lats, 99), lats[len(lats)-1].Round(time.Millisecond))
+	return float64(n) / wall.Seconds()
 }
 
 // httpIngest serves the hub over loopback and returns a poster of batches
@@ -256,7 +284,7 @@ func pct(d []time.Duration, p int) time.Duration {
 	return d[max(i, 1)-1].Round(10 * time.Microsecond)
 }
 
-func query(ctx context.Context, st store.Store, end time.Time, span time.Duration, runs int) {
+func query(ctx context.Context, st store.Store, end time.Time, span time.Duration, runs int, storeKind string, stored int) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	// A random instant of the stored span, away from its ends.
 	at := func() time.Time {
@@ -355,5 +383,10 @@ func query(ctx context.Context, st store.Store, end time.Time, span time.Duratio
 		}
 		slices.Sort(lats)
 		fmt.Printf("  %-34s %10s %10s %10s %8.0f\n", k.name, pct(lats, 50), pct(lats, 95), pct(lats, 99), float64(rows)/float64(n))
+		target := "<=50" // issue 5's target for the filtered list query
+		if strings.HasPrefix(k.name, "summaries") || strings.HasPrefix(k.name, "histogram") {
+			target = ""
+		}
+		tsvRow(fmt.Sprintf("hub %s query p95 ms at %d records: %s", storeKind, stored, k.name), fmt.Sprintf("%.1f", float64(pct(lats, 95).Microseconds())/1000), "", "", target)
 	}
 }
