@@ -49,6 +49,7 @@ func main() {
 	sync := flag.String("sync", "batch", "FORWARDER_SPOOL_SYNC")
 	inflight := flag.Int("max-in-flight", 8, "FORWARDER_MAX_IN_FLIGHT")
 	flag.StringVar(&tsvFile, "tsv", "", "also append the headline figures to this file as bench/all's rows")
+	flag.BoolVar(&withNginx, "nginx", false, "also measure the baseline: nginx storing each batch as a file (WebDAV PUT)")
 	flag.Parse()
 	if err := run(*bin, *senders, *batch, *body, *distinct, *duration, *bucket, *endpoint, *sync, *inflight); err != nil {
 		fmt.Fprintln(os.Stderr, "bench/forwarder:", err)
@@ -107,37 +108,13 @@ func run(bin string, senders, batchSize, bodySize, distinct int, duration time.D
 	}
 	fmt.Printf("one record is %d bytes of JSON; batches compress %.1f:1\n", plainBytes/(distinct*batchSize), float64(plainBytes)/float64(compressed))
 
-	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: senders, DisableCompression: true}, Timeout: time.Minute}
-	var acked, refused atomic.Int64
-	ctx, cancel := context.WithTimeout(context.Background(), duration)
-	defer cancel()
 	start := time.Now()
-	var wg sync.WaitGroup
-	for i := range senders {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for j := i; ctx.Err() == nil; j++ {
-				b := bodies[j%len(bodies)]
-				req, _ := wire.NewRequest(ctx, "http://"+addr+wire.Path, b.body, b.id, batchSize, "")
-				resp, err := client.Do(req)
-				if err != nil {
-					continue
-				}
-				io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
-				if resp.StatusCode == 200 {
-					acked.Add(int64(batchSize))
-				} else {
-					refused.Add(1)
-					time.Sleep(50 * time.Millisecond)
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	sent := time.Since(start)
-	ackRate := float64(acked.Load()) / sent.Seconds()
+	acked, refused, sent := send(senders, duration, func(ctx context.Context, sender, j int) *http.Request {
+		b := bodies[j%len(bodies)]
+		req, _ := wire.NewRequest(ctx, "http://"+addr+wire.Path, b.body, b.id, batchSize, "")
+		return req
+	})
+	ackRate := float64(batchSize) * float64(acked) / sent.Seconds()
 
 	// Wait for the sink to catch up.
 	var st stats
@@ -154,7 +131,7 @@ func run(bin string, senders, batchSize, bodySize, distinct int, duration time.D
 	total := time.Since(start)
 	rss := peakRSS(cmd.Process.Pid)
 	fmt.Printf("senders %d, batch %d, body %d B, spool sync %s, sink %s\n", senders, batchSize, bodySize, syncPolicy, sink)
-	fmt.Printf("acknowledged: %d records in %s = %.0f records/s (%d batches refused busy)\n", acked.Load(), sent.Round(time.Millisecond), ackRate, refused.Load())
+	fmt.Printf("acknowledged: %d records in %s = %.0f records/s (%d batches refused busy)\n", int64(batchSize)*acked, sent.Round(time.Millisecond), ackRate, refused)
 	fmt.Printf("delivered:    %d records in %s = %.0f records/s end to end\n", st.Sinks[sink].Delivered, total.Round(time.Millisecond),
 		float64(st.Sinks[sink].Delivered)/total.Seconds())
 	fmt.Printf("spool fsyncs: %d for %d batches; forwarder peak RSS %s\n", st.SpoolFsyncs, st.Batches, rss)
@@ -162,8 +139,16 @@ func run(bin string, senders, batchSize, bodySize, distinct int, duration time.D
 	if sink == "directory" {
 		target = ">=150000" // issue 4's target
 	}
+	baseName, baseRate := "", ""
+	if withNginx {
+		rate, err := nginxBaseline(tmp, senders, duration, bodies, batchSize)
+		if err != nil {
+			return fmt.Errorf("nginx baseline: %w", err)
+		}
+		baseName, baseRate = "nginx WebDAV PUT of each batch to a file", fmt.Sprintf("%.0f", rate)
+	}
 	return tsvRows(
-		[]string{fmt.Sprintf("forwarder records/s acknowledged, %d senders, %d B bodies, into the %s sink", senders, bodySize, sink), fmt.Sprintf("%.0f", ackRate), "", "", target},
+		[]string{fmt.Sprintf("forwarder records/s acknowledged, %d senders, %d B bodies, into the %s sink", senders, bodySize, sink), fmt.Sprintf("%.0f", ackRate), baseName, baseRate, target},
 		[]string{fmt.Sprintf("forwarder records/s delivered end to end, into the %s sink", sink), fmt.Sprintf("%.0f", float64(st.Sinks[sink].Delivered)/total.Seconds()), "", "", ""},
 	)
 }
@@ -185,6 +170,126 @@ func tsvRows(rows ...[]string) error {
 		fmt.Fprintln(f, strings.Join(r, "\t"))
 	}
 	return f.Close()
+}
+
+// send runs senders goroutines for duration, each sending the requests
+// req makes (sender, and its j-th request) one at a time, and returns the
+// requests answered 200 and those answered otherwise, and the time taken.
+func send(senders int, duration time.Duration, req func(ctx context.Context, sender, j int) *http.Request) (acked, refused int64, took time.Duration) {
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: senders, DisableCompression: true}, Timeout: time.Minute}
+	defer client.CloseIdleConnections()
+	var ok, busy atomic.Int64
+	ctx, cancel := context.WithTimeout(context.Background(), duration)
+	defer cancel()
+	start := time.Now()
+	var wg sync.WaitGroup
+	for i := range senders {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := i; ctx.Err() == nil; j++ {
+				resp, err := client.Do(req(ctx, i, j))
+				if err != nil {
+					continue
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode/100 == 2 {
+					ok.Add(1)
+				} else {
+					busy.Add(1)
+					time.Sleep(50 * time.Millisecond)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	return ok.Load(), busy.Load(), time.Since(start)
+}
+
+// withNginx is -nginx: measure the baseline too.
+var withNginx bool
+
+// nginxBaseline measures the floor the forwarder is compared with: nginx
+// (the same senders, the same compressed batches) storing each batch body
+// as a file with WebDAV PUT — an HTTP server that persists what it
+// receives, with no decompression, no decoding, no redaction and no
+// fsync. It returns records per second (batch records per stored body).
+func nginxBaseline(tmp string, senders int, duration time.Duration, bodies []encoded, batchSize int) (float64, error) {
+	bin, err := exec.LookPath("nginx")
+	if err != nil {
+		if _, err2 := os.Stat("/usr/sbin/nginx"); err2 != nil {
+			return 0, fmt.Errorf("nginx is missing (bench/install-deps): %w", err)
+		}
+		bin = "/usr/sbin/nginx"
+	}
+	dir := filepath.Join(tmp, "nginx")
+	store := filepath.Join(dir, "store")
+	if err := os.MkdirAll(store, 0o755); err != nil {
+		return 0, err
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	user := "" // as root, nginx's workers would run as nobody, who cannot enter tmp
+	if os.Geteuid() == 0 {
+		user = "user root;"
+	}
+	conf := fmt.Sprintf(`daemon off;
+%[4]s
+worker_processes auto;
+pid %[1]s/nginx.pid;
+error_log %[1]s/error.log warn;
+events { worker_connections 1024; }
+http {
+	access_log off;
+	client_body_temp_path %[1]s/tmp;
+	client_max_body_size 64m;
+	client_body_buffer_size 1m;
+	keepalive_requests 1000000;
+	server {
+		listen %[2]s;
+		root %[3]s;
+		location / { dav_methods PUT; create_full_put_path on; }
+	}
+}
+`, dir, addr, store, user)
+	if err := os.WriteFile(filepath.Join(dir, "nginx.conf"), []byte(conf), 0o644); err != nil {
+		return 0, err
+	}
+	cmd := exec.Command(bin, "-p", dir, "-c", filepath.Join(dir, "nginx.conf"))
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		return 0, err
+	}
+	defer func() {
+		cmd.Process.Signal(os.Interrupt)
+		cmd.Wait()
+	}()
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		c, err := net.Dial("tcp", addr)
+		if err == nil {
+			c.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			return 0, fmt.Errorf("nginx did not start: %w", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	acked, refused, took := send(senders, duration, func(ctx context.Context, sender, j int) *http.Request {
+		b := bodies[j%len(bodies)]
+		// A fresh name each time, as the spool appends each batch anew.
+		req, _ := http.NewRequestWithContext(ctx, http.MethodPut, fmt.Sprintf("http://%s/s%d/b%d", addr, sender, j), bytes.NewReader(b.body))
+		return req
+	})
+	rate := float64(batchSize) * float64(acked) / took.Seconds()
+	fmt.Printf("baseline, nginx WebDAV PUT of each batch to a file: %d batches in %s = %.0f records/s (%d refused)\n",
+		acked, took.Round(time.Millisecond), rate, refused)
+	return rate, nil
 }
 
 type encoded struct {
