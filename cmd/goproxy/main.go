@@ -32,6 +32,15 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
+	// SIGHUP re-reads the CA in TLS_CERT_DIR (docs/goproxy.md, "Rotating
+	// the CA"); ReloadCA logs the outcome.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	go func() {
+		for range hup {
+			_ = srv.ReloadCA()
+		}
+	}()
 	if err := srv.Run(ctx); err != nil {
 		fmt.Fprintln(os.Stderr, "goproxy:", err)
 		os.Exit(1)

@@ -360,6 +360,8 @@ flag; a flag wins. Examples:
   REVERSE_PROXY_PORT=8080 TLS_OUT_UNWRAP=true FORWARDER_ADDR=forwarder.ecs.local:8888 goproxy
 
 Health: GET http://127.0.0.1:4100/healthz; connections: /debug/connections.
+Signals: SIGTERM drains and exits; SIGHUP re-reads the CA in TLS_CERT_DIR
+(a bad one is refused and the CA in use kept; see the log line).
 
 Settings:
 `)

@@ -2,8 +2,10 @@ package goproxy
 
 import (
 	"context"
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -63,6 +65,8 @@ type Server struct {
 	aux      []*http.Server // diagnostics, metrics
 	lns      []net.Listener
 	started  time.Time
+	caMu     sync.Mutex
+	caLoaded time.Time // when the CA in use was loaded
 	wg       sync.WaitGroup
 	serveErr chan error
 
@@ -145,6 +149,7 @@ func New(cfg *Config, log *slog.Logger) (*Server, error) {
 			return nil, fmt.Errorf("TLS_OUT_UNWRAP: %w", err)
 		}
 		opt.Minter = s.minter
+		s.caLoaded = time.Now()
 	}
 
 	if cfg.CaptureEnabled {
@@ -240,6 +245,52 @@ func New(cfg *Config, log *slog.Logger) (*Server, error) {
 		s.goServe(func() error { return srv.Serve(ln) })
 	}
 	return s, nil
+}
+
+// ErrNoCA is returned by ReloadCA when goproxy does not unwrap TLS
+// (TLS_OUT_UNWRAP is off or PROXY_TYPE=reverse): there is no CA to reload.
+var ErrNoCA = errors.New("TLS_OUT_UNWRAP is off: goproxy holds no CA to reload")
+
+// ReloadCA re-reads tls.crt and tls.key from TLS_CERT_DIR and, when they
+// form a usable CA, signs every new leaf with it: the leaf cache is emptied,
+// so hosts already seen get a leaf of the new CA at their next handshake.
+// Connections already open keep their leaf. When the files are missing,
+// unreadable, not a CA, expired or do not match (a rotation caught half
+// written), the CA in use is kept and the error says why. Either way one
+// line is logged. cmd/goproxy calls it on SIGHUP.
+func (s *Server) ReloadCA() error {
+	if s.minter == nil {
+		s.log.Warn("CA reload asked for, but TLS_OUT_UNWRAP is off: nothing to reload")
+		return ErrNoCA
+	}
+	old := s.minter.CA()
+	ca, err := mitm.LoadCA(s.cfg.TLSCertDir)
+	if err != nil {
+		s.log.Error("CA reload failed: keeping the CA in use", "dir", s.cfg.TLSCertDir, "err", err,
+			"ca", caInfo(old).Subject, "caSHA256", caInfo(old).SHA256)
+		return fmt.Errorf("reload the CA from TLS_CERT_DIR=%s: %w", s.cfg.TLSCertDir, err)
+	}
+	s.minter.SetCA(ca)
+	s.caMu.Lock()
+	s.caLoaded = time.Now()
+	s.caMu.Unlock()
+	ni, oi := caInfo(ca), caInfo(old)
+	s.log.Info("CA reloaded: new leaves are signed by it", "dir", s.cfg.TLSCertDir,
+		"ca", ni.Subject, "caSHA256", ni.SHA256, "notAfter", ni.NotAfter, "previousSHA256", oi.SHA256)
+	return nil
+}
+
+// CAInfo describes the CA that signs leaves, in /healthz.
+type CAInfo struct {
+	Subject  string    `json:"subject"`
+	SHA256   string    `json:"sha256"` // of the certificate's DER, hex
+	NotAfter time.Time `json:"notAfter"`
+	Loaded   time.Time `json:"loaded"` // start-up or the last successful reload
+}
+
+func caInfo(ca *mitm.CA) CAInfo {
+	sum := sha256.Sum256(ca.Cert.Raw)
+	return CAInfo{Subject: ca.Cert.Subject.String(), SHA256: hex.EncodeToString(sum[:]), NotAfter: ca.Cert.NotAfter.UTC()}
 }
 
 // appTarget is the app's URL from REVERSE_PROXY_HOST and REVERSE_PROXY_PORT.
@@ -413,6 +464,7 @@ type Health struct {
 	Outbound string         `json:"outbound,omitempty"`
 	Shipping *ship.Stats    `json:"shipping,omitempty"`
 	TLS      *mitm.Stats    `json:"tlsLeaves,omitempty"`
+	CA       *CAInfo        `json:"ca,omitempty"` // the CA signing leaves, with TLS_OUT_UNWRAP
 	Labels   capture.Labels `json:"labels"`
 }
 
@@ -425,6 +477,11 @@ func (s *Server) health() Health {
 	if s.minter != nil {
 		st := s.minter.Stats()
 		h.TLS = &st
+		ci := caInfo(s.minter.CA())
+		s.caMu.Lock()
+		ci.Loaded = s.caLoaded.UTC()
+		s.caMu.Unlock()
+		h.CA = &ci
 	}
 	return h
 }

@@ -122,6 +122,13 @@ func (m *Minter) SetCA(ca *CA) {
 	m.cached.Store(0)
 }
 
+// CA returns the CA that signs new leaves.
+func (m *Minter) CA() *CA {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.ca
+}
+
 // Stats returns the counters.
 func (m *Minter) Stats() Stats {
 	return Stats{

@@ -345,7 +345,13 @@ func TestSetCA(t *testing.T) {
 	old, rotated := testca.New(t), testca.New(t)
 	m := newMinter(t, loadTestCA(t, old), mitm.Options{})
 	before := mustLeaf(t, m, "api.example.com")
+	if got := m.CA().Cert; !got.Equal(old.Cert) {
+		t.Errorf("CA() = %q, want the first CA %q", got.Subject, old.Cert.Subject)
+	}
 	m.SetCA(loadTestCA(t, rotated))
+	if got := m.CA().Cert; !got.Equal(rotated.Cert) {
+		t.Errorf("after SetCA: CA() = %q, want the rotated CA %q", got.Subject, rotated.Cert.Subject)
+	}
 	if got := m.Stats().Cached; got != 0 {
 		t.Errorf("after SetCA: Cached = %d, want 0", got)
 	}
