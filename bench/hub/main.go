@@ -6,6 +6,7 @@
 //	go run ./bench/hub -store postgres          # a private, durable PostgreSQL (internal/testpg)
 //	go run ./bench/hub -store postgres -db postgres://...   # an existing database (use an empty one)
 //	go run ./bench/hub -n 200000 -queries 100 -http      # smaller; ingest over HTTP through the hub
+//	go run ./bench/hub -baseline                # first the same records as JSON blobs in a bare SQLite table
 //
 // Ingest: -writers goroutines each insert batches of 512 records (a goproxy
 // batch) through store.Insert (or, with -http, POST them to the hub's
@@ -23,12 +24,15 @@ package main
 import (
 	"bytes"
 	"context"
+	"database/sql"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"log"
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -61,6 +65,7 @@ func main() {
 	skipQueries := flag.Bool("ingest-only", false, "stop after ingest")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the ingest to this file")
 	flag.StringVar(&tsvFile, "tsv", "", "also append the headline figures to this file as bench/all's rows")
+	baseline := flag.Bool("baseline", false, "sqlite: first measure the baseline, the same records as JSON blobs in a bare SQLite table")
 	flag.Parse()
 	log.SetFlags(0)
 
@@ -107,12 +112,28 @@ func main() {
 			log.Fatal(err)
 		}
 	}
-	rate := ingest(ctx, st, *n, *batch, *writers, end, *span, *viaHTTP)
+	baseName, baseRate := "", ""
+	if *baseline && *kind == "sqlite" {
+		fmt.Printf("\nbaseline: the same records, each one JSON blob, into a table with only a primary key (modernc SQLite, the store's pragmas)")
+		post, done := blobIngest(filepath.Join(tmp, "baseline.db"))
+		r := ingest(*n, *batch, *writers, end, *span, post)
+		done()
+		baseName, baseRate = "bare SQLite table of JSON blobs", fmt.Sprintf("%.0f", r)
+		fmt.Printf("\nthe store:")
+	}
+	post := func(recs []*capture.Record) error {
+		_, err := st.Insert(ctx, "bench", recs)
+		return err
+	}
+	if *viaHTTP {
+		post = httpIngest(ctx, st)
+	}
+	rate := ingest(*n, *batch, *writers, end, *span, post)
 	target := ""
 	if *kind == "sqlite" {
 		target = ">=50000" // issue 5's target
 	}
-	tsvRow(fmt.Sprintf("hub ingest records/s into %s (%d writers, batches of %d)", *kind, *writers, *batch), fmt.Sprintf("%.0f", rate), "", "", target)
+	tsvRow(fmt.Sprintf("hub ingest records/s into %s (%d writers, batches of %d)", *kind, *writers, *batch), fmt.Sprintf("%.0f", rate), baseName, baseRate, target)
 	if *cpuprofile != "" {
 		pprof.StopCPUProfile()
 	}
@@ -187,17 +208,9 @@ func (p *pool) record(i int) *capture.Record {
 }
 
 // ingest stores n records and returns the rate, in records per second.
-func ingest(ctx context.Context, st store.Store, n, batch, writers int, end time.Time, span time.Duration, viaHTTP bool) float64 {
+// post stores one batch.
+func ingest(n, batch, writers int, end time.Time, span time.Duration, post func([]*capture.Record) error) float64 {
 	p := newPool(end, span, n)
-	var post func([]*capture.Record) error
-	if viaHTTP {
-		post = httpIngest(ctx, st)
-	} else {
-		post = func(recs []*capture.Record) error {
-			_, err := st.Insert(ctx, "bench", recs)
-			return err
-		}
-	}
 	var next atomic.Int64
 	var wg sync.WaitGroup
 	var lats []time.Duration
@@ -234,6 +247,47 @@ func ingest(ctx context.Context, st store.Store, n, batch, writers int, end time
 		n, wall.Round(time.Millisecond), float64(n)/wall.Seconds(), float64(n)/cpu.Seconds())
 	fmt.Printf("  batch latency: p50 %s, p95 %s, p99 %s, max %s\n", pct(lats, 50), pct(lats, 95), pct(lats, 99), lats[len(lats)-1].Round(time.Millisecond))
 	return float64(n) / wall.Seconds()
+}
+
+// blobIngest opens a bare SQLite database at path, with the pragmas of
+// internal/store/sqlite (WAL, synchronous NORMAL, 16 KiB pages), and
+// returns a poster that stores each record as one JSON blob under its id,
+// a batch per transaction: the floor of keeping records in SQLite at all,
+// without the store's columns, indexes and text search.
+func blobIngest(path string) (post func([]*capture.Record) error, done func()) {
+	q := url.Values{"_txlock": {"immediate"}}
+	for _, p := range []string{"page_size(16384)", "busy_timeout(10000)", "journal_mode(WAL)", "synchronous(NORMAL)", "cache_size(-32768)"} {
+		q.Add("_pragma", p)
+	}
+	db, err := sql.Open("sqlite", "file:"+path+"?"+q.Encode())
+	if err != nil {
+		log.Fatal(err)
+	}
+	db.SetMaxOpenConns(1) // SQLite has one writer
+	if _, err := db.Exec(`CREATE TABLE records (id TEXT PRIMARY KEY, body BLOB NOT NULL) WITHOUT ROWID`); err != nil {
+		log.Fatal(err)
+	}
+	return func(recs []*capture.Record) error {
+		tx, err := db.Begin()
+		if err != nil {
+			return err
+		}
+		defer tx.Rollback()
+		ins, err := tx.Prepare(`INSERT OR IGNORE INTO records (id, body) VALUES (?, ?)`)
+		if err != nil {
+			return err
+		}
+		for _, r := range recs {
+			b, err := json.Marshal(r) // as internal/store encodes a record
+			if err != nil {
+				return err
+			}
+			if _, err := ins.Exec(r.ID, b); err != nil {
+				return err
+			}
+		}
+		return tx.Commit()
+	}, func() { db.Close() }
 }
 
 // httpIngest serves the hub over loopback and returns a poster of batches
