@@ -104,7 +104,7 @@ func adminCmd(ctx context.Context, cmd string, args []string, getenv func(string
 		fs.StringVar(&name, "name", "", "a name for people")
 	case "keys create":
 		fs.StringVar(&tenant, "tenant", "", "the key's tenant (required)")
-		fs.StringVar(&role, "role", "", "ingest (a forwarder's key) or read (the API's) (required)")
+		fs.StringVar(&role, "role", "", "ingest (a forwarder's key), read (the API's) or admin (tenants and keys through the API; speedctl init) (required)")
 		fs.StringVar(&name, "name", "", "a note, as \"forwarder prod\"")
 	case "keys list":
 		fs.StringVar(&tenant, "tenant", "", "only this tenant's keys")
@@ -162,7 +162,7 @@ func adminCmd(ctx context.Context, cmd string, args []string, getenv func(string
 		tw.Flush()
 	case "keys create":
 		if tenant == "" || role == "" || len(pos) > 0 {
-			return usageError("keys create: want -tenant ID -role ingest|read")
+			return usageError("keys create: want -tenant ID -role ingest|read|admin")
 		}
 		r, err := store.ParseRole(role)
 		if err != nil {

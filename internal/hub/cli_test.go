@@ -107,14 +107,14 @@ func TestServe(t *testing.T) {
 			return err
 		}
 		h.keys = map[string]string{}
-		for _, m := range regexp.MustCompile(`(ingest|read) key .*:\s+(tw_\S+)`).FindAllStringSubmatch(out.String(), -1) {
+		for _, m := range regexp.MustCompile(`(ingest|read|admin) key .*:\s+(tw_\S+)`).FindAllStringSubmatch(out.String(), -1) {
 			h.keys[m[1]] = m[2]
 		}
 		return h, stop
 	}
 	h, stop := serve()
-	if len(h.keys) != 2 {
-		t.Fatalf("first start printed keys %v, want an ingest and a read key", h.keys)
+	if len(h.keys) != 3 {
+		t.Fatalf("first start printed keys %v, want an ingest, a read and an admin key", h.keys)
 	}
 	rec := storetest.Rec(1, "s", "in", "GET", "http://s/", 200)
 	if _, resp := h.post(h.keys["ingest"], []*capture.Record{rec}); resp.StatusCode != 200 {
@@ -122,6 +122,10 @@ func TestServe(t *testing.T) {
 	}
 	if p := h.list(h.keys["read"], ""); len(p.Items) != 1 || p.Items[0].ID != rec.ID {
 		t.Errorf("list with the first read key: %v", pageIDs(p))
+	}
+	h.mustDo(201, "POST", h.keys["admin"], "/api/v1/tenants", `{"id": "acme"}`, nil)
+	if code := h.get(h.keys["admin"], "/api/v1/records", nil); code != 403 {
+		t.Errorf("list with the first admin key: %d, want 403", code)
 	}
 	if err := stop(); err != nil {
 		t.Fatalf("Serve: %v", err)
@@ -169,8 +173,16 @@ func TestAdmin(t *testing.T) {
 	if _, errs, code := run("keys", "create", "-tenant", "nobody", "-role", "read"); code != 1 || !strings.Contains(errs, "no tenant") {
 		t.Errorf("keys create for a missing tenant: %d %q", code, errs)
 	}
-	if _, _, code := run("keys", "create", "-tenant", "acme", "-role", "admin"); code != 2 {
+	if _, _, code := run("keys", "create", "-tenant", "acme", "-role", "owner"); code != 2 {
 		t.Errorf("keys create with a bad role: exit %d, want 2", code)
+	}
+	// An admin key for a store made before the role existed.
+	admin := strings.TrimSpace(must("keys", "create", "-tenant", "acme", "-role", "admin"))
+	if keyID(admin) == "" {
+		t.Fatalf("keys create -role admin printed %q, not a key", admin)
+	}
+	if out := must("keys", "list"); !strings.Contains(out, keyID(admin)) || !strings.Contains(out, "admin") {
+		t.Errorf("keys list: %q, want the admin key", out)
 	}
 	if out := must("keys", "list", "-tenant", "acme"); !strings.Contains(out, keyID(key)) || !strings.Contains(out, "alice") || strings.Contains(out, key) {
 		t.Errorf("keys list: %q (must show the id and never the key)", out)

@@ -252,7 +252,7 @@ docs/hub.md).
   hub [flags]                         serve (the default command)
   hub tenants create ID [-name NAME]  add a tenant
   hub tenants list
-  hub keys create -tenant ID -role ingest|read [-name NOTE]
+  hub keys create -tenant ID -role ingest|read|admin [-name NOTE]
                                       make an API key; it is printed once
   hub keys list [-tenant ID]
   hub keys revoke KEY-ID              (a running hub honours it within %s)
@@ -261,7 +261,8 @@ docs/hub.md).
                                       directory of them) or a vendor raw.jsonl
 
 On its first start the hub creates the tenant "default" with an ingest key (the
-forwarder's SPEEDSCALE_API_KEY) and a read key, and prints them once.
+forwarder's SPEEDSCALE_API_KEY), a read key and an admin key (tenants and keys
+through the API, as speedctl init does), and prints them once.
 
 Endpoints:
   GET  /                              the traffic viewer (sign in with a read key)
@@ -276,6 +277,11 @@ Endpoints:
   GET  /api/v1/export/raw.jsonl       the vendor's raw.jsonl of a selection
   GET  /api/v1/export/records.jsonl   our JSONL of a selection
   GET  /api/v1/whoami                 the key's tenant and role
+  POST /api/v1/tenants                a tenant with an ingest and a read key; admin key
+  GET  /api/v1/tenants                the tenants; admin key
+  POST /api/v1/tenants/{id}/keys      a new key of a tenant; admin key
+  GET  /api/v1/tenants/{id}/keys      a tenant's keys (ids, never keys); admin key
+  DELETE /api/v1/keys/{key-id}        revoke a key; admin key
   GET  /healthz                       no key
 
   curl -H "Authorization: Bearer $KEY" '127.0.0.1:8080/api/v1/records?service=orders&status=5xx&from=-1h'

@@ -130,3 +130,15 @@ func (a *auth) check(ctx context.Context, token string) (store.Key, error) {
 	a.mu.Unlock()
 	return k, nil
 }
+
+// forget drops the cached checks of the key with this id, so that its
+// revocation takes effect on this hub at once.
+func (a *auth) forget(id string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for h, c := range a.cache {
+		if c.key.ID == id {
+			delete(a.cache, h)
+		}
+	}
+}

@@ -17,34 +17,51 @@ import (
 // ShutdownTimeout is how long Serve waits for requests in flight.
 const ShutdownTimeout = 10 * time.Second
 
-// Bootstrap makes the first tenant and its keys when the store has no
-// tenant: the tenant "default", an ingest key and a read key. It returns
-// the keys (shown once; only their hashes are stored), or nil when there
-// were tenants already.
-func Bootstrap(ctx context.Context, st store.Store, now time.Time) (ingest, read string, err error) {
+// FirstKeys are the keys BootstrapKeys makes on a new store, shown once:
+// the store keeps only their hashes.
+type FirstKeys struct {
+	Ingest string // the forwarder's SPEEDSCALE_API_KEY, for the tenant "default"
+	Read   string // the API's and the viewer's, for the tenant "default"
+	Admin  string // creates tenants and keys through the API (speedctl init)
+}
+
+// BootstrapKeys makes the first tenant and its keys when the store has no
+// tenant: the tenant "default", an ingest key, a read key and an admin key
+// (held by "default" and acting on every tenant). It returns the keys, or
+// zero FirstKeys when there were tenants already.
+func BootstrapKeys(ctx context.Context, st store.Store, now time.Time) (FirstKeys, error) {
 	ts, err := st.Tenants(ctx)
 	if err != nil {
-		return "", "", fmt.Errorf("list tenants: %w", err)
+		return FirstKeys{}, fmt.Errorf("list tenants: %w", err)
 	}
 	if len(ts) > 0 {
-		return "", "", nil
+		return FirstKeys{}, nil
 	}
 	err = st.CreateTenant(ctx, store.Tenant{ID: "default", Name: "created on first start", Created: now.UTC()})
 	if errors.Is(err, store.ErrExists) {
-		return "", "", nil // another hub on the same database was first
+		return FirstKeys{}, nil // another hub on the same database was first
 	}
 	if err != nil {
-		return "", "", fmt.Errorf("create the first tenant: %w", err)
+		return FirstKeys{}, fmt.Errorf("create the first tenant: %w", err)
 	}
-	ingest, err = createKey(ctx, st, "default", store.RoleIngest, "first ingest key", now)
-	if err != nil {
-		return "", "", err
+	var k FirstKeys
+	for _, c := range []struct {
+		dst  *string
+		role store.Role
+	}{{&k.Ingest, store.RoleIngest}, {&k.Read, store.RoleRead}, {&k.Admin, store.RoleAdmin}} {
+		if *c.dst, err = createKey(ctx, st, "default", c.role, "first "+string(c.role)+" key", now); err != nil {
+			return FirstKeys{}, err
+		}
 	}
-	read, err = createKey(ctx, st, "default", store.RoleRead, "first read key", now)
-	if err != nil {
-		return "", "", err
-	}
-	return ingest, read, nil
+	return k, nil
+}
+
+// Bootstrap is BootstrapKeys for callers that use only the ingest and read
+// keys (tests and tools that start a hub of their own); the admin key is
+// made but not returned.
+func Bootstrap(ctx context.Context, st store.Store, now time.Time) (ingest, read string, err error) {
+	k, err := BootstrapKeys(ctx, st, now)
+	return k.Ingest, k.Read, err
 }
 
 func createKey(ctx context.Context, st store.Store, tenant string, role store.Role, name string, now time.Time) (string, error) {
@@ -67,19 +84,23 @@ func Serve(ctx context.Context, cfg Config, st store.Store, ln net.Listener, log
 	if log == nil {
 		log = slog.New(slog.NewJSONHandler(io.Discard, nil))
 	}
-	ingest, read, err := Bootstrap(ctx, st, time.Now())
+	keys, err := BootstrapKeys(ctx, st, time.Now())
 	if err != nil {
 		return err
 	}
-	if ingest != "" {
+	if keys.Ingest != "" {
 		fmt.Fprintf(out, `
-hub: first start: created the tenant "default" and two API keys.
+hub: first start: created the tenant "default" and three API keys.
 They are shown only now (the hub keeps their hashes): store them.
 
   ingest key (the forwarder's SPEEDSCALE_API_KEY): %s
   read key   (the API and the viewer):             %s
+  admin key  (tenants and keys; speedctl init):    %s
 
-`, ingest, read)
+A new tenant with its keys and speedctl's config, in one step:
+  speedctl init --hub URL --admin-key ADMIN_KEY --tenant ID
+
+`, keys.Ingest, keys.Read, keys.Admin)
 	}
 	s := NewServer(cfg, st, log)
 	srv := &http.Server{

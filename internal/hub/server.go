@@ -75,9 +75,16 @@ func NewServer(cfg Config, st store.Store, log *slog.Logger) *Server {
 	s.mux.HandleFunc("GET /api/v1/map", s.api(s.serviceMap))
 	s.mux.HandleFunc("GET /api/v1/histogram", s.api(s.histogram))
 	s.mux.HandleFunc("GET /api/v1/export/{format}", s.handleExport)
-	s.mux.HandleFunc("/api/", s.api(func(*http.Request, store.Key) (any, error) {
-		return nil, errorf(http.StatusNotFound, "no such endpoint (see docs/api.md)")
-	}))
+	s.routeAdmin()
+	s.mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
+		// Any valid key learns that the endpoint does not exist.
+		w.Header().Set("Cache-Control", "no-store")
+		_, err := s.auth.check(r.Context(), bearer(r))
+		if err == nil {
+			err = errorf(http.StatusNotFound, "no such endpoint (see docs/api.md)")
+		}
+		s.writeError(w, r, err)
+	})
 	s.routeViewer()
 	s.handler = secure(s.mux)
 	return s

@@ -106,15 +106,19 @@ type Role string
 const (
 	RoleIngest Role = "ingest" // post batches (a forwarder's key)
 	RoleRead   Role = "read"   // query and export (a user's key)
+	// RoleAdmin creates tenants and keys through the API, for every
+	// tenant whichever tenant holds the key. It reads no records and
+	// posts no batches.
+	RoleAdmin Role = "admin"
 )
 
 // ParseRole returns the role named s.
 func ParseRole(s string) (Role, error) {
 	switch r := Role(strings.ToLower(s)); r {
-	case RoleIngest, RoleRead:
+	case RoleIngest, RoleRead, RoleAdmin:
 		return r, nil
 	}
-	return "", fmt.Errorf("role %q: want ingest or read", s)
+	return "", fmt.Errorf("role %q: want ingest, read or admin", s)
 }
 
 // Key is a stored API key: its public id and the SHA-256 of the whole key.

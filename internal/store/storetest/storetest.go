@@ -742,7 +742,8 @@ func testKeys(t *testing.T, s store.Store) {
 	k1 := store.Key{ID: "k1", Tenant: "acme", Role: store.RoleIngest, Name: "forwarder", Hash: hash(1), Created: now}
 	k2 := store.Key{ID: "k2", Tenant: "acme", Role: store.RoleRead, Hash: hash(2), Created: now.Add(time.Second)}
 	k3 := store.Key{ID: "k3", Tenant: "beta", Role: store.RoleRead, Hash: hash(3), Created: now}
-	for _, k := range []store.Key{k1, k2, k3} {
+	k4 := store.Key{ID: "k4", Tenant: "beta", Role: store.RoleAdmin, Name: "ops", Hash: hash(4), Created: now.Add(time.Second)}
+	for _, k := range []store.Key{k1, k2, k3, k4} {
 		if err := s.CreateKey(ctx, k); err != nil {
 			t.Fatalf("CreateKey %s: %v", k.ID, err)
 		}
@@ -764,8 +765,12 @@ func testKeys(t *testing.T, s store.Store) {
 	if err != nil || len(ks) != 2 || ks[0].ID != "k1" || ks[1].ID != "k2" {
 		t.Errorf("Keys acme: %+v %v", ks, err)
 	}
-	if ks, err := s.Keys(ctx, ""); err != nil || len(ks) != 3 || ks[2].ID != "k3" {
+	if ks, err := s.Keys(ctx, ""); err != nil || len(ks) != 4 || ks[2].ID != "k3" || ks[3].ID != "k4" {
 		t.Errorf("Keys of all: %+v %v", ks, err)
+	}
+	// The admin role is stored and read back as it is.
+	if got, err := s.Key(ctx, "k4"); err != nil || !reflect.DeepEqual(got, k4) {
+		t.Errorf("Key k4 (admin): %+v %v\nwant %+v", got, err, k4)
 	}
 	at := now.Add(time.Minute)
 	if err := s.RevokeKey(ctx, "k1", at); err != nil {
