@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/tapwire/tapwire/internal/capture"
@@ -187,6 +188,9 @@ func newServer(cfg Config, log *slog.Logger, dests []*destination) (*Server, err
 		d.batchBytes = cfg.DeliveryBatchBytes
 	}
 	s.reg = prometheus.NewRegistry()
+	// The runtime's and the process's series too (go_goroutines,
+	// process_resident_memory_bytes, process_open_fds...), as goproxy has.
+	s.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	s.m = newMetrics(s.reg, s)
 	s.mux = http.NewServeMux()
 	s.mux.HandleFunc("GET /{$}", s.handleHealth)
