@@ -32,6 +32,8 @@ func TestScripts(t *testing.T) {
 			"mode":     fileMode,
 			"hub":      hubCmd,
 			"har":      harValid,
+			"adminhub": adminHubCmd, // init_test.go
+			"forward":  forwardCmd,  // init_test.go
 		},
 	})
 }
