@@ -404,7 +404,7 @@ func (c *adminClient) do(ctx context.Context, method, path string, body, v any) 
 		err = fmt.Errorf("hub %s: %s (403): init needs an admin key, not a read or ingest key (`hub keys create -tenant default -role admin`)", c.base, msg)
 	case http.StatusNotFound:
 		if strings.HasPrefix(msg, "no such endpoint") || !strings.HasPrefix(string(data), "{") {
-			err = fmt.Errorf("hub %s has no administration API (404): it is older than this speedctl; upgrade it, or make the keys on its machine with `hub tenants create` and `hub keys create` and write them with `speedctl config set`", c.base)
+			err = fmt.Errorf("%s has no administration API (404 for %s %s): check that --hub is a Tapwire hub's URL; a hub older than this speedctl has none: upgrade it, or make the tenant and keys on its machine (`hub tenants create`, `hub keys create`) and write them with `speedctl config set`", c.base, method, path)
 		} else {
 			err = fmt.Errorf("hub %s: %s", c.base, msg)
 		}

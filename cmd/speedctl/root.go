@@ -38,6 +38,8 @@ func newRootCmd() *cobra.Command {
 		Long: `speedctl is Tapwire's command-line tool. It does the deployment guide's
 setup steps for Amazon ECS, one command each:
 
+  speedctl init --hub https://hub.example.com --admin-key tw_... --tenant acme
+                                   # a tenant and its keys from the hub, into ~/.speedctl/config
   speedctl config set SPEEDSCALE_APP_URL=hub.example.com SPEEDSCALE_API_KEY=... TENANT_ID=...
                                    # ~/.speedctl/config, the values the forwarder needs
   speedctl certs create            # ./tls.crt and ./tls.key: the CA for TLS capture
