@@ -8,8 +8,11 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
+	"strconv"
 	"testing"
+	"time"
 
 	"github.com/rogpeppe/go-internal/testscript"
 
@@ -40,19 +43,83 @@ func hubRecords() []*capture.Record {
 	return recs
 }
 
-// hubCmd starts a real hub on loopback for the script, with a SQLite store
-// in $WORK: `hub start` sets $HUB, $KEY (a read key) and $INGEST_KEY, and
-// ingests hubRecords through POST /v1/batches.
+// hubCmd runs a real hub on loopback for the script, with a SQLite store
+// in $WORK:
+//
+//	hub start [-empty] [NAME]   start a hub; set $HUB, $KEY (a read key) and
+//	                            $INGEST_KEY, suffixed with NAME; ingest
+//	                            hubRecords through POST /v1/batches unless -empty
+//	hub ingest [-to NAME] FIRST LAST
+//	                            post records FIRST to LAST of freshRecord
+//	                            (started just now) to that hub
+//	hub sample FILE             write the vendor's sample raw.jsonl (45 records)
 func hubCmd(ts *testscript.TestScript, neg bool, args []string) {
-	if neg || len(args) != 1 || args[0] != "start" {
-		ts.Fatalf("usage: hub start")
+	if neg || len(args) == 0 {
+		ts.Fatalf("usage: hub start [-empty] [NAME] | hub ingest [-to NAME] FIRST LAST")
 	}
-	h, err := startHub(ts.MkAbs("hub-data"))
-	ts.Check(err)
-	ts.Defer(h.close)
-	ts.Setenv("HUB", h.url)
-	ts.Setenv("KEY", h.read)
-	ts.Setenv("INGEST_KEY", h.ingest)
+	switch args[0] {
+	case "start":
+		args = args[1:]
+		empty := len(args) > 0 && args[0] == "-empty"
+		if empty {
+			args = args[1:]
+		}
+		if len(args) > 1 {
+			ts.Fatalf("usage: hub start [-empty] [NAME]")
+		}
+		name := ""
+		if len(args) == 1 {
+			name = args[0]
+		}
+		var recs []*capture.Record
+		if !empty {
+			recs = hubRecords()
+		}
+		h, err := startHub(ts.MkAbs("hub-data"+name), recs)
+		ts.Check(err)
+		ts.Defer(h.close)
+		ts.Setenv("HUB"+name, h.url)
+		ts.Setenv("KEY"+name, h.read)
+		ts.Setenv("INGEST_KEY"+name, h.ingest)
+	case "ingest":
+		args = args[1:]
+		name := ""
+		if len(args) > 1 && args[0] == "-to" {
+			name, args = args[1], args[2:]
+		}
+		if len(args) != 2 {
+			ts.Fatalf("usage: hub ingest [-to NAME] FIRST LAST")
+		}
+		first, err1 := strconv.Atoi(args[0])
+		last, err2 := strconv.Atoi(args[1])
+		if err1 != nil || err2 != nil || last < first {
+			ts.Fatalf("hub ingest: want two record numbers, FIRST <= LAST")
+		}
+		var recs []*capture.Record
+		for i := first; i <= last; i++ {
+			recs = append(recs, freshRecord(i, time.Now()))
+		}
+		ts.Check(ingest(ts.Getenv("HUB"+name), ts.Getenv("INGEST_KEY"+name), recs))
+	case "sample":
+		// hub sample FILE: the vendor's sample raw.jsonl (45 records).
+		if len(args) != 2 {
+			ts.Fatalf("usage: hub sample FILE")
+		}
+		b, err := os.ReadFile(filepath.Join("..", "..", "internal", "capture", "testdata", "dynamodb-raw.jsonl"))
+		ts.Check(err)
+		ts.Check(os.WriteFile(ts.MkAbs(args[1]), b, 0o644))
+	default:
+		ts.Fatalf("usage: hub start [-empty] [NAME] | hub ingest [-to NAME] FIRST LAST | hub sample FILE")
+	}
+}
+
+// freshRecord is record i of service tail, started at start, with the id
+// 00000000-0000-7000-8000-00000000000i.
+func freshRecord(i int, start time.Time) *capture.Record {
+	r := storetest.Rec(0, "tail", capture.DirIn, "GET", fmt.Sprintf("http://tail.shop/v1/items/%d", i), 200)
+	r.ID = fmt.Sprintf("00000000-0000-7000-8000-%012d", i)
+	r.Start = start.UTC()
+	return r
 }
 
 type testHub struct {
@@ -61,14 +128,14 @@ type testHub struct {
 }
 
 // startHub serves a hub with a SQLite store in dir on 127.0.0.1 and
-// ingests hubRecords with its first ingest key, as a forwarder would.
-func startHub(dir string) (*testHub, error) {
+// ingests recs with its first ingest key, as a forwarder would.
+func startHub(dir string, recs []*capture.Record) (*testHub, error) {
 	ctx := context.Background()
 	st, err := sqlite.Open(ctx, filepath.Join(dir, "hub.db"), sqlite.Options{})
 	if err != nil {
 		return nil, err
 	}
-	ingest, read, err := hub.Bootstrap(ctx, st, storetest.T0)
+	ingestKey, read, err := hub.Bootstrap(ctx, st, storetest.T0)
 	if err != nil {
 		st.Close()
 		return nil, err
@@ -82,39 +149,41 @@ func startHub(dir string) (*testHub, error) {
 	srv.Listener.Close()
 	srv.Listener = ln
 	srv.Start()
-	h := &testHub{url: srv.URL, read: read, ingest: ingest, close: func() { srv.Close(); st.Close() }}
+	h := &testHub{url: srv.URL, read: read, ingest: ingestKey, close: func() { srv.Close(); st.Close() }}
+	if len(recs) > 0 {
+		if err := ingest(srv.URL, ingestKey, recs); err != nil {
+			h.close()
+			return nil, err
+		}
+	}
+	return h, nil
+}
 
-	recs := hubRecords()
+// ingest posts recs to the hub at url as one batch.
+func ingest(url, key string, recs []*capture.Record) error {
 	var body bytes.Buffer
 	if err := wire.EncodeBatch(&body, recs); err != nil {
-		h.close()
-		return nil, err
+		return err
 	}
-	req, err := wire.NewRequest(ctx, srv.URL+wire.Path, body.Bytes(), wire.BatchID(recs), len(recs), ingest)
+	req, err := wire.NewRequest(context.Background(), url+wire.Path, body.Bytes(), wire.BatchID(recs), len(recs), key)
 	if err != nil {
-		h.close()
-		return nil, err
+		return err
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		h.close()
-		return nil, err
+		return err
 	}
 	defer resp.Body.Close()
 	n, err := wire.ParseResponse(resp)
 	if err == nil && n != len(recs) {
 		err = fmt.Errorf("hub accepted %d records, want %d", n, len(recs))
 	}
-	if err != nil {
-		h.close()
-		return nil, err
-	}
-	return h, nil
+	return err
 }
 
 // TestTrafficListCursors: list follows the hub's cursors until --limit.
 func TestTrafficListCursors(t *testing.T) {
-	h, err := startHub(t.TempDir())
+	h, err := startHub(t.TempDir(), hubRecords())
 	if err != nil {
 		t.Fatal(err)
 	}
