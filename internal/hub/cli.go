@@ -175,7 +175,7 @@ func adminCmd(ctx context.Context, cmd string, args []string, getenv func(string
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(stderr, "created a %s key for tenant %s; it is shown only now:\n", r, tenant)
+		fmt.Fprintf(stderr, "created %s key for tenant %s; it is shown only now:\n", withArticle(r), tenant)
 		fmt.Fprintln(stdout, key)
 	case "keys list":
 		ks, err := st.Keys(ctx, tenant)

@@ -177,9 +177,10 @@ func TestAdmin(t *testing.T) {
 		t.Errorf("keys create with a bad role: exit %d, want 2", code)
 	}
 	// An admin key for a store made before the role existed.
-	admin := strings.TrimSpace(must("keys", "create", "-tenant", "acme", "-role", "admin"))
-	if keyID(admin) == "" {
-		t.Fatalf("keys create -role admin printed %q, not a key", admin)
+	out, errs, code := run("keys", "create", "-tenant", "acme", "-role", "admin")
+	admin := strings.TrimSpace(out)
+	if code != 0 || keyID(admin) == "" || !strings.Contains(errs, "created an admin key for tenant acme") {
+		t.Fatalf("keys create -role admin: exit %d, printed %q and %q; want a key", code, admin, errs)
 	}
 	if out := must("keys", "list"); !strings.Contains(out, keyID(admin)) || !strings.Contains(out, "admin") {
 		t.Errorf("keys list: %q, want the admin key", out)
@@ -212,7 +213,7 @@ func TestAdmin(t *testing.T) {
 	}
 	fs.Close()
 	vendor := filepath.Join("..", "capture", "testdata", "dynamodb-raw.jsonl")
-	out := must("import", "-tenant", "acme", recDir, vendor)
+	out = must("import", "-tenant", "acme", recDir, vendor)
 	if !strings.Contains(out, "imported 50 records (50 new) from 2 files") {
 		t.Errorf("import: %q", out)
 	}
