@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -553,8 +554,48 @@ func showBody(ctx context.Context, w io.Writer, c *hubClient, path, side string,
 	return nil
 }
 
-// exportFormats maps --format to the hub's export names.
-var exportFormats = map[string]string{"har": "har", "jsonl": "records.jsonl", "raw": "raw.jsonl"}
+// exportPageSize is how many whole records export asks the hub for at a
+// time: a page is held in memory, and records hold bodies of up to the
+// capture cap (1 MiB each side by default).
+var exportPageSize = 200
+
+// recordWriter writes records in one export format.
+type recordWriter interface {
+	Write(*capture.Record) error
+	Close() error
+}
+
+type jsonlRecords struct{ w io.Writer }
+
+// Write writes r as the hub's records.jsonl does.
+func (j jsonlRecords) Write(r *capture.Record) error {
+	b, err := json.Marshal(r)
+	if err != nil {
+		return fmt.Errorf("encode record %s: %w", r.ID, err)
+	}
+	_, err = j.w.Write(append(b, '\n'))
+	return err
+}
+func (jsonlRecords) Close() error { return nil }
+
+type rawRecords struct{ w io.Writer }
+
+func (j rawRecords) Write(r *capture.Record) error {
+	return capture.WriteRawJSONL(j.w, []*capture.Record{r})
+}
+func (rawRecords) Close() error { return nil }
+
+// countingWriter counts the bytes written through it.
+type countingWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
+}
 
 func newTrafficExportCmd(hf *hubFlags) *cobra.Command {
 	var ff filterFlags
@@ -564,46 +605,57 @@ func newTrafficExportCmd(hf *hubFlags) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "export",
 		Short: "Export records as HAR, our JSONL or the vendor's raw.jsonl",
-		Long: `Export the records the filters select, newest first, streamed from the hub's
-export API to -o FILE or standard output:
+		Long: `Export the records the filters select, newest first, to -o FILE or standard
+output:
 
   --format har    HAR 1.2, one entry per HTTP record (TCP records are left out)
-  --format jsonl  our records, one per line: what ` + "`hub import`" + ` reads
+  --format jsonl  our records, one per line: what ` + "`hub import`" + ` and ` + "`traffic import`" + ` read
   --format raw    the vendor's raw.jsonl, one RRPair per line
 
---limit is at most this many records (default 10000, at most 100000, the hub's
-bounds); the hub pages through its store itself. A progress bar goes to standard
-error when it is a terminal (--no-progress turns it off). If the transfer breaks,
-the file is removed and speedctl fails, so a partial export is never taken for a
-whole one.`,
+speedctl reads the records page by page (200 at a time) through the hub's
+cursors and writes them as the hub's export endpoints do, so an export has no
+size limit: all the records the filters select, or the first --limit. A progress
+bar (records and their rate) goes to standard error when it is a terminal
+(--no-progress turns it off). If the transfer breaks, the file is removed and
+speedctl fails, so a partial export is never taken for a whole one.`,
 		Example: `  speedctl traffic export --format har --service orders --since 1h -o orders.har
-  speedctl traffic export --format jsonl --since 7d --limit 100000 > week.jsonl
-  speedctl traffic export --format raw --status 5xx -o failures.raw.jsonl`,
+  speedctl traffic export --format jsonl --since 7d > week.jsonl
+  speedctl traffic export --format raw --status 5xx --limit 1000 -o failures.raw.jsonl`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) (err error) {
-			name, ok := exportFormats[format]
-			if !ok {
+			if format != "har" && format != "jsonl" && format != "raw" {
 				return fmt.Errorf("--format %q: want har, jsonl or raw", format)
 			}
-			if limit < 1 || limit > 100000 {
-				return fmt.Errorf("--limit %d: want 1 to 100000", limit)
+			if limit < 0 {
+				return fmt.Errorf("--limit %d: want 0 (all) or more", limit)
 			}
 			q, err := ff.values()
 			if err != nil {
 				return err
 			}
-			q.Set("limit", strconv.Itoa(limit))
 			c, err := hf.client()
 			if err != nil {
 				return err
 			}
-			resp, err := c.get(cmd.Context(), "/api/v1/export/"+name, q)
-			if err != nil {
+			// Ask for the first page before creating the file, so that a
+			// bad key or filter leaves nothing behind.
+			q.Set("full", "true")
+			pageSize := exportPageSize
+			if limit > 0 {
+				pageSize = min(limit, pageSize)
+			}
+			q.Set("limit", strconv.Itoa(pageSize))
+			var page struct {
+				Records []struct {
+					Record *capture.Record `json:"record"`
+				} `json:"records"`
+				Next string `json:"next"`
+			}
+			if err := c.getJSON(cmd.Context(), "/api/v1/records", q, &page); err != nil {
 				return err
 			}
-			defer resp.Body.Close()
 
-			var w io.Writer = cmd.OutOrStdout()
+			var out io.Writer = cmd.OutOrStdout()
 			if output != "" && output != "-" {
 				f, err := os.Create(output)
 				if err != nil {
@@ -617,34 +669,81 @@ whole one.`,
 						os.Remove(output)
 					}
 				}()
-				w = f
+				out = f
 			}
-			var body io.Reader = resp.Body
+			cw := &countingWriter{w: out}
+			bw := bufio.NewWriterSize(cw, 64<<10)
+			var rw recordWriter
+			var hw *har.Writer
+			switch format {
+			case "har":
+				hw = har.NewWriter(bw, har.Creator{Name: "speedctl", Version: version})
+				rw = hw
+			case "jsonl":
+				rw = jsonlRecords{bw}
+			default:
+				rw = rawRecords{bw}
+			}
 			stderr := cmd.ErrOrStderr()
 			var bar *progressbar.ProgressBar
 			if !noProgress && isTerminal(stderr) {
-				bar = progressbar.NewOptions64(resp.ContentLength,
+				total := int64(-1)
+				if limit > 0 {
+					total = int64(limit)
+				}
+				bar = progressbar.NewOptions64(total,
 					progressbar.OptionSetWriter(stderr),
 					progressbar.OptionSetDescription("exporting "+format),
-					progressbar.OptionShowBytes(true),
+					progressbar.OptionSetItsString("records"),
+					progressbar.OptionShowIts(),
+					progressbar.OptionShowCount(),
 					progressbar.OptionSetWidth(30),
 					progressbar.OptionThrottle(100*time.Millisecond),
-					progressbar.OptionShowCount(),
 					progressbar.OptionSpinnerType(14),
 					progressbar.OptionClearOnFinish(),
 				)
-				r := progressbar.NewReader(resp.Body, bar)
-				body = &r
 			}
-			n, err := io.Copy(w, body)
+			n := 0
+			for {
+				for _, it := range page.Records {
+					if it.Record == nil {
+						return fmt.Errorf("hub %s: a page of records without the records (full=true): is it older than this speedctl?", c.base)
+					}
+					if err := rw.Write(it.Record); err != nil {
+						return fmt.Errorf("write %s: %w", dash(output), err)
+					}
+					n++
+				}
+				if bar != nil {
+					_ = bar.Set(n)
+				}
+				if page.Next == "" || len(page.Records) == 0 || (limit > 0 && n >= limit) {
+					break
+				}
+				if limit > 0 {
+					q.Set("limit", strconv.Itoa(min(limit-n, exportPageSize)))
+				}
+				q.Set("cursor", page.Next)
+				page.Records, page.Next = nil, ""
+				if err := c.getJSON(cmd.Context(), "/api/v1/records", q, &page); err != nil {
+					return fmt.Errorf("export cut short after %d records: %w", n, err)
+				}
+			}
 			if bar != nil {
 				_ = bar.Finish()
 			}
-			if err != nil {
-				return fmt.Errorf("export cut short after %d bytes (the hub or the connection failed): %w", n, err)
+			if err := rw.Close(); err != nil {
+				return err
+			}
+			if err := bw.Flush(); err != nil {
+				return fmt.Errorf("write %s: %w", dash(output), err)
 			}
 			if output != "" && output != "-" {
-				fmt.Fprintf(stderr, "wrote %s (%d bytes)\n", output, n)
+				what := fmt.Sprintf("%d records", n)
+				if hw != nil && hw.Entries() != n {
+					what = fmt.Sprintf("%d entries; %d TCP records left out", hw.Entries(), n-hw.Entries())
+				}
+				fmt.Fprintf(stderr, "wrote %s (%s, %d bytes)\n", output, what, cw.n)
 			}
 			return nil
 		},
@@ -652,7 +751,7 @@ whole one.`,
 	ff.add(cmd)
 	cmd.Flags().StringVar(&format, "format", "har", "har, jsonl (our records) or raw (the vendor's raw.jsonl)")
 	cmd.Flags().StringVarP(&output, "output", "o", "", "write to this file (default standard output)")
-	cmd.Flags().IntVar(&limit, "limit", 10000, "at most this many records (at most 100000)")
+	cmd.Flags().IntVar(&limit, "limit", 0, "at most this many records (default 0: all the filters select)")
 	cmd.Flags().BoolVar(&noProgress, "no-progress", false, "no progress bar, even on a terminal")
 	return cmd
 }

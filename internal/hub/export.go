@@ -57,8 +57,13 @@ func (s *Server) handleExport(w http.ResponseWriter, r *http.Request) {
 
 // export writes the export; it returns an error only before the first
 // byte is written.
+//
+// An export that stops at limit while more records match ends with the
+// trailer Tapwire-Next-Cursor: the cursor parameter that exports the rest
+// (HTTP/1.1 chunked or HTTP/2 trailers; a client that ignores trailers
+// sees the same body).
 func (s *Server) export(w http.ResponseWriter, r *http.Request, key store.Key, format, ext, ctype string, f store.Filter, limit int) error {
-	q := store.Query{Filter: f, Limit: min(limit, exportPage), Full: true}
+	q := store.Query{Filter: f, Limit: min(limit, exportPage), Full: true, Cursor: r.URL.Query().Get("cursor")}
 	page, err := s.store.List(r.Context(), key.Tenant, q)
 	if err != nil {
 		return err
@@ -66,6 +71,7 @@ func (s *Server) export(w http.ResponseWriter, r *http.Request, key store.Key, f
 	name := fmt.Sprintf("tapwire-%s-%s.%s", key.Tenant, s.now().UTC().Format("20060102-150405"), ext)
 	w.Header().Set("Content-Type", ctype)
 	w.Header().Set("Content-Disposition", `attachment; filename="`+name+`"`)
+	w.Header().Set("Trailer", ExportNextCursor)
 	bw := bufio.NewWriterSize(w, 64<<10)
 	var enc exporter
 	switch format {
@@ -103,8 +109,17 @@ func (s *Server) export(w http.ResponseWriter, r *http.Request, key store.Key, f
 	if err := bw.Flush(); err != nil {
 		panic(http.ErrAbortHandler)
 	}
+	// The pages stop at limit exactly (q.Limit above), so a page's Next
+	// is where the rest begins.
+	if n == limit && page.Next != "" {
+		w.Header().Set(ExportNextCursor, page.Next)
+	}
 	return nil
 }
+
+// ExportNextCursor is the trailer of an export cut at its limit: the
+// cursor of the rest.
+const ExportNextCursor = "Tapwire-Next-Cursor"
 
 type exporter interface {
 	write(*capture.Record) error
