@@ -78,25 +78,10 @@ type env struct {
 	app      string // http://127.0.0.1:port of the app behind the inbound port
 }
 
-// opensslCA makes the CA exactly as the deployment guide does.
-func opensslCA(t *testing.T, dir string) {
-	t.Helper()
-	openssl := need(t, "openssl")
-	run := func(args ...string) {
-		cmd := exec.Command(openssl, args...)
-		cmd.Dir = dir
-		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("openssl %v: %v\n%s", args, err, out)
-		}
-	}
-	run("genrsa", "-out", "tls.key", "4096")
-	run("req", "-new", "-key", "tls.key", "-x509", "-days", "365", "-out", "tls.crt", "-subj", "/C=US/ST=Georgia/L=Atlanta/O=Speedscale/CN=speedscale.com")
-}
-
 func setup(t *testing.T) *env {
 	t.Helper()
 	e := &env{dir: t.TempDir()}
-	opensslCA(t, e.dir)
+	testca.OpenSSLGuideCA(t, e.dir) // the guide's openssl commands
 	e.caFile = filepath.Join(e.dir, "tls.crt")
 
 	upCA := testca.New(t)
