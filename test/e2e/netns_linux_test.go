@@ -39,6 +39,8 @@ type world struct {
 	// hosts maps the names the test dials to addresses; each namespace's
 	// /etc/hosts says the same.
 	hosts map[string]string
+	// madeEtcNetns: /etc/netns did not exist before this run.
+	madeEtcNetns bool
 }
 
 // needNetns checks that this machine can make network namespaces. When it
@@ -76,6 +78,9 @@ func newWorld(t *testing.T) *world {
 	ip := needNetns(t)
 	w := &world{t: t, ip: ip, base: prefix + strconv.Itoa(os.Getpid()), hosts: map[string]string{}}
 	w.sweep(false)
+	if _, err := os.Stat("/etc/netns"); err != nil {
+		w.madeEtcNetns = true
+	}
 	t.Cleanup(func() { w.sweep(true) })
 	w.sw = w.base + "-sw"
 	w.run("netns", "add", w.sw)
@@ -120,6 +125,9 @@ func (w *world) sweep(own bool) {
 			w.t.Logf("delete namespace %s: %v", name, err)
 		}
 		os.RemoveAll(filepath.Join("/etc/netns", name))
+	}
+	if own && w.madeEtcNetns {
+		os.Remove("/etc/netns") // only when empty: another run may use it
 	}
 	// /etc/netns directories whose namespace is already gone.
 	dirs, _ := filepath.Glob("/etc/netns/" + prefix + "*")
@@ -363,4 +371,37 @@ func tail(s string, n int) string {
 		lines = append([]string{fmt.Sprintf("[... %d lines before]", len(lines)-n)}, lines[len(lines)-n:]...)
 	}
 	return strings.Join(lines, "\n")
+}
+
+// TestWithoutNamespaces: where namespaces cannot be made (here: no ip on
+// the PATH), TestGuide says why, and fails under TAPWIRE_REQUIRE_TOOLS
+// instead of skipping, so that CI cannot pass without running it.
+func TestWithoutNamespaces(t *testing.T) {
+	if os.Getenv("TAPWIRE_E2E_CHILD") != "" {
+		t.Skip("in the child")
+	}
+	tests := []struct {
+		name    string
+		require string
+		wantErr bool   // the child fails
+		want    string // in its output
+	}{
+		{"skipped", "", false, "--- SKIP: TestGuide"},
+		{"failed under TAPWIRE_REQUIRE_TOOLS", "1", true, "--- FAIL: TestGuide"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cmd := exec.Command(os.Args[0], "-test.run=^TestGuide$", "-test.v")
+			cmd.Env = []string{"PATH=" + t.TempDir(), "TAPWIRE_E2E_CHILD=1", "TAPWIRE_REQUIRE_TOOLS=" + tt.require, "HOME=" + t.TempDir()}
+			out, err := cmd.CombinedOutput()
+			if (err != nil) != tt.wantErr {
+				t.Errorf("child test exited with %v, want failure %v; output:\n%s", err, tt.wantErr, out)
+			}
+			for _, w := range []string{tt.want, "needs iproute2's ip"} {
+				if !strings.Contains(string(out), w) {
+					t.Errorf("child output lacks %q:\n%s", w, out)
+				}
+			}
+		})
+	}
 }
