@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"os/signal"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -302,7 +303,7 @@ The filters are the API's, as flags: --service, --direction, --method, --status,
 		Example: trafficExamples,
 	}
 	hf.add(cmd)
-	cmd.AddCommand(newTrafficListCmd(&hf), newTrafficShowCmd(&hf), newTrafficExportCmd(&hf), newTrafficImportCmd(&hf))
+	cmd.AddCommand(newTrafficListCmd(&hf), newTrafficShowCmd(&hf), newTrafficExportCmd(&hf), newTrafficImportCmd(&hf), newTrafficTailCmd(&hf))
 	return cmd
 }
 
@@ -319,6 +320,24 @@ type summary struct {
 	Status    int            `json:"status"`
 	Error     string         `json:"error"`
 	Failed    bool           `json:"failed"`
+}
+
+// columns are the table's cells of s: id, start (UTC), service,
+// direction, method, status, duration, URL.
+func (s *summary) columns() []string {
+	status := "-"
+	switch {
+	case s.Status != 0:
+		status = strconv.Itoa(s.Status)
+	case s.Error != "":
+		status = "error"
+	}
+	method := s.Method
+	if method == "" {
+		method = s.Kind
+	}
+	return []string{s.ID, s.Start.UTC().Format("2006-01-02 15:04:05.000"), dash(s.Labels.Service), dash(s.Direction),
+		dash(method), status, micros(s.DurMicros), s.URL}
 }
 
 func newTrafficListCmd(hf *hubFlags) *cobra.Command {
@@ -393,19 +412,7 @@ service, direction, method, status, duration and URL. --limit says how many
 				if err := json.Unmarshal(raw, &s); err != nil {
 					return fmt.Errorf("hub %s: a record summary: %w", c.base, err)
 				}
-				status := "-"
-				switch {
-				case s.Status != 0:
-					status = strconv.Itoa(s.Status)
-				case s.Error != "":
-					status = "error"
-				}
-				method := s.Method
-				if method == "" {
-					method = s.Kind
-				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", s.ID, s.Start.UTC().Format("2006-01-02 15:04:05.000"),
-					dash(s.Labels.Service), dash(s.Direction), dash(method), status, micros(s.DurMicros), s.URL)
+				fmt.Fprintln(tw, strings.Join(s.columns(), "\t"))
 			}
 			if err := tw.Flush(); err != nil {
 				return err
@@ -1117,5 +1124,251 @@ func (im *importer) describe(err error) error {
 	if errors.As(err, &se) {
 		return fmt.Errorf("hub %s answered %d %s: %s", im.c.base, se.Status, http.StatusText(se.Status), se.Message)
 	}
+	return err
+}
+
+// tailMaxWindow bounds the records tail holds from one poll: those of the
+// last --lag that match the filters.
+const tailMaxWindow = 100_000
+
+// tailItem is a record summary as the API gave it, and decoded.
+type tailItem struct {
+	raw json.RawMessage
+	s   summary
+}
+
+func newTrafficTailCmd(hf *hubFlags) *cobra.Command {
+	var ff filterFlags
+	var asJSON, full bool
+	var count int
+	var forDur, interval, lag time.Duration
+	cmd := &cobra.Command{
+		Use:   "tail",
+		Short: "Print records as they reach the hub, until Ctrl-C",
+		Long: `Print the records that match the filters as they reach the hub, one table row
+(or, with --json, one API summary a line; --full: the whole record) each, until
+Ctrl-C, --count records or --for a while. --since or --from first prints the
+records of that period, oldest first.
+
+The hub's API lists records by their start time, not by when they arrived, so
+tail asks every --interval (default 1s) for the records that started in the
+last --lag (default 1m) and prints those it has not printed. A record is
+printed once, when it has arrived; a record that reaches the hub more than
+--lag after it started (a request longer than that, a forwarder that was
+away) is missed: raise --lag for those, at the cost of a larger poll.`,
+		Example: `  speedctl traffic tail --service orders --failed
+  speedctl traffic tail --since 5m --json | jq -r .url
+  speedctl traffic tail --host api.stripe.com --count 10 --for 1m`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			switch {
+			case ff.to != "":
+				return errors.New("--to: tail has no end; use list or export for a closed period")
+			case count < 0:
+				return fmt.Errorf("--count %d: want 0 (no limit) or more", count)
+			case interval < 10*time.Millisecond:
+				return fmt.Errorf("--interval %s: want at least 10ms", interval)
+			case lag < time.Second:
+				return fmt.Errorf("--lag %s: want at least 1s", lag)
+			}
+			q, err := ff.values()
+			if err != nil {
+				return err
+			}
+			from := q.Get("from")
+			q.Del("from")
+			c, err := hf.client()
+			if err != nil {
+				return err
+			}
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt)
+			defer stop()
+			if forDur > 0 {
+				var cancel context.CancelFunc
+				ctx, cancel = context.WithTimeout(ctx, forDur)
+				defer cancel()
+			}
+			t := &tailer{c: c, q: q, w: cmd.OutOrStdout(), stderr: cmd.ErrOrStderr(), json: asJSON || full, full: full, count: count}
+			err = t.run(ctx, from, lag, interval)
+			if errors.Is(err, errTailDone) {
+				return nil
+			}
+			if ctx.Err() != nil && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) || err == nil) {
+				return nil // Ctrl-C or --for: the end of a tail
+			}
+			return err
+		},
+	}
+	ff.add(cmd)
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print the API's summary of each record, one JSON object a line")
+	cmd.Flags().BoolVar(&full, "full", false, "print each whole record, one JSON object a line (as show --json)")
+	cmd.Flags().IntVar(&count, "count", 0, "stop after this many records (default 0: no limit)")
+	cmd.Flags().DurationVar(&forDur, "for", 0, "stop after this long: 30s, 5m (default 0: until Ctrl-C)")
+	cmd.Flags().DurationVar(&interval, "interval", time.Second, "how often to ask the hub")
+	cmd.Flags().DurationVar(&lag, "lag", time.Minute, "how late after its start a record may reach the hub and still be printed")
+	return cmd
+}
+
+// tailer prints new records of successive polls.
+type tailer struct {
+	c          *hubClient
+	q          url.Values // the filters, without from
+	w, stderr  io.Writer
+	json, full bool
+	count      int // stop after this many; 0: no limit
+	printed    int
+}
+
+var errTailDone = errors.New("tail: --count reached")
+
+func (t *tailer) run(ctx context.Context, from string, lag, interval time.Duration) error {
+	window := "-" + lag.String()
+	// The records there are now are not new: remember them, print none.
+	base, err := t.poll(ctx, window)
+	if err != nil {
+		return err
+	}
+	seen := make(map[string]bool, len(base))
+	for _, it := range base {
+		seen[it.s.ID] = true
+	}
+	if !t.json {
+		fmt.Fprintf(t.w, "%-36s  %-23s  %-12s  %-3s  %-7s  %-6s  %-9s  %s\n", "ID", "START (UTC)", "SERVICE", "DIR", "METHOD", "STATUS", "DURATION", "URL")
+	}
+	if from != "" {
+		// Asked after the baseline, so that a record arriving between the
+		// two is printed here or by the first poll, not lost.
+		back, err := t.poll(ctx, from)
+		if err != nil {
+			return err
+		}
+		if err := t.print(ctx, back, nil); err != nil {
+			return err
+		}
+		for _, it := range back {
+			seen[it.s.ID] = true
+		}
+	}
+	fmt.Fprintf(t.stderr, "following %s every %s (records that reach it up to %s after they started); Ctrl-C stops\n", t.c.base, interval, lag)
+	failing := false
+	tick := time.NewTicker(interval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-tick.C:
+		}
+		recs, err := t.poll(ctx, window)
+		var te *transientError
+		switch {
+		case err != nil && ctx.Err() != nil:
+			return ctx.Err()
+		case errors.As(err, &te):
+			if !failing {
+				fmt.Fprintf(t.stderr, "tail: %v; asking again every %s (records older than %s when it answers again are missed)\n", err, interval, lag)
+				failing = true
+			}
+			continue
+		case err != nil:
+			return err
+		case failing:
+			fmt.Fprintln(t.stderr, "tail: the hub answers again")
+			failing = false
+		}
+		if err := t.print(ctx, recs, seen); err != nil {
+			return err
+		}
+		// What the next poll can return again is in this one: the
+		// window only moves forward, and what is new next time is not here.
+		seen = make(map[string]bool, len(recs))
+		for _, it := range recs {
+			seen[it.s.ID] = true
+		}
+	}
+}
+
+// poll returns every record that matches the filters and started at or
+// after from, newest first, following the cursors.
+func (t *tailer) poll(ctx context.Context, from string) ([]tailItem, error) {
+	q := url.Values{}
+	for k, v := range t.q {
+		q[k] = v
+	}
+	q.Set("from", from)
+	q.Set("limit", strconv.Itoa(listPageSize))
+	var out []tailItem
+	for {
+		var page struct {
+			Records []json.RawMessage `json:"records"`
+			Next    string            `json:"next"`
+		}
+		if err := t.c.getJSON(ctx, "/api/v1/records", q, &page); err != nil {
+			return nil, err
+		}
+		for _, raw := range page.Records {
+			it := tailItem{raw: raw}
+			if err := json.Unmarshal(raw, &it.s); err != nil {
+				return nil, fmt.Errorf("hub %s: a record summary: %w", t.c.base, err)
+			}
+			out = append(out, it)
+		}
+		if len(out) > tailMaxWindow {
+			return nil, fmt.Errorf("more than %d records started in the period asked (from=%s): narrow the filters, or lower --lag or --since", tailMaxWindow, from)
+		}
+		if page.Next == "" || len(page.Records) == 0 {
+			return out, nil
+		}
+		q.Set("cursor", page.Next)
+	}
+}
+
+// print prints the records of recs (newest first) that are not in seen,
+// oldest first, and stops with errTailDone at --count.
+func (t *tailer) print(ctx context.Context, recs []tailItem, seen map[string]bool) error {
+	for i := len(recs) - 1; i >= 0; i-- {
+		it := recs[i]
+		if seen[it.s.ID] {
+			continue
+		}
+		switch {
+		case t.full:
+			var raw json.RawMessage
+			err := t.c.getJSON(ctx, "/api/v1/records/"+url.PathEscape(it.s.ID), nil, &raw)
+			var nf notFoundError
+			if errors.As(err, &nf) {
+				continue // deleted meanwhile (retention)
+			}
+			if err != nil {
+				return err
+			}
+			if err := t.line(raw); err != nil {
+				return err
+			}
+		case t.json:
+			if err := t.line(it.raw); err != nil {
+				return err
+			}
+		default:
+			c := it.s.columns()
+			if _, err := fmt.Fprintf(t.w, "%-36s  %-23s  %-12s  %-3s  %-7s  %-6s  %-9s  %s\n", c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]); err != nil {
+				return err
+			}
+		}
+		t.printed++
+		if t.count > 0 && t.printed >= t.count {
+			return errTailDone
+		}
+	}
+	return nil
+}
+
+func (t *tailer) line(raw json.RawMessage) error {
+	var b bytes.Buffer
+	if err := json.Compact(&b, raw); err != nil {
+		return err
+	}
+	b.WriteByte('\n')
+	_, err := t.w.Write(b.Bytes())
 	return err
 }

@@ -11,8 +11,10 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -361,5 +363,163 @@ func TestTrafficExportCursors(t *testing.T) {
 	}
 	if _, next := hubExport(t, h, "records.jsonl", "limit=11"); next != "" {
 		t.Errorf("an export of all records has the next cursor %q", next)
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for a command writing and a test
+// reading at once; it signals each write.
+type syncBuffer struct {
+	mu    sync.Mutex
+	b     bytes.Buffer
+	wrote chan struct{}
+}
+
+func newSyncBuffer() *syncBuffer { return &syncBuffer{wrote: make(chan struct{}, 1)} }
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	select {
+	case s.wrote <- struct{}{}:
+	default:
+	}
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// waitFor waits until the buffer holds want.
+func (s *syncBuffer) waitFor(t *testing.T, want string) {
+	t.Helper()
+	deadline := time.After(10 * time.Second)
+	for !strings.Contains(s.String(), want) {
+		select {
+		case <-s.wrote:
+		case <-deadline:
+			t.Fatalf("no %q after 10s in:\n%s", want, s.String())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// startTail runs speedctl traffic tail with args in the background; the
+// channel gets its error when it ends.
+func startTail(t *testing.T, args ...string) (stdout, stderr *syncBuffer, done chan error) {
+	cmd := newRootCmd()
+	stdout, stderr = newSyncBuffer(), newSyncBuffer()
+	cmd.SetOut(stdout)
+	cmd.SetErr(stderr)
+	cmd.SetArgs(append([]string{"traffic", "tail"}, args...))
+	done = make(chan error, 1)
+	go func() { done <- cmd.Execute() }()
+	return stdout, stderr, done
+}
+
+func tailIDs(t *testing.T, out string) []string {
+	t.Helper()
+	var ids []string
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		var s struct{ ID string }
+		if err := json.Unmarshal([]byte(line), &s); err != nil {
+			t.Fatalf("tail --json printed %q: %v", line, err)
+		}
+		ids = append(ids, s.ID[len(s.ID)-2:])
+	}
+	return ids
+}
+
+// TestTrafficTail: tail prints each record that arrives once, records
+// that were there before it started not at all (without --since), late
+// records within --lag, and stops at --count.
+func TestTrafficTail(t *testing.T) {
+	h, err := startHub(t.TempDir(), hubRecords())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.close()
+	t.Setenv(config.HomeEnv, t.TempDir())
+	now := time.Now()
+	post := func(recs ...*capture.Record) {
+		t.Helper()
+		if err := ingest(h.url, h.ingest, recs); err != nil {
+			t.Fatal(err)
+		}
+	}
+	post(freshRecord(1, now.Add(-5*time.Second)), freshRecord(2, now.Add(-4*time.Second)))
+
+	stdout, stderr, done := startTail(t, "--hub", h.url, "--key", h.read, "--json", "--count", "4", "--for", "20s",
+		"--interval", "20ms", "--lag", "1m", "--service", "tail")
+	stderr.waitFor(t, "following "+h.url)
+	post(freshRecord(3, now), freshRecord(4, now.Add(time.Millisecond)))
+	stdout.waitFor(t, "00000000-0000-7000-8000-000000000004")
+	post(freshRecord(3, now), freshRecord(4, now.Add(time.Millisecond))) // again: nothing new
+	post(freshRecord(5, now.Add(-30*time.Second)))                       // late, within --lag
+	post(freshRecord(6, now.Add(-2*time.Minute)))                        // later than --lag: missed
+	stdout.waitFor(t, "00000000-0000-7000-8000-000000000005")
+	post(storetest.Rec(0, "other", capture.DirIn, "GET", "http://other/", 200)) // not the service
+	time.Sleep(100 * time.Millisecond)                                          // a few polls
+	post(freshRecord(7, time.Now()))
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("tail: %v\n%s", err, stderr)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("tail did not stop at --count 4")
+	}
+	if got, want := tailIDs(t, stdout.String()), []string{"03", "04", "05", "07"}; !slices.Equal(got, want) {
+		t.Errorf("tail printed %v, want %v", got, want)
+	}
+
+	// --since prints the records of that period first, oldest first, and
+	// the table has a header.
+	stdout, stderr, done = startTail(t, "--hub", h.url, "--key", h.read, "--since", "1m", "--count", "7",
+		"--interval", "20ms", "--service", "tail")
+	stderr.waitFor(t, "following")
+	post(freshRecord(8, time.Now()))
+	if err := <-done; err != nil {
+		t.Fatalf("tail --since: %v\n%s", err, stderr)
+	}
+	lines := strings.Split(strings.TrimSpace(stdout.String()), "\n")
+	var ids []string
+	for _, l := range lines[1:] {
+		ids = append(ids, strings.Fields(l)[0][34:])
+	}
+	if !strings.HasPrefix(lines[0], "ID ") || !slices.Equal(ids, []string{"05", "01", "02", "03", "04", "07", "08"}) {
+		t.Errorf("tail --since printed:\n%s\nwant a header and records 05 01 02 03 04 07 08", stdout)
+	}
+
+	// --for ends a quiet tail without an error.
+	began := time.Now()
+	if out, err := run(t, "traffic", "tail", "--hub", h.url, "--key", h.read, "--for", "300ms", "--interval", "50ms"); err != nil || time.Since(began) > 5*time.Second {
+		t.Errorf("tail --for 300ms: %v after %s\n%s", err, time.Since(began), out)
+	}
+}
+
+func TestTrafficTailErrors(t *testing.T) {
+	h, err := startHub(t.TempDir(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.close()
+	t.Setenv(config.HomeEnv, t.TempDir())
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--to", "now"}, "--to: tail has no end"},
+		{[]string{"--lag", "10ms"}, "--lag 10ms: want at least 1s"},
+		{[]string{"--key", h.ingest}, "needs a read key"},
+		{[]string{"--hub", "http://127.0.0.1:1"}, "unreachable"},
+		{[]string{"--status", "6xx"}, "status"},
+	} {
+		args := append([]string{"traffic", "tail", "--hub", h.url, "--key", h.read, "--for", "5s"}, tc.args...)
+		if out, err := run(t, args...); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("tail %v: %v, want an error containing %q\n%s", tc.args, err, tc.want, out)
+		}
 	}
 }
