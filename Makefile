@@ -4,9 +4,9 @@ BIN := bin
 
 .PHONY: run test build bench clean
 
-## run: goproxy on its embedded defaults, records to ./tapwire-records
+## run: the whole system on this machine (speedctl demo): hub, forwarder, goproxy, a demo app and its traffic; Ctrl-C stops it
 run: build
-	$(BIN)/goproxy -reverse-port 8080
+	$(BIN)/speedctl demo
 
 ## test: the whole suite, installing the tools it drives (what CI runs)
 test:

@@ -98,9 +98,12 @@ func shortHome(p string) string {
 	return p
 }
 
-// runStack runs the demo until Ctrl-C (SIGINT) or SIGTERM. A second
+// runStack runs demo and capture; a seam for tests.
+var runStack = runUntilSignal
+
+// runUntilSignal runs the demo until Ctrl-C (SIGINT) or SIGTERM. A second
 // Ctrl-C quits at once.
-func runStack(cmd *cobra.Command, cfg demo.Config) error {
+func runUntilSignal(cmd *cobra.Command, cfg demo.Config) error {
 	ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	go func() {

@@ -589,6 +589,7 @@ type Stats struct {
 	Stored    int64 // records of this run the hub holds
 	Failed    int64 // of which failed (5xx, no response, an error)
 	Sent      int64 // requests the generator sent (demo)
+	NoAnswer  int64 // of which got no answer at all (demo)
 }
 
 // Stats reads the counters of every part.
@@ -610,7 +611,7 @@ func (s *Stack) Stats(ctx context.Context) (Stats, error) {
 	}
 	st.Stored, st.Failed = n, failed
 	if s.gen != nil {
-		st.Sent = s.gen.sent.Load()
+		st.Sent, st.NoAnswer = s.gen.sent.Load(), s.gen.failed.Load()
 	}
 	return st, errors.Join(errs...)
 }

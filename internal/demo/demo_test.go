@@ -131,7 +131,7 @@ func TestDemo(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st.Captured < st.Stored || st.Sent == 0 || st.Dropped != 0 {
+	if st.Captured < st.Stored || st.Sent == 0 || st.Dropped != 0 || st.NoAnswer != 0 {
 		t.Errorf("stats %+v: want captured >= stored, requests sent, nothing dropped", st)
 	}
 	urls := []string{s.HubURL, s.ForwarderURL, s.InURL, s.OutURL, s.DiagURL, s.AppURL, s.UpstreamURL}

@@ -28,8 +28,9 @@ func newGenerator(base string, rate float64) *generator {
 	}}
 }
 
-// run sends requests until ctx is done. A slow answer delays the next
-// request instead of adding concurrency: the rate is an upper bound.
+// run sends requests until ctx is done, and then returns once the request
+// in flight has its answer. A slow answer delays the next request instead
+// of adding concurrency: the rate is an upper bound.
 func (g *generator) run(ctx context.Context) {
 	defer g.client.CloseIdleConnections()
 	rnd := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 7))
@@ -46,7 +47,9 @@ func (g *generator) run(ctx context.Context) {
 		if body != "" {
 			rd = strings.NewReader(body)
 		}
-		req, err := http.NewRequestWithContext(ctx, method, g.base+path, rd)
+		// Not ctx: a request in flight when the demo stops is finished
+		// (within the client's timeout), not cut off into a failed record.
+		req, err := http.NewRequestWithContext(context.WithoutCancel(ctx), method, g.base+path, rd)
 		if err != nil {
 			continue
 		}
@@ -58,9 +61,7 @@ func (g *generator) run(ctx context.Context) {
 		g.sent.Add(1)
 		res, err := g.client.Do(req)
 		if err != nil {
-			if ctx.Err() == nil {
-				g.failed.Add(1)
-			}
+			g.failed.Add(1)
 			continue
 		}
 		io.Copy(io.Discard, io.LimitReader(res.Body, 1<<20))

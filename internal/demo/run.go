@@ -70,13 +70,17 @@ loop:
 	if runErr != nil {
 		fmt.Fprintf(w, "A part stopped: %v; stopping the rest (details in %s).\n", runErr, s.LogFile)
 	} else {
-		fmt.Fprintln(w, "Stopping: the traffic first, then goproxy and the forwarder deliver what they hold to the hub...")
+		if cfg.AppPort == 0 {
+			fmt.Fprintln(w, "Stopping: the traffic first, then goproxy and the forwarder deliver what they hold to the hub...")
+		} else {
+			fmt.Fprintln(w, "Stopping: goproxy and the forwarder deliver what they hold to the hub...")
+		}
 	}
 	run, held, err := s.Stop()
 	if err != nil {
 		return fmt.Errorf("count the hub's records: %w", err)
 	}
-	fmt.Fprintf(w, "Stopped. The hub holds %d records (%d from this run) in %s.\n", held, run, shortPath(cfg.DataDir))
+	fmt.Fprintf(w, "Stopped. The hub holds %s (%d from this run) in %s.\n", plural(held, "record"), run, shortPath(cfg.DataDir))
 	if cfg.AppPort == 0 {
 		fmt.Fprintf(w, "They are kept for the next `%s demo`; delete the folder to start afresh.\n", cfg.Self)
 	} else {
@@ -96,6 +100,9 @@ func summary(st, last Stats, dt time.Duration) string {
 		st.Captured, st.Delivered, st.Stored, st.Failed, rate)
 	if st.Dropped > 0 {
 		line += fmt.Sprintf(" · dropped %d", st.Dropped)
+	}
+	if st.NoAnswer > 0 {
+		line += fmt.Sprintf(" · %d requests unanswered", st.NoAnswer)
 	}
 	return line
 }
@@ -135,7 +142,7 @@ func (s *Stack) header(w io.Writer) {
 		fmt.Fprintln(w, "Capture its outbound calls too: restart it with")
 		fmt.Fprintf(w, "  HTTP_PROXY=%s HTTPS_PROXY=%s SSL_CERT_FILE=%s\n", s.OutURL, s.OutURL, s.CAFile)
 		fmt.Fprintln(w, "  (Python requests: REQUESTS_CA_BUNDLE; Node: NODE_EXTRA_CA_CERTS; the same file)")
-		fmt.Fprintln(w, "  Go and curl skip the proxy for localhost: call other hosts by name.")
+		fmt.Fprintln(w, "  (Go programs skip HTTP_PROXY for localhost and 127.0.0.1.)")
 		if !reachable(c.AppPort) {
 			fmt.Fprintf(w, "  note: nothing answers on 127.0.0.1:%d yet; goproxy answers 502 until your app is up.\n", c.AppPort)
 		}
@@ -187,4 +194,11 @@ func shortPath(p string) string {
 		return "~" + p[len(h):]
 	}
 	return p
+}
+
+func plural(n int64, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return strconv.FormatInt(n, 10) + " " + noun + "s"
 }
