@@ -235,13 +235,41 @@ func equalFold(a, b string) bool {
 	return true
 }
 
-// MarshalJSON writes ["Name","Value"].
+// MarshalJSON writes ["Name","Value"], escaped as encoding/json escapes
+// strings (HTML characters included). Names and values of plain printable
+// ASCII, nearly all of them, are written without reflection.
 func (h Header) MarshalJSON() ([]byte, error) {
-	return json.Marshal([2]string{h.Name, h.Value})
+	if !plainASCII(h.Name) || !plainASCII(h.Value) {
+		return json.Marshal([2]string{h.Name, h.Value})
+	}
+	b := make([]byte, 0, len(h.Name)+len(h.Value)+7)
+	b = append(b, `["`...)
+	b = append(b, h.Name...)
+	b = append(b, `","`...)
+	b = append(b, h.Value...)
+	return append(b, `"]`...), nil
 }
 
-// UnmarshalJSON reads ["Name","Value"].
+// plainASCII reports whether s is printable ASCII that a JSON string holds
+// unescaped: no quote, backslash or control character, and none of <, >
+// and & that encoding/json escapes for HTML.
+func plainASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c > 0x7e || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			return false
+		}
+	}
+	return true
+}
+
+// UnmarshalJSON reads ["Name","Value"]. The common form, two strings of
+// printable ASCII without escapes, is read directly; anything else goes
+// through the JSON decoder.
 func (h *Header) UnmarshalJSON(b []byte) error {
+	if name, value, ok := plainPair(b); ok {
+		h.Name, h.Value = name, value
+		return nil
+	}
 	var a []string
 	if err := gojson.Unmarshal(b, &a); err != nil {
 		return fmt.Errorf("header: %w", err)
@@ -251,6 +279,58 @@ func (h *Header) UnmarshalJSON(b []byte) error {
 	}
 	h.Name, h.Value = a[0], a[1]
 	return nil
+}
+
+// plainPair reads b as ["name","value"], white space allowed between
+// tokens, when both strings are printable ASCII without a backslash. It
+// reports false for any other input, which the caller decodes in full.
+func plainPair(b []byte) (name, value string, ok bool) {
+	i := skipSpace(b, 0)
+	if i >= len(b) || b[i] != '[' {
+		return "", "", false
+	}
+	name, i, ok = plainString(b, skipSpace(b, i+1))
+	if !ok {
+		return "", "", false
+	}
+	if i = skipSpace(b, i); i >= len(b) || b[i] != ',' {
+		return "", "", false
+	}
+	value, i, ok = plainString(b, skipSpace(b, i+1))
+	if !ok {
+		return "", "", false
+	}
+	if i = skipSpace(b, i); i >= len(b) || b[i] != ']' {
+		return "", "", false
+	}
+	if skipSpace(b, i+1) != len(b) {
+		return "", "", false
+	}
+	return name, value, true
+}
+
+// plainString reads the string starting at b[i] (a quote) when it holds
+// only printable ASCII and no backslash; it returns the index after it.
+func plainString(b []byte, i int) (string, int, bool) {
+	if i >= len(b) || b[i] != '"' {
+		return "", 0, false
+	}
+	for j := i + 1; j < len(b); j++ {
+		switch c := b[j]; {
+		case c == '"':
+			return string(b[i+1 : j]), j + 1, true
+		case c < 0x20 || c > 0x7e || c == '\\':
+			return "", 0, false
+		}
+	}
+	return "", 0, false
+}
+
+func skipSpace(b []byte, i int) int {
+	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\r' || b[i] == '\n') {
+		i++
+	}
+	return i
 }
 
 // Tags are free-form string facts about a record.
