@@ -282,15 +282,17 @@ func (f *filterFlags) values() (url.Values, error) {
 const trafficExamples = `  speedctl config set TAPWIRE_HUB_URL=http://127.0.0.1:8080 TAPWIRE_READ_KEY=tw_...
   speedctl traffic list --service orders --status 5xx --since 1h
   speedctl traffic show 01950f6e-2a6e-7c4a-9b1e-3f6d2a8c4e10
-  speedctl traffic export --format har --since 1d -o orders.har`
+  speedctl traffic tail --service orders --failed
+  speedctl traffic export --format har --since 1d -o orders.har
+  speedctl traffic import --hub http://other-hub:8080 --ingest-key tw_... orders.har`
 
 func newTrafficCmd() *cobra.Command {
 	var hf hubFlags
 	cmd := &cobra.Command{
 		Use:   "traffic",
-		Short: "List, show and export the traffic a hub holds",
-		Long: `List, show and export the records a Tapwire hub holds, through its query API
-(docs/api.md), with a read key.
+		Short: "List, show, tail, export and import the traffic a hub holds",
+		Long: `List, show, tail and export the records a Tapwire hub holds, through its query
+API (docs/api.md), with a read key; import records into it, with an ingest key.
 
 The hub is --hub, else $` + hubURLKey + `, else the config file's ` + hubURLKey + `, else its
 SPEEDSCALE_APP_URL (a bare host means https). The key is --key, else
@@ -299,7 +301,10 @@ forwarder's ingest key is refused. Make one with
 ` + "`hub keys create -tenant T -role read`" + `.
 
 The filters are the API's, as flags: --service, --direction, --method, --status,
---failed, --host, --path, --search (the API's q), --since, --from and --to.`,
+--failed, --host, --path, --search (the API's q), --since, --from and --to.
+
+import takes an ingest key instead (--ingest-key, else $` + ingestKeyKey + `, else the
+config file's ` + ingestKeyKey + `).`,
 		Example: trafficExamples,
 	}
 	hf.add(cmd)
