@@ -35,6 +35,11 @@ const (
 	forwarderName = "forwarder.ecs.local"
 	hubName       = "hub.tapwire.test"
 	upstreamName  = "api.upstream.test"
+	bucketName    = "s3.tapwire.test"
+	// The guide's TENANT_BUCKET, TENANT_REGION and TENANT_ID.
+	tenantBucket = "sstenant-tenant"
+	tenantRegion = "us-east-1"
+	tenantID     = "4b7f3e0c-8a5d-4e39-9d0e-2f6b1c7a9e11"
 )
 
 // Addresses on the bridge (subnet + octet).
@@ -44,6 +49,7 @@ const (
 	hubOctet      = 30
 	upstreamOctet = 40
 	lbOctet       = 50
+	bucketOctet   = 60
 )
 
 // The guide's labels on every record: APP_LABEL, APP_POD_NAME and
@@ -76,6 +82,10 @@ type guide struct {
 
 	app, goproxy, forwarder, hub *proc
 	ingestKey, readKey           string
+
+	// The tenant bucket: a MinIO in its own namespace, nil without MinIO.
+	minio  *proc
+	bucket *bucketReader
 
 	hubCA    *testca.CA
 	upstream *upstream
@@ -151,10 +161,11 @@ func setupGuide(t *testing.T) *guide {
 	w.hosts["task"] = ipOf(taskOctet)
 	upstreamHosts := ipOf(upstreamOctet) + "\t" + upstreamName + " rot1.upstream.test rot2.upstream.test"
 	g.task = w.host("task", taskOctet, ipOf(forwarderOct)+"\t"+forwarderName, upstreamHosts)
-	g.fwdNS = w.host("forwarder", forwarderOct, ipOf(hubOctet)+"\t"+hubName)
+	g.fwdNS = w.host("forwarder", forwarderOct, ipOf(hubOctet)+"\t"+hubName, ipOf(bucketOctet)+"\t"+bucketName)
 	g.hubNS = w.host("hub", hubOctet)
 	g.upNS = w.host("upstream", upstreamOctet)
 	g.lb = w.host("lb", lbOctet, ipOf(taskOctet)+"\tnotifications.ecs.test")
+	w.hosts[bucketName] = ipOf(bucketOctet)
 
 	// The upstream: HTTPS for api.upstream.test (and *.upstream.test) with
 	// a certificate of its own CA, which goproxy trusts through
@@ -205,22 +216,26 @@ func setupGuide(t *testing.T) *guide {
 
 	// The forwarder: the guide's task definition, with the hub's address
 	// and the ingest key in place of app.speedscale.com and "yourkey".
-	// SSL_CERT_FILE makes it trust the test hub's CA. No TENANT_BUCKET
-	// reachable here: see docs/e2e.md.
+	// SSL_CERT_FILE makes it trust the test hub's CA; the bucket is MinIO's
+	// (TENANT_BUCKET_ENDPOINT and the AWS credentials of the SDK's chain).
 	fwdDir := filepath.Join(tmp, "forwarder")
 	os.MkdirAll(fwdDir, 0o755)
-	g.forwarder = &proc{name: "forwarder", ns: g.fwdNS, argv: []string{filepath.Join(g.bin, "forwarder")}, dir: fwdDir,
-		env: []string{
-			"CLUSTER_NAME=ecs",
-			"SPEEDSCALE_API_KEY=" + g.ingestKey,
-			"SPEEDSCALE_APP_URL=" + hubName,
-			"SUB_TENANT_NAME=default",
-			"SUB_TENANT_STREAM=sstenant-tenant",
-			"TENANT_NAME=sstenant-tenant",
-			"TENANT_ID=4b7f3e0c-8a5d-4e39-9d0e-2f6b1c7a9e11",
-			"TENANT_REGION=us-east-1",
-			"SSL_CERT_FILE=" + hubCAFile,
-		}}
+	fwdEnv := []string{
+		"CLUSTER_NAME=ecs",
+		"SPEEDSCALE_API_KEY=" + g.ingestKey,
+		"SPEEDSCALE_APP_URL=" + hubName,
+		"SUB_TENANT_NAME=default",
+		"SUB_TENANT_STREAM=" + tenantBucket,
+		"TENANT_NAME=" + tenantBucket,
+		"TENANT_ID=" + tenantID,
+		"TENANT_REGION=" + tenantRegion,
+		"SSL_CERT_FILE=" + hubCAFile,
+	}
+	if creds := g.startBucket(t, tmp); creds != nil {
+		fwdEnv = append(fwdEnv, "TENANT_BUCKET="+tenantBucket, "TENANT_BUCKET_ENDPOINT=http://"+bucketName+":9000")
+		fwdEnv = append(fwdEnv, creds...)
+	}
+	g.forwarder = &proc{name: "forwarder", ns: g.fwdNS, argv: []string{filepath.Join(g.bin, "forwarder")}, dir: fwdDir, env: fwdEnv}
 	w.start(g.forwarder)
 	t.Cleanup(func() { g.forwarder.kill(t, syscall.SIGTERM) })
 	g.waitPort(t, g.forwarder, g.fwdNS, "127.0.0.1:8888")
@@ -274,7 +289,10 @@ func setupGuide(t *testing.T) *guide {
 
 	t.Cleanup(func() {
 		if t.Failed() {
-			for _, p := range []*proc{g.goproxy, g.app, g.forwarder, g.hub} {
+			for _, p := range []*proc{g.goproxy, g.app, g.forwarder, g.hub, g.minio} {
+				if p == nil {
+					continue
+				}
 				t.Logf("%s output:\n%s", p.name, tail(p.logs(), 60))
 			}
 		}
@@ -510,9 +528,19 @@ func TestGuide(t *testing.T) {
 		if tl := out.Record.Net.TLS; tl == nil || tl.SNI != upstreamName || tl.Upstream == nil {
 			t.Errorf("outbound record TLS facts = %+v, want SNI %s and the upstream session", tl, upstreamName)
 		}
+		// The tenant bucket has them too, under TENANT_ID/CLUSTER/SERVICE/.
+		if g.bucket != nil {
+			g.waitBucket(t, []string{marker}, 30*time.Second)
+			for _, k := range g.bucket.keys {
+				if !strings.HasPrefix(k, tenantID+"/ecs/notifications/") {
+					t.Errorf("bucket object %s, want it under %s/ecs/notifications/", k, tenantID)
+				}
+			}
+		}
 		// The guide's health check of the forwarder.
-		if code, body := g.forwarderHealth(t); code != 200 || !strings.Contains(body, "Connected") {
-			t.Errorf("forwarder health: %d %q, want 200 with Connected", code, body)
+		if code, body := g.forwarderHealth(t); code != 200 || !strings.Contains(body, "Connected") ||
+			(g.bucket != nil && !strings.Contains(body, "s3://"+tenantBucket)) {
+			t.Errorf("forwarder health: %d %q, want 200 with Connected (and the bucket)", code, body)
 		}
 		// The outbound port is the task's own: loopback only.
 		if c, err := g.dialer(g.lb)(context.Background(), "tcp", subnet+strconv.Itoa(taskOctet)+":4140"); err == nil {
@@ -723,6 +751,7 @@ func testForwarderKilled(t *testing.T, g *guide) {
 	// Records of requests made after the restart arrive; then all of them.
 	g.waitHub(t, "fk-"+g.nonce, after, 60*time.Second)
 	g.waitHub(t, "fk-"+g.nonce, markers, 30*time.Second)
+	g.waitBucket(t, markers, 30*time.Second)
 	h := g.goproxyHealth(t)
 	if d := shipping(t, h, "dropped"); d != 0 {
 		t.Errorf("goproxy dropped %d records; want none at this volume (the queue holds 16 MiB)", d)
@@ -730,8 +759,9 @@ func testForwarderKilled(t *testing.T, g *guide) {
 }
 
 // testHubDown: the hub is away for a while (20 s, TAPWIRE_E2E_HUB_OUTAGE);
-// the forwarder's health check says so, the app does not notice, and the
-// forwarder delivers what it spooled once the hub is back.
+// the forwarder's health check says so, the app does not notice, the bucket
+// keeps receiving, and the forwarder delivers what it spooled to the hub
+// once the hub is back.
 func testHubDown(t *testing.T, g *guide) {
 	outage := hubOutage(t)
 	g.hub.kill(t, syscall.SIGKILL)
@@ -758,6 +788,9 @@ func testHubDown(t *testing.T, g *guide) {
 		time.Sleep(250 * time.Millisecond)
 	}
 	t.Logf("%d requests during %s without the hub", len(markers), time.Since(down).Round(time.Second))
+	// Each sink has its own cursor: the bucket got the outage's records
+	// while the hub was away.
+	g.waitBucket(t, markers, 30*time.Second)
 	g.world.start(g.hub)
 	g.waitPort(t, g.hub, g.hubNS, "127.0.0.1:443")
 	// The forwarder's backoff is at most 30 s.
