@@ -31,7 +31,7 @@ type stackFlags struct {
 func (f *stackFlags) add(cmd *cobra.Command, capture bool) {
 	d := demo.DefaultPorts()
 	fl := cmd.Flags()
-	fl.StringVar(&f.data, "data", "", "`folder` for the hub's database, the forwarder's spool, the CA, the keys and the log (default "+shortHome(demo.DefaultDataDir(capture))+")")
+	fl.StringVar(&f.data, "data", "", "`folder` for the hub's database, the forwarder's spool, the CA, the log, and a speedctl config for the hub with its keys (default "+shortHome(demo.DefaultDataDir(capture))+")")
 	fl.DurationVar(&f.for_, "for", 0, "stop by itself after this `duration`, e.g. 30s (default: run until Ctrl-C)")
 	fl.DurationVar(&f.every, "summary-every", 10*time.Second, "how often to print the summary line when the output is not a terminal (on a terminal it is refreshed every second)")
 	fl.IntVar(&f.ports.Hub, "hub-port", d.Hub, "`port` of the hub: its API and traffic viewer")
@@ -139,7 +139,9 @@ speedctl commands to try next, and a summary line of records captured,
 delivered and stored. Ctrl-C stops the traffic first, lets goproxy and the
 forwarder deliver what they hold, and stops the rest.
 
-The records, keys and CA are kept in --data for the next run. A default port
+The records, keys and CA are kept in --data for the next run; --data also
+holds "config", a speedctl config for the demo's hub, so that
+"speedctl --home DATA traffic list" needs no --hub or --key. A default port
 that is busy moves to a free one (the header says so); a port given as a
 flag that is busy is an error; 0 means any free port.`,
 		Example: `  speedctl demo
@@ -153,7 +155,7 @@ flag that is busy is an error; 0 means any free port.`,
 		},
 	}
 	f.add(cmd, false)
-	cmd.Flags().Float64Var(&rate, "rate", 5, "requests per second the demo's shopper sends, at most ("+strconv.Itoa(demo.MaxRate)+")")
+	cmd.Flags().Float64Var(&rate, "rate", 5, "`requests` per second the shopper sends at most, from 0.1 to "+strconv.Itoa(demo.MaxRate))
 	return cmd
 }
 

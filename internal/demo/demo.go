@@ -39,8 +39,17 @@ import (
 	"github.com/tapwire/tapwire/internal/store"
 )
 
-// ErrBusy says that a port or the data folder is taken by another program.
-var ErrBusy = errors.New("busy")
+// ErrBusy says that a port or the data folder is taken by another program:
+// errors.Is(err, ErrBusy) holds for the errors that say so.
+var ErrBusy = errors.New("in use")
+
+// busyError is a message about something in use, which is ErrBusy.
+type busyError string
+
+func (e busyError) Error() string        { return string(e) }
+func (e busyError) Is(target error) bool { return target == ErrBusy }
+
+func busyf(format string, args ...any) error { return busyError(fmt.Sprintf(format, args...)) }
 
 // Ports are the loopback ports of the parts. Zero means any free port.
 type Ports struct {
@@ -355,8 +364,8 @@ func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 	gp, err := goproxy.New(gcfg, log.With("part", "goproxy"))
 	if err != nil {
 		if errors.Is(err, syscall.EADDRINUSE) {
-			return nil, fmt.Errorf("%w: goproxy: %v (the port was taken just now; try again, or pick others with %s, %s, %s)",
-				ErrBusy, err, PortFlags.In, PortFlags.Out, PortFlags.Diag)
+			return nil, busyf("goproxy: %v (the port was taken just now; try again, or pick others with %s, %s, %s)",
+				err, PortFlags.In, PortFlags.Out, PortFlags.Diag)
 		}
 		return nil, fmt.Errorf("goproxy: %w", err)
 	}
@@ -452,8 +461,8 @@ func (s *Stack) ports() (map[string]net.Listener, error) {
 		ln, err := net.Listen("tcp", net.JoinHostPort(host, strconv.Itoa(want)))
 		if err != nil && want != 0 && errors.Is(err, syscall.EADDRINUSE) {
 			if pinned {
-				return fail(fmt.Errorf("%w: port %d (%s) is in use by another program: pick another with %s PORT, or %s 0 for any free port",
-					ErrBusy, want, p.what, p.flag, p.flag))
+				return fail(busyf("port %d (%s) is in use by another program: pick another with %s PORT, or %s 0 for any free port",
+					want, p.what, p.flag, p.flag))
 			}
 			ln, err = net.Listen("tcp", net.JoinHostPort(host, "0"))
 			if err == nil {

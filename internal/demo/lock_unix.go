@@ -19,7 +19,7 @@ func lockDir(dir string) (release func(), err error) {
 	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
 		f.Close()
 		if errors.Is(err, syscall.EWOULDBLOCK) {
-			return nil, fmt.Errorf("%w: %s is used by another speedctl demo or capture; stop it, or give this one its own folder with --data", ErrBusy, dir)
+			return nil, busyf("%s is used by another speedctl demo or capture; stop it, or give this one its own folder with --data", dir)
 		}
 		return nil, fmt.Errorf("lock the data folder: %w", err)
 	}

@@ -64,6 +64,16 @@ loop:
 			printed = true
 		}
 	}
+	// The last state, before stopping: also when no tick came yet.
+	if st, err := s.Stats(context.Background()); err == nil {
+		line := summary(st, last, time.Since(lastAt))
+		if cfg.Live {
+			fmt.Fprint(w, "\r\x1b[K"+line)
+		} else {
+			fmt.Fprintln(w, line)
+		}
+		printed = true
+	}
 	if cfg.Live && printed {
 		fmt.Fprintln(w)
 	}
