@@ -22,6 +22,7 @@ import (
 
 	"github.com/tapwire/tapwire/internal/capture"
 	"github.com/tapwire/tapwire/internal/config"
+	"github.com/tapwire/tapwire/internal/har/hartest"
 	"github.com/tapwire/tapwire/internal/hub"
 	"github.com/tapwire/tapwire/internal/store/sqlite"
 	"github.com/tapwire/tapwire/internal/store/storetest"
@@ -222,7 +223,8 @@ func TestTrafficListCursors(t *testing.T) {
 	}
 }
 
-// harValid checks that FILE is a HAR with N entries: har FILE N.
+// harValid checks that FILE is a HAR with N entries, valid by the HAR 1.2
+// schema of har-validator: har FILE N.
 func harValid(ts *testscript.TestScript, neg bool, args []string) {
 	if len(args) != 2 {
 		ts.Fatalf("usage: har FILE ENTRIES")
@@ -245,7 +247,12 @@ func harValid(ts *testscript.TestScript, neg bool, args []string) {
 			} `json:"entries"`
 		} `json:"log"`
 	}
-	err := json.Unmarshal([]byte(ts.ReadFile(args[0])), &h)
+	doc := []byte(ts.ReadFile(args[0]))
+	err := json.Unmarshal(doc, &h)
+	if err == nil {
+		// har-validator's schema, a third party's reading of HAR 1.2.
+		err = hartest.Validate(doc)
+	}
 	if err == nil && h.Log == nil {
 		err = fmt.Errorf("no log")
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"flag"
 	"io"
 	"os"
 	"path/filepath"
@@ -101,6 +102,19 @@ func readAll(t testing.TB, b []byte) []*capture.Record {
 		t.Fatalf("Read: %v", err)
 	}
 	return recs
+}
+
+var writeHAR = flag.String("writehar", "", "write the HAR of the test records to this file, for checks with other tools")
+
+// TestWriteHAR writes the test records' HAR for a third-party reader:
+// go test ./internal/har -run TestWriteHAR -writehar /tmp/records.har
+func TestWriteHAR(t *testing.T) {
+	if *writeHAR == "" {
+		t.Skip("no -writehar FILE")
+	}
+	if err := os.WriteFile(*writeHAR, writeAll(t, testRecords(t)), 0o644); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // TestRoundTrip: record → HAR → record gives the same record, for every
