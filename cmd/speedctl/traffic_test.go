@@ -9,6 +9,8 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -528,5 +530,83 @@ func TestTrafficTailErrors(t *testing.T) {
 		if out, err := run(t, args...); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("tail %v: %v, want an error containing %q\n%s", tc.args, err, tc.want, out)
 		}
+	}
+}
+
+// TestTrafficImportRetries: import waits out a 503 with Retry-After and
+// splits a batch the hub finds too large, through a front server that
+// answers so before the real hub; a folder gives its record files.
+func TestTrafficImportRetries(t *testing.T) {
+	h, err := startHub(t.TempDir(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.close()
+	target, err := url.Parse(h.url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy := httputil.NewSingleHostReverseProxy(target)
+	var mu sync.Mutex
+	var answers []string
+	front := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		first := len(answers) == 0
+		n := r.Header.Get(wire.HeaderRecords)
+		switch {
+		case first:
+			answers = append(answers, "503")
+			mu.Unlock()
+			w.Header().Set("Retry-After", "1")
+			wire.WriteError(w, wire.Errorf(http.StatusServiceUnavailable, "store busy"))
+			return
+		case n != "1" && n != "2":
+			answers = append(answers, "413/"+n)
+			mu.Unlock()
+			wire.WriteError(w, wire.Errorf(http.StatusRequestEntityTooLarge, "too large"))
+			return
+		}
+		answers = append(answers, "200/"+n)
+		mu.Unlock()
+		proxy.ServeHTTP(w, r)
+	}))
+	defer front.Close()
+
+	dir := t.TempDir()
+	var body bytes.Buffer
+	recs := hubRecords()
+	if err := wire.AppendLines(&body, recs[:3]); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "records-20250301T120000Z-1.jsonl"), body.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	body.Reset()
+	if err := wire.AppendLines(&body, recs[3:]); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "records-20250301T120000Z-2.jsonl"), body.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(dir, "notes.txt"), []byte("not records"), 0o644)
+	t.Setenv(config.HomeEnv, t.TempDir())
+	began := time.Now()
+	out, err := run(t, "traffic", "import", "--hub", front.URL, "--ingest-key", h.ingest, dir)
+	if err != nil {
+		t.Fatalf("import: %v\n%s", err, out)
+	}
+	if !strings.Contains(out, "imported 4 records from 2 files (2 jsonl)") || !strings.Contains(out, "4 sent in 2 batches") {
+		t.Errorf("import said:\n%s", out)
+	}
+	if d := time.Since(began); d < time.Second {
+		t.Errorf("import took %s: it did not wait the Retry-After of 1s", d)
+	}
+	// One batch of 4: 503, then 413; the halves of 2 pass.
+	if want := []string{"503", "413/4", "200/2", "200/2"}; !slices.Equal(answers, want) {
+		t.Errorf("the front server answered %v, want %v", answers, want)
+	}
+	got, err := run(t, "traffic", "list", "--hub", h.url, "--key", h.read, "--json")
+	if err != nil || strings.Count(got, `"id": "01950f6e`) != 4 {
+		t.Errorf("the hub holds, after import:\n%s %v", got, err)
 	}
 }
