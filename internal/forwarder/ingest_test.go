@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -103,4 +104,46 @@ func FuzzIngest(f *testing.F) {
 			t.Fatalf("answer %d %s", w.Code, w.Body.String())
 		}
 	})
+}
+
+// TestSpoolLines: what the forwarder stores for each line of a batch. A
+// record nothing changed is stored as its line came, byte for byte; one
+// that was stamped or redacted is stored with those members written again
+// and the rest of its line kept; one the filter drops is not stored; and
+// one whose line holds members the forwarder does not know is encoded in
+// full, so that they are dropped as the decoder dropped them.
+func TestSpoolLines(t *testing.T) {
+	f := start(t, Config{TenantName: "Acme"})
+	const (
+		plain    = `{ "schema":1, "id":"r1","kind":"http","direction":"in","start":"2026-03-01T12:00:00.5Z","durationUs":7,"labels":{"service":"cart"},"net":{},"http":{"req":{"method":"GET","url":"http://app/x","proto":"HTTP/1.1","host":"app","body":{"size":0}},"res":{"status":200,"body":{"data":"eyJhIjoxfQ==","size":7}}},"tags":{"tenantName":"Acme"}}`
+		secret   = `{"schema":1,"id":"r2","kind":"http","direction":"in","start":"2026-03-01T12:00:01Z","durationUs":7,"labels":{"service":"cart"},"net":{},"http":{"req":{"method":"GET","url":"http://app/y?api_key=k3y","proto":"HTTP/1.1","host":"app","headers":[["Accept","*/*"],["Authorization","Bearer s3cret"]],"body":{"size":0}},"res":{"status":200,"body":{"data":"eyJhIjoxfQ==","size":7}}}}`
+		health   = `{"schema":1,"id":"r3","kind":"http","direction":"in","start":"2026-03-01T12:00:02Z","durationUs":7,"labels":{},"net":{},"http":{"req":{"method":"GET","url":"http://app/healthz","proto":"HTTP/1.1","host":"app","body":{"size":0}}},"tags":{"tenantName":"Acme"}}`
+		unknown  = `{"schema":1,"id":"r4","kind":"tcp","direction":"out","start":"2026-03-01T12:00:03Z","durationUs":7,"labels":{},"net":{},"tcp":{"bytesUp":3,"bytesDown":0,"chunks":[{"up":true,"atUs":0,"data":"QUJD"}]},"tags":{"tenantName":"Acme"},"future":{"cookie":"s3cret"}}`
+		wantSecr = `{"schema":1,"id":"r2","kind":"http","direction":"in","start":"2026-03-01T12:00:01Z","durationUs":7,"labels":{"service":"cart"},"net":{},"http":{"req":{"method":"GET","url":"http://app/y?api_key=REDACTED-std-auth","proto":"HTTP/1.1","host":"app","headers":[["Accept","*/*"],["Authorization","REDACTED-std-auth"]],"body":{"size":0}},"res":{"status":200,"body":{"data":"eyJhIjoxfQ==","size":7}}},"tags":{"tenantName":"Acme"},"redactions":["std-auth"]}`
+		wantUnkn = `{"schema":1,"id":"r4","kind":"tcp","direction":"out","start":"2026-03-01T12:00:03Z","durationUs":7,"labels":{},"net":{},"tcp":{"bytesUp":3,"bytesDown":0,"chunks":[{"up":true,"atUs":0,"data":"QUJD"}]},"tags":{"tenantName":"Acme"}}`
+	)
+	body := strings.Join([]string{plain, secret, health, unknown}, "\n") + "\n"
+	code, answer, _ := post(t, f.addr, "POST", map[string]string{wire.HeaderProtocol: "1", wire.HeaderRecords: "4"}, body)
+	if code != http.StatusOK {
+		t.Fatalf("answer %d %s", code, answer)
+	}
+	if err := f.stop(); err != nil {
+		t.Fatal(err)
+	}
+	files, _ := filepath.Glob(filepath.Join(f.dir, "*.jsonl"))
+	var stored []byte
+	for _, name := range files {
+		b, err := os.ReadFile(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		stored = append(stored, b...)
+	}
+	want := strings.Join([]string{plain, wantSecr, wantUnkn}, "\n") + "\n"
+	if string(stored) != want {
+		t.Errorf("stored lines:\n%s\nwant:\n%s", stored, want)
+	}
+	if st := f.srv.Stats(); st.Records != 4 || st.Filtered != 1 || st.Spooled != 3 {
+		t.Errorf("stats: %d received, %d filtered, %d spooled; want 4, 1, 3", st.Records, st.Filtered, st.Spooled)
+	}
 }

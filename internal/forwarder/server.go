@@ -82,8 +82,8 @@ type Server struct {
 	redactor *redact.Redactor // nil: no rules
 	filter   *filter.Filter   // nil: keep everything
 
-	closing atomic.Bool // Serve is shutting down: new batches get 503
-	bufs    sync.Pool   // *bytes.Buffer for encoding batches into the spool
+	closing atomic.Bool        // Serve is shutting down: new batches get 503
+	bufs    chan *bytes.Buffer // free list of frame buffers, at most MaxInFlight
 
 	batches, records, rejected, unauthorized, busy, storeErrors, spooled, filtered atomic.Int64
 }
@@ -177,7 +177,7 @@ func newServer(cfg Config, log *slog.Logger, dests []*destination) (*Server, err
 		return nil, fmt.Errorf("open spool: %w", err)
 	}
 	s := &Server{cfg: cfg, log: log, spool: sp, dests: dests, sem: make(chan struct{}, cfg.MaxInFlight)}
-	s.bufs.New = func() any { return new(bytes.Buffer) }
+	s.bufs = make(chan *bytes.Buffer, cfg.MaxInFlight)
 	for _, d := range dests {
 		d.rd, err = sp.Reader(d.name)
 		if err != nil {
@@ -488,85 +488,159 @@ func (s *Server) serveBatch(w http.ResponseWriter, r *http.Request) (int, error)
 	default:
 		return 0, errBusy
 	}
-	var recs []*capture.Record
-	info, err := wire.ReadBatch(r, s.cfg.MaxBatchBytes, func(rec *capture.Record) error {
-		recs = append(recs, rec)
+	// Each record is filtered, stamped and redacted as it is decoded, and
+	// its line is appended to the frame at once: the batch's records are
+	// never all in memory, only the frame is. Counters move only once the
+	// batch is spooled.
+	buf := s.getBuf()
+	defer s.putBuf(buf)
+	var (
+		line     wire.Line
+		spooled  int
+		filtered int
+		redacted int
+		rules    map[string]int
+	)
+	info, err := wire.ReadBatchLines(r, s.cfg.MaxBatchBytes, func(rec *capture.Record, raw []byte) error {
+		if s.filter != nil && !s.filter.Keep(rec) {
+			filtered++
+			return nil
+		}
+		changed, ids := s.prepare(rec)
+		if ids != nil {
+			redacted++
+			if rules == nil {
+				rules = map[string]int{}
+			}
+			for _, id := range ids {
+				rules[id]++
+			}
+		}
+		if err := appendRecord(buf, &line, raw, rec, changed); err != nil {
+			return fmt.Errorf("%w: %w", errStore, err)
+		}
+		spooled++
 		return nil
 	})
 	if err != nil {
 		return info.Records, err
 	}
-	received := len(recs)
-	recs = s.prepare(recs)
-	if len(recs) > 0 {
-		buf := s.bufs.Get().(*bytes.Buffer)
-		buf.Reset()
-		defer func() {
-			if buf.Cap() <= 4<<20 {
-				s.bufs.Put(buf)
-			}
-		}()
-		if err := wire.AppendLines(buf, recs); err != nil {
+	received := info.Records
+	if spooled > 0 {
+		if err := s.spool.Append(buf.Bytes(), spooled); err != nil {
 			return received, fmt.Errorf("%w: %w", errStore, err)
 		}
-		if err := s.spool.Append(buf.Bytes(), len(recs)); err != nil {
-			return received, fmt.Errorf("%w: %w", errStore, err)
+		s.spooled.Add(int64(spooled))
+	}
+	if filtered > 0 {
+		s.filtered.Add(int64(filtered))
+		s.m.filtered.Add(float64(filtered))
+	}
+	if redacted > 0 {
+		s.m.redacted.Add(float64(redacted))
+		for id, n := range rules {
+			s.m.rules.WithLabelValues(id).Add(float64(n))
 		}
-		s.spooled.Add(int64(len(recs)))
 	}
 	s.batches.Add(1)
 	s.records.Add(int64(received))
 	s.m.batches.Inc()
 	s.m.received.Add(float64(received))
-	s.log.Debug("batch spooled", "batch", info.ID, "records", received, "spooled", len(recs), "remote", r.RemoteAddr)
+	s.log.Debug("batch spooled", "batch", info.ID, "records", received, "spooled", spooled, "remote", r.RemoteAddr)
 	wire.WriteAccepted(w, received)
 	return received, nil
 }
 
-// prepare stamps the forwarder's labels on recs, redacts them, and returns
-// those to spool.
-func (s *Server) prepare(recs []*capture.Record) []*capture.Record {
-	if s.filter != nil {
-		kept := recs[:0]
-		for _, rec := range recs {
-			if s.filter.Keep(rec) {
-				kept = append(kept, rec)
-			}
+// appendRecord appends rec's spool line to buf: its line as received
+// (raw) with the members prepare changed written again, or, when the line
+// holds more than the record (see wire.Line), the record encoded in full.
+func appendRecord(buf *bytes.Buffer, line *wire.Line, raw []byte, rec *capture.Record, changed wire.Field) error {
+	if line.ParseLine(raw) {
+		ok, err := line.AppendTo(buf, rec, changed)
+		if ok || err != nil {
+			return err
 		}
-		if n := len(recs) - len(kept); n > 0 {
-			s.filtered.Add(int64(n))
-			s.m.filtered.Add(float64(n))
-		}
-		recs = kept
 	}
-	for _, rec := range recs {
-		if s.cfg.Cluster != "" && rec.Labels.Cluster == "" {
-			rec.Labels.Cluster = s.cfg.Cluster
+	return wire.AppendLines(buf, []*capture.Record{rec})
+}
+
+// maxKeptBuf is the largest frame buffer kept for the next batch; at most
+// MaxInFlight of them are kept.
+const maxKeptBuf = 8 << 20
+
+// getBuf returns an empty buffer for a frame, from the free list when it
+// has one. A free list, unlike a sync.Pool, keeps its buffers through
+// garbage collections, so they do not grow again for every batch.
+func (s *Server) getBuf() *bytes.Buffer {
+	select {
+	case b := <-s.bufs:
+		return b
+	default:
+		return new(bytes.Buffer)
+	}
+}
+
+func (s *Server) putBuf(b *bytes.Buffer) {
+	if b.Cap() > maxKeptBuf {
+		return
+	}
+	b.Reset()
+	select {
+	case s.bufs <- b:
+	default:
+	}
+}
+
+// prepare stamps the forwarder's labels on rec and redacts it. It returns
+// the members of rec it changed and the ids of the redaction rules that
+// changed it.
+func (s *Server) prepare(rec *capture.Record) (wire.Field, []string) {
+	var changed wire.Field
+	if s.cfg.Cluster != "" && rec.Labels.Cluster == "" {
+		rec.Labels.Cluster = s.cfg.Cluster
+		changed |= wire.FieldLabels
+	}
+	if s.cfg.TenantID != "" && rec.Labels.Tenant != s.cfg.TenantID {
+		rec.Labels.Tenant = s.cfg.TenantID
+		changed |= wire.FieldLabels
+	}
+	for _, t := range [...]struct{ name, value string }{{"tenantName", s.cfg.TenantName}, {"subTenant", s.cfg.SubTenantName}} {
+		if t.value == "" {
+			continue
 		}
-		if s.cfg.TenantID != "" {
-			rec.Labels.Tenant = s.cfg.TenantID
-		}
-		if s.cfg.TenantName != "" || s.cfg.SubTenantName != "" {
+		if v, ok := rec.Tags[t.name]; !ok || v != t.value {
 			if rec.Tags == nil {
 				rec.Tags = capture.Tags{}
 			}
-			if s.cfg.TenantName != "" {
-				rec.Tags["tenantName"] = s.cfg.TenantName
-			}
-			if s.cfg.SubTenantName != "" {
-				rec.Tags["subTenant"] = s.cfg.SubTenantName
-			}
-		}
-		if s.redactor != nil {
-			if ids := s.redactor.Redact(rec); ids != nil {
-				s.m.redacted.Inc()
-				for _, id := range ids {
-					s.m.rules.WithLabelValues(id).Inc()
-				}
-			}
+			rec.Tags[t.name] = t.value
+			changed |= wire.FieldTags
 		}
 	}
-	return recs
+	if s.redactor == nil {
+		return changed, nil
+	}
+	ids, parts := s.redactor.RedactParts(rec)
+	for _, p := range partFields {
+		if parts&p.part != 0 {
+			changed |= p.field
+		}
+	}
+	return changed, ids
+}
+
+// partFields maps the parts redaction changes to the members of a line.
+var partFields = [...]struct {
+	part  redact.Part
+	field wire.Field
+}{
+	{redact.PartURL, wire.FieldURL},
+	{redact.PartReqHeaders, wire.FieldReqHeaders},
+	{redact.PartReqBody, wire.FieldReqBody},
+	{redact.PartResHeaders, wire.FieldResHeaders},
+	{redact.PartTrailers, wire.FieldTrailers},
+	{redact.PartResBody, wire.FieldResBody},
+	{redact.PartChunks, wire.FieldChunks},
+	{redact.PartRedactions, wire.FieldRedactions},
 }
 
 // newRedactor compiles the default rule (unless SPEEDSCALE_REDACT=false)

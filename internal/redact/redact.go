@@ -102,6 +102,7 @@ func strictJSON(b []byte, v any) error {
 type Redactor struct {
 	ids     []string       // rule ids by index
 	tokens  [][]byte       // REDACTED-<id> by rule index
+	strs    []string       // the same tokens as strings
 	quoted  [][]byte       // "REDACTED-<id>" (JSON strings) by rule index
 	headers map[string]int // lower-case name -> first rule
 	query   map[string]int
@@ -125,6 +126,7 @@ func New(rules []Rule) (*Redactor, error) {
 		seen[rule.ID] = true
 		r.ids = append(r.ids, rule.ID)
 		r.tokens = append(r.tokens, []byte(TokenPrefix+rule.ID))
+		r.strs = append(r.strs, TokenPrefix+rule.ID)
 		r.quoted = append(r.quoted, []byte(`"`+TokenPrefix+rule.ID+`"`))
 		add := func(m map[string]int, names []string) {
 			for _, n := range names {
@@ -191,29 +193,68 @@ func (h *hits) add(i int) {
 
 func (h *hits) any() bool { return h.bits != 0 || len(h.more) > 0 }
 
+// Part is a set of the parts of a record that redaction may change.
+type Part uint16
+
+// The parts of a record that redaction may change.
+const (
+	PartURL        Part = 1 << iota // http.req.url
+	PartReqHeaders                  // http.req.headers
+	PartReqBody                     // http.req.body.data
+	PartResHeaders                  // http.res.headers
+	PartTrailers                    // http.res.trailers
+	PartResBody                     // http.res.body.data
+	PartChunks                      // tcp.chunks
+	PartRedactions                  // redactions
+)
+
 // Redact changes rec in place and returns the ids of the rules that
 // changed it (nil if none), which it also adds to rec.Redactions.
 func (r *Redactor) Redact(rec *capture.Record) []string {
+	ids, _ := r.RedactParts(rec)
+	return ids
+}
+
+// RedactParts is Redact that also returns the parts of rec it changed:
+// a part outside the set is as it was.
+func (r *Redactor) RedactParts(rec *capture.Record) ([]string, Part) {
 	var h hits
+	var parts Part
 	if x := rec.HTTP; x != nil {
-		r.redactHeaders(x.Req.Headers, &h)
-		x.Req.URL = r.redactURL(x.Req.URL, &h)
-		x.Req.Body.Data = r.redactBody(x.Req.Body.Data, x.Req.Headers, &h)
+		if r.redactHeaders(x.Req.Headers, &h) {
+			parts |= PartReqHeaders
+		}
+		if u := r.redactURL(x.Req.URL, &h); u != x.Req.URL {
+			x.Req.URL = u
+			parts |= PartURL
+		}
+		if d := r.redactBody(x.Req.Body.Data, x.Req.Headers, &h); !sameBytes(d, x.Req.Body.Data) {
+			x.Req.Body.Data = d
+			parts |= PartReqBody
+		}
 		if res := x.Res; res != nil {
-			r.redactHeaders(res.Headers, &h)
-			r.redactHeaders(res.Trailers, &h)
-			res.Body.Data = r.redactBody(res.Body.Data, res.Headers, &h)
+			if r.redactHeaders(res.Headers, &h) {
+				parts |= PartResHeaders
+			}
+			if r.redactHeaders(res.Trailers, &h) {
+				parts |= PartTrailers
+			}
+			if d := r.redactBody(res.Body.Data, res.Headers, &h); !sameBytes(d, res.Body.Data) {
+				res.Body.Data = d
+				parts |= PartResBody
+			}
 		}
 	}
 	if t := rec.TCP; t != nil && r.anyPattern() {
 		for i := range t.Chunks {
 			if out := r.patterns(t.Chunks[i].Data, &h); out != nil {
 				t.Chunks[i].Data = out
+				parts |= PartChunks
 			}
 		}
 	}
 	if !h.any() {
-		return nil
+		return nil, parts
 	}
 	var ids []string
 	for i := range r.ids {
@@ -221,10 +262,17 @@ func (r *Redactor) Redact(rec *capture.Record) []string {
 			ids = append(ids, r.ids[i])
 			if !slices.Contains(rec.Redactions, r.ids[i]) {
 				rec.Redactions = append(rec.Redactions, r.ids[i])
+				parts |= PartRedactions
 			}
 		}
 	}
-	return ids
+	return ids, parts
+}
+
+// sameBytes reports whether a and b are the same slice of memory (not
+// merely equal bytes).
+func sameBytes(a, b []byte) bool {
+	return len(a) == len(b) && (len(a) == 0 || &a[0] == &b[0])
 }
 
 func (r *Redactor) anyPattern() bool { return r.card >= 0 || r.email >= 0 || r.bearer >= 0 }
@@ -251,21 +299,26 @@ func lookup(m map[string]int, name string) (int, bool) {
 	return i, ok
 }
 
-func (r *Redactor) redactHeaders(hs capture.Headers, h *hits) {
+// redactHeaders changes hs in place and reports whether it changed any.
+func (r *Redactor) redactHeaders(hs capture.Headers, h *hits) bool {
+	changed := false
 	for i := range hs {
 		if rule, ok := lookup(r.headers, hs[i].Name); ok {
-			if hs[i].Value != string(r.tokens[rule]) {
-				hs[i].Value = string(r.tokens[rule])
+			if hs[i].Value != r.strs[rule] {
+				hs[i].Value = r.strs[rule]
 				h.add(rule)
+				changed = true
 			}
 			continue
 		}
 		if r.anyPattern() {
 			if out := r.patterns([]byte(hs[i].Value), h); out != nil {
 				hs[i].Value = string(out)
+				changed = true
 			}
 		}
 	}
+	return changed
 }
 
 // redactURL redacts named query parameters and patterns in the URL.

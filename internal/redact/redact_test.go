@@ -325,3 +325,60 @@ func checkNoNamedValues(t *testing.T, v any, out []byte) {
 		}
 	}
 }
+
+// TestRedactParts: RedactParts names exactly the parts it changed.
+func TestRedactParts(t *testing.T) {
+	red, err := New([]Rule{DefaultRule(), {ID: "pii", RedactList: struct {
+		Entries map[string][]string `json:"entries"`
+	}{Entries: map[string][]string{"json": {"password"}, "patterns": {"email"}}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := func() *capture.Record {
+		return &capture.Record{ID: "a", Kind: capture.KindHTTP, Direction: capture.DirIn, HTTP: &capture.HTTP{
+			Req: capture.Request{URL: "http://a/b?x=1", Headers: capture.Headers{{Name: "Accept", Value: "*/*"}},
+				Body: capture.Body{Data: []byte(`{"a":1}`)}},
+			Res: &capture.Response{Status: 200, Headers: capture.Headers{{Name: "Content-Type", Value: "application/json"}},
+				Body: capture.Body{Data: []byte(`{"b":2}`)}, Trailers: capture.Headers{{Name: "X", Value: "y"}}},
+		}}
+	}
+	tcp := &capture.Record{ID: "t", Kind: capture.KindTCP, Direction: capture.DirOut, TCP: &capture.TCP{
+		Chunks: []capture.Chunk{{Data: []byte("hi")}, {Data: []byte("mail ann@example.com")}}}}
+	for _, tt := range []struct {
+		name   string
+		rec    *capture.Record
+		change func(*capture.Record)
+		want   Part
+	}{
+		{"nothing", rec(), func(*capture.Record) {}, 0},
+		{"url", rec(), func(r *capture.Record) { r.HTTP.Req.URL += "&api_key=k" }, PartURL | PartRedactions},
+		{"request header", rec(), func(r *capture.Record) {
+			r.HTTP.Req.Headers = append(r.HTTP.Req.Headers, capture.Header{Name: "Cookie", Value: "c"})
+		}, PartReqHeaders | PartRedactions},
+		{"request body", rec(), func(r *capture.Record) { r.HTTP.Req.Body.Data = []byte(`{"password":"p"}`) }, PartReqBody | PartRedactions},
+		{"response header", rec(), func(r *capture.Record) { r.HTTP.Res.Headers[0].Value = "text/plain; ann@example.com" }, PartResHeaders | PartRedactions},
+		{"trailer", rec(), func(r *capture.Record) { r.HTTP.Res.Trailers[0].Name = "Set-Cookie" }, PartTrailers | PartRedactions},
+		{"response body", rec(), func(r *capture.Record) { r.HTTP.Res.Body.Data = []byte(`{"to":"ann@example.com"}`) }, PartResBody | PartRedactions},
+		{"already listed", rec(), func(r *capture.Record) {
+			r.HTTP.Req.URL += "&api_key=k"
+			r.Redactions = []string{DefaultRuleID}
+		}, PartURL},
+		{"already redacted", rec(), func(r *capture.Record) {
+			r.HTTP.Req.Headers = append(r.HTTP.Req.Headers, capture.Header{Name: "Cookie", Value: "REDACTED-std-auth"})
+		}, 0},
+		{"tcp", tcp, func(*capture.Record) {}, PartChunks | PartRedactions},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			tt.change(tt.rec)
+			before, _ := json.Marshal(tt.rec)
+			_, got := red.RedactParts(tt.rec)
+			if got != tt.want {
+				t.Errorf("parts %b, want %b", got, tt.want)
+			}
+			after, _ := json.Marshal(tt.rec)
+			if (got == 0) != bytes.Equal(before, after) {
+				t.Errorf("parts %b, but the record changed from %s to %s", got, before, after)
+			}
+		})
+	}
+}

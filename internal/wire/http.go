@@ -180,6 +180,12 @@ type BatchInfo struct {
 // check, so a server should commit them only when ReadBatch returns nil.
 // StatusOf turns its error into the answer. It does not check the token.
 func ReadBatch(r *http.Request, maxDecoded int64, fn func(*capture.Record) error) (BatchInfo, error) {
+	return ReadBatchLines(r, maxDecoded, func(rec *capture.Record, _ []byte) error { return fn(rec) })
+}
+
+// ReadBatchLines is ReadBatch that also passes fn each record's line, as
+// DecodeBatchLines does.
+func ReadBatchLines(r *http.Request, maxDecoded int64, fn func(*capture.Record, []byte) error) (BatchInfo, error) {
 	info := BatchInfo{ID: r.Header.Get(HeaderBatchID)}
 	if r.Method != http.MethodPost {
 		return info, ErrMethod
@@ -211,9 +217,9 @@ func ReadBatch(r *http.Request, maxDecoded int64, fn func(*capture.Record) error
 		want = n
 	}
 	body := &limitReader{r: r.Body, n: maxRaw}
-	err := DecodeBatch(body, r.Header.Get("Content-Encoding"), maxDecoded, func(rec *capture.Record) error {
+	err := DecodeBatchLines(body, r.Header.Get("Content-Encoding"), maxDecoded, func(rec *capture.Record, line []byte) error {
 		info.Records++
-		return fn(rec)
+		return fn(rec, line)
 	})
 	if err != nil {
 		if errors.Is(err, errLimit) {

@@ -189,6 +189,13 @@ func AppendLines(buf *bytes.Buffer, recs []*capture.Record) error {
 // (5xx) from the client's (4xx). A read error of r is returned wrapped
 // but not as a *DecodeError.
 func DecodeBatch(r io.Reader, encoding string, maxDecoded int64, fn func(*capture.Record) error) error {
+	return DecodeBatchLines(r, encoding, maxDecoded, func(rec *capture.Record, _ []byte) error { return fn(rec) })
+}
+
+// DecodeBatchLines is DecodeBatch that also passes fn each record's line
+// as received, without its line ending and surrounding white space. The
+// line is valid only until fn returns.
+func DecodeBatchLines(r io.Reader, encoding string, maxDecoded int64, fn func(*capture.Record, []byte) error) error {
 	if maxDecoded <= 0 {
 		maxDecoded = MaxDecodedBytes
 	}
@@ -229,7 +236,8 @@ func DecodeBatch(r io.Reader, encoding string, maxDecoded int64, fn func(*captur
 	if maxDecoded < maxLine {
 		maxLine = maxDecoded
 	}
-	br := bufio.NewReaderSize(lr, 64<<10)
+	br := getReader(lr)
+	defer putReader(br)
 	line := lineBufs.Get().(*bytes.Buffer)
 	defer putLineBuf(line)
 
@@ -255,7 +263,7 @@ func DecodeBatch(r io.Reader, encoding string, maxDecoded int64, fn func(*captur
 		if int64(len(b)) > maxLine {
 			return &DecodeError{Line: n, Err: fmt.Errorf("%w (%d bytes)", ErrLineTooLong, maxLine)}
 		}
-		if len(bytes.TrimSpace(b)) > 0 {
+		if b = bytes.TrimSpace(b); len(b) > 0 {
 			rec := new(capture.Record)
 			if jerr := gojson.Unmarshal(b, rec); jerr != nil {
 				return &DecodeError{Line: n, Err: fmt.Errorf("%w: %w", ErrBadRecord, jerr)}
@@ -263,13 +271,36 @@ func DecodeBatch(r io.Reader, encoding string, maxDecoded int64, fn func(*captur
 			if verr := rec.Validate(); verr != nil {
 				return &DecodeError{Line: n, Err: fmt.Errorf("%w: %w", ErrBadRecord, verr)}
 			}
-			if ferr := fn(rec); ferr != nil {
+			if ferr := fn(rec, b); ferr != nil {
 				return ferr
 			}
 		}
 		if err == io.EOF {
 			return nil
 		}
+	}
+}
+
+// readers is a free list of DecodeBatch's 64 KiB read buffers: a
+// sync.Pool loses them at every garbage collection, and a new one is
+// allocated and cleared per batch.
+var readers = make(chan *bufio.Reader, 16)
+
+func getReader(r io.Reader) *bufio.Reader {
+	select {
+	case br := <-readers:
+		br.Reset(r)
+		return br
+	default:
+		return bufio.NewReaderSize(r, 64<<10)
+	}
+}
+
+func putReader(br *bufio.Reader) {
+	br.Reset(nil)
+	select {
+	case readers <- br:
+	default:
 	}
 }
 

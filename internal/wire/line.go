@@ -1,0 +1,472 @@
+package wire
+
+import (
+	"bytes"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"reflect"
+	"time"
+	"unicode/utf8"
+
+	gojson "github.com/goccy/go-json"
+
+	"github.com/tapwire/tapwire/internal/capture"
+)
+
+// Field is a member of a record's line that a server may change before it
+// stores the line (see Line).
+type Field uint16
+
+// The members a Line can replace.
+const (
+	FieldLabels     Field = 1 << iota // labels
+	FieldTags                         // tags
+	FieldRedactions                   // redactions
+	FieldURL                          // http.req.url
+	FieldReqHeaders                   // http.req.headers
+	FieldReqBody                      // http.req.body.data
+	FieldResHeaders                   // http.res.headers
+	FieldTrailers                     // http.res.trailers
+	FieldResBody                      // http.res.body.data
+	FieldChunks                       // tcp.chunks
+	numFields       = iota
+)
+
+// fieldPaths are the members' places, by Field bit.
+var fieldPaths = [numFields][]string{
+	{"labels"}, {"tags"}, {"redactions"},
+	{"http", "req", "url"}, {"http", "req", "headers"}, {"http", "req", "body", "data"},
+	{"http", "res", "headers"}, {"http", "res", "trailers"}, {"http", "res", "body", "data"},
+	{"tcp", "chunks"},
+}
+
+// Line is one record's JSON line as it was received, and where in it the
+// members a server may change are. A server that changed some of those
+// members of the decoded record (stamped labels, redacted a header) stores
+// the line with only those members written again (AppendTo), instead of
+// encoding the whole record: the bodies, most of a line, are copied, not
+// encoded to base64 again.
+//
+// Only a line that holds exactly what the decoded record holds is used
+// (ParseLine): members the decoder ignores (unknown, duplicated, or matched
+// only without regard to case) could carry data that a server's redaction
+// never saw, and re-encoding the record drops them.
+type Line struct {
+	b     []byte
+	end   int               // index of the record's closing brace
+	spans [numFields][2]int // [start, end) of each member's value; end 0 when absent
+	order [numFields]Field  // scratch: changed members in the order of the line
+	vals  [numFields][]byte // scratch: the new values
+	enc   *bytes.Buffer     // scratch: encoder output
+	je    *gojson.Encoder   // encodes into enc
+	_     [0]func()         // not comparable
+}
+
+// ParseLine finds the members of b, one record's JSON line that DecodeBatch
+// accepted (without its newline). It reports false unless b is valid UTF-8
+// and one JSON object in which every member, at any depth, is a member of
+// the record's form (docs/record.md) spelt exactly, present at most once,
+// and the record has no vendor block. l keeps b: b must not change while l
+// is used.
+func (l *Line) ParseLine(b []byte) bool {
+	l.b = b
+	l.spans = [numFields][2]int{}
+	if !utf8.Valid(b) {
+		return false
+	}
+	i := skipWS(b, 0)
+	if skipWS(b, i+1) < len(b) && b[skipWS(b, i+1)] == '}' {
+		return false // no member: nothing to add one after
+	}
+	end, ok := l.scan(recordNode, b, i, 0)
+	if !ok || skipWS(b, end) != len(b) {
+		return false
+	}
+	l.end = end - 1 // the closing brace
+	return true
+}
+
+// AppendTo appends the record's line to dst, followed by a newline: the
+// line as received, with the members in changed replaced by their values
+// in rec, the record the line decoded to. A top-level member the line does
+// not have is added at its end. It reports false, having appended nothing,
+// when a changed member the line does not have is not top-level; the
+// caller then encodes rec in full.
+func (l *Line) AppendTo(dst *bytes.Buffer, rec *capture.Record, changed Field) (bool, error) {
+	n := 0
+	for f := range numFields {
+		bit := Field(1) << f
+		if changed&bit == 0 {
+			continue
+		}
+		if l.spans[f][1] == 0 && bit > FieldRedactions {
+			return false, nil
+		}
+		v, err := l.value(bit, rec)
+		if err != nil {
+			return false, err
+		}
+		l.vals[f] = v
+		l.order[n] = Field(f)
+		n++
+	}
+	// Replace in the order of the line; insertions go last, at the end.
+	ord := l.order[:n]
+	pos := func(f Field) int {
+		if l.spans[f][1] == 0 {
+			return len(l.b)
+		}
+		return l.spans[f][0]
+	}
+	for i := 1; i < len(ord); i++ {
+		for j := i; j > 0 && pos(ord[j]) < pos(ord[j-1]); j-- {
+			ord[j], ord[j-1] = ord[j-1], ord[j]
+		}
+	}
+	last := 0
+	for _, f := range ord {
+		if sp := l.spans[f]; sp[1] != 0 {
+			dst.Write(l.b[last:sp[0]])
+			dst.Write(l.vals[f])
+			last = sp[1]
+			continue
+		}
+		dst.Write(l.b[last:l.end])
+		dst.WriteByte(',')
+		dst.WriteByte('"')
+		dst.WriteString(fieldPaths[f][0])
+		dst.WriteString(`":`)
+		dst.Write(l.vals[f])
+		last = l.end
+	}
+	dst.Write(l.b[last:])
+	dst.WriteByte('\n')
+	return true, nil
+}
+
+// value encodes member f of rec as AppendLines would.
+func (l *Line) value(f Field, rec *capture.Record) ([]byte, error) {
+	var v any
+	switch f {
+	case FieldLabels:
+		v = &rec.Labels
+	case FieldTags:
+		v = rec.Tags
+	case FieldRedactions:
+		v = rec.Redactions
+	case FieldURL, FieldReqHeaders, FieldReqBody, FieldResHeaders, FieldTrailers, FieldResBody:
+		h := rec.HTTP
+		if h == nil || (f >= FieldResHeaders && h.Res == nil) {
+			return nil, fmt.Errorf("encode record %s: no %s to write", rec.ID, fieldName(f))
+		}
+		switch f {
+		case FieldURL:
+			v = h.Req.URL
+		case FieldReqHeaders:
+			v = h.Req.Headers
+		case FieldReqBody:
+			return appendBase64(nil, h.Req.Body.Data), nil
+		case FieldResHeaders:
+			v = h.Res.Headers
+		case FieldTrailers:
+			v = h.Res.Trailers
+		case FieldResBody:
+			return appendBase64(nil, h.Res.Body.Data), nil
+		}
+	case FieldChunks:
+		if rec.TCP == nil {
+			return nil, fmt.Errorf("encode record %s: no tcp block to write", rec.ID)
+		}
+		v = rec.TCP.Chunks
+	}
+	if l.je == nil {
+		l.enc = new(bytes.Buffer)
+		l.je = gojson.NewEncoder(l.enc)
+		l.je.SetEscapeHTML(false)
+	}
+	l.enc.Reset()
+	if err := l.je.Encode(v); err != nil {
+		return nil, fmt.Errorf("encode record %s: %s: %w", rec.ID, fieldName(f), err)
+	}
+	return bytes.TrimSuffix(bytes.Clone(l.enc.Bytes()), []byte{'\n'}), nil
+}
+
+func fieldName(f Field) string {
+	for i := range numFields {
+		if f == Field(1)<<i {
+			return fmt.Sprint(fieldPaths[i])
+		}
+	}
+	return "?"
+}
+
+// appendBase64 writes data as a JSON string of standard base64, or null
+// when data is nil, as the encoder writes a []byte.
+func appendBase64(dst, data []byte) []byte {
+	if data == nil {
+		return append(dst, "null"...)
+	}
+	dst = append(dst, '"')
+	dst = base64.StdEncoding.AppendEncode(dst, data)
+	return append(dst, '"')
+}
+
+// A node is the shape of a JSON value of the record's form.
+type node struct {
+	kind   nodeKind
+	fields map[string]*member // object: the struct's members by JSON name
+	elem   *node              // array and map: the elements
+}
+
+type member struct {
+	bit  uint64 // this member's bit among its object's members
+	node *node
+	span int // Field index whose value this is, or -1
+}
+
+type nodeKind uint8
+
+const (
+	kindScalar nodeKind = iota // a string, number, true, false or null
+	kindObject
+	kindArray
+	kindMap    // an object of any string keys
+	kindRefuse // a value a Line does not take (the vendor block)
+)
+
+// maxLineDepth bounds the nesting ParseLine follows (decoded protobuf
+// fields nest); a deeper line is encoded in full.
+const maxLineDepth = 64
+
+var recordNode = buildNodes()
+
+// buildNodes derives the record's shape from the capture types' JSON tags
+// and marks the members of fieldPaths.
+func buildNodes() *node {
+	building := map[reflect.Type]*node{}
+	var build func(t reflect.Type) *node
+	timeType := reflect.TypeFor[time.Time]()
+	headerType := reflect.TypeFor[capture.Header]()
+	unmarshaler := reflect.TypeFor[json.Unmarshaler]()
+	build = func(t reflect.Type) *node {
+		for t.Kind() == reflect.Pointer {
+			t = t.Elem()
+		}
+		switch {
+		case t == timeType:
+			return &node{kind: kindScalar}
+		case t == headerType: // ["name", "value"]: both strings are the header
+			return &node{kind: kindArray, elem: &node{kind: kindScalar}}
+		case reflect.PointerTo(t).Implements(unmarshaler) || t.Kind() == reflect.Interface:
+			return &node{kind: kindRefuse} // reads the JSON its own way
+		}
+		switch t.Kind() {
+		case reflect.Struct:
+			if n := building[t]; n != nil {
+				return n // a recursive type (ProtoField)
+			}
+			n := &node{kind: kindObject, fields: map[string]*member{}}
+			building[t] = n
+			for i := range t.NumField() {
+				sf := t.Field(i)
+				name, _, _ := bytes.Cut([]byte(sf.Tag.Get("json")), []byte(","))
+				if !sf.IsExported() || string(name) == "-" {
+					continue
+				}
+				if len(name) == 0 || sf.Anonymous {
+					delete(building, t)
+					return &node{kind: kindRefuse} // names this scan does not model
+				}
+				n.fields[string(name)] = &member{bit: 1 << len(n.fields), node: build(sf.Type), span: -1}
+			}
+			if len(n.fields) > 64 {
+				panic("wire: too many fields in " + t.Name())
+			}
+			delete(building, t)
+			return n
+		case reflect.Slice:
+			if t.Elem().Kind() == reflect.Uint8 {
+				return &node{kind: kindScalar} // base64
+			}
+			return &node{kind: kindArray, elem: build(t.Elem())}
+		case reflect.Map:
+			if t.Key().Kind() != reflect.String {
+				return &node{kind: kindRefuse}
+			}
+			return &node{kind: kindMap, elem: build(t.Elem())}
+		}
+		return &node{kind: kindScalar}
+	}
+	root := build(reflect.TypeFor[capture.Record]())
+	root.fields["vendor"].node = &node{kind: kindRefuse}
+	for f, path := range fieldPaths {
+		n := root
+		var m *member
+		for _, name := range path {
+			m = n.fields[name]
+			if m == nil {
+				panic(fmt.Sprintf("wire: no record member %v", path))
+			}
+			n = m.node
+		}
+		m.span = f
+	}
+	return root
+}
+
+// scan reads the value of shape n at b[i] and returns the index after it.
+func (l *Line) scan(n *node, b []byte, i, depth int) (int, bool) {
+	if i >= len(b) || depth > maxLineDepth {
+		return 0, false
+	}
+	if c := b[i]; c == 'n' && n.kind != kindRefuse {
+		return literal(b, i, "null")
+	}
+	switch n.kind {
+	case kindScalar:
+		return scalar(b, i)
+	case kindArray:
+		if b[i] != '[' {
+			return 0, false
+		}
+		i = skipWS(b, i+1)
+		if i < len(b) && b[i] == ']' {
+			return i + 1, true
+		}
+		for {
+			var ok bool
+			if i, ok = l.scan(n.elem, b, i, depth+1); !ok {
+				return 0, false
+			}
+			if i = skipWS(b, i); i >= len(b) {
+				return 0, false
+			}
+			switch b[i] {
+			case ',':
+				i = skipWS(b, i+1)
+			case ']':
+				return i + 1, true
+			default:
+				return 0, false
+			}
+		}
+	case kindObject, kindMap:
+		if b[i] != '{' {
+			return 0, false
+		}
+		var seen uint64
+		var keyBuf [16]int
+		keys := keyBuf[:0]
+		i = skipWS(b, i+1)
+		if i < len(b) && b[i] == '}' {
+			return i + 1, true
+		}
+		for {
+			ks, ke, ok := plainKey(b, i)
+			if !ok {
+				return 0, false
+			}
+			key := b[ks:ke]
+			child := n.elem
+			var m *member
+			if n.kind == kindObject {
+				if m = n.fields[string(key)]; m == nil || seen&m.bit != 0 {
+					return 0, false // unknown (or not spelt exactly), or twice
+				}
+				seen |= m.bit
+				child = m.node
+			} else {
+				for k := 0; k < len(keys); k += 2 {
+					if bytes.Equal(b[keys[k]:keys[k+1]], key) {
+						return 0, false // a key twice
+					}
+				}
+				keys = append(keys, ks, ke)
+			}
+			if i = skipWS(b, ke+1); i >= len(b) || b[i] != ':' {
+				return 0, false
+			}
+			vs := skipWS(b, i+1)
+			ve, ok := l.scan(child, b, vs, depth+1)
+			if !ok {
+				return 0, false
+			}
+			if m != nil && m.span >= 0 {
+				l.spans[m.span] = [2]int{vs, ve}
+			}
+			if i = skipWS(b, ve); i >= len(b) {
+				return 0, false
+			}
+			switch b[i] {
+			case ',':
+				i = skipWS(b, i+1)
+			case '}':
+				return i + 1, true
+			default:
+				return 0, false
+			}
+		}
+	}
+	return 0, false // kindRefuse
+}
+
+// plainKey reads the key string at b[i] and returns the bounds of its
+// text; it refuses a key with an escape, which could spell a member's name
+// differently.
+func plainKey(b []byte, i int) (int, int, bool) {
+	if i >= len(b) || b[i] != '"' {
+		return 0, 0, false
+	}
+	j := bytes.IndexByte(b[i+1:], '"')
+	if j < 0 || bytes.IndexByte(b[i+1:i+1+j], '\\') >= 0 {
+		return 0, 0, false
+	}
+	return i + 1, i + 1 + j, true
+}
+
+// scalar reads a string, number or literal at b[i].
+func scalar(b []byte, i int) (int, bool) {
+	switch c := b[i]; {
+	case c == '"':
+		for j := i + 1; ; {
+			q := bytes.IndexByte(b[j:], '"')
+			if q < 0 {
+				return 0, false
+			}
+			s := bytes.IndexByte(b[j:j+q], '\\')
+			if s < 0 {
+				return j + q + 1, true
+			}
+			j += s + 2 // skip the escape and the byte it escapes
+			if j > len(b) {
+				return 0, false
+			}
+		}
+	case c == 't':
+		return literal(b, i, "true")
+	case c == 'f':
+		return literal(b, i, "false")
+	case c == '-' || '0' <= c && c <= '9':
+		j := i + 1
+		for j < len(b) && (b[j] >= '0' && b[j] <= '9' || b[j] == '.' || b[j] == 'e' || b[j] == 'E' || b[j] == '+' || b[j] == '-') {
+			j++
+		}
+		return j, true
+	}
+	return 0, false
+}
+
+func literal(b []byte, i int, lit string) (int, bool) {
+	if !bytes.HasPrefix(b[i:], []byte(lit)) {
+		return 0, false
+	}
+	return i + len(lit), true
+}
+
+func skipWS(b []byte, i int) int {
+	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\r' || b[i] == '\n') {
+		i++
+	}
+	return i
+}

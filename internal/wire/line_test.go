@@ -1,0 +1,292 @@
+package wire
+
+import (
+	"bytes"
+	"encoding/json"
+	"io"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/tapwire/tapwire/internal/capture"
+)
+
+// decodeLine decodes one line as DecodeBatchLines does, and returns the
+// record and the line it passed.
+func decodeLine(t testing.TB, line []byte) (*capture.Record, []byte) {
+	t.Helper()
+	var rec *capture.Record
+	var raw []byte
+	err := DecodeBatchLines(bytes.NewReader(line), "identity", 0, func(r *capture.Record, l []byte) error {
+		rec, raw = r, bytes.Clone(l)
+		return nil
+	})
+	if err != nil || rec == nil {
+		t.Fatalf("decode %s: %v", line, err)
+	}
+	return rec, raw
+}
+
+// encodeFull is the line AppendLines writes for rec.
+func encodeFull(t testing.TB, rec *capture.Record) []byte {
+	t.Helper()
+	var b bytes.Buffer
+	if err := AppendLines(&b, []*capture.Record{rec}); err != nil {
+		t.Fatal(err)
+	}
+	return b.Bytes()
+}
+
+// goldenLines are the capture package's golden records, each on one line,
+// and this package's test records.
+func goldenLines(t testing.TB) [][]byte {
+	files, _ := filepath.Glob("../capture/testdata/*.golden.json")
+	var lines [][]byte
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var c bytes.Buffer
+		if err := json.Compact(&c, b); err != nil {
+			t.Fatal(err)
+		}
+		lines = append(lines, c.Bytes())
+	}
+	for _, r := range testRecords(4, 30) {
+		lines = append(lines, bytes.TrimSuffix(encodeFull(t, r), []byte("\n")))
+	}
+	return lines
+}
+
+// TestLineUnchanged: a line nothing changed is stored as it came, byte
+// for byte (in any member order and spacing).
+func TestLineUnchanged(t *testing.T) {
+	lines := append(goldenLines(t), []byte(` { "id" : "a", "schema":1,"kind":"tcp" , "direction":"in","tcp":{"chunks":[{"up":true,"data":"QUJD"}]}, "labels":null } `))
+	for _, line := range lines {
+		rec, raw := decodeLine(t, line)
+		var l Line
+		if !l.ParseLine(raw) {
+			t.Errorf("ParseLine refused %s", raw)
+			continue
+		}
+		var out bytes.Buffer
+		if ok, err := l.AppendTo(&out, rec, 0); !ok || err != nil {
+			t.Fatalf("AppendTo: %v %v", ok, err)
+		}
+		if want := append(bytes.TrimSpace(line), '\n'); !bytes.Equal(out.Bytes(), want) {
+			t.Errorf("unchanged line stored as\n%s\nwant\n%s", out.Bytes(), want)
+		}
+	}
+}
+
+// TestLineChanged: the members a server changed are written again, the
+// rest kept; the stored line decodes to the changed record.
+func TestLineChanged(t *testing.T) {
+	for _, line := range goldenLines(t) {
+		rec, raw := decodeLine(t, line)
+		var l Line
+		if !l.ParseLine(raw) {
+			t.Fatalf("ParseLine refused %s", raw)
+		}
+		// Change every member the record has.
+		var changed Field
+		rec.Labels.Tenant = "acme<&>"
+		rec.Tags = capture.Tags{"tenantName": "Acme \"Inc\""}
+		rec.Redactions = append(rec.Redactions, "std-auth")
+		changed |= FieldLabels | FieldTags | FieldRedactions
+		if h := rec.HTTP; h != nil {
+			h.Req.URL += "?token=REDACTED-x"
+			h.Req.Headers = append(h.Req.Headers, capture.Header{Name: "Authorization", Value: "REDACTED-std-auth"})
+			changed |= FieldURL | FieldReqHeaders
+			if h.Req.Body.Data != nil {
+				h.Req.Body.Data = []byte(`{"password":"REDACTED-pii"}`)
+				changed |= FieldReqBody
+			}
+			if h.Res != nil {
+				if h.Res.Headers != nil {
+					h.Res.Headers[0].Value = "REDACTED-std-auth"
+					changed |= FieldResHeaders
+				}
+				if h.Res.Trailers != nil {
+					h.Res.Trailers[0].Value = "REDACTED-std-auth"
+					changed |= FieldTrailers
+				}
+				if h.Res.Body.Data != nil {
+					h.Res.Body.Data = []byte("card REDACTED-pii")
+					changed |= FieldResBody
+				}
+			}
+		}
+		if tc := rec.TCP; tc != nil && len(tc.Chunks) > 0 {
+			tc.Chunks[0].Data = []byte("REDACTED-pii")
+			changed |= FieldChunks
+		}
+		var out bytes.Buffer
+		ok, err := l.AppendTo(&out, rec, changed)
+		if !ok || err != nil {
+			t.Fatalf("AppendTo(%s): %v %v", raw, ok, err)
+		}
+		got, _ := decodeLine(t, out.Bytes())
+		if !reflect.DeepEqual(got, rec) {
+			t.Errorf("patched line\n%s\ndecodes to %+v\nwant %+v", out.Bytes(), got, rec)
+		}
+		if !bytes.Equal(encodeFull(t, got), encodeFull(t, rec)) {
+			t.Errorf("patched line encodes differently")
+		}
+		// A member that is not changed keeps its bytes.
+		if start := bytes.Index(raw, []byte(`"start":`)); start >= 0 {
+			if end := bytes.IndexByte(raw[start:], ','); !bytes.Contains(out.Bytes(), raw[start:start+end]) {
+				t.Errorf("start not kept: %s", out.Bytes())
+			}
+		}
+	}
+}
+
+// TestLineAbsentMembers: top-level members a line lacks are added at its
+// end; a nested one it lacks makes AppendTo decline.
+func TestLineAbsentMembers(t *testing.T) {
+	rec, raw := decodeLine(t, []byte(`{"schema":1,"id":"a","kind":"http","direction":"in","http":{"req":{"method":"GET","body":{"size":0}}}}`))
+	var l Line
+	if !l.ParseLine(raw) {
+		t.Fatal("ParseLine refused")
+	}
+	rec.Labels.Cluster = "prod"
+	rec.Redactions = []string{"std-auth"}
+	var out bytes.Buffer
+	if ok, err := l.AppendTo(&out, rec, FieldLabels|FieldRedactions); !ok || err != nil {
+		t.Fatalf("AppendTo: %v %v", ok, err)
+	}
+	want := `{"schema":1,"id":"a","kind":"http","direction":"in","http":{"req":{"method":"GET","body":{"size":0}}},"labels":{"cluster":"prod"},"redactions":["std-auth"]}` + "\n"
+	if out.String() != want {
+		t.Errorf("got  %s\nwant %s", out.Bytes(), want)
+	}
+	rec.HTTP.Req.Headers = capture.Headers{{Name: "A", Value: "b"}}
+	out.Reset()
+	if ok, err := l.AppendTo(&out, rec, FieldReqHeaders); ok || err != nil || out.Len() != 0 {
+		t.Errorf("AppendTo of an absent nested member: %v %v, %q; want false and nothing written", ok, err, out.Bytes())
+	}
+}
+
+// TestParseLineRefuses: a line that holds more than its record, or that
+// this package cannot patch safely, is refused.
+func TestParseLineRefuses(t *testing.T) {
+	const base = `{"schema":1,"id":"a","kind":"http","direction":"in","http":{"req":{"method":"GET","headers":[["A","b"]],"body":{"size":0}}}`
+	for name, line := range map[string]string{
+		"unknown member":        base + `,"future":{"cookie":"secret"}}`,
+		"unknown nested member": strings.Replace(base, `"method":"GET"`, `"method":"GET","cookies":"secret"`, 1) + `}`,
+		"member twice":          strings.Replace(base, `"method":"GET"`, `"headers":[["Authorization","secret"]],"method":"GET"`, 1) + `}`,
+		"member in other case":  base + `,"Labels":{"service":"x"}}`,
+		"escaped key":           base + `,"l\u0061bels":{"service":"x"}}`,
+		"tag twice":             base + `,"tags":{"a":"1","a":"2"}}`,
+		"vendor block":          base + `,"vendor":{"tech":"x"}}`,
+		"invalid UTF-8":         base + `,"error":"` + "\xff" + `"}`,
+		"not closed":            base,
+		"trailing bytes":        base + `}x`,
+	} {
+		var l Line
+		if l.ParseLine([]byte(line)) {
+			t.Errorf("%s: ParseLine accepted %s", name, line)
+		}
+	}
+	var l Line
+	if !l.ParseLine([]byte(base + `,"tags":{"a":"1","b":"2"}}`)) {
+		t.Errorf("ParseLine refused a good line")
+	}
+}
+
+// FuzzLine: a line ParseLine takes holds nothing its record does not (no
+// member encoding/json would not know, none twice), and a line patched
+// with every member changed decodes to the record.
+func FuzzLine(f *testing.F) {
+	for _, l := range goldenLines(f) {
+		f.Add(l)
+	}
+	f.Add([]byte(`{"schema":1,"id":"a","kind":"tcp","direction":"in","tcp":{"chunks":[{"up":true,"data":"QUJD"}]},"tags":{"x":"y"}}`))
+	f.Fuzz(func(t *testing.T, line []byte) {
+		var rec *capture.Record
+		var raw []byte
+		err := DecodeBatchLines(bytes.NewReader(line), "identity", 1<<20, func(r *capture.Record, l []byte) error {
+			if rec == nil {
+				rec, raw = r, bytes.Clone(l)
+			}
+			return nil
+		})
+		if err != nil || rec == nil {
+			return
+		}
+		var l Line
+		if !l.ParseLine(raw) {
+			return
+		}
+		if err := strictlyKnown(raw); err != nil {
+			t.Fatalf("ParseLine took %s: %v", raw, err)
+		}
+		var changed Field
+		for f := range numFields {
+			bit := Field(1) << f
+			if bit <= FieldRedactions || l.spans[f][1] != 0 {
+				changed |= bit
+			}
+		}
+		var out bytes.Buffer
+		ok, err := l.AppendTo(&out, rec, changed)
+		if err != nil || !ok {
+			return // a member's value the record cannot give (http null)
+		}
+		got, _ := decodeLine(t, out.Bytes())
+		if !bytes.Equal(encodeFull(t, got), encodeFull(t, rec)) {
+			t.Fatalf("%s\npatched to\n%s\ndecodes to another record", raw, out.Bytes())
+		}
+	})
+}
+
+// strictlyKnown checks with encoding/json that b holds only members of
+// the record, each once in its object.
+func strictlyKnown(b []byte) error {
+	d := json.NewDecoder(bytes.NewReader(b))
+	d.DisallowUnknownFields()
+	var r capture.Record
+	if err := d.Decode(&r); err != nil {
+		return err
+	}
+	d = json.NewDecoder(bytes.NewReader(b))
+	type obj struct{ keys map[string]bool }
+	var stack []*obj
+	wantKey := false
+	for {
+		tok, err := d.Token()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		switch v := tok.(type) {
+		case json.Delim:
+			switch v {
+			case '{':
+				stack = append(stack, &obj{keys: map[string]bool{}})
+				wantKey = true
+				continue
+			case '[':
+				stack = append(stack, nil)
+			case '}', ']':
+				stack = stack[:len(stack)-1]
+			}
+		case string:
+			if wantKey {
+				top := stack[len(stack)-1]
+				if top.keys[v] {
+					return &json.UnsupportedValueError{Str: "key " + v + " twice"}
+				}
+				top.keys[v] = true
+				wantKey = false
+				continue
+			}
+		}
+		wantKey = len(stack) > 0 && stack[len(stack)-1] != nil
+	}
+}
