@@ -273,6 +273,17 @@ func TestReadErrors(t *testing.T) {
 			}
 		})
 	}
+	// A browser's data: entry is no exchange: skipped, not an error; ours
+	// (with _id) must be a web URL.
+	n := 0
+	doc := `{"log":{"entries":[` + strings.Replace(good, "http://a/", "data:image/png;base64,AAAA", 1) + `,` + good + `]}}`
+	if err := Read(strings.NewReader(doc), func(*capture.Record) error { n++; return nil }); err != nil || n != 1 {
+		t.Errorf("Read of a data: entry and an http one: %d records, %v; want 1, nil", n, err)
+	}
+	doc = `{"log":{"entries":[` + strings.Replace(entry(`, "_id": "x"`), "http://a/", "data:,x", 1) + `]}}`
+	if err := Read(strings.NewReader(doc), func(*capture.Record) error { return nil }); err == nil || !strings.Contains(err.Error(), "want an absolute URL") {
+		t.Errorf("Read of our entry with a data: URL = %v, want an error", err)
+	}
 	stop := errors.New("stop")
 	err := Read(strings.NewReader(`{"log":{"entries":[`+good+`]}}`), func(*capture.Record) error { return stop })
 	var ee *EntryError

@@ -51,7 +51,10 @@ var foreignNS = uuid.MustParse("3d0f4c55-8a4e-4b8e-9f1a-6a2b7c1d9e20")
 // Entries Tapwire wrote (they have _id) become the records they were
 // written from. Entries of other tools become outbound HTTP records whose
 // id is a name-based UUID of the entry's bytes and position, so that
-// reading the same file twice gives the same ids; see RecordOf.
+// reading the same file twice gives the same ids; see RecordOf. Their
+// entries whose URL is not http(s) or ws(s) (a browser's data: and blob:
+// URLs, its extensions' resources) are skipped: nothing went over a
+// network.
 func Read(r io.Reader, fn func(*capture.Record) error) error {
 	lc := &lineCounter{r: r}
 	dec := json.NewDecoder(lc)
@@ -138,6 +141,9 @@ func readLog(dec *json.Decoder, lc *lineCounter, fn func(*capture.Record) error)
 				if err := json.Unmarshal(raw, &e); err != nil {
 					return &EntryError{i, line, fmt.Errorf("%w: %w", ErrBadEntry, err)}
 				}
+				if e.ID == "" && notWeb(e.Request.URL) {
+					continue // a browser's data:, blob: or extension entry: no exchange on the wire
+				}
 				rec, err := recordOf(&e, foreignID(raw, i))
 				if err != nil {
 					return &EntryError{i, line, fmt.Errorf("%w: %w", ErrBadEntry, err)}
@@ -168,6 +174,20 @@ func foreignID(raw []byte, index int) string {
 	b = append(b, '\n')
 	b = append(b, raw...)
 	return uuid.NewSHA1(foreignNS, b).String()
+}
+
+// notWeb reports whether u is a URL of a scheme other than http, https,
+// ws and wss (data:, blob:, chrome-extension:...).
+func notWeb(u string) bool {
+	p, err := url.Parse(u)
+	if err != nil || p.Scheme == "" {
+		return false // not a URL at all: recordOf says so
+	}
+	switch strings.ToLower(p.Scheme) {
+	case "http", "https", "ws", "wss":
+		return false
+	}
+	return true
 }
 
 // RecordOf converts an entry to a record. An entry Tapwire wrote (_id set)
