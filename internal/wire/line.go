@@ -5,7 +5,9 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"io"
 	"reflect"
+	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -180,16 +182,82 @@ func (l *Line) value(f Field, rec *capture.Record) ([]byte, error) {
 		}
 		v = rec.TCP.Chunks
 	}
+	if out, ok := appendPlain(nil, v); ok {
+		return out, nil
+	}
 	if l.je == nil {
 		l.enc = new(bytes.Buffer)
-		l.je = gojson.NewEncoder(l.enc)
-		l.je.SetEscapeHTML(false)
+		l.je = gojsonEncoder(l.enc)
 	}
 	l.enc.Reset()
 	if err := l.je.Encode(v); err != nil {
 		return nil, fmt.Errorf("encode record %s: %s: %w", rec.ID, fieldName(f), err)
 	}
 	return bytes.TrimSuffix(bytes.Clone(l.enc.Bytes()), []byte{'\n'}), nil
+}
+
+// appendPlain appends the JSON of v, a string, a list of strings or
+// headers, without the encoder when every string in it is printable ASCII
+// without a quote or backslash, which any encoder writes as it is. It
+// reports false, appending nothing, otherwise.
+func appendPlain(dst []byte, v any) ([]byte, bool) {
+	switch v := v.(type) {
+	case string:
+		if !plain(v) {
+			return dst, false
+		}
+		return append(append(append(dst, '"'), v...), '"'), true
+	case []string:
+		if v == nil {
+			return append(dst, "null"...), true
+		}
+		n := len(dst)
+		dst = append(dst, '[')
+		for i, s := range v {
+			if !plain(s) {
+				return dst[:n], false
+			}
+			if i > 0 {
+				dst = append(dst, ',')
+			}
+			dst = append(append(append(dst, '"'), s...), '"')
+		}
+		return append(dst, ']'), true
+	case capture.Headers:
+		if v == nil {
+			return append(dst, "null"...), true
+		}
+		n := len(dst)
+		dst = append(dst, '[')
+		for i, h := range v {
+			if !plainHeader(h.Name) || !plainHeader(h.Value) {
+				return dst[:n], false
+			}
+			if i > 0 {
+				dst = append(dst, ',')
+			}
+			dst = append(append(append(dst, `["`...), h.Name...), `","`...)
+			dst = append(append(dst, h.Value...), `"]`...)
+		}
+		return append(dst, ']'), true
+	}
+	return dst, false
+}
+
+// plain reports whether s is printable ASCII without a quote or backslash.
+func plain(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c > 0x7e || c == '"' || c == '\\' {
+			return false
+		}
+	}
+	return true
+}
+
+// plainHeader is plain without <, > and &, which Header.MarshalJSON
+// escapes as encoding/json does.
+func plainHeader(s string) bool {
+	return plain(s) && strings.IndexAny(s, "<>&") < 0
 }
 
 func fieldName(f Field) string {
@@ -469,4 +537,11 @@ func skipWS(b []byte, i int) int {
 		i++
 	}
 	return i
+}
+
+// gojsonEncoder returns the encoder AppendLines uses, writing to w.
+func gojsonEncoder(w io.Writer) *gojson.Encoder {
+	je := gojson.NewEncoder(w)
+	je.SetEscapeHTML(false)
+	return je
 }

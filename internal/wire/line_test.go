@@ -290,3 +290,61 @@ func strictlyKnown(b []byte) error {
 		wantKey = len(stack) > 0 && stack[len(stack)-1] != nil
 	}
 }
+
+// BenchmarkLine: what the forwarder does with each line after decoding it:
+// find its members and store it with a redacted header and the
+// redactions written again, against encoding the record in full.
+func BenchmarkLine(b *testing.B) {
+	recs := testRecords(64, 1024)
+	var lines [][]byte
+	for _, r := range recs {
+		r.HTTP = nil
+		r.Kind = capture.KindHTTP
+		r.HTTP = testRecords(1, 1024)[0].HTTP
+		r.HTTP.Req.Headers = append(r.HTTP.Req.Headers, capture.Header{Name: "Authorization", Value: "Bearer x.y.z"})
+		lines = append(lines, bytes.TrimSuffix(encodeFull(b, r), []byte("\n")))
+		r.HTTP.Req.Headers[len(r.HTTP.Req.Headers)-1].Value = "REDACTED-std-auth"
+		r.Redactions = []string{"std-auth"}
+	}
+	var out bytes.Buffer
+	b.Run("patch", func(b *testing.B) {
+		var l Line
+		b.ReportAllocs()
+		for i := 0; b.Loop(); i++ {
+			out.Reset()
+			if !l.ParseLine(lines[i%len(lines)]) {
+				b.Fatal("refused")
+			}
+			if ok, err := l.AppendTo(&out, recs[i%len(recs)], FieldReqHeaders|FieldRedactions); !ok || err != nil {
+				b.Fatal(ok, err)
+			}
+		}
+	})
+	b.Run("encode", func(b *testing.B) {
+		b.ReportAllocs()
+		for i := 0; b.Loop(); i++ {
+			out.Reset()
+			if err := AppendLines(&out, recs[i%len(recs):i%len(recs)+1]); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
+
+// TestAppendPlain: the encoder-free path writes what the encoder writes.
+func TestAppendPlain(t *testing.T) {
+	for _, v := range []any{"", "http://a/b?c=<d>&e", `q"`, `b\`, "ü", "\t",
+		[]string(nil), []string{}, []string{"std-auth", "a<b"}, []string{"x", `"`},
+		capture.Headers(nil), capture.Headers{}, capture.Headers{{Name: "A", Value: "b c"}, {Name: "X", Value: "1"}},
+		capture.Headers{{Name: "A", Value: "<&>"}}, capture.Headers{{Name: "A", Value: "ü"}}} {
+		var want bytes.Buffer
+		je := gojsonEncoder(&want)
+		if err := je.Encode(v); err != nil {
+			t.Fatal(err)
+		}
+		got, ok := appendPlain(nil, v)
+		if ok && string(got)+"\n" != want.String() {
+			t.Errorf("appendPlain(%#v) = %s, want %s", v, got, want.Bytes())
+		}
+	}
+}

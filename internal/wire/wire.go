@@ -92,24 +92,39 @@ func (e *DecodeError) Unwrap() error { return e.Err }
 // (BenchmarkEncodeBatch/new against /pooled). Concurrency 1 keeps both
 // synchronous, so a pooled coder owns no goroutine.
 //
-// Encoders are kept in a small free list rather than a sync.Pool: a pool
+// Coders are kept in small free lists rather than a sync.Pool: a pool
 // drops them at every garbage collection, and rebuilding one allocates its
-// whole history buffer again.
+// whole history buffer (a decoder: its window) again.
 var (
 	encoders = make(chan *zstd.Encoder, 4)
-	decoders = sync.Pool{New: func() any {
-		d, err := zstd.NewReader(nil,
-			zstd.WithDecoderConcurrency(1),
-			zstd.WithDecoderMaxWindow(MaxWindowBytes),
-			zstd.WithDecoderMaxMemory(MaxWindowBytes),
-			zstd.WithDecoderLowmem(true))
-		if err != nil {
-			panic("wire: zstd decoder: " + err.Error())
-		}
-		return d
-	}}
+	decoders = make(chan *zstd.Decoder, 16)
 	lineBufs = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 )
+
+func getDecoder() *zstd.Decoder {
+	select {
+	case d := <-decoders:
+		return d
+	default:
+	}
+	d, err := zstd.NewReader(nil,
+		zstd.WithDecoderConcurrency(1),
+		zstd.WithDecoderMaxWindow(MaxWindowBytes),
+		zstd.WithDecoderMaxMemory(MaxWindowBytes),
+		zstd.WithDecoderLowmem(true))
+	if err != nil {
+		panic("wire: zstd decoder: " + err.Error()) // constant options: cannot happen
+	}
+	return d
+}
+
+func putDecoder(d *zstd.Decoder) {
+	_ = d.Reset(nil)
+	select {
+	case decoders <- d:
+	default: // the free list is full; let this one go
+	}
+}
 
 // EncodeBatch writes recs to w as a zstd stream of JSON lines, the body of
 // a POST to Path with Content-Encoding zstd.
@@ -165,8 +180,7 @@ func putLineBuf(b *bytes.Buffer) {
 // AppendLines writes recs to buf as uncompressed JSON lines, each ending
 // in a newline: the identity-encoded body, and the file sink's format.
 func AppendLines(buf *bytes.Buffer, recs []*capture.Record) error {
-	je := gojson.NewEncoder(buf)
-	je.SetEscapeHTML(false)
+	je := gojsonEncoder(buf)
 	for i, r := range recs {
 		if err := je.Encode(r); err != nil { // Encode appends '\n'
 			return fmt.Errorf("encode record %d (%s): %w", i, r.ID, err)
@@ -203,17 +217,14 @@ func DecodeBatchLines(r io.Reader, encoding string, maxDecoded int64, fn func(*c
 	var body io.Reader
 	switch strings.ToLower(strings.TrimSpace(encoding)) {
 	case EncodingZstd:
-		d := decoders.Get().(*zstd.Decoder)
+		d := getDecoder()
 		// Wrap src so the decoder streams through its bounded window
 		// instead of decoding a whole in-memory buffer at once.
 		if err := d.Reset(struct{ io.Reader }{src}); err != nil {
-			decoders.Put(d)
+			putDecoder(d)
 			return &DecodeError{Err: fmt.Errorf("%w: %w", ErrCorrupt, err)}
 		}
-		defer func() {
-			_ = d.Reset(nil)
-			decoders.Put(d)
-		}()
+		defer putDecoder(d)
 		body = d
 	case EncodingGzip:
 		zr, err := gzip.NewReader(src)
