@@ -1,16 +1,12 @@
 package hub
 
 import (
-	"bufio"
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
-	"math"
 	"net"
 	"os"
 	"slices"
@@ -18,9 +14,9 @@ import (
 	"time"
 
 	"github.com/tapwire/tapwire/internal/capture"
+	"github.com/tapwire/tapwire/internal/har"
 	"github.com/tapwire/tapwire/internal/sink/file"
 	"github.com/tapwire/tapwire/internal/store"
-	"github.com/tapwire/tapwire/internal/wire"
 )
 
 // Main runs the hub command line: serve (the default), or one of the
@@ -224,8 +220,9 @@ func adminCmd(ctx context.Context, cmd string, args []string, getenv func(string
 const importBatch = 1000
 
 // importPaths loads record files into tenant: directories of the file
-// sink's records-*.jsonl, JSONL files of our records, vendor raw.jsonl files
-// (told apart by their first record's msgType).
+// sink's records-*.jsonl, JSONL files of our records, HAR files and vendor
+// raw.jsonl files (told apart by their first JSON value, as har.Sniff
+// says).
 func importPaths(ctx context.Context, st store.Store, tenant string, paths []string, out io.Writer) error {
 	var files []string
 	for _, p := range paths {
@@ -284,42 +281,15 @@ func importPaths(ctx context.Context, st store.Store, tenant string, paths []str
 	return nil
 }
 
+// importFile reads one file of records in any of the forms records are
+// exported in: HAR, our JSONL, the vendor's raw.jsonl (internal/har tells
+// them apart).
 func importFile(path string, fn func(*capture.Record) error) error {
-	vendor, err := isVendor(path)
-	if err != nil {
-		return err
-	}
 	f, err := os.Open(path)
 	if err != nil {
 		return err
 	}
 	defer f.Close()
-	if vendor {
-		return capture.ReadRawJSONL(f, fn)
-	}
-	return wire.DecodeBatch(f, wire.EncodingIdentity, math.MaxInt64, fn)
-}
-
-// isVendor reads the first non-blank line of a file: a vendor record has
-// msgType, ours has not.
-func isVendor(path string) (bool, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return false, err
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 0, 64<<10), capture.MaxRawLine)
-	for sc.Scan() {
-		line := bytes.TrimSpace(sc.Bytes())
-		if len(line) == 0 {
-			continue
-		}
-		var probe struct {
-			MsgType *string `json:"msgType"`
-		}
-		// A line that is not JSON is for the reader to report.
-		return json.Unmarshal(line, &probe) == nil && probe.MsgType != nil, nil
-	}
-	return false, sc.Err()
+	_, err = har.ReadRecords(f, fn)
+	return err
 }

@@ -17,6 +17,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/tapwire/tapwire/internal/capture"
+	"github.com/tapwire/tapwire/internal/har"
 	"github.com/tapwire/tapwire/internal/sink/file"
 	"github.com/tapwire/tapwire/internal/store"
 	"github.com/tapwire/tapwire/internal/store/sqlite"
@@ -223,6 +224,25 @@ func TestAdmin(t *testing.T) {
 	if _, errs, code := run("import", "-tenant", "nobody", recDir); code != 1 || !strings.Contains(errs, "no tenant") {
 		t.Errorf("import to a missing tenant: %d %q", code, errs)
 	}
+	// A HAR file too: three new records, then the same again, nothing new.
+	harPath := filepath.Join(dir, "three.har")
+	var hb bytes.Buffer
+	hw := har.NewWriter(&hb, har.Creator{Name: "test", Version: "1"})
+	for i := range 3 {
+		if err := hw.Write(storetest.Rec(100+i, "web", "out", "POST", "https://api.example.com/v1/x", 201)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := hw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(harPath, hb.Bytes(), 0o600)
+	if out := must("import", "-tenant", "acme", harPath); !strings.Contains(out, "imported 3 records (3 new) from 1 files") {
+		t.Errorf("import of a HAR: %q", out)
+	}
+	if out := must("import", "-tenant", "acme", harPath); !strings.Contains(out, "imported 3 records (0 new)") {
+		t.Errorf("import of a HAR again: %q", out)
+	}
 	bad := filepath.Join(dir, "bad.jsonl")
 	os.WriteFile(bad, []byte("{\"schema\":1}\n"), 0o600)
 	if _, errs, code := run("import", "-tenant", "acme", bad); code != 1 || !strings.Contains(errs, "bad.jsonl") {
@@ -235,8 +255,8 @@ func TestAdmin(t *testing.T) {
 	defer st.Close()
 	n := 0
 	st.Scan(ctx, "acme", store.Filter{}, func(*store.Row) error { n++; return nil })
-	if n != 50 {
-		t.Errorf("acme has %d records, want 50", n)
+	if n != 53 { // the sink's 5, the vendor's 45, the HAR's 3
+		t.Errorf("acme has %d records, want 53", n)
 	}
 	p, _ := st.List(ctx, "acme", store.Query{Limit: 1, Full: true, Filter: store.Filter{Service: "s"}})
 	if len(p.Items) != 1 || p.Items[0].Record.Labels.Tenant != "acme" {
