@@ -803,6 +803,10 @@ func splitAddr(addr string) (string, int) {
 	return host, n
 }
 
+// vendorLineNS is the name space of the ids ReadRawJSONL gives lines
+// without a uuid: a name-based UUID of the line.
+var vendorLineNS = uuid.NewSHA1(uuid.NameSpaceURL, []byte("https://github.com/tapwire/tapwire/vendor-line"))
+
 // idFromVendor returns the record id for a vendor uuid: the UUID whose 16
 // bytes it encodes, or a name-based UUID of the text when it encodes none,
 // or a new id when there is none.
@@ -913,6 +917,11 @@ func ReadRawJSONL(r io.Reader, fn func(*Record) error) error {
 		rec, err := FromRRPair(&p)
 		if err != nil {
 			return fmt.Errorf("raw.jsonl line %d: %w", line, err)
+		}
+		if p.UUID == "" {
+			// An id from the line's bytes rather than a random one, so
+			// that importing the same file twice stores it once.
+			rec.ID = uuid.NewSHA1(vendorLineNS, b).String()
 		}
 		if err := fn(rec); err != nil {
 			return fmt.Errorf("raw.jsonl line %d: %w", line, err)

@@ -525,3 +525,29 @@ func FuzzReadRawJSONL(f *testing.F) {
 		}
 	})
 }
+
+// TestReadRawJSONLNoUUID: a line without a uuid gets an id made from its
+// bytes, the same on every read, so that an import twice stores it once;
+// two different lines get different ids.
+func TestReadRawJSONLNoUUID(t *testing.T) {
+	in := `{"msgType":"rrpair","direction":"IN","ts":"2025-02-11T21:07:54Z","http":{"req":{"method":"GET","url":"/a"}}}
+{"msgType":"rrpair","direction":"IN","ts":"2025-02-11T21:07:55Z","http":{"req":{"method":"GET","url":"/b"}}}
+`
+	read := func() []string {
+		var ids []string
+		if err := ReadRawJSONL(strings.NewReader(in), func(r *Record) error {
+			ids = append(ids, r.ID)
+			return r.Validate()
+		}); err != nil {
+			t.Fatal(err)
+		}
+		return ids
+	}
+	a, b := read(), read()
+	if len(a) != 2 || a[0] != b[0] || a[1] != b[1] {
+		t.Errorf("ids differ between reads: %v, %v", a, b)
+	}
+	if a[0] == a[1] {
+		t.Errorf("two lines got the same id %s", a[0])
+	}
+}
