@@ -1,5 +1,6 @@
 // Package demo runs the whole of Tapwire on one machine, in one process, on
-// loopback: a hub on SQLite, a forwarder delivering to it, and goproxy in
+// loopback (but goproxy's inbound port, which goproxy binds on every
+// interface): a hub on SQLite, a forwarder delivering to it, and goproxy in
 // dual mode with TLS unwrap, in front of either a small demo app with an
 // HTTPS upstream and a traffic generator (speedctl demo) or the user's own
 // app (speedctl capture). It prints where everything runs and what to try,
@@ -51,7 +52,8 @@ func (e busyError) Is(target error) bool { return target == ErrBusy }
 
 func busyf(format string, args ...any) error { return busyError(fmt.Sprintf(format, args...)) }
 
-// Ports are the loopback ports of the parts. Zero means any free port.
+// Ports are the ports of the parts, on 127.0.0.1 (goproxy's inbound port on
+// every interface). Zero means any free port.
 type Ports struct {
 	Hub       int // the hub's API and traffic viewer
 	Forwarder int // the forwarder, where goproxy ships records

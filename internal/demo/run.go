@@ -123,7 +123,7 @@ func (s *Stack) header(w io.Writer) {
 	c := s.cfg
 	row := func(name, addr, what string) { fmt.Fprintf(w, "  %-10s %-27s %s\n", name, addr, what) }
 	if c.AppPort == 0 {
-		fmt.Fprintln(w, "Tapwire demo: capture, forwarding and the hub on this machine, on loopback.")
+		fmt.Fprintln(w, "Tapwire demo: capture, forwarding and the hub, all on this machine.")
 		fmt.Fprintln(w)
 		row("traffic", s.InURL, fmt.Sprintf("%g requests/s from a shopper, into goproxy", c.Rate))
 		row("goproxy", s.InURL, "inbound: captures each request and passes it to the app")
@@ -131,7 +131,7 @@ func (s *Stack) header(w io.Writer) {
 		row("goproxy", s.OutURL, "outbound: the app's HTTPS calls, TLS unwrapped and captured")
 		row("payments", s.UpstreamURL, "the HTTPS upstream the app charges cards at")
 	} else {
-		fmt.Fprintf(w, "Tapwire capture: goproxy in front of your app on 127.0.0.1:%d, the forwarder and the hub, on loopback.\n", c.AppPort)
+		fmt.Fprintf(w, "Tapwire capture: goproxy in front of your app on 127.0.0.1:%d, the forwarder and the hub, all on this machine.\n", c.AppPort)
 		fmt.Fprintln(w)
 		row("goproxy", s.InURL, fmt.Sprintf("inbound: send your requests here; it passes them to 127.0.0.1:%d", c.AppPort))
 		row("goproxy", s.OutURL, "outbound: your app's own HTTP and HTTPS calls (see below)")
