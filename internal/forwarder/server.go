@@ -495,13 +495,15 @@ func (s *Server) serveBatch(w http.ResponseWriter, r *http.Request) (int, error)
 	buf := s.getBuf()
 	defer s.putBuf(buf)
 	var (
-		line     wire.Line
 		spooled  int
 		filtered int
 		redacted int
 		rules    map[string]int
 	)
-	info, err := wire.ReadBatchLines(r, s.cfg.MaxBatchBytes, func(rec *capture.Record, raw []byte) error {
+	// Neither the filter nor redaction without body rules reads bodies:
+	// then the bodies of lines stored as they came are not decoded.
+	lazy := s.redactor == nil || !s.redactor.ReadsBodies()
+	info, err := wire.ReadBatchLines(r, s.cfg.MaxBatchBytes, lazy, func(rec *capture.Record, line *wire.Line, exact bool) error {
 		if s.filter != nil && !s.filter.Keep(rec) {
 			filtered++
 			return nil
@@ -516,7 +518,7 @@ func (s *Server) serveBatch(w http.ResponseWriter, r *http.Request) (int, error)
 				rules[id]++
 			}
 		}
-		if err := appendRecord(buf, &line, raw, rec, changed); err != nil {
+		if err := appendRecord(buf, line, exact, rec, changed); err != nil {
 			return fmt.Errorf("%w: %w", errStore, err)
 		}
 		spooled++
@@ -551,15 +553,17 @@ func (s *Server) serveBatch(w http.ResponseWriter, r *http.Request) (int, error)
 	return received, nil
 }
 
-// appendRecord appends rec's spool line to buf: its line as received
-// (raw) with the members prepare changed written again, or, when the line
-// holds more than the record (see wire.Line), the record encoded in full.
-func appendRecord(buf *bytes.Buffer, line *wire.Line, raw []byte, rec *capture.Record, changed wire.Field) error {
-	if line.ParseLine(raw) {
+// appendRecord appends rec's spool line to buf: its line as received with
+// the members prepare changed written again, or, when the line holds more
+// than the record (exact is false, see wire.Line), the record encoded in
+// full.
+func appendRecord(buf *bytes.Buffer, line *wire.Line, exact bool, rec *capture.Record, changed wire.Field) error {
+	if exact {
 		ok, err := line.AppendTo(buf, rec, changed)
 		if ok || err != nil {
 			return err
 		}
+		line.FillBodies(rec) // for the full encoding
 	}
 	return wire.AppendLines(buf, []*capture.Record{rec})
 }

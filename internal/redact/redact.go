@@ -275,6 +275,10 @@ func sameBytes(a, b []byte) bool {
 	return len(a) == len(b) && (len(a) == 0 || &a[0] == &b[0])
 }
 
+// ReadsBodies reports whether the rules look into bodies (field names or
+// patterns); if not, Redact neither reads nor changes body data.
+func (r *Redactor) ReadsBodies() bool { return len(r.fields) > 0 || r.anyPattern() }
+
 func (r *Redactor) anyPattern() bool { return r.card >= 0 || r.email >= 0 || r.bearer >= 0 }
 
 // lookup finds name in m without allocating for short names.

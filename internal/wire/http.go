@@ -180,12 +180,28 @@ type BatchInfo struct {
 // check, so a server should commit them only when ReadBatch returns nil.
 // StatusOf turns its error into the answer. It does not check the token.
 func ReadBatch(r *http.Request, maxDecoded int64, fn func(*capture.Record) error) (BatchInfo, error) {
-	return ReadBatchLines(r, maxDecoded, func(rec *capture.Record, _ []byte) error { return fn(rec) })
+	return readBatch(r, maxDecoded, func(body io.Reader, enc string, maxDecoded int64, count func()) error {
+		return DecodeBatch(body, enc, maxDecoded, func(rec *capture.Record) error {
+			count()
+			return fn(rec)
+		})
+	})
 }
 
-// ReadBatchLines is ReadBatch that also passes fn each record's line, as
+// ReadBatchLines is ReadBatch that also gives fn each record's line, as
 // DecodeBatchLines does.
-func ReadBatchLines(r *http.Request, maxDecoded int64, fn func(*capture.Record, []byte) error) (BatchInfo, error) {
+func ReadBatchLines(r *http.Request, maxDecoded int64, lazyBodies bool, fn func(rec *capture.Record, line *Line, exact bool) error) (BatchInfo, error) {
+	return readBatch(r, maxDecoded, func(body io.Reader, enc string, maxDecoded int64, count func()) error {
+		return DecodeBatchLines(body, enc, maxDecoded, lazyBodies, func(rec *capture.Record, line *Line, exact bool) error {
+			count()
+			return fn(rec, line, exact)
+		})
+	})
+}
+
+// readBatch checks the request and calls decode with the body, its
+// encoding, the limit and a function to call for each record.
+func readBatch(r *http.Request, maxDecoded int64, decode func(body io.Reader, enc string, maxDecoded int64, count func()) error) (BatchInfo, error) {
 	info := BatchInfo{ID: r.Header.Get(HeaderBatchID)}
 	if r.Method != http.MethodPost {
 		return info, ErrMethod
@@ -217,10 +233,7 @@ func ReadBatchLines(r *http.Request, maxDecoded int64, fn func(*capture.Record, 
 		want = n
 	}
 	body := &limitReader{r: r.Body, n: maxRaw}
-	err := DecodeBatchLines(body, r.Header.Get("Content-Encoding"), maxDecoded, func(rec *capture.Record, line []byte) error {
-		info.Records++
-		return fn(rec, line)
-	})
+	err := decode(body, r.Header.Get("Content-Encoding"), maxDecoded, func() { info.Records++ })
 	if err != nil {
 		if errors.Is(err, errLimit) {
 			return info, &DecodeError{Err: ErrTooLarge}

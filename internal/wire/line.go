@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math/bits"
 	"reflect"
 	"strings"
 	"time"
@@ -60,6 +61,8 @@ type Line struct {
 	spans [numFields][2]int // [start, end) of each member's value; end 0 when absent
 	order [numFields]Field  // scratch: changed members in the order of the line
 	vals  [numFields][]byte // scratch: the new values
+	lazy  Field             // body data members left out of the decoded record (see DecodeBatchLines)
+	blank []byte            // scratch: the line with those members null
 	enc   *bytes.Buffer     // scratch: encoder output
 	je    *gojson.Encoder   // encodes into enc
 	_     [0]func()         // not comparable
@@ -74,6 +77,7 @@ type Line struct {
 func (l *Line) ParseLine(b []byte) bool {
 	l.b = b
 	l.spans = [numFields][2]int{}
+	l.lazy = 0
 	if !utf8.Valid(b) {
 		return false
 	}
@@ -102,7 +106,7 @@ func (l *Line) AppendTo(dst *bytes.Buffer, rec *capture.Record, changed Field) (
 		if changed&bit == 0 {
 			continue
 		}
-		if l.spans[f][1] == 0 && bit > FieldRedactions {
+		if l.spans[f][1] == 0 && bit > FieldRedactions || l.lazy&bit != 0 {
 			return false, nil
 		}
 		v, err := l.value(bit, rec)
@@ -145,6 +149,100 @@ func (l *Line) AppendTo(dst *bytes.Buffer, rec *capture.Record, changed Field) (
 	dst.Write(l.b[last:])
 	dst.WriteByte('\n')
 	return true, nil
+}
+
+// Raw returns the line as received.
+func (l *Line) Raw() []byte { return l.b }
+
+// Lazy reports whether body data was left out of the decoded record
+// (DecodeBatchLines with lazyBodies): FillBodies puts it in.
+func (l *Line) Lazy() bool { return l.lazy != 0 }
+
+// blankBodies returns the line with each body's data member that is plain,
+// valid base64 (nearly all) replaced by null, and notes them in l.lazy; or
+// the line itself when there is none. A data member that is not plain
+// base64 is left for the decoder, which decodes it or refuses it as it
+// always does.
+func (l *Line) blankBodies() []byte {
+	l.lazy = 0
+	req, res := l.spans[bitIndex(FieldReqBody)], l.spans[bitIndex(FieldResBody)]
+	first, second := FieldReqBody, FieldResBody
+	if res[0] < req[0] {
+		first, second = second, first
+	}
+	out := l.blank[:0]
+	last := 0
+	for _, f := range [2]Field{first, second} {
+		sp := l.spans[bitIndex(f)]
+		if sp[1] == 0 || sp[1]-sp[0] < 3 || l.b[sp[0]] != '"' || !validBase64(l.b[sp[0]+1:sp[1]-1]) {
+			continue
+		}
+		out = append(out, l.b[last:sp[0]]...)
+		out = append(out, "null"...)
+		last = sp[1]
+		l.lazy |= f
+	}
+	if l.lazy == 0 {
+		return l.b
+	}
+	out = append(out, l.b[last:]...)
+	l.blank = out
+	return out
+}
+
+// FillBodies puts the body data that DecodeBatchLines left out into rec,
+// the record decoded from the line, exactly as the decoder would have.
+func (l *Line) FillBodies(rec *capture.Record) {
+	for _, f := range [2]Field{FieldReqBody, FieldResBody} {
+		if l.lazy&f == 0 || rec.HTTP == nil {
+			continue
+		}
+		sp := l.spans[bitIndex(f)]
+		text := l.b[sp[0]+1 : sp[1]-1]
+		data := make([]byte, base64.StdEncoding.DecodedLen(len(text)))
+		n, _ := base64.StdEncoding.Decode(data, text) // checked by validBase64
+		if f == FieldReqBody {
+			rec.HTTP.Req.Body.Data = data[:n]
+		} else if rec.HTTP.Res != nil {
+			rec.HTTP.Res.Body.Data = data[:n]
+		}
+	}
+	l.lazy = 0
+}
+
+func bitIndex(f Field) int { return bits.TrailingZeros16(uint16(f)) }
+
+// notBase64 is 1 for the bytes outside the standard base64 alphabet.
+var notBase64 = func() (t [256]byte) {
+	for i := range t {
+		t[i] = 1
+	}
+	for _, c := range []byte("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/") {
+		t[c] = 0
+	}
+	return t
+}()
+
+// validBase64 reports whether s is standard base64 with padding that
+// base64.StdEncoding decodes: whole quads of the alphabet, the last ending
+// in at most two '='. It is false for anything else the decoder would
+// take too (line breaks), which is then left to it.
+func validBase64(s []byte) bool {
+	n := len(s)
+	if n == 0 || n%4 != 0 {
+		return false
+	}
+	if s[n-1] == '=' {
+		n--
+		if s[n-1] == '=' {
+			n--
+		}
+	}
+	var bad byte
+	for _, c := range s[:n] {
+		bad |= notBase64[c]
+	}
+	return bad == 0
 }
 
 // value encodes member f of rec as AppendLines would.

@@ -2,6 +2,7 @@ package wire
 
 import (
 	"bytes"
+	"encoding/base64"
 	"encoding/json"
 	"io"
 	"os"
@@ -19,8 +20,8 @@ func decodeLine(t testing.TB, line []byte) (*capture.Record, []byte) {
 	t.Helper()
 	var rec *capture.Record
 	var raw []byte
-	err := DecodeBatchLines(bytes.NewReader(line), "identity", 0, func(r *capture.Record, l []byte) error {
-		rec, raw = r, bytes.Clone(l)
+	err := DecodeBatchLines(bytes.NewReader(line), "identity", 0, false, func(r *capture.Record, l *Line, _ bool) error {
+		rec, raw = r, bytes.Clone(l.Raw())
 		return nil
 	})
 	if err != nil || rec == nil {
@@ -205,15 +206,32 @@ func FuzzLine(f *testing.F) {
 		f.Add(l)
 	}
 	f.Add([]byte(`{"schema":1,"id":"a","kind":"tcp","direction":"in","tcp":{"chunks":[{"up":true,"data":"QUJD"}]},"tags":{"x":"y"}}`))
+	for _, data := range []string{`"QUJD"`, `"QUI="`, `"QQ=="`, `"QQ="`, `"Q==="`, `"QU\nJD"`, `"QU\u004aD"`, `""`, `null`, `[65]`, `"QUJ*"`} {
+		f.Add([]byte(`{"schema":1,"id":"a","kind":"http","direction":"in","http":{"res":{"status":200,"body":{"data":` + data +
+			`,"size":3}},"req":{"method":"GET","body":{"data":"eA==","size":1}}}}`))
+	}
 	f.Fuzz(func(t *testing.T, line []byte) {
-		var rec *capture.Record
+		var rec, lazy *capture.Record
 		var raw []byte
-		err := DecodeBatchLines(bytes.NewReader(line), "identity", 1<<20, func(r *capture.Record, l []byte) error {
+		err := DecodeBatchLines(bytes.NewReader(line), "identity", 1<<20, false, func(r *capture.Record, l *Line, _ bool) error {
 			if rec == nil {
-				rec, raw = r, bytes.Clone(l)
+				rec, raw = r, bytes.Clone(l.Raw())
 			}
 			return nil
 		})
+		lerr := DecodeBatchLines(bytes.NewReader(line), "identity", 1<<20, true, func(r *capture.Record, l *Line, _ bool) error {
+			if lazy == nil {
+				l.FillBodies(r)
+				lazy = r
+			}
+			return nil
+		})
+		if (err == nil) != (lerr == nil) {
+			t.Fatalf("%q: decoded with lazy bodies: %v; without: %v", line, lerr, err)
+		}
+		if !reflect.DeepEqual(rec, lazy) {
+			t.Fatalf("%q: decoded with lazy bodies and filled\n%+v\nwithout\n%+v", line, lazy, rec)
+		}
 		if err != nil || rec == nil {
 			return
 		}
@@ -345,6 +363,21 @@ func TestAppendPlain(t *testing.T) {
 		got, ok := appendPlain(nil, v)
 		if ok && string(got)+"\n" != want.String() {
 			t.Errorf("appendPlain(%#v) = %s, want %s", v, got, want.Bytes())
+		}
+	}
+}
+
+// TestValidBase64: what validBase64 takes, the decoder takes; it refuses
+// only what the decoder refuses, and line breaks. (FuzzLine checks the
+// bytes are the same.)
+func TestValidBase64(t *testing.T) {
+	for _, s := range []string{"", "QQ==", "QUI=", "QUJD", "QUJDRA==", "QQ=", "Q===", "====", "QU=D", "QUJ*", "QU\nJD", "QUJD\n", "QUJD===="} {
+		_, err := base64.StdEncoding.DecodeString(s)
+		if validBase64([]byte(s)) && err != nil {
+			t.Errorf("validBase64(%q) = true, but the decoder says %v", s, err)
+		}
+		if !validBase64([]byte(s)) && err == nil && s != "" && !strings.Contains(s, "\n") {
+			t.Errorf("validBase64(%q) = false, but the decoder takes it", s)
 		}
 	}
 }

@@ -203,13 +203,29 @@ func AppendLines(buf *bytes.Buffer, recs []*capture.Record) error {
 // (5xx) from the client's (4xx). A read error of r is returned wrapped
 // but not as a *DecodeError.
 func DecodeBatch(r io.Reader, encoding string, maxDecoded int64, fn func(*capture.Record) error) error {
-	return DecodeBatchLines(r, encoding, maxDecoded, func(rec *capture.Record, _ []byte) error { return fn(rec) })
+	return decodeBatch(r, encoding, maxDecoded, nil, false, func(rec *capture.Record, _ bool) error { return fn(rec) })
 }
 
-// DecodeBatchLines is DecodeBatch that also passes fn each record's line
-// as received, without its line ending and surrounding white space. The
-// line is valid only until fn returns.
-func DecodeBatchLines(r io.Reader, encoding string, maxDecoded int64, fn func(*capture.Record, []byte) error) error {
+// DecodeBatchLines is DecodeBatch that also gives fn each record's line as
+// received (without its line ending and surrounding white space), parsed
+// with Line.ParseLine, and whether ParseLine took it. The Line is valid
+// only until fn returns.
+//
+// With lazyBodies, the body data of a line that ParseLine takes is left
+// out of its record (Body.Data nil) when it is plain base64, checked as the
+// decoder checks it; fn must not read it without calling Line.FillBodies
+// first. Decoding the bodies of records that are stored as they came is
+// most of the cost of decoding them.
+func DecodeBatchLines(r io.Reader, encoding string, maxDecoded int64, lazyBodies bool, fn func(rec *capture.Record, line *Line, exact bool) error) error {
+	var l Line
+	return decodeBatch(r, encoding, maxDecoded, &l, lazyBodies, func(rec *capture.Record, exact bool) error {
+		return fn(rec, &l, exact)
+	})
+}
+
+// decodeBatch is DecodeBatch; with line set, it parses each line into it
+// first and tells fn whether ParseLine took it.
+func decodeBatch(r io.Reader, encoding string, maxDecoded int64, line *Line, lazyBodies bool, fn func(*capture.Record, bool) error) error {
 	if maxDecoded <= 0 {
 		maxDecoded = MaxDecodedBytes
 	}
@@ -249,19 +265,19 @@ func DecodeBatchLines(r io.Reader, encoding string, maxDecoded int64, fn func(*c
 	}
 	br := getReader(lr)
 	defer putReader(br)
-	line := lineBufs.Get().(*bytes.Buffer)
-	defer putLineBuf(line)
+	buf := lineBufs.Get().(*bytes.Buffer)
+	defer putLineBuf(buf)
 
 	for n := 1; ; n++ {
-		line.Reset()
+		buf.Reset()
 		var err error
 		for {
 			var frag []byte
 			frag, err = br.ReadSlice('\n')
-			if int64(line.Len()+len(frag)) > maxLine+1 { // +1: the newline
+			if int64(buf.Len()+len(frag)) > maxLine+1 { // +1: the newline
 				return &DecodeError{Line: n, Err: fmt.Errorf("%w (%d bytes)", ErrLineTooLong, maxLine)}
 			}
-			line.Write(frag)
+			buf.Write(frag)
 			if err != bufio.ErrBufferFull {
 				break
 			}
@@ -269,20 +285,27 @@ func DecodeBatchLines(r io.Reader, encoding string, maxDecoded int64, fn func(*c
 		if err != nil && err != io.EOF {
 			return readError(n, err, src)
 		}
-		b := bytes.TrimSuffix(line.Bytes(), []byte{'\n'})
+		b := bytes.TrimSuffix(buf.Bytes(), []byte{'\n'})
 		b = bytes.TrimSuffix(b, []byte{'\r'})
 		if int64(len(b)) > maxLine {
 			return &DecodeError{Line: n, Err: fmt.Errorf("%w (%d bytes)", ErrLineTooLong, maxLine)}
 		}
 		if b = bytes.TrimSpace(b); len(b) > 0 {
 			rec := new(capture.Record)
-			if jerr := gojson.Unmarshal(b, rec); jerr != nil {
+			src, exact := b, false
+			if line != nil && line.ParseLine(b) {
+				exact = true
+				if lazyBodies {
+					src = line.blankBodies()
+				}
+			}
+			if jerr := gojson.Unmarshal(src, rec); jerr != nil {
 				return &DecodeError{Line: n, Err: fmt.Errorf("%w: %w", ErrBadRecord, jerr)}
 			}
 			if verr := rec.Validate(); verr != nil {
 				return &DecodeError{Line: n, Err: fmt.Errorf("%w: %w", ErrBadRecord, verr)}
 			}
-			if ferr := fn(rec, b); ferr != nil {
+			if ferr := fn(rec, exact); ferr != nil {
 				return ferr
 			}
 		}
