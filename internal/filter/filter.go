@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/tapwire/tapwire/internal/capture"
 )
@@ -268,8 +269,8 @@ func (cr *Criterion) matches(fs *facts) bool {
 		}
 		return cr.match(strconv.Itoa(rec.HTTP.Res.Status), cr.Status)
 	case cr.Header != "":
-		for _, v := range req.Headers.Values(cr.Header) {
-			if cr.Value == "" || cr.match(v, cr.Value) {
+		for _, h := range req.Headers {
+			if strings.EqualFold(h.Name, cr.Header) && (cr.Value == "" || cr.match(h.Value, cr.Value)) {
 				return true
 			}
 		}
@@ -330,10 +331,24 @@ func containsFold(s, sub string) bool {
 	if len(sub) == 0 {
 		return true
 	}
+	first := lower(sub[0])
 	for i := 0; i+len(sub) <= len(s); i++ {
+		// Two ASCII first bytes that differ in lower case cannot fold
+		// to each other; anything else is left to EqualFold (ſ folds to s).
+		if c := s[i]; c < utf8.RuneSelf && first < utf8.RuneSelf && lower(c) != first {
+			continue
+		}
 		if strings.EqualFold(s[i:i+len(sub)], sub) {
 			return true
 		}
 	}
 	return false
+}
+
+// lower is the ASCII lower case of c.
+func lower(c byte) byte {
+	if 'A' <= c && c <= 'Z' {
+		return c + 'a' - 'A'
+	}
+	return c
 }

@@ -155,3 +155,22 @@ func TestParseErrors(t *testing.T) {
 		}
 	}
 }
+
+// TestContainsFold: the same answers as a plain search with EqualFold at
+// every offset, Unicode folding included (ſ is s, K is k).
+func TestContainsFold(t *testing.T) {
+	plain := func(s, sub string) bool {
+		for i := 0; i+len(sub) <= len(s); i++ {
+			if strings.EqualFold(s[i:i+len(sub)], sub) {
+				return true
+			}
+		}
+		return len(sub) == 0
+	}
+	for _, c := range [][2]string{{"kube-probe/1.29", "KUBE-PROBE/"}, {"Mozilla/5.0", "probe"}, {"", ""}, {"a", ""},
+		{"sſ", "ſs"}, {"xsſ", "ſs"}, {"ſs", "sſ"}, {"\u212aube", "kub"}, {"kube", "\u212a"}, {"ABC", "c"}, {"ab", "abc"}} {
+		if got, want := containsFold(c[0], c[1]), plain(c[0], c[1]); got != want {
+			t.Errorf("containsFold(%q, %q) = %v, want %v", c[0], c[1], got, want)
+		}
+	}
+}
