@@ -90,7 +90,7 @@ loop:
 	if err != nil {
 		return fmt.Errorf("count the hub's records: %w", err)
 	}
-	fmt.Fprintf(w, "Stopped. The hub holds %s (%d from this run) in %s.\n", plural(held, "record"), run, shortPath(cfg.DataDir))
+	fmt.Fprintf(w, "Stopped. The hub holds %s (%d captured in this run) in %s.\n", plural(held, "record"), run, shortPath(cfg.DataDir))
 	if cfg.AppPort == 0 {
 		fmt.Fprintf(w, "They are kept for the next `%s demo`; delete the folder to start afresh.\n", cfg.Self)
 	} else {
