@@ -120,8 +120,7 @@ func newDemoCmd() *cobra.Command {
 		Use:   "demo",
 		Short: "Run all of Tapwire on this machine, with a demo app and traffic",
 		Long: `speedctl demo runs the whole of Tapwire on this machine, in one process, with
-nothing to install. Every part listens on 127.0.0.1 only, but goproxy's
-inbound port, which listens on every interface as the sidecar's does:
+nothing to install. Every part listens on 127.0.0.1 only:
 
   a shopper   sends --rate requests/s to goproxy's inbound port (4143)
   goproxy     the capturing sidecar, in dual mode with TLS_OUT_UNWRAP=true
@@ -168,7 +167,7 @@ func newCaptureCmd() *cobra.Command {
 		Short: "Capture the traffic of your own app on this machine",
 		Long: `speedctl capture PORT runs goproxy in front of your app on 127.0.0.1:PORT,
 with a forwarder and a hub, on this machine, in one process. Every part
-listens on 127.0.0.1 only, but goproxy's inbound port (every interface).
+listens on 127.0.0.1 only.
 
   goproxy     inbound on 4143: send your requests there instead of to PORT;
               outbound on 4140: your app's HTTP_PROXY and HTTPS_PROXY, with

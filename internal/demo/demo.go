@@ -1,6 +1,5 @@
 // Package demo runs the whole of Tapwire on one machine, in one process, on
-// loopback (but goproxy's inbound port, which goproxy binds on every
-// interface): a hub on SQLite, a forwarder delivering to it, and goproxy in
+// loopback only (goproxy's inbound port too, with PROXY_IN_LISTEN_HOST): a hub on SQLite, a forwarder delivering to it, and goproxy in
 // dual mode with TLS unwrap, in front of either a small demo app with an
 // HTTPS upstream and a traffic generator (speedctl demo) or the user's own
 // app (speedctl capture). It prints where everything runs and what to try,
@@ -52,8 +51,8 @@ func (e busyError) Is(target error) bool { return target == ErrBusy }
 
 func busyf(format string, args ...any) error { return busyError(fmt.Sprintf(format, args...)) }
 
-// Ports are the ports of the parts, on 127.0.0.1 (goproxy's inbound port on
-// every interface). Zero means any free port.
+// Ports are the ports of the parts, all on 127.0.0.1. Zero means any free
+// port.
 type Ports struct {
 	Hub       int // the hub's API and traffic viewer
 	Forwarder int // the forwarder, where goproxy ships records
@@ -173,23 +172,22 @@ type portSpec struct {
 	port *int
 	flag string
 	what string
-	all  bool // goproxy binds it on every interface (its inbound port)
 	held bool // the demo listens on it itself
 }
 
 func (c *Config) portSpecs() []portSpec {
 	p := &c.Ports
 	specs := []portSpec{
-		{&p.Hub, PortFlags.Hub, "the hub", false, true},
-		{&p.Forwarder, PortFlags.Forwarder, "the forwarder", false, true},
-		{&p.In, PortFlags.In, "goproxy's inbound proxy", true, false},
-		{&p.Out, PortFlags.Out, "goproxy's outbound proxy", false, false},
-		{&p.Diag, PortFlags.Diag, "goproxy's diagnostics", false, false},
+		{&p.Hub, PortFlags.Hub, "the hub", true},
+		{&p.Forwarder, PortFlags.Forwarder, "the forwarder", true},
+		{&p.In, PortFlags.In, "goproxy's inbound proxy", false},
+		{&p.Out, PortFlags.Out, "goproxy's outbound proxy", false},
+		{&p.Diag, PortFlags.Diag, "goproxy's diagnostics", false},
 	}
 	if c.AppPort == 0 {
 		specs = append(specs,
-			portSpec{&p.App, PortFlags.App, "the demo app", false, true},
-			portSpec{&p.Upstream, PortFlags.Upstream, "the payments upstream", false, true})
+			portSpec{&p.App, PortFlags.App, "the demo app", true},
+			portSpec{&p.Upstream, PortFlags.Upstream, "the payments upstream", true})
 	}
 	return specs
 }
@@ -312,20 +310,21 @@ func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 	s.CAFile = filepath.Join(caDir, "tls.crt")
 
 	env := map[string]string{
-		"PROXY_TYPE":         "dual",
-		"PROXY_IN_PORT":      strconv.Itoa(ports.In),
-		"PROXY_OUT_PORT":     strconv.Itoa(ports.Out),
-		"DIAG_HTTP_PORT":     strconv.Itoa(ports.Diag),
-		"REVERSE_PROXY_HOST": "127.0.0.1",
-		"FORWARDER_ADDR":     lns["forwarder"].Addr().String(),
-		"FORWARDER_TOKEN":    token,
-		"TLS_CERT_DIR":       caDir,
-		"TLS_OUT_UNWRAP":     "true",
-		"APP_LABEL":          cfg.Service,
-		"APP_POD_NAME":       cfg.Service + "-1",
-		"APP_POD_NAMESPACE":  "default",
-		"CLUSTER_NAME":       "local",
-		"SHUTDOWN_TIMEOUT":   "10s",
+		"PROXY_TYPE":           "dual",
+		"PROXY_IN_PORT":        strconv.Itoa(ports.In),
+		"PROXY_IN_LISTEN_HOST": "127.0.0.1", // a laptop's demo is not for the network
+		"PROXY_OUT_PORT":       strconv.Itoa(ports.Out),
+		"DIAG_HTTP_PORT":       strconv.Itoa(ports.Diag),
+		"REVERSE_PROXY_HOST":   "127.0.0.1",
+		"FORWARDER_ADDR":       lns["forwarder"].Addr().String(),
+		"FORWARDER_TOKEN":      token,
+		"TLS_CERT_DIR":         caDir,
+		"TLS_OUT_UNWRAP":       "true",
+		"APP_LABEL":            cfg.Service,
+		"APP_POD_NAME":         cfg.Service + "-1",
+		"APP_POD_NAMESPACE":    "default",
+		"CLUSTER_NAME":         "local",
+		"SHUTDOWN_TIMEOUT":     "10s",
 	}
 	if cfg.AppPort != 0 {
 		env["REVERSE_PROXY_PORT"] = strconv.Itoa(cfg.AppPort)
@@ -457,9 +456,6 @@ func (s *Stack) ports() (map[string]net.Listener, error) {
 			want = 0
 		}
 		host := "127.0.0.1"
-		if p.all {
-			host = "" // as goproxy binds it
-		}
 		ln, err := net.Listen("tcp", net.JoinHostPort(host, strconv.Itoa(want)))
 		if err != nil && want != 0 && errors.Is(err, syscall.EADDRINUSE) {
 			if pinned {

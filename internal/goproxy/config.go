@@ -28,6 +28,11 @@ type Config struct {
 	InPort  int // PROXY_IN_PORT: inbound reverse-proxy port; if zero, 4143
 	OutPort int // PROXY_OUT_PORT: outbound forward-proxy port; if zero, 4140
 
+	// InListenHost is the address the inbound proxy binds
+	// (PROXY_IN_LISTEN_HOST). If zero, every interface: the load balancer
+	// reaches the task's PROXY_IN_PORT from outside, as in the guide.
+	InListenHost string
+
 	// OutListenHost is the address the outbound proxy binds
 	// (PROXY_OUT_LISTEN_HOST). If zero, 127.0.0.1: only the task's own
 	// containers can use it. Anything wider is an open proxy to whoever
@@ -179,6 +184,9 @@ func (c *Config) Validate() error {
 	if c.ProxyType == "dual" && c.InPort == c.OutPort {
 		return &ConfigError{"PROXY_OUT_PORT", strconv.Itoa(c.OutPort), "must differ from PROXY_IN_PORT"}
 	}
+	if c.InListenHost != "" && net.ParseIP(c.InListenHost) == nil && c.InListenHost != "localhost" {
+		return &ConfigError{"PROXY_IN_LISTEN_HOST", c.InListenHost, "want an IP address such as 127.0.0.1, or empty for every interface (default)"}
+	}
 	if net.ParseIP(c.OutListenHost) == nil && c.OutListenHost != "localhost" {
 		return &ConfigError{"PROXY_OUT_LISTEN_HOST", c.OutListenHost, "want an IP address such as 127.0.0.1 (default) or 0.0.0.0"}
 	}
@@ -271,6 +279,7 @@ func Load(args []string, getenv func(string) string) (*Config, error) {
 	str(&c.SocksPassword, "SOCKS_PASSWORD", "socks-password", "the SOCKS5 password")
 	num(&c.InPort, "PROXY_IN_PORT", "in-port", "inbound reverse-proxy port (default 4143)")
 	num(&c.OutPort, "PROXY_OUT_PORT", "out-port", "outbound forward-proxy port (default 4140)")
+	str(&c.InListenHost, "PROXY_IN_LISTEN_HOST", "in-listen-host", "address the inbound proxy binds (default every interface)")
 	str(&c.OutListenHost, "PROXY_OUT_LISTEN_HOST", "out-listen-host", "address the outbound proxy binds; wider than loopback makes an open proxy (default 127.0.0.1)")
 	str(&c.ReverseHost, "REVERSE_PROXY_HOST", "reverse-host", "the app's host for inbound traffic, or an https:// URL (default localhost)")
 	num(&c.ReversePort, "REVERSE_PROXY_PORT", "reverse-port", "the app's port for inbound traffic (default 80)")

@@ -495,3 +495,30 @@ func TestOpenProxyWarning(t *testing.T) {
 		})
 	}
 }
+
+// TestInListenHost: PROXY_IN_LISTEN_HOST binds the inbound port to one
+// address (the default is every interface); a bad value stops start-up.
+func TestInListenHost(t *testing.T) {
+	for _, tt := range []struct{ host, want string }{{"", "::"}, {"127.0.0.1", "127.0.0.1"}} {
+		cfg, err := Load(nil, envOf(map[string]string{"PROXY_TYPE": "reverse", "PROXY_IN_LISTEN_HOST": tt.host,
+			"PROXY_IN_PORT": strconv.Itoa(freePort(t)), "DIAG_HTTP_PORT": "-1", "FORWARDER_ADDR": "file://" + t.TempDir()}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		srv, err := New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		host, _, _ := net.SplitHostPort(srv.InAddr)
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		srv.Shutdown(ctx)
+		cancel()
+		if host != tt.want && !(tt.want == "::" && host == "0.0.0.0") {
+			t.Errorf("PROXY_IN_LISTEN_HOST=%q: inbound listens on %s, want host %s", tt.host, srv.InAddr, tt.want)
+		}
+	}
+	_, err := Load(nil, envOf(map[string]string{"PROXY_IN_LISTEN_HOST": "the moon"}))
+	if err == nil || !strings.Contains(err.Error(), "PROXY_IN_LISTEN_HOST") {
+		t.Errorf("a bad PROXY_IN_LISTEN_HOST: %v", err)
+	}
+}

@@ -197,7 +197,7 @@ func New(cfg *Config, log *slog.Logger) (*Server, error) {
 		if err != nil {
 			return nil, fmt.Errorf("REVERSE_PROXY_HOST/REVERSE_PROXY_PORT: %w", err)
 		}
-		ln, err := listen(":" + strconv.Itoa(cfg.InPort))
+		ln, err := listen(net.JoinHostPort(cfg.InListenHost, strconv.Itoa(cfg.InPort)))
 		if err != nil {
 			return nil, fmt.Errorf("PROXY_IN_PORT: %w", err)
 		}
