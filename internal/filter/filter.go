@@ -306,13 +306,13 @@ func host(rec *capture.Record) string {
 func path(u string) string {
 	if i := strings.Index(u, "://"); i >= 0 {
 		rest := u[i+3:]
-		j := strings.IndexAny(rest, "/?#")
+		j := indexAny3(rest, '/', '?', '#')
 		if j < 0 {
 			return "/"
 		}
 		u = rest[j:]
 	}
-	if i := strings.IndexAny(u, "?#"); i >= 0 {
+	if i := indexAny3(u, '?', '#', '#'); i >= 0 {
 		u = u[:i]
 	}
 	if strings.IndexByte(u, '%') >= 0 {
@@ -324,6 +324,17 @@ func path(u string) string {
 		return "/"
 	}
 	return u
+}
+
+// indexAny3 is strings.IndexAny for three ASCII bytes, without building
+// a set per call.
+func indexAny3(s string, a, b, c byte) int {
+	for i := 0; i < len(s); i++ {
+		if x := s[i]; x == a || x == b || x == c {
+			return i
+		}
+	}
+	return -1
 }
 
 // containsFold is strings.Contains without regard to ASCII case.

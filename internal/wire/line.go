@@ -238,8 +238,13 @@ func validBase64(s []byte) bool {
 			n--
 		}
 	}
+	s = s[:n]
 	var bad byte
-	for _, c := range s[:n] {
+	for ; len(s) >= 8; s = s[8:] {
+		bad |= notBase64[s[0]] | notBase64[s[1]] | notBase64[s[2]] | notBase64[s[3]] |
+			notBase64[s[4]] | notBase64[s[5]] | notBase64[s[6]] | notBase64[s[7]]
+	}
+	for _, c := range s {
 		bad |= notBase64[c]
 	}
 	return bad == 0
@@ -382,10 +387,13 @@ func appendBase64(dst, data []byte) []byte {
 type node struct {
 	kind   nodeKind
 	fields map[string]*member // object: the struct's members by JSON name
+	order  []*member          // object: the members in the order the encoder writes them
 	elem   *node              // array and map: the elements
 }
 
 type member struct {
+	name string
+	pos  int    // index in order
 	bit  uint64 // this member's bit among its object's members
 	node *node
 	span int // Field index whose value this is, or -1
@@ -444,7 +452,9 @@ func buildNodes() *node {
 					delete(building, t)
 					return &node{kind: kindRefuse} // names this scan does not model
 				}
-				n.fields[string(name)] = &member{bit: 1 << len(n.fields), node: build(sf.Type), span: -1}
+				m := &member{name: string(name), pos: len(n.order), bit: 1 << len(n.fields), node: build(sf.Type), span: -1}
+				n.fields[m.name] = m
+				n.order = append(n.order, m)
 			}
 			if len(n.fields) > 64 {
 				panic("wire: too many fields in " + t.Name())
@@ -522,6 +532,7 @@ func (l *Line) scan(n *node, b []byte, i, depth int) (int, bool) {
 			return 0, false
 		}
 		var seen uint64
+		next := 0 // the member expected next: lines usually hold them in order
 		var keyBuf [16]int
 		keys := keyBuf[:0]
 		i = skipWS(b, i+1)
@@ -537,10 +548,16 @@ func (l *Line) scan(n *node, b []byte, i, depth int) (int, bool) {
 			child := n.elem
 			var m *member
 			if n.kind == kindObject {
-				if m = n.fields[string(key)]; m == nil || seen&m.bit != 0 {
+				if next < len(n.order) && string(key) == n.order[next].name {
+					m = n.order[next]
+				} else {
+					m = n.fields[string(key)]
+				}
+				if m == nil || seen&m.bit != 0 {
 					return 0, false // unknown (or not spelt exactly), or twice
 				}
 				seen |= m.bit
+				next = m.pos + 1
 				child = m.node
 			} else {
 				for k := 0; k < len(keys); k += 2 {

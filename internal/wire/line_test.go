@@ -371,7 +371,8 @@ func TestAppendPlain(t *testing.T) {
 // only what the decoder refuses, and line breaks. (FuzzLine checks the
 // bytes are the same.)
 func TestValidBase64(t *testing.T) {
-	for _, s := range []string{"", "QQ==", "QUI=", "QUJD", "QUJDRA==", "QQ=", "Q===", "====", "QU=D", "QUJ*", "QU\nJD", "QUJD\n", "QUJD===="} {
+	for _, s := range []string{"", "QQ==", "QUI=", "QUJD", "QUJDRA==", "QQ=", "Q===", "====", "QU=D", "QUJ*", "QU\nJD", "QUJD\n", "QUJD====",
+		"QUJDQUJDQUJD", "QU*DQUJDQUJD", "QUJDQUJDQUJ*", "QUJDQUJDQQ==", "QUJDQU=DQQ=="} {
 		_, err := base64.StdEncoding.DecodeString(s)
 		if validBase64([]byte(s)) && err != nil {
 			t.Errorf("validBase64(%q) = true, but the decoder says %v", s, err)
