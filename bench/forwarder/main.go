@@ -109,6 +109,7 @@ func run(bin string, senders, batchSize, bodySize, distinct int, duration time.D
 	fmt.Printf("one record is %d bytes of JSON; batches compress %.1f:1\n", plainBytes/(distinct*batchSize), float64(plainBytes)/float64(compressed))
 
 	start := time.Now()
+	cpu0 := procCPU(cmd.Process.Pid)
 	acked, refused, sent := send(senders, duration, func(ctx context.Context, sender, j int) *http.Request {
 		b := bodies[j%len(bodies)]
 		req, _ := wire.NewRequest(ctx, "http://"+addr+wire.Path, b.body, b.id, batchSize, "")
@@ -130,11 +131,18 @@ func run(bin string, senders, batchSize, bodySize, distinct int, duration time.D
 	}
 	total := time.Since(start)
 	rss := peakRSS(cmd.Process.Pid)
+	cpu := procCPU(cmd.Process.Pid) - cpu0
 	fmt.Printf("senders %d, batch %d, body %d B, spool sync %s, sink %s\n", senders, batchSize, bodySize, syncPolicy, sink)
 	fmt.Printf("acknowledged: %d records in %s = %.0f records/s (%d batches refused busy)\n", int64(batchSize)*acked, sent.Round(time.Millisecond), ackRate, refused)
 	fmt.Printf("delivered:    %d records in %s = %.0f records/s end to end\n", st.Sinks[sink].Delivered, total.Round(time.Millisecond),
 		float64(st.Sinks[sink].Delivered)/total.Seconds())
 	fmt.Printf("spool fsyncs: %d for %d batches; forwarder peak RSS %s\n", st.SpoolFsyncs, st.Batches, rss)
+	if cpu > 0 {
+		// The forwarder's own CPU time (ingest and delivery) does not
+		// depend on what else the machine runs, as the rates above do.
+		fmt.Printf("forwarder CPU: %.2fs user+system = %.0f records delivered per CPU-second\n", cpu.Seconds(),
+			float64(st.Sinks[sink].Delivered)/cpu.Seconds())
+	}
 	target := ""
 	if sink == "directory" {
 		target = ">=150000" // issue 4's target
@@ -381,6 +389,29 @@ func getStats(addr string) (stats, error) {
 	}
 	defer resp.Body.Close()
 	return st, json.NewDecoder(resp.Body).Decode(&st)
+}
+
+// procCPU reads the user and system CPU time of a process (Linux, whose
+// /proc/PID/stat counts in ticks of 1/100 s); 0 when it cannot.
+func procCPU(pid int) time.Duration {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	i := strings.LastIndexByte(string(b), ')')
+	if i < 0 {
+		return 0
+	}
+	f := strings.Fields(string(b[i+1:])) // from field 3, the state
+	if len(f) < 13 {
+		return 0
+	}
+	utime, err1 := strconv.ParseInt(f[11], 10, 64)
+	stime, err2 := strconv.ParseInt(f[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		return 0
+	}
+	return time.Duration(utime+stime) * 10 * time.Millisecond
 }
 
 // peakRSS reads VmHWM of a process (Linux).
