@@ -35,8 +35,13 @@ func newRootCmd() *cobra.Command {
 	root := &cobra.Command{
 		Use:   "speedctl",
 		Short: "Tapwire's command-line tool",
-		Long: `speedctl is Tapwire's command-line tool. It does the deployment guide's
-setup steps for Amazon ECS, one command each:
+		Long: `speedctl is Tapwire's command-line tool. To see Tapwire work, on this
+machine, with nothing else to install:
+
+  speedctl demo                    # hub, forwarder, goproxy, a demo app and traffic; open the viewer
+  speedctl capture 3000            # the same in front of your own app on port 3000
+
+It does the deployment guide's setup steps for Amazon ECS, one command each:
 
   speedctl init --hub https://hub.example.com --admin-key tw_... --tenant acme
                                    # a tenant and its keys from the hub, into ~/.speedctl/config
@@ -53,7 +58,9 @@ and reads the traffic a hub holds:
 
   speedctl traffic list --service orders --status 5xx --since 1h
   speedctl traffic show ID
+  speedctl traffic tail --service orders        # new records as they arrive
   speedctl traffic export --format har --since 1d -o traffic.har
+  speedctl traffic import traffic.har           # HAR, our JSONL or raw.jsonl into a hub
 
 docs/ecs.md walks through a whole ECS deployment; docs/speedctl.md describes
 every command and the config file.`,
