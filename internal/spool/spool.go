@@ -170,7 +170,6 @@ type Spool struct {
 	seq      uint64 // frames appended
 	appended int64
 	appRecs  int64
-	buf      []byte // frame being written, reused under mu
 
 	syncMu sync.Mutex // one fsync at a time; the others wait and share it
 	synced uint64     // every frame up to this seq is durable
@@ -387,16 +386,20 @@ func (s *Spool) Append(payload []byte, records int) error {
 		s.dropOldest()
 	}
 
-	if cap(s.buf) < int(size) {
-		s.buf = make([]byte, size)
+	// The header and the payload are written one after the other rather
+	// than copied into one buffer: a batch is megabytes. A crash between
+	// the two leaves a torn frame, which recovery cuts off like any other.
+	var head [frameHeader]byte
+	binary.LittleEndian.PutUint32(head[0:4], uint32(len(payload)))
+	binary.LittleEndian.PutUint32(head[4:8], uint32(records))
+	binary.LittleEndian.PutUint64(head[8:16], uint64(s.opts.Now().UnixNano()))
+	binary.LittleEndian.PutUint32(head[16:20], frameSum(head[:16], payload))
+	n, err := s.active.Write(head[:])
+	if err == nil {
+		var m int
+		m, err = s.active.Write(payload)
+		n += m
 	}
-	buf := s.buf[:size]
-	binary.LittleEndian.PutUint32(buf[0:4], uint32(len(payload)))
-	binary.LittleEndian.PutUint32(buf[4:8], uint32(records))
-	binary.LittleEndian.PutUint64(buf[8:16], uint64(s.opts.Now().UnixNano()))
-	copy(buf[frameHeader:], payload)
-	binary.LittleEndian.PutUint32(buf[16:20], frameSum(buf[:16], payload))
-	n, err := s.active.Write(buf)
 	if err != nil {
 		// A partial frame would make the segment unreadable past it: cut
 		// it off, or, failing that, start a new segment.
@@ -409,9 +412,6 @@ func (s *Spool) Append(payload []byte, records int) error {
 		}
 		s.mu.Unlock()
 		return fmt.Errorf("spool: append: %w", err)
-	}
-	if cap(s.buf) > 8<<20 {
-		s.buf = nil // do not pin one huge batch
 	}
 	cur.size += size
 	cur.records += int64(records)
