@@ -59,7 +59,7 @@ type Line struct {
 	b     []byte
 	end   int               // index of the record's closing brace
 	spans [numFields][2]int // [start, end) of each member's value; end 0 when absent
-	order [numFields]Field  // scratch: changed members in the order of the line
+	order [numFields]int    // scratch: indexes of the changed members, in the order of the line
 	vals  [numFields][]byte // scratch: the new values
 	lazy  Field             // body data members left out of the decoded record (see DecodeBatchLines)
 	blank []byte            // scratch: the line with those members null
@@ -68,12 +68,12 @@ type Line struct {
 	_     [0]func()         // not comparable
 }
 
-// ParseLine finds the members of b, one record's JSON line that DecodeBatch
-// accepted (without its newline). It reports false unless b is valid UTF-8
-// and one JSON object in which every member, at any depth, is a member of
-// the record's form (docs/record.md) spelt exactly, present at most once,
-// and the record has no vendor block. l keeps b: b must not change while l
-// is used.
+// ParseLine finds the members of b, one record's JSON line (without its
+// newline). It reports false unless b is valid UTF-8 and one JSON object in
+// which every member, at any depth, is a member of the record's form
+// (docs/record.md) spelt exactly, present at most once, and the record has
+// no vendor block. It does not check values: AppendTo is for a line that
+// also decoded to its record. l keeps b: b must not change while l is used.
 func (l *Line) ParseLine(b []byte) bool {
 	l.b = b
 	l.spans = [numFields][2]int{}
@@ -114,12 +114,12 @@ func (l *Line) AppendTo(dst *bytes.Buffer, rec *capture.Record, changed Field) (
 			return false, err
 		}
 		l.vals[f] = v
-		l.order[n] = Field(f)
+		l.order[n] = f
 		n++
 	}
 	// Replace in the order of the line; insertions go last, at the end.
 	ord := l.order[:n]
-	pos := func(f Field) int {
+	pos := func(f int) int {
 		if l.spans[f][1] == 0 {
 			return len(l.b)
 		}
