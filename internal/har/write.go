@@ -138,7 +138,7 @@ func EntryOf(r *capture.Record) Entry {
 			}
 		}
 	}
-	if q.Body.Size > 0 || len(q.Body.Data) > 0 {
+	if q.Body.Size > 0 || len(q.Body.Data) > 0 || q.Body.Truncated { // truncated has nowhere else to go
 		text, enc := bodyText(q.Body.Data)
 		e.Request.PostData = &PostData{MimeType: q.Headers.Get("Content-Type"), Text: text, Encoding: enc, Truncated: q.Body.Truncated}
 	}
