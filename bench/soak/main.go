@@ -5,7 +5,7 @@
 // outbound HTTPS through CONNECT with TLS unwrap, at a fixed rate. Every
 // -every it samples each process's resident memory (anonymous and mapped
 // files apart), open files and threads
-// (/proc), goproxy's and the forwarder's goroutines (go_goroutines on
+// (/proc), each process's goroutines (go_goroutines on
 // their /metrics), and the records the hub has stored. At the end it
 // prints the samples and compares the second half's figures with the
 // first's (after a warm-up): it exits 1 if memory or goroutines kept
@@ -158,7 +158,7 @@ func run(ctx context.Context, duration time.Duration, rate int, every, warmup ti
 
 	// The hub prints its first keys on standard output.
 	pr, pw := io.Pipe()
-	if _, err := start("hub", []string{"HUB_LISTEN=" + hubAddr, "HUB_DATA_DIR=" + filepath.Join(tmp, "hub"), "LOG_LEVEL=warn"}, pw, ""); err != nil {
+	if _, err := start("hub", []string{"HUB_LISTEN=" + hubAddr, "HUB_DATA_DIR=" + filepath.Join(tmp, "hub"), "LOG_LEVEL=warn"}, pw, "http://"+hubAddr+"/metrics"); err != nil {
 		return false, err
 	}
 	ingestKey, readKey, err := hubKeys(pr)

@@ -183,6 +183,18 @@ func TestIngest(t *testing.T) {
 		if n, resp := h.post(h.keys["acme/ingest"], []*capture.Record{a, b}); resp.StatusCode != 200 || n != 2 {
 			t.Fatalf("post again: %d accepted %d, want 200 and 2", resp.StatusCode, n)
 		}
+		// GET /metrics counts them, without a key: 4 records ingested, 2 new.
+		resp, err := http.Get(h.url + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		m, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		for _, want := range []string{"hub_batches_ingested_total 2\n", "hub_records_ingested_total 4\n", "hub_records_new_total 2\n", "go_goroutines "} {
+			if !strings.Contains(string(m), want) {
+				t.Errorf("GET /metrics: no %q in\n%s", want, m)
+			}
+		}
 		p := h.list(h.keys["acme/read"], "")
 		if got, want := pageIDs(p), recIDs(b, a); !slices.Equal(got, want) {
 			t.Errorf("acme's records: %v, want %v", got, want)

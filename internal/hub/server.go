@@ -67,6 +67,7 @@ func NewServer(cfg Config, st store.Store, log *slog.Logger) *Server {
 	s.auth = newAuth(st, func() time.Time { return s.now() })
 	s.mux.HandleFunc(wire.Path, s.handleBatch) // ReadBatch answers other methods with 405
 	s.mux.HandleFunc("GET /healthz", s.handleHealth)
+	s.mux.Handle("GET /metrics", s.metricsHandler())
 	s.mux.HandleFunc("GET /api/v1/whoami", s.api(s.whoami))
 	s.mux.HandleFunc("GET /api/v1/records", s.api(s.listRecords))
 	s.mux.HandleFunc("GET /api/v1/records/{id}", s.api(s.getRecord))
