@@ -1,7 +1,12 @@
-// Command backend is the upstream of bench/run: an HTTP/1.1 server on
-// loopback that answers every request 200 with the same 1 KiB body over
-// keep-alive connections, so that the proxies in front of it are what the
-// load comparison measures.
+// Command backend is the upstream of bench/run and bench/run-h2: an HTTP/1.1
+// server on loopback that answers every request 200 with the same 1 KiB body
+// over keep-alive connections, so that the proxies in front of it are what
+// the load comparison measures.
+//
+// With -h2c it also speaks cleartext HTTP/2 with prior knowledge on the same
+// port, as bench/run-h2 needs: h2load reaches it directly over h2c (target a),
+// while nginx (proxy_http_version 1.1) and goproxy, which forwards non-gRPC
+// HTTP/2 to the app as HTTP/1.1 (docs/http2.md), reach it over HTTP/1.1.
 package main
 
 import (
@@ -19,14 +24,15 @@ import (
 func main() {
 	addr := flag.String("addr", "127.0.0.1:0", "listen address")
 	size := flag.Int("size", 1024, "response body bytes")
+	h2c := flag.Bool("h2c", false, "also serve cleartext HTTP/2 (prior knowledge) on the same port")
 	flag.Parse()
-	if err := run(*addr, *size); err != nil {
+	if err := run(*addr, *size, *h2c); err != nil {
 		fmt.Fprintln(os.Stderr, "backend:", err)
 		os.Exit(1)
 	}
 }
 
-func run(addr string, size int) error {
+func run(addr string, size int, h2c bool) error {
 	body := bytes.Repeat([]byte("x"), size)
 	clen := strconv.Itoa(len(body))
 	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -40,6 +46,11 @@ func run(addr string, size int) error {
 		return fmt.Errorf("listen %s: %w", addr, err)
 	}
 	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second}
+	if h2c {
+		srv.Protocols = new(http.Protocols)
+		srv.Protocols.SetHTTP1(true)
+		srv.Protocols.SetUnencryptedHTTP2(true)
+	}
 	if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
 		return fmt.Errorf("serve: %w", err)
 	}
