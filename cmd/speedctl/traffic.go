@@ -1091,20 +1091,15 @@ func (im *importer) post(body []byte, recs []*capture.Record) (accepted, news in
 		return 0, 0, c.transportError(err)
 	}
 	defer resp.Body.Close()
-	answer, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
-	resp.Body = io.NopCloser(bytes.NewReader(answer))
-	accepted, err = wire.ParseResponse(resp)
+	a, err := wire.ParseResponse(resp)
 	if err != nil {
 		return 0, 0, err
 	}
+	accepted, news = a.Accepted, -1
 	if accepted < 0 {
 		accepted = len(recs) // 200 means all of them
 	}
-	var a struct {
-		New *int `json:"new"`
-	}
-	news = -1
-	if json.Unmarshal(answer, &a) == nil && a.New != nil {
+	if a.New != nil {
 		news = *a.New
 	}
 	return accepted, news, nil

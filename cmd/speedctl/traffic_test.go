@@ -181,9 +181,9 @@ func ingest(url, key string, recs []*capture.Record) error {
 		return err
 	}
 	defer resp.Body.Close()
-	n, err := wire.ParseResponse(resp)
-	if err == nil && n != len(recs) {
-		err = fmt.Errorf("hub accepted %d records, want %d", n, len(recs))
+	a, err := wire.ParseResponse(resp)
+	if err == nil && a.Accepted != len(recs) {
+		err = fmt.Errorf("hub accepted %d records, want %d", a.Accepted, len(recs))
 	}
 	return err
 }

@@ -160,14 +160,7 @@ func (s *Server) handleBatch(w http.ResponseWriter, r *http.Request) {
 	s.records.Add(int64(len(recs)))
 	s.fresh.Add(int64(n))
 	s.log.Debug("batch stored", "tenant", key.Tenant, "batch", info.ID, "records", len(recs), "new", n)
-	// The batch protocol's answer, plus how many of the records the tenant
-	// did not have before (speedctl traffic import reports it).
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(http.StatusOK)
-	_ = json.NewEncoder(w).Encode(struct {
-		Accepted int `json:"accepted"`
-		New      int `json:"new"`
-	}{len(recs), n})
+	wire.WriteAnswer(w, wire.Accepted{Accepted: len(recs), New: &n}) // speedctl traffic import reports New
 }
 
 func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) {

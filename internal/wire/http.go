@@ -66,6 +66,10 @@ func NewRequest(ctx context.Context, url string, body []byte, batchID string, n 
 // Accepted is the body of a 200 answer.
 type Accepted struct {
 	Accepted int `json:"accepted"`
+	// New, when the receiver knows it, is how many of the records it did
+	// not have before (the hub says; the forwarder, which stores every
+	// batch it is sent, does not).
+	New *int `json:"new,omitempty"`
 }
 
 // errorBody is the body of every other answer.
@@ -119,17 +123,16 @@ func (e *ServerError) Permanent() bool {
 func (e *ServerError) TooLarge() bool { return e.Status == http.StatusRequestEntityTooLarge }
 
 // ParseResponse reads the server's answer to a batch. It returns the
-// accepted count of a 200 (-1 if the body does not say), or a
-// *ServerError. It reads at most 64 KiB of
-// the body and does not close it.
-func ParseResponse(resp *http.Response) (accepted int, err error) {
+// answer of a 200 (Accepted -1 if the body does not say), or a
+// *ServerError. It reads at most 64 KiB of the body and does not close it.
+func ParseResponse(resp *http.Response) (Accepted, error) {
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
 	if resp.StatusCode == http.StatusOK {
 		// 200 means the whole batch is accepted; a body we cannot read
 		// does not change that (and retrying would duplicate it).
 		a := Accepted{Accepted: -1}
 		_ = json.Unmarshal(body, &a)
-		return a.Accepted, nil
+		return a, nil
 	}
 	e := &ServerError{Status: resp.StatusCode, Wait: ParseRetryAfter(resp.Header.Get("Retry-After"), time.Now())}
 	var eb errorBody
@@ -141,7 +144,7 @@ func ParseResponse(resp *http.Response) (accepted int, err error) {
 			e.Message = e.Message[:200]
 		}
 	}
-	return 0, e
+	return Accepted{}, e
 }
 
 // ParseRetryAfter reads a Retry-After value: seconds or an HTTP date
@@ -286,8 +289,11 @@ func WriteError(w http.ResponseWriter, err error) {
 }
 
 // WriteAccepted answers 200 {"accepted": n}.
-func WriteAccepted(w http.ResponseWriter, n int) {
+func WriteAccepted(w http.ResponseWriter, n int) { WriteAnswer(w, Accepted{Accepted: n}) }
+
+// WriteAnswer answers 200 with a.
+func WriteAnswer(w http.ResponseWriter, a Accepted) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(http.StatusOK)
-	_ = json.NewEncoder(w).Encode(Accepted{Accepted: n})
+	_ = json.NewEncoder(w).Encode(a)
 }
