@@ -9,7 +9,6 @@
 package forwarder
 
 import (
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -19,6 +18,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/tapwire/tapwire/internal/envflag"
 	"github.com/tapwire/tapwire/internal/sink/hub"
 	"github.com/tapwire/tapwire/internal/wire"
 )
@@ -135,12 +135,10 @@ var PendingVars = []string{
 }
 
 // ConfigError names the variable, the bad value and what is allowed.
-type ConfigError struct {
-	Var, Value, Want string
-}
+type ConfigError = envflag.Error
 
-func (e *ConfigError) Error() string {
-	return fmt.Sprintf("%s=%q: %s", e.Var, e.Value, e.Want)
+func configError(name, value, want string) *ConfigError {
+	return &ConfigError{Var: name, Value: value, Want: want}
 }
 
 func (c *Config) setDefaults() {
@@ -195,49 +193,49 @@ func (c *Config) otherSinks() bool { return c.HubURL != "" || c.Bucket != "" }
 // Validate checks the configuration after defaults.
 func (c *Config) Validate() error {
 	if _, port, err := net.SplitHostPort(c.Listen); err != nil || port == "" {
-		return &ConfigError{"FORWARDER_LISTEN", c.Listen, "want host:port or :port, e.g. :8888"}
+		return configError("FORWARDER_LISTEN", c.Listen, "want host:port or :port, e.g. :8888")
 	}
 	if c.MaxBatchBytes < 64<<10 {
-		return &ConfigError{"FORWARDER_MAX_BATCH_BYTES", strconv.FormatInt(c.MaxBatchBytes, 10), "want at least 65536"}
+		return configError("FORWARDER_MAX_BATCH_BYTES", strconv.FormatInt(c.MaxBatchBytes, 10), "want at least 65536")
 	}
 	if c.MaxInFlight < 1 {
-		return &ConfigError{"FORWARDER_MAX_IN_FLIGHT", strconv.Itoa(c.MaxInFlight), "want at least 1"}
+		return configError("FORWARDER_MAX_IN_FLIGHT", strconv.Itoa(c.MaxInFlight), "want at least 1")
 	}
 	if c.SpoolSegmentBytes < 64<<10 {
-		return &ConfigError{"FORWARDER_SPOOL_SEGMENT_BYTES", strconv.FormatInt(c.SpoolSegmentBytes, 10), "want at least 65536"}
+		return configError("FORWARDER_SPOOL_SEGMENT_BYTES", strconv.FormatInt(c.SpoolSegmentBytes, 10), "want at least 65536")
 	}
 	if c.SpoolBytes < 2*c.SpoolSegmentBytes || c.SpoolBytes < 2*c.MaxBatchBytes+(64<<10) {
-		return &ConfigError{"FORWARDER_SPOOL_BYTES", strconv.FormatInt(c.SpoolBytes, 10),
-			fmt.Sprintf("want at least twice FORWARDER_SPOOL_SEGMENT_BYTES and twice FORWARDER_MAX_BATCH_BYTES (%d)", max(2*c.SpoolSegmentBytes, 2*c.MaxBatchBytes+(64<<10)))}
+		return configError("FORWARDER_SPOOL_BYTES", strconv.FormatInt(c.SpoolBytes, 10),
+			fmt.Sprintf("want at least twice FORWARDER_SPOOL_SEGMENT_BYTES and twice FORWARDER_MAX_BATCH_BYTES (%d)", max(2*c.SpoolSegmentBytes, 2*c.MaxBatchBytes+(64<<10))))
 	}
 	if c.SpoolSync != "batch" && c.SpoolSync != "none" {
-		return &ConfigError{"FORWARDER_SPOOL_SYNC", c.SpoolSync, "want batch or none"}
+		return configError("FORWARDER_SPOOL_SYNC", c.SpoolSync, "want batch or none")
 	}
 	if c.HubURL != "" {
 		if _, err := hub.BaseURL(c.HubURL); err != nil {
-			return &ConfigError{"SPEEDSCALE_APP_URL", c.HubURL, "want host[:port] (https) or an http:// or https:// URL"}
+			return configError("SPEEDSCALE_APP_URL", c.HubURL, "want host[:port] (https) or an http:// or https:// URL")
 		}
 		if strings.TrimSpace(c.APIKey) == "" {
-			return &ConfigError{"SPEEDSCALE_API_KEY", "", "required with SPEEDSCALE_APP_URL: the hub derives the tenant from it"}
+			return configError("SPEEDSCALE_API_KEY", "", "required with SPEEDSCALE_APP_URL: the hub derives the tenant from it")
 		}
 	}
 	if c.BucketPathStyle != "true" && c.BucketPathStyle != "false" {
-		return &ConfigError{"TENANT_BUCKET_PATH_STYLE", c.BucketPathStyle, "want true or false"}
+		return configError("TENANT_BUCKET_PATH_STYLE", c.BucketPathStyle, "want true or false")
 	}
 	if c.BucketEndpoint != "" && !strings.HasPrefix(c.BucketEndpoint, "http://") && !strings.HasPrefix(c.BucketEndpoint, "https://") {
-		return &ConfigError{"TENANT_BUCKET_ENDPOINT", c.BucketEndpoint, "want an http:// or https:// URL"}
+		return configError("TENANT_BUCKET_ENDPOINT", c.BucketEndpoint, "want an http:// or https:// URL")
 	}
 	if c.Redact != "true" && c.Redact != "false" {
-		return &ConfigError{"SPEEDSCALE_REDACT", c.Redact, "want true or false"}
+		return configError("SPEEDSCALE_REDACT", c.Redact, "want true or false")
 	}
 	if c.DeliveryBatchBytes < 64<<10 {
-		return &ConfigError{"FORWARDER_DELIVERY_BATCH_BYTES", strconv.FormatInt(c.DeliveryBatchBytes, 10), "want at least 65536"}
+		return configError("FORWARDER_DELIVERY_BATCH_BYTES", strconv.FormatInt(c.DeliveryBatchBytes, 10), "want at least 65536")
 	}
 	if _, ok := parseLevel(c.LogLevel); !ok {
-		return &ConfigError{"LOG_LEVEL", c.LogLevel, "want one of debug, info, warn, error"}
+		return configError("LOG_LEVEL", c.LogLevel, "want one of debug, info, warn, error")
 	}
 	if c.ShutdownTimeout < 0 {
-		return &ConfigError{"SHUTDOWN_TIMEOUT", c.ShutdownTimeout.String(), "want a duration such as 20s"}
+		return configError("SHUTDOWN_TIMEOUT", c.ShutdownTimeout.String(), "want a duration such as 20s")
 	}
 	return nil
 }
@@ -271,44 +269,8 @@ func Load(args []string, getenv func(string) string, out io.Writer) (*Config, er
 	fs.SetOutput(out)
 	fs.Usage = func() { usage(fs) }
 
-	type binding struct {
-		env, flag, help string
-		set             func(string) error
-	}
-	var bs []binding
-	str := func(p *string, env, fl, help string) {
-		bs = append(bs, binding{env, fl, help, func(v string) error { *p = v; return nil }})
-	}
-	num := func(p *int, env, fl, help string) {
-		bs = append(bs, binding{env, fl, help, func(v string) error {
-			n, err := strconv.Atoi(strings.TrimSpace(v))
-			if err != nil {
-				return &ConfigError{env, v, "want a whole number"}
-			}
-			*p = n
-			return nil
-		}})
-	}
-	num64 := func(p *int64, env, fl, help string) {
-		bs = append(bs, binding{env, fl, help, func(v string) error {
-			n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
-			if err != nil {
-				return &ConfigError{env, v, "want a byte count"}
-			}
-			*p = n
-			return nil
-		}})
-	}
-	dur := func(p *time.Duration, env, fl, help string) {
-		bs = append(bs, binding{env, fl, help, func(v string) error {
-			d, err := time.ParseDuration(strings.TrimSpace(v))
-			if err != nil || d < 0 {
-				return &ConfigError{env, v, "want a duration such as 20s"}
-			}
-			*p = d
-			return nil
-		}})
-	}
+	var set envflag.Set
+	str, num, num64, dur := set.String, set.Int, set.Bytes, set.Duration
 	str(&c.Listen, "FORWARDER_LISTEN", "listen", "address to serve batches and the health check on (default :8888)")
 	str(&c.Dir, "FORWARDER_DIR", "dir", "directory sink: records are appended to JSONL files here (default ./tapwire-forwarded when no other sink is configured)")
 	str(&c.Token, "FORWARDER_TOKEN", "token", "shared token goproxies must send as a bearer token; empty accepts anyone")
@@ -336,27 +298,8 @@ func Load(args []string, getenv func(string) string, out io.Writer) (*Config, er
 	str(&c.LogLevel, "LOG_LEVEL", "log-level", "debug, info, warn or error (default info)")
 	dur(&c.ShutdownTimeout, "SHUTDOWN_TIMEOUT", "shutdown-timeout", "how long SIGTERM waits for batches in flight and deliveries (default 20s)")
 
-	for _, b := range bs {
-		if v := getenv(b.env); v != "" {
-			if err := b.set(v); err != nil {
-				return nil, err
-			}
-		}
-	}
-	for _, b := range bs {
-		b := b
-		fs.Func(b.flag, b.help+" [$"+b.env+"]", func(v string) error {
-			if err := b.set(v); err != nil {
-				var ce *ConfigError
-				if errors.As(err, &ce) {
-					return errors.New(ce.Want)
-				}
-				return err
-			}
-			return nil
-		})
-	}
-	if err := fs.Parse(args); err != nil {
+	// The environment first, then flags over it.
+	if err := set.Parse(fs, args, getenv); err != nil {
 		return nil, err
 	}
 	if fs.NArg() > 0 {

@@ -112,7 +112,7 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 		hs, err := hub.New(cfg.HubURL, cfg.APIKey, hub.Options{})
 		if err != nil {
 			closeAll(dests)
-			return nil, &ConfigError{"SPEEDSCALE_APP_URL", cfg.HubURL, err.Error()}
+			return nil, configError("SPEEDSCALE_APP_URL", cfg.HubURL, err.Error())
 		}
 		dests = append(dests, &destination{name: "hub", desc: hs.Base(), sink: hs, probe: hs.Probe})
 	}
@@ -135,7 +135,7 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 	flt, err := filter.Parse(cfg.FilterRule)
 	if err != nil {
 		closeAll(dests)
-		return nil, &ConfigError{"SPEEDSCALE_FILTER_RULE", abbreviate(cfg.FilterRule), err.Error()}
+		return nil, configError("SPEEDSCALE_FILTER_RULE", abbreviate(cfg.FilterRule), err.Error())
 	}
 	s, err := newServer(cfg, log, dests)
 	if s != nil {
@@ -656,7 +656,7 @@ func newRedactor(cfg Config) (*redact.Redactor, error) {
 	}
 	more, err := redact.ParseRules(cfg.DLPConfig)
 	if err != nil {
-		return nil, &ConfigError{"SPEEDSCALE_DLP_CONFIG", abbreviate(cfg.DLPConfig), err.Error()}
+		return nil, configError("SPEEDSCALE_DLP_CONFIG", abbreviate(cfg.DLPConfig), err.Error())
 	}
 	rules = append(rules, more...)
 	if len(rules) == 0 {
@@ -664,7 +664,7 @@ func newRedactor(cfg Config) (*redact.Redactor, error) {
 	}
 	r, err := redact.New(rules)
 	if err != nil {
-		return nil, &ConfigError{"SPEEDSCALE_DLP_CONFIG", abbreviate(cfg.DLPConfig), err.Error()}
+		return nil, configError("SPEEDSCALE_DLP_CONFIG", abbreviate(cfg.DLPConfig), err.Error())
 	}
 	return r, nil
 }

@@ -5,7 +5,6 @@
 package goproxy
 
 import (
-	"errors"
 	"flag"
 	"fmt"
 	"net"
@@ -15,6 +14,7 @@ import (
 	"time"
 
 	"github.com/tapwire/tapwire/internal/capture"
+	"github.com/tapwire/tapwire/internal/envflag"
 )
 
 // Config is goproxy's configuration. Every field has an environment
@@ -128,12 +128,10 @@ func (c *Config) setDefaults() {
 }
 
 // ConfigError names the variable, the bad value and what is allowed.
-type ConfigError struct {
-	Var, Value, Want string
-}
+type ConfigError = envflag.Error
 
-func (e *ConfigError) Error() string {
-	return fmt.Sprintf("%s=%q: %s", e.Var, e.Value, e.Want)
+func configError(name, value, want string) *ConfigError {
+	return &ConfigError{Var: name, Value: value, Want: want}
 }
 
 // Validate checks the configuration after defaults.
@@ -144,13 +142,13 @@ func (c *Config) Validate() error {
 				return nil
 			}
 		}
-		return &ConfigError{name, v, "want one of " + strings.Join(allowed, ", ")}
+		return configError(name, v, "want one of "+strings.Join(allowed, ", "))
 	}
 	if err := oneOf("CAPTURE_MODE", c.CaptureMode, "proxy"); err != nil {
 		return err
 	}
 	if c.ProxyType == "transparent" {
-		return &ConfigError{"PROXY_TYPE", c.ProxyType, "transparent capture (iptables redirect) is not supported yet; use reverse, forward or dual"}
+		return configError("PROXY_TYPE", c.ProxyType, "transparent capture (iptables redirect) is not supported yet; use reverse, forward or dual")
 	}
 	if err := oneOf("PROXY_TYPE", c.ProxyType, "reverse", "forward", "dual"); err != nil {
 		return err
@@ -159,13 +157,13 @@ func (c *Config) Validate() error {
 	case "http", "tcp:http", "socks", "tcp:socks":
 	case "tcp":
 		if c.ProxyType != "reverse" {
-			return &ConfigError{"PROXY_PROTOCOL", c.ProxyProtocol, "tcp (a raw TCP reverse proxy) needs PROXY_TYPE=reverse; for dual use tcp:http, which relays non-HTTP inbound connections as byte streams"}
+			return configError("PROXY_PROTOCOL", c.ProxyProtocol, "tcp (a raw TCP reverse proxy) needs PROXY_TYPE=reverse; for dual use tcp:http, which relays non-HTTP inbound connections as byte streams")
 		}
 	default:
-		return &ConfigError{"PROXY_PROTOCOL", c.ProxyProtocol, "want one of http, tcp:http, socks, tcp:socks, tcp"}
+		return configError("PROXY_PROTOCOL", c.ProxyProtocol, "want one of http, tcp:http, socks, tcp:socks, tcp")
 	}
 	if (c.SocksUser == "") != (c.SocksPassword == "") {
-		return &ConfigError{"SOCKS_USERNAME", c.SocksUser, "set both SOCKS_USERNAME and SOCKS_PASSWORD, or neither"}
+		return configError("SOCKS_USERNAME", c.SocksUser, "set both SOCKS_USERNAME and SOCKS_PASSWORD, or neither")
 	}
 	if err := oneOf("LOG_LEVEL", strings.ToLower(c.LogLevel), "debug", "info", "warn", "warning", "error"); err != nil {
 		return err
@@ -175,42 +173,42 @@ func (c *Config) Validate() error {
 		v    int
 	}{{"PROXY_IN_PORT", c.InPort}, {"PROXY_OUT_PORT", c.OutPort}, {"REVERSE_PROXY_PORT", c.ReversePort}, {"METRICS_HTTP_PORT", c.MetricsPort}} {
 		if p.v < 1 || p.v > 65535 {
-			return &ConfigError{p.name, strconv.Itoa(p.v), "want a port number from 1 to 65535"}
+			return configError(p.name, strconv.Itoa(p.v), "want a port number from 1 to 65535")
 		}
 	}
 	if c.DiagPort != -1 && (c.DiagPort < 1 || c.DiagPort > 65535) {
-		return &ConfigError{"DIAG_HTTP_PORT", strconv.Itoa(c.DiagPort), "want a port number from 1 to 65535, or -1 to disable"}
+		return configError("DIAG_HTTP_PORT", strconv.Itoa(c.DiagPort), "want a port number from 1 to 65535, or -1 to disable")
 	}
 	if c.ProxyType == "dual" && c.InPort == c.OutPort {
-		return &ConfigError{"PROXY_OUT_PORT", strconv.Itoa(c.OutPort), "must differ from PROXY_IN_PORT"}
+		return configError("PROXY_OUT_PORT", strconv.Itoa(c.OutPort), "must differ from PROXY_IN_PORT")
 	}
 	if c.InListenHost != "" && net.ParseIP(c.InListenHost) == nil && c.InListenHost != "localhost" {
-		return &ConfigError{"PROXY_IN_LISTEN_HOST", c.InListenHost, "want an IP address such as 127.0.0.1, or empty for every interface (default)"}
+		return configError("PROXY_IN_LISTEN_HOST", c.InListenHost, "want an IP address such as 127.0.0.1, or empty for every interface (default)")
 	}
 	if net.ParseIP(c.OutListenHost) == nil && c.OutListenHost != "localhost" {
-		return &ConfigError{"PROXY_OUT_LISTEN_HOST", c.OutListenHost, "want an IP address such as 127.0.0.1 (default) or 0.0.0.0"}
+		return configError("PROXY_OUT_LISTEN_HOST", c.OutListenHost, "want an IP address such as 127.0.0.1 (default) or 0.0.0.0")
 	}
 	if strings.Contains(c.ReverseHost, "://") {
 		if !strings.HasPrefix(c.ReverseHost, "http://") && !strings.HasPrefix(c.ReverseHost, "https://") {
-			return &ConfigError{"REVERSE_PROXY_HOST", c.ReverseHost, "want a host name, or an http:// or https:// URL"}
+			return configError("REVERSE_PROXY_HOST", c.ReverseHost, "want a host name, or an http:// or https:// URL")
 		}
 	}
 	if c.ForwarderAddr != "" && !strings.HasPrefix(c.ForwarderAddr, "file://") {
 		if _, port, err := net.SplitHostPort(strings.TrimPrefix(c.ForwarderAddr, "http://")); err != nil || port == "" {
-			return &ConfigError{"FORWARDER_ADDR", c.ForwarderAddr, "want host:port of the forwarder (e.g. forwarder.ecs.local:8888), or file:///dir for local files"}
+			return configError("FORWARDER_ADDR", c.ForwarderAddr, "want host:port of the forwarder (e.g. forwarder.ecs.local:8888), or file:///dir for local files")
 		}
 	}
 	if c.BodyLimit < -1 {
-		return &ConfigError{"BODY_CAPTURE_LIMIT", strconv.FormatInt(c.BodyLimit, 10), "want a byte count, or -1 to capture no bodies"}
+		return configError("BODY_CAPTURE_LIMIT", strconv.FormatInt(c.BodyLimit, 10), "want a byte count, or -1 to capture no bodies")
 	}
 	if c.QueueBytes < 64<<10 {
-		return &ConfigError{"SHIP_QUEUE_BYTES", strconv.FormatInt(c.QueueBytes, 10), "want at least 65536"}
+		return configError("SHIP_QUEUE_BYTES", strconv.FormatInt(c.QueueBytes, 10), "want at least 65536")
 	}
 	if c.TLSInUnwrap && (c.TLSInPublic == "" || c.TLSInPrivate == "") {
-		return &ConfigError{"TLS_IN_UNWRAP", "true", "needs TLS_IN_PUBLIC_KEY and TLS_IN_PRIVATE_KEY: the paths of the app's certificate and key"}
+		return configError("TLS_IN_UNWRAP", "true", "needs TLS_IN_PUBLIC_KEY and TLS_IN_PRIVATE_KEY: the paths of the app's certificate and key")
 	}
 	if (c.TLSMutualCert == "") != (c.TLSMutualKey == "") {
-		return &ConfigError{"TLS_MUTUAL_PUBLIC_KEY", c.TLSMutualCert, "set both TLS_MUTUAL_PUBLIC_KEY and TLS_MUTUAL_PRIVATE_KEY, or neither"}
+		return configError("TLS_MUTUAL_PUBLIC_KEY", c.TLSMutualCert, "set both TLS_MUTUAL_PUBLIC_KEY and TLS_MUTUAL_PRIVATE_KEY, or neither")
 	}
 	return nil
 }
@@ -221,57 +219,8 @@ func Load(args []string, getenv func(string) string) (*Config, error) {
 	c := &Config{CaptureEnabled: true}
 	fs := flag.NewFlagSet("goproxy", flag.ContinueOnError)
 	fs.Usage = func() { usage(fs) }
-	type binding struct {
-		env    string
-		set    func(string) error
-		flag   string
-		help   string
-		isBool bool
-	}
-	var bs []binding
-	str := func(p *string, env, fl, help string) {
-		bs = append(bs, binding{env, func(v string) error { *p = v; return nil }, fl, help, false})
-	}
-	num := func(p *int, env, fl, help string) {
-		bs = append(bs, binding{env, func(v string) error {
-			n, err := strconv.Atoi(strings.TrimSpace(v))
-			if err != nil {
-				return &ConfigError{env, v, "want a whole number"}
-			}
-			*p = n
-			return nil
-		}, fl, help, false})
-	}
-	bytes := func(p *int64, env, fl, help string) {
-		bs = append(bs, binding{env, func(v string) error {
-			n, err := parseBytes(v)
-			if err != nil {
-				return &ConfigError{env, v, "want a byte count such as 1048576, 512KiB or 16MiB"}
-			}
-			*p = n
-			return nil
-		}, fl, help, false})
-	}
-	boolean := func(p *bool, env, fl, help string) {
-		bs = append(bs, binding{env, func(v string) error {
-			b, err := strconv.ParseBool(strings.TrimSpace(v))
-			if err != nil {
-				return &ConfigError{env, v, "want true or false"}
-			}
-			*p = b
-			return nil
-		}, fl, help, true})
-	}
-	dur := func(p *time.Duration, env, fl, help string) {
-		bs = append(bs, binding{env, func(v string) error {
-			d, err := time.ParseDuration(strings.TrimSpace(v))
-			if err != nil || d < 0 {
-				return &ConfigError{env, v, "want a duration such as 10s or 1m"}
-			}
-			*p = d
-			return nil
-		}, fl, help, false})
-	}
+	var set envflag.Set
+	str, num, bytes, boolean, dur := set.String, set.Int, set.Bytes, set.Bool, set.Duration
 	str(&c.CaptureMode, "CAPTURE_MODE", "capture-mode", "capture mode: proxy (default proxy)")
 	str(&c.ProxyType, "PROXY_TYPE", "proxy-type", "reverse (inbound only), forward (outbound only) or dual (default dual)")
 	str(&c.ProxyProtocol, "PROXY_PROTOCOL", "proxy-protocol", "tcp:http (HTTP and SOCKS on the outbound port; non-HTTP inbound relayed as bytes), http (HTTP only), socks or tcp:socks (SOCKS outbound), tcp (raw TCP reverse proxy) (default tcp:http)")
@@ -311,32 +260,7 @@ func Load(args []string, getenv func(string) string) (*Config, error) {
 	dur(&c.HeaderTimeout, "READ_HEADER_TIMEOUT", "read-header-timeout", "clients slower to send request headers are cut off (default 10s)")
 
 	// The environment first, then flags over it.
-	for _, b := range bs {
-		if v := getenv(b.env); v != "" {
-			if err := b.set(v); err != nil {
-				return nil, err
-			}
-		}
-	}
-	for _, b := range bs {
-		b := b
-		set := func(v string) error {
-			if err := b.set(v); err != nil {
-				var ce *ConfigError
-				if errors.As(err, &ce) {
-					return fmt.Errorf("%s", ce.Want)
-				}
-				return err
-			}
-			return nil
-		}
-		if b.isBool {
-			fs.BoolFunc(b.flag, b.help+" [$"+b.env+"]", set)
-		} else {
-			fs.Func(b.flag, b.help+" [$"+b.env+"]", set)
-		}
-	}
-	if err := fs.Parse(args); err != nil {
+	if err := set.Parse(fs, args, getenv); err != nil {
 		return nil, err
 	}
 	if fs.NArg() > 0 {
@@ -375,33 +299,6 @@ Signals: SIGTERM drains and exits; SIGHUP re-reads the CA in TLS_CERT_DIR
 Settings:
 `)
 	fs.PrintDefaults()
-}
-
-// parseBytes reads 1048576, 512KiB, 16MiB, 1GiB (also KB/MB/GB as powers
-// of 1024), or -1.
-func parseBytes(s string) (int64, error) {
-	s = strings.TrimSpace(s)
-	mult := int64(1)
-	for _, u := range []struct {
-		suffix string
-		m      int64
-	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"KB", 1 << 10}, {"MB", 1 << 20}, {"GB", 1 << 30}, {"B", 1}} {
-		if strings.HasSuffix(s, u.suffix) {
-			s, mult = strings.TrimSpace(strings.TrimSuffix(s, u.suffix)), u.m
-			break
-		}
-	}
-	n, err := strconv.ParseInt(s, 10, 64)
-	if err != nil {
-		return 0, err
-	}
-	if n == -1 && mult == 1 {
-		return -1, nil
-	}
-	if n < 0 {
-		return 0, errors.New("negative")
-	}
-	return n * mult, nil
 }
 
 // Env returns os.Getenv; a seam for tests.

@@ -1,0 +1,152 @@
+// Package envflag binds settings to an environment variable and a flag of
+// the same meaning, as goproxy and the forwarder take them: the variable
+// first (the deployment guide's way), then the flag over it (for local
+// use). A bad value is an *Error naming the variable, the value and what is
+// allowed.
+package envflag
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Error names the variable, the bad value and what is allowed.
+type Error struct {
+	Var, Value, Want string
+}
+
+func (e *Error) Error() string {
+	return fmt.Sprintf("%s=%q: %s", e.Var, e.Value, e.Want)
+}
+
+// Set is the settings of one command.
+type Set struct {
+	bs []binding
+}
+
+type binding struct {
+	env, flag, help string
+	set             func(string) error
+	isBool          bool
+}
+
+func (s *Set) add(env, fl, help string, isBool bool, set func(string) error) {
+	s.bs = append(s.bs, binding{env, fl, help, set, isBool})
+}
+
+// String binds *p.
+func (s *Set) String(p *string, env, fl, help string) {
+	s.add(env, fl, help, false, func(v string) error { *p = v; return nil })
+}
+
+// Int binds *p, a whole number.
+func (s *Set) Int(p *int, env, fl, help string) {
+	s.add(env, fl, help, false, func(v string) error {
+		n, err := strconv.Atoi(strings.TrimSpace(v))
+		if err != nil {
+			return &Error{env, v, "want a whole number"}
+		}
+		*p = n
+		return nil
+	})
+}
+
+// Bytes binds *p, a byte count: 1048576, 512KiB, 16MiB, 1GiB (KB, MB and
+// GB are read as their binary units too), or -1.
+func (s *Set) Bytes(p *int64, env, fl, help string) {
+	s.add(env, fl, help, false, func(v string) error {
+		n, err := ParseBytes(v)
+		if err != nil {
+			return &Error{env, v, "want a byte count such as 1048576, 512KiB or 16MiB"}
+		}
+		*p = n
+		return nil
+	})
+}
+
+// Bool binds *p: true or false (and strconv.ParseBool's other spellings);
+// the flag may be given without a value.
+func (s *Set) Bool(p *bool, env, fl, help string) {
+	s.add(env, fl, help, true, func(v string) error {
+		b, err := strconv.ParseBool(strings.TrimSpace(v))
+		if err != nil {
+			return &Error{env, v, "want true or false"}
+		}
+		*p = b
+		return nil
+	})
+}
+
+// Duration binds *p, a duration that is not negative.
+func (s *Set) Duration(p *time.Duration, env, fl, help string) {
+	s.add(env, fl, help, false, func(v string) error {
+		d, err := time.ParseDuration(strings.TrimSpace(v))
+		if err != nil || d < 0 {
+			return &Error{env, v, "want a duration such as 10s or 1m"}
+		}
+		*p = d
+		return nil
+	})
+}
+
+// Parse sets every variable getenv gives (an *Error for a bad value), then
+// parses args with fs, on which it defines one flag per setting whose help
+// names the variable. A bad flag value is reported by fs with what is
+// allowed.
+func (s *Set) Parse(fs *flag.FlagSet, args []string, getenv func(string) string) error {
+	for _, b := range s.bs {
+		if v := getenv(b.env); v != "" {
+			if err := b.set(v); err != nil {
+				return err
+			}
+		}
+	}
+	for _, b := range s.bs {
+		set := func(v string) error {
+			if err := b.set(v); err != nil {
+				if e, ok := errors.AsType[*Error](err); ok {
+					return errors.New(e.Want)
+				}
+				return err
+			}
+			return nil
+		}
+		if b.isBool {
+			fs.BoolFunc(b.flag, b.help+" [$"+b.env+"]", set)
+		} else {
+			fs.Func(b.flag, b.help+" [$"+b.env+"]", set)
+		}
+	}
+	return fs.Parse(args)
+}
+
+// ParseBytes reads a byte count: a whole number with an optional unit
+// (B, KiB, MiB, GiB, or KB, MB, GB read as the same binary units), or -1.
+func ParseBytes(s string) (int64, error) {
+	s = strings.TrimSpace(s)
+	mult := int64(1)
+	for _, u := range []struct {
+		suffix string
+		m      int64
+	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"KB", 1 << 10}, {"MB", 1 << 20}, {"GB", 1 << 30}, {"B", 1}} {
+		if strings.HasSuffix(s, u.suffix) {
+			s, mult = strings.TrimSpace(strings.TrimSuffix(s, u.suffix)), u.m
+			break
+		}
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil {
+		return 0, err
+	}
+	if n == -1 && mult == 1 {
+		return -1, nil
+	}
+	if n < 0 {
+		return 0, errors.New("negative")
+	}
+	return n * mult, nil
+}
