@@ -382,3 +382,28 @@ func TestRedactParts(t *testing.T) {
 		})
 	}
 }
+
+// TestJSONEscapes: a pattern inside a JSON string never starts inside an
+// escape, where the token would follow a backslash and break the JSON
+// (found by FuzzRedactBody: "\b0000@0.AA").
+func TestJSONEscapes(t *testing.T) {
+	r := testRedactor(t)
+	for in, want := range map[string]string{
+		`["\b0000@0.AA"]`:               `["\bREDACTED-pii"]`,
+		`["\u0041bc@x.io"]`:             `["\u0041REDACTED-pii"]`,
+		`["\\bob@x.io"]`:                `["\\REDACTED-pii"]`,
+		`["\u0040x.io"]`:                `["\u0040x.io"]`,
+		`["\bearer abcdefghijk.lmn"]`:   `["\bearer abcdefghijk.lmn"]`,
+		`["a\nBearer abcdefghijk.lmn"]`: `["a\nBearer REDACTED-tokens"]`,
+		`["\n4111111111111111 card"]`:   `["\nREDACTED-pii card"]`,
+	} {
+		var h hits
+		out := r.redactJSON([]byte(in), &h)
+		if out == nil {
+			out = []byte(in) // nothing changed
+		}
+		if !json.Valid(out) || string(out) != want {
+			t.Errorf("%s: got %s, want %s", in, out, want)
+		}
+	}
+}

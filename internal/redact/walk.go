@@ -55,7 +55,7 @@ func (r *Redactor) redactJSON(data []byte, h *hits) []byte {
 		if closed {
 			inner = data[i+1 : end-1]
 		}
-		if out := r.patterns(inner, h); out != nil {
+		if out := r.patternsIn(inner, true, h); out != nil {
 			e.replace(i+1, i+1+len(inner), out)
 		}
 	}
@@ -228,11 +228,21 @@ func luhn(digits []byte) bool {
 // patterns replaces card numbers, e-mail addresses and bearer tokens in b
 // with the token of the rule that lists the pattern. It returns nil when
 // nothing changed.
-func (r *Redactor) patterns(b []byte, h *hits) []byte {
+func (r *Redactor) patterns(b []byte, h *hits) []byte { return r.patternsIn(b, false, h) }
+
+// patternsIn is patterns; with inJSON, b is the inside of a JSON string as
+// it is written, and a match never starts inside an escape (\b, \u0041):
+// the token written there would leave a backslash before it, and so break
+// the JSON.
+func (r *Redactor) patternsIn(b []byte, inJSON bool, h *hits) []byte {
 	e := editor{data: b}
+	inEscape := func(i int) bool { return inJSON && escapeEnd(b, i) != i }
+	// boundary: b[i] does not continue a word; the end of an escape (the n
+	// of \n) is not a letter of the text.
+	boundary := func(i int) bool { return i == 0 || !isAlnum(b[i-1]) || inEscape(i-1) }
 	for i := 0; i < len(b); {
 		c := b[i]
-		if r.card >= 0 && isDigit(c) && (i == 0 || !isAlnum(b[i-1])) {
+		if r.card >= 0 && isDigit(c) && boundary(i) && !inEscape(i) {
 			if end, ok := cardAt(b, i); ok {
 				e.replace(i, end, r.tokens[r.card])
 				h.add(r.card)
@@ -245,14 +255,23 @@ func (r *Redactor) patterns(b []byte, h *hits) []byte {
 			continue
 		}
 		if r.email >= 0 && c == '@' {
-			if s, end, ok := emailAround(b, i, e.last); ok {
+			floor := e.last
+			if inJSON {
+				// The local part starts after the escape it would begin in.
+				s := i
+				for s > floor && isLocal(b[s-1]) {
+					s--
+				}
+				floor = max(floor, escapeEnd(b, s))
+			}
+			if s, end, ok := emailAround(b, i, floor); ok {
 				e.replace(s, end, r.tokens[r.email])
 				h.add(r.email)
 				i = end
 				continue
 			}
 		}
-		if r.bearer >= 0 && (c == 'B' || c == 'b') && (i == 0 || !isAlnum(b[i-1])) {
+		if r.bearer >= 0 && (c == 'B' || c == 'b') && boundary(i) && !inEscape(i) {
 			if s, end, ok := bearerAt(b, i); ok {
 				e.replace(s, end, r.tokens[r.bearer])
 				h.add(r.bearer)
@@ -263,6 +282,33 @@ func (r *Redactor) patterns(b []byte, h *hits) []byte {
 		i++
 	}
 	return e.result()
+}
+
+// escapeEnd returns, when b[i] is inside a JSON escape of b (after its
+// backslash: the n of \n, the u0041 of \u0041), the index just after that
+// escape; otherwise i.
+func escapeEnd(b []byte, i int) int {
+	for k := i - 1; k >= 0 && k >= i-5; k-- {
+		if b[k] != '\\' {
+			continue
+		}
+		run := 0 // backslashes ending at k
+		for j := k; j >= 0 && b[j] == '\\'; j-- {
+			run++
+		}
+		if run%2 == 0 {
+			return i // b[k] is the second of \\: an escape that ends at k
+		}
+		n := 2
+		if k+1 < len(b) && b[k+1] == 'u' {
+			n = 6
+		}
+		if i < k+n {
+			return min(k+n, len(b))
+		}
+		return i
+	}
+	return i
 }
 
 // cardAt looks for a card number starting at b[i]: 13 to 19 digits,
