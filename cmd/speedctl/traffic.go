@@ -24,6 +24,7 @@ import (
 
 	"github.com/tapwire/tapwire/internal/capture"
 	"github.com/tapwire/tapwire/internal/config"
+	"github.com/tapwire/tapwire/internal/format/raw"
 	"github.com/tapwire/tapwire/internal/har"
 	"github.com/tapwire/tapwire/internal/sink/file"
 	"github.com/tapwire/tapwire/internal/wire"
@@ -593,7 +594,7 @@ func (jsonlRecords) Close() error { return nil }
 type rawRecords struct{ w io.Writer }
 
 func (j rawRecords) Write(r *capture.Record) error {
-	return capture.WriteRawJSONL(j.w, []*capture.Record{r})
+	return raw.Write(j.w, []*capture.Record{r})
 }
 func (rawRecords) Close() error { return nil }
 

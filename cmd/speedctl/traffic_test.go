@@ -112,7 +112,7 @@ func hubCmd(ts *testscript.TestScript, neg bool, args []string) {
 		if len(args) != 2 {
 			ts.Fatalf("usage: hub sample FILE")
 		}
-		b, err := os.ReadFile(filepath.Join("..", "..", "internal", "capture", "testdata", "dynamodb-raw.jsonl"))
+		b, err := os.ReadFile(filepath.Join("..", "..", "internal", "format", "raw", "testdata", "dynamodb-raw.jsonl"))
 		ts.Check(err)
 		ts.Check(os.WriteFile(ts.MkAbs(args[1]), b, 0o644))
 	default:

@@ -1,4 +1,4 @@
-package capture
+package capture_test
 
 import (
 	"bytes"
@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	gojson "github.com/goccy/go-json"
+	"github.com/tapwire/tapwire/internal/capture"
 )
 
 // headerCases are names and values for the fast and the slow paths of
@@ -26,7 +27,7 @@ var headerCases = [][2]string{
 func TestHeaderMarshalJSON(t *testing.T) {
 	for _, c := range headerCases {
 		want, _ := json.Marshal(c)
-		got, err := Header{Name: c[0], Value: c[1]}.MarshalJSON()
+		got, err := capture.Header{Name: c[0], Value: c[1]}.MarshalJSON()
 		if err != nil || !bytes.Equal(got, want) {
 			t.Errorf("MarshalJSON(%q) = %s, %v; want %s", c, got, err, want)
 		}
@@ -49,7 +50,7 @@ func TestHeaderUnmarshalJSON(t *testing.T) {
 
 func checkHeaderUnmarshal(t *testing.T, in []byte) {
 	t.Helper()
-	var got Header
+	var got capture.Header
 	gerr := got.UnmarshalJSON(in)
 	var a []string
 	werr := gojson.Unmarshal(in, &a)
@@ -70,7 +71,7 @@ func FuzzHeaderJSON(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, name, value string) {
 		want, _ := json.Marshal([2]string{name, value})
-		got, err := Header{Name: name, Value: value}.MarshalJSON()
+		got, err := capture.Header{Name: name, Value: value}.MarshalJSON()
 		if err != nil || !bytes.Equal(got, want) {
 			t.Fatalf("MarshalJSON(%q, %q) = %s, %v; want %s", name, value, got, err, want)
 		}

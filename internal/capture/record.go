@@ -60,7 +60,7 @@ type Record struct {
 	// Vendor holds the facts of a record imported from the vendor's RRPair
 	// form that have no other home here (tech, signature, fields this
 	// reader does not model), so that an export carries them again. Nil
-	// for records goproxy captured. See vendor.go and docs/record.md.
+	// for records goproxy captured. See internal/rrpair and docs/record.md.
 	Vendor *VendorFacts `json:"vendor,omitempty"`
 }
 

@@ -1,4 +1,4 @@
-package capture
+package capture_test
 
 import (
 	"bytes"
@@ -14,177 +14,16 @@ import (
 	"time"
 
 	"github.com/santhosh-tekuri/jsonschema/v6"
+	"github.com/tapwire/tapwire/internal/capture"
+	"github.com/tapwire/tapwire/internal/capture/capturetest"
+	"github.com/tapwire/tapwire/internal/format/raw"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata")
 
 const schemaPath = "../../docs/record.schema.json"
 
-// goldenRecords are hand-built records of each kind, the examples of
-// docs/record.md.
-func goldenRecords() map[string]*Record {
-	start := time.Date(2025, 2, 11, 21, 7, 54, 542084000, time.UTC)
-	return map[string]*Record{
-		"http-in": {
-			Schema:     SchemaVersion,
-			ID:         "01950f6e-2a6e-7c4a-9b1e-3f6d2a8c4e10",
-			Kind:       KindHTTP,
-			Direction:  DirIn,
-			Start:      start,
-			TTFBMicros: 1840,
-			DurMicros:  2210,
-			Labels:     Labels{Cluster: "prod", Namespace: "shop", Service: "orders", Pod: "orders-7c88-4dnr6", Tenant: "acme"},
-			Net:        Net{ClientAddr: "10.0.3.17:51544", ServerAddr: "localhost:8080", ServerHost: "localhost", ConnID: "c-12", Proxy: "reverse"},
-			HTTP: &HTTP{
-				Req: Request{
-					Method: "POST",
-					URL:    "http://orders.shop:4143/v1/orders?dry=1",
-					Proto:  "HTTP/1.1",
-					Host:   "orders.shop:4143",
-					Headers: Headers{
-						{"Content-Type", "application/json"},
-						{"Accept", "*/*"},
-						{"X-Trace", "a"},
-						{"X-Trace", "b"},
-					},
-					Body: Body{Data: []byte(`{"sku":"A-1","qty":2}`), Size: 21},
-				},
-				Res: &Response{
-					Status:     201,
-					StatusText: "Created",
-					Proto:      "HTTP/1.1",
-					Headers:    Headers{{"Content-Type", "application/json"}, {"Location", "/v1/orders/9"}},
-					Body:       Body{Data: []byte(`{"id":9}`), Size: 8},
-				},
-			},
-			Tags: Tags{"captureMode": "proxy", "proxyType": "dual", "proxyProtocol": "tcp:http"},
-		},
-		"http-out-tls": {
-			Schema:     SchemaVersion,
-			ID:         "01950f6e-2b01-7d3e-8a55-0c1f9e7b2d44",
-			Kind:       KindHTTP,
-			Direction:  DirOut,
-			Start:      start.Add(time.Second),
-			TTFBMicros: 75000,
-			DurMicros:  80125,
-			Labels:     Labels{Cluster: "prod", Namespace: "shop", Service: "orders"},
-			Net: Net{
-				ClientAddr: "127.0.0.1:40112",
-				ServerAddr: "api.example.com:443",
-				ServerHost: "api.example.com",
-				ConnID:     "c-13",
-				Proxy:      "connect",
-				TLS: &TLS{
-					SNI: "api.example.com", Version: "TLS 1.3", ALPN: "h2", CipherSuite: "TLS_AES_128_GCM_SHA256",
-					Upstream: &TLS{SNI: "api.example.com", Version: "TLS 1.3", ALPN: "h2", CipherSuite: "TLS_CHACHA20_POLY1305_SHA256"},
-				},
-			},
-			HTTP: &HTTP{
-				Req: Request{
-					Method:  "GET",
-					URL:     "https://api.example.com/v2/items",
-					Proto:   "HTTP/2.0",
-					Host:    "api.example.com",
-					Headers: Headers{{"Authorization", "REDACTED-authorization"}, {"Accept", "application/json"}},
-					Body:    Body{Size: 0},
-				},
-				Res: &Response{
-					Status:     200,
-					StatusText: "OK",
-					Proto:      "HTTP/2.0",
-					Headers:    Headers{{"Content-Type", "application/octet-stream"}, {"Trailer", "Grpc-Status"}},
-					Body:       Body{Data: []byte{0, 1, 2, 3, 4, 5, 6, 7}, Size: 5 << 20, Truncated: true},
-					Trailers:   Headers{{"Grpc-Status", "0"}},
-				},
-			},
-			Error:      "read upstream body: unexpected EOF",
-			Redactions: []string{"std-auth"},
-		},
-		"grpc-in": {
-			Schema:     SchemaVersion,
-			ID:         "01950f6e-2d20-7b32-84d5-6e7f8091a2b3",
-			Kind:       KindHTTP,
-			Direction:  DirIn,
-			Start:      start.Add(3 * time.Second),
-			TTFBMicros: 1650,
-			DurMicros:  1820,
-			Labels:     Labels{Cluster: "prod", Namespace: "shop", Service: "orders"},
-			Net:        Net{ClientAddr: "10.0.3.18:52210", ServerAddr: "localhost:50051", ServerHost: "localhost", ConnID: "c-15", Proxy: "reverse"},
-			HTTP: &HTTP{
-				Req: Request{
-					Method: "POST",
-					URL:    "http://orders.shop:4143/shop.v1.Orders/GetOrder",
-					Proto:  "HTTP/2.0",
-					Host:   "orders.shop:4143",
-					Headers: Headers{
-						{"Content-Type", "application/grpc"},
-						{"Te", "trailers"},
-						{"User-Agent", "grpc-go/1.85.0"},
-						{"Grpc-Timeout", "999991u"},
-					},
-					Body: Body{Size: 21, Truncated: true}, // the messages hold the bytes
-				},
-				Res: &Response{
-					Status:     200,
-					StatusText: "OK",
-					Proto:      "HTTP/2.0",
-					Headers:    Headers{{"Content-Type", "application/grpc"}},
-					Body:       Body{Size: 31, Truncated: true},
-					Trailers:   Headers{{"Grpc-Status", "0"}},
-				},
-				Messages: []Message{
-					{
-						Up:       true,
-						AtMicros: 140,
-						Size:     16,
-						Data:     []byte("\x0a\x03A-1\x10\x96\x01\x1a\x06\x08\x02\x12\x02eu"),
-						Fields: []ProtoField{
-							{Num: 1, Wire: "bytes", String: new("A-1")},
-							{Num: 2, Wire: "varint", Uint: new(uint64(150))},
-							{Num: 3, Wire: "bytes", Message: []ProtoField{
-								{Num: 1, Wire: "varint", Uint: new(uint64(2))},
-								{Num: 2, Wire: "bytes", String: new("eu")},
-							}},
-						},
-					},
-					{
-						Up:       false,
-						AtMicros: 1790,
-						Size:     26,
-						Data:     []byte("\x08\x09\x12\x07Created\x21\x3d\x0a\xd7\xa3\x70\xfd\x33\x40\x2a\x02\x00\xff\x3a\x00"),
-						Fields: []ProtoField{
-							{Num: 1, Wire: "varint", Uint: new(uint64(9))},
-							{Num: 2, Wire: "bytes", String: new("Created")},
-							{Num: 4, Wire: "fixed64", Uint: new(uint64(0x4033fd70a3d70a3d))}, // the double 19.99
-							{Num: 5, Wire: "bytes", Bytes: []byte{0x00, 0xff}},
-							{Num: 7, Wire: "bytes", String: new("")},
-						},
-					},
-				},
-				GRPC: &GRPC{Service: "shop.v1.Orders", Method: "GetOrder", Status: new(0)},
-			},
-			Tags: Tags{"captureMode": "proxy"},
-		},
-		"tcp": {
-			Schema:    SchemaVersion,
-			ID:        "01950f6e-2c10-7a21-b3c4-5d6e7f809112",
-			Kind:      KindTCP,
-			Direction: DirOut,
-			Start:     start.Add(2 * time.Second),
-			DurMicros: 1500000,
-			Labels:    Labels{Service: "orders"},
-			Net:       Net{ClientAddr: "127.0.0.1:40200", ServerAddr: "db.internal:5432", ServerHost: "db.internal", ConnID: "c-14", Proxy: "forward"},
-			TCP: &TCP{
-				BytesUp:   9,
-				BytesDown: 5,
-				Chunks: []Chunk{
-					{Up: true, AtMicros: 0, Data: []byte("PING 1\r\n\x00")},
-					{Up: false, AtMicros: 410, Data: []byte("PONG\n")},
-				},
-			},
-		},
-	}
-}
+func goldenRecords() map[string]*capture.Record { return capturetest.Records() }
 
 func goldenPath(name string) string { return filepath.Join("testdata", name+".golden.json") }
 
@@ -219,7 +58,7 @@ func TestRecordGoldenDecode(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			var got Record
+			var got capture.Record
 			if err := json.Unmarshal(b, &got); err != nil {
 				t.Fatalf("decode: %v", err)
 			}
@@ -247,7 +86,7 @@ func TestRecordUnknownFields(t *testing.T) {
 	m["futureField"] = map[string]any{"x": 1}
 	m["net"].(map[string]any)["futureNet"] = "y"
 	b, _ = json.Marshal(m)
-	var got Record
+	var got capture.Record
 	if err := json.Unmarshal(b, &got); err != nil {
 		t.Fatalf("decode with unknown fields: %v", err)
 	}
@@ -257,23 +96,23 @@ func TestRecordUnknownFields(t *testing.T) {
 }
 
 func TestValidate(t *testing.T) {
-	good := func() *Record { return goldenRecords()["http-in"] }
+	good := func() *capture.Record { return goldenRecords()["http-in"] }
 	tests := []struct {
 		name   string
-		modify func(*Record)
+		modify func(*capture.Record)
 		want   error
 	}{
-		{"valid http", func(r *Record) {}, nil},
-		{"valid tcp", func(r *Record) { *r = *goldenRecords()["tcp"] }, nil},
-		{"older schema", func(r *Record) { r.Schema = 0 }, nil},
-		{"no id", func(r *Record) { r.ID = "" }, ErrNoID},
-		{"newer schema", func(r *Record) { r.Schema = SchemaVersion + 1 }, ErrSchemaTooNew},
-		{"empty direction", func(r *Record) { r.Direction = "" }, ErrBadDirection},
-		{"upper-case direction", func(r *Record) { r.Direction = "IN" }, ErrBadDirection},
-		{"empty kind", func(r *Record) { r.Kind = "" }, ErrBadKind},
-		{"unknown kind", func(r *Record) { r.Kind = "grpc" }, ErrBadKind},
-		{"http without block", func(r *Record) { r.HTTP = nil }, ErrMissingHTTP},
-		{"tcp without block", func(r *Record) { r.Kind = KindTCP }, ErrMissingTCP},
+		{"valid http", func(r *capture.Record) {}, nil},
+		{"valid tcp", func(r *capture.Record) { *r = *goldenRecords()["tcp"] }, nil},
+		{"older schema", func(r *capture.Record) { r.Schema = 0 }, nil},
+		{"no id", func(r *capture.Record) { r.ID = "" }, capture.ErrNoID},
+		{"newer schema", func(r *capture.Record) { r.Schema = capture.SchemaVersion + 1 }, capture.ErrSchemaTooNew},
+		{"empty direction", func(r *capture.Record) { r.Direction = "" }, capture.ErrBadDirection},
+		{"upper-case direction", func(r *capture.Record) { r.Direction = "IN" }, capture.ErrBadDirection},
+		{"empty kind", func(r *capture.Record) { r.Kind = "" }, capture.ErrBadKind},
+		{"unknown kind", func(r *capture.Record) { r.Kind = "grpc" }, capture.ErrBadKind},
+		{"http without block", func(r *capture.Record) { r.HTTP = nil }, capture.ErrMissingHTTP},
+		{"tcp without block", func(r *capture.Record) { r.Kind = capture.KindTCP }, capture.ErrMissingTCP},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -334,7 +173,16 @@ func TestSchemaGolden(t *testing.T) {
 			t.Errorf("%s does not match the schema: %v", goldenPath(name), err)
 		}
 	}
-	for i, rec := range readSample(t) {
+	f, err := os.Open(capturetest.VendorSample)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var sample []*capture.Record
+	if err := raw.Read(f, func(r *capture.Record) error { sample = append(sample, r); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	for i, rec := range sample {
 		b, err := json.Marshal(rec)
 		if err != nil {
 			t.Fatal(err)
@@ -481,7 +329,7 @@ func TestSchemaFields(t *testing.T) {
 			switch {
 			case ft.Kind() == reflect.Struct && ft != reflect.TypeFor[time.Time]():
 				check(path+"."+name, ft, p)
-			case ft.Kind() == reflect.Slice && ft.Elem().Kind() == reflect.Struct && ft != reflect.TypeFor[Headers]():
+			case ft.Kind() == reflect.Slice && ft.Elem().Kind() == reflect.Struct && ft != reflect.TypeFor[capture.Headers]():
 				items, _ := resolve(p)["items"].(map[string]any)
 				if items == nil {
 					t.Errorf("%s.%s: array of objects without items in the schema", path, name)
@@ -496,13 +344,13 @@ func TestSchemaFields(t *testing.T) {
 			}
 		}
 	}
-	check("record", reflect.TypeFor[Record](), root)
+	check("record", reflect.TypeFor[capture.Record](), root)
 	for _, typ := range []reflect.Type{
-		reflect.TypeFor[Record](), reflect.TypeFor[Labels](), reflect.TypeFor[Net](), reflect.TypeFor[TLS](),
-		reflect.TypeFor[HTTP](), reflect.TypeFor[Request](), reflect.TypeFor[Response](), reflect.TypeFor[Body](),
-		reflect.TypeFor[TCP](), reflect.TypeFor[Chunk](), reflect.TypeFor[VendorFacts](),
-		reflect.TypeFor[RRNetInfo](), reflect.TypeFor[RREndpoint](),
-		reflect.TypeFor[GRPC](), reflect.TypeFor[Message](), reflect.TypeFor[ProtoField](),
+		reflect.TypeFor[capture.Record](), reflect.TypeFor[capture.Labels](), reflect.TypeFor[capture.Net](), reflect.TypeFor[capture.TLS](),
+		reflect.TypeFor[capture.HTTP](), reflect.TypeFor[capture.Request](), reflect.TypeFor[capture.Response](), reflect.TypeFor[capture.Body](),
+		reflect.TypeFor[capture.TCP](), reflect.TypeFor[capture.Chunk](), reflect.TypeFor[capture.VendorFacts](),
+		reflect.TypeFor[capture.VendorNetInfo](), reflect.TypeFor[capture.VendorEndpoint](),
+		reflect.TypeFor[capture.GRPC](), reflect.TypeFor[capture.Message](), reflect.TypeFor[capture.ProtoField](),
 	} {
 		if !seen[typ] {
 			t.Errorf("the schema walk never reached %s", typ.Name())

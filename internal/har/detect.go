@@ -9,6 +9,7 @@ import (
 	"math"
 
 	"github.com/tapwire/tapwire/internal/capture"
+	"github.com/tapwire/tapwire/internal/format/raw"
 	"github.com/tapwire/tapwire/internal/wire"
 )
 
@@ -99,7 +100,7 @@ func ReadRecords(r io.Reader, fn func(*capture.Record) error) (Format, error) {
 		return f, Read(r, fn)
 	case FormatRaw:
 		n := 0
-		return f, capture.ReadRawJSONL(r, func(rec *capture.Record) error {
+		return f, raw.Read(r, func(rec *capture.Record) error {
 			n++
 			if err := rec.Validate(); err != nil {
 				return fmt.Errorf("record %d: %w", n, err)

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/tapwire/tapwire/internal/capture"
+	"github.com/tapwire/tapwire/internal/format/raw"
 	"github.com/tapwire/tapwire/internal/wire"
 )
 
@@ -36,12 +37,12 @@ func testRecords(t testing.TB) []*capture.Record {
 		}
 		recs = append(recs, r)
 	}
-	f, err := os.Open("../capture/testdata/dynamodb-raw.jsonl")
+	f, err := os.Open("../format/raw/testdata/dynamodb-raw.jsonl")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	if err := capture.ReadRawJSONL(f, func(r *capture.Record) error { recs = append(recs, r); return nil }); err != nil {
+	if err := raw.Read(f, func(r *capture.Record) error { recs = append(recs, r); return nil }); err != nil {
 		t.Fatal(err)
 	}
 	base := func(id string) *capture.Record {
@@ -150,10 +151,10 @@ func TestRoundTrip(t *testing.T) {
 	}
 	// The vendor sample goes through HAR to the same raw.jsonl.
 	var a, b bytes.Buffer
-	if err := capture.WriteRawJSONL(&a, want); err != nil {
+	if err := raw.Write(&a, want); err != nil {
 		t.Fatal(err)
 	}
-	if err := capture.WriteRawJSONL(&b, got); err != nil {
+	if err := raw.Write(&b, got); err != nil {
 		t.Fatal(err)
 	}
 	if !bytes.Equal(a.Bytes(), b.Bytes()) {
@@ -296,7 +297,7 @@ func TestReadErrors(t *testing.T) {
 }
 
 func TestSniff(t *testing.T) {
-	raw, err := os.ReadFile("../capture/testdata/dynamodb-raw.jsonl")
+	raw, err := os.ReadFile("../format/raw/testdata/dynamodb-raw.jsonl")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -213,7 +213,7 @@ func TestAdmin(t *testing.T) {
 		t.Fatal(err)
 	}
 	fs.Close()
-	vendor := filepath.Join("..", "capture", "testdata", "dynamodb-raw.jsonl")
+	vendor := filepath.Join("..", "format", "raw", "testdata", "dynamodb-raw.jsonl")
 	out = must("import", "-tenant", "acme", recDir, vendor)
 	if !strings.Contains(out, "imported 50 records (50 new) from 2 files") {
 		t.Errorf("import: %q", out)

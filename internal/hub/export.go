@@ -7,6 +7,7 @@ import (
 	"net/http"
 
 	"github.com/tapwire/tapwire/internal/capture"
+	"github.com/tapwire/tapwire/internal/format/raw"
 	"github.com/tapwire/tapwire/internal/har"
 	"github.com/tapwire/tapwire/internal/store"
 )
@@ -141,7 +142,7 @@ func (j jsonlWriter) close() error { return nil }
 type rawWriter struct{ w *bufio.Writer }
 
 func (j rawWriter) write(r *capture.Record) error {
-	return capture.WriteRawJSONL(j.w, []*capture.Record{r})
+	return raw.Write(j.w, []*capture.Record{r})
 }
 func (j rawWriter) close() error { return nil }
 

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/tapwire/tapwire/internal/capture"
+	"github.com/tapwire/tapwire/internal/format/raw"
 	"github.com/tapwire/tapwire/internal/store"
 	"github.com/tapwire/tapwire/internal/store/postgres"
 	"github.com/tapwire/tapwire/internal/store/sqlite"
@@ -617,8 +618,8 @@ func TestExports(t *testing.T) {
 	}
 
 	var got []string
-	raw := h.download(read, "/api/v1/export/raw.jsonl?direction=out")
-	if err := capture.ReadRawJSONL(strings.NewReader(raw), func(r *capture.Record) error { got = append(got, r.ID); return nil }); err != nil {
+	rawBody := h.download(read, "/api/v1/export/raw.jsonl?direction=out")
+	if err := raw.Read(strings.NewReader(rawBody), func(r *capture.Record) error { got = append(got, r.ID); return nil }); err != nil {
 		t.Fatalf("raw.jsonl does not read back: %v", err)
 	}
 	if want := recIDs(tcp, b); !slices.Equal(got, want) {

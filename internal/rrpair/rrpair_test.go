@@ -1,11 +1,9 @@
-package capture
+package rrpair_test
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/base64"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
 	"reflect"
@@ -13,46 +11,33 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tapwire/tapwire/internal/capture"
+	"github.com/tapwire/tapwire/internal/capture/capturetest"
+	"github.com/tapwire/tapwire/internal/format/raw"
+	"github.com/tapwire/tapwire/internal/rrpair"
 )
 
-const samplePath = "testdata/dynamodb-raw.jsonl"
+const samplePath = "../format/raw/testdata/dynamodb-raw.jsonl"
 
 // sampleLines returns the lines of the vendor sample.
-func sampleLines(t testing.TB) [][]byte {
-	t.Helper()
-	b, err := os.ReadFile(samplePath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var lines [][]byte
-	sc := bufio.NewScanner(bytes.NewReader(b))
-	sc.Buffer(nil, MaxRawLine)
-	for sc.Scan() {
-		lines = append(lines, slicesClone(sc.Bytes()))
-	}
-	if err := sc.Err(); err != nil {
-		t.Fatal(err)
-	}
-	return lines
-}
+func sampleLines(t testing.TB) [][]byte { return capturetest.Lines(t, samplePath) }
 
-func slicesClone(b []byte) []byte { return append([]byte(nil), b...) }
-
-func readSample(t testing.TB) []*Record {
+func readSample(t testing.TB) []*capture.Record {
 	t.Helper()
 	f, err := os.Open(samplePath)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	var recs []*Record
-	if err := ReadRawJSONL(f, func(r *Record) error { recs = append(recs, r); return nil }); err != nil {
-		t.Fatalf("ReadRawJSONL(%s) = %v", samplePath, err)
+	var recs []*capture.Record
+	if err := raw.Read(f, func(r *capture.Record) error { recs = append(recs, r); return nil }); err != nil {
+		t.Fatalf("raw.Read(%s) = %v", samplePath, err)
 	}
 	return recs
 }
 
-func TestReadRawJSONLSample(t *testing.T) {
+func TestReadSample(t *testing.T) {
 	recs := readSample(t)
 	if got, want := len(recs), 45; got != want {
 		t.Fatalf("records = %d, want %d", got, want)
@@ -96,8 +81,8 @@ func TestReadRawJSONLSample(t *testing.T) {
 		got, want any
 	}{
 		{"ID", r.ID, want.id},
-		{"Kind", r.Kind, KindHTTP},
-		{"Direction", r.Direction, DirOut},
+		{"Kind", r.Kind, capture.KindHTTP},
+		{"Direction", r.Direction, capture.DirOut},
 		{"Start", r.Start, want.start},
 		{"DurMicros", r.DurMicros, want.dur},
 		{"Labels.Cluster", r.Labels.Cluster, "undefined"},
@@ -107,7 +92,7 @@ func TestReadRawJSONLSample(t *testing.T) {
 		{"Req.URL", r.HTTP.Req.URL, want.url},
 		{"Req.Proto", r.HTTP.Req.Proto, want.proto},
 		{"Req.Host", r.HTTP.Req.Host, want.host},
-		{"Req.Headers[0]", r.HTTP.Req.Headers[0], Header{"Accept-Encoding", "identity"}},
+		{"Req.Headers[0]", r.HTTP.Req.Headers[0], capture.Header{Name: "Accept-Encoding", Value: "identity"}},
 		{"Req.Headers.Get(X-Amz-Target)", r.HTTP.Req.Headers.Get("x-amz-target"), "DynamoDB_20120810.CreateTable"},
 		{"Req.Body.Size", r.HTTP.Req.Body.Size, want.reqSize},
 		{"Req.Body.Truncated", r.HTTP.Req.Body.Truncated, false},
@@ -141,7 +126,7 @@ func TestVendorExportCarriesFacts(t *testing.T) {
 	lines := sampleLines(t)
 	recs := readSample(t)
 	var out bytes.Buffer
-	if err := WriteRawJSONL(&out, recs); err != nil {
+	if err := raw.Write(&out, recs); err != nil {
 		t.Fatal(err)
 	}
 	exported := bytes.Split(bytes.TrimSuffix(out.Bytes(), []byte("\n")), []byte("\n"))
@@ -200,11 +185,11 @@ func short(v any) string {
 func TestVendorRoundTripSample(t *testing.T) {
 	recs := readSample(t)
 	var out bytes.Buffer
-	if err := WriteRawJSONL(&out, recs); err != nil {
+	if err := raw.Write(&out, recs); err != nil {
 		t.Fatal(err)
 	}
-	var again []*Record
-	if err := ReadRawJSONL(&out, func(r *Record) error { again = append(again, r); return nil }); err != nil {
+	var again []*capture.Record
+	if err := raw.Read(&out, func(r *capture.Record) error { again = append(again, r); return nil }); err != nil {
 		t.Fatalf("re-import: %v", err)
 	}
 	if len(again) != len(recs) {
@@ -233,20 +218,20 @@ func mustJSON(v any) string {
 // order). Every import is of the current Schema, which all golden records
 // have.
 func TestVendorRoundTripOwn(t *testing.T) {
-	for name, rec := range goldenRecords() {
+	for name, rec := range capturetest.Records() {
 		t.Run(name, func(t *testing.T) {
-			p := ToRRPair(rec)
+			p := rrpair.FromRecord(rec)
 			b, err := json.Marshal(p)
 			if err != nil {
 				t.Fatal(err)
 			}
-			var p2 RRPair
+			var p2 rrpair.Pair
 			if err := json.Unmarshal(b, &p2); err != nil {
 				t.Fatal(err)
 			}
-			got, err := FromRRPair(&p2)
+			got, err := rrpair.ToRecord(&p2)
 			if err != nil {
-				t.Fatalf("FromRRPair(ToRRPair(%s)) = %v\n%s", name, err, b)
+				t.Fatalf("rrpair.ToRecord(rrpair.FromRecord(%s)) = %v\n%s", name, err, b)
 			}
 			want := *rec
 			if h := want.HTTP; h != nil {
@@ -274,14 +259,14 @@ func TestVendorRoundTripOwn(t *testing.T) {
 
 // byName returns h stably sorted by name, as an import from the vendor
 // form orders it.
-func byName(h Headers) Headers {
+func byName(h capture.Headers) capture.Headers {
 	c := slices.Clone(h)
-	slices.SortStableFunc(c, func(a, b Header) int { return strings.Compare(a.Name, b.Name) })
+	slices.SortStableFunc(c, func(a, b capture.Header) int { return strings.Compare(a.Name, b.Name) })
 	return c
 }
 
-func TestToRRPairFields(t *testing.T) {
-	p := ToRRPair(goldenRecords()["http-in"])
+func TestToFromRecordFields(t *testing.T) {
+	p := rrpair.FromRecord(capturetest.Records()["http-in"])
 	checks := []struct{ name, got, want string }{
 		{"msgType", p.MsgType, "rrpair"},
 		{"ts", p.TS, "2025-02-11T21:07:54.542084Z"},
@@ -303,7 +288,7 @@ func TestToRRPairFields(t *testing.T) {
 		{"netinfo.downstream.ipAddress", p.NetInfo.Downstream.IPAddress, "10.0.3.17"},
 		{"netinfo.downstream.port", fmt.Sprint(p.NetInfo.Downstream.Port), "51544"},
 		{"netinfo.upstream.hostname", p.NetInfo.Upstream.Hostname, "localhost"},
-		{"tags.k8sAppPodName", p.Tags[TagPod], "orders-7c88-4dnr6"},
+		{"tags.k8sAppPodName", p.Tags[rrpair.TagPod], "orders-7c88-4dnr6"},
 		{"duration", fmt.Sprint(p.Duration), "2"},
 	}
 	for _, c := range checks {
@@ -315,14 +300,14 @@ func TestToRRPairFields(t *testing.T) {
 
 // TestToRRPairGRPC checks that the export of a gRPC call carries its gRPC
 // block in a tag, and leaves its messages out.
-func TestToRRPairGRPC(t *testing.T) {
-	rec := goldenRecords()["grpc-in"]
-	p := ToRRPair(rec)
-	if got, want := p.Tags[TagGRPC], `{"service":"shop.v1.Orders","method":"GetOrder","status":0}`; got != want {
-		t.Errorf("tag %s = %s, want %s", TagGRPC, got, want)
+func TestToFromRecordGRPC(t *testing.T) {
+	rec := capturetest.Records()["grpc-in"]
+	p := rrpair.FromRecord(rec)
+	if got, want := p.Tags[rrpair.TagGRPC], `{"service":"shop.v1.Orders","method":"GetOrder","status":0}`; got != want {
+		t.Errorf("tag %s = %s, want %s", rrpair.TagGRPC, got, want)
 	}
-	if got, want := p.Tags[TagReqBodySize], "21"; got != want {
-		t.Errorf("tag %s = %q, want %q", TagReqBodySize, got, want)
+	if got, want := p.Tags[rrpair.TagReqBodySize], "21"; got != want {
+		t.Errorf("tag %s = %q, want %q", rrpair.TagReqBodySize, got, want)
 	}
 	b, err := json.Marshal(p)
 	if err != nil {
@@ -331,85 +316,6 @@ func TestToRRPairGRPC(t *testing.T) {
 	if bytes.Contains(b, []byte(base64.StdEncoding.EncodeToString(rec.HTTP.Messages[0].Data))) {
 		t.Errorf("the vendor form holds a message's data, want it left out: %s", b)
 	}
-}
-
-func TestFormatTS(t *testing.T) {
-	base := time.Date(2025, 2, 11, 21, 7, 54, 0, time.UTC)
-	tests := []struct {
-		ns   int
-		want string
-	}{
-		{0, "2025-02-11T21:07:54Z"},
-		{500000000, "2025-02-11T21:07:54.500Z"},
-		{446220000, "2025-02-11T21:07:54.446220Z"},
-		{826199386, "2025-02-11T21:07:54.826199386Z"},
-		{1000, "2025-02-11T21:07:54.000001Z"},
-	}
-	for _, tt := range tests {
-		if got := formatTS(base.Add(time.Duration(tt.ns))); got != tt.want {
-			t.Errorf("formatTS(+%dns) = %q, want %q", tt.ns, got, tt.want)
-		}
-	}
-}
-
-func TestReadRawJSONLErrors(t *testing.T) {
-	good := string(sampleLines(t)[0])
-	tests := []struct {
-		name     string
-		input    string
-		wantLine string
-		wantErr  error
-	}{
-		{"not JSON", good + "\n{not json\n", "line 2:", ErrBadVendorRec},
-		{"other msgType", `{"msgType":"metric","direction":"IN"}`, "line 1:", ErrNotRRPair},
-		{"bad direction", "\n\n" + `{"msgType":"rrpair","direction":"SIDEWAYS","ts":"2025-02-11T21:07:54Z"}`, "line 3:", ErrBadVendorRec},
-		{"bad ts", `{"msgType":"rrpair","direction":"IN","ts":"yesterday"}`, "line 1:", ErrBadVendorRec},
-		{"negative duration", `{"msgType":"rrpair","direction":"IN","duration":-1}`, "line 1:", ErrBadVendorRec},
-		{"bad body", `{"msgType":"rrpair","direction":"IN","http":{"req":{"bodyBase64":"**"}}}`, "line 1:", ErrBadVendorRec},
-		{"bad tapwire tag", `{"msgType":"rrpair","direction":"IN","tags":{"tapwire.ttfbUs":"soon"}}`, "line 1:", ErrBadVendorRec},
-		{"duration as text", `{"msgType":"rrpair","direction":"IN","duration":"5"}`, "line 1:", ErrBadVendorRec},
-		{"array line", good + "\n" + good + "\n[]\n", "line 3:", ErrBadVendorRec},
-		{"bad grpc tag", `{"msgType":"rrpair","direction":"IN","http":{},"tags":{"tapwire.grpc":"{"}}`, "line 1:", ErrBadVendorRec},
-		{"grpc tag on tcp", `{"msgType":"rrpair","direction":"IN","tags":{"tapwire.grpc":"{}"}}`, "line 1:", ErrBadVendorRec},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			err := ReadRawJSONL(strings.NewReader(tt.input), func(*Record) error { return nil })
-			if err == nil {
-				t.Fatalf("ReadRawJSONL = nil, want an error at %s", tt.wantLine)
-			}
-			if !strings.Contains(err.Error(), tt.wantLine) {
-				t.Errorf("ReadRawJSONL = %q, want it to name %q", err, tt.wantLine)
-			}
-			if !errors.Is(err, tt.wantErr) {
-				t.Errorf("ReadRawJSONL = %v, want errors.Is %v", err, tt.wantErr)
-			}
-		})
-	}
-
-	t.Run("callback error", func(t *testing.T) {
-		stop := errors.New("stop")
-		n := 0
-		err := ReadRawJSONL(strings.NewReader(good+"\n"+good+"\n"), func(*Record) error {
-			if n++; n == 2 {
-				return stop
-			}
-			return nil
-		})
-		if !errors.Is(err, stop) || !strings.Contains(err.Error(), "line 2:") {
-			t.Errorf("ReadRawJSONL = %v, want stop at line 2", err)
-		}
-	})
-
-	t.Run("line too long", func(t *testing.T) {
-		defer func(n int) { maxRawLine = n }(maxRawLine)
-		maxRawLine = 128 << 10 // above the scanner's initial 64 KiB buffer
-		long := strings.NewReader(good + "\n" + `{"msgType":"` + strings.Repeat("x", maxRawLine) + `"}`)
-		err := ReadRawJSONL(long, func(*Record) error { return nil })
-		if !errors.Is(err, bufio.ErrTooLong) || !strings.Contains(err.Error(), "line 2:") {
-			t.Errorf("ReadRawJSONL = %v, want ErrTooLong at line 2", err)
-		}
-	})
 }
 
 // TestVendorUnknownFields checks that members the vendor types do not model
@@ -422,8 +328,8 @@ func TestVendorUnknownFields(t *testing.T) {
 		`"netinfo":{"id":"5","startTime":"2026-06-25T18:18:27.132578Z","downstream":{"established":"2026-06-25T18:18:27.132042Z","ipAddress":"127.0.0.1","port":64190,"bytesSent":"386"},` +
 		`"upstream":{"established":"2026-06-25T18:18:27.132503Z","ipAddress":"127.0.0.1","port":8088,"hostname":"localhost","bytesSent":"351"}},` +
 		`"session":"abc","meta":{"x":"<b>"}}`
-	var rec *Record
-	if err := ReadRawJSONL(strings.NewReader(in), func(r *Record) error { rec = r; return nil }); err != nil {
+	var rec *capture.Record
+	if err := raw.Read(strings.NewReader(in), func(r *capture.Record) error { rec = r; return nil }); err != nil {
 		t.Fatal(err)
 	}
 	if got, want := rec.Net.ClientAddr, "127.0.0.1:64190"; got != want {
@@ -436,7 +342,7 @@ func TestVendorUnknownFields(t *testing.T) {
 		t.Errorf("Vendor.NetInfo = %s, want the upstream bytesSent kept", mustJSON(rec.Vendor))
 	}
 	var out bytes.Buffer
-	if err := WriteRawJSONL(&out, []*Record{rec}); err != nil {
+	if err := raw.Write(&out, []*capture.Record{rec}); err != nil {
 		t.Fatal(err)
 	}
 	var want, got any
@@ -453,18 +359,18 @@ func TestVendorUnknownFields(t *testing.T) {
 // members it did not have, though they could be derived.
 func TestVendorAbsentFields(t *testing.T) {
 	in := `{"msgType":"rrpair","ts":"2025-01-01T00:00:00Z","duration":3,"direction":"OUT","http":{"req":{"url":"/x?q=1","method":"GET","host":"h"},"res":{"statusCode":204}}}`
-	var p RRPair
+	var p rrpair.Pair
 	if err := json.Unmarshal([]byte(in), &p); err != nil {
 		t.Fatal(err)
 	}
-	rec, err := FromRRPair(&p)
+	rec, err := rrpair.ToRecord(&p)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if got, want := rec.HTTP.Req.URL, "http://h/x?q=1"; got != want {
 		t.Errorf("URL = %q, want %q", got, want)
 	}
-	b, err := json.Marshal(ToRRPair(rec))
+	b, err := json.Marshal(rrpair.FromRecord(rec))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -477,77 +383,6 @@ func TestVendorAbsentFields(t *testing.T) {
 	}
 }
 
-func FuzzReadRawJSONL(f *testing.F) {
-	for _, l := range sampleLines(f)[:3] {
-		f.Add(l)
-	}
-	for _, r := range goldenRecords() {
-		b, _ := json.Marshal(ToRRPair(r))
-		f.Add(b)
-	}
-	f.Add([]byte(`{"msgType":"rrpair","direction":"in","http":{}}`))
-	f.Add([]byte(`{"direction":"OUT","uuid":"x","http":{"req":{"uri":"http://a/b"}},"tags":{"tapwire.tls":"{}","tapwire.redactions":"[]"}}`))
-	f.Add([]byte("{\"direction\":\"IN\",\"netinfo\":{\"downstream\":{\"ipAddress\":\"::1\",\"port\":0,\"bytesSent\":7}},\"x\":{\"a\" : \"<&>\"}}\n\n"))
-	f.Fuzz(func(t *testing.T, data []byte) {
-		var recs []*Record
-		if err := ReadRawJSONL(bytes.NewReader(data), func(r *Record) error {
-			recs = append(recs, r)
-			return nil
-		}); err != nil {
-			return
-		}
-		for _, r := range recs {
-			if err := r.Validate(); err != nil {
-				t.Fatalf("imported record fails Validate: %v", err)
-			}
-			if _, err := json.Marshal(r); err != nil {
-				t.Fatalf("imported record does not marshal: %v", err)
-			}
-		}
-		var out bytes.Buffer
-		if err := WriteRawJSONL(&out, recs); err != nil {
-			t.Fatalf("export of imported records: %v", err)
-		}
-		var again []*Record
-		if err := ReadRawJSONL(bytes.NewReader(out.Bytes()), func(r *Record) error {
-			again = append(again, r)
-			return nil
-		}); err != nil {
-			t.Fatalf("re-import of export: %v\n%s", err, out.Bytes())
-		}
-		if len(again) != len(recs) {
-			t.Fatalf("re-imported %d records, want %d", len(again), len(recs))
-		}
-		for i := range recs {
-			if !reflect.DeepEqual(again[i], recs[i]) {
-				t.Fatalf("record %d changed by export and import:\ngot  %s\nwant %s\nexport %s", i, mustJSON(again[i]), mustJSON(recs[i]), out.Bytes())
-			}
-		}
-	})
-}
-
 // TestReadRawJSONLNoUUID: a line without a uuid gets an id made from its
 // bytes, the same on every read, so that an import twice stores it once;
 // two different lines get different ids.
-func TestReadRawJSONLNoUUID(t *testing.T) {
-	in := `{"msgType":"rrpair","direction":"IN","ts":"2025-02-11T21:07:54Z","http":{"req":{"method":"GET","url":"/a"}}}
-{"msgType":"rrpair","direction":"IN","ts":"2025-02-11T21:07:55Z","http":{"req":{"method":"GET","url":"/b"}}}
-`
-	read := func() []string {
-		var ids []string
-		if err := ReadRawJSONL(strings.NewReader(in), func(r *Record) error {
-			ids = append(ids, r.ID)
-			return r.Validate()
-		}); err != nil {
-			t.Fatal(err)
-		}
-		return ids
-	}
-	a, b := read(), read()
-	if len(a) != 2 || a[0] != b[0] || a[1] != b[1] {
-		t.Errorf("ids differ between reads: %v, %v", a, b)
-	}
-	if a[0] == a[1] {
-		t.Errorf("two lines got the same id %s", a[0])
-	}
-}

@@ -1,23 +1,22 @@
-package capture
-
-// The vendor's record form, an "RRPair": one JSON object per line in a
-// snapshot's raw.jsonl. FromRRPair and ToRRPair convert between it and
-// Record; ReadRawJSONL and WriteRawJSONL read and write whole files. The
-// mapping, and what each direction loses, is in docs/record.md.
+// Package rrpair is the vendor's record form, an "RRPair" (one JSON object
+// per line in a snapshot's raw.jsonl, and the INTERNAL block of a Markdown
+// recording), and its mapping to and from capture.Record: ToRecord and
+// FromRecord. The mapping, and what each direction loses, is in
+// docs/record.md; the file formats built on it are internal/format/raw and
+// internal/format/markdown.
 //
 // Import keeps every fact of the vendor form: what maps onto a Record field
-// goes there, and the rest goes to Record.Vendor (VendorFacts), which keeps a
-// vendor field only when export would not derive the same value from the
-// record. So ToRRPair(FromRRPair(p)) carries the facts of p.
+// goes there, and the rest goes to Record.Vendor (capture.VendorFacts), which
+// keeps a vendor field only when export would not derive the same value
+// from the record. So FromRecord(ToRecord(p)) carries the facts of p.
+package rrpair
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"math"
 	"net"
 	"reflect"
@@ -29,60 +28,55 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/tapwire/tapwire/internal/capture"
 )
 
-// MsgTypeRRPair is the msgType of every vendor record of an exchange.
-const MsgTypeRRPair = "rrpair"
+// MsgType is the msgType of every vendor record of an exchange.
+const MsgType = "rrpair"
 
-// MaxRawLine bounds one line of a raw.jsonl file that ReadRawJSONL accepts.
-// A longer line is an error, not an allocation.
-const MaxRawLine = 64 << 20
-
-var maxRawLine = MaxRawLine // lowered by tests
-
-// Errors returned by FromRRPair and ReadRawJSONL.
+// Errors returned by ToRecord.
 var (
-	ErrNotRRPair    = errors.New("vendor record is not an rrpair")
-	ErrBadVendorRec = errors.New("bad vendor record")
+	ErrNotPair = errors.New("vendor record is not an rrpair")
+	ErrBad     = errors.New("bad vendor record")
 )
 
-// RRPair is one record in the vendor's JSON form. Field names and types
+// Pair is one record in the vendor's JSON form. Field names and types
 // follow the vendor's raw.jsonl; top-level fields that this type does not
 // model are kept verbatim in Extra.
-type RRPair struct {
-	MsgType        string            `json:"msgType"`                   // "rrpair"
-	Resource       string            `json:"resource,omitempty"`        // the capturing app (or "responder")
-	TS             string            `json:"ts"`                        // start, RFC 3339 with nanoseconds
-	L7Protocol     string            `json:"l7protocol,omitempty"`      // http, https, or another protocol
-	Duration       int64             `json:"duration"`                  // milliseconds
-	Tags           map[string]string `json:"tags,omitempty"`            // captureMode, proxyType, proxyId, k8sApp...
-	UUID           string            `json:"uuid,omitempty"`            // base64 of the 16 bytes of a UUID
-	Direction      string            `json:"direction"`                 // IN or OUT
-	Cluster        string            `json:"cluster,omitempty"`         // "undefined" when unknown
-	Namespace      string            `json:"namespace,omitempty"`       // "undefined" when unknown
-	Service        string            `json:"service,omitempty"`         // "undefined" when unknown
-	Tech           string            `json:"tech,omitempty"`            // detected technology: DynamoDB, JSON...
-	NetworkAddress string            `json:"network_address,omitempty"` // host:port of the upstream
-	Command        string            `json:"command,omitempty"`         // the HTTP method
-	Location       string            `json:"location,omitempty"`        // the URL path
-	Status         string            `json:"status,omitempty"`          // the response status code, as text
-	HTTP           *RRHTTP           `json:"http,omitempty"`
-	Signature      map[string]string `json:"signature,omitempty"` // mock-matching keys; values base64
-	NetInfo        *RRNetInfo        `json:"netinfo,omitempty"`
+type Pair struct {
+	MsgType        string                 `json:"msgType"`                   // "rrpair"
+	Resource       string                 `json:"resource,omitempty"`        // the capturing app (or "responder")
+	TS             string                 `json:"ts"`                        // start, RFC 3339 with nanoseconds
+	L7Protocol     string                 `json:"l7protocol,omitempty"`      // http, https, or another protocol
+	Duration       int64                  `json:"duration"`                  // milliseconds
+	Tags           map[string]string      `json:"tags,omitempty"`            // captureMode, proxyType, proxyId, k8sApp...
+	UUID           string                 `json:"uuid,omitempty"`            // base64 of the 16 bytes of a UUID
+	Direction      string                 `json:"direction"`                 // IN or OUT
+	Cluster        string                 `json:"cluster,omitempty"`         // "undefined" when unknown
+	Namespace      string                 `json:"namespace,omitempty"`       // "undefined" when unknown
+	Service        string                 `json:"service,omitempty"`         // "undefined" when unknown
+	Tech           string                 `json:"tech,omitempty"`            // detected technology: DynamoDB, JSON...
+	NetworkAddress string                 `json:"network_address,omitempty"` // host:port of the upstream
+	Command        string                 `json:"command,omitempty"`         // the HTTP method
+	Location       string                 `json:"location,omitempty"`        // the URL path
+	Status         string                 `json:"status,omitempty"`          // the response status code, as text
+	HTTP           *HTTP                  `json:"http,omitempty"`
+	Signature      map[string]string      `json:"signature,omitempty"` // mock-matching keys; values base64
+	NetInfo        *capture.VendorNetInfo `json:"netinfo,omitempty"`
 
 	// Extra holds the top-level fields not modelled above (responderMatch,
 	// tokenList, other protocols' blocks...), verbatim, by name.
 	Extra map[string]json.RawMessage `json:"-"`
 }
 
-// RRHTTP is the vendor's HTTP block.
-type RRHTTP struct {
-	Req *RRRequest  `json:"req,omitempty"`
-	Res *RRResponse `json:"res,omitempty"`
+// HTTP is the vendor's HTTP block.
+type HTTP struct {
+	Req *Request  `json:"req,omitempty"`
+	Res *Response `json:"res,omitempty"`
 }
 
-// RRRequest is the vendor's HTTP request.
-type RRRequest struct {
+// Request is the vendor's HTTP request.
+type Request struct {
 	URL        string              `json:"url,omitempty"`     // path and query, as uri
 	URI        string              `json:"uri,omitempty"`     // path and query
 	Version    string              `json:"version,omitempty"` // "1.1", "2.0"
@@ -94,8 +88,8 @@ type RRRequest struct {
 	Extra map[string]json.RawMessage `json:"-"` // fields not modelled above, verbatim
 }
 
-// RRResponse is the vendor's HTTP response.
-type RRResponse struct {
+// Response is the vendor's HTTP response.
+type Response struct {
 	ContentType   string              `json:"contentType,omitempty"`
 	StatusCode    int                 `json:"statusCode"`
 	StatusMessage string              `json:"statusMessage,omitempty"` // "200 OK"
@@ -105,87 +99,12 @@ type RRResponse struct {
 	Extra map[string]json.RawMessage `json:"-"` // fields not modelled above, verbatim
 }
 
-// RRNetInfo is the vendor's connection block.
-type RRNetInfo struct {
-	ID         string      `json:"id,omitempty"`        // connection id
-	StartTime  string      `json:"startTime,omitempty"` // RFC 3339
-	Downstream *RREndpoint `json:"downstream,omitempty"`
-	Upstream   *RREndpoint `json:"upstream,omitempty"`
-}
-
-// RREndpoint is one side of the vendor's connection block.
-type RREndpoint struct {
-	Established string    `json:"established,omitempty"` // RFC 3339
-	IPAddress   string    `json:"ipAddress,omitempty"`
-	Port        int       `json:"port,omitempty"`
-	Hostname    string    `json:"hostname,omitempty"`
-	BytesSent   Int64Text `json:"bytesSent,omitempty"`
-}
-
-// Int64Text is an int64 that the vendor writes as a JSON string, as
-// protobuf's JSON mapping does ("386"). A bare JSON number is accepted too.
-type Int64Text int64
-
-// MarshalJSON writes n as a JSON string.
-func (n Int64Text) MarshalJSON() ([]byte, error) {
-	return json.Marshal(strconv.FormatInt(int64(n), 10))
-}
-
-// UnmarshalJSON reads "386" or 386.
-func (n *Int64Text) UnmarshalJSON(b []byte) error {
-	s := string(b)
-	if s == "null" {
-		return nil
-	}
-	if len(b) > 0 && b[0] == '"' {
-		if err := json.Unmarshal(b, &s); err != nil {
-			return err
-		}
-	}
-	v, err := strconv.ParseInt(s, 10, 64)
-	if err != nil {
-		return fmt.Errorf("int64 text: %w", err)
-	}
-	*n = Int64Text(v)
-	return nil
-}
-
-// VendorFacts are the facts of an imported vendor record that no other
-// Record field holds. A field is set only when ToRRPair would not derive
-// the same value from the rest of the record; all are empty for records
-// goproxy captured.
-type VendorFacts struct {
-	UUID          string            `json:"uuid,omitempty"`          // uuid, when it is not ID's 16 bytes in base64
-	Resource      string            `json:"resource,omitempty"`      // resource, when not Labels.Service
-	Tech          string            `json:"tech,omitempty"`          // tech: the vendor's detected technology
-	L7Protocol    string            `json:"l7protocol,omitempty"`    // l7protocol, when not the URL scheme (or tcp)
-	Command       string            `json:"command,omitempty"`       // command, when not the request method
-	Location      string            `json:"location,omitempty"`      // location, when not the URL path
-	Status        string            `json:"status,omitempty"`        // status, when not the response status code
-	URL           string            `json:"url,omitempty"`           // http.req.url, when not http.req.uri
-	URI           string            `json:"uri,omitempty"`           // http.req.uri, when not the path and query of Request.URL
-	Version       string            `json:"version,omitempty"`       // http.req.version, when not Request.Proto without "HTTP/"
-	StatusMessage string            `json:"statusMessage,omitempty"` // http.res.statusMessage, when not "<status> <statusText>"
-	ContentType   string            `json:"contentType,omitempty"`   // http.res.contentType, when not the Content-Type header
-	Signature     map[string]string `json:"signature,omitempty"`     // signature: mock-matching keys, values base64
-	NetInfo       *RRNetInfo        `json:"netinfo,omitempty"`       // netinfo facts that Net does not hold
-
-	// Absent names the vendor fields (as "command", "http.req.uri") that
-	// were empty or missing though export would derive a value for them;
-	// export leaves them out again.
-	Absent []string `json:"absent,omitempty"`
-
-	Extra    map[string]json.RawMessage `json:"extra,omitempty"`    // top-level fields RRPair does not model
-	ReqExtra map[string]json.RawMessage `json:"reqExtra,omitempty"` // http.req fields RRRequest does not model
-	ResExtra map[string]json.RawMessage `json:"resExtra,omitempty"` // http.res fields RRResponse does not model
-}
-
-func (v *VendorFacts) isZero() bool {
+func factsZero(v *capture.VendorFacts) bool {
 	return v == nil || reflect.ValueOf(*v).IsZero()
 }
 
 // Tags that carry, in the vendor form, facts of a Record that the vendor form
-// has no field for. ToRRPair writes them; FromRRPair reads them back into
+// has no field for. FromRecord writes them; ToRecord reads them back into
 // their fields and removes them from Tags.
 const (
 	TagPod         = "k8sAppPodName"        // Labels.Pod (the vendor's own tag)
@@ -217,18 +136,18 @@ const (
 // base64 UUIDs.
 var vendorNS = uuid.NewSHA1(uuid.NameSpaceURL, []byte("https://github.com/tapwire/tapwire/vendor-uuid"))
 
-// FromRRPair converts a vendor record to a Record. Every fact of p is kept:
+// ToRecord converts a vendor record to a Record. Every fact of p is kept:
 // see VendorFacts. The result passes Validate.
-func FromRRPair(p *RRPair) (*Record, error) {
-	if p.MsgType != "" && p.MsgType != MsgTypeRRPair {
-		return nil, fmt.Errorf("%w: msgType %q", ErrNotRRPair, p.MsgType)
+func ToRecord(p *Pair) (*capture.Record, error) {
+	if p.MsgType != "" && p.MsgType != MsgType {
+		return nil, fmt.Errorf("%w: msgType %q", ErrNotPair, p.MsgType)
 	}
-	r := &Record{
-		Schema: SchemaVersion,
-		Labels: Labels{Cluster: p.Cluster, Namespace: p.Namespace, Service: p.Service},
-		Net:    Net{ServerAddr: p.NetworkAddress},
+	r := &capture.Record{
+		Schema: capture.SchemaVersion,
+		Labels: capture.Labels{Cluster: p.Cluster, Namespace: p.Namespace, Service: p.Service},
+		Net:    capture.Net{ServerAddr: p.NetworkAddress},
 	}
-	v := &VendorFacts{Tech: p.Tech, Extra: cloneRaw(p.Extra)}
+	v := &capture.VendorFacts{Tech: p.Tech, Extra: cloneRaw(p.Extra)}
 	if len(p.Signature) > 0 {
 		v.Signature = cloneTags(p.Signature)
 	}
@@ -237,24 +156,24 @@ func FromRRPair(p *RRPair) (*Record, error) {
 	r.ID = idFromVendor(p.UUID)
 	switch strings.ToUpper(p.Direction) {
 	case "IN":
-		r.Direction = DirIn
+		r.Direction = capture.DirIn
 	case "OUT":
-		r.Direction = DirOut
+		r.Direction = capture.DirOut
 	default:
-		return nil, fmt.Errorf("%w: direction %q is not IN or OUT", ErrBadVendorRec, p.Direction)
+		return nil, fmt.Errorf("%w: direction %q is not IN or OUT", ErrBad, p.Direction)
 	}
 	if p.TS != "" {
 		t, err := time.Parse(time.RFC3339Nano, p.TS)
 		if err != nil {
-			return nil, fmt.Errorf("%w: ts: %w", ErrBadVendorRec, err)
+			return nil, fmt.Errorf("%w: ts: %w", ErrBad, err)
 		}
 		if y := t.UTC().Year(); y < 1 || y > 9999 {
-			return nil, fmt.Errorf("%w: ts %q out of range", ErrBadVendorRec, p.TS)
+			return nil, fmt.Errorf("%w: ts %q out of range", ErrBad, p.TS)
 		}
 		r.Start = t.UTC()
 	}
 	if p.Duration < 0 || p.Duration > maxDurationMs {
-		return nil, fmt.Errorf("%w: duration %d ms out of range", ErrBadVendorRec, p.Duration)
+		return nil, fmt.Errorf("%w: duration %d ms out of range", ErrBad, p.Duration)
 	}
 	r.DurMicros = p.Duration * 1000
 
@@ -269,20 +188,20 @@ func FromRRPair(p *RRPair) (*Record, error) {
 		if u := ni.Upstream; u != nil {
 			r.Net.ServerHost, res.Upstream.Hostname = u.Hostname, ""
 		}
-		v.NetInfo = res.trim()
+		v.NetInfo = res.Trim()
 	}
 
 	// Protocol block.
 	if p.HTTP != nil {
-		r.Kind = KindHTTP
+		r.Kind = capture.KindHTTP
 		h, err := httpFromVendor(p, v)
 		if err != nil {
 			return nil, err
 		}
 		r.HTTP = h
 	} else {
-		r.Kind = KindTCP
-		r.TCP = &TCP{}
+		r.Kind = capture.KindTCP
+		r.TCP = &capture.TCP{}
 	}
 
 	// Tags, less those that carry our own facts.
@@ -291,7 +210,7 @@ func FromRRPair(p *RRPair) (*Record, error) {
 	}
 
 	// Vendor fields that export would not derive from the record as it is.
-	d := toRRPair(r)
+	d := fromRecord(r)
 	keep := func(name string, dst *string, orig, derived string) {
 		switch {
 		case orig == derived:
@@ -312,7 +231,7 @@ func FromRRPair(p *RRPair) (*Record, error) {
 	if p.HTTP != nil {
 		q := p.HTTP.Req
 		if q == nil {
-			q = &RRRequest{}
+			q = &Request{}
 		}
 		keep("http.req.uri", &v.URI, q.URI, d.HTTP.Req.URI)
 		keep("http.req.url", &v.URL, q.URL, q.URI) // export writes url = uri
@@ -322,24 +241,24 @@ func FromRRPair(p *RRPair) (*Record, error) {
 		keep("http.res.statusMessage", &v.StatusMessage, p.HTTP.Res.StatusMessage, d.HTTP.Res.StatusMessage)
 		keep("http.res.contentType", &v.ContentType, p.HTTP.Res.ContentType, d.HTTP.Res.ContentType)
 	}
-	if !v.isZero() {
+	if !factsZero(v) {
 		r.Vendor = v
 	}
 	if err := r.Validate(); err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrBadVendorRec, err)
+		return nil, fmt.Errorf("%w: %w", ErrBad, err)
 	}
 	return r, nil
 }
 
-func httpFromVendor(p *RRPair, v *VendorFacts) (*HTTP, error) {
-	h := &HTTP{}
+func httpFromVendor(p *Pair, v *capture.VendorFacts) (*capture.HTTP, error) {
+	h := &capture.HTTP{}
 	q := p.HTTP.Req
 	if q == nil {
-		q = &RRRequest{}
+		q = &Request{}
 	}
 	reqBody, err := bodyFromVendor(q.BodyBase64)
 	if err != nil {
-		return nil, fmt.Errorf("%w: http.req.bodyBase64: %w", ErrBadVendorRec, err)
+		return nil, fmt.Errorf("%w: http.req.bodyBase64: %w", ErrBad, err)
 	}
 	uri := q.URI
 	if uri == "" {
@@ -348,7 +267,7 @@ func httpFromVendor(p *RRPair, v *VendorFacts) (*HTTP, error) {
 	if uri == "" {
 		uri = p.Location
 	}
-	h.Req = Request{
+	h.Req = capture.Request{
 		Method:  q.Method,
 		URL:     absURL(p, q.Host, uri),
 		Proto:   protoFromVersion(q.Version),
@@ -360,14 +279,14 @@ func httpFromVendor(p *RRPair, v *VendorFacts) (*HTTP, error) {
 	if s := p.HTTP.Res; s != nil {
 		body, err := bodyFromVendor(s.BodyBase64)
 		if err != nil {
-			return nil, fmt.Errorf("%w: http.res.bodyBase64: %w", ErrBadVendorRec, err)
+			return nil, fmt.Errorf("%w: http.res.bodyBase64: %w", ErrBad, err)
 		}
 		code := strconv.Itoa(s.StatusCode)
 		text, ok := strings.CutPrefix(s.StatusMessage, code+" ")
 		if !ok {
 			text = s.StatusMessage
 		}
-		h.Res = &Response{
+		h.Res = &capture.Response{
 			Status:     s.StatusCode,
 			StatusText: text,
 			Headers:    headersFromVendor(s.Headers),
@@ -381,7 +300,7 @@ func httpFromVendor(p *RRPair, v *VendorFacts) (*HTTP, error) {
 // absURL builds Request.URL: the scheme from l7protocol, the host from the
 // request (or the connection), and the vendor's uri. An absolute uri is
 // taken as it is.
-func absURL(p *RRPair, host, uri string) string {
+func absURL(p *Pair, host, uri string) string {
 	if strings.HasPrefix(uri, "http://") || strings.HasPrefix(uri, "https://") {
 		return uri
 	}
@@ -398,7 +317,7 @@ func absURL(p *RRPair, host, uri string) string {
 	return scheme + "://" + host + uri
 }
 
-func tagsFromVendor(tags map[string]string, r *Record) error {
+func tagsFromVendor(tags map[string]string, r *capture.Record) error {
 	for k, val := range tags {
 		var err error
 		switch k {
@@ -464,19 +383,19 @@ func tagsFromVendor(tags map[string]string, r *Record) error {
 			}
 		default:
 			if r.Tags == nil {
-				r.Tags = make(Tags, len(tags))
+				r.Tags = make(capture.Tags, len(tags))
 			}
 			r.Tags[k] = val
 			continue
 		}
 		if err != nil {
-			return fmt.Errorf("%w: tag %s=%q: %w", ErrBadVendorRec, k, val, err)
+			return fmt.Errorf("%w: tag %s=%q: %w", ErrBad, k, val, err)
 		}
 	}
 	return nil
 }
 
-func setSize(b *Body, val string) error {
+func setSize(b *capture.Body, val string) error {
 	n, err := strconv.ParseInt(val, 10, 64)
 	if err != nil {
 		return err
@@ -488,12 +407,12 @@ func setSize(b *Body, val string) error {
 	return nil
 }
 
-// ToRRPair converts r to the vendor's form. Facts the vendor form has no
+// FromRecord converts r to the vendor's form. Facts the vendor form has no
 // field for are written as tapwire.* tags (see TagError and the others),
 // except TCP chunks, the messages of HTTP (HTTP.Messages and
 // MessagesTruncated) and the schema number; docs/record.md lists them.
-func ToRRPair(r *Record) *RRPair {
-	p := toRRPair(r)
+func FromRecord(r *capture.Record) *Pair {
+	p := fromRecord(r)
 	v := r.Vendor
 	if v == nil {
 		return p
@@ -543,7 +462,7 @@ func ToRRPair(r *Record) *RRPair {
 }
 
 // vendorField returns the string field of p that Absent names, or nil.
-func vendorField(p *RRPair, name string) *string {
+func vendorField(p *Pair, name string) *string {
 	switch name {
 	case "resource":
 		return &p.Resource
@@ -580,10 +499,10 @@ func vendorField(p *RRPair, name string) *string {
 	return nil
 }
 
-// toRRPair derives the vendor form from r, ignoring r.Vendor.
-func toRRPair(r *Record) *RRPair {
-	p := &RRPair{
-		MsgType:        MsgTypeRRPair,
+// fromRecord derives the vendor form from r, ignoring r.Vendor.
+func fromRecord(r *capture.Record) *Pair {
+	p := &Pair{
+		MsgType:        MsgType,
 		Resource:       r.Labels.Service,
 		TS:             formatTS(r.Start),
 		Duration:       r.DurMicros / 1000,
@@ -605,7 +524,7 @@ func toRRPair(r *Record) *RRPair {
 		p.L7Protocol = scheme
 		p.Command = q.Method
 		p.Location, _, _ = strings.Cut(uri, "?")
-		p.HTTP = &RRHTTP{Req: &RRRequest{
+		p.HTTP = &HTTP{Req: &Request{
 			URL:        uri,
 			URI:        uri,
 			Version:    strings.TrimPrefix(q.Proto, protoPrefix),
@@ -616,7 +535,7 @@ func toRRPair(r *Record) *RRPair {
 		}}
 		if s := r.HTTP.Res; s != nil {
 			p.Status = strconv.Itoa(s.Status)
-			p.HTTP.Res = &RRResponse{
+			p.HTTP.Res = &Response{
 				ContentType:   s.Headers.Get(contentTypeKey),
 				StatusCode:    s.Status,
 				StatusMessage: strconv.Itoa(s.Status) + " " + s.StatusText,
@@ -630,7 +549,7 @@ func toRRPair(r *Record) *RRPair {
 	return p
 }
 
-func tagsToVendor(r *Record) map[string]string {
+func tagsToVendor(r *capture.Record) map[string]string {
 	t := make(map[string]string, len(r.Tags)+4)
 	for k, v := range r.Tags {
 		t[k] = v
@@ -691,23 +610,23 @@ func tagsToVendor(r *Record) map[string]string {
 	return t
 }
 
-func netInfoToVendor(n *Net) *RRNetInfo {
-	ni := &RRNetInfo{ID: n.ConnID}
+func netInfoToVendor(n *capture.Net) *capture.VendorNetInfo {
+	ni := &capture.VendorNetInfo{ID: n.ConnID}
 	if n.ClientAddr != "" {
 		host, port := splitAddr(n.ClientAddr)
-		ni.Downstream = &RREndpoint{IPAddress: host, Port: port}
+		ni.Downstream = &capture.VendorEndpoint{IPAddress: host, Port: port}
 	}
 	if n.ServerHost != "" {
-		ni.Upstream = &RREndpoint{Hostname: n.ServerHost}
+		ni.Upstream = &capture.VendorEndpoint{Hostname: n.ServerHost}
 	}
-	return ni.trim()
+	return ni.Trim()
 }
 
 // mergeNetInfo lays the derived facts d over the kept facts v.
-func mergeNetInfo(v, d *RRNetInfo) *RRNetInfo {
+func mergeNetInfo(v, d *capture.VendorNetInfo) *capture.VendorNetInfo {
 	m := cloneNetInfo(v)
 	if d == nil {
-		return m.trim()
+		return m.Trim()
 	}
 	if d.ID != "" {
 		m.ID = d.ID
@@ -718,13 +637,13 @@ func mergeNetInfo(v, d *RRNetInfo) *RRNetInfo {
 	if d.Upstream != nil {
 		m.Upstream.Hostname = d.Upstream.Hostname
 	}
-	return m.trim()
+	return m.Trim()
 }
 
 // cloneNetInfo copies n, with both endpoints non-nil.
-func cloneNetInfo(n *RRNetInfo) *RRNetInfo {
+func cloneNetInfo(n *capture.VendorNetInfo) *capture.VendorNetInfo {
 	c := *n
-	c.Downstream, c.Upstream = &RREndpoint{}, &RREndpoint{}
+	c.Downstream, c.Upstream = &capture.VendorEndpoint{}, &capture.VendorEndpoint{}
 	if n.Downstream != nil {
 		*c.Downstream = *n.Downstream
 	}
@@ -732,20 +651,6 @@ func cloneNetInfo(n *RRNetInfo) *RRNetInfo {
 		*c.Upstream = *n.Upstream
 	}
 	return &c
-}
-
-// trim drops empty endpoints and returns nil if nothing is left.
-func (n *RRNetInfo) trim() *RRNetInfo {
-	if n.Downstream != nil && *n.Downstream == (RREndpoint{}) {
-		n.Downstream = nil
-	}
-	if n.Upstream != nil && *n.Upstream == (RREndpoint{}) {
-		n.Upstream = nil
-	}
-	if *n == (RRNetInfo{}) {
-		return nil
-	}
-	return n
 }
 
 // splitURL returns the scheme of an absolute URL and the rest after the
@@ -803,16 +708,12 @@ func splitAddr(addr string) (string, int) {
 	return host, n
 }
 
-// vendorLineNS is the name space of the ids ReadRawJSONL gives lines
-// without a uuid: a name-based UUID of the line.
-var vendorLineNS = uuid.NewSHA1(uuid.NameSpaceURL, []byte("https://github.com/tapwire/tapwire/vendor-line"))
-
 // idFromVendor returns the record id for a vendor uuid: the UUID whose 16
 // bytes it encodes, or a name-based UUID of the text when it encodes none,
 // or a new id when there is none.
 func idFromVendor(s string) string {
 	if s == "" {
-		return NewID()
+		return capture.NewID()
 	}
 	if b, err := base64.StdEncoding.DecodeString(s); err == nil && len(b) == 16 {
 		return uuid.UUID(b).String()
@@ -830,20 +731,20 @@ func idToVendor(id string) string {
 	return base64.StdEncoding.EncodeToString(u[:])
 }
 
-func bodyFromVendor(s string) (Body, error) {
+func bodyFromVendor(s string) (capture.Body, error) {
 	if s == "" {
-		return Body{}, nil
+		return capture.Body{}, nil
 	}
 	b, err := base64.StdEncoding.DecodeString(s)
 	if err != nil {
-		return Body{}, err
+		return capture.Body{}, err
 	}
-	return Body{Data: b, Size: int64(len(b))}, nil
+	return capture.Body{Data: b, Size: int64(len(b))}, nil
 }
 
 // headersFromVendor orders the vendor's header map by name (it has no
 // order), keeping the order of each name's values.
-func headersFromVendor(m map[string][]string) Headers {
+func headersFromVendor(m map[string][]string) capture.Headers {
 	if len(m) == 0 {
 		return nil
 	}
@@ -857,16 +758,16 @@ func headersFromVendor(m map[string][]string) Headers {
 		return nil
 	}
 	sort.Strings(names)
-	h := make(Headers, 0, n)
+	h := make(capture.Headers, 0, n)
 	for _, k := range names {
 		for _, v := range m[k] {
-			h = append(h, Header{Name: k, Value: v})
+			h = append(h, capture.Header{Name: k, Value: v})
 		}
 	}
 	return h
 }
 
-func headersToVendor(h Headers) map[string][]string {
+func headersToVendor(h capture.Headers) map[string][]string {
 	if len(h) == 0 {
 		return nil
 	}
@@ -896,68 +797,11 @@ func cloneRaw(m map[string]json.RawMessage) map[string]json.RawMessage {
 	return c
 }
 
-// ReadRawJSONL reads a vendor raw.jsonl stream, one RRPair per line, and
-// calls fn with each converted record in order. Blank lines are skipped. An
-// error names its line; an error from fn stops the read and is returned,
-// wrapped with the line.
-func ReadRawJSONL(r io.Reader, fn func(*Record) error) error {
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 0, 64<<10), maxRawLine)
-	line := 0
-	for sc.Scan() {
-		line++
-		b := bytes.TrimSpace(sc.Bytes())
-		if len(b) == 0 {
-			continue
-		}
-		var p RRPair
-		if err := json.Unmarshal(b, &p); err != nil {
-			return fmt.Errorf("raw.jsonl line %d: %w: %w", line, ErrBadVendorRec, err)
-		}
-		rec, err := FromRRPair(&p)
-		if err != nil {
-			return fmt.Errorf("raw.jsonl line %d: %w", line, err)
-		}
-		if p.UUID == "" {
-			// An id from the line's bytes rather than a random one, so
-			// that importing the same file twice stores it once.
-			rec.ID = uuid.NewSHA1(vendorLineNS, b).String()
-		}
-		if err := fn(rec); err != nil {
-			return fmt.Errorf("raw.jsonl line %d: %w", line, err)
-		}
-	}
-	if err := sc.Err(); err != nil {
-		return fmt.Errorf("raw.jsonl line %d: %w", line+1, err)
-	}
-	return nil
-}
-
-// WriteRawJSONL writes recs to w in the vendor's raw.jsonl form, one RRPair
-// per line.
-func WriteRawJSONL(w io.Writer, recs []*Record) error {
-	bw := bufio.NewWriter(w)
-	for i, r := range recs {
-		b, err := json.Marshal(ToRRPair(r))
-		if err != nil {
-			return fmt.Errorf("encode record %d (%s): %w", i, r.ID, err)
-		}
-		b = append(b, '\n')
-		if _, err := bw.Write(b); err != nil {
-			return fmt.Errorf("write record %d: %w", i, err)
-		}
-	}
-	if err := bw.Flush(); err != nil {
-		return fmt.Errorf("write raw.jsonl: %w", err)
-	}
-	return nil
-}
-
 // JSON of the vendor types with unknown fields kept in Extra.
 
 // UnmarshalJSON reads p, keeping unknown fields in p.Extra.
-func (p *RRPair) UnmarshalJSON(b []byte) error {
-	type plain RRPair
+func (p *Pair) UnmarshalJSON(b []byte) error {
+	type plain Pair
 	var v plain
 	if err := json.Unmarshal(b, &v); err != nil {
 		return err
@@ -966,14 +810,14 @@ func (p *RRPair) UnmarshalJSON(b []byte) error {
 	if err != nil {
 		return err
 	}
-	*p = RRPair(v)
+	*p = Pair(v)
 	p.Extra = extra
 	return nil
 }
 
 // MarshalJSON writes p with the fields of p.Extra after the known ones.
-func (p RRPair) MarshalJSON() ([]byte, error) {
-	type plain RRPair
+func (p Pair) MarshalJSON() ([]byte, error) {
+	type plain Pair
 	b, err := json.Marshal(plain(p))
 	if err != nil {
 		return nil, err
@@ -982,8 +826,8 @@ func (p RRPair) MarshalJSON() ([]byte, error) {
 }
 
 // UnmarshalJSON reads q, keeping unknown fields in q.Extra.
-func (q *RRRequest) UnmarshalJSON(b []byte) error {
-	type plain RRRequest
+func (q *Request) UnmarshalJSON(b []byte) error {
+	type plain Request
 	var v plain
 	if err := json.Unmarshal(b, &v); err != nil {
 		return err
@@ -992,14 +836,14 @@ func (q *RRRequest) UnmarshalJSON(b []byte) error {
 	if err != nil {
 		return err
 	}
-	*q = RRRequest(v)
+	*q = Request(v)
 	q.Extra = extra
 	return nil
 }
 
 // MarshalJSON writes q with the fields of q.Extra after the known ones.
-func (q RRRequest) MarshalJSON() ([]byte, error) {
-	type plain RRRequest
+func (q Request) MarshalJSON() ([]byte, error) {
+	type plain Request
 	b, err := json.Marshal(plain(q))
 	if err != nil {
 		return nil, err
@@ -1008,8 +852,8 @@ func (q RRRequest) MarshalJSON() ([]byte, error) {
 }
 
 // UnmarshalJSON reads s, keeping unknown fields in s.Extra.
-func (s *RRResponse) UnmarshalJSON(b []byte) error {
-	type plain RRResponse
+func (s *Response) UnmarshalJSON(b []byte) error {
+	type plain Response
 	var v plain
 	if err := json.Unmarshal(b, &v); err != nil {
 		return err
@@ -1018,14 +862,14 @@ func (s *RRResponse) UnmarshalJSON(b []byte) error {
 	if err != nil {
 		return err
 	}
-	*s = RRResponse(v)
+	*s = Response(v)
 	s.Extra = extra
 	return nil
 }
 
 // MarshalJSON writes s with the fields of s.Extra after the known ones.
-func (s RRResponse) MarshalJSON() ([]byte, error) {
-	type plain RRResponse
+func (s Response) MarshalJSON() ([]byte, error) {
+	type plain Response
 	b, err := json.Marshal(plain(s))
 	if err != nil {
 		return nil, err
