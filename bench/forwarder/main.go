@@ -34,6 +34,7 @@ import (
 	"time"
 
 	"github.com/tapwire/tapwire/internal/capture"
+	"github.com/tapwire/tapwire/internal/format/jsonl"
 	"github.com/tapwire/tapwire/internal/wire"
 )
 
@@ -343,7 +344,7 @@ func buildBatches(n, size, bodySize int) ([]encoded, int) {
 			}
 		}
 		var lines, z bytes.Buffer
-		wire.AppendLines(&lines, recs)
+		jsonl.Append(&lines, recs)
 		plain += lines.Len()
 		if err := wire.EncodeBatch(&z, recs); err != nil {
 			panic(err)

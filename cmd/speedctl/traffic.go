@@ -24,8 +24,8 @@ import (
 
 	"github.com/tapwire/tapwire/internal/capture"
 	"github.com/tapwire/tapwire/internal/config"
-	"github.com/tapwire/tapwire/internal/format/raw"
-	"github.com/tapwire/tapwire/internal/har"
+	fmtpkg "github.com/tapwire/tapwire/internal/format"
+	"github.com/tapwire/tapwire/internal/format/har"
 	"github.com/tapwire/tapwire/internal/sink/file"
 	"github.com/tapwire/tapwire/internal/wire"
 )
@@ -572,32 +572,6 @@ func showBody(ctx context.Context, w io.Writer, c *hubClient, path, side string,
 // capture cap (1 MiB each side by default).
 var exportPageSize = 200
 
-// recordWriter writes records in one export format.
-type recordWriter interface {
-	Write(*capture.Record) error
-	Close() error
-}
-
-type jsonlRecords struct{ w io.Writer }
-
-// Write writes r as the hub's records.jsonl does.
-func (j jsonlRecords) Write(r *capture.Record) error {
-	b, err := json.Marshal(r)
-	if err != nil {
-		return fmt.Errorf("encode record %s: %w", r.ID, err)
-	}
-	_, err = j.w.Write(append(b, '\n'))
-	return err
-}
-func (jsonlRecords) Close() error { return nil }
-
-type rawRecords struct{ w io.Writer }
-
-func (j rawRecords) Write(r *capture.Record) error {
-	return raw.Write(j.w, []*capture.Record{r})
-}
-func (rawRecords) Close() error { return nil }
-
 // countingWriter counts the bytes written through it.
 type countingWriter struct {
 	w io.Writer
@@ -612,7 +586,7 @@ func (c *countingWriter) Write(p []byte) (int, error) {
 
 func newTrafficExportCmd(hf *hubFlags) *cobra.Command {
 	var ff filterFlags
-	var format, output string
+	var fmtName, output string
 	var limit int
 	var noProgress bool
 	cmd := &cobra.Command{
@@ -636,8 +610,8 @@ speedctl fails, so a partial export is never taken for a whole one.`,
   speedctl traffic export --format raw --status 5xx --limit 1000 -o failures.raw.jsonl`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) (err error) {
-			if format != "har" && format != "jsonl" && format != "raw" {
-				return fmt.Errorf("--format %q: want har, jsonl or raw", format)
+			if _, err := fmtpkg.Parse(fmtName); err != nil {
+				return fmt.Errorf("--format %q: want %s", fmtName, fmtpkg.List())
 			}
 			if limit < 0 {
 				return fmt.Errorf("--limit %d: want 0 (all) or more", limit)
@@ -686,16 +660,9 @@ speedctl fails, so a partial export is never taken for a whole one.`,
 			}
 			cw := &countingWriter{w: out}
 			bw := bufio.NewWriterSize(cw, 64<<10)
-			var rw recordWriter
-			var hw *har.Writer
-			switch format {
-			case "har":
-				hw = har.NewWriter(bw, har.Creator{Name: "speedctl", Version: version})
-				rw = hw
-			case "jsonl":
-				rw = jsonlRecords{bw}
-			default:
-				rw = rawRecords{bw}
+			rw, err := fmtpkg.NewWriter(fmtpkg.Name(fmtName), bw, har.Creator{Name: "speedctl", Version: version})
+			if err != nil {
+				return err
 			}
 			stderr := cmd.ErrOrStderr()
 			var bar *progressbar.ProgressBar
@@ -706,7 +673,7 @@ speedctl fails, so a partial export is never taken for a whole one.`,
 				}
 				bar = progressbar.NewOptions64(total,
 					progressbar.OptionSetWriter(stderr),
-					progressbar.OptionSetDescription("exporting "+format),
+					progressbar.OptionSetDescription("exporting "+fmtName),
 					progressbar.OptionSetItsString("records"),
 					progressbar.OptionShowIts(),
 					progressbar.OptionShowCount(),
@@ -753,7 +720,7 @@ speedctl fails, so a partial export is never taken for a whole one.`,
 			}
 			if output != "" && output != "-" {
 				what := fmt.Sprintf("%d records", n)
-				if hw != nil && hw.Entries() != n {
+				if hw, ok := rw.(*har.Writer); ok && hw.Entries() != n {
 					what = fmt.Sprintf("%d entries; %d TCP records left out", hw.Entries(), n-hw.Entries())
 				}
 				fmt.Fprintf(stderr, "wrote %s (%s, %d bytes)\n", output, what, cw.n)
@@ -762,7 +729,7 @@ speedctl fails, so a partial export is never taken for a whole one.`,
 		},
 	}
 	ff.add(cmd)
-	cmd.Flags().StringVar(&format, "format", "har", "har, jsonl (our records) or raw (the vendor's raw.jsonl)")
+	cmd.Flags().StringVar(&fmtName, "format", "har", "har, jsonl (our records) or raw (the vendor's raw.jsonl)")
 	cmd.Flags().StringVarP(&output, "output", "o", "", "write to this file (default standard output)")
 	cmd.Flags().IntVar(&limit, "limit", 0, "at most this many records (default 0: all the filters select)")
 	cmd.Flags().BoolVar(&noProgress, "no-progress", false, "no progress bar, even on a terminal")
@@ -983,7 +950,7 @@ func (im *importer) file(name string, stdin io.Reader) error {
 		pr := progressbar.NewReader(r, im.bar)
 		r = &pr
 	}
-	format, err := har.ReadRecords(r, im.add)
+	got, err := fmtpkg.ReadRecords(r, im.add)
 	if err != nil {
 		var se *sendError
 		if errors.As(err, &se) {
@@ -992,7 +959,7 @@ func (im *importer) file(name string, stdin io.Reader) error {
 		return fmt.Errorf("%s: %w", name, err)
 	}
 	im.sum.Files++
-	im.sum.Formats[string(format)]++
+	im.sum.Formats[string(got)]++
 	return nil
 }
 

@@ -24,7 +24,8 @@ import (
 
 	"github.com/tapwire/tapwire/internal/capture"
 	"github.com/tapwire/tapwire/internal/config"
-	"github.com/tapwire/tapwire/internal/har/hartest"
+	"github.com/tapwire/tapwire/internal/format/har/hartest"
+	"github.com/tapwire/tapwire/internal/format/jsonl"
 	"github.com/tapwire/tapwire/internal/hub"
 	"github.com/tapwire/tapwire/internal/store/sqlite"
 	"github.com/tapwire/tapwire/internal/store/storetest"
@@ -575,14 +576,14 @@ func TestTrafficImportRetries(t *testing.T) {
 	dir := t.TempDir()
 	var body bytes.Buffer
 	recs := hubRecords()
-	if err := wire.AppendLines(&body, recs[:3]); err != nil {
+	if err := jsonl.Append(&body, recs[:3]); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.WriteFile(filepath.Join(dir, "records-20250301T120000Z-1.jsonl"), body.Bytes(), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	body.Reset()
-	if err := wire.AppendLines(&body, recs[3:]); err != nil {
+	if err := jsonl.Append(&body, recs[3:]); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.WriteFile(filepath.Join(dir, "records-20250301T120000Z-2.jsonl"), body.Bytes(), 0o644); err != nil {

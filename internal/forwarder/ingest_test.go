@@ -14,6 +14,7 @@ import (
 	"testing"
 
 	"github.com/tapwire/tapwire/internal/capture"
+	"github.com/tapwire/tapwire/internal/format/jsonl"
 	"github.com/tapwire/tapwire/internal/wire"
 )
 
@@ -58,7 +59,7 @@ func FuzzIngest(f *testing.F) {
 	recs[0].HTTP.Req.Headers = capture.Headers{{Name: "Authorization", Value: "Bearer x"}, {Name: "Content-Type", Value: "application/json"}}
 	recs[0].HTTP.Req.Body = capture.Body{Data: []byte(`{"password":"p","n":[1,{"card":4111111111111111}]}`), Size: 52}
 	recs[1].HTTP.Req.URL = "http://app/healthz"
-	wire.AppendLines(&plain, recs)
+	jsonl.Append(&plain, recs)
 	wire.EncodeBatch(&zs, recs)
 	zw := gzip.NewWriter(&gz)
 	zw.Write(plain.Bytes())

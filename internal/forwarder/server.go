@@ -23,6 +23,7 @@ import (
 
 	"github.com/tapwire/tapwire/internal/capture"
 	"github.com/tapwire/tapwire/internal/filter"
+	"github.com/tapwire/tapwire/internal/format/jsonl"
 	"github.com/tapwire/tapwire/internal/redact"
 	"github.com/tapwire/tapwire/internal/sink/file"
 	"github.com/tapwire/tapwire/internal/sink/hub"
@@ -503,7 +504,7 @@ func (s *Server) serveBatch(w http.ResponseWriter, r *http.Request) (int, error)
 	// Neither the filter nor redaction without body rules reads bodies:
 	// then the bodies of lines stored as they came are not decoded.
 	lazy := s.redactor == nil || !s.redactor.ReadsBodies()
-	info, err := wire.ReadBatchLines(r, s.cfg.MaxBatchBytes, lazy, func(rec *capture.Record, line *wire.Line, exact bool) error {
+	info, err := wire.ReadBatchLines(r, s.cfg.MaxBatchBytes, lazy, func(rec *capture.Record, line *jsonl.Line, exact bool) error {
 		if s.filter != nil && !s.filter.Keep(rec) {
 			filtered++
 			return nil
@@ -555,9 +556,9 @@ func (s *Server) serveBatch(w http.ResponseWriter, r *http.Request) (int, error)
 
 // appendRecord appends rec's spool line to buf: its line as received with
 // the members prepare changed written again, or, when the line holds more
-// than the record (exact is false, see wire.Line), the record encoded in
+// than the record (exact is false, see jsonl.Line), the record encoded in
 // full.
-func appendRecord(buf *bytes.Buffer, line *wire.Line, exact bool, rec *capture.Record, changed wire.Field) error {
+func appendRecord(buf *bytes.Buffer, line *jsonl.Line, exact bool, rec *capture.Record, changed jsonl.Field) error {
 	if exact {
 		ok, err := line.AppendTo(buf, rec, changed)
 		if ok || err != nil {
@@ -565,7 +566,7 @@ func appendRecord(buf *bytes.Buffer, line *wire.Line, exact bool, rec *capture.R
 		}
 		line.FillBodies(rec) // for the full encoding
 	}
-	return wire.AppendLines(buf, []*capture.Record{rec})
+	return jsonl.Append(buf, []*capture.Record{rec})
 }
 
 // maxKeptBuf is the largest frame buffer kept for the next batch; at most
@@ -598,15 +599,15 @@ func (s *Server) putBuf(b *bytes.Buffer) {
 // prepare stamps the forwarder's labels on rec and redacts it. It returns
 // the members of rec it changed and the ids of the redaction rules that
 // changed it.
-func (s *Server) prepare(rec *capture.Record) (wire.Field, []string) {
-	var changed wire.Field
+func (s *Server) prepare(rec *capture.Record) (jsonl.Field, []string) {
+	var changed jsonl.Field
 	if s.cfg.Cluster != "" && rec.Labels.Cluster == "" {
 		rec.Labels.Cluster = s.cfg.Cluster
-		changed |= wire.FieldLabels
+		changed |= jsonl.FieldLabels
 	}
 	if s.cfg.TenantID != "" && rec.Labels.Tenant != s.cfg.TenantID {
 		rec.Labels.Tenant = s.cfg.TenantID
-		changed |= wire.FieldLabels
+		changed |= jsonl.FieldLabels
 	}
 	for _, t := range [...]struct{ name, value string }{{"tenantName", s.cfg.TenantName}, {"subTenant", s.cfg.SubTenantName}} {
 		if t.value == "" {
@@ -617,7 +618,7 @@ func (s *Server) prepare(rec *capture.Record) (wire.Field, []string) {
 				rec.Tags = capture.Tags{}
 			}
 			rec.Tags[t.name] = t.value
-			changed |= wire.FieldTags
+			changed |= jsonl.FieldTags
 		}
 	}
 	if s.redactor == nil {
@@ -635,16 +636,16 @@ func (s *Server) prepare(rec *capture.Record) (wire.Field, []string) {
 // partFields maps the parts redaction changes to the members of a line.
 var partFields = [...]struct {
 	part  redact.Part
-	field wire.Field
+	field jsonl.Field
 }{
-	{redact.PartURL, wire.FieldURL},
-	{redact.PartReqHeaders, wire.FieldReqHeaders},
-	{redact.PartReqBody, wire.FieldReqBody},
-	{redact.PartResHeaders, wire.FieldResHeaders},
-	{redact.PartTrailers, wire.FieldTrailers},
-	{redact.PartResBody, wire.FieldResBody},
-	{redact.PartChunks, wire.FieldChunks},
-	{redact.PartRedactions, wire.FieldRedactions},
+	{redact.PartURL, jsonl.FieldURL},
+	{redact.PartReqHeaders, jsonl.FieldReqHeaders},
+	{redact.PartReqBody, jsonl.FieldReqBody},
+	{redact.PartResHeaders, jsonl.FieldResHeaders},
+	{redact.PartTrailers, jsonl.FieldTrailers},
+	{redact.PartResBody, jsonl.FieldResBody},
+	{redact.PartChunks, jsonl.FieldChunks},
+	{redact.PartRedactions, jsonl.FieldRedactions},
 }
 
 // newRedactor compiles the default rule (unless SPEEDSCALE_REDACT=false)

@@ -18,6 +18,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/tapwire/tapwire/internal/capture"
+	"github.com/tapwire/tapwire/internal/format/jsonl"
 	"github.com/tapwire/tapwire/internal/sink/file"
 	fwdsink "github.com/tapwire/tapwire/internal/sink/forwarder"
 	"github.com/tapwire/tapwire/internal/wire"
@@ -236,7 +237,7 @@ func post(t *testing.T, addr, method string, hdr map[string]string, body string)
 func TestBadBatch(t *testing.T) {
 	f := start(t, Config{})
 	var good bytes.Buffer
-	if err := wire.AppendLines(&good, httpRecords(2, 0)); err != nil {
+	if err := jsonl.Append(&good, httpRecords(2, 0)); err != nil {
 		t.Fatal(err)
 	}
 	v1 := map[string]string{wire.HeaderProtocol: "1", "Content-Type": wire.ContentType}
@@ -359,7 +360,7 @@ func TestHealth(t *testing.T) {
 func slowBatch(t *testing.T, addr string, recs []*capture.Record) (finish func(), answer <-chan int) {
 	t.Helper()
 	var body bytes.Buffer
-	if err := wire.AppendLines(&body, recs); err != nil {
+	if err := jsonl.Append(&body, recs); err != nil {
 		t.Fatal(err)
 	}
 	pr, pw := io.Pipe()

@@ -14,7 +14,7 @@ import (
 	"time"
 
 	"github.com/tapwire/tapwire/internal/capture"
-	"github.com/tapwire/tapwire/internal/har"
+	"github.com/tapwire/tapwire/internal/format"
 	"github.com/tapwire/tapwire/internal/sink/file"
 	"github.com/tapwire/tapwire/internal/store"
 )
@@ -221,7 +221,7 @@ const importBatch = 1000
 
 // importPaths loads record files into tenant: directories of the file
 // sink's records-*.jsonl, JSONL files of our records, HAR files and vendor
-// raw.jsonl files (told apart by their first JSON value, as har.Sniff
+// raw.jsonl files (told apart by their first JSON value, as format.Sniff
 // says).
 func importPaths(ctx context.Context, st store.Store, tenant string, paths []string, out io.Writer) error {
 	var files []string
@@ -282,7 +282,7 @@ func importPaths(ctx context.Context, st store.Store, tenant string, paths []str
 }
 
 // importFile reads one file of records in any of the forms records are
-// exported in: HAR, our JSONL, the vendor's raw.jsonl (internal/har tells
+// exported in: HAR, our JSONL, the vendor's raw.jsonl (internal/format tells
 // them apart).
 func importFile(path string, fn func(*capture.Record) error) error {
 	f, err := os.Open(path)
@@ -290,6 +290,6 @@ func importFile(path string, fn func(*capture.Record) error) error {
 		return err
 	}
 	defer f.Close()
-	_, err = har.ReadRecords(f, fn)
+	_, err = format.ReadRecords(f, fn)
 	return err
 }

@@ -17,7 +17,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/tapwire/tapwire/internal/capture"
-	"github.com/tapwire/tapwire/internal/har"
+	"github.com/tapwire/tapwire/internal/format/har"
 	"github.com/tapwire/tapwire/internal/sink/file"
 	"github.com/tapwire/tapwire/internal/store"
 	"github.com/tapwire/tapwire/internal/store/sqlite"

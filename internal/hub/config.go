@@ -274,8 +274,8 @@ Endpoints:
   GET  /api/v1/map                    service map
   GET  /api/v1/histogram              requests and errors over time
   GET  /api/v1/export/har             HAR of a selection
-  GET  /api/v1/export/raw.jsonl       the vendor's raw.jsonl of a selection
-  GET  /api/v1/export/records.jsonl   our JSONL of a selection
+  GET  /api/v1/export/raw             the vendor's raw.jsonl of a selection
+  GET  /api/v1/export/jsonl           our JSONL of a selection
   GET  /api/v1/whoami                 the key's tenant and role
   POST /api/v1/tenants                a tenant with an ingest and a read key; admin key
   GET  /api/v1/tenants                the tenants; admin key

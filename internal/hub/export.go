@@ -2,13 +2,11 @@ package hub
 
 import (
 	"bufio"
-	"encoding/json"
 	"fmt"
 	"net/http"
 
-	"github.com/tapwire/tapwire/internal/capture"
-	"github.com/tapwire/tapwire/internal/format/raw"
-	"github.com/tapwire/tapwire/internal/har"
+	fmtpkg "github.com/tapwire/tapwire/internal/format"
+	"github.com/tapwire/tapwire/internal/format/har"
 	"github.com/tapwire/tapwire/internal/store"
 )
 
@@ -30,17 +28,9 @@ func (s *Server) handleExport(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	format := r.PathValue("format")
-	var ext, ctype string
-	switch format {
-	case "har":
-		ext, ctype = "har", "application/json"
-	case "raw.jsonl":
-		ext, ctype = "raw.jsonl", "application/x-ndjson"
-	case "records.jsonl":
-		ext, ctype = "jsonl", "application/x-ndjson"
-	default:
-		s.writeError(w, r, errorf(http.StatusNotFound, "export format %q: want har, raw.jsonl or records.jsonl", format))
+	format, err := fmtpkg.Parse(r.PathValue("format"))
+	if err != nil {
+		s.writeError(w, r, errorf(http.StatusNotFound, "export format %q: want har, jsonl or raw", r.PathValue("format")))
 		return
 	}
 	f, err := parseFilter(r, s.now())
@@ -48,7 +38,7 @@ func (s *Server) handleExport(w http.ResponseWriter, r *http.Request) {
 		var limit int
 		limit, err = parseLimit(r, DefaultExportLimit, MaxExportLimit)
 		if err == nil {
-			err = s.export(w, r, key, format, ext, ctype, f, limit)
+			err = s.export(w, r, key, format, f, limit)
 		}
 	}
 	if err != nil {
@@ -63,25 +53,20 @@ func (s *Server) handleExport(w http.ResponseWriter, r *http.Request) {
 // trailer Tapwire-Next-Cursor: the cursor parameter that exports the rest
 // (HTTP/1.1 chunked or HTTP/2 trailers; a client that ignores trailers
 // sees the same body).
-func (s *Server) export(w http.ResponseWriter, r *http.Request, key store.Key, format, ext, ctype string, f store.Filter, limit int) error {
+func (s *Server) export(w http.ResponseWriter, r *http.Request, key store.Key, format fmtpkg.Name, f store.Filter, limit int) error {
 	q := store.Query{Filter: f, Limit: min(limit, exportPage), Full: true, Cursor: r.URL.Query().Get("cursor")}
 	page, err := s.store.List(r.Context(), key.Tenant, q)
 	if err != nil {
 		return err
 	}
-	name := fmt.Sprintf("tapwire-%s-%s.%s", key.Tenant, s.now().UTC().Format("20060102-150405"), ext)
-	w.Header().Set("Content-Type", ctype)
+	name := fmt.Sprintf("tapwire-%s-%s.%s", key.Tenant, s.now().UTC().Format("20060102-150405"), format.Ext())
+	w.Header().Set("Content-Type", format.ContentType())
 	w.Header().Set("Content-Disposition", `attachment; filename="`+name+`"`)
 	w.Header().Set("Trailer", ExportNextCursor)
 	bw := bufio.NewWriterSize(w, 64<<10)
-	var enc exporter
-	switch format {
-	case "har":
-		enc = newHARWriter(bw)
-	case "raw.jsonl":
-		enc = rawWriter{bw}
-	default:
-		enc = jsonlWriter{bw}
+	enc, err := fmtpkg.NewWriter(format, bw, har.Creator{Name: "tapwire hub", Version: "1"})
+	if err != nil {
+		return err
 	}
 	n := 0
 	for {
@@ -90,7 +75,7 @@ func (s *Server) export(w http.ResponseWriter, r *http.Request, key store.Key, f
 				break
 			}
 			n++
-			if err := enc.write(it.Record); err != nil {
+			if err := enc.Write(it.Record); err != nil {
 				s.log.Warn("export cut short", "format", format, "tenant", key.Tenant, "err", err.Error())
 				panic(http.ErrAbortHandler)
 			}
@@ -104,7 +89,7 @@ func (s *Server) export(w http.ResponseWriter, r *http.Request, key store.Key, f
 			panic(http.ErrAbortHandler)
 		}
 	}
-	if err := enc.close(); err != nil {
+	if err := enc.Close(); err != nil {
 		panic(http.ErrAbortHandler)
 	}
 	if err := bw.Flush(); err != nil {
@@ -121,37 +106,3 @@ func (s *Server) export(w http.ResponseWriter, r *http.Request, key store.Key, f
 // ExportNextCursor is the trailer of an export cut at its limit: the
 // cursor of the rest.
 const ExportNextCursor = "Tapwire-Next-Cursor"
-
-type exporter interface {
-	write(*capture.Record) error
-	close() error
-}
-
-type jsonlWriter struct{ w *bufio.Writer }
-
-func (j jsonlWriter) write(r *capture.Record) error {
-	b, err := json.Marshal(r)
-	if err != nil {
-		return fmt.Errorf("encode record %s: %w", r.ID, err)
-	}
-	j.w.Write(b)
-	return j.w.WriteByte('\n')
-}
-func (j jsonlWriter) close() error { return nil }
-
-type rawWriter struct{ w *bufio.Writer }
-
-func (j rawWriter) write(r *capture.Record) error {
-	return raw.Write(j.w, []*capture.Record{r})
-}
-func (j rawWriter) close() error { return nil }
-
-// harWriter is the export's HAR: internal/har's writer.
-type harWriter struct{ *har.Writer }
-
-func newHARWriter(w *bufio.Writer) harWriter {
-	return harWriter{har.NewWriter(w, har.Creator{Name: "tapwire hub", Version: "1"})}
-}
-
-func (h harWriter) write(r *capture.Record) error { return h.Write(r) }
-func (h harWriter) close() error                  { return h.Close() }

@@ -626,7 +626,7 @@ func TestExports(t *testing.T) {
 		t.Errorf("raw.jsonl ids %v, want %v", got, want)
 	}
 	got = nil
-	lines := h.download(read, "/api/v1/export/records.jsonl?limit=2")
+	lines := h.download(read, "/api/v1/export/jsonl?limit=2")
 	if err := wire.DecodeBatch(strings.NewReader(lines), "", 0, func(r *capture.Record) error { got = append(got, r.ID); return nil }); err != nil {
 		t.Fatalf("records.jsonl does not decode: %v", err)
 	}

@@ -21,7 +21,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/tapwire/tapwire/internal/capture"
-	"github.com/tapwire/tapwire/internal/wire"
+	"github.com/tapwire/tapwire/internal/format/jsonl"
 )
 
 // Row is a record as a store indexes it: the columns that filters,
@@ -357,7 +357,7 @@ var (
 func EncodeRecord(rec *capture.Record) ([]byte, error) {
 	// wire's encoder writes what encoding/json does, several times faster.
 	var buf bytes.Buffer
-	if err := wire.AppendLines(&buf, []*capture.Record{rec}); err != nil {
+	if err := jsonl.Append(&buf, []*capture.Record{rec}); err != nil {
 		return nil, err
 	}
 	b := bytes.TrimSuffix(buf.Bytes(), []byte{'\n'})

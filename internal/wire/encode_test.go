@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/tapwire/tapwire/internal/capture"
+	"github.com/tapwire/tapwire/internal/format/jsonl"
 )
 
 // TestAppendLinesMatchesEncodingJSON: the fast encoder writes exactly what
@@ -37,7 +38,7 @@ func TestAppendLinesMatchesEncodingJSON(t *testing.T) {
 			t.Fatal(err)
 		}
 		var got bytes.Buffer
-		if err := AppendLines(&got, []*capture.Record{&r}); err != nil {
+		if err := jsonl.Append(&got, []*capture.Record{&r}); err != nil {
 			t.Fatal(err)
 		}
 		if !bytes.Equal(got.Bytes(), want.Bytes()) {

@@ -16,6 +16,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/tapwire/tapwire/internal/capture"
+	"github.com/tapwire/tapwire/internal/format/jsonl"
 )
 
 // Errors of a request that is not a version 1 batch, returned by ReadBatch.
@@ -193,9 +194,9 @@ func ReadBatch(r *http.Request, maxDecoded int64, fn func(*capture.Record) error
 
 // ReadBatchLines is ReadBatch that also gives fn each record's line, as
 // DecodeBatchLines does.
-func ReadBatchLines(r *http.Request, maxDecoded int64, lazyBodies bool, fn func(rec *capture.Record, line *Line, exact bool) error) (BatchInfo, error) {
+func ReadBatchLines(r *http.Request, maxDecoded int64, lazyBodies bool, fn func(rec *capture.Record, line *jsonl.Line, exact bool) error) (BatchInfo, error) {
 	return readBatch(r, maxDecoded, func(body io.Reader, enc string, maxDecoded int64, count func()) error {
-		return DecodeBatchLines(body, enc, maxDecoded, lazyBodies, func(rec *capture.Record, line *Line, exact bool) error {
+		return DecodeBatchLines(body, enc, maxDecoded, lazyBodies, func(rec *capture.Record, line *jsonl.Line, exact bool) error {
 			count()
 			return fn(rec, line, exact)
 		})
@@ -235,10 +236,10 @@ func readBatch(r *http.Request, maxDecoded int64, decode func(body io.Reader, en
 		}
 		want = n
 	}
-	body := &limitReader{r: r.Body, n: maxRaw}
+	body := jsonl.LimitReader(r.Body, maxRaw)
 	err := decode(body, r.Header.Get("Content-Encoding"), maxDecoded, func() { info.Records++ })
 	if err != nil {
-		if errors.Is(err, errLimit) {
+		if errors.Is(err, jsonl.ErrLimit) {
 			return info, &DecodeError{Err: ErrTooLarge}
 		}
 		return info, err

@@ -5,20 +5,17 @@
 package wire
 
 import (
-	"bufio"
-	"bytes"
 	"compress/gzip"
 	"errors"
 	"fmt"
-	gojson "github.com/goccy/go-json"
 	"io"
 	"strconv"
 	"strings"
-	"sync"
 
 	"github.com/klauspost/compress/zstd"
 
 	"github.com/tapwire/tapwire/internal/capture"
+	"github.com/tapwire/tapwire/internal/format/jsonl"
 )
 
 // Protocol constants. See docs/shipping.md.
@@ -47,7 +44,7 @@ const (
 
 	// MaxLineBytes is the longest line (one JSON record, without its
 	// newline) a decoder accepts.
-	MaxLineBytes = 8 << 20
+	MaxLineBytes = jsonl.MaxLineBytes
 
 	// MaxWindowBytes is the largest zstd window a decoder accepts. It
 	// bounds the decoder's memory.
@@ -61,31 +58,19 @@ const (
 	EncodeWindowBytes = 1 << 20
 )
 
-// Errors returned by DecodeBatch, wrapped in a *DecodeError.
+// Errors returned by DecodeBatch, wrapped in a *DecodeError: those of
+// internal/format/jsonl, and those of the compression.
 var (
-	ErrTooLarge            = errors.New("decoded batch exceeds the size limit")
-	ErrLineTooLong         = errors.New("line exceeds the length limit")
+	ErrTooLarge            = jsonl.ErrTooLarge
+	ErrLineTooLong         = jsonl.ErrLineTooLong
+	ErrBadRecord           = jsonl.ErrBadRecord
 	ErrUnsupportedEncoding = errors.New("unsupported content encoding")
 	ErrCorrupt             = errors.New("corrupt compressed body")
-	ErrBadRecord           = errors.New("bad record")
 )
 
-// DecodeError says why and where DecodeBatch rejected a body. Line is the
-// 1-based line number, or 0 when the error is not tied to a line (an
-// unknown encoding, a corrupt stream header).
-type DecodeError struct {
-	Line int
-	Err  error // wraps one of the Err* sentinels above
-}
-
-func (e *DecodeError) Error() string {
-	if e.Line == 0 {
-		return "decode batch: " + e.Err.Error()
-	}
-	return fmt.Sprintf("decode batch: line %d: %s", e.Line, e.Err.Error())
-}
-
-func (e *DecodeError) Unwrap() error { return e.Err }
+// DecodeError says why and where DecodeBatch rejected a body; it is
+// jsonl's, with a Line of 0 for errors of the compression.
+type DecodeError = jsonl.DecodeError
 
 // The zstd coders are pooled: an encoder holds about a megabyte of tables
 // and windows, and a fresh one per batch costs more than the compression
@@ -98,7 +83,6 @@ func (e *DecodeError) Unwrap() error { return e.Err }
 var (
 	encoders = make(chan *zstd.Encoder, 4)
 	decoders = make(chan *zstd.Decoder, 16)
-	lineBufs = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 )
 
 func getDecoder() *zstd.Decoder {
@@ -138,9 +122,9 @@ func EncodeBatch(w io.Writer, recs []*capture.Record) error {
 		default: // the free list is full; let this one go
 		}
 	}()
-	buf := lineBufs.Get().(*bytes.Buffer)
-	defer putLineBuf(buf)
-	if err := AppendLines(buf, recs); err != nil {
+	buf := jsonl.GetBuffer()
+	defer jsonl.PutBuffer(buf)
+	if err := jsonl.Append(buf, recs); err != nil {
 		return err
 	}
 	if _, err := enc.Write(buf.Bytes()); err != nil {
@@ -167,26 +151,6 @@ func getEncoder() *zstd.Encoder {
 		panic("wire: zstd encoder: " + err.Error()) // constant options: cannot happen
 	}
 	return e
-}
-
-func putLineBuf(b *bytes.Buffer) {
-	if b.Cap() > 4*MaxLineBytes { // do not pin a huge batch's buffer
-		return
-	}
-	b.Reset()
-	lineBufs.Put(b)
-}
-
-// AppendLines writes recs to buf as uncompressed JSON lines, each ending
-// in a newline: the identity-encoded body, and the file sink's format.
-func AppendLines(buf *bytes.Buffer, recs []*capture.Record) error {
-	je := gojsonEncoder(buf)
-	for i, r := range recs {
-		if err := je.Encode(r); err != nil { // Encode appends '\n'
-			return fmt.Errorf("encode record %d (%s): %w", i, r.ID, err)
-		}
-	}
-	return nil
 }
 
 // DecodeBatch reads a batch body compressed with encoding ("zstd", "gzip",
@@ -216,8 +180,8 @@ func DecodeBatch(r io.Reader, encoding string, maxDecoded int64, fn func(*captur
 // decoder checks it; fn must not read it without calling Line.FillBodies
 // first. Decoding the bodies of records that are stored as they came is
 // most of the cost of decoding them.
-func DecodeBatchLines(r io.Reader, encoding string, maxDecoded int64, lazyBodies bool, fn func(rec *capture.Record, line *Line, exact bool) error) error {
-	var l Line
+func DecodeBatchLines(r io.Reader, encoding string, maxDecoded int64, lazyBodies bool, fn func(rec *capture.Record, line *jsonl.Line, exact bool) error) error {
+	var l jsonl.Line
 	return decodeBatch(r, encoding, maxDecoded, &l, lazyBodies, func(rec *capture.Record, exact bool) error {
 		return fn(rec, &l, exact)
 	})
@@ -225,7 +189,7 @@ func DecodeBatchLines(r io.Reader, encoding string, maxDecoded int64, lazyBodies
 
 // decodeBatch is DecodeBatch; with line set, it parses each line into it
 // first and tells fn whether ParseLine took it.
-func decodeBatch(r io.Reader, encoding string, maxDecoded int64, line *Line, lazyBodies bool, fn func(*capture.Record, bool) error) error {
+func decodeBatch(r io.Reader, encoding string, maxDecoded int64, line *jsonl.Line, lazyBodies bool, fn func(*capture.Record, bool) error) error {
 	if maxDecoded <= 0 {
 		maxDecoded = MaxDecodedBytes
 	}
@@ -258,91 +222,17 @@ func decodeBatch(r io.Reader, encoding string, maxDecoded int64, line *Line, laz
 		return &DecodeError{Err: fmt.Errorf("%w: %q", ErrUnsupportedEncoding, encoding)}
 	}
 
-	lr := &limitReader{r: body, n: maxDecoded}
-	maxLine := int64(MaxLineBytes)
-	if maxDecoded < maxLine {
-		maxLine = maxDecoded
+	err := jsonl.Decode(body, maxDecoded, line, lazyBodies, fn)
+	var re *jsonl.ReadError
+	if errors.As(err, &re) {
+		return readError(re.Line, re.Err, src)
 	}
-	br := getReader(lr)
-	defer putReader(br)
-	buf := lineBufs.Get().(*bytes.Buffer)
-	defer putLineBuf(buf)
-
-	for n := 1; ; n++ {
-		buf.Reset()
-		var err error
-		for {
-			var frag []byte
-			frag, err = br.ReadSlice('\n')
-			if int64(buf.Len()+len(frag)) > maxLine+1 { // +1: the newline
-				return &DecodeError{Line: n, Err: fmt.Errorf("%w (%d bytes)", ErrLineTooLong, maxLine)}
-			}
-			buf.Write(frag)
-			if err != bufio.ErrBufferFull {
-				break
-			}
-		}
-		if err != nil && err != io.EOF {
-			return readError(n, err, src)
-		}
-		b := bytes.TrimSuffix(buf.Bytes(), []byte{'\n'})
-		b = bytes.TrimSuffix(b, []byte{'\r'})
-		if int64(len(b)) > maxLine {
-			return &DecodeError{Line: n, Err: fmt.Errorf("%w (%d bytes)", ErrLineTooLong, maxLine)}
-		}
-		if b = bytes.TrimSpace(b); len(b) > 0 {
-			rec := new(capture.Record)
-			src, exact := b, false
-			if line != nil && line.ParseLine(b) {
-				exact = true
-				if lazyBodies {
-					src = line.blankBodies()
-				}
-			}
-			if jerr := gojson.Unmarshal(src, rec); jerr != nil {
-				return &DecodeError{Line: n, Err: fmt.Errorf("%w: %w", ErrBadRecord, jerr)}
-			}
-			if verr := rec.Validate(); verr != nil {
-				return &DecodeError{Line: n, Err: fmt.Errorf("%w: %w", ErrBadRecord, verr)}
-			}
-			if ferr := fn(rec, exact); ferr != nil {
-				return ferr
-			}
-		}
-		if err == io.EOF {
-			return nil
-		}
-	}
-}
-
-// readers is a free list of DecodeBatch's 64 KiB read buffers: a
-// sync.Pool loses them at every garbage collection, and a new one is
-// allocated and cleared per batch.
-var readers = make(chan *bufio.Reader, 16)
-
-func getReader(r io.Reader) *bufio.Reader {
-	select {
-	case br := <-readers:
-		br.Reset(r)
-		return br
-	default:
-		return bufio.NewReaderSize(r, 64<<10)
-	}
-}
-
-func putReader(br *bufio.Reader) {
-	br.Reset(nil)
-	select {
-	case readers <- br:
-	default:
-	}
+	return err
 }
 
 // readError classifies an error met while reading line n.
 func readError(n int, err error, src *sourceReader) error {
 	switch {
-	case errors.Is(err, errLimit):
-		return &DecodeError{Line: n, Err: ErrTooLarge}
 	case src.err != nil && errors.Is(err, src.err):
 		// The transport failed (a client that went away, a body limit of
 		// the server's own): not the batch's fault.
@@ -365,30 +255,6 @@ func (s *sourceReader) Read(p []byte) (int, error) {
 	n, err := s.r.Read(p)
 	if err != nil && err != io.EOF && s.err == nil {
 		s.err = err
-	}
-	return n, err
-}
-
-var errLimit = errors.New("limit reached")
-
-// limitReader fails with errLimit once more than n bytes were read, unlike
-// io.LimitReader which ends quietly.
-type limitReader struct {
-	r io.Reader
-	n int64
-}
-
-func (l *limitReader) Read(p []byte) (int, error) {
-	if l.n < 0 {
-		return 0, errLimit
-	}
-	if int64(len(p))-1 > l.n { // read one byte past the limit to see it crossed
-		p = p[:l.n+1]
-	}
-	n, err := l.r.Read(p)
-	l.n -= int64(n)
-	if l.n < 0 {
-		return n, errLimit
 	}
 	return n, err
 }

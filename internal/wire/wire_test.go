@@ -11,49 +11,15 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/klauspost/compress/zstd"
 
 	"github.com/tapwire/tapwire/internal/capture"
+	"github.com/tapwire/tapwire/internal/capture/capturetest"
+	"github.com/tapwire/tapwire/internal/format/jsonl"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata")
-
-// testRecords returns n fixed records: an HTTP exchange with bodyLen bytes
-// of request and response body, and every fourth one a TCP stream.
-func testRecords(n, bodyLen int) []*capture.Record {
-	start := time.Date(2026, 3, 1, 12, 0, 0, 123456789, time.UTC)
-	body := bytes.Repeat([]byte(`{"k":"v"}`), bodyLen/9+1)[:bodyLen]
-	recs := make([]*capture.Record, n)
-	for i := range recs {
-		r := &capture.Record{
-			Schema:    capture.SchemaVersion,
-			ID:        fmt.Sprintf("0195d1c0-0000-7000-8000-%012d", i),
-			Kind:      capture.KindHTTP,
-			Direction: capture.DirOut,
-			Start:     start.Add(time.Duration(i) * time.Millisecond),
-			DurMicros: 1500,
-			Labels:    capture.Labels{Cluster: "prod", Namespace: "shop", Service: "cart", Pod: "cart-7f9"},
-			Net:       capture.Net{ClientAddr: "127.0.0.1:50000", ServerAddr: "api.example.com:443", ServerHost: "api.example.com", Proxy: "forward"},
-		}
-		if i%4 == 3 {
-			r.Kind = capture.KindTCP
-			r.TCP = &capture.TCP{BytesUp: 3, BytesDown: 2, Chunks: []capture.Chunk{{Up: true, Data: []byte("abc")}, {AtMicros: 9, Data: []byte("de")}}}
-		} else {
-			r.HTTP = &capture.HTTP{
-				Req: capture.Request{Method: "POST", URL: "https://api.example.com/v1/items?x=1&y=<2>", Proto: "HTTP/1.1", Host: "api.example.com",
-					Headers: capture.Headers{{Name: "Content-Type", Value: "application/json"}, {Name: "X-Trace", Value: fmt.Sprint(i)}},
-					Body:    capture.Body{Data: body, Size: int64(len(body))}},
-				Res: &capture.Response{Status: 200, StatusText: "OK", Proto: "HTTP/1.1",
-					Headers: capture.Headers{{Name: "Content-Type", Value: "application/json"}},
-					Body:    capture.Body{Data: body, Size: int64(len(body)) * 2, Truncated: true}},
-			}
-		}
-		recs[i] = r
-	}
-	return recs
-}
 
 func decodeAll(t testing.TB, body []byte, encoding string) []*capture.Record {
 	t.Helper()
@@ -69,7 +35,7 @@ func decodeAll(t testing.TB, body []byte, encoding string) []*capture.Record {
 
 func TestGoldenLines(t *testing.T) {
 	var buf bytes.Buffer
-	if err := AppendLines(&buf, testRecords(4, 20)); err != nil {
+	if err := jsonl.Append(&buf, capturetest.Batch(4, 20)); err != nil {
 		t.Fatal(err)
 	}
 	golden := filepath.Join("testdata", "batch.jsonl")
@@ -91,7 +57,7 @@ func TestGoldenLines(t *testing.T) {
 	// The golden file decodes to the records it was made from.
 	got := decodeAll(t, want, EncodingIdentity)
 	var again bytes.Buffer
-	if err := AppendLines(&again, got); err != nil {
+	if err := jsonl.Append(&again, got); err != nil {
 		t.Fatal(err)
 	}
 	if !bytes.Equal(again.Bytes(), want) {
@@ -100,9 +66,9 @@ func TestGoldenLines(t *testing.T) {
 }
 
 func TestRoundTrip(t *testing.T) {
-	recs := testRecords(50, 300)
+	recs := capturetest.Batch(50, 300)
 	var plain bytes.Buffer
-	if err := AppendLines(&plain, recs); err != nil {
+	if err := jsonl.Append(&plain, recs); err != nil {
 		t.Fatal(err)
 	}
 	var zs bytes.Buffer
@@ -132,7 +98,7 @@ func TestRoundTrip(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			got := decodeAll(t, tt.body, tt.encoding)
 			var out bytes.Buffer
-			if err := AppendLines(&out, got); err != nil {
+			if err := jsonl.Append(&out, got); err != nil {
 				t.Fatal(err)
 			}
 			if !bytes.Equal(out.Bytes(), plain.Bytes()) {
@@ -235,9 +201,9 @@ func TestDecodeTransportErrorNotADecodeError(t *testing.T) {
 }
 
 func TestEstimateSize(t *testing.T) {
-	for _, r := range testRecords(8, 1000) {
+	for _, r := range capturetest.Batch(8, 1000) {
 		var b bytes.Buffer
-		AppendLines(&b, []*capture.Record{r})
+		jsonl.Append(&b, []*capture.Record{r})
 		est := EstimateSize(r)
 		if got := int64(b.Len()); est < got/2 || est > got*2 {
 			t.Errorf("EstimateSize(%s kind %s) = %d, encoded %d: want within a factor of 2", r.ID, r.Kind, est, got)
@@ -247,7 +213,7 @@ func TestEstimateSize(t *testing.T) {
 
 // TestEncodeDecodeConcurrent shares the pooled coders between goroutines.
 func TestEncodeDecodeConcurrent(t *testing.T) {
-	recs := testRecords(20, 100)
+	recs := capturetest.Batch(20, 100)
 	done := make(chan error)
 	for range 4 {
 		go func() {
@@ -273,8 +239,8 @@ func TestEncodeDecodeConcurrent(t *testing.T) {
 
 func FuzzDecodeBatch(f *testing.F) {
 	var plain, zs bytes.Buffer
-	recs := testRecords(3, 40)
-	AppendLines(&plain, recs)
+	recs := capturetest.Batch(3, 40)
+	jsonl.Append(&plain, recs)
 	EncodeBatch(&zs, recs)
 	f.Add(plain.Bytes(), uint8(0))
 	f.Add(zs.Bytes(), uint8(1))
@@ -310,9 +276,9 @@ func FuzzDecodeBatch(f *testing.F) {
 }
 
 func BenchmarkEncodeBatch(b *testing.B) {
-	recs := testRecords(256, 1024)
+	recs := capturetest.Batch(256, 1024)
 	var plain bytes.Buffer
-	AppendLines(&plain, recs)
+	jsonl.Append(&plain, recs)
 	run := func(b *testing.B, encode func(io.Writer, []*capture.Record) error) {
 		var out bytes.Buffer
 		b.SetBytes(int64(plain.Len()))
@@ -334,7 +300,7 @@ func BenchmarkEncodeBatch(b *testing.B) {
 				return err
 			}
 			var buf bytes.Buffer
-			if err := AppendLines(&buf, recs); err != nil {
+			if err := jsonl.Append(&buf, recs); err != nil {
 				return err
 			}
 			e.Write(buf.Bytes())
@@ -344,7 +310,7 @@ func BenchmarkEncodeBatch(b *testing.B) {
 }
 
 func BenchmarkDecodeBatch(b *testing.B) {
-	recs := testRecords(256, 1024)
+	recs := capturetest.Batch(256, 1024)
 	var zs bytes.Buffer
 	EncodeBatch(&zs, recs)
 	b.ReportAllocs()

@@ -5,6 +5,7 @@ package capturetest
 import (
 	"bufio"
 	"bytes"
+	"fmt"
 	"os"
 	"testing"
 	"time"
@@ -201,3 +202,38 @@ func Lines(t testing.TB, path string) [][]byte {
 // VendorSample is the path of the vendor's raw.jsonl sample (45 records of a
 // DynamoDB client) from a package directory two levels below internal/.
 const VendorSample = "../format/raw/testdata/dynamodb-raw.jsonl"
+
+// Batch returns n records for batch tests and benchmarks, with bodies of
+// bodyLen bytes; every fourth is a TCP record.
+func Batch(n, bodyLen int) []*capture.Record {
+	start := time.Date(2026, 3, 1, 12, 0, 0, 123456789, time.UTC)
+	body := bytes.Repeat([]byte(`{"k":"v"}`), bodyLen/9+1)[:bodyLen]
+	recs := make([]*capture.Record, n)
+	for i := range recs {
+		r := &capture.Record{
+			Schema:    capture.SchemaVersion,
+			ID:        fmt.Sprintf("0195d1c0-0000-7000-8000-%012d", i),
+			Kind:      capture.KindHTTP,
+			Direction: capture.DirOut,
+			Start:     start.Add(time.Duration(i) * time.Millisecond),
+			DurMicros: 1500,
+			Labels:    capture.Labels{Cluster: "prod", Namespace: "shop", Service: "cart", Pod: "cart-7f9"},
+			Net:       capture.Net{ClientAddr: "127.0.0.1:50000", ServerAddr: "api.example.com:443", ServerHost: "api.example.com", Proxy: "forward"},
+		}
+		if i%4 == 3 {
+			r.Kind = capture.KindTCP
+			r.TCP = &capture.TCP{BytesUp: 3, BytesDown: 2, Chunks: []capture.Chunk{{Up: true, Data: []byte("abc")}, {AtMicros: 9, Data: []byte("de")}}}
+		} else {
+			r.HTTP = &capture.HTTP{
+				Req: capture.Request{Method: "POST", URL: "https://api.example.com/v1/items?x=1&y=<2>", Proto: "HTTP/1.1", Host: "api.example.com",
+					Headers: capture.Headers{{Name: "Content-Type", Value: "application/json"}, {Name: "X-Trace", Value: fmt.Sprint(i)}},
+					Body:    capture.Body{Data: body, Size: int64(len(body))}},
+				Res: &capture.Response{Status: 200, StatusText: "OK", Proto: "HTTP/1.1",
+					Headers: capture.Headers{{Name: "Content-Type", Value: "application/json"}},
+					Body:    capture.Body{Data: body, Size: int64(len(body)) * 2, Truncated: true}},
+			}
+		}
+		recs[i] = r
+	}
+	return recs
+}

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/tapwire/tapwire/internal/capture"
+	"github.com/tapwire/tapwire/internal/format/jsonl"
 	"github.com/tapwire/tapwire/internal/wire"
 )
 
@@ -92,7 +93,7 @@ func (s *Sink) Write(_ context.Context, recs []*capture.Record) error {
 		return &capture.PermanentError{Err: ErrClosed}
 	}
 	s.buf.Reset()
-	if err := wire.AppendLines(&s.buf, recs); err != nil {
+	if err := jsonl.Append(&s.buf, recs); err != nil {
 		return &capture.PermanentError{Err: fmt.Errorf("file sink: %w", err)}
 	}
 	err := s.appendLocked(s.buf.Bytes())
@@ -103,7 +104,7 @@ func (s *Sink) Write(_ context.Context, recs []*capture.Record) error {
 }
 
 // WriteLines appends lines, records already encoded as JSON lines (as
-// wire.AppendLines writes them, each ending in a newline), as one batch,
+// jsonl.Append writes them, each ending in a newline), as one batch,
 // with Write's guarantees. The forwarder hands over its spool's frames
 // this way, without decoding them again. n is the number of records in
 // lines; the file sink does not need it.

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/tapwire/tapwire/internal/capture"
+	"github.com/tapwire/tapwire/internal/format/jsonl"
 	"github.com/tapwire/tapwire/internal/wire"
 )
 
@@ -191,7 +192,7 @@ func TestWriteLines(t *testing.T) {
 	}
 	want := records(3, 10)
 	var b bytes.Buffer
-	if err := wire.AppendLines(&b, want); err != nil {
+	if err := jsonl.Append(&b, want); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.WriteLines(context.Background(), b.Bytes(), len(want)); err != nil {

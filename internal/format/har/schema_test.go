@@ -4,7 +4,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/tapwire/tapwire/internal/har/hartest"
+	"github.com/tapwire/tapwire/internal/format/har/hartest"
 )
 
 // TestSchema: the HAR the Writer makes of every test record is valid HAR

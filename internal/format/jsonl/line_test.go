@@ -1,4 +1,4 @@
-package wire
+package jsonl
 
 import (
 	"bytes"
@@ -12,15 +12,17 @@ import (
 	"testing"
 
 	"github.com/tapwire/tapwire/internal/capture"
+	"github.com/tapwire/tapwire/internal/capture/capturetest"
 )
 
-// decodeLine decodes one line as DecodeBatchLines does, and returns the
+// decodeLine decodes one line as Decode does, and returns the
 // record and the line it passed.
 func decodeLine(t testing.TB, line []byte) (*capture.Record, []byte) {
 	t.Helper()
 	var rec *capture.Record
 	var raw []byte
-	err := DecodeBatchLines(bytes.NewReader(line), "identity", 0, false, func(r *capture.Record, l *Line, _ bool) error {
+	var l Line
+	err := Decode(bytes.NewReader(line), 32<<20, &l, false, func(r *capture.Record, _ bool) error {
 		rec, raw = r, bytes.Clone(l.Raw())
 		return nil
 	})
@@ -30,11 +32,11 @@ func decodeLine(t testing.TB, line []byte) (*capture.Record, []byte) {
 	return rec, raw
 }
 
-// encodeFull is the line AppendLines writes for rec.
+// encodeFull is the line Append writes for rec.
 func encodeFull(t testing.TB, rec *capture.Record) []byte {
 	t.Helper()
 	var b bytes.Buffer
-	if err := AppendLines(&b, []*capture.Record{rec}); err != nil {
+	if err := Append(&b, []*capture.Record{rec}); err != nil {
 		t.Fatal(err)
 	}
 	return b.Bytes()
@@ -43,7 +45,10 @@ func encodeFull(t testing.TB, rec *capture.Record) []byte {
 // goldenLines are the capture package's golden records, each on one line,
 // and this package's test records.
 func goldenLines(t testing.TB) [][]byte {
-	files, _ := filepath.Glob("../capture/testdata/*.golden.json")
+	files, _ := filepath.Glob("../../capture/testdata/*.golden.json")
+	if len(files) == 0 {
+		t.Fatal("no golden records in ../../capture/testdata")
+	}
 	var lines [][]byte
 	for _, f := range files {
 		b, err := os.ReadFile(f)
@@ -56,7 +61,7 @@ func goldenLines(t testing.TB) [][]byte {
 		}
 		lines = append(lines, c.Bytes())
 	}
-	for _, r := range testRecords(4, 30) {
+	for _, r := range capturetest.Batch(4, 30) {
 		lines = append(lines, bytes.TrimSuffix(encodeFull(t, r), []byte("\n")))
 	}
 	return lines
@@ -213,15 +218,16 @@ func FuzzLine(f *testing.F) {
 	f.Fuzz(func(t *testing.T, line []byte) {
 		var rec, lazy *capture.Record
 		var raw []byte
-		err := DecodeBatchLines(bytes.NewReader(line), "identity", 1<<20, false, func(r *capture.Record, l *Line, _ bool) error {
+		var l, ll Line
+		err := Decode(bytes.NewReader(line), 1<<20, &l, false, func(r *capture.Record, _ bool) error {
 			if rec == nil {
 				rec, raw = r, bytes.Clone(l.Raw())
 			}
 			return nil
 		})
-		lerr := DecodeBatchLines(bytes.NewReader(line), "identity", 1<<20, true, func(r *capture.Record, l *Line, _ bool) error {
+		lerr := Decode(bytes.NewReader(line), 1<<20, &ll, true, func(r *capture.Record, _ bool) error {
 			if lazy == nil {
-				l.FillBodies(r)
+				ll.FillBodies(r)
 				lazy = r
 			}
 			return nil
@@ -235,7 +241,7 @@ func FuzzLine(f *testing.F) {
 		if err != nil || rec == nil {
 			return
 		}
-		var l Line
+		l = Line{}
 		if !l.ParseLine(raw) {
 			return
 		}
@@ -313,12 +319,12 @@ func strictlyKnown(b []byte) error {
 // find its members and store it with a redacted header and the
 // redactions written again, against encoding the record in full.
 func BenchmarkLine(b *testing.B) {
-	recs := testRecords(64, 1024)
+	recs := capturetest.Batch(64, 1024)
 	var lines [][]byte
 	for _, r := range recs {
 		r.HTTP = nil
 		r.Kind = capture.KindHTTP
-		r.HTTP = testRecords(1, 1024)[0].HTTP
+		r.HTTP = capturetest.Batch(1, 1024)[0].HTTP
 		r.HTTP.Req.Headers = append(r.HTTP.Req.Headers, capture.Header{Name: "Authorization", Value: "Bearer x.y.z"})
 		lines = append(lines, bytes.TrimSuffix(encodeFull(b, r), []byte("\n")))
 		r.HTTP.Req.Headers[len(r.HTTP.Req.Headers)-1].Value = "REDACTED-std-auth"
@@ -342,7 +348,7 @@ func BenchmarkLine(b *testing.B) {
 		b.ReportAllocs()
 		for i := 0; b.Loop(); i++ {
 			out.Reset()
-			if err := AppendLines(&out, recs[i%len(recs):i%len(recs)+1]); err != nil {
+			if err := Append(&out, recs[i%len(recs):i%len(recs)+1]); err != nil {
 				b.Fatal(err)
 			}
 		}

@@ -1,4 +1,4 @@
-package wire
+package jsonl
 
 import (
 	"bytes"
@@ -61,7 +61,7 @@ type Line struct {
 	spans [numFields][2]int // [start, end) of each member's value; end 0 when absent
 	order [numFields]int    // scratch: indexes of the changed members, in the order of the line
 	vals  [numFields][]byte // scratch: the new values
-	lazy  Field             // body data members left out of the decoded record (see DecodeBatchLines)
+	lazy  Field             // body data members left out of the decoded record (see Decode)
 	blank []byte            // scratch: the line with those members null
 	enc   *bytes.Buffer     // scratch: encoder output
 	je    *gojson.Encoder   // encodes into enc
@@ -155,7 +155,7 @@ func (l *Line) AppendTo(dst *bytes.Buffer, rec *capture.Record, changed Field) (
 func (l *Line) Raw() []byte { return l.b }
 
 // Lazy reports whether body data was left out of the decoded record
-// (DecodeBatchLines with lazyBodies): FillBodies puts it in.
+// (Decode with lazyBodies): FillBodies puts it in.
 func (l *Line) Lazy() bool { return l.lazy != 0 }
 
 // blankBodies returns the line with each body's data member that is plain,
@@ -190,7 +190,7 @@ func (l *Line) blankBodies() []byte {
 	return out
 }
 
-// FillBodies puts the body data that DecodeBatchLines left out into rec,
+// FillBodies puts the body data that Decode left out into rec,
 // the record decoded from the line, exactly as the decoder would have.
 func (l *Line) FillBodies(rec *capture.Record) {
 	for _, f := range [2]Field{FieldReqBody, FieldResBody} {
@@ -250,7 +250,7 @@ func validBase64(s []byte) bool {
 	return bad == 0
 }
 
-// value encodes member f of rec as AppendLines would.
+// value encodes member f of rec as Append would.
 func (l *Line) value(f Field, rec *capture.Record) ([]byte, error) {
 	var v any
 	switch f {
@@ -457,7 +457,7 @@ func buildNodes() *node {
 				n.order = append(n.order, m)
 			}
 			if len(n.fields) > 64 {
-				panic("wire: too many fields in " + t.Name())
+				panic("jsonl: too many fields in " + t.Name())
 			}
 			delete(building, t)
 			return n
@@ -654,7 +654,7 @@ func skipWS(b []byte, i int) int {
 	return i
 }
 
-// gojsonEncoder returns the encoder AppendLines uses, writing to w.
+// gojsonEncoder returns the encoder Append uses, writing to w.
 func gojsonEncoder(w io.Writer) *gojson.Encoder {
 	je := gojson.NewEncoder(w)
 	je.SetEscapeHTML(false)

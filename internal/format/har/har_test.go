@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"flag"
-	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -14,7 +13,6 @@ import (
 
 	"github.com/tapwire/tapwire/internal/capture"
 	"github.com/tapwire/tapwire/internal/format/raw"
-	"github.com/tapwire/tapwire/internal/wire"
 )
 
 // testRecords are records that exercise every member HAR carries: the
@@ -22,7 +20,7 @@ import (
 func testRecords(t testing.TB) []*capture.Record {
 	t.Helper()
 	var recs []*capture.Record
-	goldens, err := filepath.Glob("../capture/testdata/*.golden.json")
+	goldens, err := filepath.Glob("../../capture/testdata/*.golden.json")
 	if err != nil || len(goldens) < 4 {
 		t.Fatalf("golden records: %v %v", goldens, err)
 	}
@@ -37,7 +35,7 @@ func testRecords(t testing.TB) []*capture.Record {
 		}
 		recs = append(recs, r)
 	}
-	f, err := os.Open("../format/raw/testdata/dynamodb-raw.jsonl")
+	f, err := os.Open("../raw/testdata/dynamodb-raw.jsonl")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -296,63 +294,6 @@ func TestReadErrors(t *testing.T) {
 	}
 }
 
-func TestSniff(t *testing.T) {
-	raw, err := os.ReadFile("../format/raw/testdata/dynamodb-raw.jsonl")
-	if err != nil {
-		t.Fatal(err)
-	}
-	browser, err := os.ReadFile("testdata/browser.har")
-	if err != nil {
-		t.Fatal(err)
-	}
-	recs := testRecords(t)
-	var jsonl bytes.Buffer
-	if err := wire.AppendLines(&jsonl, recs); err != nil {
-		t.Fatal(err)
-	}
-	ours := writeAll(t, recs)
-	for _, tc := range []struct {
-		name  string
-		in    []byte
-		want  Format
-		count int
-	}{
-		{"our HAR", ours, FormatHAR, 52},
-		{"browser HAR", browser, FormatHAR, 3},
-		{"log not first", []byte(`{"comment": "x", "log": {"version": "1.2", "entries": []}}`), FormatHAR, 0},
-		{"raw.jsonl", raw, FormatRaw, 45},
-		{"msgType null", []byte(`{"msgType": null, "schema": 1}` + "\n"), FormatJSONL, -1},
-		{"our JSONL", jsonl.Bytes(), FormatJSONL, len(recs)},
-		{"empty", nil, FormatJSONL, 0},
-		{"blank lines", []byte("\n\n  \n"), FormatJSONL, 0},
-		{"not JSON", []byte("hello\n"), FormatJSONL, -1},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			f, r, err := Sniff(bytes.NewReader(tc.in))
-			if err != nil || f != tc.want {
-				t.Fatalf("Sniff = %s, %v; want %s", f, err, tc.want)
-			}
-			all, _ := io.ReadAll(r)
-			if !bytes.Equal(all, tc.in) {
-				t.Fatalf("the reader Sniff returns gives %d bytes, want the %d of the input", len(all), len(tc.in))
-			}
-			n := 0
-			f, err = ReadRecords(bytes.NewReader(tc.in), func(*capture.Record) error { n++; return nil })
-			if tc.count < 0 {
-				if err == nil || !strings.Contains(err.Error(), "line 1") {
-					t.Errorf("ReadRecords = %v, want an error on line 1", err)
-				}
-				return
-			}
-			if err != nil || n != tc.count || f != tc.want {
-				t.Errorf("ReadRecords = %s, %d records, %v; want %s, %d", f, n, err, tc.want, tc.count)
-			}
-		})
-	}
-}
-
-// FuzzRead: Read never panics, and any record it gives goes through HAR
-// unchanged.
 func FuzzRead(f *testing.F) {
 	browser, err := os.ReadFile("testdata/browser.har")
 	if err != nil {

@@ -1,0 +1,180 @@
+package format
+
+import (
+	"bytes"
+	"io"
+	"os"
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/tapwire/tapwire/internal/capture"
+	"github.com/tapwire/tapwire/internal/capture/capturetest"
+	"github.com/tapwire/tapwire/internal/format/har"
+)
+
+// records are the golden records and a batch: every kind, every member.
+func records() []*capture.Record {
+	var recs []*capture.Record
+	for _, name := range []string{"http-in", "http-out-tls", "grpc-in", "tcp"} {
+		recs = append(recs, capturetest.Records()[name])
+	}
+	return append(recs, capturetest.Batch(8, 100)...)
+}
+
+func write(t *testing.T, n Name, recs []*capture.Record) []byte {
+	t.Helper()
+	var b bytes.Buffer
+	w, err := NewWriter(n, &b, har.Creator{Name: "test", Version: "1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range recs {
+		if err := w.Write(r); err != nil {
+			t.Fatalf("%s: Write(%s) = %v", n, r.ID, err)
+		}
+	}
+	if err := w.Close(); err != nil {
+		t.Fatalf("%s: Close = %v", n, err)
+	}
+	return b.Bytes()
+}
+
+func TestSniff(t *testing.T) {
+	vendor, err := os.ReadFile("raw/testdata/dynamodb-raw.jsonl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	browser, err := os.ReadFile("har/testdata/browser.har")
+	if err != nil {
+		t.Fatal(err)
+	}
+	recs := records()
+	http := 0
+	for _, r := range recs {
+		if r.HTTP != nil {
+			http++
+		}
+	}
+	for _, tc := range []struct {
+		name  string
+		in    []byte
+		want  Name
+		count int
+	}{
+		{"our HAR", write(t, HAR, recs), HAR, http},
+		{"browser HAR", browser, HAR, 3},
+		{"log not first", []byte(`{"comment": "x", "log": {"version": "1.2", "entries": []}}`), HAR, 0},
+		{"raw.jsonl", vendor, Raw, 45},
+		{"our raw.jsonl", write(t, Raw, recs), Raw, len(recs)},
+		{"msgType null", []byte(`{"msgType": null, "schema": 1}` + "\n"), JSONL, -1},
+		{"our JSONL", write(t, JSONL, recs), JSONL, len(recs)},
+		{"empty", nil, JSONL, 0},
+		{"blank lines", []byte("\n\n  \n"), JSONL, 0},
+		{"not JSON", []byte("hello\n"), JSONL, -1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f, r, err := Sniff(bytes.NewReader(tc.in))
+			if err != nil || f != tc.want {
+				t.Fatalf("Sniff = %s, %v; want %s", f, err, tc.want)
+			}
+			all, _ := io.ReadAll(r)
+			if !bytes.Equal(all, tc.in) {
+				t.Fatalf("the reader Sniff returns gives %d bytes, want the %d of the input", len(all), len(tc.in))
+			}
+			n := 0
+			f, err = ReadRecords(bytes.NewReader(tc.in), func(*capture.Record) error { n++; return nil })
+			if tc.count < 0 {
+				if err == nil || !strings.Contains(err.Error(), "line 1") {
+					t.Errorf("ReadRecords = %v, want an error on line 1", err)
+				}
+				return
+			}
+			if err != nil || n != tc.count || f != tc.want {
+				t.Errorf("ReadRecords = %s, %d records, %v; want %s, %d", f, n, err, tc.want, tc.count)
+			}
+		})
+	}
+}
+
+// TestRoundTrip: records → each writer → ReadRecords → the same records,
+// less what the format cannot hold (listed per format, and tested where
+// each format's package tests its mapping).
+func TestRoundTrip(t *testing.T) {
+	for _, n := range Names {
+		t.Run(string(n), func(t *testing.T) {
+			var want []*capture.Record
+			for _, r := range records() {
+				if lose(n, r) {
+					want = append(want, r)
+				}
+			}
+			var got []*capture.Record
+			f, err := ReadRecords(bytes.NewReader(write(t, n, records())), func(r *capture.Record) error {
+				got = append(got, r)
+				return nil
+			})
+			if err != nil || f != n {
+				t.Fatalf("ReadRecords = %s, %v; want %s", f, err, n)
+			}
+			if len(got) != len(want) {
+				t.Fatalf("read back %d records, want %d", len(got), len(want))
+			}
+			for i := range want {
+				if !reflect.DeepEqual(got[i], want[i]) {
+					t.Errorf("record %s changed:\ngot  %+v\nwant %+v", want[i].ID, got[i], want[i])
+				}
+			}
+		})
+	}
+}
+
+// lose changes r as writing it in format n and reading it back does, and
+// reports whether the format keeps r at all.
+func lose(n Name, r *capture.Record) bool {
+	switch n {
+	case HAR:
+		return r.HTTP != nil // HAR has HTTP entries only
+	case Raw:
+		// The vendor form has no place for TCP chunks or HTTP messages, and
+		// its header map has no order between names (import sorts by name).
+		if h := r.HTTP; h != nil {
+			h.Messages, h.MessagesTruncated = nil, false
+			h.Req.Headers = byName(h.Req.Headers)
+			if h.Res != nil {
+				h.Res.Headers = byName(h.Res.Headers)
+			}
+		}
+		if r.TCP != nil {
+			r.TCP.Chunks = nil
+		}
+	}
+	return true
+}
+
+func byName(h capture.Headers) capture.Headers {
+	c := append(capture.Headers(nil), h...)
+	for i := 1; i < len(c); i++ { // stable insertion sort by name
+		for j := i; j > 0 && c[j].Name < c[j-1].Name; j-- {
+			c[j], c[j-1] = c[j-1], c[j]
+		}
+	}
+	return c
+}
+
+func TestParse(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want Name
+		ok   bool
+	}{
+		{"har", HAR, true}, {"jsonl", JSONL, true}, {"raw", Raw, true},
+		{"records.jsonl", JSONL, true}, {"raw.jsonl", Raw, true},
+		{"HAR", "", false}, {"", "", false}, {"csv", "", false},
+	} {
+		got, err := Parse(tc.in)
+		if got != tc.want || (err == nil) != tc.ok {
+			t.Errorf("Parse(%q) = %q, %v; want %q, ok %v", tc.in, got, err, tc.want, tc.ok)
+		}
+	}
+}

@@ -1,0 +1,252 @@
+// Package jsonl is our record file format: one capture record per line, as
+// JSON (docs/record.md), the form of the batch protocol's body
+// (internal/wire), the directory sink's files, the bucket's objects and the
+// hub's export. It decodes with bounds (bytes, line length) so that hostile
+// input costs no more than its limit, and keeps each record's line as it
+// came (Line) so that a server can store it without encoding it again.
+package jsonl
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+
+	gojson "github.com/goccy/go-json"
+
+	"github.com/tapwire/tapwire/internal/capture"
+)
+
+// MaxLineBytes is the longest line (one JSON record, without its newline)
+// a decoder accepts.
+const MaxLineBytes = 8 << 20
+
+// Errors of Decode, wrapped in a *DecodeError.
+var (
+	ErrTooLarge    = errors.New("decoded batch exceeds the size limit")
+	ErrLineTooLong = errors.New("line exceeds the length limit")
+	ErrBadRecord   = errors.New("bad record")
+)
+
+// DecodeError says why and where a decoder rejected its input. Line is the
+// 1-based line number, or 0 when the error is not tied to a line (an
+// unknown encoding, a corrupt stream header, in internal/wire).
+type DecodeError struct {
+	Line int
+	Err  error // wraps one of the Err* sentinels
+}
+
+func (e *DecodeError) Error() string {
+	if e.Line == 0 {
+		return "decode batch: " + e.Err.Error()
+	}
+	return fmt.Sprintf("decode batch: line %d: %s", e.Line, e.Err.Error())
+}
+
+func (e *DecodeError) Unwrap() error { return e.Err }
+
+// ReadError is a failure to read the input, met at Line: not the content's
+// fault. Decode returns it; a caller that reads through a decompressor
+// decides whose fault it is (internal/wire).
+type ReadError struct {
+	Line int
+	Err  error
+}
+
+func (e *ReadError) Error() string { return fmt.Sprintf("read line %d: %v", e.Line, e.Err) }
+func (e *ReadError) Unwrap() error { return e.Err }
+
+// Append writes recs to buf as JSON lines, each ending in a newline.
+func Append(buf *bytes.Buffer, recs []*capture.Record) error {
+	je := gojsonEncoder(buf)
+	for i, r := range recs {
+		if err := je.Encode(r); err != nil { // Encode appends '\n'
+			return fmt.Errorf("encode record %d (%s): %w", i, r.ID, err)
+		}
+	}
+	return nil
+}
+
+// Writer writes records as JSON lines.
+type Writer struct {
+	w   io.Writer
+	buf bytes.Buffer
+}
+
+// NewWriter returns a Writer to w.
+func NewWriter(w io.Writer) *Writer { return &Writer{w: w} }
+
+// Write writes one record's line.
+func (w *Writer) Write(r *capture.Record) error {
+	w.buf.Reset()
+	if err := Append(&w.buf, []*capture.Record{r}); err != nil {
+		return err
+	}
+	_, err := w.w.Write(w.buf.Bytes())
+	return err
+}
+
+// Close does nothing: every Write has reached the underlying writer.
+func (w *Writer) Close() error { return nil }
+
+// Read reads our JSON lines from r and calls fn with each valid record in
+// order, with no bound on the total size (a file the user named). Errors
+// name the line.
+func Read(r io.Reader, fn func(*capture.Record) error) error {
+	n := 0
+	err := Decode(r, -1, nil, false, func(rec *capture.Record, _ bool) error {
+		n++ // approximate for the error of fn only: blank lines are not counted
+		if err := fn(rec); err != nil {
+			return fmt.Errorf("record %d: %w", n, err)
+		}
+		return nil
+	})
+	var de *DecodeError
+	if errors.As(err, &de) && de.Line > 0 {
+		return fmt.Errorf("line %d: %w", de.Line, de.Err)
+	}
+	return err
+}
+
+// lineBufs and readers are free lists of Decode's buffers: a sync.Pool
+// loses its items at every garbage collection, and a new 64 KiB reader is
+// allocated and cleared per batch.
+var (
+	lineBufs = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+	readers  = make(chan *bufio.Reader, 16)
+)
+
+// GetBuffer returns a pooled buffer; PutBuffer gives it back.
+func GetBuffer() *bytes.Buffer { return lineBufs.Get().(*bytes.Buffer) }
+
+// PutBuffer returns b to the pool, unless it grew huge.
+func PutBuffer(b *bytes.Buffer) {
+	if b.Cap() > 4*MaxLineBytes { // do not pin a huge batch's buffer
+		return
+	}
+	b.Reset()
+	lineBufs.Put(b)
+}
+
+func getReader(r io.Reader) *bufio.Reader {
+	select {
+	case br := <-readers:
+		br.Reset(r)
+		return br
+	default:
+		return bufio.NewReaderSize(r, 64<<10)
+	}
+}
+
+func putReader(br *bufio.Reader) {
+	br.Reset(nil)
+	select {
+	case readers <- br:
+	default:
+	}
+}
+
+// Decode reads JSON lines from r and calls fn with each record, in order.
+// Blank lines are skipped; unknown JSON fields are ignored.
+//
+// maxBytes bounds the bytes read from r (ErrTooLarge); a negative maxBytes
+// means no bound. A line longer than MaxLineBytes (or maxBytes) is
+// ErrLineTooLong, a line that is not a valid record ErrBadRecord, each in
+// a *DecodeError naming the line; records before it have been passed to
+// fn. A read error of r is a *ReadError. An error from fn stops decoding
+// and is returned as it is, so a server can tell its own failures from
+// its client's.
+//
+// With line set, each line is parsed into it first (Line.ParseLine) and fn
+// is told whether it took the line; with lazyBodies too, the body data of
+// a line it took is left out of the record (see Line.FillBodies). line is
+// valid only until fn returns.
+func Decode(r io.Reader, maxBytes int64, line *Line, lazyBodies bool, fn func(rec *capture.Record, exact bool) error) error {
+	maxLine := int64(MaxLineBytes)
+	if maxBytes >= 0 {
+		r = &limitReader{r: r, n: maxBytes}
+		maxLine = min(maxLine, maxBytes)
+	}
+	br := getReader(r)
+	defer putReader(br)
+	buf := GetBuffer()
+	defer PutBuffer(buf)
+
+	for n := 1; ; n++ {
+		buf.Reset()
+		var err error
+		for {
+			var frag []byte
+			frag, err = br.ReadSlice('\n')
+			if int64(buf.Len()+len(frag)) > maxLine+1 { // +1: the newline
+				return &DecodeError{Line: n, Err: fmt.Errorf("%w (%d bytes)", ErrLineTooLong, maxLine)}
+			}
+			buf.Write(frag)
+			if err != bufio.ErrBufferFull {
+				break
+			}
+		}
+		if errors.Is(err, ErrLimit) {
+			return &DecodeError{Line: n, Err: ErrTooLarge}
+		}
+		if err != nil && err != io.EOF {
+			return &ReadError{Line: n, Err: err}
+		}
+		b := bytes.TrimSuffix(buf.Bytes(), []byte{'\n'})
+		b = bytes.TrimSuffix(b, []byte{'\r'})
+		if int64(len(b)) > maxLine {
+			return &DecodeError{Line: n, Err: fmt.Errorf("%w (%d bytes)", ErrLineTooLong, maxLine)}
+		}
+		if b = bytes.TrimSpace(b); len(b) > 0 {
+			rec := new(capture.Record)
+			src, exact := b, false
+			if line != nil && line.ParseLine(b) {
+				exact = true
+				if lazyBodies {
+					src = line.blankBodies()
+				}
+			}
+			if jerr := gojson.Unmarshal(src, rec); jerr != nil {
+				return &DecodeError{Line: n, Err: fmt.Errorf("%w: %w", ErrBadRecord, jerr)}
+			}
+			if verr := rec.Validate(); verr != nil {
+				return &DecodeError{Line: n, Err: fmt.Errorf("%w: %w", ErrBadRecord, verr)}
+			}
+			if ferr := fn(rec, exact); ferr != nil {
+				return ferr
+			}
+		}
+		if err == io.EOF {
+			return nil
+		}
+	}
+}
+
+// ErrLimit is the error of a LimitReader past its limit.
+var ErrLimit = errors.New("limit reached")
+
+// LimitReader returns a reader of r that fails with ErrLimit once more than
+// n bytes were read, unlike io.LimitReader which ends quietly.
+func LimitReader(r io.Reader, n int64) io.Reader { return &limitReader{r: r, n: n} }
+
+type limitReader struct {
+	r io.Reader
+	n int64
+}
+
+func (l *limitReader) Read(p []byte) (int, error) {
+	if l.n < 0 {
+		return 0, ErrLimit
+	}
+	if int64(len(p))-1 > l.n { // read one byte past the limit to see it crossed
+		p = p[:l.n+1]
+	}
+	n, err := l.r.Read(p)
+	l.n -= int64(n)
+	if l.n < 0 {
+		return n, ErrLimit
+	}
+	return n, err
+}
