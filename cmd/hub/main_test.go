@@ -16,7 +16,7 @@ import (
 	"time"
 
 	"github.com/tapwire/tapwire/internal/capture"
-	"github.com/tapwire/tapwire/internal/sink/forwarder"
+	"github.com/tapwire/tapwire/internal/wire"
 )
 
 // TestBinary runs the real hub: it prints its first keys, takes a batch from
@@ -64,7 +64,7 @@ func TestBinary(t *testing.T) {
 		}
 	}()
 
-	sink, err := forwarder.New(addr, forwarder.Options{Token: keys["ingest"]})
+	sink, err := wire.NewClient(addr, wire.ClientOptions{Token: keys["ingest"]})
 	if err != nil {
 		t.Fatal(err)
 	}

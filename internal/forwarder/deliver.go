@@ -7,13 +7,12 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
-	"math/rand/v2"
-	"net/http"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/tapwire/tapwire/internal/capture"
+	"github.com/tapwire/tapwire/internal/retry"
 	"github.com/tapwire/tapwire/internal/spool"
 	"github.com/tapwire/tapwire/internal/wire"
 )
@@ -24,16 +23,14 @@ type linesWriter interface {
 	WriteLines(ctx context.Context, lines []byte, n int) error
 }
 
-// Backoff between failed deliveries to one sink: doubling from
-// minBackoff to maxBackoff, half of each wait random; a longer
-// Retry-After from the sink wins (at most wire.MaxRetryAfter).
-const (
-	minBackoff = 250 * time.Millisecond
-	maxBackoff = 30 * time.Second
-	// healthFresh is how long a delivery or probe result answers the
-	// health check before the sink is probed again.
-	healthFresh = 10 * time.Second
-)
+// healthFresh is how long a delivery or probe result answers the health
+// check before the sink is probed again.
+const healthFresh = 10 * time.Second
+
+// backoff is the wait between failed deliveries to one sink: doubling from
+// 250ms to 30s, half of each wait random; a longer Retry-After from the
+// sink wins (internal/retry).
+var backoff = retry.Backoff{Min: 250 * time.Millisecond, Max: 30 * time.Second}
 
 // destination is one sink with its own reader of the spool and its own
 // delivery loop.
@@ -52,13 +49,12 @@ type destination struct {
 	delivered, failed, failures atomic.Int64
 	lagNanos                    atomic.Int64 // append time of the oldest frame being delivered, 0 when idle
 
-	mu       sync.Mutex
-	lastErr  error     // the last failure; nil after a success
-	lastAt   time.Time // when the last delivery or probe finished
-	probing  chan struct{}
-	wake     context.CancelFunc // wakes run's wait for a frame
-	downFrom time.Time          // first failure of the current run of failures
-	fails    int                // consecutive failures
+	mu      sync.Mutex
+	lastErr error     // the last failure; nil after a success
+	lastAt  time.Time // when the last delivery or probe finished
+	probing chan struct{}
+	wake    context.CancelFunc // wakes run's wait for a frame
+	runs    retry.Log          // the current run of failures
 }
 
 // drain makes run return once the sink has every spooled frame.
@@ -175,12 +171,7 @@ func (d *destination) commit(b *spool.Batch) bool {
 // the configuration is not, and the records wait in the spool until it
 // is fixed.
 func isPermanent(err error) bool {
-	var se *wire.ServerError
-	if errors.As(err, &se) && (se.Status == http.StatusUnauthorized || se.Status == http.StatusForbidden) {
-		return false
-	}
-	var pe *capture.PermanentError
-	return errors.As(err, &pe)
+	return retry.Permanent(err) && !retry.Auth(err)
 }
 
 // failed1 records a failed attempt, logs the first of a run at warn (the
@@ -188,41 +179,17 @@ func isPermanent(err error) bool {
 func (d *destination) failed1(err error) time.Duration {
 	d.mu.Lock()
 	d.lastErr, d.lastAt = err, time.Now()
-	d.fails++
-	n := d.fails
-	if n == 1 {
-		d.downFrom = time.Now()
-	}
+	n := d.runs.Failed("delivery failed", err)
 	d.mu.Unlock()
-	if n == 1 {
-		d.log.Warn("delivery failed; retrying with backoff (repeats are logged at debug)", "err", err.Error())
-	} else {
-		d.log.Debug("delivery failed again", "failures", n, "err", err.Error())
-	}
-	wait := backoff(n)
-	var ra interface{ RetryAfter() time.Duration }
-	if errors.As(err, &ra) {
-		wait = max(wait, min(ra.RetryAfter(), wire.MaxRetryAfter))
-	}
-	return wait
-}
-
-func backoff(failures int) time.Duration {
-	d := float64(minBackoff) * math.Pow(2, float64(min(failures-1, 20)))
-	d = min(d, float64(maxBackoff))
-	return time.Duration(d/2 + rand.Float64()*d/2)
+	return backoff.Wait(n, err)
 }
 
 // succeeded records a delivery and logs the recovery after failures.
 func (d *destination) succeeded() {
 	d.mu.Lock()
-	fails, from := d.fails, d.downFrom
-	d.fails = 0
+	d.runs.Succeeded("delivery recovered")
 	d.lastErr, d.lastAt = nil, time.Now()
 	d.mu.Unlock()
-	if fails > 0 {
-		d.log.Info("delivery recovered", "failures", fails, "down", time.Since(from).Round(time.Millisecond))
-	}
 }
 
 func (d *destination) setResult(err error) {
@@ -245,7 +212,7 @@ func (d *destination) check(ctx context.Context) error {
 		fresh = healthFresh
 	}
 	d.mu.Lock()
-	if d.fails > 0 || d.probe == nil || time.Since(d.lastAt) < fresh && !d.lastAt.IsZero() {
+	if d.runs.Failures() > 0 || d.probe == nil || time.Since(d.lastAt) < fresh && !d.lastAt.IsZero() {
 		err := d.lastErr
 		d.mu.Unlock()
 		return err
@@ -266,7 +233,7 @@ func (d *destination) check(ctx context.Context) error {
 
 	err := d.probe(ctx)
 	d.mu.Lock()
-	if d.fails == 0 { // a delivery failure meanwhile says more
+	if d.runs.Failures() == 0 { // a delivery failure meanwhile says more
 		d.lastErr = err
 	}
 	d.lastAt = time.Now()

@@ -186,6 +186,7 @@ func newServer(cfg Config, log *slog.Logger, dests []*destination) (*Server, err
 			return nil, err
 		}
 		d.log = log.With("sink", d.name)
+		d.runs.Logger = d.log
 		d.batchBytes = cfg.DeliveryBatchBytes
 	}
 	s.reg = prometheus.NewRegistry()

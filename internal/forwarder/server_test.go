@@ -20,7 +20,6 @@ import (
 	"github.com/tapwire/tapwire/internal/capture"
 	"github.com/tapwire/tapwire/internal/format/jsonl"
 	"github.com/tapwire/tapwire/internal/sink/file"
-	fwdsink "github.com/tapwire/tapwire/internal/sink/forwarder"
 	"github.com/tapwire/tapwire/internal/wire"
 )
 
@@ -107,9 +106,9 @@ func waitDir(t *testing.T, dir string, n int) []*capture.Record {
 	}
 }
 
-func newClient(t *testing.T, addr, token string) *fwdsink.Sink {
+func newClient(t *testing.T, addr, token string) *wire.Client {
 	t.Helper()
-	c, err := fwdsink.New(addr, fwdsink.Options{Token: token, Timeout: 10 * time.Second})
+	c, err := wire.NewClient(addr, wire.ClientOptions{Token: token, Timeout: 10 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}

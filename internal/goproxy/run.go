@@ -29,7 +29,7 @@ import (
 	"github.com/tapwire/tapwire/internal/proxy"
 	"github.com/tapwire/tapwire/internal/ship"
 	"github.com/tapwire/tapwire/internal/sink/file"
-	"github.com/tapwire/tapwire/internal/sink/forwarder"
+	"github.com/tapwire/tapwire/internal/wire"
 )
 
 // NewLogger makes goproxy's logger: JSON lines when w is not a terminal
@@ -320,7 +320,7 @@ func openSink(cfg *Config) (capture.Sink, string, error) {
 		}
 		return fs, "local files in " + dir, nil
 	}
-	fw, err := forwarder.New(addr, forwarder.Options{Token: cfg.ForwarderToken})
+	fw, err := wire.NewClient(addr, wire.ClientOptions{Token: cfg.ForwarderToken})
 	if err != nil {
 		return nil, "", fmt.Errorf("FORWARDER_ADDR=%q: %w", addr, err)
 	}

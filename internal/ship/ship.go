@@ -10,12 +10,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/tapwire/tapwire/internal/capture"
+	"github.com/tapwire/tapwire/internal/retry"
 	"github.com/tapwire/tapwire/internal/wire"
 )
 
@@ -88,13 +88,6 @@ type Stats struct {
 }
 
 var errLoopStopped = errors.New("batch loop was not running")
-
-// RetryAfterer is implemented by sink errors that carry the server's
-// Retry-After (such as *wire.ServerError). The Shipper finds it with
-// errors.As and waits at least that long before the next attempt.
-type RetryAfterer interface {
-	RetryAfter() time.Duration
-}
 
 // Shipper is a capture.Emitter that ships records to a capture.Sink.
 type Shipper struct {
@@ -276,7 +269,7 @@ func (s *Shipper) loop(ctx context.Context) {
 	timer.Stop()
 	defer timer.Stop()
 	draining := false
-	var st retryState
+	st := retryState{log: retry.Log{Logger: s.log}}
 
 	for {
 		if !draining {
@@ -380,9 +373,8 @@ func (s *Shipper) release(n int, size int64) {
 // retryState is the loop's memory of failures, for backoff and for
 // logging a failure once and its recovery.
 type retryState struct {
-	failures  int       // consecutive failed writes
-	since     time.Time // first failure of the run
-	lastDrops int64     // queue-full drops already logged
+	log       retry.Log
+	lastDrops int64 // queue-full drops already logged
 }
 
 // send writes batch until it is shipped, refused for good, or ctx is done.
@@ -393,10 +385,7 @@ func (s *Shipper) send(ctx context.Context, batch []*capture.Record, size int64,
 			s.shipped.Add(int64(len(batch)))
 			s.batches.Add(1)
 			s.release(len(batch), size)
-			if st.failures > 0 {
-				s.log.Info("capture shipping recovered", "failures", st.failures, "down", time.Since(st.since).Round(time.Millisecond))
-				st.failures = 0
-			}
+			st.log.Succeeded("capture shipping recovered")
 			s.logDrops(st)
 			return
 		}
@@ -404,27 +393,16 @@ func (s *Shipper) send(ctx context.Context, batch []*capture.Record, size int64,
 			return // shutting down: the batch goes back to the queue
 		}
 		s.failures.Add(1)
-		var perm *capture.PermanentError
-		if errors.As(err, &perm) {
+		if retry.Permanent(err) {
 			s.dropPermanent.Add(int64(len(batch)))
 			s.release(len(batch), size)
 			s.log.Error("capture batch refused, dropped", "records", len(batch), "err", err)
 			return
 		}
-		st.failures++
-		if st.failures == 1 {
-			st.since = time.Now()
-			s.log.Warn("capture shipping failing, retrying with backoff", "records", len(batch), "err", err)
-		} else {
-			s.log.Debug("capture shipping still failing", "failures", st.failures, "err", err)
-		}
+		n := st.log.Failed("capture shipping failing", err, "records", len(batch))
 		s.logDrops(st)
 
-		wait := s.backoff(st.failures)
-		var ra RetryAfterer
-		if errors.As(err, &ra) {
-			wait = max(wait, min(ra.RetryAfter(), wire.MaxRetryAfter))
-		}
+		wait := retry.Backoff{Min: s.cfg.MinBackoff, Max: s.cfg.MaxBackoff}.Wait(n, err)
 		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
@@ -441,15 +419,4 @@ func (s *Shipper) logDrops(st *retryState) {
 		s.log.Warn("capture queue full, records dropped", "dropped", n-st.lastDrops, "total", n, "queueBytes", s.cfg.QueueBytes)
 		st.lastDrops = n
 	}
-}
-
-// backoff returns the wait after the n-th consecutive failure: MinBackoff
-// doubled n-1 times, capped at MaxBackoff, with half of it random.
-func (s *Shipper) backoff(n int) time.Duration {
-	d := s.cfg.MinBackoff
-	for i := 1; i < n && d < s.cfg.MaxBackoff; i++ {
-		d *= 2
-	}
-	d = min(d, s.cfg.MaxBackoff)
-	return d/2 + rand.N(d/2+1)
 }

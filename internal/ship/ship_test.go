@@ -17,7 +17,6 @@ import (
 
 	"github.com/tapwire/tapwire/internal/capture"
 	"github.com/tapwire/tapwire/internal/ship"
-	"github.com/tapwire/tapwire/internal/sink/forwarder"
 	"github.com/tapwire/tapwire/internal/wire"
 	"github.com/tapwire/tapwire/internal/wire/wiretest"
 )
@@ -42,9 +41,9 @@ func record(i, bodyLen int) *capture.Record {
 	}
 }
 
-func newSink(t *testing.T, addr string) *forwarder.Sink {
+func newSink(t *testing.T, addr string) *wire.Client {
 	t.Helper()
-	s, err := forwarder.New(addr, forwarder.Options{Timeout: 2 * time.Second})
+	s, err := wire.NewClient(addr, wire.ClientOptions{Timeout: 2 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -17,6 +17,7 @@ import (
 
 	"github.com/tapwire/tapwire/internal/capture"
 	"github.com/tapwire/tapwire/internal/format/jsonl"
+	"github.com/tapwire/tapwire/internal/retry"
 )
 
 // Errors of a request that is not a version 1 batch, returned by ReadBatch.
@@ -28,7 +29,7 @@ var (
 )
 
 // MaxRetryAfter caps how long a client honours a Retry-After.
-const MaxRetryAfter = 5 * time.Minute
+const MaxRetryAfter = retry.MaxRetryAfter
 
 // batchNamespace makes BatchID's name-based UUIDs Tapwire's own.
 var batchNamespace = uuid.MustParse("6f1c5a8e-3b0d-4f57-9a43-0d7c2b8e5a11")
@@ -102,6 +103,9 @@ func (e *ServerError) Error() string {
 	}
 	return s
 }
+
+// StatusCode returns the HTTP status (for retry.Auth).
+func (e *ServerError) StatusCode() int { return e.Status }
 
 // RetryAfter returns how long the server asked the client to wait.
 func (e *ServerError) RetryAfter() time.Duration { return e.Wait }

@@ -113,6 +113,16 @@ func putDecoder(d *zstd.Decoder) {
 // EncodeBatch writes recs to w as a zstd stream of JSON lines, the body of
 // a POST to Path with Content-Encoding zstd.
 func EncodeBatch(w io.Writer, recs []*capture.Record) error {
+	buf := jsonl.GetBuffer()
+	defer jsonl.PutBuffer(buf)
+	if err := jsonl.Append(buf, recs); err != nil {
+		return err
+	}
+	return compress(w, buf.Bytes())
+}
+
+// compress writes lines to w as one zstd stream.
+func compress(w io.Writer, lines []byte) error {
 	enc := getEncoder()
 	enc.Reset(w)
 	defer func() {
@@ -122,12 +132,7 @@ func EncodeBatch(w io.Writer, recs []*capture.Record) error {
 		default: // the free list is full; let this one go
 		}
 	}()
-	buf := jsonl.GetBuffer()
-	defer jsonl.PutBuffer(buf)
-	if err := jsonl.Append(buf, recs); err != nil {
-		return err
-	}
-	if _, err := enc.Write(buf.Bytes()); err != nil {
+	if _, err := enc.Write(lines); err != nil {
 		return fmt.Errorf("compress batch: %w", err)
 	}
 	if err := enc.Close(); err != nil {

@@ -1,9 +1,10 @@
 // Package hub is the capture.Sink that delivers records to the hub: the
 // forwarder's sink when SPEEDSCALE_APP_URL is set. The hub's ingest is the
 // batch protocol of docs/shipping.md with the API key as bearer token
-// (docs/forwarder.md, "The hub sink"), so this is a thin layer over the
-// wire client of internal/sink/forwarder: it turns SPEEDSCALE_APP_URL into
-// the endpoint and uses the proxy settings of the environment.
+// (docs/forwarder.md, "The hub sink"), so this is a thin layer over
+// internal/wire's Client: it turns SPEEDSCALE_APP_URL into the endpoint and
+// uses the proxy settings of the environment. The forwarder hands it its
+// spool's lines as they are (wire.Client.WriteLines).
 package hub
 
 import (
@@ -16,7 +17,7 @@ import (
 	"time"
 
 	"github.com/tapwire/tapwire/internal/capture"
-	"github.com/tapwire/tapwire/internal/sink/forwarder"
+	"github.com/tapwire/tapwire/internal/wire"
 )
 
 // Options tune a Sink. The zero value is ready to use.
@@ -27,12 +28,12 @@ type Options struct {
 	TLSConfig *tls.Config
 }
 
-// Sink posts batches to the hub. Write, Probe and Close are the wire
-// client's: a 413 splits the batch, 400/413 of one record/415 are
+// Sink posts batches to the hub. Write, WriteLines, Probe and Close are
+// the wire client's: a 413 splits the batch, 400/413 of one record/415 are
 // permanent, 401 (a wrong API key) is a *wire.ServerError the caller
 // decides about.
 type Sink struct {
-	*forwarder.Sink
+	*wire.Client
 	base string
 }
 
@@ -48,7 +49,7 @@ func New(appURL, apiKey string, opts Options) (*Sink, error) {
 	if strings.TrimSpace(apiKey) == "" {
 		return nil, errors.New("hub sink: the API key is empty")
 	}
-	s, err := forwarder.NewURL(base, forwarder.Options{
+	s, err := wire.NewClientURL(base, wire.ClientOptions{
 		Token:                strings.TrimSpace(apiKey),
 		Timeout:              opts.Timeout,
 		TLSConfig:            opts.TLSConfig,
@@ -57,7 +58,7 @@ func New(appURL, apiKey string, opts Options) (*Sink, error) {
 	if err != nil {
 		return nil, fmt.Errorf("hub sink: %w", err)
 	}
-	return &Sink{Sink: s, base: base}, nil
+	return &Sink{Client: s, base: base}, nil
 }
 
 // Base returns the hub's base URL, as BaseURL made it.

@@ -1,6 +1,7 @@
-package forwarder
+package wire_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"net/http"
@@ -11,6 +12,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/tapwire/tapwire/internal/capture"
+	"github.com/tapwire/tapwire/internal/format/jsonl"
 	"github.com/tapwire/tapwire/internal/wire"
 	"github.com/tapwire/tapwire/internal/wire/wiretest"
 )
@@ -28,9 +30,9 @@ func records(n int) []*capture.Record {
 	return recs
 }
 
-func newSink(t *testing.T, addr string, opts Options) *Sink {
+func newSink(t *testing.T, addr string, opts wire.ClientOptions) *wire.Client {
 	t.Helper()
-	s, err := New(addr, opts)
+	s, err := wire.NewClient(addr, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -41,7 +43,7 @@ func newSink(t *testing.T, addr string, opts Options) *Sink {
 func TestWrite(t *testing.T) {
 	fwd := wiretest.New(t)
 	fwd.RequireToken("s3cret")
-	s := newSink(t, fwd.Addr(), Options{Token: "s3cret"})
+	s := newSink(t, fwd.Addr(), wire.ClientOptions{Token: "s3cret"})
 	recs := records(7)
 	if err := s.Write(context.Background(), recs); err != nil {
 		t.Fatalf("Write: %v", err)
@@ -82,7 +84,7 @@ func TestWriteErrors(t *testing.T) {
 			fwd.Refuse(func(*http.Request, int) *wire.ServerError {
 				return &wire.ServerError{Status: tt.status, Message: "test says no", Wait: tt.wait}
 			})
-			err := newSink(t, fwd.Addr(), Options{}).Write(context.Background(), records(3))
+			err := newSink(t, fwd.Addr(), wire.ClientOptions{}).Write(context.Background(), records(3))
 			var perm *capture.PermanentError
 			if errors.As(err, &perm) != tt.wantPermanent {
 				t.Errorf("err = %v: permanent %t, want %t", err, !tt.wantPermanent, tt.wantPermanent)
@@ -102,7 +104,7 @@ func TestWriteErrors(t *testing.T) {
 func TestWrongTokenIsPermanent(t *testing.T) {
 	fwd := wiretest.New(t)
 	fwd.RequireToken("right")
-	err := newSink(t, fwd.Addr(), Options{Token: "wrong"}).Write(context.Background(), records(1))
+	err := newSink(t, fwd.Addr(), wire.ClientOptions{Token: "wrong"}).Write(context.Background(), records(1))
 	var perm *capture.PermanentError
 	var se *wire.ServerError
 	if !errors.As(err, &perm) || !errors.As(err, &se) || se.Status != http.StatusUnauthorized {
@@ -118,7 +120,7 @@ func TestTooLargeSplits(t *testing.T) {
 		}
 		return nil
 	})
-	s := newSink(t, fwd.Addr(), Options{})
+	s := newSink(t, fwd.Addr(), wire.ClientOptions{})
 	recs := records(10)
 	if err := s.Write(context.Background(), recs); err != nil {
 		t.Fatalf("Write: %v", err)
@@ -150,7 +152,7 @@ func TestTooLargeSplits(t *testing.T) {
 func TestTooLargeSingleRecordIsPermanent(t *testing.T) {
 	fwd := wiretest.New(t)
 	fwd.Refuse(func(*http.Request, int) *wire.ServerError { return wire.Errorf(http.StatusRequestEntityTooLarge, "no") })
-	err := newSink(t, fwd.Addr(), Options{}).Write(context.Background(), records(2))
+	err := newSink(t, fwd.Addr(), wire.ClientOptions{}).Write(context.Background(), records(2))
 	var perm *capture.PermanentError
 	if !errors.As(err, &perm) {
 		t.Errorf("err = %v, want permanent once a single record is too large", err)
@@ -165,7 +167,7 @@ func TestRetryKeepsBatchID(t *testing.T) {
 		}
 		return nil
 	})
-	s := newSink(t, fwd.Addr(), Options{})
+	s := newSink(t, fwd.Addr(), wire.ClientOptions{})
 	recs := records(4)
 	if err := s.Write(context.Background(), recs); err == nil {
 		t.Fatal("first Write = nil, want the 502")
@@ -182,10 +184,10 @@ func TestRetryKeepsBatchID(t *testing.T) {
 func TestIgnoresProxyEnvironment(t *testing.T) {
 	t.Setenv("HTTP_PROXY", "http://127.0.0.1:1")
 	t.Setenv("http_proxy", "http://127.0.0.1:1")
-	s := newSink(t, "forwarder.ecs.local:8888", Options{})
+	s := newSink(t, "forwarder.ecs.local:8888", wire.ClientOptions{})
 	req, _ := http.NewRequest(http.MethodPost, s.URL(), nil)
-	if s.own.Proxy != nil {
-		u, _ := s.own.Proxy(req)
+	if proxy := wire.TransportProxy(s); proxy != nil {
+		u, _ := proxy(req)
 		t.Errorf("transport uses proxy %v for %s, want none", u, s.URL())
 	}
 }
@@ -206,9 +208,9 @@ func TestNewAddress(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.addr, func(t *testing.T) {
-			s, err := New(tt.addr, Options{})
+			s, err := wire.NewClient(tt.addr, wire.ClientOptions{})
 			if (err != nil) != tt.wantErr {
-				t.Fatalf("New(%q) err = %v, want error %t", tt.addr, err, tt.wantErr)
+				t.Fatalf("wire.NewClient(%q) err = %v, want error %t", tt.addr, err, tt.wantErr)
 			}
 			if err == nil && s.URL() != tt.want {
 				t.Errorf("URL = %q, want %q", s.URL(), tt.want)
@@ -218,7 +220,7 @@ func TestNewAddress(t *testing.T) {
 }
 
 func TestForwarderDown(t *testing.T) {
-	s := newSink(t, "127.0.0.1:1", Options{Timeout: time.Second})
+	s := newSink(t, "127.0.0.1:1", wire.ClientOptions{Timeout: time.Second})
 	err := s.Write(context.Background(), records(1))
 	var perm *capture.PermanentError
 	if err == nil || errors.As(err, &perm) {
@@ -239,14 +241,14 @@ func TestNewURL(t *testing.T) {
 		{"https://x/?a=1", "", true},
 	}
 	for _, tt := range tests {
-		s, err := NewURL(tt.base, Options{})
+		s, err := wire.NewClientURL(tt.base, wire.ClientOptions{})
 		if (err != nil) != tt.wantErr {
-			t.Errorf("NewURL(%q) err = %v, want error %t", tt.base, err, tt.wantErr)
+			t.Errorf("wire.NewClientURL(%q) err = %v, want error %t", tt.base, err, tt.wantErr)
 			continue
 		}
 		if err == nil {
 			if s.URL() != tt.want {
-				t.Errorf("NewURL(%q).URL() = %q, want %q", tt.base, s.URL(), tt.want)
+				t.Errorf("wire.NewClientURL(%q).URL() = %q, want %q", tt.base, s.URL(), tt.want)
 			}
 			s.Close()
 		}
@@ -256,15 +258,73 @@ func TestNewURL(t *testing.T) {
 func TestProbe(t *testing.T) {
 	fwd := wiretest.New(t)
 	fwd.RequireToken("key")
-	if err := newSink(t, fwd.Addr(), Options{Token: "key"}).Probe(context.Background()); err != nil {
+	if err := newSink(t, fwd.Addr(), wire.ClientOptions{Token: "key"}).Probe(context.Background()); err != nil {
 		t.Errorf("Probe with the right token: %v", err)
 	}
-	err := newSink(t, fwd.Addr(), Options{Token: "nope"}).Probe(context.Background())
+	err := newSink(t, fwd.Addr(), wire.ClientOptions{Token: "nope"}).Probe(context.Background())
 	var se *wire.ServerError
 	if !errors.As(err, &se) || se.Status != http.StatusUnauthorized {
 		t.Errorf("Probe with a wrong token: %v, want 401", err)
 	}
 	if n := len(fwd.Records()); n != 0 {
 		t.Errorf("probes delivered %d records, want 0", n)
+	}
+}
+
+// TestWriteLinesSplits: lines already encoded go as they are, a 413 splits
+// them at line boundaries, and every record arrives once, in order.
+func TestWriteLinesSplits(t *testing.T) {
+	fwd := wiretest.New(t)
+	fwd.Refuse(func(r *http.Request, _ int) *wire.ServerError {
+		if n, _ := strconv.Atoi(r.Header.Get(wire.HeaderRecords)); n > 3 {
+			return wire.Errorf(http.StatusRequestEntityTooLarge, "at most 3")
+		}
+		return nil
+	})
+	s := newSink(t, fwd.Addr(), wire.ClientOptions{})
+	recs := records(10)
+	var lines bytes.Buffer
+	if err := jsonl.Append(&lines, recs); err != nil {
+		t.Fatal(err)
+	}
+	a, err := s.PostLines(context.Background(), lines.Bytes(), len(recs))
+	if err != nil {
+		t.Fatalf("PostLines: %v", err)
+	}
+	if a.Accepted != 10 {
+		t.Errorf("accepted %d, want 10", a.Accepted)
+	}
+	got := fwd.Records()
+	if len(got) != 10 {
+		t.Fatalf("got %d records, want 10", len(got))
+	}
+	for i := range got {
+		if got[i].ID != recs[i].ID {
+			t.Errorf("record %d: got %s, want %s", i, got[i].ID, recs[i].ID)
+		}
+	}
+	for _, r := range fwd.Requests() {
+		if r.Status == http.StatusOK && r.Records > 3 {
+			t.Errorf("a request of %d records was accepted past the limit", r.Records)
+		}
+	}
+}
+
+// TestWriteLinesSingleTooLargeIsPermanent: one line that is too large
+// cannot be split: the error says retrying cannot help.
+func TestWriteLinesSingleTooLargeIsPermanent(t *testing.T) {
+	fwd := wiretest.New(t)
+	fwd.Refuse(func(*http.Request, int) *wire.ServerError {
+		return wire.Errorf(http.StatusRequestEntityTooLarge, "too large")
+	})
+	s := newSink(t, fwd.Addr(), wire.ClientOptions{})
+	var lines bytes.Buffer
+	if err := jsonl.Append(&lines, records(1)); err != nil {
+		t.Fatal(err)
+	}
+	err := s.WriteLines(context.Background(), lines.Bytes(), 1)
+	var pe *capture.PermanentError
+	if !errors.As(err, &pe) {
+		t.Errorf("WriteLines of one too-large line = %v, want a permanent error", err)
 	}
 }

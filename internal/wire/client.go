@@ -1,0 +1,342 @@
+package wire
+
+// The client side of the batch protocol: goproxy's sink when FORWARDER_ADDR
+// is a host:port, the forwarder's sink to the hub (internal/sink/hub, the
+// same protocol with the API key as token), and speedctl's import.
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	neturl "net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/tapwire/tapwire/internal/capture"
+)
+
+// ClientOptions tune a Client. The zero value is ready to use.
+type ClientOptions struct {
+	// Token, if not empty, is sent as "Authorization: Bearer <token>".
+	Token string
+	// Timeout bounds one POST, from dial to the end of the answer. If
+	// zero, 30s.
+	Timeout time.Duration
+	// Transport, if not nil, replaces the Client's own transport (tests).
+	Transport http.RoundTripper
+	// ProxyFromEnvironment makes the Client's own transport use
+	// HTTP_PROXY/HTTPS_PROXY/NO_PROXY. Off for goproxy, whose HTTP_PROXY
+	// may point at goproxy itself; on for the forwarder's hub sink.
+	ProxyFromEnvironment bool
+	// TLSConfig, if not nil, is the TLS configuration of https:// URLs
+	// (tests with their own CA). If nil, the system's roots.
+	TLSConfig *tls.Config
+	// UserAgent, if not empty, is sent as User-Agent.
+	UserAgent string
+}
+
+// Client posts batches to one server: a capture.Sink, and a writer of
+// records already encoded as JSON lines (WriteLines).
+type Client struct {
+	url    string
+	token  string
+	agent  string
+	client *http.Client
+	own    *http.Transport // nil when Options.Transport was given
+
+	mu   sync.Mutex // guards last
+	last encoded    // the most recent batch's body, reused on retry
+}
+
+type encoded struct {
+	id   string
+	body []byte
+}
+
+var _ capture.Sink = (*Client)(nil)
+
+// NewClient returns a Client that posts to http://addr/v1/batches. addr is
+// a host:port, or an http:// URL (for tests and for a forwarder behind a
+// path prefix). Unless opts say so, the Client uses no proxy from the
+// environment (HTTP_PROXY is the application's, and may point at goproxy
+// itself).
+func NewClient(addr string, opts ClientOptions) (*Client, error) {
+	url, err := batchURL(addr)
+	if err != nil {
+		return nil, err
+	}
+	return build(url, opts), nil
+}
+
+// NewClientURL returns a Client that posts to base + /v1/batches, where
+// base is an http:// or https:// URL (a path prefix is kept).
+func NewClientURL(base string, opts ClientOptions) (*Client, error) {
+	base = strings.TrimSpace(base)
+	u, err := neturl.Parse(base)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
+		return nil, fmt.Errorf("batch endpoint %q: want an http:// or https:// URL", base)
+	}
+	return build(strings.TrimSuffix(base, "/")+Path, opts), nil
+}
+
+func build(url string, opts ClientOptions) *Client {
+	if opts.Timeout <= 0 {
+		opts.Timeout = 30 * time.Second
+	}
+	s := &Client{url: url, token: opts.Token, agent: opts.UserAgent}
+	rt := opts.Transport
+	if rt == nil {
+		s.own = &http.Transport{
+			Proxy:           nil, // never HTTP_PROXY by default: see New
+			TLSClientConfig: opts.TLSConfig,
+			DialContext: (&net.Dialer{
+				Timeout:   5 * time.Second,
+				KeepAlive: 30 * time.Second,
+			}).DialContext,
+			MaxIdleConns:          2,
+			MaxIdleConnsPerHost:   2,
+			IdleConnTimeout:       90 * time.Second,
+			ResponseHeaderTimeout: opts.Timeout,
+			ExpectContinueTimeout: time.Second,
+			DisableCompression:    true, // bodies are compressed already
+			ForceAttemptHTTP2:     false,
+		}
+		if opts.ProxyFromEnvironment {
+			s.own.Proxy = http.ProxyFromEnvironment
+		}
+		rt = s.own
+	}
+	s.client = &http.Client{
+		Transport: rt,
+		Timeout:   opts.Timeout,
+		// A redirect means a misconfigured address; do not follow it.
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+	return s
+}
+
+// batchURL turns FORWARDER_ADDR into the batch endpoint.
+func batchURL(addr string) (string, error) {
+	addr = strings.TrimSpace(addr)
+	switch {
+	case addr == "":
+		return "", errors.New("forwarder address is empty")
+	case strings.HasPrefix(addr, "http://"):
+		return strings.TrimSuffix(addr, "/") + Path, nil
+	case strings.Contains(addr, "://"):
+		return "", fmt.Errorf("forwarder address %q: only http:// or host:port", addr)
+	}
+	if _, _, err := net.SplitHostPort(addr); err != nil {
+		return "", fmt.Errorf("forwarder address %q: want host:port: %w", addr, err)
+	}
+	return "http://" + addr + Path, nil
+}
+
+// URL returns the endpoint the Client posts to.
+func (s *Client) URL() string { return s.url }
+
+// Write posts recs as one batch (see Post).
+func (s *Client) Write(ctx context.Context, recs []*capture.Record) error {
+	_, err := s.Post(ctx, recs)
+	return err
+}
+
+// Post posts recs as one batch and returns the server's answer, summed over
+// the parts when a 413 split the batch in halves, each posted on its own,
+// down to single records. Errors are *ServerError (wrapped in a
+// *capture.PermanentError when retrying cannot help) or transport errors,
+// which are worth retrying. Post does not retry: the caller's loop does,
+// with internal/retry.
+func (s *Client) Post(ctx context.Context, recs []*capture.Record) (Accepted, error) {
+	if len(recs) == 0 {
+		return Accepted{}, nil
+	}
+	return s.split(ctx, len(recs), func(ctx context.Context) (Accepted, error) {
+		return s.postRecords(ctx, recs)
+	}, func(ctx context.Context) (Accepted, error) {
+		half := len(recs) / 2
+		a, err := s.Post(ctx, recs[:half])
+		if err != nil {
+			return a, err
+		}
+		b, err := s.Post(ctx, recs[half:])
+		return a.add(b), err
+	})
+}
+
+// WriteLines posts n records already encoded as JSON lines (each ending in
+// a newline, as the spool and jsonl.Append hold them) as one batch, as they
+// are: nothing is decoded or encoded again. A 413 splits the lines at the
+// line boundary nearest their middle, as Post splits records.
+func (s *Client) WriteLines(ctx context.Context, lines []byte, n int) error {
+	_, err := s.PostLines(ctx, lines, n)
+	return err
+}
+
+// PostLines is WriteLines that returns the server's answer.
+func (s *Client) PostLines(ctx context.Context, lines []byte, n int) (Accepted, error) {
+	if n == 0 || len(lines) == 0 {
+		return Accepted{}, nil
+	}
+	return s.split(ctx, n, func(ctx context.Context) (Accepted, error) {
+		var buf bytes.Buffer
+		if err := compress(&buf, lines); err != nil {
+			return Accepted{}, &capture.PermanentError{Err: err}
+		}
+		return s.post(ctx, buf.Bytes(), linesID(lines), n)
+	}, func(ctx context.Context) (Accepted, error) {
+		first, rest, k := splitLines(lines)
+		a, err := s.PostLines(ctx, first, k)
+		if err != nil {
+			return a, err
+		}
+		b, err := s.PostLines(ctx, rest, n-k)
+		return a.add(b), err
+	})
+}
+
+// split runs send; on a 413 of a batch of more than one record it runs
+// halves instead. The first half may be delivered when the second fails;
+// if the caller retries the whole batch, the first arrives twice. Record
+// ids make that harmless downstream (at least once).
+func (s *Client) split(ctx context.Context, n int, send, halves func(context.Context) (Accepted, error)) (Accepted, error) {
+	a, err := send(ctx)
+	var se *ServerError
+	if !errors.As(err, &se) {
+		return a, err
+	}
+	if se.TooLarge() && n > 1 {
+		return halves(ctx)
+	}
+	if se.Permanent() {
+		return a, &capture.PermanentError{Err: fmt.Errorf("post %d records: %w", n, err)}
+	}
+	return a, fmt.Errorf("post %d records: %w", n, err)
+}
+
+// add sums two answers; New is known only when both know it.
+func (a Accepted) add(b Accepted) Accepted {
+	sum := Accepted{Accepted: a.Accepted + b.Accepted}
+	if a.New != nil && b.New != nil {
+		n := *a.New + *b.New
+		sum.New = &n
+	}
+	return sum
+}
+
+// splitLines cuts lines at the line boundary nearest the middle and
+// returns the halves and the count of lines in the first.
+func splitLines(lines []byte) (first, rest []byte, k int) {
+	mid := len(lines) / 2
+	i := bytes.IndexByte(lines[mid:], '\n')
+	if i < 0 || mid+i+1 == len(lines) {
+		i = bytes.LastIndexByte(lines[:mid], '\n')
+		if i < 0 {
+			return lines, nil, bytes.Count(lines, []byte{'\n'})
+		}
+		i -= mid
+	}
+	cut := mid + i + 1
+	return lines[:cut], lines[cut:], bytes.Count(lines[:cut], []byte{'\n'})
+}
+
+// linesID is the idempotency key of a batch of lines: a UUID of its bytes.
+func linesID(lines []byte) string { return uuid.NewSHA1(batchNamespace, lines).String() }
+
+// postRecords encodes and sends one batch. A retry of the batch last sent
+// reuses its body.
+func (s *Client) postRecords(ctx context.Context, recs []*capture.Record) (Accepted, error) {
+	id := BatchID(recs)
+	s.mu.Lock()
+	body := s.last.body
+	if s.last.id != id {
+		var buf bytes.Buffer
+		if err := EncodeBatch(&buf, recs); err != nil {
+			s.mu.Unlock()
+			return Accepted{}, &capture.PermanentError{Err: err}
+		}
+		body = buf.Bytes()
+		s.last = encoded{id: id, body: body}
+	}
+	s.mu.Unlock()
+	a, err := s.post(ctx, body, id, len(recs))
+	if err == nil {
+		s.mu.Lock()
+		if s.last.id == id {
+			s.last = encoded{} // delivered: no retry will need it
+		}
+		s.mu.Unlock()
+	}
+	return a, err
+}
+
+// post sends one encoded batch of n records. A 200 whose body does not
+// say how many it accepted accepted all n.
+func (s *Client) post(ctx context.Context, body []byte, id string, n int) (Accepted, error) {
+	req, err := NewRequest(ctx, s.url, body, id, n, s.token)
+	if err != nil {
+		return Accepted{}, &capture.PermanentError{Err: err}
+	}
+	if s.agent != "" {
+		req.Header.Set("User-Agent", s.agent)
+	}
+	resp, err := s.client.Do(req)
+	if err != nil {
+		return Accepted{}, fmt.Errorf("post batch to %s: %w", s.url, err)
+	}
+	defer func() {
+		// Drain a little so the connection can be reused.
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+		resp.Body.Close()
+	}()
+	a, err := ParseResponse(resp)
+	if err != nil {
+		return Accepted{}, err
+	}
+	if a.Accepted < 0 {
+		a.Accepted = n // 200 means all of them
+	}
+	return a, nil
+}
+
+// Probe posts an empty batch (no records): the server answers 200 when it
+// is up and takes the token, 401 when it does not. It delivers nothing.
+func (s *Client) Probe(ctx context.Context) error {
+	req, err := NewRequest(ctx, s.url, emptyBatch, BatchID(nil), 0, s.token)
+	if err != nil {
+		return err
+	}
+	resp, err := s.client.Do(req)
+	if err != nil {
+		return fmt.Errorf("probe %s: %w", s.url, err)
+	}
+	defer resp.Body.Close()
+	if _, err := ParseResponse(resp); err != nil {
+		return fmt.Errorf("probe %s: %w", s.url, err)
+	}
+	return nil
+}
+
+// emptyBatch is the zstd stream of no lines.
+var emptyBatch = func() []byte {
+	var b bytes.Buffer
+	if err := EncodeBatch(&b, nil); err != nil {
+		panic(err)
+	}
+	return b.Bytes()
+}()
+
+// Close closes idle connections.
+func (s *Client) Close() error {
+	if s.own != nil {
+		s.own.CloseIdleConnections()
+	}
+	return nil
+}
