@@ -44,6 +44,7 @@ func TestViewBody(t *testing.T) {
 	for i := range 5000 {
 		long = fmt.Appendf(long, "line %d: %x 0123456789\n", i, i*i*7919)
 	}
+	brGz := br(gz(long))
 	tests := []struct {
 		name      string
 		h         capture.Headers
@@ -60,6 +61,8 @@ func TestViewBody(t *testing.T) {
 		{"zstd", capture.Headers{{Name: "Content-Encoding", Value: "zstd"}}, capture.Body{Data: zs.EncodeAll([]byte("hello zstd"), nil)}, "text", "hello zstd", "zstd", ""},
 		{"deflate", capture.Headers{{Name: "Content-Encoding", Value: "deflate"}}, capture.Body{Data: zl.Bytes()}, "text", "deflated text", "deflate", ""},
 		{"two encodings", capture.Headers{{Name: "Content-Encoding", Value: "gzip, br"}}, capture.Body{Data: br(gz([]byte("twice")))}, "text", "twice", "gzip, br", ""},
+		{"two encoding headers", capture.Headers{{Name: "Content-Encoding", Value: "gzip"}, {Name: "Content-Encoding", Value: "br"}}, capture.Body{Data: br(gz([]byte("twice")))}, "text", "twice", "gzip, br", ""},
+		{"two encodings cut short", capture.Headers{{Name: "Content-Encoding", Value: "gzip, br"}}, capture.Body{Data: brGz[:len(brGz)/2], Size: int64(len(brGz)), Truncated: true}, "text", "line 0: 0 0123456789", "gzip, br", "decoded in part: br: "},
 		{"truncated gzip", capture.Headers{{Name: "Content-Encoding", Value: "gzip"}}, capture.Body{Data: gz(long)[:2000], Size: 9999, Truncated: true}, "text", "line 0: 0 0123456789", "gzip", "decoded in part"},
 		{"not gzip", capture.Headers{{Name: "Content-Encoding", Value: "gzip"}}, capture.Body{Data: []byte("plain")}, "text", "plain", "", "not decoded"},
 		{"unknown encoding", capture.Headers{{Name: "Content-Encoding", Value: "compress"}}, capture.Body{Data: []byte("x")}, "text", "x", "", "unknown content encoding"},
