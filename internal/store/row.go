@@ -381,9 +381,3 @@ func ParseCursor(s string) (Cursor, error) {
 	}
 	return Cursor{StartUs: n, ID: id}, nil
 }
-
-// LikeEscape escapes s for a LIKE pattern with ESCAPE '\'.
-func LikeEscape(s string) string {
-	r := strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`)
-	return r.Replace(s)
-}

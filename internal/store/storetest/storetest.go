@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"reflect"
 	"slices"
 	"strings"
@@ -669,19 +670,18 @@ func testLargeRecord(t *testing.T, s store.Store) {
 // testEncodedBodies: text search reads bodies with their content codings
 // undone as the viewer undoes them, stacked ones too.
 func testEncodedBodies(t *testing.T, s store.Store) {
-	gz := func(b []byte) []byte {
-		var buf bytes.Buffer
-		w := gzip.NewWriter(&buf)
+	encode := func(b []byte, w io.WriteCloser, buf *bytes.Buffer) []byte {
 		w.Write(b)
 		w.Close()
 		return buf.Bytes()
 	}
+	gz := func(b []byte) []byte {
+		var buf bytes.Buffer
+		return encode(b, gzip.NewWriter(&buf), &buf)
+	}
 	br := func(b []byte) []byte {
 		var buf bytes.Buffer
-		w := brotli.NewWriter(&buf)
-		w.Write(b)
-		w.Close()
-		return buf.Bytes()
+		return encode(b, brotli.NewWriter(&buf), &buf)
 	}
 	withBody := func(sec int, body []byte, encs ...string) *capture.Record {
 		r := Rec(sec, "s", "out", "GET", "http://s/", 200)
