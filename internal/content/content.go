@@ -104,6 +104,35 @@ func Decode(contentEncoding string, data []byte, limit int) ([]byte, error) {
 	return data, nil
 }
 
+// Encode applies the codings of contentEncoding (see Codings) to data in
+// order, as a server would: Decode undoes them. Tests and tools use it.
+func Encode(contentEncoding string, data []byte) ([]byte, error) {
+	for _, enc := range Codings(contentEncoding) {
+		var buf bytes.Buffer
+		var w io.WriteCloser
+		switch enc {
+		case "gzip", "x-gzip":
+			w = gzip.NewWriter(&buf)
+		case "deflate":
+			w = zlib.NewWriter(&buf)
+		case "br":
+			w = brotli.NewWriter(&buf)
+		case "zstd":
+			w, _ = zstd.NewWriter(&buf, zstd.WithEncoderConcurrency(1)) // no option is bad
+		default:
+			return nil, &Error{Coding: enc, Err: errUnknown}
+		}
+		if _, err := w.Write(data); err != nil {
+			return nil, fmt.Errorf("%s: %w", enc, err)
+		}
+		if err := w.Close(); err != nil {
+			return nil, fmt.Errorf("%s: %w", enc, err)
+		}
+		data = buf.Bytes()
+	}
+	return data, nil
+}
+
 // decode undoes one coding, producing at most limit bytes. With an error
 // it returns what it decoded before the error.
 func decode(enc string, data []byte, limit int) ([]byte, error) {

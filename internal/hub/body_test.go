@@ -2,7 +2,6 @@ package hub
 
 import (
 	"bytes"
-	"compress/gzip"
 	"compress/zlib"
 	"fmt"
 	"io"
@@ -10,28 +9,15 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/andybalholm/brotli"
 	"github.com/klauspost/compress/zstd"
 
 	"github.com/tapwire/tapwire/internal/capture"
+	"github.com/tapwire/tapwire/internal/content"
 	"github.com/tapwire/tapwire/internal/store/storetest"
 )
 
-func gz(b []byte) []byte {
-	var buf bytes.Buffer
-	w := gzip.NewWriter(&buf)
-	w.Write(b)
-	w.Close()
-	return buf.Bytes()
-}
-
-func br(b []byte) []byte {
-	var buf bytes.Buffer
-	w := brotli.NewWriter(&buf)
-	w.Write(b)
-	w.Close()
-	return buf.Bytes()
-}
+func gz(b []byte) []byte { out, _ := content.Encode("gzip", b); return out }
+func br(b []byte) []byte { out, _ := content.Encode("br", b); return out }
 
 func TestViewBody(t *testing.T) {
 	js := []byte(`{"order":{"id":123,"items":["a","b"]}}`)

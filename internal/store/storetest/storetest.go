@@ -11,7 +11,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"reflect"
 	"slices"
 	"strings"
@@ -19,9 +18,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/andybalholm/brotli"
-
 	"github.com/tapwire/tapwire/internal/capture"
+	"github.com/tapwire/tapwire/internal/content"
 	"github.com/tapwire/tapwire/internal/store"
 )
 
@@ -670,18 +668,12 @@ func testLargeRecord(t *testing.T, s store.Store) {
 // testEncodedBodies: text search reads bodies with their content codings
 // undone as the viewer undoes them, stacked ones too.
 func testEncodedBodies(t *testing.T, s store.Store) {
-	encode := func(b []byte, w io.WriteCloser, buf *bytes.Buffer) []byte {
-		w.Write(b)
-		w.Close()
-		return buf.Bytes()
-	}
-	gz := func(b []byte) []byte {
-		var buf bytes.Buffer
-		return encode(b, gzip.NewWriter(&buf), &buf)
-	}
-	br := func(b []byte) []byte {
-		var buf bytes.Buffer
-		return encode(b, brotli.NewWriter(&buf), &buf)
+	encode := func(codings string, b []byte) []byte {
+		out, err := content.Encode(codings, b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out
 	}
 	withBody := func(sec int, body []byte, encs ...string) *capture.Record {
 		r := Rec(sec, "s", "out", "GET", "http://s/", 200)
@@ -691,13 +683,13 @@ func testEncodedBodies(t *testing.T, s store.Store) {
 		r.HTTP.Res.Body = capture.Body{Data: body, Size: int64(len(body))}
 		return r
 	}
-	stacked := withBody(1, br(gz([]byte(`{"animal":"Stacked Kangaroo"}`))), "gzip, br")
-	twoLines := withBody(2, br(gz([]byte(`{"animal":"Two-Line Wombat"}`))), "gzip", "br")
+	stacked := withBody(1, encode("gzip, br", []byte(`{"animal":"Stacked Kangaroo"}`)), "gzip, br")
+	twoLines := withBody(2, encode("gzip, br", []byte(`{"animal":"Two-Line Wombat"}`)), "gzip", "br")
 	var long []byte
 	for i := range 2000 {
 		long = fmt.Appendf(long, "truncated platypus %d %x\n", i, i*i*7919)
 	}
-	whole := br(gz(long))
+	whole := encode("gzip, br", long)
 	cut := withBody(3, whole[:len(whole)/2], "gzip, br")
 	unknown := withBody(4, []byte("compressed echidna"), "compress")
 	insert(t, s, "t", stacked, twoLines, cut, unknown)
