@@ -2,22 +2,15 @@ package hub
 
 import (
 	"bytes"
-	"compress/flate"
-	"compress/gzip"
-	"compress/zlib"
 	"encoding/json"
 	"errors"
-	"fmt"
-	"io"
 	"mime"
 	"net/http"
 	"strings"
 	"unicode/utf8"
 
-	"github.com/andybalholm/brotli"
-	"github.com/klauspost/compress/zstd"
-
 	"github.com/tapwire/tapwire/internal/capture"
+	"github.com/tapwire/tapwire/internal/content"
 	"github.com/tapwire/tapwire/internal/store"
 )
 
@@ -50,26 +43,20 @@ type BodyView struct {
 func viewBody(h capture.Headers, b capture.Body) BodyView {
 	v := BodyView{ContentType: h.Get("Content-Type"), Size: b.Size, Captured: len(b.Data), Truncated: b.Truncated}
 	data := b.Data
-	var encs []string
-	for _, line := range h.Values("Content-Encoding") {
-		for _, e := range strings.Split(line, ",") {
-			if e = strings.ToLower(strings.TrimSpace(e)); e != "" && e != "identity" {
-				encs = append(encs, e)
+	if len(data) > 0 {
+		ce := strings.Join(h.Values("Content-Encoding"), ", ")
+		var err error
+		data, err = content.Decode(ce, data, maxDecodedBody)
+		var de *content.Error
+		switch {
+		case errors.As(err, &de):
+			v.Encoding = strings.Join(de.Undone, ", ")
+			v.Note = "not decoded: " + de.Error()
+			if de.Partial {
+				v.Note = "decoded in part: " + de.Error()
 			}
-		}
-	}
-	// Encodings were applied in order: undo them from the last.
-	for i := len(encs) - 1; i >= 0 && len(data) > 0; i-- {
-		out, err := decode(encs[i], data)
-		if out == nil {
-			v.Note = fmt.Sprintf("not decoded: %s", err)
-			break
-		}
-		v.Encoding = strings.Join(encs[i:], ", ")
-		data = out
-		if err != nil {
-			v.Note = fmt.Sprintf("decoded in part: %s", err)
-			break
+		default:
+			v.Encoding = strings.Join(content.Codings(ce), ", ")
 		}
 	}
 	v.Bytes = len(data)
@@ -136,56 +123,6 @@ func isJSON(contentType string, data []byte) bool {
 	}
 	t := bytes.TrimSpace(data)
 	return len(t) > 1 && (t[0] == '{' && t[len(t)-1] == '}' || t[0] == '[' && t[len(t)-1] == ']') && json.Valid(t)
-}
-
-var errTooBig = fmt.Errorf("more than %d MiB decoded", maxDecodedBody>>20)
-
-// decode undoes one content encoding. It returns what it decoded and
-// why it stopped, when it did before the end: nil output means nothing
-// could be decoded.
-func decode(enc string, data []byte) ([]byte, error) {
-	var r io.Reader
-	var err error
-	src := bytes.NewReader(data)
-	switch enc {
-	case "gzip", "x-gzip":
-		r, err = gzip.NewReader(src)
-	case "deflate":
-		// The standard says zlib; some servers send raw deflate.
-		if r, err = zlib.NewReader(src); err != nil {
-			r, err = flate.NewReader(bytes.NewReader(data)), nil
-		}
-	case "br":
-		r = brotli.NewReader(src)
-	case "zstd":
-		var d *zstd.Decoder
-		d, err = zstd.NewReader(src, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxMemory(maxDecodedBody))
-		if err == nil {
-			defer d.Close()
-			r = d
-		}
-	default:
-		return nil, fmt.Errorf("unknown content encoding %q", enc)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", enc, err)
-	}
-	var out bytes.Buffer
-	_, err = io.Copy(&out, io.LimitReader(r, maxDecodedBody+1))
-	if out.Len() > maxDecodedBody {
-		out.Truncate(maxDecodedBody)
-		err = errTooBig
-	}
-	if err != nil {
-		if out.Len() == 0 {
-			return nil, fmt.Errorf("%s: %w", enc, err)
-		}
-		if errors.Is(err, io.ErrUnexpectedEOF) {
-			err = errors.New("the captured bytes end before the stream does")
-		}
-		return out.Bytes(), fmt.Errorf("%s: %w", enc, err)
-	}
-	return out.Bytes(), nil
 }
 
 // getBody answers GET /api/v1/records/{id}/body/{side}: the request's or

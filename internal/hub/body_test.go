@@ -2,7 +2,6 @@ package hub
 
 import (
 	"bytes"
-	"compress/gzip"
 	"compress/zlib"
 	"fmt"
 	"io"
@@ -10,28 +9,15 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/andybalholm/brotli"
 	"github.com/klauspost/compress/zstd"
 
 	"github.com/tapwire/tapwire/internal/capture"
+	"github.com/tapwire/tapwire/internal/content"
 	"github.com/tapwire/tapwire/internal/store/storetest"
 )
 
-func gz(b []byte) []byte {
-	var buf bytes.Buffer
-	w := gzip.NewWriter(&buf)
-	w.Write(b)
-	w.Close()
-	return buf.Bytes()
-}
-
-func br(b []byte) []byte {
-	var buf bytes.Buffer
-	w := brotli.NewWriter(&buf)
-	w.Write(b)
-	w.Close()
-	return buf.Bytes()
-}
+func gz(b []byte) []byte { out, _ := content.Encode("gzip", b); return out }
+func br(b []byte) []byte { out, _ := content.Encode("br", b); return out }
 
 func TestViewBody(t *testing.T) {
 	js := []byte(`{"order":{"id":123,"items":["a","b"]}}`)
@@ -44,6 +30,7 @@ func TestViewBody(t *testing.T) {
 	for i := range 5000 {
 		long = fmt.Appendf(long, "line %d: %x 0123456789\n", i, i*i*7919)
 	}
+	brGz := br(gz(long))
 	tests := []struct {
 		name      string
 		h         capture.Headers
@@ -60,6 +47,8 @@ func TestViewBody(t *testing.T) {
 		{"zstd", capture.Headers{{Name: "Content-Encoding", Value: "zstd"}}, capture.Body{Data: zs.EncodeAll([]byte("hello zstd"), nil)}, "text", "hello zstd", "zstd", ""},
 		{"deflate", capture.Headers{{Name: "Content-Encoding", Value: "deflate"}}, capture.Body{Data: zl.Bytes()}, "text", "deflated text", "deflate", ""},
 		{"two encodings", capture.Headers{{Name: "Content-Encoding", Value: "gzip, br"}}, capture.Body{Data: br(gz([]byte("twice")))}, "text", "twice", "gzip, br", ""},
+		{"two encoding headers", capture.Headers{{Name: "Content-Encoding", Value: "gzip"}, {Name: "Content-Encoding", Value: "br"}}, capture.Body{Data: br(gz([]byte("twice")))}, "text", "twice", "gzip, br", ""},
+		{"two encodings cut short", capture.Headers{{Name: "Content-Encoding", Value: "gzip, br"}}, capture.Body{Data: brGz[:len(brGz)/2], Size: int64(len(brGz)), Truncated: true}, "text", "line 0: 0 0123456789", "gzip, br", "decoded in part: br: "},
 		{"truncated gzip", capture.Headers{{Name: "Content-Encoding", Value: "gzip"}}, capture.Body{Data: gz(long)[:2000], Size: 9999, Truncated: true}, "text", "line 0: 0 0123456789", "gzip", "decoded in part"},
 		{"not gzip", capture.Headers{{Name: "Content-Encoding", Value: "gzip"}}, capture.Body{Data: []byte("plain")}, "text", "plain", "", "not decoded"},
 		{"unknown encoding", capture.Headers{{Name: "Content-Encoding", Value: "compress"}}, capture.Body{Data: []byte("x")}, "text", "x", "", "unknown content encoding"},

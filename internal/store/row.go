@@ -2,12 +2,10 @@ package store
 
 import (
 	"bytes"
-	"compress/gzip"
-	"compress/zlib"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/url"
 	"runtime"
@@ -16,11 +14,11 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/andybalholm/brotli"
 	"github.com/klauspost/compress/zstd"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/tapwire/tapwire/internal/capture"
+	"github.com/tapwire/tapwire/internal/content"
 	"github.com/tapwire/tapwire/internal/format/jsonl"
 )
 
@@ -269,42 +267,17 @@ func SearchText(rec *capture.Record) string {
 }
 
 // searchable returns the first SearchBodyBytes of a body with its content
-// encoding (gzip, deflate, br, zstd) undone, as far as the captured bytes
-// go; a body in another encoding is not searchable.
+// codings undone by content.Decode, as the viewer undoes them, as far as
+// the captured bytes go; a body in a coding it cannot undo is not
+// searchable.
 func searchable(h capture.Headers, data []byte) []byte {
-	enc := strings.ToLower(strings.TrimSpace(h.Get("Content-Encoding")))
-	if enc == "" || enc == "identity" || len(data) == 0 {
-		return data
+	out, err := content.Decode(strings.Join(h.Values("Content-Encoding"), ", "), data, SearchBodyBytes)
+	if err != nil {
+		if de := (*content.Error)(nil); !errors.As(err, &de) || !de.Partial {
+			return nil
+		}
 	}
-	var r io.Reader
-	src := bytes.NewReader(data)
-	switch enc {
-	case "gzip", "x-gzip":
-		zr, err := gzip.NewReader(src)
-		if err != nil {
-			return nil
-		}
-		r = zr
-	case "deflate":
-		zr, err := zlib.NewReader(src)
-		if err != nil {
-			return nil
-		}
-		r = zr
-	case "br":
-		r = brotli.NewReader(src)
-	case "zstd":
-		zr, err := zstd.NewReader(src, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxMemory(64<<20))
-		if err != nil {
-			return nil
-		}
-		defer zr.Close()
-		r = zr
-	default:
-		return nil
-	}
-	out, _ := io.ReadAll(io.LimitReader(r, SearchBodyBytes)) // a truncated stream gives what it has
-	return out
+	return out // a truncated stream gives what it has
 }
 
 // appendStrings appends the string fields of a decoded protobuf message.
@@ -407,10 +380,4 @@ func ParseCursor(s string) (Cursor, error) {
 		return Cursor{}, fmt.Errorf("%w: %q", ErrBadCursor, s)
 	}
 	return Cursor{StartUs: n, ID: id}, nil
-}
-
-// LikeEscape escapes s for a LIKE pattern with ESCAPE '\'.
-func LikeEscape(s string) string {
-	r := strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`)
-	return r.Replace(s)
 }

@@ -3,7 +3,8 @@
 // store/postgres implement, the query types both understand, and what the
 // two share: the columns a record is indexed by (Row), the encoding of a
 // stored record, cursors, and the summaries computed from a Scan
-// (endpoints, service map, histogram). docs/hub.md describes the schema.
+// (endpoints, service map, histogram); store/sqlq has the SQL of record
+// queries they share. docs/hub.md describes the schema.
 package store
 
 import (

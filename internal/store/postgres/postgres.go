@@ -7,7 +7,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strconv"
 	"strings"
 	"time"
 
@@ -17,13 +16,15 @@ import (
 
 	"github.com/tapwire/tapwire/internal/capture"
 	"github.com/tapwire/tapwire/internal/store"
+	"github.com/tapwire/tapwire/internal/store/sqlq"
 )
 
 var _ store.Store = (*Store)(nil)
 
 // Store is a store.Store in a PostgreSQL database.
 type Store struct {
-	pool *pgxpool.Pool
+	sqlq.Records // List, Get, Scan and Count
+	pool         *pgxpool.Pool
 }
 
 // Open connects to the database at dsn (a postgres:// URL or key=value
@@ -60,7 +61,9 @@ func Open(ctx context.Context, dsn string) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("connect to postgres: %w", err)
 	}
-	return &Store{pool: pool}, nil
+	s := &Store{pool: pool}
+	s.Records = sqlq.Records{Dialect: &dialect, Query: s.query}
+	return s, nil
 }
 
 // Close closes the pool.
@@ -179,10 +182,6 @@ func migrate(ctx context.Context, conn *pgx.Conn) error {
 var insertCols = []string{"tenant", "id", "start_us", "dur_us", "kind", "direction", "cluster", "namespace", "service",
 	"pod", "method", "host", "path", "route", "status", "failed", "req_size", "res_size", "error", "url", "search", "data"}
 
-const scanCols = `start_us, dur_us, direction, service, method, host, route, status, failed`
-
-const summaryCols = `id, start_us, dur_us, kind, direction, cluster, namespace, service, pod, method, host, path, route, status, failed, req_size, res_size, error, url`
-
 // Insert copies recs into a temporary table and moves the new ones to
 // records, in one transaction.
 func (s *Store) Insert(ctx context.Context, tenant string, recs []*capture.Record) (int, error) {
@@ -222,191 +221,29 @@ func (s *Store) Insert(ctx context.Context, tenant string, recs []*capture.Recor
 	return int(tag.RowsAffected()), nil
 }
 
-// where builds the WHERE clause of f for tenant.
-func where(tenant string, f *store.Filter, c *store.Cursor) (string, []any) {
-	args := []any{tenant}
-	conds := []string{"tenant = $1"}
-	add := func(cond string, a ...any) {
-		for _, v := range a {
-			args = append(args, v)
-			cond = strings.Replace(cond, "?", "$"+strconv.Itoa(len(args)), 1)
-		}
-		conds = append(conds, cond)
-	}
-	if !f.From.IsZero() {
-		add("start_us >= ?", f.From.UnixMicro())
-	}
-	if !f.To.IsZero() {
-		add("start_us < ?", f.To.UnixMicro())
-	}
-	if f.Service != "" {
-		add("service = ?", f.Service)
-	}
-	if f.Direction != "" {
-		add("direction = ?", string(f.Direction))
-	}
-	if f.Method != "" {
-		add("method = ?", strings.ToUpper(f.Method))
-	}
-	if f.StatusLo != 0 || f.StatusHi != 0 {
-		add("status BETWEEN ? AND ?", f.StatusLo, f.StatusHi)
-	}
-	if f.Host != "" {
-		add("host = ?", strings.ToLower(f.Host))
-	}
-	if f.Path != "" {
-		add("strpos(path, ?) > 0", f.Path)
-	}
-	if f.Text != "" {
-		add("search LIKE ?", "%"+store.LikeEscape(strings.ToLower(f.Text))+"%")
-	}
-	if f.Failed {
-		add("failed")
-	}
-	if c != nil {
-		add("(start_us, id) < (?, ?)", c.StartUs, c.ID)
-	}
-	return strings.Join(conds, " AND "), args
+// dialect is PostgreSQL's SQL for sqlq. A record's body has its tenant
+// and id.
+var dialect = sqlq.Dialect{
+	Numbered: true,
+	Strpos:   "strpos",
+	Like:     true,
+	True:     "TRUE",
+	Body:     "(SELECT data FROM bodies b WHERE b.tenant = records.tenant AND b.id = records.id)",
+	Get:      "SELECT data FROM bodies WHERE tenant = $1 AND id = $2",
 }
 
-// List returns one page, newest first.
-func (s *Store) List(ctx context.Context, tenant string, q store.Query) (store.Page, error) {
-	var cur *store.Cursor
-	if q.Cursor != "" {
-		c, err := store.ParseCursor(q.Cursor)
-		if err != nil {
-			return store.Page{}, err
-		}
-		cur = &c
-	}
-	limit := q.PageLimit()
-	cond, args := where(tenant, &q.Filter, cur)
-	args = append(args, limit+1)
-	query := "SELECT " + summaryCols + " FROM records WHERE " + cond + " ORDER BY start_us DESC, id DESC LIMIT $" + strconv.Itoa(len(args))
-	if q.Full {
-		query = "SELECT r.*, b.data FROM (" + query + ") r JOIN bodies b ON b.tenant = $1 AND b.id = r.id ORDER BY r.start_us DESC, r.id DESC"
-	}
-	rows, err := s.pool.Query(ctx, query, args...)
-	if err != nil {
-		return store.Page{}, fmt.Errorf("list: %w", err)
-	}
-	defer rows.Close()
-	page := store.Page{Items: []store.Item{}}
-	for rows.Next() {
-		var r store.Row
-		dst := summaryDest(&r)
-		if q.Full {
-			dst = append(dst, &r.Data)
-		}
-		if err := rows.Scan(dst...); err != nil {
-			return store.Page{}, fmt.Errorf("list: %w", err)
-		}
-		if len(page.Items) == limit {
-			last := page.Items[limit-1]
-			page.Next = store.Cursor{StartUs: last.Start.UnixMicro(), ID: last.ID}.String()
-			break
-		}
-		it := store.Item{Summary: r.Summary()}
-		if q.Full {
-			if it.Record, err = store.DecodeRecord(r.Data); err != nil {
-				return store.Page{}, fmt.Errorf("list: record %s: %w", r.ID, err)
-			}
-		}
-		page.Items = append(page.Items, it)
-	}
-	if err := rows.Err(); err != nil {
-		return store.Page{}, fmt.Errorf("list: %w", err)
-	}
-	return page, nil
-}
-
-func summaryDest(r *store.Row) []any {
-	return []any{&r.ID, &r.StartUs, &r.DurUs, &r.Kind, &r.Direction, &r.Cluster, &r.Namespace, &r.Service,
-		&r.Pod, &r.Method, &r.Host, &r.Path, &r.Route, &r.Status, &r.Failed, &r.ReqSize, &r.ResSize, &r.Error, &r.URL}
-}
-
-// Get returns one record.
-func (s *Store) Get(ctx context.Context, tenant, id string) (*capture.Record, error) {
-	var data []byte
-	err := s.pool.QueryRow(ctx, "SELECT data FROM bodies WHERE tenant = $1 AND id = $2", tenant, id).Scan(&data)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return nil, fmt.Errorf("record %q: %w", id, store.ErrNotFound)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("get record: %w", err)
-	}
-	return store.DecodeRecord(data)
-}
-
-// Scan calls fn with the columns of each matching record.
-func (s *Store) Scan(ctx context.Context, tenant string, f store.Filter, fn func(*store.Row) error) error {
-	cond, args := where(tenant, &f, nil)
-	rows, err := s.pool.Query(ctx, "SELECT "+scanCols+" FROM records WHERE "+cond, args...)
-	if err != nil {
-		return fmt.Errorf("scan: %w", err)
-	}
-	defer rows.Close()
-	var r store.Row
-	dst := []any{&r.StartUs, &r.DurUs, &r.Direction, &r.Service, &r.Method, &r.Host, &r.Route, &r.Status, &r.Failed}
-	for rows.Next() {
-		if err := rows.Scan(dst...); err != nil {
-			return fmt.Errorf("scan: %w", err)
-		}
-		if err := fn(&r); err != nil {
-			return err
-		}
-	}
-	if err := rows.Err(); err != nil {
-		return fmt.Errorf("scan: %w", err)
-	}
-	return nil
-}
-
-// Count counts matching records per step, in SQL.
-func (s *Store) Count(ctx context.Context, tenant string, f store.Filter, step time.Duration) ([]store.Bucket, error) {
-	stepUs := step.Microseconds()
-	if stepUs < 1 {
-		return nil, fmt.Errorf("count: step %s: want at least 1µs", step)
-	}
-	cond, args := where(tenant, &f, nil)
-	args = append(args, stepUs)
-	p := "$" + strconv.Itoa(len(args))
-	// start_us - ((start_us % step) + step) % step: the step's start, also before 1970.
-	rows, err := s.pool.Query(ctx, "SELECT start_us - ((start_us % "+p+") + "+p+") % "+p+" AS b, count(*), count(*) FILTER (WHERE failed) FROM records WHERE "+
-		cond+" GROUP BY b ORDER BY b", args...)
-	if err != nil {
-		return nil, fmt.Errorf("count: %w", err)
-	}
-	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (store.Bucket, error) {
-		var us int64
-		var b store.Bucket
-		err := r.Scan(&us, &b.Count, &b.Errors)
-		b.Start = time.UnixMicro(us).UTC()
-		return b, err
-	})
-	if err != nil {
-		return nil, fmt.Errorf("count: %w", err)
-	}
-	if out == nil {
-		out = []store.Bucket{}
-	}
-	return out, nil
+// query runs a read for sqlq.
+func (s *Store) query(ctx context.Context, query string, args ...any) (sqlq.Rows, error) {
+	return s.pool.Query(ctx, query, args...)
 }
 
 const deleteChunk = 5000
 
 // DeleteBefore deletes old records, tenant by tenant, in chunks.
 func (s *Store) DeleteBefore(ctx context.Context, t time.Time) (int64, error) {
-	rows, err := s.pool.Query(ctx, `WITH RECURSIVE t(x) AS (
-		SELECT min(tenant) FROM records
-		UNION ALL SELECT (SELECT min(tenant) FROM records WHERE tenant > t.x) FROM t WHERE t.x IS NOT NULL
-	) SELECT x FROM t WHERE x IS NOT NULL`)
+	tenants, err := s.RecordTenants(ctx)
 	if err != nil {
-		return 0, fmt.Errorf("delete old records: list tenants: %w", err)
-	}
-	tenants, err := pgx.CollectRows(rows, pgx.RowTo[string])
-	if err != nil {
-		return 0, fmt.Errorf("delete old records: list tenants: %w", err)
+		return 0, fmt.Errorf("delete old records: %w", err)
 	}
 	var total int64
 	for _, tenant := range tenants {

@@ -47,8 +47,15 @@ func TestPlans(t *testing.T) {
 		{store.Filter{Host: "api.stripe.com", Method: "POST", Text: "x"}, nil, "USING INDEX records_time (tenant=?)"},
 	}
 	for _, tc := range tests {
-		cond, args := where("bench", &tc.f, tc.c)
-		rows, err := s.r.Query("EXPLAIN QUERY PLAN SELECT "+summaryCols+" FROM records WHERE "+cond+" ORDER BY start_us DESC, id DESC LIMIT 101", args...)
+		q := store.Query{Filter: tc.f}
+		if tc.c != nil {
+			q.Cursor = tc.c.String()
+		}
+		query, args, err := dialect.ListQuery("bench", q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rows, err := s.r.Query("EXPLAIN QUERY PLAN "+query, args...)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -64,7 +71,7 @@ func TestPlans(t *testing.T) {
 		rows.Close()
 		got := strings.Join(plan, " | ")
 		if !strings.Contains(got, tc.want) || strings.Contains(got, "TEMP B-TREE") || len(plan) != 1 {
-			t.Errorf("%s: plan %q, want one step %q and no sort", cond, got, tc.want)
+			t.Errorf("%s: plan %q, want one step %q and no sort", query, got, tc.want)
 		}
 	}
 }

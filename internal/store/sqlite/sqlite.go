@@ -19,6 +19,7 @@ import (
 
 	"github.com/tapwire/tapwire/internal/capture"
 	"github.com/tapwire/tapwire/internal/store"
+	"github.com/tapwire/tapwire/internal/store/sqlq"
 )
 
 var _ store.Store = (*Store)(nil)
@@ -41,6 +42,8 @@ type Options struct {
 
 // Store is a store.Store in a SQLite file.
 type Store struct {
+	sqlq.Records // List, Get, Scan and Count, on the readers
+
 	path string
 	w    *sql.DB // one connection: every write
 	r    *sql.DB // reads, concurrently (WAL)
@@ -122,6 +125,7 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 	r.SetMaxOpenConns(readers)
 	r.SetMaxIdleConns(readers)
 	s.r = r
+	s.Records = sqlq.Records{Dialect: &dialect, Query: s.query}
 	ck, err := sql.Open("sqlite", dsn(1))
 	if err != nil {
 		w.Close()
@@ -291,8 +295,6 @@ const (
 	// rowsPerInsert is how many records one INSERT statement carries:
 	// fewer statements cost less than more, up to a point.
 	rowsPerInsert = 64
-	summaryCols   = `id, start_us, dur_us, kind, direction, cluster, namespace, service, pod, method, host, path, route, status, failed, req_size, res_size, error, url`
-	scanCols      = `start_us, dur_us, direction, service, method, host, route, status, failed`
 )
 
 func valuesSQL(head string, n, cols int, tail string) string {
@@ -412,196 +414,38 @@ func (s *Store) Insert(ctx context.Context, tenant string, recs []*capture.Recor
 	return n, nil
 }
 
-// where builds the WHERE clause of f for tenant.
-func where(tenant string, f *store.Filter, c *store.Cursor) (string, []any) {
-	conds := []string{"tenant = ?"}
-	args := []any{tenant}
-	add := func(cond string, a ...any) {
-		conds = append(conds, cond)
-		args = append(args, a...)
-	}
-	if !f.From.IsZero() {
-		add("start_us >= ?", f.From.UnixMicro())
-	}
-	if !f.To.IsZero() {
-		add("start_us < ?", f.To.UnixMicro())
-	}
-	if f.Service != "" {
-		add("service = ?", f.Service)
-	}
-	if f.Direction != "" {
-		add("direction = ?", string(f.Direction))
-	}
-	if f.Method != "" {
-		add("method = ?", strings.ToUpper(f.Method))
-	}
-	if f.StatusLo != 0 || f.StatusHi != 0 {
-		add("status BETWEEN ? AND ?", f.StatusLo, f.StatusHi)
-	}
-	if f.Host != "" {
-		add("host = ?", strings.ToLower(f.Host))
-	}
-	if f.Path != "" {
-		add("instr(path, ?) > 0", f.Path)
-	}
-	if f.Text != "" {
-		add("instr(search, ?) > 0", strings.ToLower(f.Text))
-	}
-	if f.Failed {
-		add("failed = 1")
-	}
-	if c != nil {
-		add("(start_us, id) < (?, ?)", c.StartUs, c.ID)
-	}
-	return strings.Join(conds, " AND "), args
+// dialect is SQLite's SQL for sqlq. Booleans are integers; a record's
+// body has its seq.
+var dialect = sqlq.Dialect{
+	Strpos: "instr",
+	True:   "1",
+	Body:   "(SELECT data FROM bodies b WHERE b.seq = records.seq)",
+	Get:    "SELECT b.data FROM records r JOIN bodies b ON b.seq = r.seq WHERE r.tenant = ? AND r.id = ?",
 }
 
-// List returns one page, newest first.
-func (s *Store) List(ctx context.Context, tenant string, q store.Query) (store.Page, error) {
-	var cur *store.Cursor
-	if q.Cursor != "" {
-		c, err := store.ParseCursor(q.Cursor)
-		if err != nil {
-			return store.Page{}, err
-		}
-		cur = &c
-	}
-	limit := q.PageLimit()
-	cond, args := where(tenant, &q.Filter, cur)
-	query := "SELECT " + summaryCols + " FROM records WHERE " + cond + " ORDER BY start_us DESC, id DESC LIMIT ?"
-	if q.Full {
-		query = "SELECT " + summaryCols + ", (SELECT data FROM bodies b WHERE b.seq = records.seq) FROM records WHERE " + cond +
-			" ORDER BY start_us DESC, id DESC LIMIT ?"
-	}
-	args = append(args, limit+1)
+// query runs a read for sqlq on the readers.
+func (s *Store) query(ctx context.Context, query string, args ...any) (sqlq.Rows, error) {
 	rows, err := s.r.QueryContext(ctx, query, args...)
 	if err != nil {
-		return store.Page{}, fmt.Errorf("list: %w", err)
+		return nil, err
 	}
-	defer rows.Close()
-	page := store.Page{Items: []store.Item{}}
-	for rows.Next() {
-		var r store.Row
-		dst := summaryDest(&r)
-		if q.Full {
-			dst = append(dst, &r.Data)
-		}
-		if err := rows.Scan(dst...); err != nil {
-			return store.Page{}, fmt.Errorf("list: %w", err)
-		}
-		if len(page.Items) == limit {
-			last := page.Items[limit-1]
-			page.Next = store.Cursor{StartUs: last.Start.UnixMicro(), ID: last.ID}.String()
-			break
-		}
-		it := store.Item{Summary: r.Summary()}
-		if q.Full {
-			if it.Record, err = store.DecodeRecord(r.Data); err != nil {
-				return store.Page{}, fmt.Errorf("list: record %s: %w", r.ID, err)
-			}
-		}
-		page.Items = append(page.Items, it)
-	}
-	if err := rows.Err(); err != nil {
-		return store.Page{}, fmt.Errorf("list: %w", err)
-	}
-	return page, nil
+	return sqlRows{rows}, nil
 }
 
-func summaryDest(r *store.Row) []any {
-	return []any{&r.ID, &r.StartUs, &r.DurUs, &r.Kind, &r.Direction, &r.Cluster, &r.Namespace, &r.Service,
-		&r.Pod, &r.Method, &r.Host, &r.Path, &r.Route, &r.Status, &r.Failed, &r.ReqSize, &r.ResSize, &r.Error, &r.URL}
-}
+// sqlRows is *sql.Rows as sqlq.Rows. Its Close drops the error of
+// (*sql.Rows).Close: Err has it.
+type sqlRows struct{ *sql.Rows }
 
-// Get returns one record.
-func (s *Store) Get(ctx context.Context, tenant, id string) (*capture.Record, error) {
-	var data []byte
-	err := s.r.QueryRowContext(ctx, "SELECT b.data FROM records r JOIN bodies b ON b.seq = r.seq WHERE r.tenant = ? AND r.id = ?", tenant, id).Scan(&data)
-	if errors.Is(err, sql.ErrNoRows) {
-		return nil, fmt.Errorf("record %q: %w", id, store.ErrNotFound)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("get record: %w", err)
-	}
-	return store.DecodeRecord(data)
-}
-
-// Scan calls fn with the summary columns of each matching record.
-func (s *Store) Scan(ctx context.Context, tenant string, f store.Filter, fn func(*store.Row) error) error {
-	cond, args := where(tenant, &f, nil)
-	rows, err := s.r.QueryContext(ctx, "SELECT "+scanCols+" FROM records WHERE "+cond, args...)
-	if err != nil {
-		return fmt.Errorf("scan: %w", err)
-	}
-	defer rows.Close()
-	var r store.Row
-	dst := []any{&r.StartUs, &r.DurUs, &r.Direction, &r.Service, &r.Method, &r.Host, &r.Route, &r.Status, &r.Failed}
-	for rows.Next() {
-		if err := rows.Scan(dst...); err != nil {
-			return fmt.Errorf("scan: %w", err)
-		}
-		if err := fn(&r); err != nil {
-			return err
-		}
-	}
-	if err := rows.Err(); err != nil {
-		return fmt.Errorf("scan: %w", err)
-	}
-	return nil
-}
-
-// Count counts matching records per step, in SQL.
-func (s *Store) Count(ctx context.Context, tenant string, f store.Filter, step time.Duration) ([]store.Bucket, error) {
-	stepUs := step.Microseconds()
-	if stepUs < 1 {
-		return nil, fmt.Errorf("count: step %s: want at least 1µs", step)
-	}
-	cond, args := where(tenant, &f, nil)
-	// start_us - ((start_us % step) + step) % step: the step's start, also before 1970.
-	rows, err := s.r.QueryContext(ctx, "SELECT start_us - ((start_us % ?) + ?) % ? AS b, count(*), sum(failed) FROM records WHERE "+
-		cond+" GROUP BY b ORDER BY b", append([]any{stepUs, stepUs, stepUs}, args...)...)
-	if err != nil {
-		return nil, fmt.Errorf("count: %w", err)
-	}
-	defer rows.Close()
-	out := []store.Bucket{}
-	for rows.Next() {
-		var us int64
-		var b store.Bucket
-		if err := rows.Scan(&us, &b.Count, &b.Errors); err != nil {
-			return nil, fmt.Errorf("count: %w", err)
-		}
-		b.Start = time.UnixMicro(us).UTC()
-		out = append(out, b)
-	}
-	return out, rows.Err()
-}
+func (r sqlRows) Close() { r.Rows.Close() }
 
 // deleteChunk is how many records one retention transaction deletes.
 const deleteChunk = 5000
 
 // DeleteBefore deletes old records, tenant by tenant, in chunks.
 func (s *Store) DeleteBefore(ctx context.Context, t time.Time) (int64, error) {
-	// Each tenant of records, by a skip-scan of the primary key.
-	rows, err := s.r.QueryContext(ctx, `WITH RECURSIVE t(x) AS (
-		SELECT min(tenant) FROM records
-		UNION ALL SELECT (SELECT min(tenant) FROM records WHERE tenant > t.x) FROM t WHERE t.x IS NOT NULL
-	) SELECT x FROM t WHERE x IS NOT NULL`)
+	tenants, err := s.RecordTenants(ctx)
 	if err != nil {
-		return 0, fmt.Errorf("delete old records: list tenants: %w", err)
-	}
-	var tenants []string
-	for rows.Next() {
-		var x string
-		if err := rows.Scan(&x); err != nil {
-			rows.Close()
-			return 0, fmt.Errorf("delete old records: list tenants: %w", err)
-		}
-		tenants = append(tenants, x)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return 0, fmt.Errorf("delete old records: list tenants: %w", err)
+		return 0, fmt.Errorf("delete old records: %w", err)
 	}
 	var total int64
 	for _, tenant := range tenants {

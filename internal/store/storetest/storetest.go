@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/tapwire/tapwire/internal/capture"
+	"github.com/tapwire/tapwire/internal/content"
 	"github.com/tapwire/tapwire/internal/store"
 )
 
@@ -47,6 +48,7 @@ func Run(t *testing.T, open Open) {
 		{"Summaries", testSummaries},
 		{"DeleteBefore", testDeleteBefore},
 		{"LargeRecord", testLargeRecord},
+		{"EncodedBodies", testEncodedBodies},
 		{"ConcurrentInsert", testConcurrentInsert},
 		{"Tenants", testTenants},
 		{"Keys", testKeys},
@@ -660,6 +662,53 @@ func testLargeRecord(t *testing.T, s store.Store) {
 	}
 	if p := list(t, s, "t", store.Query{Filter: store.Filter{Text: "xyzabc"}}); len(p.Items) != 1 {
 		t.Errorf("text in the first bytes of a large body not found")
+	}
+}
+
+// testEncodedBodies: text search reads bodies with their content codings
+// undone as the viewer undoes them, stacked ones too.
+func testEncodedBodies(t *testing.T, s store.Store) {
+	encode := func(codings string, b []byte) []byte {
+		out, err := content.Encode(codings, b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	withBody := func(sec int, body []byte, encs ...string) *capture.Record {
+		r := Rec(sec, "s", "out", "GET", "http://s/", 200)
+		for _, e := range encs {
+			r.HTTP.Res.Headers = append(r.HTTP.Res.Headers, capture.Header{Name: "Content-Encoding", Value: e})
+		}
+		r.HTTP.Res.Body = capture.Body{Data: body, Size: int64(len(body))}
+		return r
+	}
+	stacked := withBody(1, encode("gzip, br", []byte(`{"animal":"Stacked Kangaroo"}`)), "gzip, br")
+	twoLines := withBody(2, encode("gzip, br", []byte(`{"animal":"Two-Line Wombat"}`)), "gzip", "br")
+	var long []byte
+	for i := range 2000 {
+		long = fmt.Appendf(long, "truncated platypus %d %x\n", i, i*i*7919)
+	}
+	whole := encode("gzip, br", long)
+	cut := withBody(3, whole[:len(whole)/2], "gzip, br")
+	unknown := withBody(4, []byte("compressed echidna"), "compress")
+	insert(t, s, "t", stacked, twoLines, cut, unknown)
+	tests := []struct {
+		name, text string
+		want       []*capture.Record
+	}{
+		{"gzip, br in one header", "stacked kangaroo", []*capture.Record{stacked}},
+		{"gzip, br in two headers", "two-line wombat", []*capture.Record{twoLines}},
+		{"stacked and cut short", "truncated platypus", []*capture.Record{cut}},
+		{"an unknown coding is not searched", "echidna", nil},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got := ids(list(t, s, "t", store.Query{Filter: store.Filter{Text: tc.text}}))
+			if want := idsOf(tc.want...); !slices.Equal(got, want) {
+				t.Errorf("Text %q: got %v, want %v", tc.text, got, want)
+			}
+		})
 	}
 }
 
