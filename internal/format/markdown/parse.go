@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"strings"
+	"unicode/utf8"
 )
 
 // Section names, as they appear between "### " and " ###".
@@ -105,7 +106,36 @@ func parse(b []byte, name string) (*file, error) {
 	if len(f.sections) == 0 {
 		return nil, fmt.Errorf("%s: %w: no ### SECTION ### line", name, ErrNotRecording)
 	}
+	// Text that is not a body becomes strings of the vendor's JSON form,
+	// which holds only UTF-8: an invalid byte becomes U+FFFD, as
+	// encoding/json writes it, so that it reads back the same.
+	for _, sec := range f.sections {
+		for i := range sec.blocks {
+			if i == 1 && (sec.name == secRequest || sec.name == secResponse) {
+				continue
+			}
+			sec.blocks[i].content = validUTF8(sec.blocks[i].content)
+		}
+	}
 	return f, nil
+}
+
+// validUTF8 replaces each byte of s that is not UTF-8 by U+FFFD.
+func validUTF8(s string) string {
+	if utf8.ValidString(s) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); {
+		r, n := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && n == 1 {
+			b.WriteString("\uFFFD")
+		} else {
+			b.WriteString(s[i : i+n])
+		}
+		i += n
+	}
+	return b.String()
 }
 
 // blockOf returns the n-th block of the named section, or nil.
