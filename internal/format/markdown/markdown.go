@@ -520,23 +520,22 @@ func bodySize(p *rrpair.Pair, tag, b64 string) int64 {
 
 // setBody replaces a body by an edited body block. The edited body is
 // whole: a size tag (the size of a body cut at the capture cap) goes.
-func setBody(p *rrpair.Pair, dst *string, b *block, tag string) (bool, error) {
+func setBody(p *rrpair.Pair, dst *string, b *block, tag string) error {
 	data, err := decodeBody(b)
 	if err != nil {
-		return false, err
+		return err
 	}
-	if sameBody(data, bodyData(*dst)) {
-		return false, nil
+	if !sameBody(data, bodyData(*dst)) {
+		*dst = base64.StdEncoding.EncodeToString(data)
+		delete(p.Tags, tag)
 	}
-	*dst = base64.StdEncoding.EncodeToString(data)
-	delete(p.Tags, tag)
-	return true, nil
+	return nil
 }
 
 func overlayRequest(p *rrpair.Pair, f *file, name string) error {
 	q := p.HTTP.Req
 	if b := f.blockOf(secRequest, 1); b != nil && b.content != renderBody(bodyData(q.BodyBase64)).content {
-		if _, err := setBody(p, &q.BodyBase64, b, rrpair.TagReqBodySize); err != nil {
+		if err := setBody(p, &q.BodyBase64, b, rrpair.TagReqBodySize); err != nil {
 			return fmt.Errorf("%s: line %d: %w: request body: %w", name, b.line, ErrBad, err)
 		}
 	}
@@ -607,7 +606,7 @@ func setURL(p *rrpair.Pair, q *rrpair.Request, u string) {
 func overlayResponse(p *rrpair.Pair, f *file, name string) error {
 	s := p.HTTP.Res
 	if b := f.blockOf(secResponse, 1); b != nil && b.content != renderBody(bodyData(s.BodyBase64)).content {
-		if _, err := setBody(p, &s.BodyBase64, b, rrpair.TagResBodySize); err != nil {
+		if err := setBody(p, &s.BodyBase64, b, rrpair.TagResBodySize); err != nil {
 			return fmt.Errorf("%s: line %d: %w: response body: %w", name, b.line, ErrBad, err)
 		}
 	}
