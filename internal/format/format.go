@@ -42,8 +42,16 @@ var formats = map[Name]info{
 	HAR:   {"har", "application/json", "HAR 1.2, one entry per HTTP record (TCP records are left out)", nil},
 }
 
-// Names lists the stream formats in the order help text shows them.
-var Names = []Name{HAR, JSONL, Raw}
+// Names lists the formats in the order help text shows them: the stream
+// formats, then Markdown, which is a directory.
+var Names = []Name{HAR, JSONL, Raw, Markdown}
+
+// defaultCreator is HAR's creator when the caller does not name one.
+var defaultCreator = har.Creator{Name: "tapwire", Version: "1"}
+
+// Stream reports whether the format is one stream of bytes (all but
+// Markdown, a directory of files).
+func (n Name) Stream() bool { return n != Markdown }
 
 // ErrUnknown is the error of Parse for a name it does not know.
 var ErrUnknown = errors.New("unknown format")
@@ -89,10 +97,13 @@ type Writer interface {
 	Close() error
 }
 
-// NewWriter returns a Writer of format n to w. creator names the program
-// where the format records it (HAR's creator).
+// NewWriter returns a Writer of stream format n to w. creator names the
+// program where the format records it (HAR's creator). Markdown is a
+// directory: see NewDirWriter.
 func NewWriter(n Name, w io.Writer, creator har.Creator) (Writer, error) {
 	switch n {
+	case Markdown:
+		return nil, fmt.Errorf("format %s writes a directory, not one stream: give a directory", n)
 	case JSONL:
 		return jsonl.NewWriter(w), nil
 	case Raw:

@@ -2,8 +2,11 @@ package format
 
 import (
 	"bytes"
+	"errors"
+	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
@@ -102,6 +105,9 @@ func TestSniff(t *testing.T) {
 // each format's package tests its mapping).
 func TestRoundTrip(t *testing.T) {
 	for _, n := range Names {
+		if !n.Stream() {
+			continue // TestReadPathMarkdown
+		}
 		t.Run(string(n), func(t *testing.T) {
 			var want []*capture.Record
 			for _, r := range records() {
@@ -170,11 +176,85 @@ func TestParse(t *testing.T) {
 	}{
 		{"har", HAR, true}, {"jsonl", JSONL, true}, {"raw", Raw, true},
 		{"records.jsonl", JSONL, true}, {"raw.jsonl", Raw, true},
+		{"md", Markdown, true},
 		{"HAR", "", false}, {"", "", false}, {"csv", "", false},
 	} {
 		got, err := Parse(tc.in)
 		if got != tc.want || (err == nil) != tc.ok {
 			t.Errorf("Parse(%q) = %q, %v; want %q, ok %v", tc.in, got, err, tc.want, tc.ok)
 		}
+	}
+}
+
+// TestReadPath: a directory of files in mixed formats is read file by file
+// in natural order; a Markdown recording (with metadata files beside it)
+// is read as one; each record arrives once.
+func TestReadPath(t *testing.T) {
+	recs := records()
+	dir := t.TempDir()
+	for i, n := range []Name{JSONL, Raw, JSONL} {
+		name := filepath.Join(dir, fmt.Sprintf("records-x-%d.%s", []int{10, 2, 1}[i], n.Ext()))
+		part := recs[i*4 : i*4+4]
+		if err := os.WriteFile(name, write(t, n, part), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(dir, ".hidden"), []byte("not records"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	srcs, err := Sources(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, s := range srcs {
+		names = append(names, filepath.Base(s.Path))
+	}
+	if want := []string{"records-x-1.jsonl", "records-x-2.raw.jsonl", "records-x-10.jsonl"}; !reflect.DeepEqual(names, want) {
+		t.Errorf("Sources = %v, want %v", names, want)
+	}
+	n := 0
+	if err := ReadPath(dir, func(*capture.Record) error { n++; return nil }); err != nil || n != 12 {
+		t.Errorf("ReadPath = %d records, %v; want 12", n, err)
+	}
+
+	md := filepath.Join(t.TempDir(), "recorded-x")
+	w, err := NewDirWriter(Markdown, md)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var http []*capture.Record
+	for _, r := range records() {
+		if r.HTTP != nil {
+			http = append(http, r)
+			if err := w.Write(r); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(md, "metadata.json"), []byte(`{"not":"a record"}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	srcs, err = Sources(md)
+	if err != nil || len(srcs) != 1 || srcs[0].Format != Markdown {
+		t.Fatalf("Sources(markdown dir) = %+v, %v; want one Markdown source", srcs, err)
+	}
+	got := map[string]bool{}
+	if err := ReadPath(md, func(r *capture.Record) error { got[r.ID] = true; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range http {
+		if !got[r.ID] {
+			t.Errorf("record %s not read back from the Markdown recording", r.ID)
+		}
+	}
+	if len(got) != len(http) {
+		t.Errorf("read %d records, want %d", len(got), len(http))
+	}
+	if _, err := Sources(t.TempDir()); !errors.Is(err, ErrNoRecords) {
+		t.Errorf("Sources(empty dir) = %v, want ErrNoRecords", err)
 	}
 }

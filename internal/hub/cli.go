@@ -8,14 +8,12 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"os"
 	"slices"
 	"text/tabwriter"
 	"time"
 
 	"github.com/tapwire/tapwire/internal/capture"
 	"github.com/tapwire/tapwire/internal/format"
-	"github.com/tapwire/tapwire/internal/sink/file"
 	"github.com/tapwire/tapwire/internal/store"
 )
 
@@ -219,29 +217,18 @@ func adminCmd(ctx context.Context, cmd string, args []string, getenv func(string
 // importBatch is how many records import inserts at once.
 const importBatch = 1000
 
-// importPaths loads record files into tenant: directories of the file
-// sink's records-*.jsonl, JSONL files of our records, HAR files and vendor
-// raw.jsonl files (told apart by their first JSON value, as format.Sniff
-// says).
+// importPaths loads record files into tenant: files and directories in
+// any format internal/format reads (our JSONL, the vendor's raw.jsonl, HAR,
+// the vendor's Markdown recordings; the file sink's directories of
+// records-*.jsonl).
 func importPaths(ctx context.Context, st store.Store, tenant string, paths []string, out io.Writer) error {
-	var files []string
+	var files []format.Source
 	for _, p := range paths {
-		fi, err := os.Stat(p)
+		srcs, err := format.Sources(p)
 		if err != nil {
 			return err
 		}
-		if !fi.IsDir() {
-			files = append(files, p)
-			continue
-		}
-		fs, err := file.Files(p)
-		if err != nil {
-			return err
-		}
-		if len(fs) == 0 {
-			return fmt.Errorf("%s: no record files (records-*.jsonl)", p)
-		}
-		files = append(files, fs...)
+		files = append(files, srcs...)
 	}
 	var total, fresh int
 	batch := make([]*capture.Record, 0, importBatch)
@@ -269,9 +256,12 @@ func importPaths(ctx context.Context, st store.Store, tenant string, paths []str
 		}
 		return nil
 	}
-	for _, path := range files {
-		if err := importFile(path, add); err != nil {
-			return fmt.Errorf("%s: %w", path, err)
+	for _, src := range files {
+		if _, err := src.Read(add); err != nil {
+			if src.Format == format.Markdown {
+				return err // the error names the file
+			}
+			return fmt.Errorf("%s: %w", src.Path, err)
 		}
 	}
 	if err := flush(); err != nil {
@@ -279,17 +269,4 @@ func importPaths(ctx context.Context, st store.Store, tenant string, paths []str
 	}
 	fmt.Fprintf(out, "imported %d records (%d new) from %d files into tenant %s\n", total, fresh, len(files), tenant)
 	return nil
-}
-
-// importFile reads one file of records in any of the forms records are
-// exported in: HAR, our JSONL, the vendor's raw.jsonl (internal/format tells
-// them apart).
-func importFile(path string, fn func(*capture.Record) error) error {
-	f, err := os.Open(path)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	_, err = format.ReadRecords(f, fn)
-	return err
 }

@@ -243,6 +243,11 @@ func TestAdmin(t *testing.T) {
 	if out := must("import", "-tenant", "acme", harPath); !strings.Contains(out, "imported 3 records (0 new)") {
 		t.Errorf("import of a HAR again: %q", out)
 	}
+	// A vendor Markdown recording: a directory of .md files beside metadata.
+	md := filepath.Join("..", "format", "markdown", "testdata", "recorded-2026-06-25_18-18-27")
+	if out := must("import", "-tenant", "acme", md); !strings.Contains(out, "imported 4 records (4 new) from 1 files") {
+		t.Errorf("import of a Markdown recording: %q", out)
+	}
 	bad := filepath.Join(dir, "bad.jsonl")
 	os.WriteFile(bad, []byte("{\"schema\":1}\n"), 0o600)
 	if _, errs, code := run("import", "-tenant", "acme", bad); code != 1 || !strings.Contains(errs, "bad.jsonl") {
@@ -255,8 +260,8 @@ func TestAdmin(t *testing.T) {
 	defer st.Close()
 	n := 0
 	st.Scan(ctx, "acme", store.Filter{}, func(*store.Row) error { n++; return nil })
-	if n != 53 { // the sink's 5, the vendor's 45, the HAR's 3
-		t.Errorf("acme has %d records, want 53", n)
+	if n != 57 { // the sink's 5, the vendor's 45, the HAR's 3, the recording's 4
+		t.Errorf("acme has %d records, want 57", n)
 	}
 	p, _ := st.List(ctx, "acme", store.Query{Limit: 1, Full: true, Filter: store.Filter{Service: "s"}})
 	if len(p.Items) != 1 || p.Items[0].Record.Labels.Tenant != "acme" {

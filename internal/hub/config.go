@@ -258,7 +258,8 @@ docs/hub.md).
   hub keys revoke KEY-ID              (a running hub honours it within %s)
   hub import -tenant ID PATH...       load record files: JSONL of our records
                                       (the forwarder's or goproxy's files, or a
-                                      directory of them), HAR, or a vendor raw.jsonl
+                                      directory of them), HAR, a vendor raw.jsonl,
+                                      or a vendor Markdown recording (a directory)
 
 On its first start the hub creates the tenant "default" with an ingest key (the
 forwarder's SPEEDSCALE_API_KEY), a read key and an admin key (tenants and keys

@@ -29,8 +29,8 @@ func (s *Server) handleExport(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	format, err := fmtpkg.Parse(r.PathValue("format"))
-	if err != nil {
-		s.writeError(w, r, errorf(http.StatusNotFound, "export format %q: want har, jsonl or raw", r.PathValue("format")))
+	if err != nil || !format.Stream() {
+		s.writeError(w, r, errorf(http.StatusNotFound, "export format %q: want har, jsonl or raw (md is a directory: speedctl traffic export --format md -o DIR writes one)", r.PathValue("format")))
 		return
 	}
 	f, err := parseFilter(r, s.now())
