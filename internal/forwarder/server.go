@@ -357,6 +357,8 @@ func (s *Server) logStart(addr net.Addr) {
 	}
 	if s.redactor == nil {
 		s.log.Warn("redaction is off (SPEEDSCALE_REDACT=false and no SPEEDSCALE_DLP_CONFIG): credentials leave the cluster as captured")
+	} else if s.cfg.Redact != "false" && s.cfg.RedactBodies == "false" {
+		s.log.Warn("SPEEDSCALE_REDACT_BODIES=false: the default rules do not read bodies; passwords, tokens and card numbers in bodies leave the cluster unless SPEEDSCALE_DLP_CONFIG names them", "rules", s.redactor.Rules())
 	} else {
 		s.log.Info("redaction rules", "rules", s.redactor.Rules())
 	}
@@ -647,12 +649,12 @@ var partFields = [...]struct {
 	{redact.PartRedactions, wire.FieldRedactions},
 }
 
-// newRedactor compiles the default rule (unless SPEEDSCALE_REDACT=false)
+// newRedactor compiles the default rules (unless SPEEDSCALE_REDACT=false)
 // and SPEEDSCALE_DLP_CONFIG's rules; nil when there are none.
 func newRedactor(cfg Config) (*redact.Redactor, error) {
 	var rules []redact.Rule
 	if cfg.Redact != "false" {
-		rules = append(rules, redact.DefaultRule())
+		rules = append(rules, redact.DefaultRules(cfg.RedactBodies != "false")...)
 	}
 	more, err := redact.ParseRules(cfg.DLPConfig)
 	if err != nil {
