@@ -371,15 +371,19 @@ func (s *Server) logStart(addr net.Addr) {
 }
 
 // handleHealth answers the guide's health check: a text that contains
-// "Connected" while the spool and every sink can be reached, 503 with the
-// reasons otherwise.
+// "Connected" while the spool and every sink can be reached (and says when
+// the spool is at its byte bound), 503 with the reasons otherwise (a full
+// disk among them).
 func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
 	ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
 	defer cancel()
 	var bad []string
-	if err := probeDir(s.cfg.SpoolDir); err != nil {
+	spoolBad, spoolNote := spoolHealth(s.spool.Stats())
+	if spoolBad != "" {
+		bad = append(bad, spoolBad)
+	} else if err := probeDir(s.cfg.SpoolDir); err != nil {
 		bad = append(bad, "spool: "+err.Error())
 	}
 	type result struct {
@@ -407,6 +411,9 @@ func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusServiceUnavailable)
 		fmt.Fprintf(w, "Not connected: %s\n", strings.Join(bad, "; "))
 		return
+	}
+	if spoolNote != "" {
+		good = append(good, spoolNote)
 	}
 	fmt.Fprintf(w, "Connected: %s\n", strings.Join(good, "; "))
 }
@@ -532,7 +539,7 @@ func (s *Server) serveBatch(w http.ResponseWriter, r *http.Request) (int, error)
 	received := info.Records
 	if spooled > 0 {
 		if err := s.spool.Append(buf.Bytes(), spooled); err != nil {
-			return received, fmt.Errorf("%w: %w", errStore, err)
+			return received, spoolError(err, s.spool.Stats())
 		}
 		s.spooled.Add(int64(spooled))
 	}
