@@ -104,11 +104,17 @@ type Config struct {
 	// the path of a file holding one. If zero, standard.
 	FilterRule string
 
-	// Redact switches the default redaction rule (credential headers and
-	// query parameters, rule id std-auth): "true" or "false"
-	// (SPEEDSCALE_REDACT). If zero, true. Switching it off is logged as a
-	// warning.
+	// Redact switches the default redaction rules (std-auth, credentials
+	// in headers, query parameters and body fields; std-card, card
+	// numbers): "true" or "false" (SPEEDSCALE_REDACT). If zero, true.
+	// Switching it off is logged as a warning.
 	Redact string
+	// RedactBodies lets the default rules read bodies (credential fields
+	// of JSON, form and multipart bodies, and std-card): "true" or "false"
+	// (SPEEDSCALE_REDACT_BODIES). If zero, true. "false" leaves bodies and
+	// TCP chunks to SPEEDSCALE_DLP_CONFIG's rules, and is logged as a
+	// warning.
+	RedactBodies string
 	// DLPConfig adds redaction rules (SPEEDSCALE_DLP_CONFIG): the
 	// vendor's redactlist form as JSON (one rule or an array), or the path
 	// of a file holding it; "standard" or zero means the default rule
@@ -175,6 +181,9 @@ func (c *Config) setDefaults() {
 	if c.Redact == "" {
 		c.Redact = "true"
 	}
+	if c.RedactBodies == "" {
+		c.RedactBodies = "true"
+	}
 	if c.DeliveryBatchBytes == 0 {
 		c.DeliveryBatchBytes = 4 << 20
 	}
@@ -227,6 +236,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Redact != "true" && c.Redact != "false" {
 		return configError("SPEEDSCALE_REDACT", c.Redact, "want true or false")
+	}
+	if c.RedactBodies != "true" && c.RedactBodies != "false" {
+		return configError("SPEEDSCALE_REDACT_BODIES", c.RedactBodies, "want true or false")
 	}
 	if c.DeliveryBatchBytes < 64<<10 {
 		return configError("FORWARDER_DELIVERY_BATCH_BYTES", strconv.FormatInt(c.DeliveryBatchBytes, 10), "want at least 65536")
@@ -292,7 +304,8 @@ func Load(args []string, getenv func(string) string, out io.Writer) (*Config, er
 	num64(&c.SpoolSegmentBytes, "FORWARDER_SPOOL_SEGMENT_BYTES", "spool-segment-bytes", "size of one spool file (default 16777216)")
 	str(&c.SpoolSync, "FORWARDER_SPOOL_SYNC", "spool-sync", "fsync policy: batch (a batch is fsynced before 200) or none (risky) (default batch)")
 	str(&c.FilterRule, "SPEEDSCALE_FILTER_RULE", "filter-rule", "filter dropping unwanted traffic: standard (health checks, metrics scrapes), none, JSON or a file (default standard)")
-	str(&c.Redact, "SPEEDSCALE_REDACT", "redact", "true or false: the default redaction of credential headers and query parameters (default true)")
+	str(&c.Redact, "SPEEDSCALE_REDACT", "redact", "true or false: the default redaction of credentials (headers, query parameters, body fields) and card numbers (default true)")
+	str(&c.RedactBodies, "SPEEDSCALE_REDACT_BODIES", "redact-bodies", "true or false: the default redaction reads bodies (credential fields, card numbers); false leaves bodies to SPEEDSCALE_DLP_CONFIG (default true)")
 	str(&c.DLPConfig, "SPEEDSCALE_DLP_CONFIG", "dlp-config", "more redaction rules: JSON in the vendor's redactlist form, or a file holding it (see docs/forwarder.md)")
 	num64(&c.DeliveryBatchBytes, "FORWARDER_DELIVERY_BATCH_BYTES", "delivery-batch-bytes", "most spooled bytes in one delivery to a sink (default 4194304)")
 	str(&c.LogLevel, "LOG_LEVEL", "log-level", "debug, info, warn or error (default info)")
@@ -324,8 +337,10 @@ func usage(fs *flag.FlagSet) {
 It receives the batches every goproxy of a cluster sends to FORWARDER_ADDR
 (POST /v1/batches, the wire protocol of docs/shipping.md), stamps CLUSTER_NAME
 and TENANT_ID on the records, drops health checks and metrics scrapes (the
-filter SPEEDSCALE_FILTER_RULE, default standard), redacts secrets (credential headers by default,
-more with SPEEDSCALE_DLP_CONFIG), and appends them to a durable on-disk spool. A
+filter SPEEDSCALE_FILTER_RULE, default standard), redacts secrets (by default
+credentials in headers, query parameters and JSON, form and multipart bodies,
+and card numbers; SPEEDSCALE_REDACT_BODIES=false keeps the default rules out of
+bodies; more with SPEEDSCALE_DLP_CONFIG), and appends them to a durable on-disk spool. A
 batch is answered 200 only once it is in the spool (fsynced). One delivery
 loop per sink reads the spool at its own cursor and delivers at least once,
 retrying with backoff; a restart resumes from the spool. Sinks: the hub

@@ -46,6 +46,14 @@ func newMetrics(reg prometheus.Registerer, s *Server) *metrics {
 			func() float64 { return float64(s.spooled.Load()) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "forwarder_spool_fsyncs_total", Help: "fsyncs of the spool; batches arriving together share one."},
 			func() float64 { return float64(sp.Stats().Syncs) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "forwarder_spool_max_bytes", Help: "The spool's byte bound (FORWARDER_SPOOL_BYTES)."},
+			func() float64 { return float64(sp.Stats().MaxBytes) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "forwarder_spool_full_ratio",
+			Help: "How full the spool is: its bytes over FORWARDER_SPOOL_BYTES, and 1 while its disk is full (batches refused)."},
+			func() float64 { return spoolFullness(sp.Stats()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "forwarder_spool_no_space_errors_total",
+			Help: "Batches the spool refused because its disk was full (ENOSPC)."},
+			func() float64 { return float64(sp.Stats().NoSpaceErrors) }),
 	)
 	for _, d := range s.dests {
 		labels := prometheus.Labels{"sink": d.name}

@@ -359,6 +359,8 @@ func (s *Server) logStart(addr net.Addr) {
 	}
 	if s.redactor == nil {
 		s.log.Warn("redaction is off (SPEEDSCALE_REDACT=false and no SPEEDSCALE_DLP_CONFIG): credentials leave the cluster as captured")
+	} else if s.cfg.Redact != "false" && s.cfg.RedactBodies == "false" {
+		s.log.Warn("SPEEDSCALE_REDACT_BODIES=false: the default rules do not read bodies; passwords, tokens and card numbers in bodies leave the cluster unless SPEEDSCALE_DLP_CONFIG names them", "rules", s.redactor.Rules())
 	} else {
 		s.log.Info("redaction rules", "rules", s.redactor.Rules())
 	}
@@ -371,15 +373,19 @@ func (s *Server) logStart(addr net.Addr) {
 }
 
 // handleHealth answers the guide's health check: a text that contains
-// "Connected" while the spool and every sink can be reached, 503 with the
-// reasons otherwise.
+// "Connected" while the spool and every sink can be reached (and says when
+// the spool is at its byte bound), 503 with the reasons otherwise (a full
+// disk among them).
 func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
 	ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
 	defer cancel()
 	var bad []string
-	if err := probeDir(s.cfg.SpoolDir); err != nil {
+	spoolBad, spoolNote := spoolHealth(s.spool.Stats())
+	if spoolBad != "" {
+		bad = append(bad, spoolBad)
+	} else if err := probeDir(s.cfg.SpoolDir); err != nil {
 		bad = append(bad, "spool: "+err.Error())
 	}
 	type result struct {
@@ -407,6 +413,9 @@ func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusServiceUnavailable)
 		fmt.Fprintf(w, "Not connected: %s\n", strings.Join(bad, "; "))
 		return
+	}
+	if spoolNote != "" {
+		good = append(good, spoolNote)
 	}
 	fmt.Fprintf(w, "Connected: %s\n", strings.Join(good, "; "))
 }
@@ -532,7 +541,7 @@ func (s *Server) serveBatch(w http.ResponseWriter, r *http.Request) (int, error)
 	received := info.Records
 	if spooled > 0 {
 		if err := s.spool.Append(buf.Bytes(), spooled); err != nil {
-			return received, fmt.Errorf("%w: %w", errStore, err)
+			return received, spoolError(err, s.spool.Stats())
 		}
 		s.spooled.Add(int64(spooled))
 	}
@@ -649,12 +658,12 @@ var partFields = [...]struct {
 	{redact.PartRedactions, jsonl.FieldRedactions},
 }
 
-// newRedactor compiles the default rule (unless SPEEDSCALE_REDACT=false)
+// newRedactor compiles the default rules (unless SPEEDSCALE_REDACT=false)
 // and SPEEDSCALE_DLP_CONFIG's rules; nil when there are none.
 func newRedactor(cfg Config) (*redact.Redactor, error) {
 	var rules []redact.Rule
 	if cfg.Redact != "false" {
-		rules = append(rules, redact.DefaultRule())
+		rules = append(rules, redact.DefaultRules(cfg.RedactBodies != "false")...)
 	}
 	more, err := redact.ParseRules(cfg.DLPConfig)
 	if err != nil {

@@ -429,13 +429,14 @@ func TestBusyAndGracefulShutdown(t *testing.T) {
 	}
 }
 
-// TestRedaction: the default rule and SPEEDSCALE_DLP_CONFIG apply before
+// TestRedaction: the default rules and SPEEDSCALE_DLP_CONFIG apply before
 // the records reach the spool and the sinks.
 func TestRedaction(t *testing.T) {
-	f := start(t, Config{DLPConfig: `{"id":"pii","redactlist":{"entries":{"json":["password"],"patterns":["email"]}}}`})
+	f := start(t, Config{DLPConfig: `{"id":"pii","redactlist":{"entries":{"json":["ssn"],"patterns":["email"]}}}`})
 	recs := httpRecords(2, 0)
 	recs[0].HTTP.Req.Headers = capture.Headers{{Name: "Authorization", Value: "Bearer s3cret-token"}, {Name: "Content-Type", Value: "application/json"}}
-	recs[0].HTTP.Req.Body = capture.Body{Data: []byte(`{"user":"ann@example.com","password":"hunter2"}`), Size: 47}
+	body := `{"user":"ann@example.com","password":"hunter2","ssn":"078-05-1120","card":"4111 1111 1111 1111"}`
+	recs[0].HTTP.Req.Body = capture.Body{Data: []byte(body), Size: int64(len(body))}
 	if err := newClient(t, f.addr, "").Write(context.Background(), recs); err != nil {
 		t.Fatal(err)
 	}
@@ -447,24 +448,38 @@ func TestRedaction(t *testing.T) {
 	if v := r.HTTP.Req.Headers.Get("Authorization"); v != "REDACTED-std-auth" {
 		t.Errorf("Authorization %q, want REDACTED-std-auth", v)
 	}
-	if b := string(r.HTTP.Req.Body.Data); b != `{"user":"REDACTED-pii","password":"REDACTED-pii"}` {
+	if b := string(r.HTTP.Req.Body.Data); b != `{"user":"REDACTED-pii","password":"REDACTED-std-auth","ssn":"REDACTED-pii","card":"REDACTED-std-card"}` {
 		t.Errorf("body %s", b)
 	}
-	if !slices.Equal(r.Redactions, []string{"std-auth", "pii"}) || got[1].Redactions != nil {
-		t.Errorf("redactions %v and %v, want [std-auth pii] and none", r.Redactions, got[1].Redactions)
+	if !slices.Equal(r.Redactions, []string{"std-auth", "std-card", "pii"}) || got[1].Redactions != nil {
+		t.Errorf("redactions %v and %v, want [std-auth std-card pii] and none", r.Redactions, got[1].Redactions)
 	}
 	spooled, _ := os.ReadDir(f.srv.cfg.SpoolDir)
 	for _, e := range spooled {
 		b, _ := os.ReadFile(filepath.Join(f.srv.cfg.SpoolDir, e.Name()))
-		if bytes.Contains(b, []byte("s3cret-token")) || bytes.Contains(b, []byte("hunter2")) {
+		if bytes.Contains(b, []byte("s3cret-token")) || bytes.Contains(b, []byte("hunter2")) || bytes.Contains(b, []byte("4111 1111")) {
 			t.Errorf("spool file %s holds a secret: redaction must come before the disk", e.Name())
 		}
 	}
 	_, metrics := get(t, "http://"+f.addr+"/metrics")
-	for _, want := range []string{"forwarder_records_redacted_total 1", `forwarder_redactions_total{rule="pii"} 1`, `forwarder_redactions_total{rule="std-auth"} 1`} {
+	for _, want := range []string{"forwarder_records_redacted_total 1", `forwarder_redactions_total{rule="pii"} 1`, `forwarder_redactions_total{rule="std-auth"} 1`, `forwarder_redactions_total{rule="std-card"} 1`} {
 		if !strings.Contains(metrics, want) {
 			t.Errorf("metrics lack %q", want)
 		}
+	}
+
+	// SPEEDSCALE_REDACT_BODIES=false: credentials in headers still go, bodies are kept as they came.
+	f = start(t, Config{RedactBodies: "false"})
+	recs = httpRecords(1, 0)
+	recs[0].HTTP.Req.Headers = capture.Headers{{Name: "X-Vault-Token", Value: "hvs.x"}, {Name: "Content-Type", Value: "application/json"}}
+	recs[0].HTTP.Req.Body = capture.Body{Data: []byte(body), Size: int64(len(body))}
+	if err := newClient(t, f.addr, "").Write(context.Background(), recs); err != nil {
+		t.Fatal(err)
+	}
+	got = waitDir(t, f.dir, 1)
+	if len(got) != 1 || got[0].HTTP.Req.Headers.Get("X-Vault-Token") != "REDACTED-std-auth" || string(got[0].HTTP.Req.Body.Data) != body ||
+		!slices.Equal(got[0].Redactions, []string{"std-auth"}) {
+		t.Errorf("with bodies off: %+v, want the header redacted and the body kept", got)
 	}
 
 	if _, err := New(Config{DLPConfig: `{"id":"x","redactlist":{"entries":{"nope":["a"]}}}`, SpoolDir: t.TempDir(), Dir: t.TempDir()}, nil); err == nil ||

@@ -54,7 +54,7 @@ func BenchmarkMITMHandshake(b *testing.B) {
 	ca := guideCA(b)
 	m := newMinter(b, ca, mitm.Options{})
 	mustLeaf(b, m, "api.example.com")
-	server := m.ServerConfig("")
+	server := m.ServerConfig("api.example.com")
 	roots := x509.NewCertPool()
 	roots.AddCert(ca.Cert)
 	client := &tls.Config{RootCAs: roots, ServerName: "api.example.com"}

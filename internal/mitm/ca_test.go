@@ -231,7 +231,7 @@ func TestLoadCAKeyFormats(t *testing.T) {
 				t.Errorf("LoadCA certificate subject %q, want %q", ca.Cert.Subject, want.Cert.Subject)
 			}
 			m := newMinter(t, ca, mitm.Options{})
-			if err := handshake(t, m.ServerConfig(""), clientConfig(want.Pool(), "api.example.com")); err != nil {
+			if err := handshake(t, m.ServerConfig("api.example.com"), clientConfig(want.Pool(), "api.example.com")); err != nil {
 				t.Errorf("handshake: %v", err)
 			}
 		})
@@ -322,7 +322,7 @@ func TestOpenSSLGuideCA(t *testing.T) {
 			pool := x509.NewCertPool()
 			pool.AddCert(ca.Cert)
 			m := newMinter(t, ca, mitm.Options{})
-			if err := handshake(t, m.ServerConfig(""), clientConfig(pool, "api.example.com")); err != nil {
+			if err := handshake(t, m.ServerConfig("api.example.com"), clientConfig(pool, "api.example.com")); err != nil {
 				t.Errorf("Go client handshake: %v", err)
 			}
 			caFile := filepath.Join(tt.dir, "tls.crt")
@@ -372,7 +372,7 @@ func TestIntermediateCA(t *testing.T) {
 	if got, want := len(leaf.Certificate), 3; got != want {
 		t.Errorf("chain length = %d, want %d (leaf, intermediate, root as in tls.crt)", got, want)
 	}
-	if err := handshake(t, m.ServerConfig(""), clientConfig(root.Pool(), "api.example.com")); err != nil {
+	if err := handshake(t, m.ServerConfig("api.example.com"), clientConfig(root.Pool(), "api.example.com")); err != nil {
 		t.Errorf("handshake trusting the root only: %v", err)
 	}
 }

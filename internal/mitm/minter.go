@@ -27,6 +27,15 @@ import (
 // CONNECT host.
 var ErrNoHost = errors.New("no host name for the leaf certificate")
 
+// ErrSNIMismatch means a client's SNI names neither the host it asked the proxy for nor, when that host is
+// an IP address, a plain host name: no leaf is minted for it.
+var ErrSNIMismatch = errors.New("SNI is not the CONNECT host")
+
+// ErrBadHost means a leaf was asked for a name that is not a DNS host name or an IP address: a wildcard
+// (*.example.com), an empty label, or a byte outside letters, digits, '-' and '_'. No leaf is ever a
+// wildcard.
+var ErrBadHost = errors.New("not a host name")
+
 // Options tune a Minter. The zero value is ready to use.
 type Options struct {
 	// CacheSize is how many leaves the LRU cache keeps; if zero, 1024.
@@ -139,18 +148,52 @@ func (m *Minter) Stats() Stats {
 	}
 }
 
-// ServerConfig returns a TLS server config whose certificate is the leaf for the client's SNI or, when the
-// client sends none, for fallbackHost (the CONNECT host). The caller sets NextProtos and anything else.
-func (m *Minter) ServerConfig(fallbackHost string) *tls.Config {
+// ServerConfig returns a TLS server config for a tunnel to connectHost (the CONNECT or SOCKS target, with
+// or without its port) whose certificate is a leaf minted only for that host:
+//   - no SNI: the leaf for connectHost;
+//   - an SNI that names connectHost (case, a trailing dot and a port do not matter): that leaf;
+//   - connectHost an IP address and the SNI a host name: the leaf for the SNI. This is a client that
+//     resolved the name itself (SOCKS4, socks5:// rather than socks5h://, a CONNECT to an address), and the
+//     name is all it has to check;
+//   - any other SNI, a wildcard such as *.example.com, or a name that is not a DNS host name: the
+//     handshake is refused with an error that wraps ErrSNIMismatch or ErrBadHost.
+//
+// With connectHost empty every handshake is refused (ErrNoHost). The caller sets NextProtos and anything else.
+func (m *Minter) ServerConfig(connectHost string) *tls.Config {
 	return &tls.Config{
 		GetCertificate: func(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
-			host := hello.ServerName
-			if host == "" {
-				host = fallbackHost
+			host, err := LeafHost(connectHost, hello.ServerName)
+			if err != nil {
+				return nil, err
 			}
 			return m.Leaf(host)
 		},
 	}
+}
+
+// LeafHost returns the host a leaf is minted for when a client that asked the proxy for connectHost sends
+// sni in its ClientHello (sni "" when it sent none), following the rules of ServerConfig.
+func LeafHost(connectHost, sni string) (string, error) {
+	connect, err := normalizeHost(connectHost)
+	if err != nil {
+		return "", fmt.Errorf("CONNECT host %q: %w", connectHost, err)
+	}
+	if sni == "" {
+		return connect, nil
+	}
+	name, err := normalizeHost(sni)
+	if err != nil {
+		return "", fmt.Errorf("SNI %q: %w", sni, err)
+	}
+	if name == connect {
+		return name, nil
+	}
+	if _, err := netip.ParseAddr(connect); err == nil {
+		if _, err := netip.ParseAddr(name); err != nil {
+			return name, nil // a name for an address the client resolved itself
+		}
+	}
+	return "", fmt.Errorf("%w: SNI %q, CONNECT host %q", ErrSNIMismatch, sni, connectHost)
 }
 
 // Leaf returns a certificate for host, a DNS name or an IP literal (which gets an IP SAN), from the cache
@@ -302,5 +345,37 @@ func normalizeHost(host string) (string, error) {
 	if len(host) > maxHostLen {
 		return "", fmt.Errorf("host name of %d bytes is longer than %d", len(host), maxHostLen)
 	}
+	if err := checkHostName(host); err != nil {
+		return "", err
+	}
 	return host, nil
+}
+
+// checkHostName reports whether host (lower case, no trailing dot) is made of non-empty labels of
+// letters, digits, '-' and '_' (seen in real internal names), at most 63 bytes each. SNI carries A-labels,
+// so an internationalized name arrives as xn--... and passes.
+func checkHostName(host string) error {
+	label := 0
+	for i := 0; i < len(host); i++ {
+		switch b := host[i]; {
+		case b == '.':
+			if label == 0 {
+				return fmt.Errorf("%w: %q has an empty label", ErrBadHost, host)
+			}
+			label = 0
+		case b >= 'a' && b <= 'z', b >= '0' && b <= '9', b == '-', b == '_':
+			label++
+			if label > 63 {
+				return fmt.Errorf("%w: %q has a label longer than 63 bytes", ErrBadHost, host)
+			}
+		case b == '*':
+			return fmt.Errorf("%w: %q is a wildcard", ErrBadHost, host)
+		default:
+			return fmt.Errorf("%w: %q has the byte %q", ErrBadHost, host, b)
+		}
+	}
+	if label == 0 {
+		return fmt.Errorf("%w: %q has an empty label", ErrBadHost, host)
+	}
+	return nil
 }

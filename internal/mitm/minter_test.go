@@ -53,6 +53,16 @@ func clientConfig(roots *x509.CertPool, serverName string) *tls.Config {
 // and writes its alert while the server writes its flight, both block forever.)
 func handshake(t testing.TB, server, client *tls.Config) error {
 	t.Helper()
+	serr, cerr := handshakeErrs(t, server, client)
+	if cerr == nil && serr != nil {
+		return serr
+	}
+	return cerr
+}
+
+// handshakeErrs runs a TLS handshake like handshake and returns the server's and the client's errors.
+func handshakeErrs(t testing.TB, server, client *tls.Config) (serverErr, clientErr error) {
+	t.Helper()
 	sc, cc := tcpPair(t)
 	defer sc.Close()
 	defer cc.Close()
@@ -64,10 +74,7 @@ func handshake(t testing.TB, server, client *tls.Config) error {
 	}()
 	cerr := tls.Client(cc, client).Handshake()
 	cc.Close()
-	if err := <-serr; cerr == nil && err != nil {
-		return err
-	}
-	return cerr
+	return <-serr, cerr
 }
 
 // tcpPair returns the two ends of a loopback TCP connection, with a deadline so that a broken test fails
@@ -94,7 +101,7 @@ func tcpPair(t testing.TB) (server, client net.Conn) {
 	return server, client
 }
 
-// opensslClient connects openssl s_client, sending SNI sni, trusting only caFile and verifying the name
+// opensslClient connects openssl s_client, sending SNI sni (also the CONNECT host), trusting only caFile and verifying the name
 // verify, to a TLS server on loopback that uses m. It returns s_client's output and exit error.
 func opensslClient(t *testing.T, m *mitm.Minter, caFile, sni, verify string) ([]byte, error) {
 	t.Helper()
@@ -112,7 +119,7 @@ func opensslClient(t *testing.T, m *mitm.Minter, caFile, sni, verify string) ([]
 		}
 		defer c.Close()
 		c.SetDeadline(time.Now().Add(20 * time.Second))
-		tc := tls.Server(c, m.ServerConfig(""))
+		tc := tls.Server(c, m.ServerConfig(sni))
 		if err := tc.Handshake(); err != nil {
 			done <- err
 			return
@@ -144,7 +151,10 @@ func TestHandshake(t *testing.T) {
 		sni      string // "" sends none
 		verify   string // the name the client checks
 	}{
-		{name: "SNI", fallback: "ignored.example", sni: "api.example.com", verify: "api.example.com"},
+		{name: "SNI is the CONNECT host", fallback: "api.example.com:443", sni: "api.example.com", verify: "api.example.com"},
+		{name: "SNI is the CONNECT host in other case", fallback: "API.Example.com.", sni: "api.example.COM", verify: "api.example.com"},
+		{name: "IPv4 CONNECT host, name SNI", fallback: "10.1.2.3:443", sni: "api.example.com", verify: "api.example.com"},
+		{name: "IPv6 CONNECT host, name SNI", fallback: "[2001:db8::1]:443", sni: "db.internal", verify: "db.internal"},
 		{name: "no SNI, CONNECT host", fallback: "db.internal:443", verify: "db.internal"},
 		{name: "IPv4 literal", fallback: "127.0.0.1:8443", verify: "127.0.0.1"},
 		{name: "IPv6 literal", fallback: "[::1]:443", verify: "::1"},
@@ -174,17 +184,107 @@ func TestHandshake(t *testing.T) {
 	if err := handshake(t, m.ServerConfig("127.0.0.1"), clientConfig(tca.Pool(), "127.0.0.1")); err != nil {
 		t.Errorf("standard client verifying 127.0.0.1: %v", err)
 	}
-	// The wrong name must fail: the client checks the leaf, not only the chain.
-	if err := handshake(t, m.ServerConfig(""), clientConfig(tca.Pool(), "api.example.com")); err != nil {
+	if err := handshake(t, m.ServerConfig("api.example.com"), clientConfig(tca.Pool(), "api.example.com")); err != nil {
 		t.Errorf("standard client verifying api.example.com: %v", err)
 	}
+	// The wrong name must fail: the client checks the leaf, not only the chain.
 	var hostErr x509.HostnameError
 	if err := handshake(t, m.ServerConfig("db.internal"), &tls.Config{RootCAs: tca.Pool(), ServerName: "127.0.0.2"}); !errors.As(err, &hostErr) {
 		t.Errorf("client verifying 127.0.0.2 against a leaf for db.internal: err = %v, want a HostnameError", err)
 	}
-	// With no SNI and no CONNECT host, the handshake fails.
-	if err := handshake(t, m.ServerConfig(""), &tls.Config{InsecureSkipVerify: true}); err == nil {
-		t.Errorf("handshake with no host name: err = nil, want an error")
+	// With no CONNECT host, the handshake fails, SNI or not.
+	for _, sni := range []string{"", "api.example.com"} {
+		if serr, _ := handshakeErrs(t, m.ServerConfig(""), &tls.Config{ServerName: sni, InsecureSkipVerify: true}); !errors.Is(serr, mitm.ErrNoHost) {
+			t.Errorf("handshake with SNI %q and no CONNECT host: server err = %v, want %v", sni, serr, mitm.ErrNoHost)
+		}
+	}
+}
+
+// TestHandshakeSNIRefused: a ClientHello whose SNI is not the CONNECT host gets no leaf, neither for the
+// SNI nor a wildcard; the client sees a failed handshake, not a certificate.
+func TestHandshakeSNIRefused(t *testing.T) {
+	tca := testca.New(t)
+	m := newMinter(t, loadTestCA(t, tca), mitm.Options{})
+	tests := []struct {
+		name    string
+		connect string
+		sni     string
+		want    error
+	}{
+		{name: "another name", connect: "api.example.com:443", sni: "bank.example.net", want: mitm.ErrSNIMismatch},
+		{name: "a sibling name", connect: "api.example.com:443", sni: "www.example.com", want: mitm.ErrSNIMismatch},
+		{name: "a parent name", connect: "api.example.com:443", sni: "example.com", want: mitm.ErrSNIMismatch},
+		{name: "wildcard of the CONNECT domain", connect: "api.example.com:443", sni: "*.example.com", want: mitm.ErrBadHost},
+		{name: "wildcard with an IP CONNECT host", connect: "10.1.2.3:443", sni: "*.example.com", want: mitm.ErrBadHost},
+		{name: "bare wildcard", connect: "10.1.2.3:443", sni: "*", want: mitm.ErrBadHost},
+		{name: "empty label", connect: "10.1.2.3:443", sni: "api..example.com", want: mitm.ErrBadHost},
+		{name: "wildcard CONNECT host", connect: "*.example.com:443", sni: "*.example.com", want: mitm.ErrBadHost},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var got *x509.Certificate
+			client := &tls.Config{
+				ServerName:         tt.sni,
+				InsecureSkipVerify: true, // any certificate at all is a failure of this test
+				VerifyConnection: func(cs tls.ConnectionState) error {
+					got = cs.PeerCertificates[0]
+					return nil
+				},
+			}
+			serr, cerr := handshakeErrs(t, m.ServerConfig(tt.connect), client)
+			if !errors.Is(serr, tt.want) {
+				t.Errorf("server err = %v, want %v", serr, tt.want)
+			}
+			if cerr == nil {
+				t.Errorf("client err = nil, want a failed handshake")
+			}
+			if got != nil {
+				t.Errorf("client was shown a leaf for %v %v, want none", got.DNSNames, got.IPAddresses)
+			}
+		})
+	}
+	if got := m.Stats(); got.Minted != 0 || got.Cached != 0 {
+		t.Errorf("stats after refused handshakes = %+v, want nothing minted", got)
+	}
+}
+
+func TestLeafHost(t *testing.T) {
+	tests := []struct {
+		name    string
+		connect string
+		sni     string
+		want    string
+		wantErr error
+	}{
+		{name: "no SNI", connect: "db.internal:5432", want: "db.internal"},
+		{name: "no SNI, IP", connect: "[::1]:443", want: "::1"},
+		{name: "same name", connect: "api.example.com:443", sni: "api.example.com", want: "api.example.com"},
+		{name: "same name, case and dot", connect: "API.example.com", sni: "api.EXAMPLE.com.", want: "api.example.com"},
+		{name: "same IP", connect: "127.0.0.1:443", sni: "127.0.0.1", want: "127.0.0.1"},
+		{name: "IP CONNECT, name SNI", connect: "192.0.2.7:443", sni: "api.example.com", want: "api.example.com"},
+		{name: "IP CONNECT, punycode SNI", connect: "192.0.2.7:443", sni: "xn--bcher-kva.example", want: "xn--bcher-kva.example"},
+		{name: "IP CONNECT, other IP SNI", connect: "192.0.2.7:443", sni: "192.0.2.8", wantErr: mitm.ErrSNIMismatch},
+		{name: "name CONNECT, IP SNI", connect: "api.example.com:443", sni: "192.0.2.8", wantErr: mitm.ErrSNIMismatch},
+		{name: "name CONNECT, other name", connect: "api.example.com:443", sni: "evil.example", wantErr: mitm.ErrSNIMismatch},
+		{name: "wildcard SNI", connect: "api.example.com:443", sni: "*.example.com", wantErr: mitm.ErrBadHost},
+		{name: "wildcard SNI, IP CONNECT", connect: "192.0.2.7:443", sni: "*.example.com", wantErr: mitm.ErrBadHost},
+		{name: "inner wildcard", connect: "192.0.2.7:443", sni: "api.*.com", wantErr: mitm.ErrBadHost},
+		{name: "space in SNI", connect: "192.0.2.7:443", sni: "a b.example", wantErr: mitm.ErrBadHost},
+		{name: "no CONNECT host", connect: "", sni: "api.example.com", wantErr: mitm.ErrNoHost},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := mitm.LeafHost(tt.connect, tt.sni)
+			if tt.wantErr != nil {
+				if !errors.Is(err, tt.wantErr) {
+					t.Errorf("LeafHost(%q, %q) = %q, %v; want error %v", tt.connect, tt.sni, got, err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil || got != tt.want {
+				t.Errorf("LeafHost(%q, %q) = %q, %v; want %q", tt.connect, tt.sni, got, err, tt.want)
+			}
+		})
 	}
 }
 
@@ -260,13 +360,16 @@ func TestLeafFields(t *testing.T) {
 
 func TestLeafBadHost(t *testing.T) {
 	m := newMinter(t, loadTestCA(t, testca.New(t)), mitm.Options{})
-	for _, host := range []string{"", ":443", "[]", strings.Repeat("a", 254)} {
+	for _, host := range []string{"", ":443", "[]", strings.Repeat("a", 254), "*.example.com", "*", "a..example", strings.Repeat("a", 64) + ".example"} {
 		if c, err := m.Leaf(host); err == nil {
 			t.Errorf("Leaf(%q) = %v, nil; want an error", host, c.Leaf.Subject)
 		}
 	}
 	if _, err := m.Leaf(""); !errors.Is(err, mitm.ErrNoHost) {
 		t.Errorf("Leaf(\"\") error = %v, want %v", err, mitm.ErrNoHost)
+	}
+	if _, err := m.Leaf("*.example.com"); !errors.Is(err, mitm.ErrBadHost) {
+		t.Errorf("Leaf(\"*.example.com\") error = %v, want %v", err, mitm.ErrBadHost)
 	}
 }
 
@@ -377,10 +480,10 @@ func TestSetCA(t *testing.T) {
 			}
 		})
 	}
-	if err := handshake(t, m.ServerConfig(""), clientConfig(rotated.Pool(), "api.example.com")); err != nil {
+	if err := handshake(t, m.ServerConfig("api.example.com"), clientConfig(rotated.Pool(), "api.example.com")); err != nil {
 		t.Errorf("handshake trusting the new CA: %v", err)
 	}
-	if err := handshake(t, m.ServerConfig(""), clientConfig(old.Pool(), "api.example.com")); err == nil {
+	if err := handshake(t, m.ServerConfig("api.example.com"), clientConfig(old.Pool(), "api.example.com")); err == nil {
 		t.Errorf("handshake trusting only the old CA: err = nil, want an error")
 	}
 }

@@ -1,10 +1,12 @@
 // Package redact removes secrets from capture records before they leave the
-// cluster: values of named headers, query parameters, and JSON or form
-// fields at any depth, and values that look like card numbers (with a Luhn
-// check), e-mail addresses or bearer tokens, anywhere in a header, a URL or
-// a body. A redacted value becomes the token REDACTED-<rule id>, and the
-// record's Redactions list the ids of the rules that changed it. Rules
-// come in the vendor's redactlist form; docs/forwarder.md describes them.
+// cluster: values of named headers, query parameters, and JSON, form or
+// multipart fields at any depth, and values that look like card numbers
+// (with a Luhn check), e-mail addresses or bearer tokens, anywhere in a
+// header, a URL or a body. A redacted string becomes the token
+// REDACTED-<rule id> (a JSON value keeps its type), and the record's
+// Redactions list the ids of the rules that changed it. Rules come in the
+// vendor's redactlist form; the default rules also know credentials by the
+// shape of their names. docs/forwarder.md describes them.
 package redact
 
 import (
@@ -12,6 +14,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/url"
 	"os"
 	"slices"
 	"strings"
@@ -19,9 +22,13 @@ import (
 	"github.com/tapwire/tapwire/internal/capture"
 )
 
-// DefaultRuleID is the id of the rule that is on unless switched off
-// (SPEEDSCALE_REDACT=false): credential headers and query parameters.
+// DefaultRuleID is the id of the default rule for credentials: in headers,
+// query parameters and (unless bodies are left out) body fields.
 const DefaultRuleID = "std-auth"
+
+// CardRuleID is the id of the default rule for card numbers (Luhn-valid)
+// anywhere, bodies included.
+const CardRuleID = "std-card"
 
 // TokenPrefix starts every value a rule replaced.
 const TokenPrefix = "REDACTED-"
@@ -47,20 +54,38 @@ type Rule struct {
 	RedactList struct {
 		Entries map[string][]string `json:"entries"`
 	} `json:"redactlist"`
+
+	// credentials also matches names by their shape (names.go): headers
+	// and query parameters with credHeaders, body fields with credFields.
+	// Only the default rules set it.
+	credentials credKinds
 }
 
-// DefaultRule returns the rule that is on by default: the credential
-// headers and query parameters.
-func DefaultRule() Rule {
-	var r Rule
-	r.ID = DefaultRuleID
-	r.RedactList.Entries = map[string][]string{
-		"http": {"Authorization", "Proxy-Authorization", "Cookie", "Set-Cookie",
-			"X-Api-Key", "Api-Key", "Apikey", "X-Auth-Token", "X-Access-Token",
-			"X-Amz-Security-Token", "X-Csrf-Token", "X-Xsrf-Token"},
-		"query": {"access_token", "api_key", "apikey", "client_secret", "id_token", "refresh_token"},
+type credKinds uint8
+
+const (
+	credHeaders credKinds = 1 << iota // header names and query parameters
+	credFields                        // JSON, form and multipart field names
+)
+
+// DefaultRules returns the rules that are on unless switched off
+// (SPEEDSCALE_REDACT=false): std-auth, credentials in headers and query
+// parameters found by their names, and with bodies, std-auth's credential
+// fields in JSON, form and multipart bodies and std-card, card numbers
+// anywhere. Without bodies (SPEEDSCALE_REDACT_BODIES=false) no default
+// rule reads a body or a TCP chunk. docs/forwarder.md lists the names.
+func DefaultRules(bodies bool) []Rule {
+	var auth Rule
+	auth.ID = DefaultRuleID
+	auth.credentials = credHeaders
+	if !bodies {
+		return []Rule{auth}
 	}
-	return r
+	auth.credentials |= credFields
+	var card Rule
+	card.ID = CardRuleID
+	card.RedactList.Entries = map[string][]string{"patterns": {PatternCard}}
+	return []Rule{auth, card}
 }
 
 // ParseRules reads rules from SPEEDSCALE_DLP_CONFIG's value: one rule
@@ -107,14 +132,18 @@ type Redactor struct {
 	headers map[string]int // lower-case name -> first rule
 	query   map[string]int
 	fields  map[string]int
-	card    int // rule of the card pattern, or -1
-	email   int
-	bearer  int
+	// rules whose credentials match headers and query parameters, and
+	// body fields, by the shape of their names; -1 if none
+	credHeader, credField int
+	card                  int // rule of the card pattern, or -1
+	email                 int
+	bearer                int
 }
 
 // New compiles rules; an earlier rule wins where two name the same thing.
 func New(rules []Rule) (*Redactor, error) {
-	r := &Redactor{headers: map[string]int{}, query: map[string]int{}, fields: map[string]int{}, card: -1, email: -1, bearer: -1}
+	r := &Redactor{headers: map[string]int{}, query: map[string]int{}, fields: map[string]int{},
+		credHeader: -1, credField: -1, card: -1, email: -1, bearer: -1}
 	seen := map[string]bool{}
 	for i, rule := range rules {
 		if rule.ID == "" || strings.ContainsAny(rule.ID, " \t\r\n\"\\") {
@@ -128,6 +157,12 @@ func New(rules []Rule) (*Redactor, error) {
 		r.tokens = append(r.tokens, []byte(TokenPrefix+rule.ID))
 		r.strs = append(r.strs, TokenPrefix+rule.ID)
 		r.quoted = append(r.quoted, []byte(`"`+TokenPrefix+rule.ID+`"`))
+		if rule.credentials&credHeaders != 0 && r.credHeader < 0 {
+			r.credHeader = i
+		}
+		if rule.credentials&credFields != 0 && r.credField < 0 {
+			r.credField = i
+		}
 		add := func(m map[string]int, names []string) {
 			for _, n := range names {
 				n = strings.ToLower(strings.TrimSpace(n))
@@ -277,18 +312,20 @@ func sameBytes(a, b []byte) bool {
 
 // ReadsBodies reports whether the rules look into bodies (field names or
 // patterns); if not, Redact neither reads nor changes body data.
-func (r *Redactor) ReadsBodies() bool { return len(r.fields) > 0 || r.anyPattern() }
+func (r *Redactor) ReadsBodies() bool { return r.readsFields() || r.anyPattern() }
+
+func (r *Redactor) readsFields() bool { return len(r.fields) > 0 || r.credField >= 0 }
 
 func (r *Redactor) anyPattern() bool { return r.card >= 0 || r.email >= 0 || r.bearer >= 0 }
 
 // lookup finds name in m without allocating for short names.
-func lookup(m map[string]int, name string) (int, bool) {
+func lookup[S string | []byte](m map[string]int, name S) (int, bool) {
 	if len(m) == 0 {
 		return 0, false
 	}
 	var buf [64]byte
 	if len(name) > len(buf) {
-		i, ok := m[strings.ToLower(name)]
+		i, ok := m[strings.ToLower(string(name))]
 		return i, ok
 	}
 	b := buf[:len(name)]
@@ -303,11 +340,47 @@ func lookup(m map[string]int, name string) (int, bool) {
 	return i, ok
 }
 
+// The kinds of name a rule matches.
+type nameKind uint8
+
+const (
+	kindHeader nameKind = iota
+	kindQuery
+	kindField
+)
+
+// ruleFor returns the rule that names name of kind: the earliest of a rule
+// that lists it and a default rule that knows it by its shape.
+func (r *Redactor) ruleFor(kind nameKind, name string) (int, bool) { return ruleFor(r, kind, name) }
+
+// ruleFor is Redactor.ruleFor for a name as a string or as bytes (a JSON key without escapes), without
+// allocating for short names.
+func ruleFor[S string | []byte](r *Redactor, kind nameKind, name S) (int, bool) {
+	var m map[string]int
+	cred, known := -1, false
+	switch kind {
+	case kindHeader:
+		m, cred = r.headers, r.credHeader
+		known = cred >= 0 && credentialHeader(name)
+	case kindQuery:
+		m, cred = r.query, r.credHeader
+		known = cred >= 0 && credentialQuery(name)
+	default:
+		m, cred = r.fields, r.credField
+		known = cred >= 0 && credentialField(name)
+	}
+	rule, ok := lookup(m, name)
+	if known && (!ok || cred < rule) {
+		return cred, true
+	}
+	return rule, ok
+}
+
 // redactHeaders changes hs in place and reports whether it changed any.
 func (r *Redactor) redactHeaders(hs capture.Headers, h *hits) bool {
 	changed := false
 	for i := range hs {
-		if rule, ok := lookup(r.headers, hs[i].Name); ok {
+		if rule, ok := r.ruleFor(kindHeader, hs[i].Name); ok {
 			if hs[i].Value != r.strs[rule] {
 				hs[i].Value = r.strs[rule]
 				h.add(rule)
@@ -327,12 +400,12 @@ func (r *Redactor) redactHeaders(hs capture.Headers, h *hits) bool {
 
 // redactURL redacts named query parameters and patterns in the URL.
 func (r *Redactor) redactURL(u string, h *hits) string {
-	if q := strings.IndexByte(u, '?'); q >= 0 && len(r.query) > 0 {
+	if q := strings.IndexByte(u, '?'); q >= 0 && (len(r.query) > 0 || r.credHeader >= 0 || r.anyPattern()) {
 		end := len(u)
 		if f := strings.IndexByte(u[q:], '#'); f >= 0 {
 			end = q + f
 		}
-		if out, changed := r.redactPairs([]byte(u[q+1:end]), r.query, h); changed {
+		if out, changed := r.redactPairs([]byte(u[q+1:end]), kindQuery, h); changed {
 			u = u[:q+1] + string(out) + u[end:]
 		}
 	}
@@ -345,8 +418,10 @@ func (r *Redactor) redactURL(u string, h *hits) string {
 }
 
 // redactPairs redacts the values of name=value pairs separated by '&'
-// (a query string or a form body) whose unescaped name is in names.
-func (r *Redactor) redactPairs(b []byte, names map[string]int, h *hits) ([]byte, bool) {
+// (a query string or a form body) whose unescaped name a rule of kind
+// names, and patterns in values as they read once unescaped (a card
+// number written 4111+1111+1111+1111).
+func (r *Redactor) redactPairs(b []byte, kind nameKind, h *hits) ([]byte, bool) {
 	var out []byte
 	last := 0
 	for start := 0; start <= len(b); {
@@ -359,13 +434,19 @@ func (r *Redactor) redactPairs(b []byte, names map[string]int, h *hits) ([]byte,
 		pair := b[start:end]
 		if eq := bytes.IndexByte(pair, '='); eq >= 0 {
 			name := unescape(pair[:eq])
-			if rule, ok := lookup(names, name); ok {
-				vs, ve := start+eq+1, end
+			vs, ve := start+eq+1, end
+			if rule, ok := r.ruleFor(kind, name); ok {
 				if !bytes.Equal(b[vs:ve], r.tokens[rule]) {
 					out = append(out, b[last:vs]...)
 					out = append(out, r.tokens[rule]...)
 					last = ve
 					h.add(rule)
+				}
+			} else if v := b[vs:ve]; r.anyPattern() && bytes.ContainsAny(v, "%+") {
+				if red := r.patterns([]byte(unescape(v)), h); red != nil {
+					out = append(out, b[last:vs]...)
+					out = append(out, url.QueryEscape(string(red))...)
+					last = ve
 				}
 			}
 		}
@@ -424,13 +505,28 @@ func (r *Redactor) redactBody(data []byte, hs capture.Headers, h *hits) []byte {
 		// docs/forwarder.md.
 		return data
 	}
-	ct := strings.ToLower(hs.Get("Content-Type"))
+	return r.redactContent(data, hs.Get("Content-Type"), 0, h)
+}
+
+// redactContent redacts data of type contentType: a body (depth 0), or a
+// part of a multipart body (depth 1, where multipart is not followed
+// again). It returns data itself when nothing changed.
+func (r *Redactor) redactContent(data []byte, contentType string, depth int, h *hits) []byte {
+	ct := strings.ToLower(contentType)
 	switch {
-	case len(r.fields) > 0 && strings.Contains(ct, "x-www-form-urlencoded"):
-		if out, changed := r.redactPairs(data, r.fields, h); changed {
+	case (r.readsFields() || r.anyPattern()) && strings.Contains(ct, "x-www-form-urlencoded"):
+		if out, changed := r.redactPairs(data, kindField, h); changed {
 			data = out
 		}
-	case (len(r.fields) > 0 || r.anyPattern()) && (strings.Contains(ct, "json") || looksJSON(data)):
+	case depth == 0 && r.ReadsBodies() && strings.HasPrefix(strings.TrimSpace(ct), "multipart/"):
+		// Each part is redacted on its own, patterns included.
+		if out, ok := r.redactMultipart(data, contentType, h); ok {
+			if out != nil {
+				return out
+			}
+			return data
+		}
+	case (r.readsFields() || r.anyPattern()) && (strings.Contains(ct, "json") || looksJSON(data)):
 		// The walker runs the patterns inside strings itself, so that a
 		// replacement never breaks the JSON.
 		if out := r.redactJSON(data, h); out != nil {

@@ -33,12 +33,14 @@ func (e *editor) result() []byte {
 	return append(e.out, e.data[e.last:]...)
 }
 
-// redactJSON replaces the values of named fields at any depth (a whole
-// object or array value included) with the quoted token, and, when the
-// card pattern is on, numbers that are card numbers. It tolerates input
-// that is not JSON or is cut short (a body truncated at the capture cap):
-// it follows the structure as far as it can and skips what it does not
-// understand. It returns nil when nothing changed.
+// redactJSON replaces the values of named fields at any depth, keeping
+// their JSON type: a string becomes the quoted token, a number 0, an
+// object {} and an array [] (their contents gone); true, false and null
+// are kept. When the card pattern is on, a number that is a card number
+// becomes 0. It tolerates input that is not JSON or is cut short (a body
+// truncated at the capture cap): it follows the structure as far as it can
+// and skips what it does not understand (a named value that is neither
+// becomes the quoted token). It returns nil when nothing changed.
 func (r *Redactor) redactJSON(data []byte, h *hits) []byte {
 	e := editor{data: data}
 	type frame struct{ obj, wantKey bool }
@@ -73,8 +75,14 @@ func (r *Redactor) redactJSON(data []byte, h *hits) []byte {
 		case c == '{' || c == '[':
 			if pending >= 0 {
 				end := skipComposite(data, i)
-				e.replace(i, end, r.quoted[pending])
-				h.add(pending)
+				empty := emptyObject
+				if c == '[' {
+					empty = emptyArray
+				}
+				if !bytes.Equal(data[i:end], empty) {
+					e.replace(i, end, empty)
+					h.add(pending)
+				}
 				pending = -1
 				i = end
 				continue
@@ -98,8 +106,8 @@ func (r *Redactor) redactJSON(data []byte, h *hits) []byte {
 			if n := len(stack); over == 0 && n > 0 && stack[n-1].obj && stack[n-1].wantKey {
 				stack[n-1].wantKey = false
 				pending = -1
-				if closed && len(r.fields) > 0 {
-					if rule, ok := lookup(r.fields, keyOf(data[i+1:end-1])); ok {
+				if closed && r.readsFields() {
+					if rule, ok := r.fieldRule(data[i+1 : end-1]); ok {
 						pending = rule
 					}
 				}
@@ -122,13 +130,21 @@ func (r *Redactor) redactJSON(data []byte, h *hits) []byte {
 			for end < len(data) && (isDigit(data[end]) || isLetter(data[end]) || data[end] == '.' || data[end] == '+' || data[end] == '-') {
 				end++
 			}
-			switch {
+			switch tok := data[i:end]; {
 			case pending >= 0:
-				e.replace(i, end, r.quoted[pending])
-				h.add(pending)
+				switch {
+				case string(tok) == "true" || string(tok) == "false" || string(tok) == "null" || string(tok) == "0":
+					// nothing to hide, or already redacted
+				case c == '-' || isDigit(c):
+					e.replace(i, end, zero)
+					h.add(pending)
+				default: // not JSON
+					e.replace(i, end, r.quoted[pending])
+					h.add(pending)
+				}
 				pending = -1
-			case r.card >= 0 && isCard(data[i:end]):
-				e.replace(i, end, r.quoted[r.card])
+			case r.card >= 0 && isCard(tok):
+				e.replace(i, end, zero)
 				h.add(r.card)
 			}
 			i = end
@@ -137,6 +153,22 @@ func (r *Redactor) redactJSON(data []byte, h *hits) []byte {
 		}
 	}
 	return e.result()
+}
+
+// The values a named field's value becomes, by its JSON type.
+var (
+	emptyObject = []byte("{}")
+	emptyArray  = []byte("[]")
+	zero        = []byte("0")
+)
+
+// fieldRule returns the rule that names the JSON key whose raw bytes (as
+// written, between the quotes) are raw.
+func (r *Redactor) fieldRule(raw []byte) (int, bool) {
+	if bytes.IndexByte(raw, '\\') < 0 {
+		return ruleFor(r, kindField, raw)
+	}
+	return ruleFor(r, kindField, keyOf(raw))
 }
 
 // keyOf returns a JSON key's text: its raw bytes, or the unescaped string

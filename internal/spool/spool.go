@@ -35,6 +35,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -43,6 +44,10 @@ var (
 	ErrClosed   = errors.New("spool is closed")
 	ErrTooLarge = errors.New("batch is larger than the spool")
 	ErrNoReader = errors.New("no such spool reader")
+	// ErrNoSpace means an append found the spool's disk full (the
+	// operating system's ENOSPC, which the error also wraps) before the
+	// spool reached MaxBytes: the batch is not spooled.
+	ErrNoSpace = errors.New("no space left on the spool's disk")
 )
 
 const (
@@ -151,6 +156,18 @@ type Stats struct {
 	DroppedRecords map[string]int64
 	// PendingBytes counts, per reader, spool bytes after its cursor.
 	PendingBytes map[string]int64
+
+	// MaxBytes is the spool's byte bound (Options.MaxBytes).
+	MaxBytes int64
+	// Full: less than one segment is left under MaxBytes, so the next
+	// segment deletes the oldest one, delivered or not.
+	Full bool
+	// NoSpace is the error of the last append when it failed for lack of
+	// space on the disk (it wraps ErrNoSpace), nil once an append
+	// succeeds again.
+	NoSpace error
+	// NoSpaceErrors counts the appends that failed for lack of space.
+	NoSpaceErrors int64
 }
 
 // Spool is an on-disk queue of frames with one cursor per reader. Append
@@ -174,6 +191,14 @@ type Spool struct {
 	syncMu sync.Mutex // one fsync at a time; the others wait and share it
 	synced uint64     // every frame up to this seq is durable
 	syncs  atomic.Int64
+
+	noSpace     error // the last append's ENOSPC, nil after a success; under mu
+	noSpaceErrs int64 // under mu
+
+	// writeFault, when set by a test, is called before each write of a
+	// frame; its error is taken as the write's (a full disk is
+	// syscall.ENOSPC).
+	writeFault func() error
 }
 
 // Open opens (creating if needed) the spool in dir, recovers its
@@ -377,6 +402,7 @@ func (s *Spool) Append(payload []byte, records int) error {
 	cur := s.segs[len(s.segs)-1]
 	if cur.size > segHeader && cur.size+size > s.opts.SegmentBytes {
 		if err := s.rotate(); err != nil {
+			err = s.failed(err)
 			s.mu.Unlock()
 			return err
 		}
@@ -394,7 +420,14 @@ func (s *Spool) Append(payload []byte, records int) error {
 	binary.LittleEndian.PutUint32(head[4:8], uint32(records))
 	binary.LittleEndian.PutUint64(head[8:16], uint64(s.opts.Now().UnixNano()))
 	binary.LittleEndian.PutUint32(head[16:20], frameSum(head[:16], payload))
-	n, err := s.active.Write(head[:])
+	var n int
+	var err error
+	if s.writeFault != nil {
+		err = s.writeFault()
+	}
+	if err == nil {
+		n, err = s.active.Write(head[:])
+	}
 	if err == nil {
 		var m int
 		m, err = s.active.Write(payload)
@@ -410,9 +443,11 @@ func (s *Spool) Append(payload []byte, records int) error {
 				_, _ = s.active.Seek(cur.size, io.SeekStart)
 			}
 		}
+		err = s.failed(fmt.Errorf("spool: append: %w", err))
 		s.mu.Unlock()
-		return fmt.Errorf("spool: append: %w", err)
+		return err
 	}
+	s.noSpace = nil
 	cur.size += size
 	cur.records += int64(records)
 	s.total += size
@@ -427,7 +462,26 @@ func (s *Spool) Append(payload []byte, records int) error {
 	if s.opts.NoSync {
 		return nil
 	}
-	return s.syncTo(seq)
+	if err := s.syncTo(seq); err != nil {
+		s.mu.Lock()
+		err = s.failed(err)
+		s.mu.Unlock()
+		return err
+	}
+	return nil
+}
+
+// failed notes an append's error: one for lack of space (ENOSPC) is
+// wrapped in ErrNoSpace, remembered for Stats and counted. Called with mu
+// held.
+func (s *Spool) failed(err error) error {
+	if !errors.Is(err, syscall.ENOSPC) {
+		return err
+	}
+	err = fmt.Errorf("%w: %w", ErrNoSpace, err)
+	s.noSpace = err
+	s.noSpaceErrs++
+	return err
 }
 
 // syncTo returns once every frame up to seq is on disk. The first caller
@@ -574,6 +628,8 @@ func (s *Spool) Stats() Stats {
 	st := Stats{
 		Bytes: s.total, Segments: len(s.segs), Appended: s.appended, AppendedRecords: s.appRecs,
 		DroppedRecords: map[string]int64{}, PendingBytes: map[string]int64{},
+		MaxBytes: s.opts.MaxBytes, Full: s.total+s.opts.SegmentBytes > s.opts.MaxBytes,
+		NoSpace: s.noSpace, NoSpaceErrors: s.noSpaceErrs,
 	}
 	for name, r := range s.readers {
 		st.DroppedRecords[name] = r.dropped
