@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/tapwire/tapwire/internal/goproxy"
+	"github.com/tapwire/tapwire/internal/service"
 )
 
 func main() {
@@ -32,7 +33,7 @@ func main() {
 }
 
 func run() error {
-	cfg, err := goproxy.Load(os.Args[1:], os.Getenv)
+	cfg, err := goproxy.Load(os.Args[1:], os.Getenv, os.Stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		return nil
 	}
@@ -51,12 +52,12 @@ func run() error {
 	go psrv.Serve(ln)
 	defer psrv.Close()
 
-	log := goproxy.NewLogger(os.Stderr, cfg.LogLevel)
+	log := service.NewLogger(os.Stderr, cfg.LogLevel)
 	srv, err := goproxy.New(cfg, log)
 	if err != nil {
 		return err
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
-	return srv.Run(ctx)
+	return srv.Serve(ctx)
 }

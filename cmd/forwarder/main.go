@@ -15,6 +15,7 @@ import (
 	"syscall"
 
 	"github.com/tapwire/tapwire/internal/forwarder"
+	"github.com/tapwire/tapwire/internal/service"
 )
 
 func main() {
@@ -26,15 +27,14 @@ func main() {
 		fmt.Fprintln(os.Stderr, "forwarder:", err)
 		os.Exit(2)
 	}
-	log := forwarder.NewLogger(os.Stderr, cfg.LogLevel)
-	srv, err := forwarder.New(*cfg, log)
+	srv, err := forwarder.New(*cfg, service.NewLogger(os.Stderr, cfg.LogLevel))
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "forwarder:", err)
 		os.Exit(1)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
-	if err := srv.Run(ctx); err != nil {
+	if err := srv.Serve(ctx); err != nil {
 		fmt.Fprintln(os.Stderr, "forwarder:", err)
 		os.Exit(1)
 	}

@@ -13,10 +13,11 @@ import (
 	"syscall"
 
 	"github.com/tapwire/tapwire/internal/goproxy"
+	"github.com/tapwire/tapwire/internal/service"
 )
 
 func main() {
-	cfg, err := goproxy.Load(os.Args[1:], os.Getenv)
+	cfg, err := goproxy.Load(os.Args[1:], os.Getenv, os.Stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		return
 	}
@@ -24,8 +25,7 @@ func main() {
 		fmt.Fprintln(os.Stderr, "goproxy:", err)
 		os.Exit(2)
 	}
-	log := goproxy.NewLogger(os.Stderr, cfg.LogLevel)
-	srv, err := goproxy.New(cfg, log)
+	srv, err := goproxy.New(cfg, service.NewLogger(os.Stderr, cfg.LogLevel))
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "goproxy:", err)
 		os.Exit(1)
@@ -41,7 +41,7 @@ func main() {
 			_ = srv.ReloadCA()
 		}
 	}()
-	if err := srv.Run(ctx); err != nil {
+	if err := srv.Serve(ctx); err != nil {
 		fmt.Fprintln(os.Stderr, "goproxy:", err)
 		os.Exit(1)
 	}

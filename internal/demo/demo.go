@@ -268,25 +268,25 @@ func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 	log := slog.New(slog.NewJSONHandler(lf, &slog.HandlerOptions{Level: slog.LevelInfo}))
 
 	// The hub, on SQLite, with a tenant and keys made in the store.
-	hcfg := hub.Config{DataDir: filepath.Join(dir, "hub"), Listen: lns["hub"].Addr().String()}
-	s.st, err = hcfg.OpenStore(ctx)
+	hcfg := hub.Config{DataDir: filepath.Join(dir, "hub"), Listener: lns["hub"]}
+	hb, err := hub.New(hcfg, log.With("part", "hub"))
 	if err != nil {
 		return nil, fmt.Errorf("open the hub's database in %s: %w", hcfg.DataDir, err)
 	}
-	st := s.st
-	s.storeAt = len(s.stops)
-	s.stops = append(s.stops, func() { st.Close() })
-	if err := s.keys(ctx); err != nil {
+	s.st = hb.Store()
+	if err := s.keys(ctx, hb.FirstKeys); err != nil {
+		hb.Close()
 		return nil, err
 	}
-	s.run("hub", func(ctx context.Context) error {
-		return hub.Serve(ctx, hcfg, st, lns["hub"], log.With("part", "hub"), io.Discard)
-	})
+	// Stop counts the records at the hub's stop, before Serve closes the
+	// store: the forwarder, stopped before the hub, has delivered by then.
+	s.storeAt = len(s.stops)
+	s.run("hub", hb.Serve)
 
 	// The forwarder, delivering to the hub, its spool in the data folder.
 	token := randomHex(16)
 	s.fwd, err = forwarder.New(forwarder.Config{
-		Listen:          lns["forwarder"].Addr().String(),
+		Listener:        lns["forwarder"],
 		Token:           token,
 		HubURL:          s.HubURL,
 		APIKey:          s.IngestKey,
@@ -300,7 +300,7 @@ func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 		return nil, fmt.Errorf("forwarder: %w", err)
 	}
 	fwd := s.fwd
-	s.run("forwarder", func(ctx context.Context) error { return fwd.Serve(ctx, lns["forwarder"]) })
+	s.run("forwarder", fwd.Serve)
 
 	// The CA goproxy signs its leaf certificates with.
 	caDir := filepath.Join(dir, "ca")
@@ -358,7 +358,7 @@ func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 	}
 
 	// goproxy, configured as the guide's sidecar is: from its environment.
-	gcfg, err := goproxy.Load(nil, func(k string) string { return env[k] })
+	gcfg, err := goproxy.Load(nil, func(k string) string { return env[k] }, io.Discard)
 	if err != nil {
 		return nil, fmt.Errorf("goproxy: %w", err)
 	}
@@ -370,7 +370,7 @@ func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 		}
 		return nil, fmt.Errorf("goproxy: %w", err)
 	}
-	s.run("goproxy", gp.Run)
+	s.run("goproxy", gp.Serve)
 
 	if cfg.AppPort == 0 {
 		s.gen = newGenerator(s.InURL, cfg.Rate)
@@ -483,11 +483,8 @@ func (s *Stack) ports() (map[string]net.Listener, error) {
 // keys finds the tenant and the API keys: the hub's first-start keys in a
 // new database, the keys of the last run (kept in DataDir/config) when the
 // store still knows them, else new keys.
-func (s *Stack) keys(ctx context.Context) error {
-	ingest, read, err := hub.Bootstrap(ctx, s.st, time.Now())
-	if err != nil {
-		return fmt.Errorf("hub: %w", err)
-	}
+func (s *Stack) keys(ctx context.Context, first hub.FirstKeys) error {
+	ingest, read := first.Ingest, first.Read
 	s.Tenant, s.IngestKey, s.ReadKey = "default", ingest, read
 	if ingest != "" {
 		return nil

@@ -12,13 +12,13 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/tapwire/tapwire/internal/envflag"
+	"github.com/tapwire/tapwire/internal/service"
 	"github.com/tapwire/tapwire/internal/sink/hub"
 	"github.com/tapwire/tapwire/internal/wire"
 )
@@ -27,6 +27,10 @@ import (
 // variable and a flag of the same meaning; a flag wins.
 type Config struct {
 	Listen string // FORWARDER_LISTEN: address to serve; if zero, :8888 (the guide's port)
+
+	// Listener, if not nil, is where New serves instead of binding Listen
+	// (tests, speedctl demo). Not a setting.
+	Listener net.Listener
 
 	// Dir is the directory sink: records are appended to JSONL files
 	// there (FORWARDER_DIR). If zero and no other sink is configured,
@@ -243,33 +247,13 @@ func (c *Config) Validate() error {
 	if c.DeliveryBatchBytes < 64<<10 {
 		return configError("FORWARDER_DELIVERY_BATCH_BYTES", strconv.FormatInt(c.DeliveryBatchBytes, 10), "want at least 65536")
 	}
-	if _, ok := parseLevel(c.LogLevel); !ok {
-		return configError("LOG_LEVEL", c.LogLevel, "want one of debug, info, warn, error")
+	if _, err := service.ParseLevel(c.LogLevel); err != nil {
+		return configError("LOG_LEVEL", c.LogLevel, "want "+service.Levels)
 	}
 	if c.ShutdownTimeout < 0 {
 		return configError("SHUTDOWN_TIMEOUT", c.ShutdownTimeout.String(), "want a duration such as 20s")
 	}
 	return nil
-}
-
-func parseLevel(s string) (slog.Level, bool) {
-	switch strings.ToLower(strings.TrimSpace(s)) {
-	case "debug":
-		return slog.LevelDebug, true
-	case "info", "":
-		return slog.LevelInfo, true
-	case "warn", "warning":
-		return slog.LevelWarn, true
-	case "error":
-		return slog.LevelError, true
-	}
-	return slog.LevelInfo, false
-}
-
-// NewLogger returns the forwarder's logger: JSON lines on w at level.
-func NewLogger(w io.Writer, level string) *slog.Logger {
-	lv, _ := parseLevel(level)
-	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: lv}))
 }
 
 // Load reads the configuration from the environment (getenv) and then

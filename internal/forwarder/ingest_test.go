@@ -71,7 +71,7 @@ func FuzzIngest(f *testing.F) {
 	f.Add([]byte(`{"schema":1,"id":"a","kind":"tcp","direction":"in","tcp":{"chunks":[{"up":true,"data":"QUJD"}]}}`), uint8(0), int16(1))
 
 	dir := f.TempDir()
-	s, err := New(Config{Dir: filepath.Join(dir, "records"), SpoolDir: filepath.Join(dir, "spool"), SpoolSync: "none",
+	s, err := New(Config{Listen: "127.0.0.1:0", Dir: filepath.Join(dir, "records"), SpoolDir: filepath.Join(dir, "spool"), SpoolSync: "none",
 		MaxBatchBytes: 64 << 10, SpoolBytes: 512 << 10, SpoolSegmentBytes: 64 << 10,
 		DLPConfig: `{"id":"pii","redactlist":{"entries":{"all":["password"],"patterns":["card","email","bearer"]}}}`}, nil)
 	if err != nil {
@@ -80,7 +80,7 @@ func FuzzIngest(f *testing.F) {
 	f.Cleanup(func() { s.Close() })
 	// A second forwarder with the default rules only, which read no bodies:
 	// it does not decode the bodies of lines it stores as they came.
-	lazy, err := New(Config{Dir: filepath.Join(dir, "records2"), SpoolDir: filepath.Join(dir, "spool2"), SpoolSync: "none",
+	lazy, err := New(Config{Listen: "127.0.0.1:0", Dir: filepath.Join(dir, "records2"), SpoolDir: filepath.Join(dir, "spool2"), SpoolSync: "none",
 		MaxBatchBytes: 64 << 10, SpoolBytes: 512 << 10, SpoolSegmentBytes: 64 << 10, Cluster: "ecs", TenantID: "acme"}, nil)
 	if err != nil {
 		f.Fatal(err)

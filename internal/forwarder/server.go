@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -25,6 +24,7 @@ import (
 	"github.com/tapwire/tapwire/internal/filter"
 	"github.com/tapwire/tapwire/internal/format/jsonl"
 	"github.com/tapwire/tapwire/internal/redact"
+	"github.com/tapwire/tapwire/internal/service"
 	"github.com/tapwire/tapwire/internal/sink/file"
 	"github.com/tapwire/tapwire/internal/sink/hub"
 	"github.com/tapwire/tapwire/internal/sink/s3"
@@ -86,19 +86,23 @@ type Server struct {
 	closing atomic.Bool        // Serve is shutting down: new batches get 503
 	bufs    chan *bytes.Buffer // free list of frame buffers, at most MaxInFlight
 
+	ln   net.Listener
+	life service.Lifecycle
+
 	batches, records, rejected, unauthorized, busy, storeErrors, spooled, filtered atomic.Int64
 }
 
 // New returns a Server for cfg (after Load, or with defaults applied here):
-// it opens the spool and the sinks cfg names. It does not listen or
-// deliver: see Run and Serve.
+// it opens the spool and the sinks cfg names and binds cfg.Listen (or
+// takes cfg.Listener). It serves and delivers nothing until Serve; on
+// error it has released all it opened.
 func New(cfg Config, log *slog.Logger) (*Server, error) {
 	cfg.setDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
 	if log == nil {
-		log = slog.New(slog.NewJSONHandler(io.Discard, nil))
+		log = service.Discard()
 	}
 	var dests []*destination
 	if cfg.Dir != "" {
@@ -147,6 +151,13 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 			d.sink.Close()
 		}
 		return nil, err
+	}
+	s.ln = cfg.Listener
+	if s.ln == nil {
+		if s.ln, err = net.Listen("tcp", cfg.Listen); err != nil {
+			s.Close()
+			return nil, fmt.Errorf("listen on %s: %w", cfg.Listen, err)
+		}
 	}
 	return s, nil
 }
@@ -240,25 +251,23 @@ func (s *Server) Stats() Stats {
 	return st
 }
 
-// Run listens on cfg.Listen and serves until ctx is done, then shuts down
-// gracefully (see Serve).
-func (s *Server) Run(ctx context.Context) error {
-	ln, err := net.Listen("tcp", s.cfg.Listen)
-	if err != nil {
-		s.Close()
-		return fmt.Errorf("listen on %s: %w", s.cfg.Listen, err)
-	}
-	return s.Serve(ctx, ln)
-}
+// Addr is the address the forwarder listens on.
+func (s *Server) Addr() net.Addr { return s.ln.Addr() }
 
-// Serve serves on ln and delivers the spool to the sinks until ctx is
-// done. It then stops accepting, waits for batches in flight to be
-// spooled and answered, lets the sinks catch up with the spool, all
-// within ShutdownTimeout, and closes the sinks and the spool. What is not
-// delivered by then stays in the spool for the next start. It returns nil
-// after an orderly shutdown.
-func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
-	s.logStart(ln.Addr())
+// Serve serves batches and delivers the spool to the sinks until ctx is
+// done or Shutdown is called. It then stops accepting, waits for batches
+// in flight to be spooled and answered, lets the sinks catch up with the
+// spool, all within ShutdownTimeout, and closes the sinks and the spool.
+// What is not delivered by then stays in the spool for the next start. It
+// returns nil after an orderly shutdown.
+func (s *Server) Serve(ctx context.Context) error {
+	defer s.life.Stopped()
+	sctx, cancel, err := s.life.Start(ctx)
+	if err != nil {
+		return err
+	}
+	defer cancel()
+	s.logStart(s.ln.Addr())
 	dctx, stopDelivery := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	for _, d := range s.dests {
@@ -269,35 +278,12 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		}()
 	}
 
-	srv := &http.Server{
-		Handler:           s.mux,
-		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       2 * time.Minute, // a whole batch body
-		WriteTimeout:      2 * time.Minute,
-		IdleTimeout:       2 * time.Minute,
-		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
-	}
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
-
-	var serveErr error
 	deadline := time.Now().Add(s.cfg.ShutdownTimeout)
-	select {
-	case err := <-errc:
-		serveErr = fmt.Errorf("serve: %w", err)
-	case <-ctx.Done():
+	serveErr := service.HTTP(sctx, service.NewHTTPServer(s.mux, s.log, 2*time.Minute), s.ln, "", "", s.cfg.ShutdownTimeout, func() {
 		deadline = time.Now().Add(s.cfg.ShutdownTimeout)
 		s.log.Info("shutting down", "timeout", s.cfg.ShutdownTimeout.String())
 		s.closing.Store(true)
-		sctx, cancel := context.WithDeadline(context.Background(), deadline)
-		err := srv.Shutdown(sctx)
-		cancel()
-		if err != nil {
-			srv.Close()
-			serveErr = fmt.Errorf("shutdown: batches still in flight after %s: %w", s.cfg.ShutdownTimeout, err)
-		}
-		<-errc // http.ErrServerClosed
-	}
+	})
 
 	// Let every sink catch up with the spool until the deadline.
 	for _, d := range s.dests {
@@ -327,10 +313,17 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	return serveErr
 }
 
-// Close closes the sinks and the spool. Serve calls it; call it yourself
-// only for a Server that was never served.
+// Shutdown stops a Serve and waits until it has drained and returned, or
+// ctx is done. A Server that was never served is closed.
+func (s *Server) Shutdown(ctx context.Context) error { return s.life.Shutdown(ctx, s.Close) }
+
+// Close closes the listener, the sinks and the spool. Serve calls it; call
+// it yourself only for a Server that was never served.
 func (s *Server) Close() error {
 	var errs []error
+	if s.ln != nil {
+		s.ln.Close()
+	}
 	for _, d := range s.dests {
 		if err := d.sink.Close(); err != nil {
 			errs = append(errs, fmt.Errorf("close sink %s: %w", d.name, err))

@@ -46,13 +46,9 @@ func start(t testing.TB, cfg Config) *started {
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ctx, ln) }()
+	go func() { done <- srv.Serve(ctx) }()
 	var stopped bool
 	var stopErr error
 	stop := func() error {
@@ -64,7 +60,7 @@ func start(t testing.TB, cfg Config) *started {
 		return stopErr
 	}
 	t.Cleanup(func() { _ = stop() })
-	return &started{srv: srv, addr: ln.Addr().String(), dir: cfg.Dir, stop: stop}
+	return &started{srv: srv, addr: srv.Addr().String(), dir: cfg.Dir, stop: stop}
 }
 
 func httpRecords(n, bodyBytes int) []*capture.Record {

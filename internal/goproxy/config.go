@@ -7,6 +7,7 @@ package goproxy
 import (
 	"flag"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"strconv"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/tapwire/tapwire/internal/capture"
 	"github.com/tapwire/tapwire/internal/envflag"
+	"github.com/tapwire/tapwire/internal/service"
 )
 
 // Config is goproxy's configuration. Every field has an environment
@@ -165,8 +167,8 @@ func (c *Config) Validate() error {
 	if (c.SocksUser == "") != (c.SocksPassword == "") {
 		return configError("SOCKS_USERNAME", c.SocksUser, "set both SOCKS_USERNAME and SOCKS_PASSWORD, or neither")
 	}
-	if err := oneOf("LOG_LEVEL", strings.ToLower(c.LogLevel), "debug", "info", "warn", "warning", "error"); err != nil {
-		return err
+	if _, err := service.ParseLevel(c.LogLevel); err != nil {
+		return configError("LOG_LEVEL", c.LogLevel, "want "+service.Levels)
 	}
 	for _, p := range []struct {
 		name string
@@ -215,9 +217,10 @@ func (c *Config) Validate() error {
 
 // Load reads the configuration from args and the environment: a flag
 // given on the command line wins over its variable.
-func Load(args []string, getenv func(string) string) (*Config, error) {
+func Load(args []string, getenv func(string) string, out io.Writer) (*Config, error) {
 	c := &Config{CaptureEnabled: true}
 	fs := flag.NewFlagSet("goproxy", flag.ContinueOnError)
+	fs.SetOutput(out)
 	fs.Usage = func() { usage(fs) }
 	var set envflag.Set
 	str, num, bytes, boolean, dur := set.String, set.Int, set.Bytes, set.Bool, set.Duration

@@ -58,7 +58,7 @@ func guideEnv(t *testing.T, appPort int, forwarder, certDir string) map[string]s
 
 func start(t *testing.T, env map[string]string) *Server {
 	t.Helper()
-	cfg, err := Load(nil, envOf(env))
+	cfg, err := Load(nil, envOf(env), io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -72,7 +72,7 @@ func start(t *testing.T, env map[string]string) *Server {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- srv.Run(ctx) }()
+	go func() { done <- srv.Serve(ctx) }()
 	t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {
@@ -315,7 +315,7 @@ func TestConfigErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := Load(nil, envOf(tt.env))
+			_, err := Load(nil, envOf(tt.env), io.Discard)
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Errorf("got %v, want an error containing %q", err, tt.want)
 			}
@@ -324,7 +324,7 @@ func TestConfigErrors(t *testing.T) {
 }
 
 func TestConfigDefaultsFollowTheGuide(t *testing.T) {
-	cfg, err := Load(nil, envOf(nil))
+	cfg, err := Load(nil, envOf(nil), io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -334,7 +334,7 @@ func TestConfigDefaultsFollowTheGuide(t *testing.T) {
 		t.Errorf("defaults = %+v", cfg)
 	}
 	// A flag wins over its variable.
-	cfg, err = Load([]string{"-reverse-port", "9090", "-tls-out-unwrap"}, envOf(map[string]string{"REVERSE_PROXY_PORT": "8080"}))
+	cfg, err = Load([]string{"-reverse-port", "9090", "-tls-out-unwrap"}, envOf(map[string]string{"REVERSE_PROXY_PORT": "8080"}), io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -357,7 +357,7 @@ func TestStartupErrorsForBadCA(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			cfg, err := Load(nil, envOf(map[string]string{"TLS_OUT_UNWRAP": "true", "TLS_CERT_DIR": tt.dir,
 				"PROXY_IN_PORT": strconv.Itoa(freePort(t)), "PROXY_OUT_PORT": strconv.Itoa(freePort(t)), "DIAG_HTTP_PORT": "-1",
-				"FORWARDER_ADDR": "file://" + t.TempDir()}))
+				"FORWARDER_ADDR": "file://" + t.TempDir()}), io.Discard)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -414,7 +414,7 @@ func TestShutdownFinishesInFlight(t *testing.T) {
 	defer app.Close()
 	env := guideEnv(t, app.Listener.Addr().(*net.TCPAddr).Port, fwd.Addr(), t.TempDir())
 	env["TLS_OUT_UNWRAP"] = "false"
-	cfg, err := Load(nil, envOf(env))
+	cfg, err := Load(nil, envOf(env), io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -424,7 +424,7 @@ func TestShutdownFinishesInFlight(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- srv.Run(ctx) }()
+	go func() { done <- srv.Serve(ctx) }()
 
 	got := make(chan string, 1)
 	go func() {
@@ -477,7 +477,7 @@ func TestOpenProxyWarning(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.host, func(t *testing.T) {
 			cfg, err := Load(nil, envOf(map[string]string{"PROXY_TYPE": "forward", "PROXY_OUT_LISTEN_HOST": tt.host,
-				"PROXY_OUT_PORT": strconv.Itoa(freePort(t)), "DIAG_HTTP_PORT": "-1", "FORWARDER_ADDR": "file://" + t.TempDir()}))
+				"PROXY_OUT_PORT": strconv.Itoa(freePort(t)), "DIAG_HTTP_PORT": "-1", "FORWARDER_ADDR": "file://" + t.TempDir()}), io.Discard)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -501,7 +501,7 @@ func TestOpenProxyWarning(t *testing.T) {
 func TestInListenHost(t *testing.T) {
 	for _, tt := range []struct{ host, want string }{{"", "::"}, {"127.0.0.1", "127.0.0.1"}} {
 		cfg, err := Load(nil, envOf(map[string]string{"PROXY_TYPE": "reverse", "PROXY_IN_LISTEN_HOST": tt.host,
-			"PROXY_IN_PORT": strconv.Itoa(freePort(t)), "DIAG_HTTP_PORT": "-1", "FORWARDER_ADDR": "file://" + t.TempDir()}))
+			"PROXY_IN_PORT": strconv.Itoa(freePort(t)), "DIAG_HTTP_PORT": "-1", "FORWARDER_ADDR": "file://" + t.TempDir()}), io.Discard)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -517,7 +517,7 @@ func TestInListenHost(t *testing.T) {
 			t.Errorf("PROXY_IN_LISTEN_HOST=%q: inbound listens on %s, want host %s", tt.host, srv.InAddr, tt.want)
 		}
 	}
-	_, err := Load(nil, envOf(map[string]string{"PROXY_IN_LISTEN_HOST": "the moon"}))
+	_, err := Load(nil, envOf(map[string]string{"PROXY_IN_LISTEN_HOST": "the moon"}), io.Discard)
 	if err == nil || !strings.Contains(err.Error(), "PROXY_IN_LISTEN_HOST") {
 		t.Errorf("a bad PROXY_IN_LISTEN_HOST: %v", err)
 	}

@@ -87,7 +87,7 @@ func TestReloadCA(t *testing.T) {
 		"PROXY_OUT_PORT": strconv.Itoa(freePort(t)), "DIAG_HTTP_PORT": strconv.Itoa(freePort(t)),
 		"FORWARDER_ADDR": "file://" + t.TempDir(),
 	}
-	cfg, err := Load(nil, envOf(env))
+	cfg, err := Load(nil, envOf(env), io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -98,7 +98,7 @@ func TestReloadCA(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- srv.Run(ctx) }()
+	go func() { done <- srv.Serve(ctx) }()
 	t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {
@@ -165,7 +165,7 @@ func TestReloadCA(t *testing.T) {
 // reload, and ReloadCA says so instead of failing silently.
 func TestReloadCAWithoutUnwrap(t *testing.T) {
 	cfg, err := Load(nil, envOf(map[string]string{"PROXY_TYPE": "forward", "PROXY_OUT_PORT": strconv.Itoa(freePort(t)),
-		"DIAG_HTTP_PORT": "-1", "FORWARDER_ADDR": "file://" + t.TempDir()}))
+		"DIAG_HTTP_PORT": "-1", "FORWARDER_ADDR": "file://" + t.TempDir()}), io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -27,31 +27,11 @@ import (
 	"github.com/tapwire/tapwire/internal/capture"
 	"github.com/tapwire/tapwire/internal/mitm"
 	"github.com/tapwire/tapwire/internal/proxy"
+	"github.com/tapwire/tapwire/internal/service"
 	"github.com/tapwire/tapwire/internal/ship"
 	"github.com/tapwire/tapwire/internal/sink/file"
 	"github.com/tapwire/tapwire/internal/wire"
 )
-
-// NewLogger makes goproxy's logger: JSON lines when w is not a terminal
-// (a container's log driver), text on a terminal.
-func NewLogger(w *os.File, level string) *slog.Logger {
-	var lv slog.Level
-	switch strings.ToLower(level) {
-	case "debug":
-		lv = slog.LevelDebug
-	case "warn", "warning":
-		lv = slog.LevelWarn
-	case "error":
-		lv = slog.LevelError
-	default:
-		lv = slog.LevelInfo
-	}
-	opts := &slog.HandlerOptions{Level: lv}
-	if fi, err := w.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 {
-		return slog.New(slog.NewTextHandler(w, opts))
-	}
-	return slog.New(slog.NewJSONHandler(w, opts))
-}
 
 // Server is a running goproxy.
 type Server struct {
@@ -64,20 +44,35 @@ type Server struct {
 	conns    *proxy.ConnTable
 	aux      []*http.Server // diagnostics, metrics
 	lns      []net.Listener
+	serves   []func() error // one per listener, started by Serve
+	sink     capture.Sink   // closed by the shipper, or by New on error
 	started  time.Time
 	caMu     sync.Mutex
 	caLoaded time.Time // when the CA in use was loaded
 	wg       sync.WaitGroup
 	serveErr chan error
+	life     service.Lifecycle
 
 	// Addrs of the listeners, once started (useful with port 0 in tests).
 	InAddr, OutAddr, DiagAddr, MetricsAddr string
 }
 
 // New prepares goproxy from cfg: it loads the CA, opens the sink and binds
-// every listener, so that a bad setting fails here with one clear error.
-func New(cfg *Config, log *slog.Logger) (*Server, error) {
+// every listener, so that a bad setting fails here with one clear error. It
+// serves nothing until Serve; on error it has released all it opened.
+func New(cfg *Config, log *slog.Logger) (_ *Server, err error) {
+	if log == nil {
+		log = service.Discard()
+	}
 	s := &Server{cfg: cfg, log: log, conns: proxy.NewConnTable(256), serveErr: make(chan error, 4), started: time.Now()}
+	defer func() {
+		if err != nil {
+			s.closeListeners()
+			if s.sink != nil {
+				s.sink.Close()
+			}
+		}
+	}()
 	var reg *prometheus.Registry
 	if cfg.MetricsEnable {
 		reg = prometheus.NewRegistry()
@@ -157,6 +152,7 @@ func New(cfg *Config, log *slog.Logger) (*Server, error) {
 		if err != nil {
 			return nil, err
 		}
+		s.sink = sink
 		s.shipper = ship.New(ship.Config{
 			QueueBytes:    cfg.QueueBytes,
 			FlushInterval: 500 * time.Millisecond,
@@ -177,7 +173,6 @@ func New(cfg *Config, log *slog.Logger) (*Server, error) {
 	listen := func(addr string) (net.Listener, error) {
 		ln, err := net.Listen("tcp", addr)
 		if err != nil {
-			s.closeListeners()
 			return nil, fmt.Errorf("listen on %s: %w", addr, err)
 		}
 		s.lns = append(s.lns, ln)
@@ -202,7 +197,7 @@ func New(cfg *Config, log *slog.Logger) (*Server, error) {
 			return nil, fmt.Errorf("PROXY_IN_PORT: %w", err)
 		}
 		s.InAddr = ln.Addr().String()
-		s.goServe(func() error { return s.in.Serve(ln) })
+		s.serves = append(s.serves, func() error { return s.in.Serve(ln) })
 		log.Info("inbound reverse proxy", "listen", s.InAddr, "app", target, "protocol", cfg.ProxyProtocol)
 	}
 	if cfg.ProxyType != "reverse" {
@@ -219,7 +214,7 @@ func New(cfg *Config, log *slog.Logger) (*Server, error) {
 		if ip := net.ParseIP(cfg.OutListenHost); ip != nil && !ip.IsLoopback() {
 			log.Warn("OPEN PROXY: the outbound proxy listens beyond loopback (PROXY_OUT_LISTEN_HOST); anyone who can reach " + s.OutAddr + " can send traffic through this task")
 		}
-		s.goServe(func() error { return s.out.Serve(ln) })
+		s.serves = append(s.serves, func() error { return s.out.Serve(ln) })
 		log.Info("outbound forward proxy", "listen", s.OutAddr, "tls_unwrap", s.minter != nil)
 	}
 	if cfg.DiagPort > 0 {
@@ -230,7 +225,7 @@ func New(cfg *Config, log *slog.Logger) (*Server, error) {
 		s.DiagAddr = ln.Addr().String()
 		srv := &http.Server{Handler: s.diagHandler(), ReadHeaderTimeout: 10 * time.Second}
 		s.aux = append(s.aux, srv)
-		s.goServe(func() error { return srv.Serve(ln) })
+		s.serves = append(s.serves, func() error { return srv.Serve(ln) })
 	}
 	if reg != nil {
 		ln, err := listen(":" + strconv.Itoa(cfg.MetricsPort))
@@ -242,7 +237,7 @@ func New(cfg *Config, log *slog.Logger) (*Server, error) {
 		mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 		srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 		s.aux = append(s.aux, srv)
-		s.goServe(func() error { return srv.Serve(ln) })
+		s.serves = append(s.serves, func() error { return srv.Serve(ln) })
 	}
 	return s, nil
 }
@@ -343,11 +338,22 @@ func (s *Server) closeListeners() {
 	}
 }
 
-// Run ships records until ctx is done (SIGTERM), then shuts down: stop
-// accepting, finish in-flight exchanges, flush until the deadline.
-func (s *Server) Run(ctx context.Context) error {
+// Serve starts the shipper and every listener and serves until ctx is done
+// (SIGTERM) or Shutdown is called, then shuts down: stop accepting, finish
+// in-flight exchanges, flush the records until ShutdownTimeout. It returns
+// the error of a listener that failed, else nil.
+func (s *Server) Serve(ctx context.Context) error {
+	defer s.life.Stopped()
+	ctx, cancel, err := s.life.Start(ctx)
+	if err != nil {
+		return err
+	}
+	defer cancel()
 	if s.shipper != nil {
 		s.shipper.Start(context.WithoutCancel(ctx))
+	}
+	for _, f := range s.serves {
+		s.goServe(f)
 	}
 	var runErr error
 	select {
@@ -357,15 +363,30 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	sctx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
 	defer cancel()
-	if err := s.Shutdown(sctx); err != nil && runErr == nil {
+	if err := s.drain(sctx); err != nil && runErr == nil {
 		s.log.Warn("shutdown incomplete", "err", err)
 	}
 	return runErr
 }
 
-// Shutdown stops every listener, waits for in-flight exchanges and then
+// Shutdown stops a Serve and waits until it has finished the exchanges in
+// flight, flushed the records and returned, or ctx is done. A Server that
+// was never served is closed.
+func (s *Server) Shutdown(ctx context.Context) error { return s.life.Shutdown(ctx, s.Close) }
+
+// Close releases a Server that was never served: its listeners and its
+// sink.
+func (s *Server) Close() error {
+	s.closeListeners()
+	if s.sink != nil {
+		return s.sink.Close()
+	}
+	return nil
+}
+
+// drain stops every listener, waits for in-flight exchanges and then
 // flushes the records until ctx is done.
-func (s *Server) Shutdown(ctx context.Context) error {
+func (s *Server) drain(ctx context.Context) error {
 	s.log.Info("shutting down: finishing in-flight exchanges and flushing records")
 	var wg sync.WaitGroup
 	var errs []error

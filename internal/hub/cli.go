@@ -6,14 +6,13 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
-	"net"
 	"slices"
 	"text/tabwriter"
 	"time"
 
 	"github.com/tapwire/tapwire/internal/capture"
 	"github.com/tapwire/tapwire/internal/format"
+	"github.com/tapwire/tapwire/internal/service"
 	"github.com/tapwire/tapwire/internal/store"
 )
 
@@ -61,19 +60,12 @@ func serveCmd(ctx context.Context, args []string, getenv func(string) string, st
 		}
 		return usageError(err.Error())
 	}
-	var level slog.Level
-	_ = level.UnmarshalText([]byte(cfg.LogLevel))
-	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level}))
-	st, err := cfg.OpenStore(ctx)
+	h, err := New(*cfg, service.NewLogger(stderr, cfg.LogLevel))
 	if err != nil {
-		return fmt.Errorf("open store: %w", err)
+		return err
 	}
-	defer st.Close()
-	ln, err := net.Listen("tcp", cfg.Listen)
-	if err != nil {
-		return fmt.Errorf("listen on %s: %w", cfg.Listen, err)
-	}
-	return Serve(ctx, *cfg, st, ln, log, stdout)
+	PrintFirstKeys(stdout, h.FirstKeys)
+	return h.Serve(ctx)
 }
 
 // adminCmd runs tenants, keys and import.

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"flag"
 	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -78,34 +77,30 @@ func TestLoad(t *testing.T) {
 }
 
 // TestServe: the first start prints two keys that work; a second start
-// prints none; Serve stops cleanly on cancel without leaking goroutines.
+// prints none; Serve stops cleanly on cancel, closing the store, without
+// leaking goroutines.
 func TestServe(t *testing.T) {
 	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
-	path := filepath.Join(t.TempDir(), "hub.db")
+	dir := t.TempDir()
 	serve := func() (*hub, func() error) {
-		st, err := sqlite.Open(ctx, path, sqlite.Options{})
+		hb, err := New(Config{DataDir: dir, Listen: "127.0.0.1:0"}, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		c, cancel := context.WithCancel(ctx)
 		var out bytes.Buffer
+		PrintFirstKeys(&out, hb.FirstKeys)
+		c, cancel := context.WithCancel(ctx)
 		done := make(chan error, 1)
-		go func() { done <- Serve(c, Config{}, st, ln, nil, &out) }()
+		go func() { done <- hb.Serve(c) }()
 		// Wait until it answers.
-		h := &hub{t: t, url: "http://" + ln.Addr().String()}
+		h := &hub{t: t, url: "http://" + hb.Addr().String()}
 		for i := 0; h.get("", "/healthz", nil) != 200 && i < 100; i++ {
 			time.Sleep(10 * time.Millisecond)
 		}
-		h.store = st
+		h.store = hb.store
 		stop := func() error {
 			cancel()
-			err := <-done
-			st.Close()
-			return err
+			return <-done
 		}
 		h.keys = map[string]string{}
 		for _, m := range regexp.MustCompile(`(ingest|read|admin) key .*:\s+(tw_\S+)`).FindAllStringSubmatch(out.String(), -1) {
@@ -318,5 +313,44 @@ func TestRetain(t *testing.T) {
 		if _, err := st.Get(ctx, tenant, young.ID); err != nil {
 			t.Errorf("tenant %s lost its young record: %v", tenant, err)
 		}
+	}
+}
+
+// TestShutdown: Shutdown stops a Serve whose context is still live, and a
+// Hub that is never served releases its store and listener with Close.
+func TestShutdown(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	dir := t.TempDir()
+	hb, err := New(Config{DataDir: dir, Listen: "127.0.0.1:0"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- hb.Serve(context.Background()) }()
+	h := &hub{t: t, url: "http://" + hb.Addr().String()}
+	for i := 0; h.get("", "/healthz", nil) != 200 && i < 100; i++ {
+		time.Sleep(10 * time.Millisecond)
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := hb.Shutdown(sctx); err != nil {
+		t.Fatalf("Shutdown = %v", err)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("Serve after Shutdown = %v, want nil", err)
+	}
+	// The store was closed: a second hub opens the same directory.
+	hb2, err := New(Config{DataDir: dir, Listen: "127.0.0.1:0"}, nil)
+	if err != nil {
+		t.Fatalf("New on the same directory after Shutdown: %v", err)
+	}
+	if hb2.FirstKeys.Ingest != "" {
+		t.Errorf("second New made first keys again")
+	}
+	if err := hb2.Close(); err != nil {
+		t.Errorf("Close = %v", err)
+	}
+	if _, err := New(Config{DataDir: dir, Listen: "256.0.0.1:1"}, nil); err == nil {
+		t.Errorf("New with a bad listen address = nil error")
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/tapwire/tapwire/internal/service"
 	"github.com/tapwire/tapwire/internal/store"
 	"github.com/tapwire/tapwire/internal/store/postgres"
 	"github.com/tapwire/tapwire/internal/store/sqlite"
@@ -41,6 +42,10 @@ type Config struct {
 
 	SQLiteSyncFull bool   // HUB_SQLITE_SYNC_FULL: fsync every commit (synchronous=FULL)
 	LogLevel       string // LOG_LEVEL: debug, info, warn, error; if zero, info
+
+	// Listener, if not nil, is where New serves instead of binding Listen
+	// (tests, speedctl demo). Not a setting.
+	Listener net.Listener
 }
 
 // Defaults.
@@ -88,10 +93,8 @@ func (c *Config) Validate() error {
 	if c.MaxBatchBytes < 1<<20 {
 		return fmt.Errorf("HUB_MAX_BATCH_BYTES=%d: want at least 1 MiB", c.MaxBatchBytes)
 	}
-	switch c.LogLevel {
-	case "debug", "info", "warn", "error":
-	default:
-		return fmt.Errorf("LOG_LEVEL=%q: want debug, info, warn or error", c.LogLevel)
+	if _, err := service.ParseLevel(c.LogLevel); err != nil {
+		return err
 	}
 	return nil
 }

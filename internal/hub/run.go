@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/tapwire/tapwire/internal/service"
 	"github.com/tapwire/tapwire/internal/store"
 )
 
@@ -75,45 +76,82 @@ func createKey(ctx context.Context, st store.Store, tenant string, role store.Ro
 	return key, nil
 }
 
-// Serve runs the hub on ln until ctx is done: it bootstraps the first
-// tenant (printing its keys to out), runs the retention loop, serves, and
-// at the end drains requests in flight for up to ShutdownTimeout. It does
-// not close st.
-func Serve(ctx context.Context, cfg Config, st store.Store, ln net.Listener, log *slog.Logger, out io.Writer) error {
+// Hub is the hub daemon: the handlers of Server over an open store, on a
+// bound listener. Its shape is every daemon's: New (opens and binds,
+// serves nothing), Serve, Shutdown.
+type Hub struct {
+	*Server
+	cfg  Config
+	st   store.Store
+	ln   net.Listener
+	http *http.Server
+
+	// FirstKeys are the keys New made when the store had no tenant (all
+	// empty otherwise): the caller shows them once.
+	FirstKeys FirstKeys
+
+	life service.Lifecycle
+}
+
+// New opens the store cfg names (migrating it), makes the first tenant and
+// its keys when there is none (FirstKeys), and binds cfg.Listen (or takes
+// cfg.Listener). It serves nothing; on error it has released all it
+// opened.
+func New(cfg Config, log *slog.Logger) (h *Hub, err error) {
 	cfg.setDefaults()
-	if log == nil {
-		log = slog.New(slog.NewJSONHandler(io.Discard, nil))
+	if err := cfg.Validate(); err != nil {
+		return nil, err
 	}
+	if log == nil {
+		log = service.Discard()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	st, err := cfg.OpenStore(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("open store %s: %w", cfg.describe(), err)
+	}
+	defer func() {
+		if err != nil {
+			st.Close()
+		}
+	}()
 	keys, err := BootstrapKeys(ctx, st, time.Now())
+	if err != nil {
+		return nil, err
+	}
+	ln := cfg.Listener
+	if ln == nil {
+		if ln, err = net.Listen("tcp", cfg.Listen); err != nil {
+			return nil, fmt.Errorf("listen on %s: %w", cfg.Listen, err)
+		}
+	}
+	s := NewServer(cfg, st, log)
+	return &Hub{Server: s, cfg: cfg, st: st, ln: ln, FirstKeys: keys,
+		http: service.NewHTTPServer(s.Handler(), log, 5*time.Minute)}, nil // an export may take minutes
+}
+
+// Store is the hub's store, open until Serve returns or Close.
+func (h *Hub) Store() store.Store { return h.st }
+
+// Addr is the address the hub listens on.
+func (h *Hub) Addr() net.Addr { return h.ln.Addr() }
+
+// Serve runs the retention and planner maintenance and serves until ctx is
+// done or Shutdown is called; then it drains requests in flight for up to
+// ShutdownTimeout and closes the store. It returns nil after an orderly
+// shutdown.
+func (h *Hub) Serve(ctx context.Context) error {
+	defer h.life.Stopped()
+	sctx, cancel, err := h.life.Start(ctx)
 	if err != nil {
 		return err
 	}
-	if keys.Ingest != "" {
-		fmt.Fprintf(out, `
-hub: first start: created the tenant "default" and three API keys.
-They are shown only now (the hub keeps their hashes): store them.
-
-  ingest key (the forwarder's SPEEDSCALE_API_KEY): %s
-  read key   (the API and the viewer):             %s
-  admin key  (tenants and keys; speedctl init):    %s
-
-A new tenant with its keys and speedctl's config, in one step:
-  speedctl init --hub URL --admin-key ADMIN_KEY --tenant ID
-
-`, keys.Ingest, keys.Read, keys.Admin)
-	}
-	s := NewServer(cfg, st, log)
-	srv := &http.Server{
-		Handler:           s.Handler(),
-		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       2 * time.Minute, // a whole batch body
-		WriteTimeout:      5 * time.Minute, // an export
-		IdleTimeout:       2 * time.Minute,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
-	}
-	log.Info("hub listening", "addr", ln.Addr().String(), "store", cfg.describe(), "retention", retentionText(cfg.Retention),
+	defer cancel()
+	cfg, log, st := h.cfg, h.log, h.st
+	log.Info("hub listening", "addr", h.ln.Addr().String(), "store", cfg.describe(), "retention", retentionText(cfg.Retention),
 		"tls", cfg.TLSCert != "", "maxInFlight", cfg.MaxInFlight)
-	if !cfg.tls() && !isLoopback(ln.Addr()) {
+	if !cfg.tls() && !isLoopback(h.ln.Addr()) {
 		log.Warn("serving plain HTTP beyond loopback: API keys and records cross the network in clear; set HUB_TLS_CERT and HUB_TLS_KEY, or put a TLS proxy in front")
 	}
 	if cfg.Retention < 0 {
@@ -136,39 +174,53 @@ A new tenant with its keys and speedctl's config, in one step:
 			optimize(mctx, o, log)
 		}()
 	}
-	defer func() {
-		stopMaintenance()
-		wg.Wait()
-	}()
 
-	errc := make(chan error, 1)
-	go func() {
-		if cfg.tls() {
-			errc <- srv.ServeTLS(ln, cfg.TLSCert, cfg.TLSKey)
-		} else {
-			errc <- srv.Serve(ln)
-		}
-	}()
-	var serveErr error
-	select {
-	case err := <-errc:
-		serveErr = fmt.Errorf("serve: %w", err)
-	case <-ctx.Done():
-		s.closing.Store(true)
-		log.Info("shutting down", "timeout", ShutdownTimeout.String())
-		sctx, cancel := context.WithTimeout(context.Background(), ShutdownTimeout)
-		err := srv.Shutdown(sctx)
-		cancel()
-		if err != nil {
-			srv.Close()
-			serveErr = fmt.Errorf("shutdown: requests still in flight after %s: %w", ShutdownTimeout, err)
-		}
-		<-errc
+	var certFile, keyFile string
+	if cfg.tls() {
+		certFile, keyFile = cfg.TLSCert, cfg.TLSKey
 	}
-	st2 := s.Stats()
+	serveErr := service.HTTP(sctx, h.http, h.ln, certFile, keyFile, ShutdownTimeout, func() {
+		h.closing.Store(true)
+		log.Info("shutting down", "timeout", ShutdownTimeout.String())
+	})
+	stopMaintenance()
+	wg.Wait()
+	if err := st.Close(); err != nil && serveErr == nil {
+		serveErr = fmt.Errorf("close store: %w", err)
+	}
+	st2 := h.Stats()
 	log.Info("stopped", "batches", st2.Batches, "records", st2.Records, "new", st2.New, "rejected", st2.Rejected,
 		"unauthorized", st2.Unauthorized, "busy", st2.Busy, "storeErrors", st2.StoreErrors)
 	return serveErr
+}
+
+// Shutdown stops a Serve and waits until it has drained and returned, or
+// ctx is done. A Hub that was never served is closed.
+func (h *Hub) Shutdown(ctx context.Context) error { return h.life.Shutdown(ctx, h.Close) }
+
+// Close releases a Hub that was never served: its listener and its store.
+func (h *Hub) Close() error {
+	h.ln.Close()
+	return h.st.Close()
+}
+
+// PrintFirstKeys shows the keys of a first start, once.
+func PrintFirstKeys(out io.Writer, keys FirstKeys) {
+	if keys.Ingest == "" {
+		return
+	}
+	fmt.Fprintf(out, `
+hub: first start: created the tenant "default" and three API keys.
+They are shown only now (the hub keeps their hashes): store them.
+
+  ingest key (the forwarder's SPEEDSCALE_API_KEY): %s
+  read key   (the API and the viewer):             %s
+  admin key  (tenants and keys; speedctl init):    %s
+
+A new tenant with its keys and speedctl's config, in one step:
+  speedctl init --hub URL --admin-key ADMIN_KEY --tenant ID
+
+`, keys.Ingest, keys.Read, keys.Admin)
 }
 
 func (c *Config) tls() bool { return c.TLSCert != "" }

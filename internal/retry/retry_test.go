@@ -14,7 +14,7 @@ import (
 
 type waitErr struct{ d time.Duration }
 
-func (e waitErr) Error() string              { return "wait" }
+func (e waitErr) Error() string             { return "wait" }
 func (e waitErr) RetryAfter() time.Duration { return e.d }
 
 type statusErr struct {
