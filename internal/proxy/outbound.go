@@ -76,7 +76,7 @@ func (p *Outbound) Serve(ln net.Listener) error {
 		go p.mitmSrv.Serve(p.mitmLn)
 	})
 	if p.c.opt.NoSocks {
-		err := p.srv.Serve(ln)
+		err := p.srv.Serve(guardListener{ln, p.c})
 		if errors.Is(err, http.ErrServerClosed) {
 			return nil
 		}
@@ -109,7 +109,7 @@ func (p *Outbound) dispatch(conn net.Conn, httpLn *chanListener) {
 			conn.Close()
 			return
 		}
-		httpLn.push(&peekConn{Conn: conn, r: br})
+		httpLn.push(p.c.guard(&peekConn{Conn: conn, r: br}))
 		return
 	}
 	target, err := socksHandshake(br, conn, p.c.opt.SocksAuth)
@@ -244,7 +244,7 @@ func (p *Outbound) tunnel(conn, c net.Conn, target, proxyName string) {
 		p.serveH2(tc, t)
 		return
 	}
-	p.mitmLn.push(&tunnelConn{Conn: tc, t: t})
+	p.mitmLn.push(&tunnelConn{Conn: p.c.guard(tc), t: t})
 }
 
 // serveH2 serves an unwrapped tunnel in which the app chose HTTP/2: each

@@ -299,6 +299,11 @@ func (c *core) newServer(h http.Handler) *http.Server {
 		IdleTimeout:       c.opt.IdleTimeout,
 		MaxHeaderBytes:    1 << 20,
 		ErrorLog:          slog.NewLogLogger(c.log.Handler(), slog.LevelDebug),
+		ConnState: func(conn net.Conn, s http.ConnState) {
+			if g := guardOf(conn); g != nil {
+				g.setState(s)
+			}
+		},
 		ConnContext: func(ctx context.Context, conn net.Conn) context.Context {
 			if tc, ok := conn.(*tunnelConn); ok {
 				ctx = context.WithValue(ctx, tunnelKey{}, tc.t)
