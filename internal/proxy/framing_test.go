@@ -24,6 +24,9 @@ type appLog struct {
 	mu    sync.Mutex
 	bytes int
 	reqs  []string
+	// started gets a value when a request to /mid has delivered its first
+	// 5 body bytes to the app.
+	started chan struct{}
 }
 
 func (l *appLog) snapshot() (int, []string) {
@@ -62,8 +65,14 @@ func (c *logConn) Read(p []byte) (int, error) {
 // "ok"; with cfg it speaks TLS.
 func startLoggingApp(t *testing.T, cfg *tls.Config) (*httptest.Server, *appLog) {
 	t.Helper()
-	log := &appLog{}
+	log := &appLog{started: make(chan struct{}, 1)}
 	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/mid" {
+			var first [5]byte
+			if _, err := io.ReadFull(r.Body, first[:]); err == nil {
+				log.started <- struct{}{}
+			}
+		}
 		b, err := io.ReadAll(r.Body)
 		log.mu.Lock()
 		log.reqs = append(log.reqs, fmt.Sprintf("%s %s %q %v", r.Method, r.URL.RequestURI(), b, err))
@@ -245,6 +254,60 @@ func TestRefusesBadFraming(t *testing.T) {
 					t.Errorf("app saw %q, want only GET /x?first", reqs)
 				}
 			})
+		})
+	}
+}
+
+// TestClientBodyErrorIsTheClients: a body that turns out malformed or cut
+// short after it began to reach the app is the client's fault: 400 (not a
+// 502 that blames the app), the connection closed, and the record says
+// "client".
+func TestClientBodyErrorIsTheClients(t *testing.T) {
+	rigs := framingRigs(t, Options{})
+	tests := []struct {
+		name, head string
+		rest       func(c net.Conn)
+		wantErr    string
+	}{
+		{
+			name: "malformed chunk mid-body",
+			head: "POST {target} HTTP/1.1\r\nHost: app\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n",
+			rest: func(c net.Conn) { io.WriteString(c, "-1\r\nworld\r\n0\r\n\r\n") }, wantErr: `chunk size "-1"`,
+		},
+		{
+			name: "chunk data without CRLF mid-body",
+			head: "POST {target} HTTP/1.1\r\nHost: app\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n",
+			rest: func(c net.Conn) { io.WriteString(c, "5\r\nworldX\r\n0\r\n\r\n") }, wantErr: "not followed by CRLF",
+		},
+		{
+			name: "client hangs up mid-body",
+			head: "POST {target} HTTP/1.1\r\nHost: app\r\nContent-Length: 100\r\n\r\nhello",
+			rest: func(c net.Conn) { c.(interface{ CloseWrite() error }).CloseWrite() }, wantErr: "unexpected EOF",
+		},
+	}
+	for _, rig := range rigs {
+		t.Run(rig.name, func(t *testing.T) {
+			for _, tt := range tests {
+				t.Run(tt.name, func(t *testing.T) {
+					c := rig.dial(t)
+					io.WriteString(c, strings.ReplaceAll(tt.head, "{target}", strings.Replace(rig.target, "/x", "/mid", 1)))
+					select {
+					case <-rig.app.started:
+					case <-time.After(10 * time.Second):
+						t.Fatal("the first body bytes never reached the app")
+					}
+					tt.rest(c)
+					res := readUntilClosed(t, c, 1)[0]
+					b, _ := io.ReadAll(res.Body)
+					if res.StatusCode != http.StatusBadRequest || res.Header.Get("X-Tapwire-Error") != "client" {
+						t.Errorf("got %d (X-Tapwire-Error %q) %q, want 400 blaming the client", res.StatusCode, res.Header.Get("X-Tapwire-Error"), b)
+					}
+					r := rig.rec.next(t)
+					if !strings.HasPrefix(r.Error, "client: ") || !strings.Contains(r.Error, tt.wantErr) {
+						t.Errorf("record error %q, want it to start with \"client: \" and say %q", r.Error, tt.wantErr)
+					}
+				})
+			}
 		})
 	}
 }

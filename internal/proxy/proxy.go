@@ -11,6 +11,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -107,10 +108,20 @@ type exchange struct {
 	res      *http.Response // the upstream's response, once headers arrived
 	resHdr   capture.Headers
 	err      error
+	client   bool // err is the client's doing: its body failed or it went away
+	reqBody  *bodyTee
 	upstream string // the address dialled
 }
 
 type exchangeKey struct{}
+
+// bodyErr reports whether reading the client's request body failed.
+func (ex *exchange) bodyErr() bool {
+	if ex.reqBody == nil {
+		return false
+	}
+	return ex.reqBody.readErr() != nil
+}
 
 // core holds what both directions share.
 type core struct {
@@ -133,6 +144,7 @@ func (c *core) serveCaptured(w http.ResponseWriter, r *http.Request, dir capture
 	if r.Body != nil && r.Body != http.NoBody {
 		reqTee = newBodyTee(r.Body, c.opt.BodyLimit)
 		r.Body = reqTee
+		ex.reqBody = reqTee
 	}
 	reqHdr := headers(r.Header)
 	cw := &captureWriter{ResponseWriter: w, limit: c.opt.BodyLimit}
@@ -223,10 +235,17 @@ func (c *core) serveCaptured(w http.ResponseWriter, r *http.Request, dir capture
 	if cw.ws != nil {
 		rec.HTTP.Messages, rec.HTTP.MessagesTruncated = cw.ws.messages()
 	}
-	if ex.err != nil {
+	var bodyErr error
+	if reqTee != nil {
+		bodyErr = reqTee.readErr()
+	}
+	switch {
+	case bodyErr != nil:
+		rec.Error = "client: read request body: " + bodyErr.Error()
+	case ex.err != nil && ex.client:
+		rec.Error = "client: " + ex.err.Error()
+	case ex.err != nil:
 		rec.Error = ex.err.Error()
-	} else if reqTee != nil && reqTee.err != nil {
-		rec.Error = "read request body: " + reqTee.err.Error()
 	}
 	c.opt.Emitter.Emit(rec)
 }
@@ -250,15 +269,29 @@ func modifyResponse(res *http.Response) error {
 
 // errorHandler is the one place where a failed exchange becomes the
 // client's response: 502 (504 on a timeout), the detail in the record and
-// the log, never the upstream's internals in the body.
+// the log, never the upstream's internals in the body. A failure of the
+// client's side (its request body was malformed or cut short, or it went
+// away) is its own fault: 400 and the connection closed.
 func (c *core) errorHandler(dir capture.Direction) func(http.ResponseWriter, *http.Request, error) {
 	return func(w http.ResponseWriter, r *http.Request, err error) {
-		if ex, ok := r.Context().Value(exchangeKey{}).(*exchange); ok {
+		ex, _ := r.Context().Value(exchangeKey{}).(*exchange)
+		if ex != nil {
 			ex.err = err
 		}
-		if errors.Is(err, context.Canceled) {
-			// The client went away; nobody reads a response.
-			c.log.Debug("client canceled", "direction", dir, "url", r.URL.String())
+		var fe *framingError
+		if r.Context().Err() != nil || errors.As(err, &fe) || (ex != nil && ex.bodyErr()) {
+			// The server cancels the request when reading the client's
+			// connection fails, mid-body included.
+			if ex != nil {
+				ex.client = true
+			}
+			c.m.badRequests.Inc()
+			c.log.Info("client failed", "direction", dir, "url", r.URL.String(), "err", err)
+			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+			w.Header().Set("Connection", "close")
+			w.Header().Set("X-Tapwire-Error", "client")
+			w.WriteHeader(http.StatusBadRequest)
+			io.WriteString(w, "400 Bad Request: goproxy could not read the whole request from the client\n")
 			return
 		}
 		c.m.upstreamErrors(dir).Inc()
