@@ -13,8 +13,9 @@ import (
 	"time"
 )
 
-// maxHeaderBytes bounds a request's line and headers together.
-const maxHeaderBytes = 1 << 20
+// DefaultMaxHeaderBytes bounds a request's line and headers together when
+// Options leaves MaxHeaderBytes zero.
+const DefaultMaxHeaderBytes = 64 << 10
 
 // maxChunkLine bounds a chunk-size line with its extensions, as net/http
 // does.
@@ -509,12 +510,19 @@ func (g *guardConn) answer() (int, error) {
 }
 
 // lingerClose ends the sending side and reads what the client still sends
-// for a moment, so that closing with unread bytes does not reset the
-// connection before the client read the answer.
+// (while it keeps sending, up to 4 MiB), so that closing with unread bytes
+// does not reset the connection before the client read the answer.
 func (g *guardConn) lingerClose() {
 	g.CloseWrite()
-	g.Conn.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
-	io.CopyN(io.Discard, g.Conn, 256<<10)
+	var scratch [4096]byte
+	for total := 0; total < 4<<20; {
+		g.Conn.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+		n, err := g.Conn.Read(scratch[:])
+		total += n
+		if err != nil {
+			return
+		}
+	}
 }
 
 // CloseWrite half-closes when the client connection can.
@@ -549,7 +557,7 @@ func guardOf(c net.Conn) *guardConn {
 
 // guard wraps a client connection that is about to be served as HTTP/1.
 func (c *core) guard(conn net.Conn) net.Conn {
-	g := newGuardConn(conn, maxHeaderBytes, func(status int, why string) {
+	g := newGuardConn(conn, c.opt.MaxHeaderBytes, func(status int, why string) {
 		c.m.badRequests.Inc()
 		c.log.Info("request refused", "status", status, "reason", why, "client", conn.RemoteAddr().String())
 	})

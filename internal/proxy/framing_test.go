@@ -312,6 +312,65 @@ func TestClientBodyErrorIsTheClients(t *testing.T) {
 	}
 }
 
+func TestHeaderLimit(t *testing.T) {
+	huge := strings.Repeat("a", 1<<20)
+	tests := []struct {
+		name    string
+		limit   int
+		req     string
+		headLen int // instead of req: a head of exactly this many bytes
+		want    int
+	}{
+		{"1 MiB header value", 0, "GET {target} HTTP/1.1\r\nHost: app\r\nX-Big: " + huge + "\r\n\r\n", 0, 431},
+		{"1 MiB URL", 0, "GET {target}?" + huge + " HTTP/1.1\r\nHost: app\r\n\r\n", 0, 431},
+		{"1 MiB of header lines without an end", 0, "GET {target} HTTP/1.1\r\n" + strings.Repeat("X-A: b\r\n", 1<<17), 0, 431},
+		{"64 KiB header value passes the default", 0, "GET {target} HTTP/1.1\r\nHost: app\r\nX-Big: " + huge[:60<<10] + "\r\n\r\n", 0, 200},
+		{"a head of the limit passes", 4096, "", 4096, 200},
+		{"a head one byte over the limit", 4096, "", 4097, 431},
+		{"trailers over the limit", 4096, "POST {target} HTTP/1.1\r\nHost: app\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nX-T: " + huge[:5000] + "\r\n\r\n", 0, 400},
+	}
+	rigs := map[int][]framingRig{0: framingRigs(t, Options{}), 4096: framingRigs(t, Options{MaxHeaderBytes: 4096})}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			for _, rig := range rigs[tt.limit] {
+				t.Run(rig.name, func(t *testing.T) {
+					before, _ := rig.app.snapshot()
+					c := rig.dial(t)
+					req := strings.ReplaceAll(tt.req, "{target}", rig.target)
+					if tt.headLen > 0 {
+						req = exactHead(rig.target, tt.headLen)
+					}
+					go io.WriteString(c, req) // the proxy may answer before all is written
+					var res *http.Response
+					if tt.want == 200 {
+						c.SetReadDeadline(time.Now().Add(10 * time.Second))
+						var err error
+						if res, err = http.ReadResponse(bufio.NewReader(c), nil); err != nil {
+							t.Fatal(err)
+						}
+					} else {
+						res = readUntilClosed(t, c, 1)[0]
+					}
+					if res.StatusCode != tt.want {
+						b, _ := io.ReadAll(res.Body)
+						t.Errorf("got %d %.200q, want %d", res.StatusCode, b, tt.want)
+					}
+					after, reqs := rig.app.snapshot()
+					if tt.want == 431 && after != before {
+						t.Errorf("the app received %d bytes (requests %.100q), want nothing", after-before, reqs)
+					}
+				})
+			}
+		})
+	}
+}
+
+// exactHead is a GET of target whose head is exactly n bytes.
+func exactHead(target string, n int) string {
+	start, end := "GET "+target+" HTTP/1.1\r\nHost: app\r\nX-Pad: ", "\r\n\r\n"
+	return start + strings.Repeat("p", n-len(start)-len(end)) + end
+}
+
 // TestAcceptsGoodFraming pins what the guard must pass: the framings a
 // conforming client sends, on one keep-alive connection.
 func TestAcceptsGoodFraming(t *testing.T) {

@@ -73,6 +73,11 @@ type Options struct {
 	// IdleTimeout closes idle client keep-alive connections; if zero, 120s.
 	IdleTimeout time.Duration
 
+	// MaxHeaderBytes bounds a request's line and headers together (and an
+	// HTTP/1 chunked body's trailers); a larger one is answered 431 and
+	// its connection closed. If zero, DefaultMaxHeaderBytes (64 KiB).
+	MaxHeaderBytes int
+
 	Logger  *slog.Logger // if nil, slog.Default()
 	Metrics *Metrics     // if nil, nothing is counted
 	Conns   *ConnTable   // if nil, connections are not listed
@@ -93,6 +98,9 @@ func (o *Options) setDefaults() {
 	}
 	if o.IdleTimeout == 0 {
 		o.IdleTimeout = 120 * time.Second
+	}
+	if o.MaxHeaderBytes == 0 {
+		o.MaxHeaderBytes = DefaultMaxHeaderBytes
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
@@ -330,7 +338,7 @@ func (c *core) newServer(h http.Handler) *http.Server {
 		Handler:           h,
 		ReadHeaderTimeout: c.opt.HeaderTimeout,
 		IdleTimeout:       c.opt.IdleTimeout,
-		MaxHeaderBytes:    1 << 20,
+		MaxHeaderBytes:    c.opt.MaxHeaderBytes, // the guard refuses larger HTTP/1 heads first; this bounds HTTP/2's
 		ErrorLog:          slog.NewLogLogger(c.log.Handler(), slog.LevelDebug),
 		ConnState: func(conn net.Conn, s http.ConnState) {
 			if g := guardOf(conn); g != nil {
