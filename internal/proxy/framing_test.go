@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"sync"
 	"testing"
@@ -549,4 +550,77 @@ func FuzzGuard(f *testing.F) {
 			t.Fatalf("passed %q, not a prefix of %q", out, in)
 		}
 	})
+}
+
+// TestDripWithContentLength: a response with a Content-Length that the app
+// writes slowly reaches the client as it is written, not when a buffer
+// fills or the body ends. The app writes the rest only after the client
+// read the first bytes, so the test cannot pass by luck.
+func TestDripWithContentLength(t *testing.T) {
+	release := make(chan struct{})
+	app := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Length", "10")
+		io.WriteString(w, "first")
+		w.(http.Flusher).Flush()
+		select {
+		case <-release:
+		case <-r.Context().Done():
+			return
+		}
+		io.WriteString(w, "-rest")
+	}))
+	t.Cleanup(app.Close) // after the proxies close, which ends a stuck handler
+	inAddr, _ := startInbound(t, app.URL, false, Options{})
+	out, err := NewOutbound(Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	outURL, _ := url.Parse("http://" + serve(t, out))
+	tests := []struct {
+		name   string
+		client *http.Client
+		url    string
+	}{
+		{"inbound", noProxyClient(), "http://" + inAddr + "/drip"},
+		{"outbound", &http.Client{Transport: &http.Transport{Proxy: http.ProxyURL(outURL), DisableKeepAlives: true}}, app.URL + "/drip"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			type got struct {
+				res   *http.Response
+				first []byte
+				err   error
+			}
+			read := make(chan got, 1)
+			go func() {
+				res, err := tt.client.Get(tt.url)
+				if err != nil {
+					read <- got{err: err}
+					return
+				}
+				first := make([]byte, 5)
+				_, err = io.ReadFull(res.Body, first)
+				read <- got{res, first, err}
+			}()
+			var g got
+			select {
+			case g = <-read:
+			case <-time.After(10 * time.Second): // a deadlock breaker: the app waits for this read
+				t.Fatal("the head and first bytes never reached the client while the app waited: the response was buffered")
+			}
+			if g.err != nil || string(g.first) != "first" {
+				t.Fatalf("first bytes %q, %v", g.first, g.err)
+			}
+			res := g.res
+			defer res.Body.Close()
+			if res.ContentLength != 10 {
+				t.Errorf("Content-Length %d, want 10", res.ContentLength)
+			}
+			release <- struct{}{} // only now may the app write the rest
+			rest, err := io.ReadAll(res.Body)
+			if err != nil || string(rest) != "-rest" {
+				t.Errorf("rest %q, %v; want -rest", rest, err)
+			}
+		})
+	}
 }

@@ -93,6 +93,7 @@ func NewInbound(target string, mode InboundMode, opt Options) (*Inbound, error) 
 		ModifyResponse: modifyResponse,
 		ErrorHandler:   c.errorHandler(capture.DirIn),
 		BufferPool:     bufPool{},
+		FlushInterval:  -1, // bytes reach the client as each upstream read returns, Content-Length or not
 		ErrorLog:       c.newServer(nil).ErrorLog,
 	}
 	// HTTP/2 without TLS: prior knowledge natively, and the (deprecated)

@@ -58,6 +58,7 @@ func NewOutbound(opt Options) (*Outbound, error) {
 		ModifyResponse: modifyResponse,
 		ErrorHandler:   c.errorHandler(capture.DirOut),
 		BufferPool:     bufPool{},
+		FlushInterval:  -1, // bytes reach the client as each upstream read returns, Content-Length or not
 		ErrorLog:       c.newServer(nil).ErrorLog,
 	}
 	p.srv = c.newServer(http.HandlerFunc(p.serveProxy))
