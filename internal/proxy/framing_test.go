@@ -624,3 +624,70 @@ func TestDripWithContentLength(t *testing.T) {
 		})
 	}
 }
+
+// TestEarlyAnswerToUpload: an app that answers before it read the whole
+// request body (413 to a large upload) and closes: the client gets the
+// app's answer, not a 502.
+func TestEarlyAnswerToUpload(t *testing.T) {
+	apps := []struct {
+		name    string
+		handler http.HandlerFunc
+	}{
+		{"net/http app", func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Connection", "close")
+			http.Error(w, "upload too large", http.StatusRequestEntityTooLarge)
+		}},
+		{"app that closes at once", func(w http.ResponseWriter, r *http.Request) {
+			c, brw, err := http.NewResponseController(w).Hijack()
+			if err != nil {
+				return
+			}
+			brw.WriteString("HTTP/1.1 413 Request Entity Too Large\r\nContent-Length: 17\r\nConnection: close\r\n\r\nupload too large\n")
+			brw.Flush()
+			c.Close()
+		}},
+	}
+	for _, a := range apps {
+		t.Run(a.name, func(t *testing.T) {
+			app := httptest.NewServer(a.handler)
+			t.Cleanup(app.Close)
+			inAddr, _ := startInbound(t, app.URL, false, Options{})
+			out, err := NewOutbound(Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			outAddr := serve(t, out)
+			for _, via := range []struct{ name, addr, target string }{
+				{"inbound", inAddr, "/upload"},
+				{"outbound", outAddr, app.URL + "/upload"},
+			} {
+				t.Run(via.name, func(t *testing.T) {
+					c, err := net.Dial("tcp", via.addr)
+					if err != nil {
+						t.Fatal(err)
+					}
+					defer c.Close()
+					const size = 64 << 20
+					fmt.Fprintf(c, "POST %s HTTP/1.1\r\nHost: app\r\nContent-Length: %d\r\n\r\n", via.target, size)
+					go func() { // the upload goes on until goproxy stops reading it
+						chunk := make([]byte, 64<<10)
+						for n := 0; n < size; n += len(chunk) {
+							if _, err := c.Write(chunk); err != nil {
+								return
+							}
+						}
+					}()
+					c.SetReadDeadline(time.Now().Add(10 * time.Second))
+					res, err := http.ReadResponse(bufio.NewReader(c), nil)
+					if err != nil {
+						t.Fatalf("read response: %v", err)
+					}
+					b, _ := io.ReadAll(res.Body)
+					if res.StatusCode != http.StatusRequestEntityTooLarge || string(b) != "upload too large\n" {
+						t.Errorf("got %d %q (X-Tapwire-Error %q), want the app's 413 \"upload too large\"", res.StatusCode, b, res.Header.Get("X-Tapwire-Error"))
+					}
+				})
+			}
+		})
+	}
+}

@@ -11,6 +11,8 @@ import (
 	"net/http/httputil"
 	"strconv"
 	"sync"
+	"sync/atomic"
+	"syscall"
 	"time"
 
 	"golang.org/x/net/http2"
@@ -326,9 +328,16 @@ func (c *core) transport(serverName string) *http.Transport {
 	if cc := c.opt.ClientCert; cc != nil {
 		tcfg.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return cc, nil }
 	}
+	dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
+		conn, err := d.DialContext(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		return &upstreamConn{Conn: conn}, nil
+	}
 	return &http.Transport{
 		Proxy:                 nil, // never follow HTTP_PROXY from goproxy's own environment
-		DialContext:           d.DialContext,
+		DialContext:           dial,
 		TLSClientConfig:       tcfg,
 		TLSHandshakeTimeout:   10 * time.Second,
 		ForceAttemptHTTP2:     true,
@@ -338,6 +347,30 @@ func (c *core) transport(serverName string) *http.Transport {
 		ExpectContinueTimeout: time.Second,
 		DisableCompression:    true, // never add Accept-Encoding the app did not ask for
 	}
+}
+
+// upstreamConn is a connection to an upstream. An app may answer before it
+// has read the whole request body (413 to a large upload) and close; the
+// next write of the body then fails with a reset or a broken pipe, and the
+// transport, seeing that write error first, would drop the answer already
+// on its way and give the client a 502. Once the upstream has closed, writes
+// report success and go nowhere: the transport reads the answer (or, when
+// there is none, the read error) as it would from an app that read the body.
+type upstreamConn struct {
+	net.Conn
+	peerClosed atomic.Bool
+}
+
+func (c *upstreamConn) Write(p []byte) (int, error) {
+	if c.peerClosed.Load() {
+		return len(p), nil
+	}
+	n, err := c.Conn.Write(p)
+	if err != nil && (errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)) {
+		c.peerClosed.Store(true)
+		return len(p), nil
+	}
+	return n, err
 }
 
 // h2cTransport speaks HTTP/2 with prior knowledge to a cleartext app.
