@@ -79,6 +79,7 @@ type Config struct {
 	QueueBytes      int64         // SHIP_QUEUE_BYTES: bound of records waiting to ship; if zero, 16 MiB
 	ShutdownTimeout time.Duration // SHUTDOWN_TIMEOUT: how long SIGTERM waits for exchanges and the flush; if zero, 20s
 	HeaderTimeout   time.Duration // READ_HEADER_TIMEOUT: a client slower to send its headers is cut off; if zero, 10s
+	MaxHeaderBytes  int64         // PROXY_MAX_HEADER_BYTES: a request's line and headers together; larger ones get 431; if zero, 64 KiB
 }
 
 // Defaults are the values of the deployment guide's contract.
@@ -126,6 +127,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.LeafCacheSize == 0 {
 		c.LeafCacheSize = 1024
+	}
+	if c.MaxHeaderBytes == 0 {
+		c.MaxHeaderBytes = 64 << 10
 	}
 }
 
@@ -203,6 +207,9 @@ func (c *Config) Validate() error {
 	if c.BodyLimit < -1 {
 		return configError("BODY_CAPTURE_LIMIT", strconv.FormatInt(c.BodyLimit, 10), "want a byte count, or -1 to capture no bodies")
 	}
+	if c.MaxHeaderBytes < 1<<10 || c.MaxHeaderBytes > 64<<20 {
+		return configError("PROXY_MAX_HEADER_BYTES", strconv.FormatInt(c.MaxHeaderBytes, 10), "want a byte count from 1KiB to 64MiB")
+	}
 	if c.QueueBytes < 64<<10 {
 		return configError("SHIP_QUEUE_BYTES", strconv.FormatInt(c.QueueBytes, 10), "want at least 65536")
 	}
@@ -261,6 +268,7 @@ func Load(args []string, getenv func(string) string, out io.Writer) (*Config, er
 	bytes(&c.QueueBytes, "SHIP_QUEUE_BYTES", "queue-bytes", "bound of records waiting to ship; beyond it records are dropped and counted (default 16MiB)")
 	dur(&c.ShutdownTimeout, "SHUTDOWN_TIMEOUT", "shutdown-timeout", "how long SIGTERM waits for in-flight exchanges and the last flush (default 20s)")
 	dur(&c.HeaderTimeout, "READ_HEADER_TIMEOUT", "read-header-timeout", "clients slower to send request headers are cut off (default 10s)")
+	bytes(&c.MaxHeaderBytes, "PROXY_MAX_HEADER_BYTES", "max-header-bytes", "bound of a request's line and headers together; larger requests get 431 and are disconnected (default 64KiB)")
 
 	// The environment first, then flags over it.
 	if err := set.Parse(fs, args, getenv); err != nil {

@@ -312,6 +312,8 @@ func TestConfigErrors(t *testing.T) {
 		{"same ports", map[string]string{"PROXY_IN_PORT": "5000", "PROXY_OUT_PORT": "5000"}, "must differ"},
 		{"log level", map[string]string{"LOG_LEVEL": "loud"}, `LOG_LEVEL="loud"`},
 		{"body limit", map[string]string{"BODY_CAPTURE_LIMIT": "lots"}, `BODY_CAPTURE_LIMIT="lots"`},
+		{"header limit", map[string]string{"PROXY_MAX_HEADER_BYTES": "lots"}, `PROXY_MAX_HEADER_BYTES="lots"`},
+		{"header limit too small", map[string]string{"PROXY_MAX_HEADER_BYTES": "100"}, `PROXY_MAX_HEADER_BYTES="100": want a byte count from 1KiB to 64MiB`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -330,7 +332,8 @@ func TestConfigDefaultsFollowTheGuide(t *testing.T) {
 	}
 	if cfg.InPort != 4143 || cfg.OutPort != 4140 || cfg.ProxyType != "dual" || cfg.ProxyProtocol != "tcp:http" ||
 		cfg.TLSCertDir != "/etc/ssl/speedscale" || cfg.ReverseHost != "localhost" || cfg.ReversePort != 80 ||
-		cfg.MetricsPort != 4145 || cfg.DiagPort != 4100 || cfg.OutListenHost != "127.0.0.1" || cfg.BodyLimit != 1<<20 {
+		cfg.MetricsPort != 4145 || cfg.DiagPort != 4100 || cfg.OutListenHost != "127.0.0.1" || cfg.BodyLimit != 1<<20 ||
+		cfg.MaxHeaderBytes != 64<<10 {
 		t.Errorf("defaults = %+v", cfg)
 	}
 	// A flag wins over its variable.
@@ -340,6 +343,14 @@ func TestConfigDefaultsFollowTheGuide(t *testing.T) {
 	}
 	if cfg.ReversePort != 9090 || !cfg.TLSOutUnwrap {
 		t.Errorf("flags over env: port %d unwrap %v", cfg.ReversePort, cfg.TLSOutUnwrap)
+	}
+	cfg, err = Load(nil, envOf(map[string]string{"PROXY_MAX_HEADER_BYTES": "8KiB"}))
+	if err != nil || cfg.MaxHeaderBytes != 8<<10 {
+		t.Errorf("PROXY_MAX_HEADER_BYTES=8KiB: got %d, %v; want 8192", cfg.MaxHeaderBytes, err)
+	}
+	cfg, err = Load([]string{"-max-header-bytes", "16384"}, envOf(map[string]string{"PROXY_MAX_HEADER_BYTES": "8KiB"}))
+	if err != nil || cfg.MaxHeaderBytes != 16<<10 {
+		t.Errorf("-max-header-bytes over the variable: got %d, %v; want 16384", cfg.MaxHeaderBytes, err)
 	}
 }
 

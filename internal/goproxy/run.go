@@ -84,15 +84,16 @@ func New(cfg *Config, log *slog.Logger) (_ *Server, err error) {
 	}
 
 	opt := proxy.Options{
-		Labels:        cfg.Labels,
-		Tags:          capture.Tags{"captureMode": cfg.CaptureMode, "proxyType": cfg.ProxyType, "proxyProtocol": cfg.ProxyProtocol},
-		BodyLimit:     cfg.BodyLimit,
-		HeaderTimeout: cfg.HeaderTimeout,
-		Logger:        log,
-		Metrics:       proxy.NewMetrics(regr),
-		Conns:         s.conns,
-		NoSocks:       cfg.ProxyProtocol == "http",
-		NoHTTPProxy:   cfg.ProxyProtocol == "socks",
+		Labels:         cfg.Labels,
+		Tags:           capture.Tags{"captureMode": cfg.CaptureMode, "proxyType": cfg.ProxyType, "proxyProtocol": cfg.ProxyProtocol},
+		BodyLimit:      cfg.BodyLimit,
+		HeaderTimeout:  cfg.HeaderTimeout,
+		MaxHeaderBytes: int(cfg.MaxHeaderBytes),
+		Logger:         log,
+		Metrics:        proxy.NewMetrics(regr),
+		Conns:          s.conns,
+		NoSocks:        cfg.ProxyProtocol == "http",
+		NoHTTPProxy:    cfg.ProxyProtocol == "socks",
 	}
 	if cfg.SocksUser != "" {
 		opt.SocksAuth = &proxy.SocksAuth{Username: cfg.SocksUser, Password: cfg.SocksPassword}

@@ -62,6 +62,13 @@ func (b *bodyTee) Read(p []byte) (int, error) {
 
 func (b *bodyTee) Close() error { return b.rc.Close() }
 
+// readErr returns the first error reading the body, other than EOF.
+func (b *bodyTee) readErr() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.err
+}
+
 // body returns what was captured as a record body, and the messages when
 // the body was framed.
 func (b *bodyTee) body() (capture.Body, []capture.Message, bool) {

@@ -255,6 +255,10 @@ func infoOf(c net.Conn) *connInfo {
 			return v.info
 		case *peekConn:
 			c = v.Conn
+		case *guardConn:
+			c = v.Conn
+		case *guardTLSConn:
+			c = v.Conn
 		default:
 			return nil
 		}

@@ -93,6 +93,7 @@ func NewInbound(target string, mode InboundMode, opt Options) (*Inbound, error) 
 		ModifyResponse: modifyResponse,
 		ErrorHandler:   c.errorHandler(capture.DirIn),
 		BufferPool:     bufPool{},
+		FlushInterval:  -1, // bytes reach the client as each upstream read returns, Content-Length or not
 		ErrorLog:       c.newServer(nil).ErrorLog,
 	}
 	// HTTP/2 without TLS: prior knowledge natively, and the (deprecated)
@@ -129,7 +130,7 @@ func withUpstream(h http.Handler, addr string) http.Handler {
 func (p *Inbound) Serve(ln net.Listener) error {
 	ln = &trackListener{Listener: ln, name: "inbound", dir: capture.DirIn, table: p.c.opt.Conns, m: p.c.m, live: &p.live}
 	if p.mode == InboundHTTP && p.c.opt.InboundTLS == nil {
-		err := p.srv.Serve(ln)
+		err := p.srv.Serve(guardListener{ln, p.c})
 		if errors.Is(err, http.ErrServerClosed) {
 			return nil
 		}
@@ -171,6 +172,10 @@ func (p *Inbound) dispatch(conn net.Conn, httpLn *chanListener) {
 			}
 			info.set(p.target.Host, proto, nil)
 		}
+		if kind == sniffHTTP1 {
+			httpLn.push(p.c.guard(pc))
+			return
+		}
 		httpLn.push(pc)
 	case sniffClosed:
 		// Connected and closed without a byte: a load balancer's TCP
@@ -209,8 +214,13 @@ func (p *Inbound) serveTLS(conn net.Conn, pc *peekConn, httpLn *chanListener) {
 		info.set(p.target.Host, "tls", tlsFacts(&cs))
 	}
 	// The server sees a *tls.Conn: it fills r.TLS and hands h2 to its
-	// HTTP/2 server.
-	httpLn.push(tc)
+	// HTTP/2 server. HTTP/1 goes through the framing guard, which gives
+	// the server the TLS state.
+	if tc.ConnectionState().NegotiatedProtocol == "h2" {
+		httpLn.push(tc)
+		return
+	}
+	httpLn.push(p.c.guard(tc))
 }
 
 // fullPreface waits for the whole HTTP/2 client preface and checks it.

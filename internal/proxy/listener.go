@@ -62,6 +62,14 @@ type peekConn struct {
 
 func (c *peekConn) Read(p []byte) (int, error) { return c.r.Read(p) }
 
+// CloseWrite half-closes when the underlying connection can.
+func (c *peekConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return nil
+}
+
 // sniffKind is what the first bytes of a connection look like.
 type sniffKind int
 

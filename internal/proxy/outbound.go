@@ -11,6 +11,8 @@ import (
 	"net/http/httputil"
 	"strconv"
 	"sync"
+	"sync/atomic"
+	"syscall"
 	"time"
 
 	"golang.org/x/net/http2"
@@ -58,6 +60,7 @@ func NewOutbound(opt Options) (*Outbound, error) {
 		ModifyResponse: modifyResponse,
 		ErrorHandler:   c.errorHandler(capture.DirOut),
 		BufferPool:     bufPool{},
+		FlushInterval:  -1, // bytes reach the client as each upstream read returns, Content-Length or not
 		ErrorLog:       c.newServer(nil).ErrorLog,
 	}
 	p.srv = c.newServer(http.HandlerFunc(p.serveProxy))
@@ -76,7 +79,7 @@ func (p *Outbound) Serve(ln net.Listener) error {
 		go p.mitmSrv.Serve(p.mitmLn)
 	})
 	if p.c.opt.NoSocks {
-		err := p.srv.Serve(ln)
+		err := p.srv.Serve(guardListener{ln, p.c})
 		if errors.Is(err, http.ErrServerClosed) {
 			return nil
 		}
@@ -109,7 +112,7 @@ func (p *Outbound) dispatch(conn net.Conn, httpLn *chanListener) {
 			conn.Close()
 			return
 		}
-		httpLn.push(&peekConn{Conn: conn, r: br})
+		httpLn.push(p.c.guard(&peekConn{Conn: conn, r: br}))
 		return
 	}
 	target, err := socksHandshake(br, conn, p.c.opt.SocksAuth)
@@ -244,7 +247,7 @@ func (p *Outbound) tunnel(conn, c net.Conn, target, proxyName string) {
 		p.serveH2(tc, t)
 		return
 	}
-	p.mitmLn.push(&tunnelConn{Conn: tc, t: t})
+	p.mitmLn.push(&tunnelConn{Conn: p.c.guard(tc), t: t})
 }
 
 // serveH2 serves an unwrapped tunnel in which the app chose HTTP/2: each
@@ -325,9 +328,16 @@ func (c *core) transport(serverName string) *http.Transport {
 	if cc := c.opt.ClientCert; cc != nil {
 		tcfg.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return cc, nil }
 	}
+	dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
+		conn, err := d.DialContext(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		return &upstreamConn{Conn: conn}, nil
+	}
 	return &http.Transport{
 		Proxy:                 nil, // never follow HTTP_PROXY from goproxy's own environment
-		DialContext:           d.DialContext,
+		DialContext:           dial,
 		TLSClientConfig:       tcfg,
 		TLSHandshakeTimeout:   10 * time.Second,
 		ForceAttemptHTTP2:     true,
@@ -337,6 +347,30 @@ func (c *core) transport(serverName string) *http.Transport {
 		ExpectContinueTimeout: time.Second,
 		DisableCompression:    true, // never add Accept-Encoding the app did not ask for
 	}
+}
+
+// upstreamConn is a connection to an upstream. An app may answer before it
+// has read the whole request body (413 to a large upload) and close; the
+// next write of the body then fails with a reset or a broken pipe, and the
+// transport, seeing that write error first, would drop the answer already
+// on its way and give the client a 502. Once the upstream has closed, writes
+// report success and go nowhere: the transport reads the answer (or, when
+// there is none, the read error) as it would from an app that read the body.
+type upstreamConn struct {
+	net.Conn
+	peerClosed atomic.Bool
+}
+
+func (c *upstreamConn) Write(p []byte) (int, error) {
+	if c.peerClosed.Load() {
+		return len(p), nil
+	}
+	n, err := c.Conn.Write(p)
+	if err != nil && (errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)) {
+		c.peerClosed.Store(true)
+		return len(p), nil
+	}
+	return n, err
 }
 
 // h2cTransport speaks HTTP/2 with prior knowledge to a cleartext app.

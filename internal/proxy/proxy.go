@@ -11,6 +11,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -72,6 +73,11 @@ type Options struct {
 	// IdleTimeout closes idle client keep-alive connections; if zero, 120s.
 	IdleTimeout time.Duration
 
+	// MaxHeaderBytes bounds a request's line and headers together (and an
+	// HTTP/1 chunked body's trailers); a larger one is answered 431 and
+	// its connection closed. If zero, DefaultMaxHeaderBytes (64 KiB).
+	MaxHeaderBytes int
+
 	Logger  *slog.Logger // if nil, slog.Default()
 	Metrics *Metrics     // if nil, nothing is counted
 	Conns   *ConnTable   // if nil, connections are not listed
@@ -93,6 +99,9 @@ func (o *Options) setDefaults() {
 	if o.IdleTimeout == 0 {
 		o.IdleTimeout = 120 * time.Second
 	}
+	if o.MaxHeaderBytes == 0 {
+		o.MaxHeaderBytes = DefaultMaxHeaderBytes
+	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
@@ -107,10 +116,20 @@ type exchange struct {
 	res      *http.Response // the upstream's response, once headers arrived
 	resHdr   capture.Headers
 	err      error
+	client   bool // err is the client's doing: its body failed or it went away
+	reqBody  *bodyTee
 	upstream string // the address dialled
 }
 
 type exchangeKey struct{}
+
+// bodyErr reports whether reading the client's request body failed.
+func (ex *exchange) bodyErr() bool {
+	if ex.reqBody == nil {
+		return false
+	}
+	return ex.reqBody.readErr() != nil
+}
 
 // core holds what both directions share.
 type core struct {
@@ -133,6 +152,7 @@ func (c *core) serveCaptured(w http.ResponseWriter, r *http.Request, dir capture
 	if r.Body != nil && r.Body != http.NoBody {
 		reqTee = newBodyTee(r.Body, c.opt.BodyLimit)
 		r.Body = reqTee
+		ex.reqBody = reqTee
 	}
 	reqHdr := headers(r.Header)
 	cw := &captureWriter{ResponseWriter: w, limit: c.opt.BodyLimit}
@@ -223,10 +243,17 @@ func (c *core) serveCaptured(w http.ResponseWriter, r *http.Request, dir capture
 	if cw.ws != nil {
 		rec.HTTP.Messages, rec.HTTP.MessagesTruncated = cw.ws.messages()
 	}
-	if ex.err != nil {
+	var bodyErr error
+	if reqTee != nil {
+		bodyErr = reqTee.readErr()
+	}
+	switch {
+	case bodyErr != nil:
+		rec.Error = "client: read request body: " + bodyErr.Error()
+	case ex.err != nil && ex.client:
+		rec.Error = "client: " + ex.err.Error()
+	case ex.err != nil:
 		rec.Error = ex.err.Error()
-	} else if reqTee != nil && reqTee.err != nil {
-		rec.Error = "read request body: " + reqTee.err.Error()
 	}
 	c.opt.Emitter.Emit(rec)
 }
@@ -250,15 +277,29 @@ func modifyResponse(res *http.Response) error {
 
 // errorHandler is the one place where a failed exchange becomes the
 // client's response: 502 (504 on a timeout), the detail in the record and
-// the log, never the upstream's internals in the body.
+// the log, never the upstream's internals in the body. A failure of the
+// client's side (its request body was malformed or cut short, or it went
+// away) is its own fault: 400 and the connection closed.
 func (c *core) errorHandler(dir capture.Direction) func(http.ResponseWriter, *http.Request, error) {
 	return func(w http.ResponseWriter, r *http.Request, err error) {
-		if ex, ok := r.Context().Value(exchangeKey{}).(*exchange); ok {
+		ex, _ := r.Context().Value(exchangeKey{}).(*exchange)
+		if ex != nil {
 			ex.err = err
 		}
-		if errors.Is(err, context.Canceled) {
-			// The client went away; nobody reads a response.
-			c.log.Debug("client canceled", "direction", dir, "url", r.URL.String())
+		var fe *framingError
+		if r.Context().Err() != nil || errors.As(err, &fe) || (ex != nil && ex.bodyErr()) {
+			// The server cancels the request when reading the client's
+			// connection fails, mid-body included.
+			if ex != nil {
+				ex.client = true
+			}
+			c.m.badRequests.Inc()
+			c.log.Info("client failed", "direction", dir, "url", r.URL.String(), "err", err)
+			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+			w.Header().Set("Connection", "close")
+			w.Header().Set("X-Tapwire-Error", "client")
+			w.WriteHeader(http.StatusBadRequest)
+			io.WriteString(w, "400 Bad Request: goproxy could not read the whole request from the client\n")
 			return
 		}
 		c.m.upstreamErrors(dir).Inc()
@@ -297,8 +338,13 @@ func (c *core) newServer(h http.Handler) *http.Server {
 		Handler:           h,
 		ReadHeaderTimeout: c.opt.HeaderTimeout,
 		IdleTimeout:       c.opt.IdleTimeout,
-		MaxHeaderBytes:    1 << 20,
+		MaxHeaderBytes:    c.opt.MaxHeaderBytes, // the guard refuses larger HTTP/1 heads first; this bounds HTTP/2's
 		ErrorLog:          slog.NewLogLogger(c.log.Handler(), slog.LevelDebug),
+		ConnState: func(conn net.Conn, s http.ConnState) {
+			if g := guardOf(conn); g != nil {
+				g.setState(s)
+			}
+		},
 		ConnContext: func(ctx context.Context, conn net.Conn) context.Context {
 			if tc, ok := conn.(*tunnelConn); ok {
 				ctx = context.WithValue(ctx, tunnelKey{}, tc.t)
