@@ -344,11 +344,11 @@ func TestConfigDefaultsFollowTheGuide(t *testing.T) {
 	if cfg.ReversePort != 9090 || !cfg.TLSOutUnwrap {
 		t.Errorf("flags over env: port %d unwrap %v", cfg.ReversePort, cfg.TLSOutUnwrap)
 	}
-	cfg, err = Load(nil, envOf(map[string]string{"PROXY_MAX_HEADER_BYTES": "8KiB"}))
+	cfg, err = Load(nil, envOf(map[string]string{"PROXY_MAX_HEADER_BYTES": "8KiB"}), io.Discard)
 	if err != nil || cfg.MaxHeaderBytes != 8<<10 {
 		t.Errorf("PROXY_MAX_HEADER_BYTES=8KiB: got %d, %v; want 8192", cfg.MaxHeaderBytes, err)
 	}
-	cfg, err = Load([]string{"-max-header-bytes", "16384"}, envOf(map[string]string{"PROXY_MAX_HEADER_BYTES": "8KiB"}))
+	cfg, err = Load([]string{"-max-header-bytes", "16384"}, envOf(map[string]string{"PROXY_MAX_HEADER_BYTES": "8KiB"}), io.Discard)
 	if err != nil || cfg.MaxHeaderBytes != 16<<10 {
 		t.Errorf("-max-header-bytes over the variable: got %d, %v; want 16384", cfg.MaxHeaderBytes, err)
 	}
