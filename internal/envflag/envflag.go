@@ -24,6 +24,11 @@ func (e *Error) Error() string {
 }
 
 // Set is the settings of one command.
+//
+// Defaults are written once, where a command applies them to its config
+// (its setDefaults): the help shows them by binding a second Set the same
+// way to a config with its defaults applied (Defaults), so the help cannot
+// drift from the code.
 type Set struct {
 	bs []binding
 }
@@ -31,16 +36,35 @@ type Set struct {
 type binding struct {
 	env, flag, help string
 	set             func(string) error
+	show            func() string // the bound value as the help shows a default; "" for none
 	isBool          bool
+	def             string // the default, from Defaults
 }
 
-func (s *Set) add(env, fl, help string, isBool bool, set func(string) error) {
-	s.bs = append(s.bs, binding{env, fl, help, set, isBool})
+func (s *Set) add(env, fl, help string, isBool bool, set func(string) error, show func() string) {
+	s.bs = append(s.bs, binding{env: env, flag: fl, help: help, set: set, show: show, isBool: isBool})
+}
+
+// Defaults takes the help's defaults from d, a Set bound by the same code
+// to a config whose defaults are applied: each setting whose value there is
+// not zero shows it as "(default V)".
+func (s *Set) Defaults(d *Set) {
+	for i := range s.bs {
+		if i < len(d.bs) && d.bs[i].env == s.bs[i].env {
+			s.bs[i].def = d.bs[i].show()
+		}
+	}
 }
 
 // String binds *p.
 func (s *Set) String(p *string, env, fl, help string) {
-	s.add(env, fl, help, false, func(v string) error { *p = v; return nil })
+	s.add(env, fl, help, false, func(v string) error { *p = v; return nil }, func() string { return *p })
+}
+
+// Func binds a setting of its own syntax: set parses a value (an *Error
+// for a bad one), show gives the current value for the help ("" for none).
+func (s *Set) Func(env, fl, help string, set func(string) error, show func() string) {
+	s.add(env, fl, help, false, set, show)
 }
 
 // Int binds *p, a whole number.
@@ -52,6 +76,11 @@ func (s *Set) Int(p *int, env, fl, help string) {
 		}
 		*p = n
 		return nil
+	}, func() string {
+		if *p == 0 {
+			return ""
+		}
+		return strconv.Itoa(*p)
 	})
 }
 
@@ -65,6 +94,11 @@ func (s *Set) Bytes(p *int64, env, fl, help string) {
 		}
 		*p = n
 		return nil
+	}, func() string {
+		if *p == 0 {
+			return ""
+		}
+		return FormatBytes(*p)
 	})
 }
 
@@ -78,6 +112,11 @@ func (s *Set) Bool(p *bool, env, fl, help string) {
 		}
 		*p = b
 		return nil
+	}, func() string {
+		if !*p {
+			return ""
+		}
+		return "true"
 	})
 }
 
@@ -90,6 +129,11 @@ func (s *Set) Duration(p *time.Duration, env, fl, help string) {
 		}
 		*p = d
 		return nil
+	}, func() string {
+		if *p == 0 {
+			return ""
+		}
+		return p.String()
 	})
 }
 
@@ -98,6 +142,15 @@ func (s *Set) Duration(p *time.Duration, env, fl, help string) {
 // names the variable. A bad flag value is reported by fs with what is
 // allowed.
 func (s *Set) Parse(fs *flag.FlagSet, args []string, getenv func(string) string) error {
+	if err := s.Env(getenv); err != nil {
+		return err
+	}
+	s.Flags(fs)
+	return fs.Parse(args)
+}
+
+// Env sets every variable getenv gives; an *Error for a bad value.
+func (s *Set) Env(getenv func(string) string) error {
 	for _, b := range s.bs {
 		if v := getenv(b.env); v != "" {
 			if err := b.set(v); err != nil {
@@ -105,6 +158,12 @@ func (s *Set) Parse(fs *flag.FlagSet, args []string, getenv func(string) string)
 			}
 		}
 	}
+	return nil
+}
+
+// Flags defines on fs one flag per setting, whose help names the variable
+// and the default (see Defaults).
+func (s *Set) Flags(fs *flag.FlagSet) {
 	for _, b := range s.bs {
 		set := func(v string) error {
 			if err := b.set(v); err != nil {
@@ -115,13 +174,17 @@ func (s *Set) Parse(fs *flag.FlagSet, args []string, getenv func(string) string)
 			}
 			return nil
 		}
+		help := b.help
+		if b.def != "" && !strings.Contains(help, "(default ") { // a default that depends on other settings says so itself
+			help += " (default " + b.def + ")"
+		}
+		help += " [$" + b.env + "]"
 		if b.isBool {
-			fs.BoolFunc(b.flag, b.help+" [$"+b.env+"]", set)
+			fs.BoolFunc(b.flag, help, set)
 		} else {
-			fs.Func(b.flag, b.help+" [$"+b.env+"]", set)
+			fs.Func(b.flag, help, set)
 		}
 	}
-	return fs.Parse(args)
 }
 
 // ParseBytes reads a byte count: a whole number with an optional unit
@@ -149,4 +212,18 @@ func ParseBytes(s string) (int64, error) {
 		return 0, errors.New("negative")
 	}
 	return n * mult, nil
+}
+
+// FormatBytes writes a byte count as ParseBytes reads it, in the largest
+// binary unit that divides it: 1MiB, 512KiB, 1536 (and -1).
+func FormatBytes(n int64) string {
+	for _, u := range []struct {
+		suffix string
+		m      int64
+	}{{"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}} {
+		if n > 0 && n%u.m == 0 {
+			return strconv.FormatInt(n/u.m, 10) + u.suffix
+		}
+	}
+	return strconv.FormatInt(n, 10)
 }

@@ -63,3 +63,62 @@ func TestParseBytes(t *testing.T) {
 		}
 	}
 }
+
+// TestDefaultsInHelp: the help shows each default from a second Set bound
+// to a config with its defaults applied, in the setting's own syntax; a
+// help that states its own conditional default keeps it.
+func TestDefaultsInHelp(t *testing.T) {
+	type cfg struct {
+		name  string
+		size  int64
+		n     int
+		wait  time.Duration
+		on    bool
+		other string
+	}
+	bind := func(s *Set, c *cfg) {
+		s.String(&c.name, "X_NAME", "name", "a name")
+		s.Bytes(&c.size, "X_SIZE", "size", "a size")
+		s.Int(&c.n, "X_N", "n", "a count")
+		s.Duration(&c.wait, "X_WAIT", "wait", "a wait")
+		s.Bool(&c.on, "X_ON", "on", "a switch")
+		s.String(&c.other, "X_OTHER", "other", "depends (default a when b)")
+	}
+	var set, defs Set
+	var c cfg
+	bind(&set, &c)
+	bind(&defs, &cfg{name: "tapwire", size: 32 << 20, n: 4, wait: 20 * time.Second, on: true, other: "zzz"})
+	set.Defaults(&defs)
+	fs := flag.NewFlagSet("x", flag.ContinueOnError)
+	var help strings.Builder
+	fs.SetOutput(&help)
+	if err := set.Parse(fs, []string{"-size", "1KiB"}, func(string) string { return "" }); err != nil {
+		t.Fatal(err)
+	}
+	fs.PrintDefaults()
+	for _, want := range []string{"a name (default tapwire) [$X_NAME]", "a size (default 32MiB) [$X_SIZE]", "a count (default 4) [$X_N]",
+		"a wait (default 20s) [$X_WAIT]", "a switch (default true) [$X_ON]", "depends (default a when b) [$X_OTHER]"} {
+		if !strings.Contains(help.String(), want) {
+			t.Errorf("help lacks %q:\n%s", want, help.String())
+		}
+	}
+	if c.size != 1024 {
+		t.Errorf("size = %d, want 1024", c.size)
+	}
+}
+
+func TestFormatBytes(t *testing.T) {
+	for _, tt := range []struct {
+		n    int64
+		want string
+	}{{1 << 20, "1MiB"}, {512 << 10, "512KiB"}, {1536, "1536"}, {3 << 30, "3GiB"}, {-1, "-1"}, {0, "0"}, {1, "1"}} {
+		if got := FormatBytes(tt.n); got != tt.want {
+			t.Errorf("FormatBytes(%d) = %q, want %q", tt.n, got, tt.want)
+		}
+		if tt.n >= 0 || tt.n == -1 {
+			if back, err := ParseBytes(FormatBytes(tt.n)); err != nil || back != tt.n {
+				t.Errorf("ParseBytes(FormatBytes(%d)) = %d, %v", tt.n, back, err)
+			}
+		}
+	}
+}

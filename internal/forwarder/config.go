@@ -265,35 +265,12 @@ func Load(args []string, getenv func(string) string, out io.Writer) (*Config, er
 	fs.SetOutput(out)
 	fs.Usage = func() { usage(fs) }
 
-	var set envflag.Set
-	str, num, num64, dur := set.String, set.Int, set.Bytes, set.Duration
-	str(&c.Listen, "FORWARDER_LISTEN", "listen", "address to serve batches and the health check on (default :8888)")
-	str(&c.Dir, "FORWARDER_DIR", "dir", "directory sink: records are appended to JSONL files here (default ./tapwire-forwarded when no other sink is configured)")
-	str(&c.Token, "FORWARDER_TOKEN", "token", "shared token goproxies must send as a bearer token; empty accepts anyone")
-	str(&c.HubURL, "SPEEDSCALE_APP_URL", "app-url", "hub sink: the hub's host[:port] (https) or URL")
-	str(&c.APIKey, "SPEEDSCALE_API_KEY", "api-key", "the API key presented to the hub (prefer the environment: flags show in ps)")
-	str(&c.Bucket, "TENANT_BUCKET", "bucket", "bucket sink: the S3 bucket for raw batches")
-	str(&c.Region, "TENANT_REGION", "region", "the bucket's region (default the AWS SDK's, else us-east-1)")
-	str(&c.BucketEndpoint, "TENANT_BUCKET_ENDPOINT", "bucket-endpoint", "S3 endpoint override for S3-compatible stores, e.g. http://minio:9000")
-	str(&c.BucketPathStyle, "TENANT_BUCKET_PATH_STYLE", "bucket-path-style", "true or false: bucket in the URL path (default true with an endpoint override)")
-	str(&c.BucketPrefix, "TENANT_BUCKET_PREFIX", "bucket-prefix", "prefix of every object key")
-	str(&c.Cluster, "CLUSTER_NAME", "cluster-name", "cluster label set on records that carry none")
-	str(&c.TenantID, "TENANT_ID", "tenant-id", "tenant label set on every record")
-	str(&c.TenantName, "TENANT_NAME", "tenant-name", "tenant name set as tags.tenantName on every record")
-	str(&c.SubTenantName, "SUB_TENANT_NAME", "sub-tenant-name", "sub-tenant name set as tags.subTenant on every record")
-	num64(&c.MaxBatchBytes, "FORWARDER_MAX_BATCH_BYTES", "max-batch-bytes", "largest decompressed batch accepted; larger ones get 413 (default 33554432)")
-	num(&c.MaxInFlight, "FORWARDER_MAX_IN_FLIGHT", "max-in-flight", "batches decoded at once; beyond it 429 with Retry-After (default 4)")
-	str(&c.SpoolDir, "FORWARDER_SPOOL_DIR", "spool-dir", "directory of the on-disk spool (default ./tapwire-spool)")
-	num64(&c.SpoolBytes, "FORWARDER_SPOOL_BYTES", "spool-bytes", "bound of the spool on disk; beyond it the oldest records are dropped and counted (default 1073741824)")
-	num64(&c.SpoolSegmentBytes, "FORWARDER_SPOOL_SEGMENT_BYTES", "spool-segment-bytes", "size of one spool file (default 16777216)")
-	str(&c.SpoolSync, "FORWARDER_SPOOL_SYNC", "spool-sync", "fsync policy: batch (a batch is fsynced before 200) or none (risky) (default batch)")
-	str(&c.FilterRule, "SPEEDSCALE_FILTER_RULE", "filter-rule", "filter dropping unwanted traffic: standard (health checks, metrics scrapes), none, JSON or a file (default standard)")
-	str(&c.Redact, "SPEEDSCALE_REDACT", "redact", "true or false: the default redaction of credentials (headers, query parameters, body fields) and card numbers (default true)")
-	str(&c.RedactBodies, "SPEEDSCALE_REDACT_BODIES", "redact-bodies", "true or false: the default redaction reads bodies (credential fields, card numbers); false leaves bodies to SPEEDSCALE_DLP_CONFIG (default true)")
-	str(&c.DLPConfig, "SPEEDSCALE_DLP_CONFIG", "dlp-config", "more redaction rules: JSON in the vendor's redactlist form, or a file holding it (see docs/forwarder.md)")
-	num64(&c.DeliveryBatchBytes, "FORWARDER_DELIVERY_BATCH_BYTES", "delivery-batch-bytes", "most spooled bytes in one delivery to a sink (default 4194304)")
-	str(&c.LogLevel, "LOG_LEVEL", "log-level", "debug, info, warn or error (default info)")
-	dur(&c.ShutdownTimeout, "SHUTDOWN_TIMEOUT", "shutdown-timeout", "how long SIGTERM waits for batches in flight and deliveries (default 20s)")
+	var set, defs envflag.Set
+	bind(&set, c)
+	d := &Config{}
+	d.setDefaults()
+	bind(&defs, d)
+	set.Defaults(&defs)
 
 	// The environment first, then flags over it.
 	if err := set.Parse(fs, args, getenv); err != nil {
@@ -312,6 +289,39 @@ func Load(args []string, getenv func(string) string, out io.Writer) (*Config, er
 		return nil, err
 	}
 	return c, nil
+}
+
+// bind binds every setting of c to set: the one list of settings, which
+// Load parses and the help shows with the defaults of setDefaults.
+func bind(set *envflag.Set, c *Config) {
+	str, num, num64, dur := set.String, set.Int, set.Bytes, set.Duration
+	str(&c.Listen, "FORWARDER_LISTEN", "listen", "address to serve batches and the health check on")
+	str(&c.Dir, "FORWARDER_DIR", "dir", "directory sink: records are appended to JSONL files here (default ./tapwire-forwarded when no other sink is configured)")
+	str(&c.Token, "FORWARDER_TOKEN", "token", "shared token goproxies must send as a bearer token; empty accepts anyone")
+	str(&c.HubURL, "SPEEDSCALE_APP_URL", "app-url", "hub sink: the hub's host[:port] (https) or URL")
+	str(&c.APIKey, "SPEEDSCALE_API_KEY", "api-key", "the API key presented to the hub (prefer the environment: flags show in ps)")
+	str(&c.Bucket, "TENANT_BUCKET", "bucket", "bucket sink: the S3 bucket for raw batches")
+	str(&c.Region, "TENANT_REGION", "region", "the bucket's region (default the AWS SDK's, else us-east-1)")
+	str(&c.BucketEndpoint, "TENANT_BUCKET_ENDPOINT", "bucket-endpoint", "S3 endpoint override for S3-compatible stores, e.g. http://minio:9000")
+	str(&c.BucketPathStyle, "TENANT_BUCKET_PATH_STYLE", "bucket-path-style", "true or false: bucket in the URL path (default true with an endpoint override, else false)")
+	str(&c.BucketPrefix, "TENANT_BUCKET_PREFIX", "bucket-prefix", "prefix of every object key")
+	str(&c.Cluster, "CLUSTER_NAME", "cluster-name", "cluster label set on records that carry none")
+	str(&c.TenantID, "TENANT_ID", "tenant-id", "tenant label set on every record")
+	str(&c.TenantName, "TENANT_NAME", "tenant-name", "tenant name set as tags.tenantName on every record")
+	str(&c.SubTenantName, "SUB_TENANT_NAME", "sub-tenant-name", "sub-tenant name set as tags.subTenant on every record")
+	num64(&c.MaxBatchBytes, "FORWARDER_MAX_BATCH_BYTES", "max-batch-bytes", "largest decompressed batch accepted; larger ones get 413")
+	num(&c.MaxInFlight, "FORWARDER_MAX_IN_FLIGHT", "max-in-flight", "batches decoded at once; beyond it 429 with Retry-After")
+	str(&c.SpoolDir, "FORWARDER_SPOOL_DIR", "spool-dir", "directory of the on-disk spool")
+	num64(&c.SpoolBytes, "FORWARDER_SPOOL_BYTES", "spool-bytes", "bound of the spool on disk; beyond it the oldest records are dropped and counted")
+	num64(&c.SpoolSegmentBytes, "FORWARDER_SPOOL_SEGMENT_BYTES", "spool-segment-bytes", "size of one spool file")
+	str(&c.SpoolSync, "FORWARDER_SPOOL_SYNC", "spool-sync", "fsync policy: batch (a batch is fsynced before 200) or none (risky)")
+	str(&c.FilterRule, "SPEEDSCALE_FILTER_RULE", "filter-rule", "filter dropping unwanted traffic: standard (health checks, metrics scrapes), none, JSON or a file")
+	str(&c.Redact, "SPEEDSCALE_REDACT", "redact", "true or false: the default redaction of credentials (headers, query parameters, body fields) and card numbers")
+	str(&c.RedactBodies, "SPEEDSCALE_REDACT_BODIES", "redact-bodies", "true or false: the default redaction reads bodies (credential fields, card numbers); false leaves bodies to SPEEDSCALE_DLP_CONFIG")
+	str(&c.DLPConfig, "SPEEDSCALE_DLP_CONFIG", "dlp-config", "more redaction rules: JSON in the vendor's redactlist form, or a file holding it (see docs/forwarder.md)")
+	num64(&c.DeliveryBatchBytes, "FORWARDER_DELIVERY_BATCH_BYTES", "delivery-batch-bytes", "most spooled bytes in one delivery to a sink")
+	str(&c.LogLevel, "LOG_LEVEL", "log-level", "debug, info, warn or error")
+	dur(&c.ShutdownTimeout, "SHUTDOWN_TIMEOUT", "shutdown-timeout", "how long SIGTERM waits for batches in flight and deliveries")
 }
 
 func usage(fs *flag.FlagSet) {
@@ -349,7 +359,7 @@ Every setting is an environment variable and a flag; a flag wins. Examples:
   SPEEDSCALE_APP_URL=hub.internal:8443 SPEEDSCALE_API_KEY=... TENANT_BUCKET=b TENANT_REGION=us-east-1 forwarder
   FORWARDER_TOKEN=s3cret CLUSTER_NAME=ecs forwarder -dir /var/lib/tapwire -spool-dir /var/lib/tapwire-spool
   goproxy -forwarder 127.0.0.1:8888 -forwarder-token s3cret   # a goproxy sending to it
-  hub -dir /var/lib/tapwire                        # read the records back
+  hub import -tenant default /var/lib/tapwire     # load the directory sink's records into a hub
 
 Not yet acted on (read without error, named in the start-up log when set):
 %s

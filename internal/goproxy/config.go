@@ -229,46 +229,12 @@ func Load(args []string, getenv func(string) string, out io.Writer) (*Config, er
 	fs := flag.NewFlagSet("goproxy", flag.ContinueOnError)
 	fs.SetOutput(out)
 	fs.Usage = func() { usage(fs) }
-	var set envflag.Set
-	str, num, bytes, boolean, dur := set.String, set.Int, set.Bytes, set.Bool, set.Duration
-	str(&c.CaptureMode, "CAPTURE_MODE", "capture-mode", "capture mode: proxy (default proxy)")
-	str(&c.ProxyType, "PROXY_TYPE", "proxy-type", "reverse (inbound only), forward (outbound only) or dual (default dual)")
-	str(&c.ProxyProtocol, "PROXY_PROTOCOL", "proxy-protocol", "tcp:http (HTTP and SOCKS on the outbound port; non-HTTP inbound relayed as bytes), http (HTTP only), socks or tcp:socks (SOCKS outbound), tcp (raw TCP reverse proxy) (default tcp:http)")
-	str(&c.SocksUser, "SOCKS_USERNAME", "socks-username", "require this SOCKS5 username (with -socks-password) on the outbound port")
-	str(&c.SocksPassword, "SOCKS_PASSWORD", "socks-password", "the SOCKS5 password")
-	num(&c.InPort, "PROXY_IN_PORT", "in-port", "inbound reverse-proxy port (default 4143)")
-	num(&c.OutPort, "PROXY_OUT_PORT", "out-port", "outbound forward-proxy port (default 4140)")
-	str(&c.InListenHost, "PROXY_IN_LISTEN_HOST", "in-listen-host", "address the inbound proxy binds (default every interface)")
-	str(&c.OutListenHost, "PROXY_OUT_LISTEN_HOST", "out-listen-host", "address the outbound proxy binds; wider than loopback makes an open proxy (default 127.0.0.1)")
-	str(&c.ReverseHost, "REVERSE_PROXY_HOST", "reverse-host", "the app's host for inbound traffic, or an https:// URL (default localhost)")
-	num(&c.ReversePort, "REVERSE_PROXY_PORT", "reverse-port", "the app's port for inbound traffic (default 80)")
-	str(&c.ForwarderAddr, "FORWARDER_ADDR", "forwarder", "forwarder host:port, or file:///dir for local JSONL files (default: files in -capture-dir)")
-	str(&c.ForwarderToken, "FORWARDER_TOKEN", "forwarder-token", "bearer token presented to the forwarder")
-	str(&c.LocalDir, "CAPTURE_DIR", "capture-dir", "directory of local record files when there is no forwarder (default ./tapwire-records)")
-	str(&c.Labels.Service, "APP_LABEL", "app-label", "service label on every record")
-	str(&c.Labels.Pod, "APP_POD_NAME", "app-pod-name", "instance label on every record")
-	str(&c.Labels.Namespace, "APP_POD_NAMESPACE", "app-pod-namespace", "namespace label on every record")
-	str(&c.Labels.Cluster, "CLUSTER_NAME", "cluster-name", "cluster label on every record")
-	str(&c.LogLevel, "LOG_LEVEL", "log-level", "debug, info, warn or error (default info)")
-	str(&c.TLSCertDir, "TLS_CERT_DIR", "tls-cert-dir", "folder with the CA's tls.crt and tls.key (default /etc/ssl/speedscale)")
-	boolean(&c.TLSOutUnwrap, "TLS_OUT_UNWRAP", "tls-out-unwrap", "intercept the app's outbound TLS with leaves signed by the CA")
-	str(&c.TLSExtraRoots, "TLS_OUT_EXTRA_CA_FILE", "tls-out-extra-ca", "PEM bundle trusted for upstreams in addition to the system roots")
-	num(&c.LeafCacheSize, "TLS_LEAF_CACHE_SIZE", "tls-leaf-cache", "leaf certificates kept in memory (default 1024)")
-	boolean(&c.TLSInUnwrap, "TLS_IN_UNWRAP", "tls-in-unwrap", "terminate inbound TLS with -tls-in-cert and -tls-in-key; plaintext is still served")
-	str(&c.TLSInPublic, "TLS_IN_PUBLIC_KEY", "tls-in-cert", "inbound TLS certificate (with -tls-in-unwrap)")
-	str(&c.TLSInPrivate, "TLS_IN_PRIVATE_KEY", "tls-in-key", "inbound TLS key (with -tls-in-unwrap)")
-	str(&c.TLSMutualCert, "TLS_MUTUAL_PUBLIC_KEY", "tls-mutual-cert", "client certificate presented to upstreams that ask (mTLS)")
-	str(&c.TLSMutualKey, "TLS_MUTUAL_PRIVATE_KEY", "tls-mutual-key", "key of -tls-mutual-cert")
-	boolean(&c.CaptureEnabled, "CAPTURE_ENABLE", "capture", "record exchanges; false only forwards (default true)")
-	bytes(&c.BodyLimit, "BODY_CAPTURE_LIMIT", "body-limit", "captured bytes per body and side, -1 for none (default 1MiB)")
-	boolean(&c.MetricsEnable, "METRICS_HTTP_ENABLE", "metrics", "serve Prometheus metrics")
-	num(&c.MetricsPort, "METRICS_HTTP_PORT", "metrics-port", "Prometheus metrics port (default 4145)")
-	num(&c.DiagPort, "DIAG_HTTP_PORT", "diag-port", "health and connection listing port, -1 to disable (default 4100)")
-	str(&c.DiagHost, "DIAG_HTTP_HOST", "diag-host", "address the diagnostics port binds (default 127.0.0.1)")
-	bytes(&c.QueueBytes, "SHIP_QUEUE_BYTES", "queue-bytes", "bound of records waiting to ship; beyond it records are dropped and counted (default 16MiB)")
-	dur(&c.ShutdownTimeout, "SHUTDOWN_TIMEOUT", "shutdown-timeout", "how long SIGTERM waits for in-flight exchanges and the last flush (default 20s)")
-	dur(&c.HeaderTimeout, "READ_HEADER_TIMEOUT", "read-header-timeout", "clients slower to send request headers are cut off (default 10s)")
-	bytes(&c.MaxHeaderBytes, "PROXY_MAX_HEADER_BYTES", "max-header-bytes", "bound of a request's line and headers together; larger requests get 431 and are disconnected (default 64KiB)")
+	var set, defs envflag.Set
+	bind(&set, c)
+	d := &Config{CaptureEnabled: true}
+	d.setDefaults()
+	bind(&defs, d)
+	set.Defaults(&defs)
 
 	// The environment first, then flags over it.
 	if err := set.Parse(fs, args, getenv); err != nil {
@@ -282,6 +248,50 @@ func Load(args []string, getenv func(string) string, out io.Writer) (*Config, er
 		return nil, err
 	}
 	return c, nil
+}
+
+// bind binds every setting of c to set: the one list of settings, which
+// Load parses and the help shows with the defaults of setDefaults.
+func bind(set *envflag.Set, c *Config) {
+	str, num, bytes, boolean, dur := set.String, set.Int, set.Bytes, set.Bool, set.Duration
+	str(&c.CaptureMode, "CAPTURE_MODE", "capture-mode", "capture mode: proxy")
+	str(&c.ProxyType, "PROXY_TYPE", "proxy-type", "reverse (inbound only), forward (outbound only) or dual")
+	str(&c.ProxyProtocol, "PROXY_PROTOCOL", "proxy-protocol", "tcp:http (HTTP and SOCKS on the outbound port; non-HTTP inbound relayed as bytes), http (HTTP only), socks or tcp:socks (SOCKS outbound), tcp (raw TCP reverse proxy)")
+	str(&c.SocksUser, "SOCKS_USERNAME", "socks-username", "require this SOCKS5 username (with -socks-password) on the outbound port")
+	str(&c.SocksPassword, "SOCKS_PASSWORD", "socks-password", "the SOCKS5 password")
+	num(&c.InPort, "PROXY_IN_PORT", "in-port", "inbound reverse-proxy port")
+	num(&c.OutPort, "PROXY_OUT_PORT", "out-port", "outbound forward-proxy port")
+	str(&c.InListenHost, "PROXY_IN_LISTEN_HOST", "in-listen-host", "address the inbound proxy binds (default every interface)")
+	str(&c.OutListenHost, "PROXY_OUT_LISTEN_HOST", "out-listen-host", "address the outbound proxy binds; wider than loopback makes an open proxy")
+	str(&c.ReverseHost, "REVERSE_PROXY_HOST", "reverse-host", "the app's host for inbound traffic, or an https:// URL")
+	num(&c.ReversePort, "REVERSE_PROXY_PORT", "reverse-port", "the app's port for inbound traffic")
+	str(&c.ForwarderAddr, "FORWARDER_ADDR", "forwarder", "forwarder host:port, or file:///dir for local JSONL files (default: files in -capture-dir)")
+	str(&c.ForwarderToken, "FORWARDER_TOKEN", "forwarder-token", "bearer token presented to the forwarder")
+	str(&c.LocalDir, "CAPTURE_DIR", "capture-dir", "directory of local record files when there is no forwarder")
+	str(&c.Labels.Service, "APP_LABEL", "app-label", "service label on every record")
+	str(&c.Labels.Pod, "APP_POD_NAME", "app-pod-name", "instance label on every record")
+	str(&c.Labels.Namespace, "APP_POD_NAMESPACE", "app-pod-namespace", "namespace label on every record")
+	str(&c.Labels.Cluster, "CLUSTER_NAME", "cluster-name", "cluster label on every record")
+	str(&c.LogLevel, "LOG_LEVEL", "log-level", "debug, info, warn or error")
+	str(&c.TLSCertDir, "TLS_CERT_DIR", "tls-cert-dir", "folder with the CA's tls.crt and tls.key")
+	boolean(&c.TLSOutUnwrap, "TLS_OUT_UNWRAP", "tls-out-unwrap", "intercept the app's outbound TLS with leaves signed by the CA")
+	str(&c.TLSExtraRoots, "TLS_OUT_EXTRA_CA_FILE", "tls-out-extra-ca", "PEM bundle trusted for upstreams in addition to the system roots")
+	num(&c.LeafCacheSize, "TLS_LEAF_CACHE_SIZE", "tls-leaf-cache", "leaf certificates kept in memory")
+	boolean(&c.TLSInUnwrap, "TLS_IN_UNWRAP", "tls-in-unwrap", "terminate inbound TLS with -tls-in-cert and -tls-in-key; plaintext is still served")
+	str(&c.TLSInPublic, "TLS_IN_PUBLIC_KEY", "tls-in-cert", "inbound TLS certificate (with -tls-in-unwrap)")
+	str(&c.TLSInPrivate, "TLS_IN_PRIVATE_KEY", "tls-in-key", "inbound TLS key (with -tls-in-unwrap)")
+	str(&c.TLSMutualCert, "TLS_MUTUAL_PUBLIC_KEY", "tls-mutual-cert", "client certificate presented to upstreams that ask (mTLS)")
+	str(&c.TLSMutualKey, "TLS_MUTUAL_PRIVATE_KEY", "tls-mutual-key", "key of -tls-mutual-cert")
+	boolean(&c.CaptureEnabled, "CAPTURE_ENABLE", "capture", "record exchanges; false only forwards")
+	bytes(&c.BodyLimit, "BODY_CAPTURE_LIMIT", "body-limit", "captured bytes per body and side, -1 for none")
+	boolean(&c.MetricsEnable, "METRICS_HTTP_ENABLE", "metrics", "serve Prometheus metrics")
+	num(&c.MetricsPort, "METRICS_HTTP_PORT", "metrics-port", "Prometheus metrics port")
+	num(&c.DiagPort, "DIAG_HTTP_PORT", "diag-port", "health and connection listing port, -1 to disable")
+	str(&c.DiagHost, "DIAG_HTTP_HOST", "diag-host", "address the diagnostics port binds")
+	bytes(&c.QueueBytes, "SHIP_QUEUE_BYTES", "queue-bytes", "bound of records waiting to ship; beyond it records are dropped and counted")
+	dur(&c.ShutdownTimeout, "SHUTDOWN_TIMEOUT", "shutdown-timeout", "how long SIGTERM waits for in-flight exchanges and the last flush")
+	dur(&c.HeaderTimeout, "READ_HEADER_TIMEOUT", "read-header-timeout", "clients slower to send request headers are cut off")
+	bytes(&c.MaxHeaderBytes, "PROXY_MAX_HEADER_BYTES", "max-header-bytes", "bound of a request's line and headers together; larger requests get 431 and are disconnected")
 }
 
 func usage(fs *flag.FlagSet) {

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/tapwire/tapwire/internal/capture"
+	"github.com/tapwire/tapwire/internal/envflag"
 	"github.com/tapwire/tapwire/internal/format"
 	"github.com/tapwire/tapwire/internal/service"
 	"github.com/tapwire/tapwire/internal/store"
@@ -77,13 +78,19 @@ func adminCmd(ctx context.Context, cmd string, args []string, getenv func(string
 		}
 		sub, args = args[0], args[1:]
 	}
-	c, err := envConfig(getenv)
-	if err != nil {
+	c := &Config{}
+	var set, defs envflag.Set
+	bindStore(&set, c)
+	d := &Config{}
+	d.setDefaults()
+	bindStore(&defs, d)
+	set.Defaults(&defs)
+	if err := set.Env(getenv); err != nil {
 		return usageError(err.Error())
 	}
 	fs := flag.NewFlagSet("hub "+cmd+" "+sub, flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	storeFlags(fs, c)
+	set.Flags(fs)
 	var tenant, name, role string
 	switch cmd + " " + sub {
 	case "tenants create":

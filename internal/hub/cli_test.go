@@ -45,6 +45,13 @@ func TestLoad(t *testing.T) {
 	if c, err := Load(nil, env(map[string]string{"HUB_RETENTION": "off"}), &out); err != nil || c.Retention >= 0 {
 		t.Errorf("HUB_RETENTION=off: %v %v", c.Retention, err)
 	}
+	// Byte sizes take units, as goproxy's and the forwarder's do.
+	if c, err := Load([]string{"-max-batch-bytes", "8MiB"}, env(map[string]string{"HUB_MAX_BATCH_BYTES": "64MiB"}), &out); err != nil || c.MaxBatchBytes != 8<<20 {
+		t.Errorf("-max-batch-bytes 8MiB: %v %v", c.MaxBatchBytes, err)
+	}
+	if c, err := Load(nil, env(map[string]string{"HUB_MAX_BATCH_BYTES": "16MiB"}), &out); err != nil || c.MaxBatchBytes != 16<<20 {
+		t.Errorf("HUB_MAX_BATCH_BYTES=16MiB: %v %v", c.MaxBatchBytes, err)
+	}
 	bad := []struct {
 		args []string
 		env  map[string]string
@@ -58,6 +65,7 @@ func TestLoad(t *testing.T) {
 		{nil, map[string]string{"HUB_MAX_INFLIGHT": "-1"}, "HUB_MAX_INFLIGHT"},
 		{nil, map[string]string{"HUB_MAX_INFLIGHT": "x"}, "HUB_MAX_INFLIGHT"},
 		{nil, map[string]string{"LOG_LEVEL": "loud"}, "LOG_LEVEL"},
+		{nil, map[string]string{"HUB_MAX_BATCH_BYTES": "lots"}, "HUB_MAX_BATCH_BYTES"},
 		{[]string{"extra"}, nil, "unexpected argument"},
 	}
 	for _, tc := range bad {
@@ -69,7 +77,8 @@ func TestLoad(t *testing.T) {
 	if _, err := Load([]string{"-help"}, env(nil), &out); !errors.Is(err, flag.ErrHelp) {
 		t.Errorf("-help: %v", err)
 	}
-	for _, want := range []string{"POST /v1/batches", "/api/v1/records", "keys create", "HUB_DATABASE_URL", "HUB_RETENTION", "import"} {
+	for _, want := range []string{"POST /v1/batches", "/api/v1/records", "keys create", "HUB_DATABASE_URL", "HUB_RETENTION", "import",
+		"(default 30d) [$HUB_RETENTION]", "(default 32MiB) [$HUB_MAX_BATCH_BYTES]"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("help lacks %q", want)
 		}

@@ -2,7 +2,6 @@ package hub
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -12,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/tapwire/tapwire/internal/envflag"
 	"github.com/tapwire/tapwire/internal/service"
 	"github.com/tapwire/tapwire/internal/store"
 	"github.com/tapwire/tapwire/internal/store/postgres"
@@ -159,86 +159,54 @@ func parseRetention(s string) (time.Duration, error) {
 	return 0, fmt.Errorf("HUB_RETENTION=%q: want a duration of at least 1m (720h), days (30d) or off", s)
 }
 
-// storeFlags adds the flags that pick the store to fs.
-func storeFlags(fs *flag.FlagSet, c *Config) {
-	fs.StringVar(&c.DataDir, "data", c.DataDir, "directory of the SQLite database `dir`/hub.db (default ./tapwire-hub) [$HUB_DATA_DIR]")
-	fs.StringVar(&c.Database, "db", c.Database, "PostgreSQL `DSN`, e.g. postgres://tapwire@db/tapwire; replaces SQLite [$HUB_DATABASE_URL]")
-	fs.BoolVar(&c.SQLiteSyncFull, "sqlite-sync-full", c.SQLiteSyncFull, "SQLite: fsync every commit, durable against power loss, slower ingest [$HUB_SQLITE_SYNC_FULL]")
+// bindStore binds the settings that pick the store: those of every hub
+// command.
+func bindStore(set *envflag.Set, c *Config) {
+	set.String(&c.DataDir, "HUB_DATA_DIR", "data", "directory of the SQLite database (DIR/hub.db)")
+	set.String(&c.Database, "HUB_DATABASE_URL", "db", "PostgreSQL DSN, e.g. postgres://tapwire@db/tapwire; replaces SQLite")
+	set.Bool(&c.SQLiteSyncFull, "HUB_SQLITE_SYNC_FULL", "sqlite-sync-full", "SQLite: fsync every commit, durable against power loss, slower ingest")
 }
 
-func envConfig(getenv func(string) string) (*Config, error) {
-	c := &Config{
-		Listen: getenv("HUB_LISTEN"), DataDir: getenv("HUB_DATA_DIR"), Database: getenv("HUB_DATABASE_URL"),
-		TLSCert: getenv("HUB_TLS_CERT"), TLSKey: getenv("HUB_TLS_KEY"), LogLevel: strings.ToLower(getenv("LOG_LEVEL")),
-	}
-	var err error
-	if c.Retention, err = parseRetention(getenv("HUB_RETENTION")); err != nil {
-		return nil, err
-	}
-	if v := getenv("HUB_MAX_INFLIGHT"); v != "" {
-		if c.MaxInFlight, err = strconv.Atoi(v); err != nil {
-			return nil, fmt.Errorf("HUB_MAX_INFLIGHT=%q: want a whole number", v)
+// bind binds every setting of hub serve: the one list, which Load parses
+// and the help shows with the defaults of setDefaults.
+func bind(set *envflag.Set, c *Config) {
+	set.String(&c.Listen, "HUB_LISTEN", "listen", "address to serve the API and ingest on")
+	bindStore(set, c)
+	set.Func("HUB_RETENTION", "retention", "keep records this long by start time: 720h, 30d, or off", func(v string) error {
+		d, err := parseRetention(v)
+		if err != nil {
+			return &envflag.Error{Var: "HUB_RETENTION", Value: v, Want: "want a duration of at least 1m (720h), days (30d) or off"}
 		}
-	}
-	if v := getenv("HUB_MAX_BATCH_BYTES"); v != "" {
-		if c.MaxBatchBytes, err = strconv.ParseInt(v, 10, 64); err != nil {
-			return nil, fmt.Errorf("HUB_MAX_BATCH_BYTES=%q: want a whole number of bytes", v)
-		}
-	}
-	if v := getenv("HUB_SQLITE_SYNC_FULL"); v != "" {
-		if c.SQLiteSyncFull, err = strconv.ParseBool(v); err != nil {
-			return nil, fmt.Errorf("HUB_SQLITE_SYNC_FULL=%q: want true or false", v)
-		}
-	}
-	return c, nil
-}
-
-// retentionFlag is -retention, parsed like HUB_RETENTION.
-type retentionFlag struct{ d *time.Duration }
-
-func (f retentionFlag) String() string {
-	if f.d == nil || *f.d == 0 {
-		return ""
-	}
-	if *f.d < 0 {
-		return "off"
-	}
-	return f.d.String()
-}
-
-func (f retentionFlag) Set(s string) error {
-	d, err := parseRetention(s)
-	if err != nil {
-		return errors.New(strings.Replace(err.Error(), "HUB_RETENTION=", "", 1))
-	}
-	*f.d = d
-	return nil
+		c.Retention = d
+		return nil
+	}, func() string { return retentionText(c.Retention) })
+	set.String(&c.TLSCert, "HUB_TLS_CERT", "tls-cert", "serve HTTPS with this certificate file (PEM)")
+	set.String(&c.TLSKey, "HUB_TLS_KEY", "tls-key", "and this private key file (PEM)")
+	set.Int(&c.MaxInFlight, "HUB_MAX_INFLIGHT", "max-inflight", "batches ingested at once; more get 429")
+	set.Bytes(&c.MaxBatchBytes, "HUB_MAX_BATCH_BYTES", "max-batch-bytes", "largest decompressed batch (1048576, 512KiB, 32MiB); larger get 413")
+	set.String(&c.LogLevel, "LOG_LEVEL", "log-level", "debug, info, warn or error")
 }
 
 // Load reads the serve command's configuration from the environment and
 // args. It returns flag.ErrHelp after printing the help for -help.
 func Load(args []string, getenv func(string) string, out io.Writer) (*Config, error) {
-	c, err := envConfig(getenv)
-	if err != nil {
-		return nil, err
-	}
+	c := &Config{}
 	fs := flag.NewFlagSet("hub", flag.ContinueOnError)
 	fs.SetOutput(out)
 	fs.Usage = func() { usage(fs) }
-	fs.StringVar(&c.Listen, "listen", c.Listen, "`address` to serve the API and ingest on (default 127.0.0.1:8080) [$HUB_LISTEN]")
-	storeFlags(fs, c)
-	fs.Var(retentionFlag{&c.Retention}, "retention", "keep records this `long` by start time: 720h, 30d, or off (default 30d) [$HUB_RETENTION]")
-	fs.StringVar(&c.TLSCert, "tls-cert", c.TLSCert, "serve HTTPS with this certificate `file` (PEM) [$HUB_TLS_CERT]")
-	fs.StringVar(&c.TLSKey, "tls-key", c.TLSKey, "and this private key `file` (PEM) [$HUB_TLS_KEY]")
-	fs.IntVar(&c.MaxInFlight, "max-inflight", c.MaxInFlight, "batches ingested at once; more get 429 (default 4) [$HUB_MAX_INFLIGHT]")
-	fs.Int64Var(&c.MaxBatchBytes, "max-batch-bytes", c.MaxBatchBytes, "largest decompressed batch in `bytes`; larger get 413 (default 32 MiB) [$HUB_MAX_BATCH_BYTES]")
-	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error (default info) [$LOG_LEVEL]")
-	if err := fs.Parse(args); err != nil {
+	var set, defs envflag.Set
+	bind(&set, c)
+	d := &Config{}
+	d.setDefaults()
+	bind(&defs, d)
+	set.Defaults(&defs)
+	if err := set.Parse(fs, args, getenv); err != nil {
 		return nil, err
 	}
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected argument %q (see hub -help)", fs.Arg(0))
 	}
+	c.LogLevel = strings.ToLower(c.LogLevel)
 	c.setDefaults()
 	if err := c.Validate(); err != nil {
 		return nil, err

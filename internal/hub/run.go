@@ -230,9 +230,16 @@ func isLoopback(a net.Addr) bool {
 	return ok && ta.IP.IsLoopback()
 }
 
+// retentionText writes a retention as HUB_RETENTION takes it: off, whole
+// days as 30d, or a duration ("" for zero).
 func retentionText(d time.Duration) string {
-	if d < 0 {
+	switch {
+	case d < 0:
 		return "off"
+	case d == 0:
+		return ""
+	case d%(24*time.Hour) == 0:
+		return fmt.Sprintf("%dd", d/(24*time.Hour))
 	}
 	return d.String()
 }
