@@ -8,6 +8,7 @@
 //	go build -o bin/ ./cmd/forwarder
 //	go run ./bench/forwarder -bin bin/forwarder -senders 16 -duration 10s
 //	go run ./bench/forwarder -bin bin/forwarder -bucket b -endpoint http://127.0.0.1:9000   # with AWS_ACCESS_KEY_ID/...
+//	go run ./bench/forwarder -bin bin/forwarder -hub bin/hub    # the hub sink: a real hub on SQLite
 //
 // The batches are built and compressed once before the clock starts and
 // sent again and again (record ids repeat; the directory sink does not
@@ -15,6 +16,7 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -27,6 +29,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -47,6 +50,7 @@ func main() {
 	duration := flag.Duration("duration", 10*time.Second, "how long to send")
 	bucket := flag.String("bucket", "", "deliver to this bucket instead of the directory (TENANT_BUCKET)")
 	endpoint := flag.String("endpoint", "", "TENANT_BUCKET_ENDPOINT for -bucket")
+	flag.StringVar(&hubBin, "hub", "", "deliver to a real hub started from this binary (SQLite in a temp dir) instead of the directory")
 	sync := flag.String("sync", "batch", "FORWARDER_SPOOL_SYNC")
 	inflight := flag.Int("max-in-flight", 8, "FORWARDER_MAX_IN_FLIGHT")
 	flag.StringVar(&tsvFile, "tsv", "", "also append the headline figures to this file as bench/all's rows")
@@ -74,10 +78,19 @@ func run(bin string, senders, batchSize, bodySize, distinct int, duration time.D
 	env := []string{"FORWARDER_LISTEN=" + addr, "LOG_LEVEL=warn", "FORWARDER_SPOOL_DIR=" + filepath.Join(tmp, "spool"),
 		"FORWARDER_SPOOL_SYNC=" + syncPolicy, "FORWARDER_MAX_IN_FLIGHT=" + strconv.Itoa(inflight), "FORWARDER_SPOOL_BYTES=" + strconv.Itoa(8<<30)}
 	sink := "directory"
-	if bucket != "" {
+	switch {
+	case hubBin != "":
+		sink = "hub"
+		url, key, stop, err := startHub(hubBin, filepath.Join(tmp, "hub"))
+		if err != nil {
+			return err
+		}
+		defer stop()
+		env = append(env, "SPEEDSCALE_APP_URL="+url, "SPEEDSCALE_API_KEY="+key)
+	case bucket != "":
 		sink = "bucket"
 		env = append(env, "TENANT_BUCKET="+bucket, "TENANT_BUCKET_ENDPOINT="+endpoint, "TENANT_REGION=us-east-1")
-	} else {
+	default:
 		env = append(env, "FORWARDER_DIR="+filepath.Join(tmp, "records"))
 	}
 	cmd := exec.Command(bin)
@@ -160,6 +173,68 @@ func run(bin string, senders, batchSize, bodySize, distinct int, duration time.D
 		[]string{fmt.Sprintf("forwarder records/s acknowledged, %d senders, %d B bodies, into the %s sink", senders, bodySize, sink), fmt.Sprintf("%.0f", ackRate), baseName, baseRate, target},
 		[]string{fmt.Sprintf("forwarder records/s delivered end to end, into the %s sink", sink), fmt.Sprintf("%.0f", float64(st.Sinks[sink].Delivered)/total.Seconds()), "", "", ""},
 	)
+}
+
+// hubBin is -hub: the hub binary of the hub sink.
+var hubBin string
+
+// startHub starts the hub binary on a loopback port with its data in dir
+// and returns its URL, the ingest key of its first start, and a function
+// that stops it.
+func startHub(bin, dir string) (url, key string, stop func(), err error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", "", nil, err
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	cmd := exec.Command(bin, "-listen", addr, "-data", dir, "-retention", "off", "-max-inflight", "16")
+	cmd.Env = append(os.Environ(), "LOG_LEVEL=warn")
+	cmd.Stderr = io.Discard // the retention=off warning
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return "", "", nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return "", "", nil, fmt.Errorf("start %s: %w", bin, err)
+	}
+	stop = func() {
+		cmd.Process.Signal(os.Interrupt)
+		cmd.Wait()
+	}
+	keyc := make(chan string, 1)
+	go func() { // the keys are printed once, at the first start
+		re := regexp.MustCompile(`ingest key [^:]*:\s+(tw_\S+)`)
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			if m := re.FindStringSubmatch(sc.Text()); m != nil {
+				keyc <- m[1]
+			}
+		}
+	}()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		resp, err := http.Get("http://" + addr + "/healthz")
+		if err == nil {
+			resp.Body.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			stop()
+			return "", "", nil, fmt.Errorf("hub %s did not answer on %s", bin, addr)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	// The keys are printed before the hub answers.
+	select {
+	case key = <-keyc:
+	case <-time.After(2 * time.Second):
+	}
+	if key == "" {
+		stop()
+		return "", "", nil, fmt.Errorf("hub %s printed no ingest key (is %s fresh?)", bin, dir)
+	}
+	return "http://" + addr, key, stop, nil
 }
 
 // tsvFile is -tsv: where the headline figures go as bench/all's rows.
