@@ -22,6 +22,7 @@ import (
 
 	"github.com/rogpeppe/go-internal/testscript"
 
+	"github.com/tapwire/tapwire/internal/apitype"
 	"github.com/tapwire/tapwire/internal/capture"
 	"github.com/tapwire/tapwire/internal/config"
 	"github.com/tapwire/tapwire/internal/format/har/hartest"
@@ -298,7 +299,7 @@ func hubExport(t *testing.T, h *testHub, format, q string) (body, next string) {
 	if err != nil || resp.StatusCode != 200 {
 		t.Fatalf("export %s?%s: %d %v\n%s", format, q, resp.StatusCode, err, b)
 	}
-	return string(b), resp.Trailer.Get(hub.ExportNextCursor)
+	return string(b), resp.Trailer.Get(apitype.ExportNextCursor)
 }
 
 // TestTrafficExportCursors: export follows the hub's cursors page by page,
