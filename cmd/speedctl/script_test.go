@@ -32,8 +32,8 @@ func TestScripts(t *testing.T) {
 			"mode":     fileMode,
 			"hub":      hubCmd,
 			"har":      harValid,
-			"adminhub": adminHubCmd, // init_test.go
-			"forward":  forwardCmd,  // init_test.go
+			"adminhub": adminHubCmd, // cmd_init_test.go
+			"forward":  forwardCmd,  // cmd_init_test.go
 		},
 	})
 }

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"unicode/utf8"
 
+	"github.com/tapwire/tapwire/internal/apitype"
 	"github.com/tapwire/tapwire/internal/store"
 )
 
@@ -22,13 +23,6 @@ const adminMaxBody = 64 << 10
 
 // maxNameLen bounds the name of a tenant or a key, in bytes.
 const maxNameLen = 200
-
-// CreatedKey is a key as the administration API answers its creation: the
-// stored key and, shown this once, the key itself.
-type CreatedKey struct {
-	store.Key
-	Secret string `json:"key"` // the whole key, tw_...; the hub keeps only its hash
-}
 
 func (s *Server) routeAdmin() {
 	s.mux.HandleFunc("POST /api/v1/tenants", s.admin(s.createTenant))
@@ -137,29 +131,25 @@ func (s *Server) findTenant(r *http.Request, id string) (store.Tenant, error) {
 }
 
 // newKey makes and stores a key of tenant and returns it with its secret.
-func (s *Server) newKey(r *http.Request, by store.Key, tenant string, role store.Role, name string) (CreatedKey, error) {
+func (s *Server) newKey(r *http.Request, by store.Key, tenant string, role store.Role, name string) (apitype.CreatedKey, error) {
 	secret, k, err := NewKey(tenant, role, name, s.now())
 	if err != nil {
-		return CreatedKey{}, err
+		return apitype.CreatedKey{}, err
 	}
 	if err := s.store.CreateKey(r.Context(), k); err != nil {
 		if errors.Is(err, store.ErrNotFound) {
-			return CreatedKey{}, errorf(http.StatusNotFound, "no tenant %q (POST /api/v1/tenants creates it)", tenant)
+			return apitype.CreatedKey{}, errorf(http.StatusNotFound, "no tenant %q (POST /api/v1/tenants creates it)", tenant)
 		}
-		return CreatedKey{}, fmt.Errorf("store key: %w", err)
+		return apitype.CreatedKey{}, fmt.Errorf("store key: %w", err)
 	}
 	s.log.Info("admin: created a key", "key", k.ID, "tenant", tenant, "role", string(role), "by", by.ID)
-	return CreatedKey{Key: k, Secret: secret}, nil
+	return apitype.CreatedKey{Key: k, Secret: secret}, nil
 }
 
 // createTenant is POST /api/v1/tenants {"id", "name", "keyName"}: the
 // tenant, an ingest key and a read key.
 func (s *Server) createTenant(r *http.Request, by store.Key) (int, any, error) {
-	var req struct {
-		ID      string `json:"id"`
-		Name    string `json:"name"`
-		KeyName string `json:"keyName"` // the name of both keys; if empty, "created with the tenant"
-	}
+	var req apitype.CreateTenantRequest
 	if err := decodeBody(r, &req); err != nil {
 		return 0, nil, err
 	}
@@ -183,7 +173,7 @@ func (s *Server) createTenant(r *http.Request, by store.Key) (int, any, error) {
 		return 0, nil, fmt.Errorf("create tenant: %w", err)
 	}
 	s.log.Info("admin: created a tenant", "tenant", t.ID, "by", by.ID)
-	var keys []CreatedKey
+	var keys []apitype.CreatedKey
 	for _, role := range []store.Role{store.RoleIngest, store.RoleRead} {
 		k, err := s.newKey(r, by, t.ID, role, req.KeyName)
 		if err != nil {
@@ -191,7 +181,7 @@ func (s *Server) createTenant(r *http.Request, by store.Key) (int, any, error) {
 		}
 		keys = append(keys, k)
 	}
-	return http.StatusCreated, map[string]any{"tenant": t, "keys": keys}, nil
+	return http.StatusCreated, apitype.CreatedTenant{Tenant: t, Keys: keys}, nil
 }
 
 func (s *Server) listTenants(r *http.Request, _ store.Key) (int, any, error) {
@@ -202,7 +192,7 @@ func (s *Server) listTenants(r *http.Request, _ store.Key) (int, any, error) {
 	if ts == nil {
 		ts = []store.Tenant{}
 	}
-	return http.StatusOK, map[string]any{"tenants": ts}, nil
+	return http.StatusOK, apitype.Tenants{Tenants: ts}, nil
 }
 
 func (s *Server) getTenant(r *http.Request, _ store.Key) (int, any, error) {
@@ -223,14 +213,11 @@ func (s *Server) createTenantKey(r *http.Request, by store.Key) (int, any, error
 	if err != nil {
 		return 0, nil, err
 	}
-	var req struct {
-		Role string `json:"role"`
-		Name string `json:"name"`
-	}
+	var req apitype.CreateKeyRequest
 	if err := decodeBody(r, &req); err != nil {
 		return 0, nil, err
 	}
-	role, err := store.ParseRole(req.Role)
+	role, err := store.ParseRole(string(req.Role))
 	if err != nil {
 		return 0, nil, errorf(http.StatusBadRequest, "%s", err)
 	}
@@ -259,7 +246,7 @@ func (s *Server) listKeys(r *http.Request, _ store.Key) (int, any, error) {
 	if ks == nil {
 		ks = []store.Key{}
 	}
-	return http.StatusOK, map[string]any{"keys": ks}, nil
+	return http.StatusOK, apitype.Keys{Keys: ks}, nil
 }
 
 // revokeKey is DELETE /api/v1/keys/{id}: the key stops working at once on

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tapwire/tapwire/internal/apitype"
 	"github.com/tapwire/tapwire/internal/capture"
 	"github.com/tapwire/tapwire/internal/store"
 	"github.com/tapwire/tapwire/internal/store/storetest"
@@ -73,7 +74,7 @@ func (h *hub) wantError(wantCode int, msg, method, key, path, body string) {
 
 type createdTenant struct {
 	Tenant store.Tenant
-	Keys   []CreatedKey
+	Keys   []apitype.CreatedKey
 }
 
 func (c createdTenant) key(role store.Role) string {
@@ -132,7 +133,7 @@ func TestAdminAPI(t *testing.T) {
 		h.wantError(413, "larger than", "POST", admin, "/api/v1/tenants", `{"id": "delta", "name": "`+strings.Repeat("n", adminMaxBody)+`"}`)
 
 		// A key for an existing tenant, of each role.
-		var alice CreatedKey
+		var alice apitype.CreatedKey
 		h.mustDo(201, "POST", admin, "/api/v1/tenants/gamma/keys", `{"role": "read", "name": "alice"}`, &alice)
 		if alice.Role != store.RoleRead || alice.Tenant != "gamma" || alice.Name != "alice" || keyID(alice.Secret) != alice.ID {
 			t.Errorf("new key %+v", alice)
@@ -140,7 +141,7 @@ func TestAdminAPI(t *testing.T) {
 		if p := h.list(alice.Secret, ""); len(p.Items) != 1 {
 			t.Errorf("alice's key lists %v", pageIDs(p))
 		}
-		var admin2 CreatedKey
+		var admin2 apitype.CreatedKey
 		h.mustDo(201, "POST", admin, "/api/v1/tenants/beta/keys", `{"role": "ADMIN"}`, &admin2)
 		if admin2.Role != store.RoleAdmin {
 			t.Errorf("new admin key: %+v", admin2)

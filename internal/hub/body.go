@@ -9,6 +9,7 @@ import (
 	"strings"
 	"unicode/utf8"
 
+	"github.com/tapwire/tapwire/internal/apitype"
 	"github.com/tapwire/tapwire/internal/capture"
 	"github.com/tapwire/tapwire/internal/content"
 	"github.com/tapwire/tapwire/internal/store"
@@ -21,27 +22,10 @@ const (
 	maxBinaryShown = 64 << 10
 )
 
-// BodyView is a captured body made readable for the viewer: content
-// encodings undone, JSON indented, binary left as bytes.
-type BodyView struct {
-	ContentType string `json:"contentType,omitempty"`
-	Encoding    string `json:"encoding,omitempty"` // the Content-Encoding undone, as "gzip" or "br, gzip"
-	Size        int64  `json:"size"`               // the whole body's size on the wire
-	Captured    int    `json:"captured"`           // bytes captured (before decoding)
-	Truncated   bool   `json:"truncated,omitempty"`
-	// Kind is empty (no bytes), json (Text is indented JSON), text (Text
-	// is the body), or binary (Data holds the first bytes).
-	Kind  string `json:"kind"`
-	Text  string `json:"text,omitempty"`
-	Data  []byte `json:"data,omitempty"` // base64 in JSON; at most 64 KiB
-	Bytes int    `json:"bytes"`          // bytes after decoding
-	Note  string `json:"note,omitempty"` // why decoding stopped early, or what was not decoded
-}
-
 // viewBody decodes a body for display. A truncated compressed body
 // decodes as far as its bytes go.
-func viewBody(h capture.Headers, b capture.Body) BodyView {
-	v := BodyView{ContentType: h.Get("Content-Type"), Size: b.Size, Captured: len(b.Data), Truncated: b.Truncated}
+func viewBody(h capture.Headers, b capture.Body) apitype.BodyView {
+	v := apitype.BodyView{ContentType: h.Get("Content-Type"), Size: b.Size, Captured: int64(len(b.Data)), Truncated: b.Truncated}
 	data := b.Data
 	if len(data) > 0 {
 		ce := strings.Join(h.Values("Content-Encoding"), ", ")
@@ -59,7 +43,7 @@ func viewBody(h capture.Headers, b capture.Body) BodyView {
 			v.Encoding = strings.Join(content.Codings(ce), ", ")
 		}
 	}
-	v.Bytes = len(data)
+	v.Bytes = int64(len(data))
 	switch {
 	case len(data) == 0:
 		v.Kind = "empty"
@@ -146,7 +130,7 @@ func (s *Server) getBody(r *http.Request, key store.Key) (any, error) {
 		return viewBody(rec.HTTP.Req.Headers, rec.HTTP.Req.Body), nil
 	}
 	if rec.HTTP.Res == nil {
-		return BodyView{Kind: "empty", Note: "no response"}, nil
+		return apitype.BodyView{Kind: "empty", Note: "no response"}, nil
 	}
 	return viewBody(rec.HTTP.Res.Headers, rec.HTTP.Res.Body), nil
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/klauspost/compress/zstd"
 
+	"github.com/tapwire/tapwire/internal/apitype"
 	"github.com/tapwire/tapwire/internal/capture"
 	"github.com/tapwire/tapwire/internal/content"
 	"github.com/tapwire/tapwire/internal/store/storetest"
@@ -86,7 +87,7 @@ func TestBodyEndpoint(t *testing.T) {
 		t.Fatal(resp.StatusCode)
 	}
 	read := h.keys["acme/read"]
-	var v BodyView
+	var v apitype.BodyView
 	if code := h.get(read, "/api/v1/records/"+r.ID+"/body/res", &v); code != 200 || v.Kind != "json" || v.Text != "{\n  \"a\": 1\n}" || v.Encoding != "gzip" {
 		t.Errorf("res body: %d %+v", code, v)
 	}
@@ -163,7 +164,7 @@ func FuzzViewBody(f *testing.F) {
 	f.Add("gzip, br", []byte("x"))
 	f.Fuzz(func(t *testing.T, enc string, data []byte) {
 		v := viewBody(capture.Headers{{Name: "Content-Encoding", Value: enc}}, capture.Body{Data: data, Size: int64(len(data))})
-		if v.Bytes > maxDecodedBody || len(v.Data) > maxBinaryShown || len(v.Text) > max(maxIndented, v.Bytes) {
+		if v.Bytes > maxDecodedBody || len(v.Data) > maxBinaryShown || int64(len(v.Text)) > max(maxIndented, v.Bytes) {
 			t.Fatalf("out of bounds: %d bytes, %d shown, %d text", v.Bytes, len(v.Data), len(v.Text))
 		}
 		switch v.Kind {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 
+	"github.com/tapwire/tapwire/internal/apitype"
 	fmtpkg "github.com/tapwire/tapwire/internal/format"
 	"github.com/tapwire/tapwire/internal/format/har"
 	"github.com/tapwire/tapwire/internal/store"
@@ -62,7 +63,7 @@ func (s *Server) export(w http.ResponseWriter, r *http.Request, key store.Key, f
 	name := fmt.Sprintf("tapwire-%s-%s.%s", key.Tenant, s.now().UTC().Format("20060102-150405"), format.Ext())
 	w.Header().Set("Content-Type", format.ContentType())
 	w.Header().Set("Content-Disposition", `attachment; filename="`+name+`"`)
-	w.Header().Set("Trailer", ExportNextCursor)
+	w.Header().Set("Trailer", apitype.ExportNextCursor)
 	bw := bufio.NewWriterSize(w, 64<<10)
 	enc, err := fmtpkg.NewWriter(format, bw, har.Creator{Name: "tapwire hub", Version: "1"})
 	if err != nil {
@@ -98,11 +99,7 @@ func (s *Server) export(w http.ResponseWriter, r *http.Request, key store.Key, f
 	// The pages stop at limit exactly (q.Limit above), so a page's Next
 	// is where the rest begins.
 	if n == limit && page.Next != "" {
-		w.Header().Set(ExportNextCursor, page.Next)
+		w.Header().Set(apitype.ExportNextCursor, page.Next)
 	}
 	return nil
 }
-
-// ExportNextCursor is the trailer of an export cut at its limit: the
-// cursor of the rest.
-const ExportNextCursor = "Tapwire-Next-Cursor"

@@ -18,6 +18,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/tapwire/tapwire/internal/apitype"
 	"github.com/tapwire/tapwire/internal/capture"
 	"github.com/tapwire/tapwire/internal/store"
 	"github.com/tapwire/tapwire/internal/wire"
@@ -171,10 +172,10 @@ func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) {
 	if err := s.store.Ping(ctx); err != nil {
 		s.log.Warn("health: store does not answer", "err", err.Error())
 		w.WriteHeader(http.StatusServiceUnavailable)
-		_ = json.NewEncoder(w).Encode(map[string]string{"status": "store unavailable"})
+		_ = json.NewEncoder(w).Encode(apitype.Health{Status: "store unavailable"})
 		return
 	}
-	_ = json.NewEncoder(w).Encode(map[string]string{"status": "ok"})
+	_ = json.NewEncoder(w).Encode(apitype.Health{Status: "ok"})
 }
 
 // httpError is an answer other than 200: a status and a short message for
@@ -220,7 +221,7 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(he.status)
-	_ = json.NewEncoder(w).Encode(map[string]string{"error": he.msg})
+	_ = json.NewEncoder(w).Encode(apitype.Error{Error: he.msg})
 }
 
 // readKey authenticates a request of the query API: a read key.
@@ -261,41 +262,38 @@ func (s *Server) api(h func(*http.Request, store.Key) (any, error)) http.Handler
 }
 
 func (s *Server) whoami(_ *http.Request, key store.Key) (any, error) {
-	return map[string]any{"tenant": key.Tenant, "role": key.Role, "key": key.ID, "name": key.Name}, nil
+	return apitype.Whoami{Tenant: key.Tenant, Role: key.Role, Key: key.ID, Name: key.Name}, nil
 }
 
 // parseFilter reads the filter parameters of docs/api.md.
 func parseFilter(r *http.Request, now time.Time) (store.Filter, error) {
-	v := r.URL.Query()
+	v, err := apitype.DecodeFilter(r.URL.Query())
+	if err != nil {
+		return store.Filter{}, errorf(http.StatusBadRequest, "%s", err)
+	}
 	f := store.Filter{
-		Service: v.Get("service"), Method: strings.ToUpper(v.Get("method")), Host: strings.ToLower(v.Get("host")),
-		Path: v.Get("path"), Text: v.Get("q"),
+		Service: v.Service, Method: strings.ToUpper(v.Method), Host: strings.ToLower(v.Host),
+		Path: v.Path, Text: v.Q, Failed: v.Failed,
 	}
-	var err error
-	if s := v.Get("from"); s != "" {
-		if f.From, err = parseTime(s, now); err != nil {
-			return f, errorf(http.StatusBadRequest, "from=%q: %s", s, err)
+	if v.From != "" {
+		if f.From, err = parseTime(v.From, now); err != nil {
+			return f, errorf(http.StatusBadRequest, "from=%q: %s", v.From, err)
 		}
 	}
-	if s := v.Get("to"); s != "" {
-		if f.To, err = parseTime(s, now); err != nil {
-			return f, errorf(http.StatusBadRequest, "to=%q: %s", s, err)
+	if v.To != "" {
+		if f.To, err = parseTime(v.To, now); err != nil {
+			return f, errorf(http.StatusBadRequest, "to=%q: %s", v.To, err)
 		}
 	}
-	switch d := capture.Direction(strings.ToLower(v.Get("direction"))); d {
+	switch d := capture.Direction(strings.ToLower(v.Direction)); d {
 	case "", capture.DirIn, capture.DirOut:
 		f.Direction = d
 	default:
-		return f, errorf(http.StatusBadRequest, "direction=%q: want in or out", v.Get("direction"))
+		return f, errorf(http.StatusBadRequest, "direction=%q: want in or out", v.Direction)
 	}
-	if s := v.Get("status"); s != "" {
-		if f.StatusLo, f.StatusHi, err = store.ParseStatus(s); err != nil {
+	if v.Status != "" {
+		if f.StatusLo, f.StatusHi, err = store.ParseStatus(v.Status); err != nil {
 			return f, errorf(http.StatusBadRequest, "%s", err)
-		}
-	}
-	if s := v.Get("failed"); s != "" {
-		if f.Failed, err = strconv.ParseBool(s); err != nil {
-			return f, errorf(http.StatusBadRequest, "failed=%q: want true or false", s)
 		}
 	}
 	return f, nil
@@ -354,7 +352,11 @@ func (s *Server) listRecords(r *http.Request, key store.Key) (any, error) {
 			return nil, errorf(http.StatusBadRequest, "full=%q: want true or false", v)
 		}
 	}
-	return s.store.List(r.Context(), key.Tenant, q)
+	page, err := s.store.List(r.Context(), key.Tenant, q)
+	if err != nil {
+		return nil, err
+	}
+	return apitype.RecordList{Records: page.Items, Next: page.Next}, nil
 }
 
 func (s *Server) getRecord(r *http.Request, key store.Key) (any, error) {
@@ -375,7 +377,7 @@ func (s *Server) services(r *http.Request, key store.Key) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	return map[string]any{"services": sum}, nil
+	return apitype.Services{Services: sum}, nil
 }
 
 func (s *Server) serviceMap(r *http.Request, key store.Key) (any, error) {
@@ -428,5 +430,5 @@ func (s *Server) histogram(r *http.Request, key store.Key) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	return map[string]any{"from": f.From.UTC(), "to": f.To.UTC(), "step": step.String(), "stepMs": step.Milliseconds(), "buckets": b}, nil
+	return apitype.Histogram{From: f.From.UTC(), To: f.To.UTC(), Step: step.String(), StepMs: step.Milliseconds(), Buckets: b}, nil
 }

@@ -22,11 +22,13 @@ import (
 
 	"github.com/rogpeppe/go-internal/testscript"
 
+	"github.com/tapwire/tapwire/internal/apitype"
 	"github.com/tapwire/tapwire/internal/capture"
 	"github.com/tapwire/tapwire/internal/config"
 	"github.com/tapwire/tapwire/internal/format/har/hartest"
 	"github.com/tapwire/tapwire/internal/format/jsonl"
 	"github.com/tapwire/tapwire/internal/hub"
+	"github.com/tapwire/tapwire/internal/hubclient"
 	"github.com/tapwire/tapwire/internal/store/sqlite"
 	"github.com/tapwire/tapwire/internal/store/storetest"
 	"github.com/tapwire/tapwire/internal/wire"
@@ -167,6 +169,19 @@ func startHub(dir string, recs []*capture.Record) (*testHub, error) {
 	return h, nil
 }
 
+// newTestHub starts a hub for t as startHub does, stopped at its end,
+// and points speedctl's home at an empty folder.
+func newTestHub(t *testing.T, recs []*capture.Record) *testHub {
+	t.Helper()
+	h, err := startHub(t.TempDir(), recs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(h.close)
+	t.Setenv(config.HomeEnv, t.TempDir())
+	return h
+}
+
 // ingest posts recs to the hub at url as one batch.
 func ingest(url, key string, recs []*capture.Record) error {
 	var body bytes.Buffer
@@ -191,14 +206,9 @@ func ingest(url, key string, recs []*capture.Record) error {
 
 // TestTrafficListCursors: list follows the hub's cursors until --limit.
 func TestTrafficListCursors(t *testing.T) {
-	h, err := startHub(t.TempDir(), hubRecords())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer h.close()
+	h := newTestHub(t, hubRecords())
 	defer func(n int) { listPageSize = n }(listPageSize)
 	listPageSize = 1
-	t.Setenv(config.HomeEnv, t.TempDir())
 	for _, tc := range []struct {
 		limit    string
 		want     int
@@ -280,25 +290,24 @@ func harValid(ts *testscript.TestScript, neg bool, args []string) {
 	}
 }
 
-// hubExport GETs the hub's own export of format with the query q, and its
-// Tapwire-Next-Cursor trailer.
-func hubExport(t *testing.T, h *testHub, format, q string) (body, next string) {
+// hubExport is the hub's own export of format with the query q, and its
+// Tapwire-Next-Cursor trailer, through hubclient.
+func hubExport(t *testing.T, h *testHub, format string, q apitype.ExportQuery) (body, next string) {
 	t.Helper()
-	req, err := http.NewRequest("GET", h.url+"/api/v1/export/"+format+"?"+q, nil)
+	c, err := hubclient.New(h.url, h.read, hubclient.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	req.Header.Set("Authorization", "Bearer "+h.read)
-	resp, err := http.DefaultClient.Do(req)
+	e, err := c.Export(context.Background(), format, q)
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("export %s %+v: %v", format, q, err)
 	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil || resp.StatusCode != 200 {
-		t.Fatalf("export %s?%s: %d %v\n%s", format, q, resp.StatusCode, err, b)
+	defer e.Close()
+	b, err := io.ReadAll(e)
+	if err != nil {
+		t.Fatalf("export %s %+v: %v", format, q, err)
 	}
-	return string(b), resp.Trailer.Get(hub.ExportNextCursor)
+	return string(b), e.NextCursor()
 }
 
 // TestTrafficExportCursors: export follows the hub's cursors page by page,
@@ -310,14 +319,9 @@ func TestTrafficExportCursors(t *testing.T) {
 		r.ID = fmt.Sprintf("01950f6e-2a6e-7c4a-9b1e-3f6d2a8c4f%02d", i)
 		recs = append(recs, r)
 	}
-	h, err := startHub(t.TempDir(), recs)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer h.close()
+	h := newTestHub(t, recs)
 	defer func(n int) { exportPageSize = n }(exportPageSize)
 	exportPageSize = 2
-	t.Setenv(config.HomeEnv, t.TempDir())
 	for _, tc := range []struct {
 		format, hubFormat, limit string
 		want                     int
@@ -331,10 +335,10 @@ func TestTrafficExportCursors(t *testing.T) {
 		t.Run(tc.format+"/"+tc.limit, func(t *testing.T) {
 			out := filepath.Join(t.TempDir(), "out")
 			args := []string{"traffic", "export", "--hub", h.url, "--key", h.read, "--format", tc.format, "-o", out}
-			q := "limit=100000"
+			q := apitype.ExportQuery{Limit: 100000}
 			if tc.limit != "" {
 				args = append(args, "--limit", tc.limit)
-				q = "limit=" + tc.limit
+				q.Limit, _ = strconv.Atoi(tc.limit)
 			}
 			if msg, err := run(t, args...); err != nil {
 				t.Fatalf("export: %v\n%s", err, msg)
@@ -362,16 +366,16 @@ func TestTrafficExportCursors(t *testing.T) {
 
 	// The hub's own export says where a cut export stops, and goes on from
 	// there.
-	first, next := hubExport(t, h, "records.jsonl", "limit=4")
+	first, next := hubExport(t, h, "records.jsonl", apitype.ExportQuery{Limit: 4})
 	if strings.Count(first, "\n") != 4 || next == "" {
 		t.Fatalf("export?limit=4: %d lines, next cursor %q; want 4 and a cursor", strings.Count(first, "\n"), next)
 	}
-	rest, next2 := hubExport(t, h, "records.jsonl", "limit=100&cursor="+next)
-	all, _ := hubExport(t, h, "records.jsonl", "")
+	rest, next2 := hubExport(t, h, "records.jsonl", apitype.ExportQuery{Limit: 100, Cursor: next})
+	all, _ := hubExport(t, h, "records.jsonl", apitype.ExportQuery{})
 	if first+rest != all || next2 != "" {
 		t.Errorf("export in two parts differs from the whole (next cursor %q)", next2)
 	}
-	if _, next := hubExport(t, h, "records.jsonl", "limit=11"); next != "" {
+	if _, next := hubExport(t, h, "records.jsonl", apitype.ExportQuery{Limit: 11}); next != "" {
 		t.Errorf("an export of all records has the next cursor %q", next)
 	}
 }
@@ -446,12 +450,7 @@ func tailIDs(t *testing.T, out string) []string {
 // that were there before it started not at all (without --since), late
 // records within --lag, and stops at --count.
 func TestTrafficTail(t *testing.T) {
-	h, err := startHub(t.TempDir(), hubRecords())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer h.close()
-	t.Setenv(config.HomeEnv, t.TempDir())
+	h := newTestHub(t, hubRecords())
 	now := time.Now()
 	post := func(recs ...*capture.Record) {
 		t.Helper()
@@ -511,12 +510,7 @@ func TestTrafficTail(t *testing.T) {
 }
 
 func TestTrafficTailErrors(t *testing.T) {
-	h, err := startHub(t.TempDir(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer h.close()
-	t.Setenv(config.HomeEnv, t.TempDir())
+	h := newTestHub(t, nil)
 	for _, tc := range []struct {
 		args []string
 		want string
@@ -538,11 +532,7 @@ func TestTrafficTailErrors(t *testing.T) {
 // splits a batch the hub finds too large, through a front server that
 // answers so before the real hub; a folder gives its record files.
 func TestTrafficImportRetries(t *testing.T) {
-	h, err := startHub(t.TempDir(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer h.close()
+	h := newTestHub(t, nil)
 	target, err := url.Parse(h.url)
 	if err != nil {
 		t.Fatal(err)
@@ -590,7 +580,6 @@ func TestTrafficImportRetries(t *testing.T) {
 		t.Fatal(err)
 	}
 	os.WriteFile(filepath.Join(dir, "notes.txt"), []byte("not records"), 0o644)
-	t.Setenv(config.HomeEnv, t.TempDir())
 	began := time.Now()
 	out, err := run(t, "traffic", "import", "--hub", front.URL, "--ingest-key", h.ingest, dir)
 	if err != nil {

@@ -50,14 +50,7 @@ written quoted for the shell when it needs it. Keys:
   speedctl --home ./team config set SPEEDSCALE_APP_URL=https://hub.internal:8443`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			h, err := home()
-			if err != nil {
-				return err
-			}
-			f, err := config.Load(h)
-			if errors.Is(err, config.ErrNotFound) {
-				f, err = config.New(h), nil
-			}
+			f, err := loadOrNewConfig()
 			if err != nil {
 				return err
 			}
@@ -152,4 +145,18 @@ func mask(s string) string {
 		return strings.Repeat("*", len(s))
 	}
 	return strings.Repeat("*", 8) + s[len(s)-4:]
+}
+
+// loadOrNewConfig loads the config file of home(), or returns a new,
+// empty one there if there is none yet.
+func loadOrNewConfig() (*config.File, error) {
+	dir, err := home()
+	if err != nil {
+		return nil, err
+	}
+	f, err := config.Load(dir)
+	if errors.Is(err, config.ErrNotFound) {
+		return config.New(dir), nil
+	}
+	return f, err
 }

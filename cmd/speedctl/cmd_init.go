@@ -1,15 +1,12 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
-	"net/url"
 	"os"
 	"os/user"
 	"strings"
@@ -17,7 +14,9 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/tapwire/tapwire/internal/apitype"
 	"github.com/tapwire/tapwire/internal/config"
+	"github.com/tapwire/tapwire/internal/hubclient"
 	"github.com/tapwire/tapwire/internal/store"
 )
 
@@ -118,7 +117,7 @@ func runInit(ctx context.Context, out io.Writer, f initFlags) error {
 	if f.hub == "" {
 		return errors.New("no hub: pass --hub URL, the address of a running hub (`hub` serves on http://127.0.0.1:8080 by default)")
 	}
-	base, err := hubURL(f.hub)
+	base, err := hubclient.ParseURL(f.hub)
 	if err != nil {
 		return err
 	}
@@ -140,14 +139,7 @@ func runInit(ctx context.Context, out io.Writer, f initFlags) error {
 	}
 
 	// The config first: refuse before the hub makes keys nobody keeps.
-	dir, err := home()
-	if err != nil {
-		return err
-	}
-	cfg, err := config.Load(dir)
-	if errors.Is(err, config.ErrNotFound) {
-		cfg, err = config.New(dir), nil
-	}
+	cfg, err := loadOrNewConfig()
 	if err != nil {
 		return err
 	}
@@ -160,43 +152,36 @@ func runInit(ctx context.Context, out io.Writer, f initFlags) error {
 		}
 	}
 
-	c := &adminClient{base: base, key: f.adminKey, http: &http.Client{Timeout: 30 * time.Second}}
+	c, err := hubclient.New(base.String(), f.adminKey, hubclient.Options{HTTP: &http.Client{Timeout: 30 * time.Second}, UserAgent: userAgent()})
+	if err != nil {
+		return err
+	}
 	keyName := "speedctl init"
 	if who := whoAmI(); who != "" {
 		keyName += " by " + who
 	}
-	var created struct {
-		Tenant store.Tenant `json:"tenant"`
-		Keys   []struct {
-			ID   string     `json:"id"`
-			Role store.Role `json:"role"`
-			Key  string     `json:"key"`
-		} `json:"keys"`
-	}
 	tenant := store.Tenant{ID: f.tenant, Name: f.name}
-	status, err := c.do(ctx, http.MethodPost, "/api/v1/tenants", map[string]string{"id": f.tenant, "name": f.name, "keyName": keyName}, &created)
+	created, err := c.CreateTenant(ctx, apitype.CreateTenantRequest{ID: f.tenant, Name: f.name, KeyName: keyName})
 	isNew := err == nil
-	switch {
+	switch status := hubclient.StatusOf(err); {
 	case status == http.StatusConflict && f.existing:
 		// New keys for the tenant the hub has.
-		if _, err := c.do(ctx, http.MethodGet, "/api/v1/tenants/"+f.tenant, nil, &tenant); err != nil {
-			return err
+		t, err := c.Tenant(ctx, f.tenant)
+		if err != nil {
+			return adminHints.explain(err)
 		}
+		tenant, created = *t, &apitype.CreatedTenant{}
 		for _, role := range []store.Role{store.RoleIngest, store.RoleRead} {
-			var k struct {
-				ID   string     `json:"id"`
-				Role store.Role `json:"role"`
-				Key  string     `json:"key"`
+			k, err := c.CreateKey(ctx, f.tenant, apitype.CreateKeyRequest{Role: role, Name: keyName})
+			if err != nil {
+				return adminHints.explain(err)
 			}
-			if _, err := c.do(ctx, http.MethodPost, "/api/v1/tenants/"+f.tenant+"/keys", map[string]string{"role": string(role), "name": keyName}, &k); err != nil {
-				return err
-			}
-			created.Keys = append(created.Keys, k)
+			created.Keys = append(created.Keys, *k)
 		}
 	case status == http.StatusConflict:
 		return fmt.Errorf("tenant %q already exists on hub %s: add --existing to make new keys for it, or choose another --tenant", f.tenant, base)
 	case err != nil:
-		return err
+		return adminHints.explain(err)
 	default:
 		tenant = created.Tenant
 	}
@@ -204,9 +189,9 @@ func runInit(ctx context.Context, out io.Writer, f initFlags) error {
 	for _, k := range created.Keys {
 		switch k.Role {
 		case store.RoleIngest:
-			ingest, ingestID = k.Key, k.ID
+			ingest, ingestID = k.Secret, k.ID
 		case store.RoleRead:
-			read, readID = k.Key, k.ID
+			read, readID = k.Secret, k.ID
 		}
 	}
 	if ingest == "" || read == "" {
@@ -283,7 +268,7 @@ func runInit(ctx context.Context, out io.Writer, f initFlags) error {
 	if len(unset) > 0 {
 		fmt.Fprintf(out, "\nNot set, optional (speedctl config set KEY=VALUE):\n%s\n", strings.Join(unset, "\n"))
 	}
-	if u, err := hubURL(appURL); err == nil && isLoopbackHost(u.Hostname()) {
+	if u, err := hubclient.ParseURL(appURL); err == nil && isLoopbackHost(u.Hostname()) {
 		fmt.Fprintf(out, "\nSPEEDSCALE_APP_URL is %s, this machine: a forwarder in a cluster cannot reach it there.\n"+
 			"Set the address it will use: speedctl config set SPEEDSCALE_APP_URL=hub.example.com (or init --app-url).\n", appURL)
 	}
@@ -332,84 +317,16 @@ func isLoopbackHost(h string) bool {
 	return ip != nil && ip.IsLoopback()
 }
 
-// adminClient asks the hub's administration API (docs/api.md) with an
-// admin key.
-type adminClient struct {
-	base *url.URL
-	key  string
-	http *http.Client
-}
-
-// do sends body (if not nil) as JSON and decodes a 2xx answer into v. It
-// returns the status, with an error that says what to do for any other
-// answer; a 409 is returned as its status with an error the caller may
-// replace.
-func (c *adminClient) do(ctx context.Context, method, path string, body, v any) (int, error) {
-	var rd io.Reader
-	if body != nil {
-		b, err := json.Marshal(body)
-		if err != nil {
-			return 0, err
+// adminHints say what to do about the hub's refusals of init's admin key.
+var adminHints = keyHints{
+	key:      "the admin key",
+	on401:    "check --admin-key or $" + adminKeyEnv + "; the hub printed an admin key on its first start, and `hub keys create -tenant default -role admin` makes one on the hub's machine",
+	on403:    "init needs an admin key, not a read or ingest key (`hub keys create -tenant default -role admin`)",
+	checkHub: "check --hub",
+	on404: func(e *hubclient.Error) string {
+		if !e.API || strings.HasPrefix(e.Message, "no such endpoint") {
+			return fmt.Sprintf("%s has no administration API (404 for %s %s): check that --hub is a Tapwire hub's URL; a hub older than this speedctl has none: upgrade it, or make the tenant and keys on its machine (`hub tenants create`, `hub keys create`) and write them with `speedctl config set`", e.Hub, e.Method, e.Path)
 		}
-		rd = bytes.NewReader(b)
-	}
-	u := *c.base
-	u.Path += path
-	req, err := http.NewRequestWithContext(ctx, method, u.String(), rd)
-	if err != nil {
-		return 0, err
-	}
-	req.Header.Set("Authorization", "Bearer "+c.key)
-	req.Header.Set("User-Agent", "speedctl/"+version)
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	resp, err := c.http.Do(req)
-	if err != nil {
-		var op *net.OpError
-		var ne net.Error
-		switch {
-		case strings.Contains(err.Error(), "HTTP response to HTTPS client"):
-			return 0, fmt.Errorf("hub %s speaks plain HTTP: give its URL as http://%s (a bare host means https)", c.base, c.base.Host)
-		case errors.As(err, &op), errors.As(err, &ne) && ne.Timeout():
-			return 0, fmt.Errorf("hub %s unreachable: %v (is it running? check --hub)", c.base, unwrapURLError(err))
-		}
-		return 0, fmt.Errorf("hub %s: %v", c.base, unwrapURLError(err))
-	}
-	defer resp.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if err != nil {
-		return resp.StatusCode, fmt.Errorf("hub %s: reading the answer to %s %s: %w", c.base, method, path, err)
-	}
-	if resp.StatusCode/100 == 2 {
-		if err := json.Unmarshal(data, v); err != nil {
-			return resp.StatusCode, fmt.Errorf("hub %s: the answer to %s %s is not the API's JSON (is %s a Tapwire hub?): %w", c.base, method, path, c.base, err)
-		}
-		return resp.StatusCode, nil
-	}
-	msg := strings.TrimSpace(string(data))
-	var e struct {
-		Error string `json:"error"`
-	}
-	if json.Unmarshal(data, &e) == nil && e.Error != "" {
-		msg = e.Error
-	}
-	if len(msg) > 300 {
-		msg = msg[:300] + "..."
-	}
-	switch resp.StatusCode {
-	case http.StatusUnauthorized:
-		err = fmt.Errorf("hub %s refused the admin key (401: %s): check --admin-key or $%s; the hub printed an admin key on its first start, and `hub keys create -tenant default -role admin` makes one on the hub's machine", c.base, msg, adminKeyEnv)
-	case http.StatusForbidden:
-		err = fmt.Errorf("hub %s: %s (403): init needs an admin key, not a read or ingest key (`hub keys create -tenant default -role admin`)", c.base, msg)
-	case http.StatusNotFound:
-		if strings.HasPrefix(msg, "no such endpoint") || !strings.HasPrefix(string(data), "{") {
-			err = fmt.Errorf("%s has no administration API (404 for %s %s): check that --hub is a Tapwire hub's URL; a hub older than this speedctl has none: upgrade it, or make the tenant and keys on its machine (`hub tenants create`, `hub keys create`) and write them with `speedctl config set`", c.base, method, path)
-		} else {
-			err = fmt.Errorf("hub %s: %s", c.base, msg)
-		}
-	default:
-		err = fmt.Errorf("hub %s answered %s to %s %s: %s", c.base, resp.Status, method, path, msg)
-	}
-	return resp.StatusCode, err
+		return fmt.Sprintf("hub %s: %s", e.Hub, e.Message)
+	},
 }

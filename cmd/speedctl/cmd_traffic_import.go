@@ -1,0 +1,379 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/schollz/progressbar/v3"
+	"github.com/spf13/cobra"
+
+	"github.com/tapwire/tapwire/internal/capture"
+	fmtpkg "github.com/tapwire/tapwire/internal/format"
+	"github.com/tapwire/tapwire/internal/hubclient"
+	"github.com/tapwire/tapwire/internal/sink/file"
+	"github.com/tapwire/tapwire/internal/wire"
+)
+
+// Import bounds: records and estimated bytes per batch. The hub takes
+// batches of up to HUB_MAX_BATCH_BYTES (default 32 MiB) decoded.
+const (
+	importBatchRecords = 500
+	importBatchBytes   = 8 << 20
+	importTries        = 6 // per batch, for 429, 503 and an unreachable hub
+)
+
+// importSummary is what import did; --json prints it.
+type importSummary struct {
+	Files    int            `json:"files"`
+	Formats  map[string]int `json:"formats"` // files per format
+	Read     int            `json:"read"`    // records read
+	Sent     int            `json:"sent"`    // records the hub accepted
+	Batches  int            `json:"batches"`
+	New      *int           `json:"new,omitempty"` // of Sent, not stored before; when the hub says
+	Hub      string         `json:"hub"`
+	Duration string         `json:"duration"`
+}
+
+func newTrafficImportCmd(hf *hubFlags) *cobra.Command {
+	var ingestKey string
+	var batchSize int
+	var noProgress, asJSON bool
+	cmd := &cobra.Command{
+		Use:   "import FILE...",
+		Short: "Import records from HAR, our JSONL or the vendor's raw.jsonl into the hub",
+		Long: `Import records into the hub from files in any of the export formats, told
+apart by their content: HAR (1.2, ours or a browser's), our JSONL (records.jsonl,
+the file sink's files; a folder of records-*.jsonl) and the vendor's raw.jsonl.
+- reads standard input.
+
+The records go to the hub as a forwarder sends them: batches of at most 500
+records (--batch) on POST /v1/batches, with an ingest key: --ingest-key, else
+$` + ingestKeyKey + `, else the config file's ` + ingestKeyKey + ` (the forwarder's key;
+make one with ` + "`hub keys create -tenant T -role ingest`" + `). The hub puts the
+records in the key's tenant. Records are idempotent by id, so importing a file
+twice stores nothing new; entries of other tools' HAR files get ids made from
+their content for that.
+
+A progress bar goes to standard error when it is a terminal (--no-progress
+turns it off); at the end one line says what was read and sent (--json: as
+JSON on standard output). A bad file stops the import with its name and line;
+the batches sent before it stay stored, and importing again is safe.`,
+		Example: `  speedctl traffic import traffic.har
+  speedctl traffic import --ingest-key tw_... week.jsonl snapshot/raw.jsonl
+  speedctl traffic export --format jsonl --hub https://old-hub:8080 | speedctl traffic import -`,
+		Args: cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if batchSize < 1 || batchSize > 10000 {
+				return fmt.Errorf("--batch %d: want 1 to 10000", batchSize)
+			}
+			c, err := hf.ingestClient(ingestKey)
+			if err != nil {
+				return err
+			}
+			files, err := importFiles(args)
+			if err != nil {
+				return err
+			}
+			stderr := cmd.ErrOrStderr()
+			im := &importer{c: c, ctx: cmd.Context(), max: batchSize, sum: importSummary{Formats: map[string]int{}, Hub: c.String()}}
+			if !noProgress && isTerminal(stderr) {
+				var total int64
+				for _, f := range files {
+					if f == "-" {
+						total = -1
+						break
+					}
+					if fi, err := os.Stat(f); err == nil {
+						total += fi.Size()
+					}
+				}
+				im.bar = progressbar.NewOptions64(total,
+					progressbar.OptionSetWriter(stderr),
+					progressbar.OptionSetDescription("importing"),
+					progressbar.OptionShowBytes(true),
+					progressbar.OptionSetWidth(30),
+					progressbar.OptionThrottle(100*time.Millisecond),
+					progressbar.OptionShowCount(),
+					progressbar.OptionSpinnerType(14),
+					progressbar.OptionClearOnFinish(),
+				)
+			}
+			began := time.Now()
+			// The batches' refusals are the batch protocol's (im.refused);
+			// only an unreachable hub needs a hint here.
+			err = hubHints.explain(im.run(files, cmd.InOrStdin()))
+			if im.bar != nil {
+				_ = im.bar.Finish()
+			}
+			if err != nil {
+				if im.sum.Sent > 0 {
+					err = fmt.Errorf("%w\n(%d records of earlier batches are stored; importing again is safe: records are idempotent by id)", err, im.sum.Sent)
+				}
+				return err
+			}
+			im.sum.Duration = time.Since(began).Round(time.Millisecond).String()
+			if asJSON {
+				enc := json.NewEncoder(cmd.OutOrStdout())
+				enc.SetIndent("", "  ")
+				return enc.Encode(im.sum)
+			}
+			fmt.Fprintln(stderr, im.sum.String())
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&ingestKey, "ingest-key", "", "an ingest key of the hub, tw_... (default $"+ingestKeyKey+", else the config's "+ingestKeyKey+")")
+	cmd.Flags().IntVar(&batchSize, "batch", importBatchRecords, "records per batch (the batch is also kept under 8 MiB)")
+	cmd.Flags().BoolVar(&noProgress, "no-progress", false, "no progress bar, even on a terminal")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print the summary as JSON on standard output")
+	return cmd
+}
+
+func (s *importSummary) String() string {
+	var formats []string
+	for _, f := range []string{"har", "jsonl", "raw"} {
+		if n := s.Formats[f]; n > 0 {
+			formats = append(formats, fmt.Sprintf("%d %s", n, f))
+		}
+	}
+	line := fmt.Sprintf("imported %d records from %d %s (%s) into %s: %d sent in %d %s",
+		s.Read, s.Files, plural(s.Files, "file", "files"), strings.Join(formats, ", "), s.Hub, s.Sent, s.Batches, plural(s.Batches, "batch", "batches"))
+	if s.New != nil {
+		return line + fmt.Sprintf(", %d new, %d already there", *s.New, s.Sent-*s.New)
+	}
+	return line + ", all accepted (the hub's answer does not say how many were already there; records are idempotent by id)"
+}
+
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
+}
+
+// importFiles expands the arguments: a folder gives its record files
+// (records-*.jsonl, as hub import reads it), - is standard input.
+func importFiles(args []string) ([]string, error) {
+	var files []string
+	for _, a := range args {
+		if a == "-" {
+			files = append(files, a)
+			continue
+		}
+		fi, err := os.Stat(a)
+		if err != nil {
+			return nil, err
+		}
+		if !fi.IsDir() {
+			files = append(files, a)
+			continue
+		}
+		fs, err := file.Files(a)
+		if err != nil {
+			return nil, err
+		}
+		if len(fs) == 0 {
+			return nil, fmt.Errorf("%s: no record files (records-*.jsonl) in this folder", a)
+		}
+		files = append(files, fs...)
+	}
+	return files, nil
+}
+
+// importer reads files and posts their records in batches.
+type importer struct {
+	c     *hubclient.Client
+	ctx   context.Context
+	max   int
+	bar   *progressbar.ProgressBar
+	batch []*capture.Record
+	size  int64
+	sum   importSummary
+	news  int
+	said  bool // every answer said how many were new
+}
+
+func (im *importer) run(files []string, stdin io.Reader) error {
+	im.said = true
+	for _, name := range files {
+		if err := im.file(name, stdin); err != nil {
+			return err
+		}
+	}
+	if err := im.flush(); err != nil {
+		return err
+	}
+	if im.said {
+		im.sum.New = &im.news
+	}
+	return nil
+}
+
+// file imports one file, - for stdin.
+func (im *importer) file(name string, stdin io.Reader) error {
+	var r io.Reader = stdin
+	if name != "-" {
+		f, err := os.Open(name)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		r = f
+	} else {
+		name = "standard input"
+	}
+	if im.bar != nil {
+		pr := progressbar.NewReader(r, im.bar)
+		r = &pr
+	}
+	got, err := fmtpkg.ReadRecords(r, im.add)
+	if err != nil {
+		var se *sendError
+		if errors.As(err, &se) {
+			return se.err
+		}
+		return fmt.Errorf("%s: %w", name, err)
+	}
+	im.sum.Files++
+	im.sum.Formats[string(got)]++
+	return nil
+}
+
+// sendError is a failure to send, passed through the readers unchanged.
+type sendError struct{ err error }
+
+func (e *sendError) Error() string { return e.err.Error() }
+
+func (im *importer) add(r *capture.Record) error {
+	im.sum.Read++
+	n := wire.EstimateSize(r)
+	if len(im.batch) > 0 && (len(im.batch) >= im.max || im.size+n > importBatchBytes) {
+		if err := im.flush(); err != nil {
+			return &sendError{err}
+		}
+	}
+	im.batch = append(im.batch, r)
+	im.size += n
+	return nil
+}
+
+func (im *importer) flush() error {
+	if len(im.batch) == 0 {
+		return nil
+	}
+	if err := im.send(im.batch); err != nil {
+		return err
+	}
+	im.batch, im.size = im.batch[:0], 0
+	return nil
+}
+
+// send posts one batch, retrying what may pass (429, 5xx, an unreachable
+// hub) with the hub's Retry-After or a growing wait, and splitting a batch
+// the hub finds too large.
+func (im *importer) send(recs []*capture.Record) error {
+	var body bytes.Buffer
+	if err := wire.EncodeBatch(&body, recs); err != nil {
+		return err
+	}
+	wait := time.Second
+	for try := 1; ; try++ {
+		accepted, news, err := im.post(body.Bytes(), recs)
+		if err == nil {
+			im.sum.Batches++
+			im.sum.Sent += accepted
+			if news < 0 {
+				im.said = false
+			} else {
+				im.news += news
+			}
+			return nil
+		}
+		var se *wire.ServerError
+		switch {
+		case errors.As(err, &se) && se.TooLarge() && len(recs) > 1:
+			half := len(recs) / 2
+			if err := im.send(recs[:half]); err != nil {
+				return err
+			}
+			return im.send(recs[half:])
+		case errors.As(err, &se) && se.TooLarge():
+			return fmt.Errorf("record %s is larger than the hub takes in one batch (HUB_MAX_BATCH_BYTES): %s", recs[0].ID, se.Message)
+		case errors.As(err, &se) && se.Permanent():
+			return im.refused(se)
+		}
+		if im.sum.Batches == 0 && !errors.As(err, &se) {
+			return err // the first batch: a wrong --hub, not an outage
+		}
+		if try == importTries {
+			return fmt.Errorf("%w (gave up after %d tries)", im.describe(err), try)
+		}
+		d := wait
+		if errors.As(err, &se) && se.Wait > 0 {
+			d = se.Wait
+		}
+		wait = min(2*wait, 30*time.Second)
+		select {
+		case <-time.After(d):
+		case <-im.ctx.Done():
+			return im.ctx.Err()
+		}
+	}
+}
+
+// post sends an encoded batch once. news is -1 when the hub's answer does
+// not say how many records were new.
+func (im *importer) post(body []byte, recs []*capture.Record) (accepted, news int, err error) {
+	c := im.c
+	req, err := wire.NewRequest(im.ctx, c.String()+wire.Path, body, wire.BatchID(recs), len(recs), c.Key())
+	if err != nil {
+		return 0, 0, err
+	}
+	req.Header.Set("User-Agent", userAgent())
+	resp, err := c.Do(req)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer resp.Body.Close()
+	a, err := wire.ParseResponse(resp)
+	if err != nil {
+		return 0, 0, err
+	}
+	accepted, news = a.Accepted, -1
+	if accepted < 0 {
+		accepted = len(recs) // 200 means all of them
+	}
+	if a.New != nil {
+		news = *a.New
+	}
+	return accepted, news, nil
+}
+
+// refused says what to do about a batch the hub will not take.
+func (im *importer) refused(se *wire.ServerError) error {
+	c := im.c
+	switch se.Status {
+	case http.StatusUnauthorized:
+		return fmt.Errorf("hub %s refused the ingest key (401: %s): check --ingest-key or %s; import needs a live ingest key of the hub (`hub keys create -tenant T -role ingest`)", c, se.Message, ingestKeyKey)
+	case http.StatusForbidden:
+		return fmt.Errorf("hub %s: %s (403): import needs an ingest key (role ingest), as a forwarder has; pass it with --ingest-key or %s", c, se.Message, ingestKeyKey)
+	case http.StatusNotFound, http.StatusMethodNotAllowed:
+		return fmt.Errorf("hub %s answered %d to POST %s: is this a Tapwire hub? (check --hub or %s)", c, se.Status, wire.Path, hubURLKey)
+	}
+	return fmt.Errorf("hub %s refused a batch (%d %s): %s", c, se.Status, http.StatusText(se.Status), se.Message)
+}
+
+func (im *importer) describe(err error) error {
+	var se *wire.ServerError
+	if errors.As(err, &se) {
+		return fmt.Errorf("hub %s answered %d %s: %s", im.c, se.Status, http.StatusText(se.Status), se.Message)
+	}
+	return err
+}

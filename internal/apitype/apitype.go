@@ -1,0 +1,242 @@
+// Package apitype holds the request and response types of the hub's HTTP
+// API (docs/api.md): the hub's handlers (internal/hub) encode and decode
+// them, and its client (internal/hubclient) does the reverse, so that the
+// two cannot drift. Records, summaries, tenants and keys are the domain's
+// types (capture.Record, store.Summary, store.Tenant, store.Key), as the
+// API writes them.
+//
+// The endpoints and their types:
+//
+//	GET    /api/v1/whoami                      Whoami
+//	GET    /api/v1/records                     ListQuery → RecordList
+//	GET    /api/v1/records/{id}                capture.Record
+//	GET    /api/v1/records/{id}/body/{side}    BodyView
+//	GET    /api/v1/services                    Filter → Services
+//	GET    /api/v1/map                         Filter → store.ServiceMap
+//	GET    /api/v1/histogram                   Filter, step → Histogram
+//	GET    /api/v1/export/{format}             ExportQuery → the file, trailer ExportNextCursor
+//	POST   /api/v1/tenants                     CreateTenantRequest → CreatedTenant
+//	GET    /api/v1/tenants                     Tenants
+//	GET    /api/v1/tenants/{tenant}            store.Tenant
+//	POST   /api/v1/tenants/{tenant}/keys       CreateKeyRequest → CreatedKey
+//	GET    /api/v1/tenants/{tenant}/keys       Keys
+//	DELETE /api/v1/keys/{id}                   store.Key
+//	GET    /healthz                            Health
+//
+// Every answer other than 2xx of the query and administration APIs is an
+// Error.
+package apitype
+
+import (
+	"net/url"
+	"strconv"
+	"time"
+
+	"github.com/tapwire/tapwire/internal/store"
+)
+
+// Error is the body of every refusal of the query and administration
+// APIs: {"error": "a short message for people"}.
+type Error struct {
+	Error string `json:"error"`
+}
+
+// Health is GET /healthz: "ok", or "store unavailable" with 503.
+type Health struct {
+	Status string `json:"status"`
+}
+
+// Whoami is GET /api/v1/whoami: the key the request carried.
+type Whoami struct {
+	Tenant string     `json:"tenant"`
+	Role   store.Role `json:"role"`
+	Key    string     `json:"key"`  // the key's public id, tw_xxxxxxxxxxxx
+	Name   string     `json:"name"` // the key's note for people; may be empty
+}
+
+// Filter is the filter parameters of the list, the summaries and the
+// exports (docs/api.md, "Filters"). Empty fields select everything; the
+// hub checks the values.
+type Filter struct {
+	From, To  string // RFC 3339, Unix milliseconds, now, or a duration ago: -15m, -2h, -7d
+	Service   string // labels.service, exactly
+	Direction string // in or out
+	Method    string // any case
+	Status    string // a class or a code: 5xx, 404
+	Host      string // without port, any case
+	Path      string // a substring of the URL path, case-sensitive
+	Q         string // a substring of the URL or the start of a body, any case
+	Failed    bool   // only failed exchanges
+}
+
+// filterParams are the query parameters of Filter's string fields.
+func (f *Filter) params() []struct {
+	name string
+	v    *string
+} {
+	return []struct {
+		name string
+		v    *string
+	}{
+		{"from", &f.From}, {"to", &f.To}, {"service", &f.Service}, {"direction", &f.Direction},
+		{"method", &f.Method}, {"status", &f.Status}, {"host", &f.Host}, {"path", &f.Path}, {"q", &f.Q},
+	}
+}
+
+// Encode sets the filter's parameters in q: those not empty, and
+// failed=true.
+func (f Filter) Encode(q url.Values) {
+	for _, p := range f.params() {
+		if *p.v != "" {
+			q.Set(p.name, *p.v)
+		}
+	}
+	if f.Failed {
+		q.Set("failed", "true")
+	}
+}
+
+// DecodeFilter reads the filter parameters of q. The only error is a
+// failed that is not a boolean; the hub checks the other values.
+func DecodeFilter(q url.Values) (Filter, error) {
+	var f Filter
+	for _, p := range f.params() {
+		*p.v = q.Get(p.name)
+	}
+	if s := q.Get("failed"); s != "" {
+		var err error
+		if f.Failed, err = strconv.ParseBool(s); err != nil {
+			return f, &ParamError{"failed", s, "want true or false"}
+		}
+	}
+	return f, nil
+}
+
+// ParamError is a query parameter with a bad value.
+type ParamError struct {
+	Name, Value, Want string
+}
+
+func (e *ParamError) Error() string { return e.Name + "=" + strconv.Quote(e.Value) + ": " + e.Want }
+
+// ListQuery is the parameters of GET /api/v1/records.
+type ListQuery struct {
+	Filter
+	Limit  int    // records in the page, 1 to 1000; if zero, the hub's default (100)
+	Cursor string // RecordList.Next of the previous page; empty for the first
+	Full   bool   // fill each Item's Record with the whole record
+}
+
+// Values returns q as query parameters.
+func (q ListQuery) Values() url.Values {
+	v := url.Values{}
+	q.Filter.Encode(v)
+	setPage(v, q.Limit, q.Cursor)
+	if q.Full {
+		v.Set("full", "true")
+	}
+	return v
+}
+
+func setPage(v url.Values, limit int, cursor string) {
+	if limit != 0 {
+		v.Set("limit", strconv.Itoa(limit))
+	}
+	if cursor != "" {
+		v.Set("cursor", cursor)
+	}
+}
+
+// RecordList is GET /api/v1/records: a page of records, newest first.
+type RecordList struct {
+	Records []store.Item `json:"records"`
+	Next    string       `json:"next,omitempty"` // the cursor of the next page; empty on the last
+}
+
+// BodyView is GET /api/v1/records/{id}/body/{side}: a captured body made
+// readable: content encodings undone, JSON indented, binary left as bytes.
+// Byte counts are int64, as every byte count of the API.
+type BodyView struct {
+	ContentType string `json:"contentType,omitempty"`
+	Encoding    string `json:"encoding,omitempty"` // the Content-Encoding undone, as "gzip" or "br, gzip"
+	Size        int64  `json:"size"`               // the whole body's size on the wire
+	Captured    int64  `json:"captured"`           // bytes captured (before decoding)
+	Truncated   bool   `json:"truncated,omitempty"`
+	// Kind is empty (no bytes), json (Text is indented JSON), text (Text
+	// is the body), or binary (Data holds the first bytes).
+	Kind  string `json:"kind"`
+	Text  string `json:"text,omitempty"`
+	Data  []byte `json:"data,omitempty"` // base64 in JSON; at most 64 KiB
+	Bytes int64  `json:"bytes"`          // bytes after decoding
+	Note  string `json:"note,omitempty"` // why decoding stopped early, or what was not decoded
+}
+
+// Services is GET /api/v1/services: each service's traffic and endpoints.
+type Services struct {
+	Services []store.ServiceSummary `json:"services"`
+}
+
+// Histogram is GET /api/v1/histogram: records and failed records per step.
+type Histogram struct {
+	From    time.Time      `json:"from"`
+	To      time.Time      `json:"to"`
+	Step    string         `json:"step"` // as time.Duration writes it: 1m0s
+	StepMs  int64          `json:"stepMs"`
+	Buckets []store.Bucket `json:"buckets"`
+}
+
+// ExportQuery is the parameters of GET /api/v1/export/{format}.
+type ExportQuery struct {
+	Filter
+	Limit  int    // records at most, up to 100,000; if zero, the hub's default (10,000)
+	Cursor string // the ExportNextCursor of a cut export: where the rest begins
+}
+
+// Values returns q as query parameters.
+func (q ExportQuery) Values() url.Values {
+	v := url.Values{}
+	q.Filter.Encode(v)
+	setPage(v, q.Limit, q.Cursor)
+	return v
+}
+
+// ExportNextCursor is the trailer of an export cut at its limit: the
+// cursor of the rest.
+const ExportNextCursor = "Tapwire-Next-Cursor"
+
+// CreateTenantRequest is the body of POST /api/v1/tenants.
+type CreateTenantRequest struct {
+	ID      string `json:"id"`
+	Name    string `json:"name"`
+	KeyName string `json:"keyName"` // the name of both keys; if empty, "created with the tenant"
+}
+
+// CreatedTenant answers POST /api/v1/tenants: the tenant, an ingest key
+// and a read key.
+type CreatedTenant struct {
+	Tenant store.Tenant `json:"tenant"`
+	Keys   []CreatedKey `json:"keys"`
+}
+
+// CreateKeyRequest is the body of POST /api/v1/tenants/{tenant}/keys.
+type CreateKeyRequest struct {
+	Role store.Role `json:"role"` // ingest, read or admin, any case
+	Name string     `json:"name"`
+}
+
+// CreatedKey is a key as the administration API answers its creation: the
+// stored key and, shown this once, the key itself.
+type CreatedKey struct {
+	store.Key
+	Secret string `json:"key"` // the whole key, tw_...; the hub keeps only its hash
+}
+
+// Tenants is GET /api/v1/tenants.
+type Tenants struct {
+	Tenants []store.Tenant `json:"tenants"`
+}
+
+// Keys is GET /api/v1/tenants/{tenant}/keys.
+type Keys struct {
+	Keys []store.Key `json:"keys"`
+}
