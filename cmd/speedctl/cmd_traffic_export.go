@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"strings"
 	"time"
 
 	"github.com/schollz/progressbar/v3"
@@ -37,13 +36,16 @@ func newTrafficExportCmd(hf *hubFlags) *cobra.Command {
 	var o trafficExportOptions
 	cmd := &cobra.Command{
 		Use:   "export",
-		Short: "Export records as HAR, our JSONL or the vendor's raw.jsonl",
+		Short: "Export records as HAR, our JSONL, the vendor's raw.jsonl or Markdown recordings",
 		Long: `Export the records the filters select, newest first, to -o FILE or standard
 output:
 
   --format har    HAR 1.2, one entry per HTTP record (TCP records are left out)
   --format jsonl  our records, one per line: what ` + "`hub import`" + ` and ` + "`traffic import`" + ` read
   --format raw    the vendor's raw.jsonl, one RRPair per line
+  --format md     the vendor's Markdown recordings: a directory (-o DIR, required),
+                  DIR/<host>/<time>.md, one exchange per file, as the vendor's
+                  local tool writes them; every command that reads records reads it
 
 speedctl reads the records page by page (200 at a time) through the hub's
 cursors and writes them as the hub's export endpoints do, so an export has no
@@ -53,36 +55,26 @@ bar (records and their rate) goes to standard error when it is a terminal
 speedctl fails, so a partial export is never taken for a whole one.`,
 		Example: `  speedctl traffic export --format har --service orders --since 1h -o orders.har
   speedctl traffic export --format jsonl --since 7d > week.jsonl
-  speedctl traffic export --format raw --status 5xx --limit 1000 -o failures.raw.jsonl`,
+  speedctl traffic export --format raw --status 5xx --limit 1000 -o failures.raw.jsonl
+  speedctl traffic export --format md --direction out --since 1h -o recorded-$(date +%Y-%m-%d_%H-%M-%S)`,
 		Args: cobra.NoArgs,
 		RunE: hf.runE(&o),
 	}
 	o.ff.add(cmd)
-	cmd.Flags().StringVar(&o.format, "format", "har", "har, jsonl (our records) or raw (the vendor's raw.jsonl)")
-	cmd.Flags().StringVarP(&o.output, "output", "o", "", "write to this file (default standard output)")
+	cmd.Flags().StringVar(&o.format, "format", "har", "har, jsonl (our records), raw (the vendor's raw.jsonl) or md (the vendor's Markdown recordings, a directory)")
+	cmd.Flags().StringVarP(&o.output, "output", "o", "", "write to this file, or directory for md (default standard output)")
 	cmd.Flags().IntVar(&o.limit, "limit", 0, "at most this many records (default 0: all the filters select)")
 	cmd.Flags().BoolVar(&o.noProgress, "no-progress", false, "no progress bar, even on a terminal")
 	return cmd
 }
 
-// streamFormats lists the formats export writes to one stream: har, jsonl
-// or raw.
-func streamFormats() string {
-	var s []string
-	for _, n := range fmtpkg.Names {
-		if n.Stream() {
-			s = append(s, string(n))
-		}
-	}
-	if len(s) < 2 {
-		return strings.Join(s, "")
-	}
-	return strings.Join(s[:len(s)-1], ", ") + " or " + s[len(s)-1]
-}
-
 func (o *trafficExportOptions) prepare([]string) (err error) {
-	if f, err := fmtpkg.Parse(o.format); err != nil || !f.Stream() {
-		return fmt.Errorf("--format %q: want %s", o.format, streamFormats())
+	f, err := fmtpkg.Parse(o.format)
+	if err != nil {
+		return fmt.Errorf("--format %q: want %s", o.format, fmtpkg.List())
+	}
+	if !f.Stream() && (o.output == "" || o.output == "-") {
+		return fmt.Errorf("--format %s writes a directory, one file per exchange: give it with -o DIR", f)
 	}
 	if o.limit < 0 {
 		return fmt.Errorf("--limit %d: want 0 (all) or more", o.limit)
@@ -115,11 +107,27 @@ func (o *trafficExportOptions) run(ctx context.Context, c *hubclient.Client, std
 		return err
 	}
 
-	out := stdout
-	if o.output != "" && o.output != "-" {
-		f, err := os.Create(o.output)
-		if err != nil {
+	format := fmtpkg.Name(o.format)
+	var rw fmtpkg.Writer
+	cw := &countingWriter{w: stdout}
+	bw := bufio.NewWriterSize(cw, 64<<10)
+	switch {
+	case !format.Stream():
+		// A directory: removed again if the export fails, unless it was
+		// there before.
+		_, statErr := os.Stat(o.output)
+		if rw, err = fmtpkg.NewDirWriter(format, o.output); err != nil {
 			return err
+		}
+		defer func() {
+			if err != nil && os.IsNotExist(statErr) {
+				os.RemoveAll(o.output)
+			}
+		}()
+	case o.output != "" && o.output != "-":
+		f, cerr := os.Create(o.output) // not err: the deferred removal reads the result
+		if cerr != nil {
+			return cerr
 		}
 		defer func() {
 			if cerr := f.Close(); err == nil && cerr != nil {
@@ -129,13 +137,12 @@ func (o *trafficExportOptions) run(ctx context.Context, c *hubclient.Client, std
 				os.Remove(o.output)
 			}
 		}()
-		out = f
-	}
-	cw := &countingWriter{w: out}
-	bw := bufio.NewWriterSize(cw, 64<<10)
-	rw, err := fmtpkg.NewWriter(fmtpkg.Name(o.format), bw, har.Creator{Name: "speedctl", Version: version})
-	if err != nil {
-		return err
+		cw.w = f
+		fallthrough
+	default:
+		if rw, err = fmtpkg.NewWriter(format, bw, har.Creator{Name: "speedctl", Version: version}); err != nil {
+			return err
+		}
 	}
 	var bar *progressbar.ProgressBar
 	if !o.noProgress && isTerminal(stderr) {
@@ -193,6 +200,10 @@ func (o *trafficExportOptions) run(ctx context.Context, c *hubclient.Client, std
 		what := fmt.Sprintf("%d records", n)
 		if hw, ok := rw.(*har.Writer); ok && hw.Entries() != n {
 			what = fmt.Sprintf("%d entries; %d TCP records left out", hw.Entries(), n-hw.Entries())
+		}
+		if !format.Stream() {
+			fmt.Fprintf(stderr, "wrote %s (%s, one file each)\n", o.output, what)
+			return nil
 		}
 		fmt.Fprintf(stderr, "wrote %s (%s, %d bytes)\n", o.output, what, cw.n)
 	}

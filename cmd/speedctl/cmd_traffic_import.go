@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -9,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -18,7 +18,7 @@ import (
 	"github.com/tapwire/tapwire/internal/capture"
 	fmtpkg "github.com/tapwire/tapwire/internal/format"
 	"github.com/tapwire/tapwire/internal/hubclient"
-	"github.com/tapwire/tapwire/internal/sink/file"
+	"github.com/tapwire/tapwire/internal/retry"
 	"github.com/tapwire/tapwire/internal/wire"
 )
 
@@ -83,15 +83,20 @@ the batches sent before it stay stored, and importing again is safe.`,
 				return err
 			}
 			stderr := cmd.ErrOrStderr()
-			im := &importer{c: c, ctx: cmd.Context(), max: batchSize, sum: importSummary{Formats: map[string]int{}, Hub: c.String()}}
+			wc, err := wire.NewClientURL(c.String(), wire.ClientOptions{Token: c.Key(), UserAgent: userAgent(), Transport: hubTransport{c}, Timeout: time.Minute})
+			if err != nil {
+				return err
+			}
+			defer wc.Close()
+			im := &importer{c: c, wc: wc, ctx: cmd.Context(), max: batchSize, sum: importSummary{Formats: map[string]int{}, Hub: c.String()}}
 			if !noProgress && isTerminal(stderr) {
 				var total int64
 				for _, f := range files {
-					if f == "-" {
+					if f.Path == "-" || f.Format == fmtpkg.Markdown { // sizes unknown: a spinner
 						total = -1
 						break
 					}
-					if fi, err := os.Stat(f); err == nil {
+					if fi, err := os.Stat(f.Path); err == nil {
 						total += fi.Size()
 					}
 				}
@@ -138,7 +143,8 @@ the batches sent before it stay stored, and importing again is safe.`,
 
 func (s *importSummary) String() string {
 	var formats []string
-	for _, f := range []string{"har", "jsonl", "raw"} {
+	for _, n := range fmtpkg.Names {
+		f := string(n)
 		if n := s.Formats[f]; n > 0 {
 			formats = append(formats, fmt.Sprintf("%d %s", n, f))
 		}
@@ -158,38 +164,30 @@ func plural(n int, one, many string) string {
 	return many
 }
 
-// importFiles expands the arguments: a folder gives its record files
-// (records-*.jsonl, as hub import reads it), - is standard input.
-func importFiles(args []string) ([]string, error) {
-	var files []string
+// importFiles expands the arguments into what to read (internal/format's
+// Sources): a file in any format, a folder of record files (the file sink's
+// records-*.jsonl, as hub import reads it), a Markdown recording; - is
+// standard input.
+func importFiles(args []string) ([]fmtpkg.Source, error) {
+	var srcs []fmtpkg.Source
 	for _, a := range args {
 		if a == "-" {
-			files = append(files, a)
+			srcs = append(srcs, fmtpkg.Source{Path: a})
 			continue
 		}
-		fi, err := os.Stat(a)
+		s, err := fmtpkg.Sources(a)
 		if err != nil {
 			return nil, err
 		}
-		if !fi.IsDir() {
-			files = append(files, a)
-			continue
-		}
-		fs, err := file.Files(a)
-		if err != nil {
-			return nil, err
-		}
-		if len(fs) == 0 {
-			return nil, fmt.Errorf("%s: no record files (records-*.jsonl) in this folder", a)
-		}
-		files = append(files, fs...)
+		srcs = append(srcs, s...)
 	}
-	return files, nil
+	return srcs, nil
 }
 
 // importer reads files and posts their records in batches.
 type importer struct {
 	c     *hubclient.Client
+	wc    *wire.Client // posts batches to c's hub
 	ctx   context.Context
 	max   int
 	bar   *progressbar.ProgressBar
@@ -200,7 +198,7 @@ type importer struct {
 	said  bool // every answer said how many were new
 }
 
-func (im *importer) run(files []string, stdin io.Reader) error {
+func (im *importer) run(files []fmtpkg.Source, stdin io.Reader) error {
 	im.said = true
 	for _, name := range files {
 		if err := im.file(name, stdin); err != nil {
@@ -216,8 +214,22 @@ func (im *importer) run(files []string, stdin io.Reader) error {
 	return nil
 }
 
-// file imports one file, - for stdin.
-func (im *importer) file(name string, stdin io.Reader) error {
+// file imports one source, - for stdin.
+func (im *importer) file(src fmtpkg.Source, stdin io.Reader) error {
+	name := src.Path
+	if src.Format == fmtpkg.Markdown || strings.EqualFold(filepath.Ext(name), ".md") {
+		got, err := src.Read(im.add)
+		if err != nil {
+			var se *sendError
+			if errors.As(err, &se) {
+				return se.err
+			}
+			return fmt.Errorf("%s: %w", name, err)
+		}
+		im.sum.Files++
+		im.sum.Formats[string(got)]++
+		return nil
+	}
 	var r io.Reader = stdin
 	if name != "-" {
 		f, err := os.Open(name)
@@ -275,86 +287,54 @@ func (im *importer) flush() error {
 	return nil
 }
 
-// send posts one batch, retrying what may pass (429, 5xx, an unreachable
-// hub) with the hub's Retry-After or a growing wait, and splitting a batch
-// the hub finds too large.
+// send posts one batch with the batch client (which splits a batch the hub
+// finds too large), retrying what may pass (429, 5xx, an unreachable hub)
+// by internal/retry: the hub's Retry-After or a growing wait.
 func (im *importer) send(recs []*capture.Record) error {
-	var body bytes.Buffer
-	if err := wire.EncodeBatch(&body, recs); err != nil {
-		return err
-	}
-	wait := time.Second
+	backoff := retry.Backoff{Min: time.Second, Max: 30 * time.Second}
 	for try := 1; ; try++ {
-		accepted, news, err := im.post(body.Bytes(), recs)
+		a, err := im.wc.Post(im.ctx, recs)
 		if err == nil {
 			im.sum.Batches++
-			im.sum.Sent += accepted
-			if news < 0 {
+			im.sum.Sent += a.Accepted
+			if a.New == nil {
 				im.said = false
 			} else {
-				im.news += news
+				im.news += *a.New
 			}
 			return nil
 		}
+		if im.ctx.Err() != nil {
+			return im.ctx.Err()
+		}
 		var se *wire.ServerError
+		isServer := errors.As(err, &se)
 		switch {
-		case errors.As(err, &se) && se.TooLarge() && len(recs) > 1:
-			half := len(recs) / 2
-			if err := im.send(recs[:half]); err != nil {
-				return err
-			}
-			return im.send(recs[half:])
-		case errors.As(err, &se) && se.TooLarge():
-			return fmt.Errorf("record %s is larger than the hub takes in one batch (HUB_MAX_BATCH_BYTES): %s", recs[0].ID, se.Message)
-		case errors.As(err, &se) && se.Permanent():
+		case isServer && se.TooLarge():
+			return fmt.Errorf("a record is larger than the hub takes in one batch (HUB_MAX_BATCH_BYTES): %s", se.Message)
+		case isServer && retry.Permanent(err):
 			return im.refused(se)
-		}
-		if im.sum.Batches == 0 && !errors.As(err, &se) {
+		case !isServer && im.sum.Batches == 0:
 			return err // the first batch: a wrong --hub, not an outage
-		}
-		if try == importTries {
+		case try == importTries:
 			return fmt.Errorf("%w (gave up after %d tries)", im.describe(err), try)
 		}
-		d := wait
-		if errors.As(err, &se) && se.Wait > 0 {
-			d = se.Wait
-		}
-		wait = min(2*wait, 30*time.Second)
+		t := time.NewTimer(backoff.Wait(try, err))
 		select {
-		case <-time.After(d):
+		case <-t.C:
 		case <-im.ctx.Done():
+			t.Stop()
 			return im.ctx.Err()
 		}
 	}
 }
 
-// post sends an encoded batch once. news is -1 when the hub's answer does
-// not say how many records were new.
-func (im *importer) post(body []byte, recs []*capture.Record) (accepted, news int, err error) {
-	c := im.c
-	req, err := wire.NewRequest(im.ctx, c.String()+wire.Path, body, wire.BatchID(recs), len(recs), c.Key())
-	if err != nil {
-		return 0, 0, err
-	}
-	req.Header.Set("User-Agent", userAgent())
-	resp, err := c.Do(req)
-	if err != nil {
-		return 0, 0, err
-	}
-	defer resp.Body.Close()
-	a, err := wire.ParseResponse(resp)
-	if err != nil {
-		return 0, 0, err
-	}
-	accepted, news = a.Accepted, -1
-	if accepted < 0 {
-		accepted = len(recs) // 200 means all of them
-	}
-	if a.New != nil {
-		news = *a.New
-	}
-	return accepted, news, nil
-}
+// hubTransport sends the batch client's requests through the hub client,
+// which says why a hub cannot be reached (a plain-HTTP hub, a refused
+// connection) as every other command does.
+type hubTransport struct{ c *hubclient.Client }
+
+func (t hubTransport) RoundTrip(req *http.Request) (*http.Response, error) { return t.c.Do(req) }
 
 // refused says what to do about a batch the hub will not take.
 func (im *importer) refused(se *wire.ServerError) error {

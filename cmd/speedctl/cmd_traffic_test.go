@@ -585,7 +585,7 @@ func TestTrafficImportRetries(t *testing.T) {
 	if err != nil {
 		t.Fatalf("import: %v\n%s", err, out)
 	}
-	if !strings.Contains(out, "imported 4 records from 2 files (2 jsonl)") || !strings.Contains(out, "4 sent in 2 batches") {
+	if !strings.Contains(out, "imported 4 records from 2 files (2 jsonl)") || !strings.Contains(out, "4 sent in 1 batch") { // the batch the hub took in two halves counts once
 		t.Errorf("import said:\n%s", out)
 	}
 	if d := time.Since(began); d < time.Second {

@@ -199,8 +199,10 @@ func TestReadPath(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if err := os.WriteFile(filepath.Join(dir, ".hidden"), []byte("not records"), 0o644); err != nil {
-		t.Fatal(err)
+	for _, name := range []string{".hidden.jsonl", "notes.txt"} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte("not records"), 0o644); err != nil {
+			t.Fatal(err)
+		}
 	}
 	srcs, err := Sources(dir)
 	if err != nil {

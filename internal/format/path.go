@@ -35,8 +35,10 @@ var ErrNoRecords = errors.New("no record files")
 // Sources lists what ReadPath would read at path: the file itself; for a
 // directory holding Markdown recordings (.md files that look like one), the
 // directory as one Markdown source; for another directory, every regular
-// file below it whose name does not start with a dot, in natural order (the
-// file sink's records-<stamp>-2.jsonl before -10.jsonl).
+// file below it named as record files are (.jsonl, .ndjson, .json, .har),
+// not starting with a dot, in natural order (the file sink's
+// records-<stamp>-2.jsonl before -10.jsonl); other files (notes, READMEs)
+// are left alone.
 func Sources(path string) ([]Source, error) {
 	fi, err := os.Stat(path)
 	if err != nil {
@@ -63,7 +65,9 @@ func Sources(path string) ([]Source, error) {
 		if strings.EqualFold(filepath.Ext(p), markdown.Ext) && !md {
 			md = looksMarkdown(p)
 		}
-		files = append(files, p)
+		if recordFile(p) {
+			files = append(files, p)
+		}
 		return nil
 	})
 	if err != nil {
@@ -81,6 +85,16 @@ func Sources(path string) ([]Source, error) {
 		out[i] = Source{Path: f}
 	}
 	return out, nil
+}
+
+// recordFile reports whether a file in a directory is read as records, by
+// its name.
+func recordFile(p string) bool {
+	switch strings.ToLower(filepath.Ext(p)) {
+	case ".jsonl", ".ndjson", ".json", ".har":
+		return true
+	}
+	return false
 }
 
 // looksMarkdown reports whether the file at p starts like a recording.

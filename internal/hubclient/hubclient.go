@@ -79,7 +79,7 @@ func ParseURL(s string) (*url.URL, error) {
 	}
 	u, err := url.Parse(v)
 	switch {
-	case err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") || u.Opaque != "":
+	case err != nil || u.Hostname() == "" || (u.Scheme != "http" && u.Scheme != "https") || u.Opaque != "":
 		return nil, fmt.Errorf("hub URL %q: want http://host[:port] or https://host[:port] (a bare host[:port] means https)", s)
 	case u.Port() == "" && strings.HasSuffix(u.Host, ":"):
 		return nil, fmt.Errorf("hub URL %q: the port is empty", s)

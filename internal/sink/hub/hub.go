@@ -11,12 +11,11 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"net"
-	"net/url"
 	"strings"
 	"time"
 
 	"github.com/tapwire/tapwire/internal/capture"
+	"github.com/tapwire/tapwire/internal/hubclient"
 	"github.com/tapwire/tapwire/internal/wire"
 )
 
@@ -66,26 +65,16 @@ func (s *Sink) Base() string { return s.base }
 
 // BaseURL turns SPEEDSCALE_APP_URL into the hub's base URL: a host or
 // host:port means https://host[:port]; an http:// or https:// URL is
-// taken as it is (a path prefix is kept, a trailing slash dropped).
+// taken as it is (a path prefix is kept, a trailing slash dropped). It is
+// hubclient.ParseURL, the one parser of a hub's address, so the forwarder
+// and speedctl read the same address the same way.
 func BaseURL(appURL string) (string, error) {
-	v := strings.TrimSpace(appURL)
-	if v == "" {
+	if strings.TrimSpace(appURL) == "" {
 		return "", errors.New("hub address is empty")
 	}
-	if !strings.Contains(v, "://") {
-		host := v
-		if h, port, err := net.SplitHostPort(v); err == nil {
-			if h == "" || port == "" {
-				return "", fmt.Errorf("hub address %q: want host[:port] or a URL", appURL)
-			}
-		} else if strings.ContainsAny(v, "/?#@ ") {
-			return "", fmt.Errorf("hub address %q: want host[:port] or a URL", appURL)
-		}
-		v = "https://" + host
+	u, err := hubclient.ParseURL(appURL)
+	if err != nil {
+		return "", err
 	}
-	u, err := url.Parse(v)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
-		return "", fmt.Errorf("hub address %q: want host[:port], or an http:// or https:// URL", appURL)
-	}
-	return strings.TrimSuffix(v, "/"), nil
+	return u.String(), nil
 }

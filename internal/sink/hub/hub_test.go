@@ -35,7 +35,9 @@ func TestBaseURL(t *testing.T) {
 		{" https://hub.example.com ", "https://hub.example.com", false},
 		{"", "", true},
 		{"ftp://hub", "", true},
-		{"hub.example.com/path", "", true},
+		{"hub.example.com/path", "https://hub.example.com/path", false}, // as speedctl reads it (one parser)
+		{"https://hub.example.com/?x=1", "", true},
+		{"https://hub.example.com/#top", "", true},
 		{"https://user:pw@hub", "", true},
 		{":8080", "", true},
 	}
