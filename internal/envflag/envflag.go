@@ -227,3 +227,13 @@ func FormatBytes(n int64) string {
 	}
 	return strconv.FormatInt(n, 10)
 }
+
+// Bind returns the Set of c's settings, bound by bind, whose help shows the
+// defaults of d: a config of the same type with its defaults applied.
+func Bind[T any](c, d *T, bind func(*Set, *T)) *Set {
+	var set, defs Set
+	bind(&set, c)
+	bind(&defs, d)
+	set.Defaults(&defs)
+	return &set
+}

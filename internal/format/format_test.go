@@ -142,30 +142,9 @@ func lose(n Name, r *capture.Record) bool {
 	case HAR:
 		return r.HTTP != nil // HAR has HTTP entries only
 	case Raw:
-		// The vendor form has no place for TCP chunks or HTTP messages, and
-		// its header map has no order between names (import sorts by name).
-		if h := r.HTTP; h != nil {
-			h.Messages, h.MessagesTruncated = nil, false
-			h.Req.Headers = byName(h.Req.Headers)
-			if h.Res != nil {
-				h.Res.Headers = byName(h.Res.Headers)
-			}
-		}
-		if r.TCP != nil {
-			r.TCP.Chunks = nil
-		}
+		*r = *capturetest.VendorForm(r)
 	}
 	return true
-}
-
-func byName(h capture.Headers) capture.Headers {
-	c := append(capture.Headers(nil), h...)
-	for i := 1; i < len(c); i++ { // stable insertion sort by name
-		for j := i; j > 0 && c[j].Name < c[j-1].Name; j-- {
-			c[j], c[j-1] = c[j-1], c[j]
-		}
-	}
-	return c
 }
 
 func TestParse(t *testing.T) {

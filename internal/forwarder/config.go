@@ -265,12 +265,9 @@ func Load(args []string, getenv func(string) string, out io.Writer) (*Config, er
 	fs.SetOutput(out)
 	fs.Usage = func() { usage(fs) }
 
-	var set, defs envflag.Set
-	bind(&set, c)
 	d := &Config{}
 	d.setDefaults()
-	bind(&defs, d)
-	set.Defaults(&defs)
+	set := envflag.Bind(c, d, bind)
 
 	// The environment first, then flags over it.
 	if err := set.Parse(fs, args, getenv); err != nil {

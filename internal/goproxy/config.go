@@ -229,12 +229,9 @@ func Load(args []string, getenv func(string) string, out io.Writer) (*Config, er
 	fs := flag.NewFlagSet("goproxy", flag.ContinueOnError)
 	fs.SetOutput(out)
 	fs.Usage = func() { usage(fs) }
-	var set, defs envflag.Set
-	bind(&set, c)
 	d := &Config{CaptureEnabled: true}
 	d.setDefaults()
-	bind(&defs, d)
-	set.Defaults(&defs)
+	set := envflag.Bind(c, d, bind)
 
 	// The environment first, then flags over it.
 	if err := set.Parse(fs, args, getenv); err != nil {

@@ -78,13 +78,9 @@ func adminCmd(ctx context.Context, cmd string, args []string, getenv func(string
 		}
 		sub, args = args[0], args[1:]
 	}
-	c := &Config{}
-	var set, defs envflag.Set
-	bindStore(&set, c)
-	d := &Config{}
+	c, d := &Config{}, &Config{}
 	d.setDefaults()
-	bindStore(&defs, d)
-	set.Defaults(&defs)
+	set := envflag.Bind(c, d, bindStore)
 	if err := set.Env(getenv); err != nil {
 		return usageError(err.Error())
 	}

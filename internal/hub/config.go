@@ -194,12 +194,9 @@ func Load(args []string, getenv func(string) string, out io.Writer) (*Config, er
 	fs := flag.NewFlagSet("hub", flag.ContinueOnError)
 	fs.SetOutput(out)
 	fs.Usage = func() { usage(fs) }
-	var set, defs envflag.Set
-	bind(&set, c)
 	d := &Config{}
 	d.setDefaults()
-	bind(&defs, d)
-	set.Defaults(&defs)
+	set := envflag.Bind(c, d, bind)
 	if err := set.Parse(fs, args, getenv); err != nil {
 		return nil, err
 	}

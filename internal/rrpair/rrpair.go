@@ -803,10 +803,7 @@ func cloneRaw(m map[string]json.RawMessage) map[string]json.RawMessage {
 func (p *Pair) UnmarshalJSON(b []byte) error {
 	type plain Pair
 	var v plain
-	if err := json.Unmarshal(b, &v); err != nil {
-		return err
-	}
-	extra, err := unknownFields(b, reflect.TypeFor[plain]())
+	extra, err := unmarshalExtra(b, &v)
 	if err != nil {
 		return err
 	}
@@ -818,21 +815,14 @@ func (p *Pair) UnmarshalJSON(b []byte) error {
 // MarshalJSON writes p with the fields of p.Extra after the known ones.
 func (p Pair) MarshalJSON() ([]byte, error) {
 	type plain Pair
-	b, err := json.Marshal(plain(p))
-	if err != nil {
-		return nil, err
-	}
-	return appendFields(b, p.Extra, reflect.TypeFor[plain]())
+	return marshalExtra(plain(p), p.Extra)
 }
 
 // UnmarshalJSON reads q, keeping unknown fields in q.Extra.
 func (q *Request) UnmarshalJSON(b []byte) error {
 	type plain Request
 	var v plain
-	if err := json.Unmarshal(b, &v); err != nil {
-		return err
-	}
-	extra, err := unknownFields(b, reflect.TypeFor[plain]())
+	extra, err := unmarshalExtra(b, &v)
 	if err != nil {
 		return err
 	}
@@ -844,21 +834,14 @@ func (q *Request) UnmarshalJSON(b []byte) error {
 // MarshalJSON writes q with the fields of q.Extra after the known ones.
 func (q Request) MarshalJSON() ([]byte, error) {
 	type plain Request
-	b, err := json.Marshal(plain(q))
-	if err != nil {
-		return nil, err
-	}
-	return appendFields(b, q.Extra, reflect.TypeFor[plain]())
+	return marshalExtra(plain(q), q.Extra)
 }
 
 // UnmarshalJSON reads s, keeping unknown fields in s.Extra.
 func (s *Response) UnmarshalJSON(b []byte) error {
 	type plain Response
 	var v plain
-	if err := json.Unmarshal(b, &v); err != nil {
-		return err
-	}
-	extra, err := unknownFields(b, reflect.TypeFor[plain]())
+	extra, err := unmarshalExtra(b, &v)
 	if err != nil {
 		return err
 	}
@@ -870,11 +853,27 @@ func (s *Response) UnmarshalJSON(b []byte) error {
 // MarshalJSON writes s with the fields of s.Extra after the known ones.
 func (s Response) MarshalJSON() ([]byte, error) {
 	type plain Response
-	b, err := json.Marshal(plain(s))
+	return marshalExtra(plain(s), s.Extra)
+}
+
+// unmarshalExtra decodes b into v, a type without JSON methods (so that
+// decoding does not recurse), and returns the members of b that are not
+// v's fields.
+func unmarshalExtra[P any](b []byte, v *P) (map[string]json.RawMessage, error) {
+	if err := json.Unmarshal(b, v); err != nil {
+		return nil, err
+	}
+	return unknownFields(b, reflect.TypeFor[P]())
+}
+
+// marshalExtra encodes v, a type without JSON methods, with the members of
+// extra after its fields.
+func marshalExtra[P any](v P, extra map[string]json.RawMessage) ([]byte, error) {
+	b, err := json.Marshal(v)
 	if err != nil {
 		return nil, err
 	}
-	return appendFields(b, s.Extra, reflect.TypeFor[plain]())
+	return appendFields(b, extra, reflect.TypeFor[P]())
 }
 
 var jsonNamesCache sync.Map // reflect.Type -> []string

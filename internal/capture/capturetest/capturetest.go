@@ -7,6 +7,8 @@ import (
 	"bytes"
 	"fmt"
 	"os"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -236,4 +238,35 @@ func Batch(n, bodyLen int) []*capture.Record {
 		recs[i] = r
 	}
 	return recs
+}
+
+// VendorForm returns a copy of rec less what the vendor's RRPair form (and
+// so raw.jsonl and Markdown recordings) cannot hold: TCP chunks, HTTP
+// messages (gRPC, WebSocket), and the order of headers of different names
+// (an import sorts them by name, keeping each name's values in order).
+func VendorForm(rec *capture.Record) *capture.Record {
+	want := *rec
+	if h := want.HTTP; h != nil {
+		hc := *h
+		hc.Req.Headers = byName(hc.Req.Headers)
+		if hc.Res != nil {
+			res := *hc.Res
+			res.Headers = byName(res.Headers)
+			hc.Res = &res
+		}
+		hc.Messages, hc.MessagesTruncated = nil, false
+		want.HTTP = &hc
+	}
+	if want.TCP != nil {
+		tcp := *want.TCP
+		tcp.Chunks = nil
+		want.TCP = &tcp
+	}
+	return &want
+}
+
+func byName(h capture.Headers) capture.Headers {
+	c := slices.Clone(h)
+	slices.SortStableFunc(c, func(a, b capture.Header) int { return strings.Compare(a.Name, b.Name) })
+	return c
 }
