@@ -260,13 +260,9 @@ func (s *Server) Addr() net.Addr { return s.ln.Addr() }
 // spool, all within ShutdownTimeout, and closes the sinks and the spool.
 // What is not delivered by then stays in the spool for the next start. It
 // returns nil after an orderly shutdown.
-func (s *Server) Serve(ctx context.Context) error {
-	defer s.life.Stopped()
-	sctx, cancel, err := s.life.Start(ctx)
-	if err != nil {
-		return err
-	}
-	defer cancel()
+func (s *Server) Serve(ctx context.Context) error { return s.life.Serve(ctx, s.serve) }
+
+func (s *Server) serve(sctx context.Context) error {
 	s.logStart(s.ln.Addr())
 	dctx, stopDelivery := context.WithCancel(context.Background())
 	var wg sync.WaitGroup

@@ -343,13 +343,9 @@ func (s *Server) closeListeners() {
 // (SIGTERM) or Shutdown is called, then shuts down: stop accepting, finish
 // in-flight exchanges, flush the records until ShutdownTimeout. It returns
 // the error of a listener that failed, else nil.
-func (s *Server) Serve(ctx context.Context) error {
-	defer s.life.Stopped()
-	ctx, cancel, err := s.life.Start(ctx)
-	if err != nil {
-		return err
-	}
-	defer cancel()
+func (s *Server) Serve(ctx context.Context) error { return s.life.Serve(ctx, s.serve) }
+
+func (s *Server) serve(ctx context.Context) error {
 	if s.shipper != nil {
 		s.shipper.Start(context.WithoutCancel(ctx))
 	}

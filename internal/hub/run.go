@@ -141,13 +141,9 @@ func (h *Hub) Addr() net.Addr { return h.ln.Addr() }
 // done or Shutdown is called; then it drains requests in flight for up to
 // ShutdownTimeout and closes the store. It returns nil after an orderly
 // shutdown.
-func (h *Hub) Serve(ctx context.Context) error {
-	defer h.life.Stopped()
-	sctx, cancel, err := h.life.Start(ctx)
-	if err != nil {
-		return err
-	}
-	defer cancel()
+func (h *Hub) Serve(ctx context.Context) error { return h.life.Serve(ctx, h.serve) }
+
+func (h *Hub) serve(sctx context.Context) error {
 	cfg, log, st := h.cfg, h.log, h.st
 	log.Info("hub listening", "addr", h.ln.Addr().String(), "store", cfg.describe(), "retention", retentionText(cfg.Retention),
 		"tls", cfg.TLSCert != "", "maxInFlight", cfg.MaxInFlight)

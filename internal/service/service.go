@@ -149,6 +149,18 @@ func (l *Lifecycle) Start(ctx context.Context) (context.Context, context.CancelF
 	return sctx, cancel, nil
 }
 
+// Serve runs serve, a daemon's Serve, between Start and Stopped: with a
+// context that ends with ctx or with Shutdown.
+func (l *Lifecycle) Serve(ctx context.Context, serve func(context.Context) error) error {
+	defer l.Stopped()
+	ctx, cancel, err := l.Start(ctx)
+	if err != nil {
+		return err
+	}
+	defer cancel()
+	return serve(ctx)
+}
+
 // Stopped marks the end of Serve.
 func (l *Lifecycle) Stopped() {
 	l.mu.Lock()
