@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"sync/atomic"
 	"time"
+
+	"golang.org/x/net/http/httpguts"
 )
 
 // DefaultMaxHeaderBytes bounds a request's line and headers together when
@@ -130,6 +132,34 @@ func parseHead(h []byte) (headInfo, *framingError) {
 		hi.length = n
 	}
 	return hi, nil
+}
+
+// badStart reports whether b, the start of a request head that is not
+// whole yet, can no longer become a request line: its method holds a byte
+// that is not a token character, or its first line a control byte. Such a
+// client (binary sent to an HTTP port) is answered at once instead of when
+// it has sent the header limit or timed out.
+func badStart(b []byte) bool {
+	line := b
+	if i := bytes.IndexByte(b, '\n'); i >= 0 {
+		line = b[:i]
+	}
+	line = bytes.TrimSuffix(line, []byte("\r"))
+	method := line
+	if sp := bytes.IndexByte(line, ' '); sp >= 0 {
+		method = line[:sp]
+	}
+	for _, c := range method {
+		if !httpguts.IsTokenRune(rune(c)) {
+			return true
+		}
+	}
+	for _, c := range line {
+		if c < 0x20 && c != '\t' || c == 0x7f {
+			return true
+		}
+	}
+	return false
 }
 
 // cutLine splits b after its first LF and returns the line without its
@@ -390,6 +420,9 @@ func (g *guardConn) scan() {
 				return
 			}
 			if end < 0 {
+				if badStart(b) { // binary or garbage: answer now, not at the header limit
+					g.err = refuse(http.StatusBadRequest, "not an HTTP request line")
+				}
 				return
 			}
 			hi, err := parseHead(b[:end])

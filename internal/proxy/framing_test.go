@@ -691,3 +691,44 @@ func TestEarlyAnswerToUpload(t *testing.T) {
 		})
 	}
 }
+
+// TestBinaryAnsweredAtOnce: bytes that cannot start a request line get 400
+// as soon as they arrive, not when the client has sent the header limit or
+// the read timeout passes; nothing reaches the app. (The sniffing inbound
+// listener relays what is not HTTP to the app as bytes, by design, so it is
+// not among these rigs.)
+func TestBinaryAnsweredAtOnce(t *testing.T) {
+	for _, rig := range framingRigs(t, Options{}) {
+		if rig.name == "inbound sniffing" {
+			continue
+		}
+		t.Run(rig.name, func(t *testing.T) {
+			c := rig.dial(t)
+			// No line end and far below the header limit: only the bytes
+			// themselves can make the guard answer.
+			io.WriteString(c, "\xff\x00\x13binary")
+			res := readUntilClosed(t, c, 1)[0]
+			if res.StatusCode != http.StatusBadRequest {
+				t.Errorf("got %d, want 400", res.StatusCode)
+			}
+			if n, _ := rig.app.snapshot(); n != 0 {
+				t.Errorf("the app received %d bytes, want nothing", n)
+			}
+		})
+	}
+}
+
+func TestBadStart(t *testing.T) {
+	for _, tt := range []struct {
+		in  string
+		bad bool
+	}{
+		{"GET", false}, {"GET /x HT", false}, {"POST /x HTTP/1.1\r\nHost: a", false}, {"", false}, {"\r\n", false},
+		{"M-SEARCH * HTTP/1.1", false}, {"\xffbinary", true}, {"GE\x00T", true}, {"GET /\x01 HTTP/1.1", true},
+		{"G(T /", true}, {"GET /x HTTP/1.1\x7f", true}, {"\x16\x03\x01", true},
+	} {
+		if got := badStart([]byte(tt.in)); got != tt.bad {
+			t.Errorf("badStart(%q) = %v, want %v", tt.in, got, tt.bad)
+		}
+	}
+}
