@@ -76,9 +76,13 @@ type Server struct {
 	spool *spool.Spool
 	dests []*destination
 	sem   chan struct{} // one token per batch in flight
-	mux   *http.ServeMux
-	reg   *prometheus.Registry
-	m     *metrics
+	// budget is the memory that long lines (past 64 KiB) and large zstd
+	// windows of the batches in flight may hold together: one line of
+	// wire.MaxLineBytes at a time.
+	budget *wire.Budget
+	mux    *http.ServeMux
+	reg    *prometheus.Registry
+	m      *metrics
 
 	redactor *redact.Redactor // nil: no rules
 	filter   *filter.Filter   // nil: keep everything
@@ -188,7 +192,8 @@ func newServer(cfg Config, log *slog.Logger, dests []*destination) (*Server, err
 	if err != nil {
 		return nil, fmt.Errorf("open spool: %w", err)
 	}
-	s := &Server{cfg: cfg, log: log, spool: sp, dests: dests, sem: make(chan struct{}, cfg.MaxInFlight)}
+	s := &Server{cfg: cfg, log: log, spool: sp, dests: dests, sem: make(chan struct{}, cfg.MaxInFlight),
+		budget: wire.NewBudget(wire.MinBudget)}
 	s.bufs = make(chan *bytes.Buffer, cfg.MaxInFlight)
 	for _, d := range dests {
 		d.rd, err = sp.Reader(d.name)
@@ -507,7 +512,8 @@ func (s *Server) serveBatch(w http.ResponseWriter, r *http.Request) (int, error)
 	// Neither the filter nor redaction without body rules reads bodies:
 	// then the bodies of lines stored as they came are not decoded.
 	lazy := s.redactor == nil || !s.redactor.ReadsBodies()
-	info, err := wire.ReadBatchLines(r, s.cfg.MaxBatchBytes, lazy, func(rec *capture.Record, line *jsonl.Line, exact bool) error {
+	lim := wire.Limits{Bytes: s.cfg.MaxBatchBytes, Budget: s.budget}
+	info, err := wire.ReadBatchLines(r, lim, lazy, func(rec *capture.Record, line *jsonl.Line, exact bool) error {
 		if s.filter != nil && !s.filter.Keep(rec) {
 			filtered++
 			return nil
