@@ -1,10 +1,12 @@
 package hub
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 
 	"github.com/tapwire/tapwire/internal/capture"
+	"github.com/tapwire/tapwire/internal/format/jsonl"
 	"github.com/tapwire/tapwire/internal/store"
 	"github.com/tapwire/tapwire/internal/wire"
 )
@@ -12,12 +14,14 @@ import (
 // A batch goes to the store in chunks as it is decoded, so that the hub
 // never holds a whole batch: a decoded record is many times the size of
 // its JSON (a batch of tiny records, 32 MiB of JSON, was 780 MiB of
-// records). A chunk ends at chunkRecords records or chunkBytes of
-// estimated JSON (wire.EstimateSize), whichever comes first; one larger
-// record is a chunk alone.
+// records). A record becomes its row at once; a chunk of rows ends at
+// chunkRecords rows or chunkBytes (their stored form and search text, and
+// rowOverhead each), whichever comes first; one larger row is a chunk
+// alone.
 const (
 	chunkRecords = 512
 	chunkBytes   = 1 << 20
+	rowOverhead  = 512
 )
 
 // lineBudget is the hub's wire.Budget: the memory that long lines (past
@@ -27,24 +31,49 @@ const lineBudget = wire.MinBudget
 
 // ingest stores one batch's records, chunk by chunk, in one transaction.
 // The transaction begins with the second chunk: a batch of one chunk (most
-// batches) is decoded whole before it takes the store's writer.
+// batches) is decoded whole before it takes the store's writer. A record
+// whose line holds exactly the record is stored as that line (with the
+// tenant label written again), not encoded again.
 type ingest struct {
 	ctx    context.Context
 	st     store.Store
 	tenant string
-	chunk  []*capture.Record
+	chunk  []*store.Row
 	bytes  int64
 	ins    store.Inserter // nil until the first chunk is full
+	buf    bytes.Buffer   // a record's line
 }
 
 func newIngest(ctx context.Context, st store.Store, tenant string) *ingest {
 	return &ingest{ctx: ctx, st: st, tenant: tenant}
 }
 
-// add takes one record of the batch.
-func (g *ingest) add(rec *capture.Record) error {
-	g.chunk = append(g.chunk, rec)
-	g.bytes += wire.EstimateSize(rec)
+// add takes one record of the batch and its line (see wire.ReadBatchLines).
+func (g *ingest) add(rec *capture.Record, line *jsonl.Line, exact bool) error {
+	var changed jsonl.Field
+	if rec.Labels.Tenant != g.tenant {
+		rec.Labels.Tenant = g.tenant
+		changed = jsonl.FieldLabels
+	}
+	var row *store.Row
+	if exact {
+		g.buf.Reset()
+		ok, err := line.AppendTo(&g.buf, rec, changed)
+		if err != nil {
+			return storeError(err)
+		}
+		if ok {
+			row = store.NewRowJSON(rec, bytes.TrimSuffix(g.buf.Bytes(), []byte{'\n'}))
+		}
+	}
+	if row == nil {
+		var err error
+		if row, err = store.NewRow(rec); err != nil {
+			return storeError(err)
+		}
+	}
+	g.chunk = append(g.chunk, row)
+	g.bytes += int64(len(row.Data)+len(row.Search)) + rowOverhead
 	if len(g.chunk) < chunkRecords && g.bytes < chunkBytes {
 		return nil
 	}
@@ -60,7 +89,7 @@ func (g *ingest) add(rec *capture.Record) error {
 
 func (g *ingest) flush() error {
 	err := g.ins.Add(g.chunk)
-	clear(g.chunk) // let the records go
+	clear(g.chunk) // let the rows go
 	g.chunk, g.bytes = g.chunk[:0], 0
 	if err != nil {
 		return storeError(err)
@@ -72,11 +101,14 @@ func (g *ingest) flush() error {
 // were new.
 func (g *ingest) commit() (int, error) {
 	if g.ins == nil {
-		n, err := g.st.Insert(g.ctx, g.tenant, g.chunk)
+		if len(g.chunk) == 0 {
+			return 0, nil
+		}
+		ins, err := g.st.BeginInsert(g.ctx, g.tenant)
 		if err != nil {
 			return 0, storeError(err)
 		}
-		return n, nil
+		g.ins = ins
 	}
 	if err := g.flush(); err != nil {
 		return 0, err

@@ -137,10 +137,7 @@ func (s *Server) handleBatch(w http.ResponseWriter, r *http.Request) {
 	g := newIngest(r.Context(), s.store, key.Tenant)
 	defer g.rollback()
 	lim := wire.Limits{Bytes: s.cfg.MaxBatchBytes, Budget: s.budget}
-	info, err := wire.ReadBatch(r, lim, func(rec *capture.Record) error {
-		rec.Labels.Tenant = key.Tenant
-		return g.add(rec)
-	})
+	info, err := wire.ReadBatchLines(r, lim, false, g.add)
 	var n int
 	if err == nil {
 		n, err = g.commit()

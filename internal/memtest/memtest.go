@@ -163,6 +163,17 @@ func (p *Proc) Peak(t testing.TB) int64 {
 	return status(t, p.cmd.Process.Pid, "VmHWM:")
 }
 
+// ResetPeak sets the process's peak resident set to what it is now
+// (writing 5 to /proc/PID/clear_refs), so that one process can measure
+// one case after another.
+func (p *Proc) ResetPeak(t testing.TB) {
+	t.Helper()
+	path := fmt.Sprintf("/proc/%d/clear_refs", p.cmd.Process.Pid)
+	if err := os.WriteFile(path, []byte("5"), 0); err != nil {
+		t.Fatalf("reset the peak RSS: %v", err)
+	}
+}
+
 // RSS returns the process's resident set now (VmRSS) in bytes.
 func (p *Proc) RSS(t testing.TB) int64 {
 	t.Helper()

@@ -93,10 +93,10 @@ type Store interface {
 // Inserter is an Insert in progress (Store.BeginInsert). It is not safe
 // for concurrent use.
 type Inserter interface {
-	// Add stores recs within the transaction, skipping ids the tenant
-	// has (stored earlier, or added earlier in this transaction). The
-	// Inserter does not keep recs.
-	Add(recs []*capture.Record) error
+	// Add stores rows (NewRow, NewRowJSON) within the transaction,
+	// skipping ids the tenant has (stored earlier, or added earlier in
+	// this transaction). The Inserter does not keep rows.
+	Add(rows []*Row) error
 	// Commit commits the transaction and returns how many records were
 	// new. After an error of Add, Commit fails.
 	Commit() (int, error)

@@ -332,7 +332,11 @@ func (s *Store) Insert(ctx context.Context, tenant string, recs []*capture.Recor
 		return 0, err
 	}
 	defer ins.Rollback()
-	if err := ins.Add(recs); err != nil {
+	rows, err := store.NewRows(recs)
+	if err != nil {
+		return 0, err
+	}
+	if err := ins.Add(rows); err != nil {
 		return 0, err
 	}
 	return ins.Commit()
@@ -377,28 +381,25 @@ func (s *Store) beginInsert(ctx context.Context, tenant string) (*inserter, erro
 	return ins, nil
 }
 
-func (ins *inserter) Add(recs []*capture.Record) error {
+func (ins *inserter) Add(rows []*store.Row) error {
 	if ins.err != nil {
 		return ins.err
 	}
 	if ins.done {
 		return errors.New("insert: add after commit or rollback")
 	}
-	if err := ins.add(recs); err != nil {
+	if err := ins.add(rows); err != nil {
 		ins.err = err
 		return err
 	}
 	return nil
 }
 
-func (ins *inserter) add(recs []*capture.Record) error {
-	if len(recs) == 0 {
+func (ins *inserter) add(rows []*store.Row) error {
+	if len(rows) == 0 {
 		return nil
 	}
-	rows, err := store.NewRows(recs)
-	if err != nil {
-		return err
-	}
+	var err error
 	ctx, tx := ins.ctx, ins.tx
 	for len(rows) > 0 {
 		k := min(len(rows), rowsPerInsert)

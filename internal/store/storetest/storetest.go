@@ -257,7 +257,11 @@ func testChunkedInsert(t *testing.T, s store.Store) {
 			t.Fatalf("%s: BeginInsert: %v", tt.name, err)
 		}
 		for _, c := range tt.chunks {
-			if err := ins.Add(c); err != nil {
+			rows, err := store.NewRows(c)
+			if err != nil {
+				t.Fatalf("%s: NewRows: %v", tt.name, err)
+			}
+			if err := ins.Add(rows); err != nil {
 				t.Fatalf("%s: Add: %v", tt.name, err)
 			}
 		}
