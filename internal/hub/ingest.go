@@ -58,6 +58,7 @@ func (g *ingest) add(rec *capture.Record, line *jsonl.Line, exact bool) error {
 	var row *store.Row
 	if exact {
 		g.buf.Reset()
+		g.buf.Grow(len(line.Raw()) + 1) // once, rather than doubling for a long line
 		ok, err := line.AppendTo(&g.buf, rec, changed)
 		if err != nil {
 			return storeError(err)
