@@ -79,9 +79,9 @@ type Config struct {
 	// splits them. If zero, 32 MiB (wire.MaxDecodedBytes).
 	MaxBatchBytes int64
 	// MaxInFlight bounds the batches decoded at once
-	// (FORWARDER_MAX_IN_FLIGHT), and so the memory held:
-	// about MaxInFlight × MaxBatchBytes. Beyond it a batch gets 429 with
-	// Retry-After. If zero, 4.
+	// (FORWARDER_MAX_IN_FLIGHT). Beyond it a batch gets 429 with
+	// Retry-After. If zero, 4. A batch holds a frame of about 1 MiB and
+	// its line being decoded (docs/forwarder.md, Memory).
 	MaxInFlight int
 
 	// SpoolDir holds the on-disk spool every accepted batch goes to before

@@ -76,9 +76,13 @@ type Server struct {
 	spool *spool.Spool
 	dests []*destination
 	sem   chan struct{} // one token per batch in flight
-	mux   *http.ServeMux
-	reg   *prometheus.Registry
-	m     *metrics
+	// budget is the memory that long lines (past 64 KiB) and large zstd
+	// windows of the batches in flight may hold together: one line of
+	// wire.MaxLineBytes at a time.
+	budget *wire.Budget
+	mux    *http.ServeMux
+	reg    *prometheus.Registry
+	m      *metrics
 
 	redactor *redact.Redactor // nil: no rules
 	filter   *filter.Filter   // nil: keep everything
@@ -188,7 +192,8 @@ func newServer(cfg Config, log *slog.Logger, dests []*destination) (*Server, err
 	if err != nil {
 		return nil, fmt.Errorf("open spool: %w", err)
 	}
-	s := &Server{cfg: cfg, log: log, spool: sp, dests: dests, sem: make(chan struct{}, cfg.MaxInFlight)}
+	s := &Server{cfg: cfg, log: log, spool: sp, dests: dests, sem: make(chan struct{}, cfg.MaxInFlight),
+		budget: wire.NewBudget(wire.MinBudget)}
 	s.bufs = make(chan *bytes.Buffer, cfg.MaxInFlight)
 	for _, d := range dests {
 		d.rd, err = sp.Reader(d.name)
@@ -490,20 +495,31 @@ func (s *Server) serveBatch(w http.ResponseWriter, r *http.Request) (int, error)
 	}
 	// Each record is filtered, stamped and redacted as it is decoded, and
 	// its line is appended to the frame at once: the batch's records are
-	// never all in memory, only the frame is. Counters move only once the
-	// batch is spooled.
+	// never all in memory. A frame ends after frameBytes; the frames of a
+	// batch that has more than one are staged on the spool's disk and
+	// appended together once the whole batch is read (a refused batch
+	// leaves nothing in the spool). Counters move only once the batch is
+	// spooled.
 	buf := s.getBuf()
 	defer s.putBuf(buf)
 	var (
 		spooled  int
+		inFrame  int
+		stage    *spool.Stage
 		filtered int
 		redacted int
 		rules    map[string]int
 	)
+	defer func() {
+		if stage != nil {
+			stage.Close()
+		}
+	}()
 	// Neither the filter nor redaction without body rules reads bodies:
 	// then the bodies of lines stored as they came are not decoded.
 	lazy := s.redactor == nil || !s.redactor.ReadsBodies()
-	info, err := wire.ReadBatchLines(r, s.cfg.MaxBatchBytes, lazy, func(rec *capture.Record, line *jsonl.Line, exact bool) error {
+	lim := wire.Limits{Bytes: s.cfg.MaxBatchBytes, Budget: s.budget}
+	info, err := wire.ReadBatchLines(r, lim, lazy, func(rec *capture.Record, line *jsonl.Line, exact bool) error {
 		if s.filter != nil && !s.filter.Keep(rec) {
 			filtered++
 			return nil
@@ -522,16 +538,44 @@ func (s *Server) serveBatch(w http.ResponseWriter, r *http.Request) (int, error)
 			return fmt.Errorf("%w: %w", errStore, err)
 		}
 		spooled++
+		inFrame++
+		if buf.Len() < frameBytes {
+			return nil
+		}
+		if stage == nil {
+			stage = s.spool.Stage()
+		}
+		if err := stage.Frame(buf.Bytes(), inFrame); err != nil {
+			return &spoolErr{err}
+		}
+		buf.Reset()
+		inFrame = 0
 		return nil
 	})
 	if err != nil {
+		var se *spoolErr
+		if errors.As(err, &se) {
+			return info.Records, spoolError(se.err, s.spool.Stats())
+		}
 		return info.Records, err
 	}
 	received := info.Records
-	if spooled > 0 {
+	switch {
+	case stage != nil:
+		if inFrame > 0 {
+			if err := stage.Frame(buf.Bytes(), inFrame); err != nil {
+				return received, spoolError(err, s.spool.Stats())
+			}
+		}
+		if err := stage.Commit(); err != nil {
+			return received, spoolError(err, s.spool.Stats())
+		}
+	case spooled > 0:
 		if err := s.spool.Append(buf.Bytes(), spooled); err != nil {
 			return received, spoolError(err, s.spool.Stats())
 		}
+	}
+	if spooled > 0 {
 		s.spooled.Add(int64(spooled))
 	}
 	if filtered > 0 {
@@ -559,6 +603,7 @@ func (s *Server) serveBatch(w http.ResponseWriter, r *http.Request) (int, error)
 // full.
 func appendRecord(buf *bytes.Buffer, line *jsonl.Line, exact bool, rec *capture.Record, changed jsonl.Field) error {
 	if exact {
+		buf.Grow(len(line.Raw()) + 1) // once, rather than doubling for a long line
 		ok, err := line.AppendTo(buf, rec, changed)
 		if ok || err != nil {
 			return err
@@ -568,9 +613,20 @@ func appendRecord(buf *bytes.Buffer, line *jsonl.Line, exact bool, rec *capture.
 	return jsonl.Append(buf, []*capture.Record{rec})
 }
 
-// maxKeptBuf is the largest frame buffer kept for the next batch; at most
-// MaxInFlight of them are kept.
-const maxKeptBuf = 8 << 20
+// frameBytes is the size past which a batch's frame ends and the next
+// begins: what a batch holds of its lines, and what a sink's delivery
+// reads at least.
+const frameBytes = 1 << 20
+
+// spoolErr is a failure of the spool while the batch is being read.
+type spoolErr struct{ err error }
+
+func (e *spoolErr) Error() string { return e.err.Error() }
+
+// maxKeptBuf is the largest frame buffer kept for the next batch (a frame
+// holds one line of up to wire.MaxLineBytes); at most MaxInFlight of them
+// are kept.
+const maxKeptBuf = 2 * frameBytes
 
 // getBuf returns an empty buffer for a frame, from the free list when it
 // has one. A free list, unlike a sync.Pool, keeps its buffers through

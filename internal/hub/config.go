@@ -33,8 +33,8 @@ type Config struct {
 	TLSKey  string // HUB_TLS_KEY: its private key file (PEM)
 
 	// MaxInFlight bounds the batches being ingested at once; more are
-	// answered 429 with Retry-After. If zero, 4. Each holds up to
-	// MaxBatchBytes of decoded records in memory.
+	// answered 429 with Retry-After. If zero, 4. Each holds a chunk of
+	// 512 records and its line being decoded (docs/hub.md, Memory).
 	MaxInFlight int
 	// MaxBatchBytes is the largest decompressed batch accepted (413
 	// above); if zero, wire.MaxDecodedBytes (32 MiB).

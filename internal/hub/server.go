@@ -38,7 +38,7 @@ type Stats struct {
 	New          int64 `json:"new"`          // of which were not stored before
 	Rejected     int64 `json:"rejected"`     // batches refused as malformed (4xx but 401, 403, 429)
 	Unauthorized int64 `json:"unauthorized"` // requests with a missing, wrong or revoked key (401) or the wrong role (403)
-	Busy         int64 `json:"busy"`         // batches refused for MaxInFlight or shutdown (429, 503)
+	Busy         int64 `json:"busy"`         // batches refused for MaxInFlight, the line budget or shutdown (429, 503)
 	StoreErrors  int64 `json:"storeErrors"`  // batches the store failed to take (503)
 }
 
@@ -52,6 +52,7 @@ type Server struct {
 	mux     *http.ServeMux
 	handler http.Handler  // mux with the headers of secure
 	sem     chan struct{} // one token per batch being ingested
+	budget  *wire.Budget  // memory of long lines of the batches being ingested
 
 	closing atomic.Bool
 
@@ -64,7 +65,8 @@ func NewServer(cfg Config, st store.Store, log *slog.Logger) *Server {
 	if log == nil {
 		log = slog.New(slog.NewJSONHandler(io.Discard, nil))
 	}
-	s := &Server{cfg: cfg, store: st, log: log, now: time.Now, mux: http.NewServeMux(), sem: make(chan struct{}, cfg.MaxInFlight)}
+	s := &Server{cfg: cfg, store: st, log: log, now: time.Now, mux: http.NewServeMux(), sem: make(chan struct{}, cfg.MaxInFlight),
+		budget: wire.NewBudget(lineBudget)}
 	s.auth = newAuth(st, func() time.Time { return s.now() })
 	s.mux.HandleFunc(wire.Path, s.handleBatch) // ReadBatch answers other methods with 405
 	s.mux.HandleFunc("GET /healthz", s.handleHealth)
@@ -133,35 +135,37 @@ func (s *Server) handleBatch(w http.ResponseWriter, r *http.Request) {
 		wire.WriteError(w, errBusy)
 		return
 	}
-	var recs []*capture.Record
-	info, err := wire.ReadBatch(r, s.cfg.MaxBatchBytes, func(rec *capture.Record) error {
-		rec.Labels.Tenant = key.Tenant
-		recs = append(recs, rec)
-		return nil
-	})
+	g := newIngest(r.Context(), s.store, key.Tenant)
+	defer g.rollback()
+	lim := wire.Limits{Bytes: s.cfg.MaxBatchBytes, Budget: s.budget}
+	info, err := wire.ReadBatchLines(r, lim, false, g.add)
+	var n int
+	if err == nil {
+		n, err = g.commit()
+	}
 	if err != nil {
 		se := wire.StatusOf(err)
-		if se.Status >= 500 {
+		switch {
+		case se.Status == http.StatusTooManyRequests:
+			s.busy.Add(1)
+		case se.Status >= 500:
 			s.storeErrors.Add(1)
-		} else {
+		default:
 			s.rejected.Add(1)
 		}
-		s.log.Warn("batch refused", "status", se.Status, "key", key.ID, "tenant", key.Tenant, "batch", info.ID, "err", err.Error())
+		if se.Status >= 500 {
+			s.log.Error("store batch", "tenant", key.Tenant, "batch", info.ID, "records", info.Records, "err", err.Error())
+		} else {
+			s.log.Warn("batch refused", "status", se.Status, "key", key.ID, "tenant", key.Tenant, "batch", info.ID, "err", err.Error())
+		}
 		wire.WriteError(w, err)
 		return
 	}
-	n, err := s.store.Insert(r.Context(), key.Tenant, recs)
-	if err != nil {
-		s.storeErrors.Add(1)
-		s.log.Error("store batch", "tenant", key.Tenant, "batch", info.ID, "records", len(recs), "err", err.Error())
-		wire.WriteError(w, errStore)
-		return
-	}
 	s.batches.Add(1)
-	s.records.Add(int64(len(recs)))
+	s.records.Add(int64(info.Records))
 	s.fresh.Add(int64(n))
-	s.log.Debug("batch stored", "tenant", key.Tenant, "batch", info.ID, "records", len(recs), "new", n)
-	wire.WriteAnswer(w, wire.Accepted{Accepted: len(recs), New: &n}) // speedctl traffic import reports New
+	s.log.Debug("batch stored", "tenant", key.Tenant, "batch", info.ID, "records", info.Records, "new", n)
+	wire.WriteAnswer(w, wire.Accepted{Accepted: info.Records, New: &n}) // speedctl traffic import reports New
 }
 
 func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) {

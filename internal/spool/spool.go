@@ -389,11 +389,40 @@ func syncDir(dir string) error {
 // the byte bound, the oldest segments are deleted first and their
 // undelivered records counted as dropped.
 func (s *Spool) Append(payload []byte, records int) error {
-	if len(payload) > MaxPayload || int64(len(payload))+frameHeader+segHeader > s.opts.MaxBytes/2 {
+	if len(payload) > MaxPayload {
 		return fmt.Errorf("spool: %w: %d bytes", ErrTooLarge, len(payload))
 	}
-	size := int64(frameHeader + len(payload))
+	// The header and the payload are written one after the other rather
+	// than copied into one buffer: a batch is megabytes. A crash between
+	// the two leaves a torn frame, which recovery cuts off like any other.
+	head := s.header(payload, records)
+	return s.append(int64(frameHeader+len(payload)), records, 1, func(w io.Writer) (int, error) {
+		n, err := w.Write(head[:])
+		if err == nil {
+			var m int
+			m, err = w.Write(payload)
+			n += m
+		}
+		return n, err
+	})
+}
 
+// header returns the header of a frame holding payload.
+func (s *Spool) header(payload []byte, records int) [frameHeader]byte {
+	var head [frameHeader]byte
+	binary.LittleEndian.PutUint32(head[0:4], uint32(len(payload)))
+	binary.LittleEndian.PutUint32(head[4:8], uint32(records))
+	binary.LittleEndian.PutUint64(head[8:16], uint64(s.opts.Now().UnixNano()))
+	binary.LittleEndian.PutUint32(head[16:20], frameSum(head[:16], payload))
+	return head
+}
+
+// append writes size bytes of frames (holding records records) to the
+// active segment with write, at once, as Append specifies.
+func (s *Spool) append(size int64, records, frames int, write func(io.Writer) (int, error)) error {
+	if size+segHeader > s.opts.MaxBytes/2 {
+		return fmt.Errorf("spool: %w: %d bytes", ErrTooLarge, size)
+	}
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
@@ -412,26 +441,16 @@ func (s *Spool) Append(payload []byte, records int) error {
 		s.dropOldest()
 	}
 
-	// The header and the payload are written one after the other rather
-	// than copied into one buffer: a batch is megabytes. A crash between
-	// the two leaves a torn frame, which recovery cuts off like any other.
-	var head [frameHeader]byte
-	binary.LittleEndian.PutUint32(head[0:4], uint32(len(payload)))
-	binary.LittleEndian.PutUint32(head[4:8], uint32(records))
-	binary.LittleEndian.PutUint64(head[8:16], uint64(s.opts.Now().UnixNano()))
-	binary.LittleEndian.PutUint32(head[16:20], frameSum(head[:16], payload))
 	var n int
 	var err error
 	if s.writeFault != nil {
 		err = s.writeFault()
 	}
 	if err == nil {
-		n, err = s.active.Write(head[:])
+		n, err = write(s.active)
 	}
-	if err == nil {
-		var m int
-		m, err = s.active.Write(payload)
-		n += m
+	if err == nil && int64(n) != size {
+		err = fmt.Errorf("wrote %d bytes of %d", n, size)
 	}
 	if err != nil {
 		// A partial frame would make the segment unreadable past it: cut
@@ -452,7 +471,7 @@ func (s *Spool) Append(payload []byte, records int) error {
 	cur.records += int64(records)
 	s.total += size
 	s.seq++
-	s.appended++
+	s.appended += int64(frames)
 	s.appRecs += int64(records)
 	seq := s.seq
 	close(s.notify)

@@ -51,8 +51,8 @@ type Row struct {
 // Start returns StartUs as a time.
 func (r *Row) Start() time.Time { return time.UnixMicro(r.StartUs).UTC() }
 
-// NewRow computes the columns of rec and encodes it.
-func NewRow(rec *capture.Record) (*Row, error) {
+// newRow computes the columns of rec.
+func newRow(rec *capture.Record) *Row {
 	r := &Row{
 		ID:        rec.ID,
 		StartUs:   rec.Start.UnixMicro(),
@@ -101,12 +101,28 @@ func NewRow(rec *capture.Record) (*Row, error) {
 	r.Route = Route(r.Path)
 	r.Failed = r.Failed || rec.Error != ""
 	r.Search = SearchText(rec)
+	return r
+}
+
+// NewRow computes the columns of rec and encodes it.
+func NewRow(rec *capture.Record) (*Row, error) {
+	r := newRow(rec)
 	data, err := EncodeRecord(rec)
 	if err != nil {
 		return nil, err
 	}
 	r.Data = data
 	return r, nil
+}
+
+// NewRowJSON is NewRow for a record whose JSON form the caller has: line,
+// which holds exactly rec (a jsonl.Line as received, with what the caller
+// changed written again). It stores line instead of encoding rec again,
+// compressed as EncodeRecord would; it does not keep line.
+func NewRowJSON(rec *capture.Record, line []byte) *Row {
+	r := newRow(rec)
+	r.Data = compressRecord(line)
+	return r
 }
 
 // NewRows computes the rows of recs, on up to GOMAXPROCS goroutines when
@@ -338,6 +354,15 @@ func EncodeRecord(rec *capture.Record) ([]byte, error) {
 		return b, nil
 	}
 	return encoder.EncodeAll(b, make([]byte, 0, len(b)/3)), nil
+}
+
+// compressRecord returns the stored form of a record's JSON b: a copy of
+// b, compressed when it is larger than compressAbove.
+func compressRecord(b []byte) []byte {
+	if len(b) <= compressAbove {
+		return bytes.Clone(b)
+	}
+	return encoder.EncodeAll(b, make([]byte, 0, len(b)/3))
 }
 
 // DecodeRecord reads the stored form of a record.

@@ -38,6 +38,12 @@ type Store interface {
 	// Labels.Tenant before.
 	Insert(ctx context.Context, tenant string, recs []*capture.Record) (int, error)
 
+	// BeginInsert starts an Insert of many records in one transaction:
+	// the caller Adds them in chunks, so that it never holds them all,
+	// and then Commits or Rolls back. Until then the Inserter holds a
+	// database connection (in SQLite, the one writer).
+	BeginInsert(ctx context.Context, tenant string) (Inserter, error)
+
 	// List returns one page of the tenant's records that match q.Filter,
 	// newest first (by start, then id), and the cursor of the next page.
 	List(ctx context.Context, tenant string, q Query) (Page, error)
@@ -82,6 +88,20 @@ type Store interface {
 	Ping(ctx context.Context) error
 	// Close releases the database. Calls in flight may fail.
 	Close() error
+}
+
+// Inserter is an Insert in progress (Store.BeginInsert). It is not safe
+// for concurrent use.
+type Inserter interface {
+	// Add stores rows (NewRow, NewRowJSON) within the transaction,
+	// skipping ids the tenant has (stored earlier, or added earlier in
+	// this transaction). The Inserter does not keep rows.
+	Add(rows []*Row) error
+	// Commit commits the transaction and returns how many records were
+	// new. After an error of Add, Commit fails.
+	Commit() (int, error)
+	// Rollback abandons the transaction; after Commit it does nothing.
+	Rollback()
 }
 
 // Tenant is one isolated set of records and keys.

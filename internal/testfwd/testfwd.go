@@ -62,7 +62,7 @@ func (r *Receiver) listen(addr string) error {
 	})
 	mux.HandleFunc("POST "+wire.Path, func(w http.ResponseWriter, req *http.Request) {
 		var got []*capture.Record
-		_, err := wire.ReadBatch(req, 32<<20, func(rec *capture.Record) error {
+		_, err := wire.ReadBatch(req, wire.Limits{Bytes: 32 << 20}, func(rec *capture.Record) error {
 			got = append(got, rec)
 			return nil
 		})

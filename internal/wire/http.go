@@ -181,35 +181,38 @@ type BatchInfo struct {
 	Records int    // records decoded
 }
 
+// Limits bound the batches a server reads (ReadBatch).
+type Limits struct {
+	// Bytes bounds the decompressed body (413); if zero, MaxDecodedBytes.
+	Bytes int64
+	// Records bounds the records (413), by Tapwire-Records before the
+	// body is read and by counting while decoding; if zero,
+	// MaxBatchRecords.
+	Records int
+	// Budget, when set, is the server's memory for long lines and large
+	// zstd windows, shared by its batches (429 when exhausted).
+	Budget *Budget
+}
+
 // ReadBatch is the server side of a batch POST: it checks the method and
-// headers, then decodes the body with DecodeBatch, limited to maxDecoded
-// decompressed bytes (<= 0: MaxDecodedBytes), and finally checks the
-// record count against Tapwire-Records. Records reach fn before that last
-// check, so a server should commit them only when ReadBatch returns nil.
-// StatusOf turns its error into the answer. It does not check the token.
-func ReadBatch(r *http.Request, maxDecoded int64, fn func(*capture.Record) error) (BatchInfo, error) {
-	return readBatch(r, maxDecoded, func(body io.Reader, enc string, maxDecoded int64, count func()) error {
-		return DecodeBatch(body, enc, maxDecoded, func(rec *capture.Record) error {
-			count()
-			return fn(rec)
-		})
-	})
+// headers, then decodes the body as DecodeBatch does, within lim, and
+// finally checks the record count against Tapwire-Records. Records reach
+// fn before that last check, so a server should commit them only when
+// ReadBatch returns nil. StatusOf turns its error into the answer. It does
+// not check the token.
+func ReadBatch(r *http.Request, lim Limits, fn func(*capture.Record) error) (BatchInfo, error) {
+	return readBatch(r, lim, nil, false, func(rec *capture.Record, _ bool) error { return fn(rec) })
 }
 
 // ReadBatchLines is ReadBatch that also gives fn each record's line, as
 // DecodeBatchLines does.
-func ReadBatchLines(r *http.Request, maxDecoded int64, lazyBodies bool, fn func(rec *capture.Record, line *jsonl.Line, exact bool) error) (BatchInfo, error) {
-	return readBatch(r, maxDecoded, func(body io.Reader, enc string, maxDecoded int64, count func()) error {
-		return DecodeBatchLines(body, enc, maxDecoded, lazyBodies, func(rec *capture.Record, line *jsonl.Line, exact bool) error {
-			count()
-			return fn(rec, line, exact)
-		})
-	})
+func ReadBatchLines(r *http.Request, lim Limits, lazyBodies bool, fn func(rec *capture.Record, line *jsonl.Line, exact bool) error) (BatchInfo, error) {
+	var l jsonl.Line
+	return readBatch(r, lim, &l, lazyBodies, func(rec *capture.Record, exact bool) error { return fn(rec, &l, exact) })
 }
 
-// readBatch checks the request and calls decode with the body, its
-// encoding, the limit and a function to call for each record.
-func readBatch(r *http.Request, maxDecoded int64, decode func(body io.Reader, enc string, maxDecoded int64, count func()) error) (BatchInfo, error) {
+// readBatch checks the request and decodes its body into fn.
+func readBatch(r *http.Request, lim Limits, line *jsonl.Line, lazyBodies bool, fn func(*capture.Record, bool) error) (BatchInfo, error) {
 	info := BatchInfo{ID: r.Header.Get(HeaderBatchID)}
 	if r.Method != http.MethodPost {
 		return info, ErrMethod
@@ -223,12 +226,15 @@ func readBatch(r *http.Request, maxDecoded int64, decode func(body io.Reader, en
 			return info, fmt.Errorf("%w: %q", ErrContentType, ct)
 		}
 	}
-	if maxDecoded <= 0 {
-		maxDecoded = MaxDecodedBytes
+	if lim.Bytes <= 0 {
+		lim.Bytes = MaxDecodedBytes
+	}
+	if lim.Records <= 0 {
+		lim.Records = MaxBatchRecords
 	}
 	// A compressed body is smaller than its decoded form, give or take
 	// framing; this refuses an oversized upload before reading it.
-	maxRaw := maxDecoded + maxDecoded/64 + 4096
+	maxRaw := lim.Bytes + lim.Bytes/64 + 4096
 	if r.ContentLength > maxRaw {
 		return info, &DecodeError{Err: ErrTooLarge}
 	}
@@ -238,10 +244,18 @@ func readBatch(r *http.Request, maxDecoded int64, decode func(body io.Reader, en
 		if err != nil || n < 0 {
 			return info, &DecodeError{Err: fmt.Errorf("%w: bad %s %q", ErrRecordCount, HeaderRecords, v)}
 		}
+		if n > lim.Records {
+			return info, &DecodeError{Err: fmt.Errorf("%w: %s says %d, at most %d", ErrTooManyRecords, HeaderRecords, n, lim.Records)}
+		}
 		want = n
 	}
+	hold := lim.Budget.Hold()
+	defer hold.Release()
 	body := jsonl.LimitReader(r.Body, maxRaw)
-	err := decode(body, r.Header.Get("Content-Encoding"), maxDecoded, func() { info.Records++ })
+	err := decodeBatch(body, r.Header.Get("Content-Encoding"), lim, hold, line, lazyBodies, func(rec *capture.Record, exact bool) error {
+		info.Records++
+		return fn(rec, exact)
+	})
 	if err != nil {
 		if errors.Is(err, jsonl.ErrLimit) {
 			return info, &DecodeError{Err: ErrTooLarge}
@@ -255,7 +269,7 @@ func readBatch(r *http.Request, maxDecoded int64, decode func(body io.Reader, en
 }
 
 // StatusOf maps an error to the answer a server gives: a *ServerError
-// anywhere in err's chain as it is; ErrTooLarge 413; ErrUnsupportedEncoding
+// anywhere in err's chain as it is; ErrTooLarge and ErrTooManyRecords 413; ErrUnsupportedEncoding
 // and ErrContentType 415; ErrMethod 405; other *DecodeError and
 // ErrUnsupportedProtocol 400; anything else 500 with a generic message
 // (log the detail yourself).
@@ -265,7 +279,7 @@ func StatusOf(err error) *ServerError {
 	switch {
 	case errors.As(err, &se):
 		return se
-	case errors.Is(err, ErrTooLarge):
+	case errors.Is(err, ErrTooLarge), errors.Is(err, ErrTooManyRecords):
 		return Errorf(http.StatusRequestEntityTooLarge, "%s", err)
 	case errors.Is(err, ErrUnsupportedEncoding), errors.Is(err, ErrContentType):
 		return Errorf(http.StatusUnsupportedMediaType, "%s", err)

@@ -5,6 +5,7 @@
 package wire
 
 import (
+	"bytes"
 	"compress/gzip"
 	"errors"
 	"fmt"
@@ -42,6 +43,12 @@ const (
 	// accepts by default; larger ones get 413.
 	MaxDecodedBytes = 32 << 20
 
+	// MaxBatchRecords is the most records a server accepts in one batch
+	// by default; more get 413, refused from Tapwire-Records before the
+	// body is read. goproxy sends at most 512, the forwarder at most
+	// what 4 MiB of lines hold (about 70 000 of the smallest records).
+	MaxBatchRecords = 100_000
+
 	// MaxLineBytes is the longest line (one JSON record, without its
 	// newline) a decoder accepts.
 	MaxLineBytes = jsonl.MaxLineBytes
@@ -62,6 +69,7 @@ const (
 // internal/format/jsonl, and those of the compression.
 var (
 	ErrTooLarge            = jsonl.ErrTooLarge
+	ErrTooManyRecords      = jsonl.ErrTooManyRecords
 	ErrLineTooLong         = jsonl.ErrLineTooLong
 	ErrBadRecord           = jsonl.ErrBadRecord
 	ErrUnsupportedEncoding = errors.New("unsupported content encoding")
@@ -172,7 +180,7 @@ func getEncoder() *zstd.Encoder {
 // (5xx) from the client's (4xx). A read error of r is returned wrapped
 // but not as a *DecodeError.
 func DecodeBatch(r io.Reader, encoding string, maxDecoded int64, fn func(*capture.Record) error) error {
-	return decodeBatch(r, encoding, maxDecoded, nil, false, func(rec *capture.Record, _ bool) error { return fn(rec) })
+	return decodeBatch(r, encoding, Limits{Bytes: maxDecoded}, nil, nil, false, func(rec *capture.Record, _ bool) error { return fn(rec) })
 }
 
 // DecodeBatchLines is DecodeBatch that also gives fn each record's line as
@@ -187,25 +195,34 @@ func DecodeBatch(r io.Reader, encoding string, maxDecoded int64, fn func(*captur
 // most of the cost of decoding them.
 func DecodeBatchLines(r io.Reader, encoding string, maxDecoded int64, lazyBodies bool, fn func(rec *capture.Record, line *jsonl.Line, exact bool) error) error {
 	var l jsonl.Line
-	return decodeBatch(r, encoding, maxDecoded, &l, lazyBodies, func(rec *capture.Record, exact bool) error {
+	return decodeBatch(r, encoding, Limits{Bytes: maxDecoded}, nil, &l, lazyBodies, func(rec *capture.Record, exact bool) error {
 		return fn(rec, &l, exact)
 	})
 }
 
-// decodeBatch is DecodeBatch; with line set, it parses each line into it
-// first and tells fn whether ParseLine took it.
-func decodeBatch(r io.Reader, encoding string, maxDecoded int64, line *jsonl.Line, lazyBodies bool, fn func(*capture.Record, bool) error) error {
-	if maxDecoded <= 0 {
-		maxDecoded = MaxDecodedBytes
+// decodeBatch is DecodeBatch within lim (lim.Records 0: no bound),
+// holding memory for long lines in hold when it is not nil; with line set,
+// it parses each line into it first and tells fn whether ParseLine took it.
+func decodeBatch(r io.Reader, encoding string, lim Limits, hold *Hold, line *jsonl.Line, lazyBodies bool, fn func(*capture.Record, bool) error) error {
+	if lim.Bytes <= 0 {
+		lim.Bytes = MaxDecodedBytes
+	}
+	jl := jsonl.Limits{Bytes: lim.Bytes, Records: lim.Records}
+	if hold != nil {
+		jl.Hold = hold.Line
 	}
 	src := &sourceReader{r: r}
 	var body io.Reader
 	switch strings.ToLower(strings.TrimSpace(encoding)) {
 	case EncodingZstd:
+		zsrc, err := holdWindow(src, hold)
+		if err != nil {
+			return err
+		}
 		d := getDecoder()
 		// Wrap src so the decoder streams through its bounded window
 		// instead of decoding a whole in-memory buffer at once.
-		if err := d.Reset(struct{ io.Reader }{src}); err != nil {
+		if err := d.Reset(struct{ io.Reader }{zsrc}); err != nil {
 			putDecoder(d)
 			return &DecodeError{Err: fmt.Errorf("%w: %w", ErrCorrupt, err)}
 		}
@@ -227,12 +244,38 @@ func decodeBatch(r io.Reader, encoding string, maxDecoded int64, line *jsonl.Lin
 		return &DecodeError{Err: fmt.Errorf("%w: %q", ErrUnsupportedEncoding, encoding)}
 	}
 
-	err := jsonl.Decode(body, maxDecoded, line, lazyBodies, fn)
+	err := jsonl.Decode(body, jl, line, lazyBodies, fn)
 	var re *jsonl.ReadError
 	if errors.As(err, &re) {
 		return readError(re.Line, re.Err, src)
 	}
 	return err
+}
+
+// holdWindow reads the header of the first zstd frame of src and holds
+// its window in hold when it is larger than EncodeWindowBytes (what our
+// clients use): the decoder's history buffer is that large. It returns
+// the stream to decode, src with the header put back.
+func holdWindow(src io.Reader, hold *Hold) (io.Reader, error) {
+	if hold == nil {
+		return src, nil
+	}
+	head := make([]byte, zstd.HeaderMaxSize)
+	n, _ := io.ReadFull(src, head) // a short or failing body: the decoder says
+	head = head[:n]
+	var h zstd.Header
+	if h.Decode(head) == nil {
+		w := h.WindowSize
+		if h.SingleSegment {
+			w = h.FrameContentSize
+		}
+		if w > EncodeWindowBytes {
+			if err := hold.Add(int64(min(w, MaxWindowBytes))); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return io.MultiReader(bytes.NewReader(head), src), nil
 }
 
 // readError classifies an error met while reading line n.

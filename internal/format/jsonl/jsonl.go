@@ -25,10 +25,36 @@ const MaxLineBytes = 8 << 20
 
 // Errors of Decode, wrapped in a *DecodeError.
 var (
-	ErrTooLarge    = errors.New("decoded batch exceeds the size limit")
-	ErrLineTooLong = errors.New("line exceeds the length limit")
-	ErrBadRecord   = errors.New("bad record")
+	ErrTooLarge       = errors.New("decoded batch exceeds the size limit")
+	ErrTooManyRecords = errors.New("batch exceeds the record limit")
+	ErrLineTooLong    = errors.New("line exceeds the length limit")
+	ErrBadRecord      = errors.New("bad record")
 )
+
+// HoldFree is how long a line may grow before Decode tells Limits.Hold,
+// and HoldStep the steps in which it tells it after that: most lines are
+// far shorter, and a server's fixed memory per batch covers them.
+const (
+	HoldFree = 64 << 10
+	HoldStep = 1 << 20
+)
+
+// Limits bound what Decode reads and tell its caller what it holds.
+type Limits struct {
+	// Bytes bounds the bytes read from the input (ErrTooLarge); negative
+	// means no bound.
+	Bytes int64
+	// Records bounds the records decoded (ErrTooManyRecords), checked
+	// before the next record is decoded; zero means no bound.
+	Records int
+	// Hold, when set, is called with n > 0 before the buffer of the
+	// current line grows past n bytes (past HoldFree, then in HoldStep
+	// steps; n is at most MaxLineBytes plus a step), and with 0 once the
+	// line's record has been passed to fn: a server reserves memory for
+	// the line and its record with it. An error from Hold stops decoding
+	// and is returned as it is.
+	Hold func(n int64) error
+}
 
 // DecodeError says why and where a decoder rejected its input. Line is the
 // 1-based line number, or 0 when the error is not tied to a line (an
@@ -96,7 +122,7 @@ func (w *Writer) Close() error { return nil }
 // name the line.
 func Read(r io.Reader, fn func(*capture.Record) error) error {
 	n := 0
-	err := Decode(r, -1, nil, false, func(rec *capture.Record, _ bool) error {
+	err := Decode(r, Limits{Bytes: -1}, nil, false, func(rec *capture.Record, _ bool) error {
 		n++ // approximate for the error of fn only: blank lines are not counted
 		if err := fn(rec); err != nil {
 			return fmt.Errorf("record %d: %w", n, err)
@@ -151,37 +177,46 @@ func putReader(br *bufio.Reader) {
 // Decode reads JSON lines from r and calls fn with each record, in order.
 // Blank lines are skipped; unknown JSON fields are ignored.
 //
-// maxBytes bounds the bytes read from r (ErrTooLarge); a negative maxBytes
-// means no bound. A line longer than MaxLineBytes (or maxBytes) is
-// ErrLineTooLong, a line that is not a valid record ErrBadRecord, each in
-// a *DecodeError naming the line; records before it have been passed to
-// fn. A read error of r is a *ReadError. An error from fn stops decoding
-// and is returned as it is, so a server can tell its own failures from
-// its client's.
+// lim.Bytes bounds the bytes read from r (ErrTooLarge) and lim.Records the
+// records (ErrTooManyRecords). A line longer than MaxLineBytes (or
+// lim.Bytes) is ErrLineTooLong, a line that is not a valid record
+// ErrBadRecord, each in a *DecodeError naming the line; records before it
+// have been passed to fn. A read error of r is a *ReadError. An error from
+// fn or lim.Hold stops decoding and is returned as it is, so a server can
+// tell its own failures from its client's.
 //
 // With line set, each line is parsed into it first (Line.ParseLine) and fn
 // is told whether it took the line; with lazyBodies too, the body data of
 // a line it took is left out of the record (see Line.FillBodies). line is
 // valid only until fn returns.
-func Decode(r io.Reader, maxBytes int64, line *Line, lazyBodies bool, fn func(rec *capture.Record, exact bool) error) error {
+func Decode(r io.Reader, lim Limits, line *Line, lazyBodies bool, fn func(rec *capture.Record, exact bool) error) error {
 	maxLine := int64(MaxLineBytes)
-	if maxBytes >= 0 {
-		r = &limitReader{r: r, n: maxBytes}
-		maxLine = min(maxLine, maxBytes)
+	if lim.Bytes >= 0 {
+		r = &limitReader{r: r, n: lim.Bytes}
+		maxLine = min(maxLine, lim.Bytes)
 	}
 	br := getReader(r)
 	defer putReader(br)
 	buf := GetBuffer()
 	defer PutBuffer(buf)
 
+	records := 0
 	for n := 1; ; n++ {
 		buf.Reset()
 		var err error
+		held := int64(0)
 		for {
 			var frag []byte
 			frag, err = br.ReadSlice('\n')
-			if int64(buf.Len()+len(frag)) > maxLine+1 { // +1: the newline
+			size := int64(buf.Len() + len(frag))
+			if size > maxLine+1 { // +1: the newline
 				return &DecodeError{Line: n, Err: fmt.Errorf("%w (%d bytes)", ErrLineTooLong, maxLine)}
+			}
+			if lim.Hold != nil && size > HoldFree && size > held {
+				held = min((size+HoldStep-1)/HoldStep*HoldStep, maxLine+HoldStep)
+				if herr := lim.Hold(held); herr != nil {
+					return herr
+				}
 			}
 			buf.Write(frag)
 			if err != bufio.ErrBufferFull {
@@ -200,6 +235,10 @@ func Decode(r io.Reader, maxBytes int64, line *Line, lazyBodies bool, fn func(re
 			return &DecodeError{Line: n, Err: fmt.Errorf("%w (%d bytes)", ErrLineTooLong, maxLine)}
 		}
 		if b = bytes.TrimSpace(b); len(b) > 0 {
+			if lim.Records > 0 && records >= lim.Records {
+				return &DecodeError{Line: n, Err: fmt.Errorf("%w (%d records)", ErrTooManyRecords, lim.Records)}
+			}
+			records++
 			rec := new(capture.Record)
 			src, exact := b, false
 			if line != nil && line.ParseLine(b) {
@@ -216,6 +255,11 @@ func Decode(r io.Reader, maxBytes int64, line *Line, lazyBodies bool, fn func(re
 			}
 			if ferr := fn(rec, exact); ferr != nil {
 				return ferr
+			}
+		}
+		if held > 0 {
+			if herr := lim.Hold(0); herr != nil {
+				return herr
 			}
 		}
 		if err == io.EOF {

@@ -22,7 +22,7 @@ func decodeLine(t testing.TB, line []byte) (*capture.Record, []byte) {
 	var rec *capture.Record
 	var raw []byte
 	var l Line
-	err := Decode(bytes.NewReader(line), 32<<20, &l, false, func(r *capture.Record, _ bool) error {
+	err := Decode(bytes.NewReader(line), Limits{Bytes: 32 << 20}, &l, false, func(r *capture.Record, _ bool) error {
 		rec, raw = r, bytes.Clone(l.Raw())
 		return nil
 	})
@@ -219,13 +219,13 @@ func FuzzLine(f *testing.F) {
 		var rec, lazy *capture.Record
 		var raw []byte
 		var l, ll Line
-		err := Decode(bytes.NewReader(line), 1<<20, &l, false, func(r *capture.Record, _ bool) error {
+		err := Decode(bytes.NewReader(line), Limits{Bytes: 1 << 20}, &l, false, func(r *capture.Record, _ bool) error {
 			if rec == nil {
 				rec, raw = r, bytes.Clone(l.Raw())
 			}
 			return nil
 		})
-		lerr := Decode(bytes.NewReader(line), 1<<20, &ll, true, func(r *capture.Record, _ bool) error {
+		lerr := Decode(bytes.NewReader(line), Limits{Bytes: 1 << 20}, &ll, true, func(r *capture.Record, _ bool) error {
 			if lazy == nil {
 				ll.FillBodies(r)
 				lazy = r

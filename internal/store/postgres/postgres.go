@@ -182,43 +182,119 @@ func migrate(ctx context.Context, conn *pgx.Conn) error {
 var insertCols = []string{"tenant", "id", "start_us", "dur_us", "kind", "direction", "cluster", "namespace", "service",
 	"pod", "method", "host", "path", "route", "status", "failed", "req_size", "res_size", "error", "url", "search", "data"}
 
-// Insert copies recs into a temporary table and moves the new ones to
-// records, in one transaction.
+// Insert stores recs in one transaction (see inserter).
 func (s *Store) Insert(ctx context.Context, tenant string, recs []*capture.Record) (int, error) {
 	if len(recs) == 0 {
 		return 0, nil
 	}
+	ins, err := s.beginInsert(ctx, tenant)
+	if err != nil {
+		return 0, err
+	}
+	defer ins.Rollback()
 	rows, err := store.NewRows(recs)
 	if err != nil {
 		return 0, err
 	}
+	if err := ins.Add(rows); err != nil {
+		return 0, err
+	}
+	return ins.Commit()
+}
+
+// BeginInsert starts an insert on a connection of the pool.
+func (s *Store) BeginInsert(ctx context.Context, tenant string) (store.Inserter, error) {
+	return s.beginInsert(ctx, tenant)
+}
+
+// inserter copies each chunk of records into a temporary table and moves
+// the new ones to records, all in one transaction.
+type inserter struct {
+	ctx    context.Context
+	tx     pgx.Tx
+	tenant string
+	n      int
+	err    error // of an Add: the transaction is lost
+	done   bool
+}
+
+func (s *Store) beginInsert(ctx context.Context, tenant string) (*inserter, error) {
 	tx, err := s.pool.Begin(ctx)
 	if err != nil {
-		return 0, fmt.Errorf("insert: begin: %w", err)
+		return nil, fmt.Errorf("insert: begin: %w", err)
 	}
-	defer tx.Rollback(ctx)
+	return &inserter{ctx: ctx, tx: tx, tenant: tenant}, nil
+}
+
+func (ins *inserter) Add(rows []*store.Row) error {
+	if ins.err != nil {
+		return ins.err
+	}
+	if ins.done {
+		return errors.New("insert: add after commit or rollback")
+	}
+	if err := ins.add(rows); err != nil {
+		ins.err = err
+		return err
+	}
+	return nil
+}
+
+func (ins *inserter) add(rows []*store.Row) error {
+	if len(rows) == 0 {
+		return nil
+	}
+	var err error
+	ctx, tx, tenant := ins.ctx, ins.tx, ins.tenant
 	_, err = tx.CopyFrom(ctx, pgx.Identifier{"records_in"}, insertCols, pgx.CopyFromSlice(len(rows), func(i int) ([]any, error) {
 		r := rows[i]
 		return []any{tenant, r.ID, r.StartUs, r.DurUs, r.Kind, r.Direction, r.Cluster, r.Namespace, r.Service,
 			r.Pod, r.Method, r.Host, r.Path, r.Route, int32(r.Status), r.Failed, r.ReqSize, r.ResSize, r.Error, r.URL, r.Search, r.Data}, nil
 	}))
 	if err != nil {
-		return 0, fmt.Errorf("insert: copy %d records: %w", len(rows), err)
+		return fmt.Errorf("insert: copy %d records: %w", len(rows), err)
 	}
 	// A record conflicts on (tenant, id) in both tables, so a skipped
 	// record leaves neither a row nor a body.
 	cols := strings.Join(insertCols[:len(insertCols)-1], ", ")
 	tag, err := tx.Exec(ctx, `INSERT INTO records (`+cols+`) SELECT `+cols+` FROM records_in ON CONFLICT (tenant, id) DO NOTHING`)
 	if err != nil {
-		return 0, fmt.Errorf("insert: %w", err)
+		return fmt.Errorf("insert: %w", err)
 	}
 	if _, err := tx.Exec(ctx, `INSERT INTO bodies (tenant, id, data) SELECT tenant, id, data FROM records_in ON CONFLICT (tenant, id) DO NOTHING`); err != nil {
-		return 0, fmt.Errorf("insert bodies: %w", err)
+		return fmt.Errorf("insert bodies: %w", err)
 	}
-	if err := tx.Commit(ctx); err != nil {
+	// Empty the table for the next chunk (commit would, at the end).
+	if _, err := tx.Exec(ctx, `TRUNCATE records_in`); err != nil {
+		return fmt.Errorf("insert: %w", err)
+	}
+	ins.n += int(tag.RowsAffected())
+	return nil
+}
+
+func (ins *inserter) Commit() (int, error) {
+	if ins.err != nil {
+		ins.Rollback()
+		return 0, ins.err
+	}
+	if ins.done {
+		return 0, errors.New("insert: commit after commit or rollback")
+	}
+	ins.done = true
+	if err := ins.tx.Commit(ins.ctx); err != nil {
 		return 0, fmt.Errorf("insert: commit: %w", err)
 	}
-	return int(tag.RowsAffected()), nil
+	return ins.n, nil
+}
+
+func (ins *inserter) Rollback() {
+	if ins.done {
+		return
+	}
+	ins.done = true
+	// The transaction's context may be done (a client gone): roll back
+	// anyway, so that the connection goes back to the pool clean.
+	_ = ins.tx.Rollback(context.WithoutCancel(ins.ctx))
 }
 
 // dialect is PostgreSQL's SQL for sqlq. A record's body has its tenant

@@ -322,96 +322,171 @@ var (
 	insertBodiesFull  = valuesSQL(insertBodies, rowsPerInsert, 2, "")
 )
 
-// Insert stores recs in one transaction, skipping ids the tenant has. It
-// numbers the rows itself (after the largest seq, under the one writer's
-// transaction) and stores the bodies of the rows the insert returns.
+// Insert stores recs in one transaction, skipping ids the tenant has.
 func (s *Store) Insert(ctx context.Context, tenant string, recs []*capture.Record) (int, error) {
 	if len(recs) == 0 {
 		return 0, nil
 	}
+	ins, err := s.beginInsert(ctx, tenant)
+	if err != nil {
+		return 0, err
+	}
+	defer ins.Rollback()
 	rows, err := store.NewRows(recs)
 	if err != nil {
 		return 0, err
 	}
+	if err := ins.Add(rows); err != nil {
+		return 0, err
+	}
+	return ins.Commit()
+}
+
+// BeginInsert starts an insert on the one writer: other inserts wait
+// until it commits or rolls back.
+func (s *Store) BeginInsert(ctx context.Context, tenant string) (store.Inserter, error) {
+	return s.beginInsert(ctx, tenant)
+}
+
+// inserter numbers the rows itself (after the largest seq, under the one
+// writer's transaction) and stores the bodies of the rows the insert
+// returns.
+type inserter struct {
+	ctx              context.Context
+	tx               *sql.Tx
+	tenant           string
+	seq              int64
+	fullRec, fullBdy *sql.Stmt
+	args             []any
+	bySeq            map[int64][]byte
+	inserted         []int64
+	n                int
+	err              error // of an Add: the transaction is lost
+	done             bool
+}
+
+func (s *Store) beginInsert(ctx context.Context, tenant string) (*inserter, error) {
 	tx, err := s.w.BeginTx(ctx, nil)
 	if err != nil {
-		return 0, fmt.Errorf("insert: begin: %w", err)
+		return nil, fmt.Errorf("insert: begin: %w", err)
 	}
-	defer tx.Rollback()
-	var seq int64
-	if err := tx.QueryRowContext(ctx, "SELECT coalesce(max(seq), 0) FROM records").Scan(&seq); err != nil {
-		return 0, fmt.Errorf("insert: %w", err)
+	ins := &inserter{ctx: ctx, tx: tx, tenant: tenant,
+		args:     make([]any, 0, rowsPerInsert*nInsertCols),
+		bySeq:    make(map[int64][]byte, rowsPerInsert),
+		inserted: make([]int64, 0, rowsPerInsert)}
+	if err := tx.QueryRowContext(ctx, "SELECT coalesce(max(seq), 0) FROM records").Scan(&ins.seq); err != nil {
+		tx.Rollback()
+		return nil, fmt.Errorf("insert: %w", err)
 	}
-	var fullRec, fullBody *sql.Stmt
-	args := make([]any, 0, rowsPerInsert*nInsertCols)
-	bySeq := make(map[int64][]byte, rowsPerInsert)
-	inserted := make([]int64, 0, rowsPerInsert)
-	n := 0
+	return ins, nil
+}
+
+func (ins *inserter) Add(rows []*store.Row) error {
+	if ins.err != nil {
+		return ins.err
+	}
+	if ins.done {
+		return errors.New("insert: add after commit or rollback")
+	}
+	if err := ins.add(rows); err != nil {
+		ins.err = err
+		return err
+	}
+	return nil
+}
+
+func (ins *inserter) add(rows []*store.Row) error {
+	if len(rows) == 0 {
+		return nil
+	}
+	var err error
+	ctx, tx := ins.ctx, ins.tx
 	for len(rows) > 0 {
 		k := min(len(rows), rowsPerInsert)
-		args = args[:0]
-		clear(bySeq)
+		args := ins.args[:0]
+		clear(ins.bySeq)
 		for _, r := range rows[:k] {
-			seq++
-			bySeq[seq] = r.Data
-			args = append(args, seq, tenant, r.StartUs, r.ID, r.DurUs, r.Kind, r.Direction, r.Cluster, r.Namespace,
+			ins.seq++
+			ins.bySeq[ins.seq] = r.Data
+			args = append(args, ins.seq, ins.tenant, r.StartUs, r.ID, r.DurUs, r.Kind, r.Direction, r.Cluster, r.Namespace,
 				r.Service, r.Pod, r.Method, r.Host, r.Path, r.Route, r.Status, r.Failed, r.ReqSize, r.ResSize,
 				r.Error, r.URL, r.Search)
 		}
 		var res *sql.Rows
 		if k == rowsPerInsert {
-			if fullRec == nil {
-				if fullRec, err = tx.PrepareContext(ctx, insertRecordsFull); err != nil {
-					return 0, fmt.Errorf("insert: prepare: %w", err)
+			if ins.fullRec == nil {
+				if ins.fullRec, err = tx.PrepareContext(ctx, insertRecordsFull); err != nil {
+					return fmt.Errorf("insert: prepare: %w", err)
 				}
 			}
-			res, err = fullRec.QueryContext(ctx, args...)
+			res, err = ins.fullRec.QueryContext(ctx, args...)
 		} else {
 			res, err = tx.QueryContext(ctx, valuesSQL(insertRecords, k, nInsertCols, conflict), args...)
 		}
 		if err != nil {
-			return 0, fmt.Errorf("insert %d records: %w", k, err)
+			return fmt.Errorf("insert %d records: %w", k, err)
 		}
-		inserted = inserted[:0]
+		inserted := ins.inserted[:0]
 		for res.Next() {
 			var s int64
 			if err := res.Scan(&s); err != nil {
 				res.Close()
-				return 0, fmt.Errorf("insert %d records: %w", k, err)
+				return fmt.Errorf("insert %d records: %w", k, err)
 			}
 			inserted = append(inserted, s)
 		}
 		res.Close()
 		if err := res.Err(); err != nil {
-			return 0, fmt.Errorf("insert %d records: %w", k, err)
+			return fmt.Errorf("insert %d records: %w", k, err)
 		}
-		n += len(inserted)
+		ins.n += len(inserted)
 		rows = rows[k:]
 		if len(inserted) == 0 {
 			continue
 		}
 		args = args[:0]
 		for _, s := range inserted {
-			args = append(args, s, bySeq[s])
+			args = append(args, s, ins.bySeq[s])
 		}
 		if len(inserted) == rowsPerInsert {
-			if fullBody == nil {
-				if fullBody, err = tx.PrepareContext(ctx, insertBodiesFull); err != nil {
-					return 0, fmt.Errorf("insert: prepare: %w", err)
+			if ins.fullBdy == nil {
+				if ins.fullBdy, err = tx.PrepareContext(ctx, insertBodiesFull); err != nil {
+					return fmt.Errorf("insert: prepare: %w", err)
 				}
 			}
-			_, err = fullBody.ExecContext(ctx, args...)
+			_, err = ins.fullBdy.ExecContext(ctx, args...)
 		} else {
 			_, err = tx.ExecContext(ctx, valuesSQL(insertBodies, len(inserted), 2, ""), args...)
 		}
 		if err != nil {
-			return 0, fmt.Errorf("insert %d bodies: %w", len(inserted), err)
+			return fmt.Errorf("insert %d bodies: %w", len(inserted), err)
 		}
 	}
-	if err := tx.Commit(); err != nil {
+	clear(ins.bySeq) // do not keep the last chunk's bodies
+	return nil
+}
+
+func (ins *inserter) Commit() (int, error) {
+	if ins.err != nil {
+		ins.Rollback()
+		return 0, ins.err
+	}
+	if ins.done {
+		return 0, errors.New("insert: commit after commit or rollback")
+	}
+	ins.done = true
+	if err := ins.tx.Commit(); err != nil {
 		return 0, fmt.Errorf("insert: commit: %w", err)
 	}
-	return n, nil
+	return ins.n, nil
+}
+
+func (ins *inserter) Rollback() {
+	if ins.done {
+		return
+	}
+	ins.done = true
+	_ = ins.tx.Rollback()
 }
 
 // dialect is SQLite's SQL for sqlq. Booleans are integers; a record's

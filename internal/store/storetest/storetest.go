@@ -37,6 +37,7 @@ func Run(t *testing.T, open Open) {
 	}{
 		{"RoundTrip", testRoundTrip},
 		{"Idempotent", testIdempotent},
+		{"ChunkedInsert", testChunkedInsert},
 		{"TenantIsolation", testTenantIsolation},
 		{"Order", testOrder},
 		{"Pagination", testPagination},
@@ -227,6 +228,57 @@ func testIdempotent(t *testing.T, s store.Store) {
 	if n, err := s.Insert(ctx, "t1", nil); err != nil || n != 0 {
 		t.Errorf("Insert(nil): %d %v", n, err)
 	}
+}
+
+// testChunkedInsert: BeginInsert stores chunks in one transaction, skips
+// a duplicate across chunks, and a rollback leaves nothing.
+func testChunkedInsert(t *testing.T, s store.Store) {
+	old := Rec(1, "s", "in", "GET", "http://s/old", 200)
+	insert(t, s, "t", old)
+	var recs []*capture.Record
+	for i := range 150 { // more than a multi-row INSERT takes
+		recs = append(recs, Rec(10+i, "s", "in", "GET", fmt.Sprintf("http://s/%d", i), 200))
+	}
+	tests := []struct {
+		name   string
+		chunks [][]*capture.Record
+		commit bool
+		want   int // new records Commit reports
+		stored int // records of the tenant after
+	}{
+		{"rollback stores nothing", [][]*capture.Record{recs[:70], recs[70:100]}, false, 0, 1},
+		{"chunks in one transaction", [][]*capture.Record{recs[:70], {old}, recs[70:100], recs[60:80], nil}, true, 100, 101},
+		{"all known", [][]*capture.Record{recs[:10], recs[90:100]}, true, 0, 101},
+		{"more", [][]*capture.Record{recs[100:]}, true, 50, 151},
+	}
+	for _, tt := range tests {
+		ins, err := s.BeginInsert(ctx, "t")
+		if err != nil {
+			t.Fatalf("%s: BeginInsert: %v", tt.name, err)
+		}
+		for _, c := range tt.chunks {
+			rows, err := store.NewRows(c)
+			if err != nil {
+				t.Fatalf("%s: NewRows: %v", tt.name, err)
+			}
+			if err := ins.Add(rows); err != nil {
+				t.Fatalf("%s: Add: %v", tt.name, err)
+			}
+		}
+		if tt.commit {
+			n, err := ins.Commit()
+			if err != nil || n != tt.want {
+				t.Errorf("%s: Commit = %d, %v; want %d new", tt.name, n, err, tt.want)
+			}
+		}
+		ins.Rollback() // after Commit: nothing
+		p := list(t, s, "t", store.Query{Limit: 1000})
+		if got := len(p.Items); got != tt.stored {
+			t.Errorf("%s: %d records stored, want %d", tt.name, got, tt.stored)
+		}
+	}
+	// The writer is free again: a plain Insert goes through.
+	insert(t, s, "t", Rec(500, "s", "in", "GET", "http://s/last", 200))
 }
 
 func testTenantIsolation(t *testing.T, s store.Store) {

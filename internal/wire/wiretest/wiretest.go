@@ -128,7 +128,7 @@ func (f *Forwarder) serveBatch(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	var got []*capture.Record
-	info, err := wire.ReadBatch(r, 0, func(rec *capture.Record) error {
+	info, err := wire.ReadBatch(r, wire.Limits{}, func(rec *capture.Record) error {
 		got = append(got, rec)
 		return nil
 	})
