@@ -180,3 +180,22 @@ func TestMatchDynamoDBRaw(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkMatch is one live request with fresh volatile values against an endpoint of 100 recordings.
+func BenchmarkMatch(b *testing.B) {
+	var recs []*capture.Record
+	for i := range 10000 {
+		ep := i % 100
+		recs = append(recs, rec(i, "POST", fmt.Sprintf("https://api.bench.local/v1/e%d/items", ep),
+			fmt.Sprintf(`{"account":"acct-%d","currency":"EUR","id":%d,"nonce":"%016x","ts":"2026-06-25T18:00:00Z","token":"%032x"}`, ep, i/100, uint64(i)*0x9e3779b97f4a7c15, uint64(i)*0xbf58476d1ce4e5b9), "ok",
+			"X-Request-Nonce", fmt.Sprintf("%016x", uint64(i)*0x94d049bb133111eb)))
+	}
+	ix := NewIndex(recs, nil)
+	r := live("POST", "https://api.bench.local/v1/e7/items", `{"account":"acct-7","currency":"EUR","id":3,"nonce":"fedcba9876543210","ts":"2026-07-01T00:00:00Z","token":"0123456789abcdef0123456789abcdef"}`, "X-Request-Nonce", "0123456789abcdef")
+	b.ReportAllocs()
+	for b.Loop() {
+		if !ix.Match(r).Matched() {
+			b.Fatal("missed")
+		}
+	}
+}
