@@ -6,6 +6,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"os"
 )
@@ -17,6 +18,10 @@ func main() {
 // speedctl runs the command line and returns the exit code.
 func speedctl() int {
 	if err := newRootCmd().Execute(); err != nil {
+		var code exitStatus
+		if errors.As(err, &code) {
+			return int(code) // a child's status, passed on (speedctl mock -- COMMAND)
+		}
 		fmt.Fprintln(os.Stderr, "speedctl:", err)
 		return 1
 	}

@@ -59,6 +59,11 @@ and reads the traffic a hub holds:
   speedctl traffic export --format har --since 1d -o traffic.har
   speedctl traffic import traffic.har           # HAR, our JSONL or raw.jsonl into a hub
 
+and runs an app on what was recorded:
+
+  speedctl mock --from orders.jsonl -- ./orders-service
+                                   # its outbound calls answered from the recordings
+
 docs/ecs.md walks through a whole ECS deployment; docs/speedctl.md describes
 every command and the config file.`,
 		SilenceUsage:  true, // an error is one line, not the usage

@@ -1,0 +1,358 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/term"
+
+	"github.com/tapwire/tapwire/internal/capture"
+	"github.com/tapwire/tapwire/internal/certs"
+	"github.com/tapwire/tapwire/internal/format"
+	"github.com/tapwire/tapwire/internal/mitm"
+	"github.com/tapwire/tapwire/internal/mock"
+	"github.com/tapwire/tapwire/internal/service"
+)
+
+func init() { commands = append(commands, newMockCmd) }
+
+// guideCADir is where the deployment guide mounts goproxy's CA (TLS_CERT_DIR).
+const guideCADir = "/etc/ssl/speedscale"
+
+// mockOptions are the flags of mock.
+type mockOptions struct {
+	from         []string
+	listen       string
+	caDir        string
+	reverse      []string
+	onMiss       string
+	recordMisses string
+	timing       string
+	rules        string
+	report       string
+	logLevel     string
+	child        []string
+}
+
+// recordSource calls fn with each record of one source: a file or directory (--from), or, once the hub
+// serves them, a snapshot's JSONL stream (format.ReadRecords over the response body).
+type recordSource struct {
+	name string
+	read func(fn func(*capture.Record) error) error
+}
+
+func newMockCmd() *cobra.Command {
+	var o mockOptions
+	cmd := &cobra.Command{
+		Use:   "mock --from PATH... [flags] [-- COMMAND ARGS...]",
+		Short: "Answer an app's outbound calls from recorded traffic",
+		Long: `Answer an app's outbound HTTP, HTTPS and gRPC calls from the outbound records
+(direction out) of recorded traffic, so the app runs with none of its
+dependencies: no payment provider, no partner API, no database behind an API.
+
+speedctl mock listens (--listen) as goproxy's outbound port does: a forward
+proxy for HTTP_PROXY and HTTPS_PROXY, unwrapping TLS with the CA in --ca-dir
+(tls.crt and tls.key, as goproxy's TLS_CERT_DIR), so the app needs only
+HTTP_PROXY, HTTPS_PROXY and SSL_CERT_FILE, as under goproxy. --reverse
+HOST=ADDR also listens on ADDR for an app configured with a base URL.
+
+Matching: a request is answered by a recording with the same host, method and
+path template (/users/{} for ids), and the same X-Amz-Target or SOAPAction.
+Among those, every query parameter and body field must be equal, except the
+volatile ones: values that differ between the endpoint's recordings, and
+values shaped like UUIDs, timestamps, random tokens, IPs, emails or JWTs.
+Those, and headers, only pick the closest recording. A request recorded
+several times is answered in recorded order per client session
+(Authorization or Cookie), then with the last. --rules FILE ignores or
+requires fields per endpoint. docs/mock.md has the details.
+
+A miss answers 404 (--on-miss) with X-Tapwire-Mock-Miss naming the closest
+recording and what differed; --on-miss passthrough calls the real upstream
+instead (its certificate verified), and --record-misses FILE keeps what it got.
+
+A status line on standard error counts requests; on Ctrl-C, SIGTERM or the
+child's exit, a table per endpoint and, with --report FILE, JSON (requests,
+matched, missed, misses with method, url, closest, why). The exit status is
+0, or the child's when one ran (128+N when signal N ended it).
+
+After --, the command runs as a child with HTTP_PROXY, HTTPS_PROXY,
+SSL_CERT_FILE, REQUESTS_CA_BUNDLE, NODE_EXTRA_CA_CERTS and CURL_CA_BUNDLE set;
+signals are passed to it, and mock stops when it exits.`,
+		Example: `  # capture, then run the service on its recordings
+  speedctl traffic export --format jsonl --service orders --direction out --since 1h -o orders.jsonl
+  speedctl mock --from orders.jsonl -- ./orders-service
+
+  # any format, several sources: our JSONL, raw.jsonl, HAR, a Markdown recording
+  speedctl mock --from recorded-2026-06-25_18-18-27 --from dynamodb.raw.jsonl
+
+  # a mock for an app started elsewhere, with a CI report
+  speedctl mock --from snap/ --listen 0.0.0.0:4140 --report mock-report.json
+  HTTPS_PROXY=http://127.0.0.1:4140 SSL_CERT_FILE=~/.speedctl/ca/tls.crt ./app
+
+  # an app with a base URL (http://127.0.0.1:8081) instead of a proxy
+  speedctl mock --from snap.jsonl --reverse api.stripe.com=127.0.0.1:8081
+
+  # learn what misses: forward them and keep what came back
+  speedctl mock --from snap.jsonl --on-miss passthrough --record-misses more.jsonl`,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if n := cmd.ArgsLenAtDash(); n >= 0 {
+				o.child = args[n:]
+				args = args[:n]
+			}
+			if len(args) > 0 {
+				return fmt.Errorf("unexpected argument %q: give recordings with --from, and the app after --", args[0])
+			}
+			return o.run(cmd.ErrOrStderr())
+		},
+	}
+	f := cmd.Flags()
+	f.StringArrayVar(&o.from, "from", nil, "recorded traffic: a file or directory in any format (our JSONL, raw.jsonl, HAR, Markdown recordings); repeatable")
+	f.StringVar(&o.listen, "listen", "127.0.0.1:4140", "`address` of the forward proxy (HTTP_PROXY, HTTPS_PROXY)")
+	f.StringVar(&o.caDir, "ca-dir", "", "`folder` with tls.crt and tls.key to unwrap TLS (default "+guideCADir+" when it holds them, else ~/.speedctl/ca, made if missing)")
+	f.StringArrayVar(&o.reverse, "reverse", nil, "`HOST=ADDR`: also listen on ADDR, answering as HOST (plain HTTP/1.1 and h2c); repeatable")
+	f.StringVar(&o.onMiss, "on-miss", "404", "a request no recording matches: 404, 502 or passthrough (to the real upstream)")
+	f.StringVar(&o.recordMisses, "record-misses", "", "with --on-miss passthrough, append what the upstream answered to this JSONL `file`")
+	f.StringVar(&o.timing, "timing", "none", "answer at once (none), after the recorded latency (recorded), or scaled (x0.5, x2)")
+	f.StringVar(&o.rules, "rules", "", "YAML or JSON `file` of fields to ignore or require per endpoint (docs/mock.md)")
+	f.StringVar(&o.report, "report", "", "write the report as JSON to this `file` when mock stops")
+	f.StringVar(&o.logLevel, "log-level", "info", "debug logs every request and its choice; info, warn, error")
+	cmd.MarkFlagRequired("from")
+	return cmd
+}
+
+func (o *mockOptions) run(stderr io.Writer) error {
+	onMiss, err := mock.ParseOnMiss(o.onMiss)
+	if err != nil {
+		return fmt.Errorf("--on-miss: %w", err)
+	}
+	timing, err := mock.ParseTiming(o.timing)
+	if err != nil {
+		return fmt.Errorf("--timing: %w", err)
+	}
+	if o.recordMisses != "" && onMiss != mock.MissPassthrough {
+		return errors.New("--record-misses keeps what passthrough got: add --on-miss passthrough")
+	}
+	reverse := map[string]string{}
+	for _, r := range o.reverse {
+		host, addr, ok := strings.Cut(r, "=")
+		if !ok || host == "" || addr == "" {
+			return fmt.Errorf("--reverse %q: want HOST=ADDR, e.g. api.stripe.com=127.0.0.1:8081", r)
+		}
+		reverse[addr] = host
+	}
+	var rules *mock.Rules
+	if o.rules != "" {
+		if rules, err = mock.LoadRules(o.rules); err != nil {
+			return err
+		}
+	}
+	log := service.NewLogger(stderr, o.logLevel)
+	srcs := make([]recordSource, 0, len(o.from))
+	for _, p := range o.from {
+		srcs = append(srcs, recordSource{name: p, read: func(fn func(*capture.Record) error) error { return format.ReadPath(p, fn) }})
+	}
+	start := time.Now()
+	ix, err := loadIndex(srcs, rules)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stderr, "speedctl mock: %d recordings over %d endpoints, read and indexed in %s\n", ix.Records(), ix.Endpoints(), time.Since(start).Round(time.Millisecond))
+	caDir, err := mockCADir(o.caDir)
+	if err != nil {
+		return err
+	}
+	ca, err := mitm.LoadCA(caDir)
+	if err != nil {
+		return fmt.Errorf("--ca-dir %s: %w", caDir, err)
+	}
+	minter, err := mitm.NewMinter(ca, mitm.Options{})
+	if err != nil {
+		return err
+	}
+	opt := mock.Options{Index: ix, Minter: minter, OnMiss: onMiss, Timing: timing, Logger: log}
+	if o.recordMisses != "" {
+		f, err := os.OpenFile(o.recordMisses, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+		if err != nil {
+			return fmt.Errorf("--record-misses: %w", err)
+		}
+		defer f.Close()
+		opt.RecordMisses = f
+	}
+	srv, err := mock.New(opt)
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", o.listen)
+	if err != nil {
+		return fmt.Errorf("--listen: %w", err)
+	}
+	if host, _, _ := net.SplitHostPort(o.listen); host != "127.0.0.1" && host != "localhost" && host != "::1" {
+		log.Warn("the mock listens beyond loopback: anyone who reaches it can read the recorded answers", "listen", o.listen)
+	}
+	errc := make(chan error, 1+len(reverse))
+	go func() { errc <- srv.Serve(ln) }()
+	for addr, host := range reverse {
+		rl, err := net.Listen("tcp", addr)
+		if err != nil {
+			ln.Close()
+			return fmt.Errorf("--reverse %s=%s: %w", host, addr, err)
+		}
+		go func() { errc <- srv.ServeReverse(rl, host) }()
+		fmt.Fprintf(stderr, "speedctl mock: http://%s answers as %s\n", rl.Addr(), host)
+	}
+	proxyURL := "http://" + ln.Addr().String()
+	caFile, err := filepath.Abs(filepath.Join(caDir, "tls.crt"))
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stderr, "speedctl mock: proxy %s; apps use HTTPS_PROXY=%s HTTP_PROXY=%s SSL_CERT_FILE=%s\n", proxyURL, proxyURL, proxyURL, caFile)
+
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT)
+	defer signal.Stop(sigs)
+	stopStatus := statusLine(stderr, srv.Report())
+	code := 0
+	var runErr error
+	if len(o.child) > 0 {
+		code, runErr = mock.RunChild(context.Background(), o.child, mock.ChildEnv(os.Environ(), proxyURL, caFile), sigs)
+	} else {
+		select {
+		case <-sigs:
+		case runErr = <-errc:
+		}
+	}
+	stopStatus()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	srv.Shutdown(ctx)
+	sum := srv.Report().Summary()
+	sum.WriteTable(stderr)
+	if o.report != "" {
+		if err := writeReport(o.report, sum); err != nil && runErr == nil {
+			runErr = err
+		}
+	}
+	if runErr != nil {
+		return runErr
+	}
+	if len(o.child) > 0 && code != 0 {
+		return exitStatus(code)
+	}
+	return nil
+}
+
+// loadIndex reads every source, keeping the outbound HTTP records, and indexes them.
+func loadIndex(srcs []recordSource, rules *mock.Rules) (*mock.Index, error) {
+	var recs []*capture.Record
+	for _, s := range srcs {
+		n := 0
+		err := s.read(func(r *capture.Record) error {
+			n++
+			if r.Direction == capture.DirOut && r.HTTP != nil && r.HTTP.Res != nil {
+				recs = append(recs, r)
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, fmt.Errorf("--from %s: %w", s.name, err)
+		}
+		if n == 0 {
+			return nil, fmt.Errorf("--from %s: no records", s.name)
+		}
+	}
+	if len(recs) == 0 {
+		return nil, errors.New("no outbound HTTP records to answer with: mock serves the records of direction out (what the app called)")
+	}
+	return mock.NewIndex(recs, rules), nil
+}
+
+// mockCADir is --ca-dir, or its default: the guide's folder when it holds a CA, else speedctl's own,
+// made when missing.
+func mockCADir(dir string) (string, error) {
+	if dir != "" {
+		return dir, nil
+	}
+	if _, err := os.Stat(filepath.Join(guideCADir, "tls.crt")); err == nil {
+		return guideCADir, nil
+	}
+	h, err := home()
+	if err != nil {
+		return "", err
+	}
+	dir = filepath.Join(h, "ca")
+	if _, err := certs.Check(dir, time.Now().Add(24*time.Hour)); err == nil {
+		return dir, nil
+	}
+	if _, err := certs.Create(certs.Options{Dir: dir, KeyType: certs.KeyECDSA, CommonName: "Tapwire speedctl CA", Days: 365, Force: true}); err != nil {
+		return "", fmt.Errorf("make speedctl's CA in %s: %w", dir, err)
+	}
+	return dir, nil
+}
+
+// statusLine refreshes the report's one-line status on w: in place each second on a terminal, else a line
+// every 10 seconds when the counts changed. The returned function stops it.
+func statusLine(w io.Writer, rep *mock.Report) func() {
+	tty := false
+	if f, ok := w.(*os.File); ok {
+		tty = term.IsTerminal(int(f.Fd()))
+	}
+	every := 10 * time.Second
+	if tty {
+		every = time.Second
+	}
+	done, stopped := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(stopped)
+		t := time.NewTicker(every)
+		defer t.Stop()
+		last := ""
+		for {
+			select {
+			case <-done:
+				if tty && last != "" {
+					fmt.Fprint(w, "\r\033[K")
+				}
+				return
+			case <-t.C:
+			}
+			line := rep.Line()
+			if line == last {
+				continue
+			}
+			last = line
+			if tty {
+				fmt.Fprintf(w, "\r\033[Kmock: %s", line)
+			} else {
+				fmt.Fprintf(w, "mock: %s\n", line)
+			}
+		}
+	}()
+	return func() { close(done); <-stopped }
+}
+
+func writeReport(path string, sum mock.Summary) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return fmt.Errorf("--report: %w", err)
+	}
+	if err := sum.WriteJSON(f); err != nil {
+		f.Close()
+		return fmt.Errorf("--report: %w", err)
+	}
+	return f.Close()
+}
+
+// exitStatus is an exit code passed on from a child: main exits with it and prints nothing.
+type exitStatus int
+
+func (e exitStatus) Error() string { return fmt.Sprintf("exit status %d", int(e)) }
