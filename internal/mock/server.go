@@ -228,8 +228,13 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	for _, ln := range lns {
 		ln.Close()
 	}
+	// The listeners are closed above, so that no new connection comes in
+	// while the servers drain: their own close of them is not an error.
 	err := s.srv.Shutdown(ctx)
-	if e := s.inner.Shutdown(ctx); err == nil {
+	if errors.Is(err, net.ErrClosed) {
+		err = nil
+	}
+	if e := s.inner.Shutdown(ctx); err == nil && !errors.Is(e, net.ErrClosed) {
 		err = e
 	}
 	if s.innerL != nil {
