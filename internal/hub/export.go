@@ -36,14 +36,17 @@ func (s *Server) handleExport(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	f, err := s.parseFilter(r, key, s.now())
+	def, most := DefaultExportLimit, MaxExportLimit
 	if id := r.PathValue("id"); id != "" && err == nil {
-		// GET /api/v1/snapshots/{id}/records/{format}: the snapshot's.
+		// GET /api/v1/snapshots/{id}/records/{format}: the snapshot's,
+		// all of them unless limit says otherwise.
 		f.Snapshot = id
+		def, most = store.MaxSnapshotRecords, store.MaxSnapshotRecords
 		_, err = s.snapshot(r, key, id)
 	}
 	if err == nil {
 		var limit int
-		limit, err = parseLimit(r, DefaultExportLimit, MaxExportLimit)
+		limit, err = parseLimit(r, def, most)
 		if err == nil {
 			err = s.export(w, r, key, format, f, limit)
 		}
