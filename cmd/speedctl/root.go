@@ -59,6 +59,12 @@ and reads the traffic a hub holds:
   speedctl traffic export --format har --since 1d -o traffic.har
   speedctl traffic import traffic.har           # HAR, our JSONL or raw.jsonl into a hub
 
+and keeps what it recorded as snapshots (named, immutable sets of records):
+
+  speedctl snapshot create --name checkout --service orders --since 1h
+  speedctl snapshot pull ID -o checkout.jsonl   # or --format har|raw|md
+  speedctl snapshot push --name laptop recorded-2025-03-01/
+
 docs/ecs.md walks through a whole ECS deployment; docs/speedctl.md describes
 every command and the config file.`,
 		SilenceUsage:  true, // an error is one line, not the usage
