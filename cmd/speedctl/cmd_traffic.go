@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
@@ -288,6 +289,30 @@ func micros(us int64) string {
 		return d.Round(10 * time.Microsecond).String()
 	default:
 		return d.Round(time.Millisecond).String()
+	}
+}
+
+// recordsBar is a progress bar on w of records and their rate; a spinner
+// when total is -1 (unknown).
+func recordsBar(w io.Writer, total int64, desc string) *progressbar.ProgressBar {
+	return progressbar.NewOptions64(total, append(barOptions(w, desc),
+		progressbar.OptionSetItsString("records"), progressbar.OptionShowIts())...)
+}
+
+// bytesBar is a progress bar on w of bytes; a spinner when total is -1.
+func bytesBar(w io.Writer, total int64, desc string) *progressbar.ProgressBar {
+	return progressbar.NewOptions64(total, append(barOptions(w, desc), progressbar.OptionShowBytes(true))...)
+}
+
+func barOptions(w io.Writer, desc string) []progressbar.Option {
+	return []progressbar.Option{
+		progressbar.OptionSetWriter(w),
+		progressbar.OptionSetDescription(desc),
+		progressbar.OptionShowCount(),
+		progressbar.OptionSetWidth(30),
+		progressbar.OptionThrottle(100 * time.Millisecond),
+		progressbar.OptionSpinnerType(14),
+		progressbar.OptionClearOnFinish(),
 	}
 }
 

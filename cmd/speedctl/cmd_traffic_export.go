@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"time"
 
 	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
@@ -150,17 +149,7 @@ func (o *trafficExportOptions) run(ctx context.Context, c *hubclient.Client, std
 		if o.limit > 0 {
 			total = int64(o.limit)
 		}
-		bar = progressbar.NewOptions64(total,
-			progressbar.OptionSetWriter(stderr),
-			progressbar.OptionSetDescription("exporting "+o.format),
-			progressbar.OptionSetItsString("records"),
-			progressbar.OptionShowIts(),
-			progressbar.OptionShowCount(),
-			progressbar.OptionSetWidth(30),
-			progressbar.OptionThrottle(100*time.Millisecond),
-			progressbar.OptionSpinnerType(14),
-			progressbar.OptionClearOnFinish(),
-		)
+		bar = recordsBar(stderr, total, "exporting "+o.format)
 	}
 	n := 0
 	for {

@@ -100,16 +100,7 @@ the batches sent before it stay stored, and importing again is safe.`,
 						total += fi.Size()
 					}
 				}
-				im.bar = progressbar.NewOptions64(total,
-					progressbar.OptionSetWriter(stderr),
-					progressbar.OptionSetDescription("importing"),
-					progressbar.OptionShowBytes(true),
-					progressbar.OptionSetWidth(30),
-					progressbar.OptionThrottle(100*time.Millisecond),
-					progressbar.OptionShowCount(),
-					progressbar.OptionSpinnerType(14),
-					progressbar.OptionClearOnFinish(),
-				)
+				im.bar = bytesBar(stderr, total, "importing")
 			}
 			began := time.Now()
 			// The batches' refusals are the batch protocol's (im.refused);

@@ -64,6 +64,12 @@ and runs an app on what was recorded:
   speedctl mock --from orders.jsonl -- ./orders-service
                                    # its outbound calls answered from the recordings
 
+and keeps what it recorded as snapshots (named, immutable sets of records):
+
+  speedctl snapshot create --name checkout --service orders --since 1h
+  speedctl snapshot pull ID -o checkout.jsonl   # or --format har|raw|md
+  speedctl snapshot push --name laptop recorded-2025-03-01/
+
 docs/ecs.md walks through a whole ECS deployment; docs/speedctl.md describes
 every command and the config file.`,
 		SilenceUsage:  true, // an error is one line, not the usage

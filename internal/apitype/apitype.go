@@ -15,6 +15,12 @@
 //	GET    /api/v1/map                         Filter → store.ServiceMap
 //	GET    /api/v1/histogram                   Filter, step → Histogram
 //	GET    /api/v1/export/{format}             ExportQuery → the file, trailer ExportNextCursor
+//	POST   /api/v1/snapshots                   CreateSnapshotRequest → Snapshot (201)
+//	GET    /api/v1/snapshots                   Snapshots
+//	GET    /api/v1/snapshots/{id}              Snapshot, with Counts
+//	GET    /api/v1/snapshots/{id}/records/{format}  ExportQuery → the file, trailer ExportNextCursor
+//	DELETE /api/v1/snapshots/{id}              Snapshot
+//	POST   /api/v1/snapshots/upload?name=N     our JSONL → Snapshot (201)
 //	POST   /api/v1/tenants                     CreateTenantRequest → CreatedTenant
 //	GET    /api/v1/tenants                     Tenants
 //	GET    /api/v1/tenants/{tenant}            store.Tenant
@@ -57,16 +63,20 @@ type Whoami struct {
 // Filter is the filter parameters of the list, the summaries and the
 // exports (docs/api.md, "Filters"). Empty fields select everything; the
 // hub checks the values.
+//
+// In JSON (the filter of CreateSnapshotRequest) its members are named as
+// the query parameters.
 type Filter struct {
-	From, To  string // RFC 3339, Unix milliseconds, now, or a duration ago: -15m, -2h, -7d
-	Service   string // labels.service, exactly
-	Direction string // in or out
-	Method    string // any case
-	Status    string // a class or a code: 5xx, 404
-	Host      string // without port, any case
-	Path      string // a substring of the URL path, case-sensitive
-	Q         string // a substring of the URL or the start of a body, any case
-	Failed    bool   // only failed exchanges
+	From      string `json:"from,omitempty"` // RFC 3339, Unix milliseconds, now, or a duration ago: -15m, -2h, -7d
+	To        string `json:"to,omitempty"`
+	Service   string `json:"service,omitempty"`   // labels.service, exactly
+	Direction string `json:"direction,omitempty"` // in or out
+	Method    string `json:"method,omitempty"`    // any case
+	Status    string `json:"status,omitempty"`    // a class or a code: 5xx, 404
+	Host      string `json:"host,omitempty"`      // without port, any case
+	Path      string `json:"path,omitempty"`      // a substring of the URL path, case-sensitive
+	Q         string `json:"q,omitempty"`         // a substring of the URL or the start of a body, any case
+	Failed    bool   `json:"failed,omitempty"`    // only failed exchanges
 }
 
 // filterParams are the query parameters of Filter's string fields.
@@ -239,4 +249,53 @@ type Tenants struct {
 // Keys is GET /api/v1/tenants/{tenant}/keys.
 type Keys struct {
 	Keys []store.Key `json:"keys"`
+}
+
+// CreateSnapshotRequest is the body of POST /api/v1/snapshots: a snapshot
+// of the records that Filter selects in the window [From, To). From and
+// To take what the filter's from and to take and stand for them (giving
+// both a top-level and a filter's from, or to, is an error); the hub
+// keeps the window as absolute times.
+type CreateSnapshotRequest struct {
+	Name   string `json:"name"`
+	Filter Filter `json:"filter"`
+	From   string `json:"from,omitempty"`
+	To     string `json:"to,omitempty"`
+}
+
+// Snapshot is a named, immutable set of records (docs/api.md,
+// "Snapshots"): GET /api/v1/snapshots/{id}, an item of Snapshots, and the
+// answer of its creation.
+type Snapshot struct {
+	ID      string    `json:"id"` // snap_ and 16 of a-z 2-7
+	Name    string    `json:"name"`
+	Created time.Time `json:"created"`
+	// Source is filter (cut from the traffic) or upload (pushed from
+	// files).
+	Source string `json:"source"`
+	// Filter is the filter it was cut with, its window in From and To;
+	// absent for an upload.
+	Filter *Filter `json:"filter,omitempty"`
+	// From and To are the window: the one it was cut from (absent if
+	// unbounded), or for an upload the span of its records' starts.
+	From    time.Time     `json:"from,omitzero"`
+	To      time.Time     `json:"to,omitzero"`
+	Records int64         `json:"records"`
+	Counts  *store.Counts `json:"counts,omitempty"` // GET /api/v1/snapshots/{id} only
+}
+
+// Snapshots is GET /api/v1/snapshots: the tenant's snapshots, newest
+// first.
+type Snapshots struct {
+	Snapshots []Snapshot `json:"snapshots"`
+}
+
+// SnapshotUploadQuery is the parameters of POST /api/v1/snapshots/upload.
+type SnapshotUploadQuery struct {
+	Name string
+}
+
+// Values returns q as query parameters.
+func (q SnapshotUploadQuery) Values() url.Values {
+	return url.Values{"name": {q.Name}}
 }

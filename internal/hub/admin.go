@@ -35,18 +35,7 @@ func (s *Server) routeAdmin() {
 
 // adminKey authenticates an administration request: an admin key.
 func (s *Server) adminKey(r *http.Request) (store.Key, error) {
-	key, err := s.auth.check(r.Context(), bearer(r))
-	if err != nil {
-		if errors.Is(err, errNoKey) {
-			s.unauthorized.Add(1)
-		}
-		return key, err
-	}
-	if key.Role != store.RoleAdmin {
-		s.unauthorized.Add(1)
-		return key, errorf(http.StatusForbidden, "key %s is %s key; tenants and keys are managed with an admin key (the hub prints one on its first start; hub keys create -tenant default -role admin)", key.ID, withArticle(key.Role))
-	}
-	return key, nil
+	return s.roleKey(r, store.RoleAdmin, "tenants and keys are managed with an admin key (the hub prints one on its first start; hub keys create -tenant default -role admin)")
 }
 
 func withArticle(r store.Role) string {
@@ -60,24 +49,7 @@ func withArticle(r store.Role) string {
 // writes the result as JSON with the handler's status, or the error as
 // {"error": msg}.
 func (s *Server) admin(h func(*http.Request, store.Key) (int, any, error)) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Cache-Control", "no-store")
-		key, err := s.adminKey(r)
-		status, v := 0, any(nil)
-		if err == nil {
-			status, v, err = h(r, key)
-		}
-		if err != nil {
-			s.writeError(w, r, err)
-			return
-		}
-		w.Header().Set("Content-Type", "application/json")
-		w.WriteHeader(status)
-		enc := json.NewEncoder(w)
-		enc.SetEscapeHTML(false)
-		enc.SetIndent("", "  ")
-		_ = enc.Encode(v)
-	}
+	return s.serveJSON(s.adminKey, "  ", h)
 }
 
 // decodeBody reads a request's JSON object into v: at most adminMaxBody

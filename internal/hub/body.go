@@ -116,10 +116,7 @@ func (s *Server) getBody(r *http.Request, key store.Key) (any, error) {
 	if side != "req" && side != "res" {
 		return nil, errorf(http.StatusNotFound, "body side %q: want req or res", side)
 	}
-	rec, err := s.store.Get(r.Context(), key.Tenant, id)
-	if errors.Is(err, store.ErrNotFound) {
-		return nil, errorf(http.StatusNotFound, "no record with id %q", id)
-	}
+	rec, err := s.record(r, key)
 	if err != nil {
 		return nil, err
 	}

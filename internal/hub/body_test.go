@@ -113,8 +113,9 @@ func TestBodyEndpoint(t *testing.T) {
 func TestViewerFiles(t *testing.T) {
 	h := newHub(t, stores[0].open(t), Config{})
 	for _, tc := range []struct{ path, ctype, want string }{
-		{"/", "text/html", `<script src="/assets/app.js" defer></script>`},
+		{"/", "text/html", `<script type="module" src="/assets/app.js"></script>`},
 		{"/assets/app.js", "text/javascript", "textContent"},
+		{"/assets/snapshots.js", "text/javascript", "export function setupSnapshots"},
 		{"/assets/app.css", "text/css", ":root"},
 	} {
 		resp, err := http.Get(h.url + tc.path)
@@ -133,11 +134,13 @@ func TestViewerFiles(t *testing.T) {
 			t.Errorf("GET %s: no nosniff", tc.path)
 		}
 	}
-	// The script never writes markup.
-	js, _ := webFiles.ReadFile("web/app.js")
-	for _, bad := range []string{"innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval("} {
-		if strings.Contains(string(js), bad) {
-			t.Errorf("app.js uses %s", bad)
+	// The scripts never write markup.
+	for _, name := range []string{"app.js", "snapshots.js"} {
+		js, _ := webFiles.ReadFile("web/" + name)
+		for _, bad := range []string{"innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval("} {
+			if strings.Contains(string(js), bad) {
+				t.Errorf("%s uses %s", name, bad)
+			}
 		}
 	}
 	html, _ := webFiles.ReadFile("web/index.html")

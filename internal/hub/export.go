@@ -19,7 +19,8 @@ const (
 )
 
 // handleExport streams the records a filter selects, newest first, as HAR
-// (http records only), the vendor's raw.jsonl, or our JSONL. A store error
+// (http records only), the vendor's raw.jsonl, or our JSONL: of the
+// traffic, or of the snapshot of the path's {id}. A store error
 // in the middle aborts the response, so that a client never takes a cut
 // file for a whole one.
 func (s *Server) handleExport(w http.ResponseWriter, r *http.Request) {
@@ -34,10 +35,18 @@ func (s *Server) handleExport(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, errorf(http.StatusNotFound, "export format %q: want har, jsonl or raw (md is a directory: speedctl traffic export --format md -o DIR writes one)", r.PathValue("format")))
 		return
 	}
-	f, err := parseFilter(r, s.now())
+	f, err := s.parseFilter(r, key, s.now())
+	def, most := DefaultExportLimit, MaxExportLimit
+	if id := r.PathValue("id"); id != "" && err == nil {
+		// GET /api/v1/snapshots/{id}/records/{format}: the snapshot's,
+		// all of them unless limit says otherwise.
+		f.Snapshot = id
+		def, most = store.MaxSnapshotRecords, store.MaxSnapshotRecords
+		_, err = s.snapshot(r, key, id)
+	}
 	if err == nil {
 		var limit int
-		limit, err = parseLimit(r, DefaultExportLimit, MaxExportLimit)
+		limit, err = parseLimit(r, def, most)
 		if err == nil {
 			err = s.export(w, r, key, format, f, limit)
 		}
@@ -61,6 +70,9 @@ func (s *Server) export(w http.ResponseWriter, r *http.Request, key store.Key, f
 		return err
 	}
 	name := fmt.Sprintf("tapwire-%s-%s.%s", key.Tenant, s.now().UTC().Format("20060102-150405"), format.Ext())
+	if f.Snapshot != "" {
+		name = fmt.Sprintf("tapwire-%s.%s", f.Snapshot, format.Ext())
+	}
 	w.Header().Set("Content-Type", format.ContentType())
 	w.Header().Set("Content-Disposition", `attachment; filename="`+name+`"`)
 	w.Header().Set("Trailer", apitype.ExportNextCursor)

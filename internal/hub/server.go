@@ -53,6 +53,7 @@ type Server struct {
 	handler http.Handler  // mux with the headers of secure
 	sem     chan struct{} // one token per batch being ingested
 	budget  *wire.Budget  // memory of long lines of the batches being ingested
+	uploads chan struct{} // one token per snapshot upload being stored
 
 	closing atomic.Bool
 
@@ -66,7 +67,7 @@ func NewServer(cfg Config, st store.Store, log *slog.Logger) *Server {
 		log = slog.New(slog.NewJSONHandler(io.Discard, nil))
 	}
 	s := &Server{cfg: cfg, store: st, log: log, now: time.Now, mux: http.NewServeMux(), sem: make(chan struct{}, cfg.MaxInFlight),
-		budget: wire.NewBudget(lineBudget)}
+		budget: wire.NewBudget(lineBudget), uploads: make(chan struct{}, maxUploads)}
 	s.auth = newAuth(st, func() time.Time { return s.now() })
 	s.mux.HandleFunc(wire.Path, s.handleBatch) // ReadBatch answers other methods with 405
 	s.mux.HandleFunc("GET /healthz", s.handleHealth)
@@ -79,6 +80,7 @@ func NewServer(cfg Config, st store.Store, log *slog.Logger) *Server {
 	s.mux.HandleFunc("GET /api/v1/map", s.api(s.serviceMap))
 	s.mux.HandleFunc("GET /api/v1/histogram", s.api(s.histogram))
 	s.mux.HandleFunc("GET /api/v1/export/{format}", s.handleExport)
+	s.routeSnapshots()
 	s.routeAdmin()
 	s.mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
 		// Any valid key learns that the endpoint does not exist.
@@ -230,6 +232,12 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 
 // readKey authenticates a request of the query API: a read key.
 func (s *Server) readKey(r *http.Request) (store.Key, error) {
+	return s.roleKey(r, store.RoleRead, "the API needs a read key")
+}
+
+// roleKey authenticates a request whose key must have role; a key of
+// another role is refused with 403 and why, which says what key to use.
+func (s *Server) roleKey(r *http.Request, role store.Role, why string) (store.Key, error) {
 	key, err := s.auth.check(r.Context(), bearer(r))
 	if err != nil {
 		if errors.Is(err, errNoKey) {
@@ -237,9 +245,9 @@ func (s *Server) readKey(r *http.Request) (store.Key, error) {
 		}
 		return key, err
 	}
-	if key.Role != store.RoleRead {
+	if key.Role != role {
 		s.unauthorized.Add(1)
-		return key, errorf(http.StatusForbidden, "key %s is an %s key; the API needs a read key", key.ID, key.Role)
+		return key, errorf(http.StatusForbidden, "key %s is %s key; %s", key.ID, withArticle(key.Role), why)
 	}
 	return key, nil
 }
@@ -247,20 +255,32 @@ func (s *Server) readKey(r *http.Request) (store.Key, error) {
 // api wraps a query handler: it checks the read key, and writes the result
 // as JSON or the error as {"error": msg}.
 func (s *Server) api(h func(*http.Request, store.Key) (any, error)) http.HandlerFunc {
+	return s.serveJSON(s.readKey, "", func(r *http.Request, key store.Key) (int, any, error) {
+		v, err := h(r, key)
+		return http.StatusOK, v, err
+	})
+}
+
+// serveJSON wraps a handler: it checks the key with check, and writes the
+// result as JSON (indented by indent) with the handler's status, or the
+// error as {"error": msg}.
+func (s *Server) serveJSON(check func(*http.Request) (store.Key, error), indent string, h func(*http.Request, store.Key) (int, any, error)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Cache-Control", "no-store")
-		key, err := s.readKey(r)
-		var v any
+		key, err := check(r)
+		status, v := 0, any(nil)
 		if err == nil {
-			v, err = h(r, key)
+			status, v, err = h(r, key)
 		}
 		if err != nil {
 			s.writeError(w, r, err)
 			return
 		}
 		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(status)
 		enc := json.NewEncoder(w)
 		enc.SetEscapeHTML(false)
+		enc.SetIndent("", indent)
 		_ = enc.Encode(v)
 	}
 }
@@ -269,12 +289,24 @@ func (s *Server) whoami(_ *http.Request, key store.Key) (any, error) {
 	return apitype.Whoami{Tenant: key.Tenant, Role: key.Role, Key: key.ID, Name: key.Name}, nil
 }
 
-// parseFilter reads the filter parameters of docs/api.md.
-func parseFilter(r *http.Request, now time.Time) (store.Filter, error) {
+// parseFilter reads the filter parameters of docs/api.md, and snapshot:
+// the records of that snapshot of key's tenant instead of the traffic.
+func (s *Server) parseFilter(r *http.Request, key store.Key, now time.Time) (store.Filter, error) {
 	v, err := apitype.DecodeFilter(r.URL.Query())
 	if err != nil {
 		return store.Filter{}, errorf(http.StatusBadRequest, "%s", err)
 	}
+	f, err := filterOf(v, now)
+	if id := r.URL.Query().Get("snapshot"); id != "" && err == nil {
+		f.Snapshot = id
+		_, err = s.snapshot(r, key, id)
+	}
+	return f, err
+}
+
+// filterOf checks the values of a filter and returns it as the store's.
+func filterOf(v apitype.Filter, now time.Time) (store.Filter, error) {
+	var err error
 	f := store.Filter{
 		Service: v.Service, Method: strings.ToUpper(v.Method), Host: strings.ToLower(v.Host),
 		Path: v.Path, Text: v.Q, Failed: v.Failed,
@@ -342,7 +374,7 @@ func parseLimit(r *http.Request, def, max int) (int, error) {
 }
 
 func (s *Server) listRecords(r *http.Request, key store.Key) (any, error) {
-	f, err := parseFilter(r, s.now())
+	f, err := s.parseFilter(r, key, s.now())
 	if err != nil {
 		return nil, err
 	}
@@ -364,8 +396,20 @@ func (s *Server) listRecords(r *http.Request, key store.Key) (any, error) {
 }
 
 func (s *Server) getRecord(r *http.Request, key store.Key) (any, error) {
+	return s.record(r, key)
+}
+
+// record returns the record of the path's {id}: of the traffic, or with
+// the parameter snapshot, of that snapshot.
+func (s *Server) record(r *http.Request, key store.Key) (*capture.Record, error) {
 	id := r.PathValue("id")
-	rec, err := s.store.Get(r.Context(), key.Tenant, id)
+	var rec *capture.Record
+	var err error
+	if snap := r.URL.Query().Get("snapshot"); snap != "" {
+		rec, err = s.store.SnapshotRecord(r.Context(), key.Tenant, snap, id)
+	} else {
+		rec, err = s.store.Get(r.Context(), key.Tenant, id)
+	}
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, errorf(http.StatusNotFound, "no record with id %q", id)
 	}
@@ -373,7 +417,7 @@ func (s *Server) getRecord(r *http.Request, key store.Key) (any, error) {
 }
 
 func (s *Server) services(r *http.Request, key store.Key) (any, error) {
-	f, err := parseFilter(r, s.now())
+	f, err := s.parseFilter(r, key, s.now())
 	if err != nil {
 		return nil, err
 	}
@@ -385,7 +429,7 @@ func (s *Server) services(r *http.Request, key store.Key) (any, error) {
 }
 
 func (s *Server) serviceMap(r *http.Request, key store.Key) (any, error) {
-	f, err := parseFilter(r, s.now())
+	f, err := s.parseFilter(r, key, s.now())
 	if err != nil {
 		return nil, err
 	}
@@ -399,7 +443,7 @@ var histogramSteps = []time.Duration{time.Second, 5 * time.Second, 10 * time.Sec
 
 func (s *Server) histogram(r *http.Request, key store.Key) (any, error) {
 	now := s.now()
-	f, err := parseFilter(r, now)
+	f, err := s.parseFilter(r, key, now)
 	if err != nil {
 		return nil, err
 	}

@@ -18,6 +18,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/klauspost/compress/zstd"
+
 	"github.com/tapwire/tapwire/internal/apitype"
 	"github.com/tapwire/tapwire/internal/capture"
 	"github.com/tapwire/tapwire/internal/store"
@@ -128,24 +130,28 @@ func (c *Client) Do(req *http.Request) (*http.Response, error) {
 // send sends method path?q with body (JSON, if not nil) and returns the
 // answer when it is 2xx, else its *Error.
 func (c *Client) send(ctx context.Context, method, path string, q url.Values, body any) (*http.Response, error) {
-	var rd io.Reader
-	if body != nil {
-		b, err := json.Marshal(body)
-		if err != nil {
-			return nil, err
-		}
-		rd = bytes.NewReader(b)
+	if body == nil {
+		return c.sendBody(ctx, method, path, q, nil, nil)
 	}
+	b, err := json.Marshal(body)
+	if err != nil {
+		return nil, err
+	}
+	return c.sendBody(ctx, method, path, q, bytes.NewReader(b), http.Header{"Content-Type": {"application/json"}})
+}
+
+// sendBody is send with a body of any kind and its headers.
+func (c *Client) sendBody(ctx context.Context, method, path string, q url.Values, body io.Reader, h http.Header) (*http.Response, error) {
 	u := c.base.String() + path
 	if len(q) > 0 {
 		u += "?" + q.Encode()
 	}
-	req, err := http.NewRequestWithContext(ctx, method, u, rd)
+	req, err := http.NewRequestWithContext(ctx, method, u, body)
 	if err != nil {
 		return nil, err
 	}
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
+	for k, v := range h {
+		req.Header[k] = v
 	}
 	resp, err := c.Do(req)
 	if err != nil {
@@ -172,6 +178,11 @@ func (c *Client) call(ctx context.Context, method, path string, q url.Values, bo
 	if err != nil {
 		return err
 	}
+	return c.decode(resp, method, path, v)
+}
+
+// decode reads a 2xx answer's JSON into v and closes it.
+func (c *Client) decode(resp *http.Response, method, path string, v any) error {
 	defer resp.Body.Close()
 	data, err := io.ReadAll(io.LimitReader(resp.Body, maxAnswer))
 	if err == nil {
@@ -364,7 +375,11 @@ type Export struct {
 // the file names records.jsonl, raw.jsonl) and returns the stream. A
 // transfer the hub breaks off is an error of Read, never an early io.EOF.
 func (c *Client) Export(ctx context.Context, format string, q apitype.ExportQuery) (*Export, error) {
-	resp, err := c.send(ctx, http.MethodGet, "/api/v1/export/"+url.PathEscape(format), q.Values(), nil)
+	return c.export(ctx, "/api/v1/export/"+url.PathEscape(format), q)
+}
+
+func (c *Client) export(ctx context.Context, path string, q apitype.ExportQuery) (*Export, error) {
+	resp, err := c.send(ctx, http.MethodGet, path, q.Values(), nil)
 	if err != nil {
 		return nil, err
 	}
@@ -435,4 +450,69 @@ func (c *Client) Keys(ctx context.Context, tenant string) ([]store.Key, error) {
 // tw_xxxxxxxxxxxx, never the whole key.
 func (c *Client) RevokeKey(ctx context.Context, id string) (*store.Key, error) {
 	return call[store.Key](ctx, c, http.MethodDelete, "/api/v1/keys/"+url.PathEscape(id), nil, nil)
+}
+
+// CreateSnapshot is POST /api/v1/snapshots: a snapshot of the records the
+// request's filter selects in its window. It needs an ingest key.
+func (c *Client) CreateSnapshot(ctx context.Context, req apitype.CreateSnapshotRequest) (*apitype.Snapshot, error) {
+	return call[apitype.Snapshot](ctx, c, http.MethodPost, "/api/v1/snapshots", nil, req)
+}
+
+// Snapshots is GET /api/v1/snapshots: the tenant's snapshots, newest
+// first. It needs a read key.
+func (c *Client) Snapshots(ctx context.Context) ([]apitype.Snapshot, error) {
+	v, err := call[apitype.Snapshots](ctx, c, http.MethodGet, "/api/v1/snapshots", nil, nil)
+	if err != nil {
+		return nil, err
+	}
+	return v.Snapshots, nil
+}
+
+// Snapshot is GET /api/v1/snapshots/{id}: one snapshot with its counts. It
+// needs a read key; a snapshot the tenant does not hold is a 404 *Error.
+func (c *Client) Snapshot(ctx context.Context, id string) (*apitype.Snapshot, error) {
+	return call[apitype.Snapshot](ctx, c, http.MethodGet, "/api/v1/snapshots/"+url.PathEscape(id), nil, nil)
+}
+
+// SnapshotRecords is GET /api/v1/snapshots/{id}/records/{format}: all the
+// snapshot's records in format (har, jsonl, raw), newest first, as a
+// stream to read to io.EOF and Close. It needs a read key.
+func (c *Client) SnapshotRecords(ctx context.Context, id, format string) (*Export, error) {
+	return c.export(ctx, "/api/v1/snapshots/"+url.PathEscape(id)+"/records/"+url.PathEscape(format), apitype.ExportQuery{})
+}
+
+// DeleteSnapshot is DELETE /api/v1/snapshots/{id}; it returns the snapshot
+// as it was. It needs an ingest key.
+func (c *Client) DeleteSnapshot(ctx context.Context, id string) (*apitype.Snapshot, error) {
+	return call[apitype.Snapshot](ctx, c, http.MethodDelete, "/api/v1/snapshots/"+url.PathEscape(id), nil, nil)
+}
+
+// UploadSnapshot is POST /api/v1/snapshots/upload: a snapshot named name
+// of the records in r, our JSONL, which the client compresses with zstd as
+// it sends it. It needs an ingest key.
+func (c *Client) UploadSnapshot(ctx context.Context, name string, r io.Reader) (*apitype.Snapshot, error) {
+	pr, pw := io.Pipe()
+	defer pr.Close() // ends the compressing goroutine if the request stops reading
+	go func() {
+		zw, err := zstd.NewWriter(pw, zstd.WithEncoderConcurrency(1))
+		if err == nil {
+			if _, err = io.Copy(zw, r); err == nil {
+				err = zw.Close()
+			} else {
+				zw.Close()
+			}
+		}
+		pw.CloseWithError(err)
+	}()
+	path := "/api/v1/snapshots/upload"
+	resp, err := c.sendBody(ctx, http.MethodPost, path, apitype.SnapshotUploadQuery{Name: name}.Values(), pr,
+		http.Header{"Content-Type": {"application/jsonl"}, "Content-Encoding": {"zstd"}})
+	if err != nil {
+		return nil, err
+	}
+	var v apitype.Snapshot
+	if err := c.decode(resp, http.MethodPost, path, &v); err != nil {
+		return nil, err
+	}
+	return &v, nil
 }

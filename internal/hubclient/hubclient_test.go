@@ -387,3 +387,52 @@ func TestAdminAPI(t *testing.T) {
 		t.Errorf("Whoami with the revoked key: got %v; want 401", err)
 	}
 }
+
+// TestSnapshots: every snapshot call against a real hub, with the key each
+// needs, and the refusal of the other.
+func TestSnapshots(t *testing.T) {
+	h := startHub(t)
+	h.ingest(t, records(5))
+	w, r := h.client(t, h.keys.Ingest), h.client(t, h.keys.Read)
+	req := apitype.CreateSnapshotRequest{Name: "orders", Filter: apitype.Filter{Status: "2xx"}, From: storetest.T0.Format(time.RFC3339)}
+	if _, err := r.CreateSnapshot(ctx, req); StatusOf(err) != 403 {
+		t.Errorf("CreateSnapshot with a read key: %v, want 403", err)
+	}
+	sn, err := w.CreateSnapshot(ctx, req)
+	if err != nil || sn.Records != 5 {
+		t.Fatalf("CreateSnapshot: %+v %v", sn, err)
+	}
+	list, err := r.Snapshots(ctx)
+	if err != nil || len(list) != 1 || list[0].ID != sn.ID {
+		t.Errorf("Snapshots: %+v %v", list, err)
+	}
+	got, err := r.Snapshot(ctx, sn.ID)
+	if err != nil || got.Counts == nil || len(got.Counts.Endpoints) != 1 || got.Counts.Endpoints[0].Count != 5 {
+		t.Errorf("Snapshot: %+v %v", got, err)
+	}
+	e, err := r.SnapshotRecords(ctx, sn.ID, "jsonl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, err := io.ReadAll(e)
+	e.Close()
+	if err != nil || strings.Count(string(body), "\n") != 5 || e.NextCursor() != "" || e.Filename != "tapwire-"+sn.ID+".jsonl" {
+		t.Errorf("SnapshotRecords: %d lines %v, next %q, file %q", strings.Count(string(body), "\n"), err, e.NextCursor(), e.Filename)
+	}
+	up, err := w.UploadSnapshot(ctx, "pushed", bytes.NewReader(body))
+	if err != nil || up.Records != 5 || up.Source != "upload" {
+		t.Errorf("UploadSnapshot: %+v %v", up, err)
+	}
+	if _, err := w.UploadSnapshot(ctx, "bad", strings.NewReader("{not json\n")); StatusOf(err) != 400 {
+		t.Errorf("UploadSnapshot of a bad line: %v, want 400", err)
+	}
+	if _, err := r.DeleteSnapshot(ctx, sn.ID); StatusOf(err) != 403 {
+		t.Errorf("DeleteSnapshot with a read key: %v, want 403", err)
+	}
+	if d, err := w.DeleteSnapshot(ctx, sn.ID); err != nil || d.ID != sn.ID {
+		t.Errorf("DeleteSnapshot: %+v %v", d, err)
+	}
+	if _, err := r.Snapshot(ctx, sn.ID); StatusOf(err) != 404 {
+		t.Errorf("Snapshot after delete: %v, want 404", err)
+	}
+}

@@ -68,6 +68,34 @@ type Store interface {
 	// transactions so that ingest goes on meanwhile.
 	DeleteBefore(ctx context.Context, t time.Time) (int64, error)
 
+	// CreateSnapshot copies the records of sn.Tenant that match f (a
+	// filter of the traffic, f.Snapshot empty) into the new snapshot sn,
+	// in one transaction, and returns it with Records set. A selection of
+	// more than MaxSnapshotRecords is ErrTooMany and stores nothing; an
+	// id taken is ErrExists.
+	CreateSnapshot(ctx context.Context, sn Snapshot, f Filter) (Snapshot, error)
+	// BeginSnapshot adds the empty snapshot sn, hidden (neither listed
+	// nor found) until FinishSnapshot: an upload fills it with
+	// AddSnapshotRecords, in as many transactions as it takes.
+	BeginSnapshot(ctx context.Context, sn Snapshot) error
+	// AddSnapshotRecords stores recs in the hidden snapshot id of tenant
+	// and returns how many were new: a record whose id it holds already
+	// is skipped. ErrNotFound if there is no such hidden snapshot.
+	AddSnapshotRecords(ctx context.Context, tenant, id string, recs []*capture.Record) (int, error)
+	// FinishSnapshot counts the records of the hidden snapshot id, sets
+	// its time window to theirs if it has none, and shows it.
+	FinishSnapshot(ctx context.Context, tenant, id string) (Snapshot, error)
+	// Snapshots lists the tenant's snapshots, newest first.
+	Snapshots(ctx context.Context, tenant string) ([]Snapshot, error)
+	// Snapshot returns one snapshot of the tenant, or ErrNotFound.
+	Snapshot(ctx context.Context, tenant, id string) (Snapshot, error)
+	// SnapshotRecord returns one record of a snapshot, or ErrNotFound.
+	SnapshotRecord(ctx context.Context, tenant, snapshot, id string) (*capture.Record, error)
+	// DeleteSnapshot deletes a snapshot of the tenant, hidden or not, and
+	// its records, in small transactions (it is hidden by the first);
+	// ErrNotFound if there is none.
+	DeleteSnapshot(ctx context.Context, tenant, id string) error
+
 	// CreateTenant adds a tenant; ErrExists if its id is taken.
 	CreateTenant(ctx context.Context, t Tenant) error
 	// Tenants lists every tenant, by id.
@@ -166,6 +194,9 @@ type Filter struct {
 	Path      string            // a substring of the URL path, case-sensitive
 	Text      string            // a substring of the URL or the start of a body, case-insensitive (see Row.Search)
 	Failed    bool              // only failed exchanges (Row.Failed)
+	// Snapshot, if set, selects among the records of this snapshot of
+	// the tenant's instead of its traffic.
+	Snapshot string
 }
 
 // Query is a Filter with paging.

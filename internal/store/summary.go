@@ -274,3 +274,64 @@ func mod(a, b int64) int64 {
 	}
 	return m
 }
+
+// Counts is how many records of a set (a snapshot's) there are by
+// direction, service, host and endpoint, each by count, most first, then
+// by name.
+type Counts struct {
+	Directions []Count         `json:"directions"`
+	Services   []Count         `json:"services"`
+	Hosts      []Count         `json:"hosts"`
+	Endpoints  []EndpointCount `json:"endpoints"`
+}
+
+// Count is a name and how many records have it.
+type Count struct {
+	Name  string `json:"name"`
+	Count int64  `json:"count"`
+}
+
+// EndpointCount is how many records an endpoint has: a direction, method,
+// host and route.
+type EndpointCount struct {
+	Direction string `json:"direction"`
+	Method    string `json:"method,omitempty"`
+	Host      string `json:"host"`
+	Route     string `json:"route"`
+	Count     int64  `json:"count"`
+}
+
+// CountRecords returns the Counts of the tenant's records that f selects
+// (a snapshot's, with f.Snapshot), at most MaxSummaryRows of them.
+func CountRecords(ctx context.Context, s Store, tenant string, f Filter) (*Counts, error) {
+	dirs, services, hosts := map[string]int64{}, map[string]int64{}, map[string]int64{}
+	endpoints := map[EndpointCount]int64{}
+	err := scanBounded(ctx, s, tenant, f, func(r *Row) {
+		dirs[r.Direction]++
+		services[r.Service]++
+		hosts[r.Host]++
+		endpoints[EndpointCount{Direction: r.Direction, Method: r.Method, Host: r.Host, Route: r.Route}]++
+	})
+	if err != nil {
+		return nil, err
+	}
+	c := &Counts{Directions: counts(dirs), Services: counts(services), Hosts: counts(hosts), Endpoints: []EndpointCount{}}
+	for e, n := range endpoints {
+		e.Count = n
+		c.Endpoints = append(c.Endpoints, e)
+	}
+	slices.SortFunc(c.Endpoints, func(a, b EndpointCount) int {
+		return cmp.Or(cmp.Compare(b.Count, a.Count), cmp.Compare(a.Direction, b.Direction), cmp.Compare(a.Host, b.Host),
+			cmp.Compare(a.Route, b.Route), cmp.Compare(a.Method, b.Method))
+	})
+	return c, nil
+}
+
+func counts(m map[string]int64) []Count {
+	out := make([]Count, 0, len(m))
+	for name, n := range m {
+		out = append(out, Count{Name: name, Count: n})
+	}
+	slices.SortFunc(out, func(a, b Count) int { return cmp.Or(cmp.Compare(b.Count, a.Count), cmp.Compare(a.Name, b.Name)) })
+	return out
+}

@@ -148,6 +148,46 @@ function check(cond, msg) {
     check(dimmed > 0 && lit > 0, 'clicking a service shows only its calls');
     await shot('7-map');
 
+    // Save the traffic page's filters as a snapshot (with the ingest key,
+    // asked once), see it on the Snapshots page, open its records.
+    await page.click('#tab-traffic');
+    await page.fill('#f-service', 'payments');
+    await page.waitForFunction(() => {
+      const cells = [...document.querySelectorAll('#rows td.c-svc')];
+      return cells.length > 0 && cells.every((c) => c.textContent === 'payments');
+    });
+    const paymentRows = await page.locator('#rows tr').count();
+    await page.click('#save-snapshot');
+    await page.fill('#save-name', 'payments <b>calls</b>');
+    await page.fill('#save-key', env.INGEST_KEY);
+    await page.click('#save-submit');
+    await page.waitForSelector('#save-open');
+    check(/Saved snap_[a-z2-7]{16} \(/.test(await page.textContent('#save-msg')), 'Save as snapshot makes one from the filters');
+    await page.click('#tab-snapshots');
+    await page.waitForSelector('#snapshots tbody tr');
+    check(await page.locator('#filters').isHidden(), 'the Snapshots page hides the traffic filters');
+    await page.locator('#snapshots tbody tr', { hasText: 'payments <b>calls</b>' }).click();
+    await page.waitForSelector('#snapshot-open');
+    const endpoints = await page.locator('#snapshot-detail table.endpoints tbody tr').allTextContents();
+    check(endpoints.some((t) => t.includes('api.stripe.com') && t.includes('/v1/charges')), 'the snapshot shows its endpoints with counts');
+    check(await page.locator('#snapshot-detail h2').textContent() === 'payments <b>calls</b>', 'the name is text, not markup');
+    await shot('8-snapshots');
+    await page.click('#snapshot-open');
+    await page.waitForSelector('#snapshot-banner', { state: 'visible' });
+    await page.waitForFunction((n) => {
+      const cells = [...document.querySelectorAll('#rows td.c-svc')];
+      return cells.length === n && cells.every((c) => c.textContent === 'payments');
+    }, paymentRows);
+    check(page.url().includes('snapshot=snap_'), 'the snapshot is in the URL');
+    await page.click(`#rows tr[data-id="${ids.stripe}"]`);
+    await page.waitForFunction(() => document.querySelector('#detail-body').textContent.includes('unavailable'));
+    check(true, 'a record of the snapshot opens with its body');
+    await shot('9-snapshot-records');
+    await page.click('#detail-close');
+    await page.click('#snapshot-leave');
+    await page.waitForSelector('#snapshot-banner', { state: 'hidden' });
+    check(!page.url().includes('snapshot='), 'leaving the snapshot goes back to the traffic');
+
     // Sign out forgets the key.
     await page.click('#signout');
     await page.waitForSelector('#signin-form', { state: 'visible' });

@@ -8,6 +8,8 @@
 // checks that the markup-writing DOM calls appear nowhere here).
 'use strict';
 
+import { setupSnapshots, loadSnapshots } from './snapshots.js';
+
 const KEY = 'tapwire.key';
 const PAGE = 100;          // records per request
 const MAX_ROWS = 5000;     // rows the table holds before it asks for narrower filters
@@ -47,7 +49,9 @@ const state = {
   f: { service: '', direction: '', method: '', status: '', host: '', path: '', q: '', failed: false },
   cursor: '', rows: 0, loading: false, gen: 0,
   selected: '', view: 'traffic',
+  snapshot: '', // the id of the snapshot whose records the traffic page shows, or ''
 };
+const VIEWS = ['traffic', 'map', 'snapshots'];
 
 function filterParams(withTime = true) {
   const p = new URLSearchParams();
@@ -61,7 +65,40 @@ function filterParams(withTime = true) {
   }
   for (const k of FILTERS) if (state.f[k]) p.set(k, state.f[k]);
   if (state.f.failed) p.set('failed', 'true');
+  if (state.snapshot) p.set('snapshot', state.snapshot);
   return p;
+}
+
+// snapParams are the parameters of a record's requests: its snapshot's.
+function snapParams() {
+  return new URLSearchParams(state.snapshot ? { snapshot: state.snapshot } : {});
+}
+
+// filterBody is the filters as the body of POST /api/v1/snapshots takes them.
+function filterBody() {
+  const p = filterParams(), f = {};
+  p.delete('snapshot');
+  for (const [k, v] of p) f[k] = k === 'failed' ? v === 'true' : v;
+  return f;
+}
+
+// openSnapshot shows a snapshot's records on the traffic page, over its
+// window.
+function openSnapshot(s) {
+  state.snapshot = s.id;
+  for (const k of FILTERS) state.f[k] = '';
+  state.f.failed = false;
+  // Its window; one open at the end ends at its creation.
+  if (s.from) { state.range = 'custom'; state.from = s.from; state.to = s.to || s.created; } else { state.range = 'all'; }
+  state.view = 'traffic';
+  state.selected = '';
+  showFilters(); showView(); writeHash(); refresh();
+}
+
+function leaveSnapshot() {
+  state.snapshot = '';
+  state.range = '-1h'; state.from = ''; state.to = '';
+  showFilters(); showView(); writeHash(); refresh();
 }
 
 // The filters live in the URL's fragment, so a view can be reloaded and shared.
@@ -81,7 +118,8 @@ function readHash() {
   state.to = p.get('to') || '';
   for (const k of FILTERS) state.f[k] = p.get(k) || '';
   state.f.failed = p.get('failed') === 'true';
-  state.view = p.get('view') === 'map' ? 'map' : 'traffic';
+  state.view = VIEWS.includes(p.get('view')) ? p.get('view') : 'traffic';
+  state.snapshot = p.get('snapshot') || '';
   state.selected = p.get('record') || '';
 }
 
@@ -196,6 +234,10 @@ function resetFilters() {
 function refresh() {
   applied = filterKey();
   state.gen++;
+  if (state.view === 'snapshots') {
+    loadSnapshots(state.gen);
+    return;
+  }
   loadServices(state.gen);
   if (state.view === 'traffic') {
     loadHistogram(state.gen);
@@ -356,7 +398,7 @@ async function openDetail(id) {
   body.replaceChildren();
   let rec;
   try {
-    rec = await api('/api/v1/records/' + encodeURIComponent(id));
+    rec = await api('/api/v1/records/' + encodeURIComponent(id), snapParams());
   } catch (e) {
     title.replaceChildren(el('span', { class: 'error' }, e.message));
     return;
@@ -471,7 +513,7 @@ function sizeNote(b) {
 
 async function showBody(id, side, box, grpc) {
   try {
-    const v = await api(`/api/v1/records/${encodeURIComponent(id)}/body/${side}`);
+    const v = await api(`/api/v1/records/${encodeURIComponent(id)}/body/${side}`, snapParams());
     box.replaceChildren(...bodyView(v, grpc));
   } catch (e) {
     box.replaceChildren(el('div', { class: 'note warn' }, e.message));
@@ -627,10 +669,18 @@ function drawMap(box, m) {
 // ---- views ----
 
 function showView() {
-  $('view-traffic').hidden = state.view !== 'traffic';
-  $('view-map').hidden = state.view !== 'map';
-  $('tab-traffic').classList.toggle('active', state.view === 'traffic');
-  $('tab-map').classList.toggle('active', state.view === 'map');
+  for (const v of VIEWS) {
+    $('view-' + v).hidden = state.view !== v;
+    $('tab-' + v).classList.toggle('active', state.view === v);
+  }
+  const snap = state.view === 'snapshots';
+  $('filters').hidden = snap;
+  $('save-panel').hidden = true;
+  document.querySelector('.services').hidden = snap;
+  const banner = $('snapshot-banner');
+  banner.hidden = !state.snapshot || snap;
+  banner.replaceChildren(el('span', {}, 'Records of snapshot '), el('b', {}, state.snapshot), el('span', {}, ' (immutable; the filters narrow it) '),
+    el('button', { type: 'button', class: 'ghost', id: 'snapshot-leave', onclick: leaveSnapshot }, 'Back to live traffic'));
 }
 
 function switchView(view) {
@@ -727,6 +777,8 @@ document.addEventListener('DOMContentLoaded', async () => {
   $('detail-close').addEventListener('click', closeDetail);
   $('tab-traffic').addEventListener('click', () => switchView('traffic'));
   $('tab-map').addEventListener('click', () => switchView('map'));
+  $('tab-snapshots').addEventListener('click', () => switchView('snapshots'));
+  setupSnapshots({ api, el, state, filter: filterBody, openSnapshot, fmtCount, fmtTime });
   document.addEventListener('keydown', (e) => { if (e.key === 'Escape' && !$('detail').hidden) closeDetail(); });
   if (!state.key) { signOut(''); return; }
   try {

@@ -62,7 +62,7 @@ func Open(ctx context.Context, dsn string) (*Store, error) {
 		return nil, fmt.Errorf("connect to postgres: %w", err)
 	}
 	s := &Store{pool: pool}
-	s.Records = sqlq.Records{Dialect: &dialect, Query: s.query}
+	s.Records = sqlq.Records{Dialect: &dialect, Query: s.query, Exec: s.exec}
 	return s, nil
 }
 
@@ -142,6 +142,27 @@ var migrations = []string{
 		data   bytea NOT NULL,
 		PRIMARY KEY (tenant, id)
 	);`,
+	// 2: snapshots, with copies of their records (sqlq's snapshot.go).
+	`CREATE TABLE snapshots (
+		id         text COLLATE "C" PRIMARY KEY,
+		tenant     text COLLATE "C" NOT NULL,
+		name       text NOT NULL,
+		created_us bigint NOT NULL,
+		source     text NOT NULL,
+		spec       text NOT NULL,
+		from_us    bigint NOT NULL,
+		to_us      bigint NOT NULL,
+		records    bigint NOT NULL,
+		ready      boolean NOT NULL
+	);
+	CREATE INDEX snapshots_tenant ON snapshots (tenant, created_us);
+	CREATE TABLE snapshot_records (
+		LIKE records,
+		snapshot text COLLATE "C" NOT NULL,
+		data     bytea NOT NULL,
+		PRIMARY KEY (tenant, snapshot, id)
+	);
+	CREATE INDEX snapshot_records_time ON snapshot_records (tenant, snapshot, start_us, id);`,
 }
 
 func migrate(ctx context.Context, conn *pgx.Conn) error {
@@ -244,15 +265,9 @@ func (ins *inserter) add(rows []*store.Row) error {
 	if len(rows) == 0 {
 		return nil
 	}
-	var err error
 	ctx, tx, tenant := ins.ctx, ins.tx, ins.tenant
-	_, err = tx.CopyFrom(ctx, pgx.Identifier{"records_in"}, insertCols, pgx.CopyFromSlice(len(rows), func(i int) ([]any, error) {
-		r := rows[i]
-		return []any{tenant, r.ID, r.StartUs, r.DurUs, r.Kind, r.Direction, r.Cluster, r.Namespace, r.Service,
-			r.Pod, r.Method, r.Host, r.Path, r.Route, int32(r.Status), r.Failed, r.ReqSize, r.ResSize, r.Error, r.URL, r.Search, r.Data}, nil
-	}))
-	if err != nil {
-		return fmt.Errorf("insert: copy %d records: %w", len(rows), err)
+	if err := copyIn(ctx, tx, tenant, rows); err != nil {
+		return fmt.Errorf("insert: %w", err)
 	}
 	// A record conflicts on (tenant, id) in both tables, so a skipped
 	// record leaves neither a row nor a body.
@@ -297,6 +312,20 @@ func (ins *inserter) Rollback() {
 	_ = ins.tx.Rollback(context.WithoutCancel(ins.ctx))
 }
 
+// copyIn copies rows into the connection's temporary records_in, which
+// a commit empties.
+func copyIn(ctx context.Context, tx pgx.Tx, tenant string, rows []*store.Row) error {
+	_, err := tx.CopyFrom(ctx, pgx.Identifier{"records_in"}, insertCols, pgx.CopyFromSlice(len(rows), func(i int) ([]any, error) {
+		r := rows[i]
+		return []any{tenant, r.ID, r.StartUs, r.DurUs, r.Kind, r.Direction, r.Cluster, r.Namespace, r.Service,
+			r.Pod, r.Method, r.Host, r.Path, r.Route, int32(r.Status), r.Failed, r.ReqSize, r.ResSize, r.Error, r.URL, r.Search, r.Data}, nil
+	}))
+	if err != nil {
+		return fmt.Errorf("copy %d records: %w", len(rows), err)
+	}
+	return nil
+}
+
 // dialect is PostgreSQL's SQL for sqlq. A record's body has its tenant
 // and id.
 var dialect = sqlq.Dialect{
@@ -311,6 +340,12 @@ var dialect = sqlq.Dialect{
 // query runs a read for sqlq.
 func (s *Store) query(ctx context.Context, query string, args ...any) (sqlq.Rows, error) {
 	return s.pool.Query(ctx, query, args...)
+}
+
+// exec runs a write for sqlq.
+func (s *Store) exec(ctx context.Context, query string, args ...any) (int64, error) {
+	tag, err := s.pool.Exec(ctx, query, args...)
+	return tag.RowsAffected(), err
 }
 
 const deleteChunk = 5000

@@ -125,7 +125,7 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 	r.SetMaxOpenConns(readers)
 	r.SetMaxIdleConns(readers)
 	s.r = r
-	s.Records = sqlq.Records{Dialect: &dialect, Query: s.query}
+	s.Records = sqlq.Records{Dialect: &dialect, Query: s.query, Exec: s.exec}
 	ck, err := sql.Open("sqlite", dsn(1))
 	if err != nil {
 		w.Close()
@@ -196,6 +196,31 @@ func (s *Store) Optimize(ctx context.Context) error {
 	return nil
 }
 
+// recordColumns are the columns of a record in records and
+// snapshot_records, after the tenant (and the snapshot). They are part of
+// migrations 1 and 2: never change them; add columns by a migration.
+const recordColumns = `
+		start_us  INTEGER NOT NULL,
+		id        TEXT NOT NULL,
+		dur_us    INTEGER NOT NULL,
+		kind      TEXT NOT NULL,
+		direction TEXT NOT NULL,
+		cluster   TEXT NOT NULL,
+		namespace TEXT NOT NULL,
+		service   TEXT NOT NULL,
+		pod       TEXT NOT NULL,
+		method    TEXT NOT NULL,
+		host      TEXT NOT NULL,
+		path      TEXT NOT NULL,
+		route     TEXT NOT NULL,
+		status    INTEGER NOT NULL,
+		failed    INTEGER NOT NULL,
+		req_size  INTEGER NOT NULL,
+		res_size  INTEGER NOT NULL,
+		error     TEXT NOT NULL,
+		url       TEXT NOT NULL,
+		search    TEXT NOT NULL`
+
 // migrations are applied in order, each once; the index+1 of the last one
 // applied is in PRAGMA user_version.
 //
@@ -225,26 +250,7 @@ var migrations = []string{
 	CREATE TABLE records (
 		seq       INTEGER PRIMARY KEY,
 		tenant    TEXT NOT NULL,
-		start_us  INTEGER NOT NULL,
-		id        TEXT NOT NULL,
-		dur_us    INTEGER NOT NULL,
-		kind      TEXT NOT NULL,
-		direction TEXT NOT NULL,
-		cluster   TEXT NOT NULL,
-		namespace TEXT NOT NULL,
-		service   TEXT NOT NULL,
-		pod       TEXT NOT NULL,
-		method    TEXT NOT NULL,
-		host      TEXT NOT NULL,
-		path      TEXT NOT NULL,
-		route     TEXT NOT NULL,
-		status    INTEGER NOT NULL,
-		failed    INTEGER NOT NULL,
-		req_size  INTEGER NOT NULL,
-		res_size  INTEGER NOT NULL,
-		error     TEXT NOT NULL,
-		url       TEXT NOT NULL,
-		search    TEXT NOT NULL
+` + recordColumns + `
 	);
 	CREATE UNIQUE INDEX records_id ON records(tenant, id);
 	CREATE INDEX records_time ON records(tenant, start_us, id, failed, status, direction, method, host);
@@ -253,6 +259,29 @@ var migrations = []string{
 		seq  INTEGER PRIMARY KEY,
 		data BLOB NOT NULL
 	);`,
+	// 2: snapshots, with copies of their records (sqlq's snapshot.go).
+	`CREATE TABLE snapshots (
+		id         TEXT PRIMARY KEY,
+		tenant     TEXT NOT NULL,
+		name       TEXT NOT NULL,
+		created_us INTEGER NOT NULL,
+		source     TEXT NOT NULL,
+		spec       TEXT NOT NULL,
+		from_us    INTEGER NOT NULL,
+		to_us      INTEGER NOT NULL,
+		records    INTEGER NOT NULL,
+		ready      INTEGER NOT NULL
+	);
+	CREATE INDEX snapshots_tenant ON snapshots(tenant, created_us);
+	CREATE TABLE snapshot_records (
+		seq       INTEGER PRIMARY KEY,
+		tenant    TEXT NOT NULL,
+		snapshot  TEXT NOT NULL,
+` + recordColumns + `,
+		data      BLOB NOT NULL
+	);
+	CREATE UNIQUE INDEX snapshot_records_id ON snapshot_records(tenant, snapshot, id);
+	CREATE INDEX snapshot_records_time ON snapshot_records(tenant, snapshot, start_us, id);`,
 }
 
 func migrate(ctx context.Context, db *sql.DB) error {
@@ -505,6 +534,15 @@ func (s *Store) query(ctx context.Context, query string, args ...any) (sqlq.Rows
 		return nil, err
 	}
 	return sqlRows{rows}, nil
+}
+
+// exec runs a write for sqlq on the writer.
+func (s *Store) exec(ctx context.Context, query string, args ...any) (int64, error) {
+	res, err := s.w.ExecContext(ctx, query, args...)
+	if err != nil {
+		return 0, err
+	}
+	return res.RowsAffected()
 }
 
 // sqlRows is *sql.Rows as sqlq.Rows. Its Close drops the error of

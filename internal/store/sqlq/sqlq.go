@@ -84,6 +84,9 @@ func (a *args) again(v any, p string) string {
 func (d *Dialect) where(a *args, tenant string, f *store.Filter, c *store.Cursor) string {
 	conds := []string{"tenant = " + a.add(tenant)}
 	add := func(cond string) { conds = append(conds, cond) }
+	if f.Snapshot != "" {
+		add("snapshot = " + a.add(f.Snapshot))
+	}
 	if !f.From.IsZero() {
 		add("start_us >= " + a.add(f.From.UnixMicro()))
 	}
@@ -124,6 +127,24 @@ func (d *Dialect) where(a *args, tenant string, f *store.Filter, c *store.Cursor
 	return strings.Join(conds, " AND ")
 }
 
+// table is the table of the records f selects among: a snapshot's, or
+// the traffic.
+func table(f *store.Filter) string {
+	if f.Snapshot != "" {
+		return "snapshot_records"
+	}
+	return "records"
+}
+
+// body is the expression of a record's stored form in a query of
+// table(f): a snapshot's record holds it.
+func (d *Dialect) body(f *store.Filter) string {
+	if f.Snapshot != "" {
+		return "data"
+	}
+	return d.Body
+}
+
 // likeEscape escapes s for a LIKE pattern whose escape is a backslash.
 func likeEscape(s string) string {
 	return strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`).Replace(s)
@@ -143,12 +164,12 @@ func (d *Dialect) ListQuery(tenant string, q store.Query) (string, []any, error)
 	}
 	cols := summaryCols
 	if q.Full {
-		cols += ", " + d.Body
+		cols += ", " + d.body(&q.Filter)
 	}
 	a := &args{d: d}
 	cond := d.where(a, tenant, &q.Filter, cur)
 	limit := a.add(q.PageLimit() + 1)
-	return "SELECT " + cols + " FROM records WHERE " + cond + " ORDER BY start_us DESC, id DESC LIMIT " + limit, a.list, nil
+	return "SELECT " + cols + " FROM " + table(&q.Filter) + " WHERE " + cond + " ORDER BY start_us DESC, id DESC LIMIT " + limit, a.list, nil
 }
 
 // ScanQuery returns the query of Scan: scanCols of every record of tenant
@@ -156,7 +177,7 @@ func (d *Dialect) ListQuery(tenant string, q store.Query) (string, []any, error)
 func (d *Dialect) ScanQuery(tenant string, f store.Filter) (string, []any) {
 	a := &args{d: d}
 	cond := d.where(a, tenant, &f, nil)
-	return "SELECT " + scanCols + " FROM records WHERE " + cond, a.list
+	return "SELECT " + scanCols + " FROM " + table(&f) + " WHERE " + cond, a.list
 }
 
 // CountQuery returns the query of Count: the start of each step (in µs)
@@ -172,7 +193,7 @@ func (d *Dialect) CountQuery(tenant string, f store.Filter, step time.Duration) 
 	// start_us - ((start_us % step) + step) % step: the step's start, also before 1970.
 	b := "start_us - ((start_us % " + p + ") + " + a.again(stepUs, p) + ") % " + a.again(stepUs, p)
 	cond := d.where(a, tenant, &f, nil)
-	return "SELECT " + b + " AS b, count(*), count(*) FILTER (WHERE failed = " + d.True + ") FROM records WHERE " + cond +
+	return "SELECT " + b + " AS b, count(*), count(*) FILTER (WHERE failed = " + d.True + ") FROM " + table(&f) + " WHERE " + cond +
 		" GROUP BY b ORDER BY b", a.list, nil
 }
 
@@ -189,11 +210,18 @@ type Rows interface {
 // Query on the connections the store reads with.
 type Query func(ctx context.Context, sql string, args ...any) (Rows, error)
 
+// Exec runs a statement that writes, on its own (autocommit), on the
+// connections the store writes with, and returns how many rows it
+// changed.
+type Exec func(ctx context.Context, sql string, args ...any) (int64, error)
+
 // Records answers the record queries of store.Store that both stores make
-// alike: List, Get, Scan and Count. A store embeds it.
+// alike: List, Get, Scan and Count, and of snapshots all but those that
+// take a transaction. A store embeds it.
 type Records struct {
 	Dialect *Dialect
 	Query   Query
+	Exec    Exec
 }
 
 // List returns one page, newest first.
@@ -239,20 +267,26 @@ func (r Records) List(ctx context.Context, tenant string, q store.Query) (store.
 
 // Get returns one record, or store.ErrNotFound.
 func (r Records) Get(ctx context.Context, tenant, id string) (*capture.Record, error) {
-	rows, err := r.Query(ctx, r.Dialect.Get, tenant, id)
+	return r.record(ctx, fmt.Sprintf("record %q", id), r.Dialect.Get, tenant, id)
+}
+
+// record runs a query of one record's stored form and decodes it, or
+// returns store.ErrNotFound for what.
+func (r Records) record(ctx context.Context, what, query string, args ...any) (*capture.Record, error) {
+	rows, err := r.Query(ctx, query, args...)
 	if err != nil {
-		return nil, fmt.Errorf("get record: %w", err)
+		return nil, fmt.Errorf("get %s: %w", what, err)
 	}
 	defer rows.Close()
 	if !rows.Next() {
 		if err := rows.Err(); err != nil {
-			return nil, fmt.Errorf("get record: %w", err)
+			return nil, fmt.Errorf("get %s: %w", what, err)
 		}
-		return nil, fmt.Errorf("record %q: %w", id, store.ErrNotFound)
+		return nil, fmt.Errorf("%s: %w", what, store.ErrNotFound)
 	}
 	var data []byte
 	if err := rows.Scan(&data); err != nil {
-		return nil, fmt.Errorf("get record: %w", err)
+		return nil, fmt.Errorf("get %s: %w", what, err)
 	}
 	return store.DecodeRecord(data)
 }

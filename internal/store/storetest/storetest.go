@@ -54,6 +54,9 @@ func Run(t *testing.T, open Open) {
 		{"Tenants", testTenants},
 		{"Keys", testKeys},
 		{"Canceled", testCanceled},
+		{"SnapshotFromFilter", testSnapshotFromFilter},
+		{"SnapshotUpload", testSnapshotUpload},
+		{"SnapshotTenants", testSnapshotTenants},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
