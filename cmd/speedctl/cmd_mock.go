@@ -19,6 +19,7 @@ import (
 	"github.com/tapwire/tapwire/internal/capture"
 	"github.com/tapwire/tapwire/internal/certs"
 	"github.com/tapwire/tapwire/internal/format"
+	"github.com/tapwire/tapwire/internal/hubclient"
 	"github.com/tapwire/tapwire/internal/mitm"
 	"github.com/tapwire/tapwire/internal/mock"
 	"github.com/tapwire/tapwire/internal/service"
@@ -31,7 +32,9 @@ const guideCADir = "/etc/ssl/speedscale"
 
 // mockOptions are the flags of mock.
 type mockOptions struct {
+	hubFlags
 	from         []string
+	snapshots    []string
 	listen       string
 	caDir        string
 	reverse      []string
@@ -44,8 +47,8 @@ type mockOptions struct {
 	child        []string
 }
 
-// recordSource calls fn with each record of one source: a file or directory (--from), or, once the hub
-// serves them, a snapshot's JSONL stream (format.ReadRecords over the response body).
+// recordSource calls fn with each record of one source: a file or directory (--from), or a hub
+// snapshot's JSONL stream (--snapshot; format.ReadRecords over the response body).
 type recordSource struct {
 	name string
 	read func(fn func(*capture.Record) error) error
@@ -54,7 +57,7 @@ type recordSource struct {
 func newMockCmd() *cobra.Command {
 	var o mockOptions
 	cmd := &cobra.Command{
-		Use:   "mock --from PATH... [flags] [-- COMMAND ARGS...]",
+		Use:   "mock (--from PATH... | --snapshot ID...) [flags] [-- COMMAND ARGS...]",
 		Short: "Answer an app's outbound calls from recorded traffic",
 		Long: `Answer an app's outbound HTTP, HTTPS and gRPC calls from the outbound records
 (direction out) of recorded traffic, so the app runs with none of its
@@ -94,6 +97,7 @@ signals are passed to it, and mock stops when it exits.`,
 
   # any format, several sources: our JSONL, raw.jsonl, HAR, a Markdown recording
   speedctl mock --from recorded-2026-06-25_18-18-27 --from dynamodb.raw.jsonl
+  speedctl mock --snapshot snap_k2x7q4mzt6a3wbnf -- ./orders-service   # a hub snapshot (read key)
 
   # a mock for an app started elsewhere, with a CI report
   speedctl mock --from snap/ --listen 0.0.0.0:4140 --report mock-report.json
@@ -110,13 +114,18 @@ signals are passed to it, and mock stops when it exits.`,
 				args = args[:n]
 			}
 			if len(args) > 0 {
-				return fmt.Errorf("unexpected argument %q: give recordings with --from, and the app after --", args[0])
+				return fmt.Errorf("unexpected argument %q: give recordings with --from or --snapshot, and the app after --", args[0])
 			}
-			return o.run(cmd.ErrOrStderr())
+			if len(o.from) == 0 && len(o.snapshots) == 0 {
+				return errors.New("no recordings: give --from PATH (files or folders in any format) or --snapshot ID (a hub snapshot)")
+			}
+			return o.run(cmd.Context(), cmd.ErrOrStderr())
 		},
 	}
 	f := cmd.Flags()
 	f.StringArrayVar(&o.from, "from", nil, "recorded traffic: a file or directory in any format (our JSONL, raw.jsonl, HAR, Markdown recordings); repeatable")
+	f.StringArrayVar(&o.snapshots, "snapshot", nil, "a hub snapshot's `ID` (read with --hub and --key, as traffic commands do); repeatable")
+	o.hubFlags.add(cmd)
 	f.StringVar(&o.listen, "listen", "127.0.0.1:4140", "`address` of the forward proxy (HTTP_PROXY, HTTPS_PROXY)")
 	f.StringVar(&o.caDir, "ca-dir", "", "`folder` with tls.crt and tls.key to unwrap TLS (default "+guideCADir+" when it holds them, else ~/.speedctl/ca, made if missing)")
 	f.StringArrayVar(&o.reverse, "reverse", nil, "`HOST=ADDR`: also listen on ADDR, answering as HOST (plain HTTP/1.1 and h2c); repeatable")
@@ -126,11 +135,10 @@ signals are passed to it, and mock stops when it exits.`,
 	f.StringVar(&o.rules, "rules", "", "YAML or JSON `file` of fields to ignore or require per endpoint (docs/mock.md)")
 	f.StringVar(&o.report, "report", "", "write the report as JSON to this `file` when mock stops")
 	f.StringVar(&o.logLevel, "log-level", "info", "debug logs every request and its choice; info, warn, error")
-	cmd.MarkFlagRequired("from")
 	return cmd
 }
 
-func (o *mockOptions) run(stderr io.Writer) error {
+func (o *mockOptions) run(ctx context.Context, stderr io.Writer) error {
 	onMiss, err := mock.ParseOnMiss(o.onMiss)
 	if err != nil {
 		return fmt.Errorf("--on-miss: %w", err)
@@ -157,9 +165,20 @@ func (o *mockOptions) run(stderr io.Writer) error {
 		}
 	}
 	log := service.NewLogger(stderr, o.logLevel)
-	srcs := make([]recordSource, 0, len(o.from))
+	srcs := make([]recordSource, 0, len(o.from)+len(o.snapshots))
 	for _, p := range o.from {
-		srcs = append(srcs, recordSource{name: p, read: func(fn func(*capture.Record) error) error { return format.ReadPath(p, fn) }})
+		srcs = append(srcs, recordSource{name: "--from " + p, read: func(fn func(*capture.Record) error) error { return format.ReadPath(p, fn) }})
+	}
+	if len(o.snapshots) > 0 {
+		c, err := o.hubFlags.client()
+		if err != nil {
+			return err
+		}
+		for _, id := range o.snapshots {
+			srcs = append(srcs, recordSource{name: "--snapshot " + id, read: func(fn func(*capture.Record) error) error {
+				return readHints.explain(readSnapshot(ctx, c, id, fn))
+			}})
+		}
 	}
 	start := time.Now()
 	ix, err := loadIndex(srcs, rules)
@@ -264,10 +283,10 @@ func loadIndex(srcs []recordSource, rules *mock.Rules) (*mock.Index, error) {
 			return nil
 		})
 		if err != nil {
-			return nil, fmt.Errorf("--from %s: %w", s.name, err)
+			return nil, fmt.Errorf("%s: %w", s.name, err)
 		}
 		if n == 0 {
-			return nil, fmt.Errorf("--from %s: no records", s.name)
+			return nil, fmt.Errorf("%s: no records", s.name)
 		}
 	}
 	if len(recs) == 0 {
@@ -356,3 +375,14 @@ func writeReport(path string, sum mock.Summary) error {
 type exitStatus int
 
 func (e exitStatus) Error() string { return fmt.Sprintf("exit status %d", int(e)) }
+
+// readSnapshot reads a hub snapshot's records: its JSONL, streamed.
+func readSnapshot(ctx context.Context, c *hubclient.Client, id string, fn func(*capture.Record) error) error {
+	ex, err := c.SnapshotRecords(ctx, id, string(format.JSONL))
+	if err != nil {
+		return err
+	}
+	defer ex.Close()
+	_, err = format.ReadRecords(ex, fn)
+	return err
+}
