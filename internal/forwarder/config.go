@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/tapwire/tapwire/internal/envflag"
+	"github.com/tapwire/tapwire/internal/redact"
 	"github.com/tapwire/tapwire/internal/service"
 	"github.com/tapwire/tapwire/internal/sink/hub"
 	"github.com/tapwire/tapwire/internal/wire"
@@ -108,22 +109,12 @@ type Config struct {
 	// the path of a file holding one. If zero, standard.
 	FilterRule string
 
-	// Redact switches the default redaction rules (std-auth, credentials
-	// in headers, query parameters and body fields; std-card, card
-	// numbers): "true" or "false" (SPEEDSCALE_REDACT). If zero, true.
-	// Switching it off is logged as a warning.
-	Redact string
-	// RedactBodies lets the default rules read bodies (credential fields
-	// of JSON, form and multipart bodies, and std-card): "true" or "false"
-	// (SPEEDSCALE_REDACT_BODIES). If zero, true. "false" leaves bodies and
-	// TCP chunks to SPEEDSCALE_DLP_CONFIG's rules, and is logged as a
-	// warning.
-	RedactBodies string
-	// DLPConfig adds redaction rules (SPEEDSCALE_DLP_CONFIG): the
-	// vendor's redactlist form as JSON (one rule or an array), or the path
-	// of a file holding it; "standard" or zero means the default rule
-	// only. See docs/forwarder.md.
-	DLPConfig string
+	// Redaction holds SPEEDSCALE_REDACT, SPEEDSCALE_REDACT_BODIES and
+	// SPEEDSCALE_DLP_CONFIG, read as goproxy reads them (redact.Settings):
+	// by default the rules std-auth (credentials in headers, query
+	// parameters and body fields) and std-card (card numbers), applied to
+	// every record before it is spooled. See docs/forwarder.md.
+	Redaction redact.Settings
 
 	// DeliveryBatchBytes bounds the spooled bytes one delivery to a sink
 	// carries (FORWARDER_DELIVERY_BATCH_BYTES). If zero, 4 MiB.
@@ -182,12 +173,7 @@ func (c *Config) setDefaults() {
 	if c.FilterRule == "" {
 		c.FilterRule = "standard"
 	}
-	if c.Redact == "" {
-		c.Redact = "true"
-	}
-	if c.RedactBodies == "" {
-		c.RedactBodies = "true"
-	}
+	c.Redaction.SetDefaults()
 	if c.DeliveryBatchBytes == 0 {
 		c.DeliveryBatchBytes = 4 << 20
 	}
@@ -238,11 +224,8 @@ func (c *Config) Validate() error {
 	if c.BucketEndpoint != "" && !strings.HasPrefix(c.BucketEndpoint, "http://") && !strings.HasPrefix(c.BucketEndpoint, "https://") {
 		return configError("TENANT_BUCKET_ENDPOINT", c.BucketEndpoint, "want an http:// or https:// URL")
 	}
-	if c.Redact != "true" && c.Redact != "false" {
-		return configError("SPEEDSCALE_REDACT", c.Redact, "want true or false")
-	}
-	if c.RedactBodies != "true" && c.RedactBodies != "false" {
-		return configError("SPEEDSCALE_REDACT_BODIES", c.RedactBodies, "want true or false")
+	if err := c.Redaction.Validate(); err != nil {
+		return err
 	}
 	if c.DeliveryBatchBytes < 64<<10 {
 		return configError("FORWARDER_DELIVERY_BATCH_BYTES", strconv.FormatInt(c.DeliveryBatchBytes, 10), "want at least 65536")
@@ -316,9 +299,7 @@ func bind(set *envflag.Set, c *Config) {
 	num64(&c.SpoolSegmentBytes, "FORWARDER_SPOOL_SEGMENT_BYTES", "spool-segment-bytes", "size of one spool file")
 	str(&c.SpoolSync, "FORWARDER_SPOOL_SYNC", "spool-sync", "fsync policy: batch (a batch is fsynced before 200) or none (risky)")
 	str(&c.FilterRule, "SPEEDSCALE_FILTER_RULE", "filter-rule", "filter dropping unwanted traffic: standard (health checks, metrics scrapes), none, JSON or a file")
-	str(&c.Redact, "SPEEDSCALE_REDACT", "redact", "true or false: the default redaction of credentials (headers, query parameters, body fields) and card numbers")
-	str(&c.RedactBodies, "SPEEDSCALE_REDACT_BODIES", "redact-bodies", "true or false: the default redaction reads bodies (credential fields, card numbers); false leaves bodies to SPEEDSCALE_DLP_CONFIG")
-	str(&c.DLPConfig, "SPEEDSCALE_DLP_CONFIG", "dlp-config", "more redaction rules: JSON in the vendor's redactlist form, or a file holding it (see docs/forwarder.md)")
+	c.Redaction.Bind(set)
 	num64(&c.DeliveryBatchBytes, "FORWARDER_DELIVERY_BATCH_BYTES", "delivery-batch-bytes", "most spooled bytes in one delivery to a sink")
 	str(&c.LogLevel, "LOG_LEVEL", "log-level", "debug, info, warn or error")
 	dur(&c.ShutdownTimeout, "SHUTDOWN_TIMEOUT", "shutdown-timeout", "how long SIGTERM waits for batches in flight and deliveries")

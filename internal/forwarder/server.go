@@ -132,7 +132,7 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 		}
 		dests = append(dests, &destination{name: "bucket", desc: bs.URL(), sink: bs, probe: bs.Probe})
 	}
-	red, err := newRedactor(cfg)
+	red, err := cfg.Redaction.Redactor()
 	if err != nil {
 		closeAll(dests)
 		return nil, err
@@ -350,10 +350,12 @@ func (s *Server) logStart(addr net.Addr) {
 	if s.filter != nil {
 		s.log.Info("filter", "rule", s.filter.ID)
 	}
-	if s.redactor == nil {
-		s.log.Warn("redaction is off (SPEEDSCALE_REDACT=false and no SPEEDSCALE_DLP_CONFIG): credentials leave the cluster as captured")
-	} else if s.cfg.Redact != "false" && s.cfg.RedactBodies == "false" {
-		s.log.Warn("SPEEDSCALE_REDACT_BODIES=false: the default rules do not read bodies; passwords, tokens and card numbers in bodies leave the cluster unless SPEEDSCALE_DLP_CONFIG names them", "rules", s.redactor.Rules())
+	if w := s.cfg.Redaction.Warning(s.redactor); w != "" {
+		var rules []string
+		if s.redactor != nil {
+			rules = s.redactor.Rules()
+		}
+		s.log.Warn(w, "rules", rules)
 	} else {
 		s.log.Info("redaction rules", "rules", s.redactor.Rules())
 	}
@@ -649,28 +651,6 @@ var partFields = [...]struct {
 	{redact.PartResBody, jsonl.FieldResBody},
 	{redact.PartChunks, jsonl.FieldChunks},
 	{redact.PartRedactions, jsonl.FieldRedactions},
-}
-
-// newRedactor compiles the default rules (unless SPEEDSCALE_REDACT=false)
-// and SPEEDSCALE_DLP_CONFIG's rules; nil when there are none.
-func newRedactor(cfg Config) (*redact.Redactor, error) {
-	var rules []redact.Rule
-	if cfg.Redact != "false" {
-		rules = append(rules, redact.DefaultRules(cfg.RedactBodies != "false")...)
-	}
-	more, err := redact.ParseRules(cfg.DLPConfig)
-	if err != nil {
-		return nil, configError("SPEEDSCALE_DLP_CONFIG", abbreviate(cfg.DLPConfig), err.Error())
-	}
-	rules = append(rules, more...)
-	if len(rules) == 0 {
-		return nil, nil
-	}
-	r, err := redact.New(rules)
-	if err != nil {
-		return nil, configError("SPEEDSCALE_DLP_CONFIG", abbreviate(cfg.DLPConfig), err.Error())
-	}
-	return r, nil
 }
 
 func abbreviate(s string) string {

@@ -19,6 +19,7 @@ import (
 
 	"github.com/tapwire/tapwire/internal/capture"
 	"github.com/tapwire/tapwire/internal/format/jsonl"
+	"github.com/tapwire/tapwire/internal/redact"
 	"github.com/tapwire/tapwire/internal/sink/file"
 	"github.com/tapwire/tapwire/internal/wire"
 )
@@ -428,7 +429,7 @@ func TestBusyAndGracefulShutdown(t *testing.T) {
 // TestRedaction: the default rules and SPEEDSCALE_DLP_CONFIG apply before
 // the records reach the spool and the sinks.
 func TestRedaction(t *testing.T) {
-	f := start(t, Config{DLPConfig: `{"id":"pii","redactlist":{"entries":{"json":["ssn"],"patterns":["email"]}}}`})
+	f := start(t, Config{Redaction: redact.Settings{DLPConfig: `{"id":"pii","redactlist":{"entries":{"json":["ssn"],"patterns":["email"]}}}`}})
 	recs := httpRecords(2, 0)
 	recs[0].HTTP.Req.Headers = capture.Headers{{Name: "Authorization", Value: "Bearer s3cret-token"}, {Name: "Content-Type", Value: "application/json"}}
 	body := `{"user":"ann@example.com","password":"hunter2","ssn":"078-05-1120","card":"4111 1111 1111 1111"}`
@@ -465,7 +466,7 @@ func TestRedaction(t *testing.T) {
 	}
 
 	// SPEEDSCALE_REDACT_BODIES=false: credentials in headers still go, bodies are kept as they came.
-	f = start(t, Config{RedactBodies: "false"})
+	f = start(t, Config{Redaction: redact.Settings{RedactBodies: "false"}})
 	recs = httpRecords(1, 0)
 	recs[0].HTTP.Req.Headers = capture.Headers{{Name: "X-Vault-Token", Value: "hvs.x"}, {Name: "Content-Type", Value: "application/json"}}
 	recs[0].HTTP.Req.Body = capture.Body{Data: []byte(body), Size: int64(len(body))}
@@ -478,7 +479,7 @@ func TestRedaction(t *testing.T) {
 		t.Errorf("with bodies off: %+v, want the header redacted and the body kept", got)
 	}
 
-	if _, err := New(Config{DLPConfig: `{"id":"x","redactlist":{"entries":{"nope":["a"]}}}`, SpoolDir: t.TempDir(), Dir: t.TempDir()}, nil); err == nil ||
+	if _, err := New(Config{Redaction: redact.Settings{DLPConfig: `{"id":"x","redactlist":{"entries":{"nope":["a"]}}}`}, SpoolDir: t.TempDir(), Dir: t.TempDir()}, nil); err == nil ||
 		!strings.Contains(err.Error(), "SPEEDSCALE_DLP_CONFIG") {
 		t.Errorf("New with a bad rule: %v, want an error naming SPEEDSCALE_DLP_CONFIG", err)
 	}

@@ -16,6 +16,7 @@ import (
 
 	"github.com/tapwire/tapwire/internal/capture"
 	"github.com/tapwire/tapwire/internal/envflag"
+	"github.com/tapwire/tapwire/internal/redact"
 	"github.com/tapwire/tapwire/internal/service"
 )
 
@@ -68,6 +69,13 @@ type Config struct {
 
 	SocksUser     string // SOCKS_USERNAME: require SOCKS5 username/password on the outbound port; if zero, no auth
 	SocksPassword string // SOCKS_PASSWORD
+
+	// Redaction holds SPEEDSCALE_REDACT, SPEEDSCALE_REDACT_BODIES and
+	// SPEEDSCALE_DLP_CONFIG, read as the forwarder reads them
+	// (redact.Settings): by default std-auth and std-card. goproxy applies
+	// the rules to each batch before it leaves the task (in the shipper's
+	// goroutine, off the request's path); the forwarder applies them again.
+	Redaction redact.Settings
 
 	BodyLimit int64 // BODY_CAPTURE_LIMIT: captured bytes per body and side; if zero, 1 MiB; -1 captures no bodies
 
@@ -131,6 +139,7 @@ func (c *Config) setDefaults() {
 	if c.MaxHeaderBytes == 0 {
 		c.MaxHeaderBytes = 64 << 10
 	}
+	c.Redaction.SetDefaults()
 }
 
 // ConfigError names the variable, the bad value and what is allowed.
@@ -213,6 +222,9 @@ func (c *Config) Validate() error {
 	if c.QueueBytes < 64<<10 {
 		return configError("SHIP_QUEUE_BYTES", strconv.FormatInt(c.QueueBytes, 10), "want at least 65536")
 	}
+	if err := c.Redaction.Validate(); err != nil {
+		return err
+	}
 	if c.TLSInUnwrap && (c.TLSInPublic == "" || c.TLSInPrivate == "") {
 		return configError("TLS_IN_UNWRAP", "true", "needs TLS_IN_PUBLIC_KEY and TLS_IN_PRIVATE_KEY: the paths of the app's certificate and key")
 	}
@@ -283,6 +295,7 @@ func bind(set *envflag.Set, c *Config) {
 	str(&c.TLSMutualCert, "TLS_MUTUAL_PUBLIC_KEY", "tls-mutual-cert", "client certificate presented to upstreams that ask (mTLS)")
 	str(&c.TLSMutualKey, "TLS_MUTUAL_PRIVATE_KEY", "tls-mutual-key", "key of -tls-mutual-cert")
 	boolean(&c.CaptureEnabled, "CAPTURE_ENABLE", "capture", "record exchanges; false only forwards")
+	c.Redaction.Bind(set)
 	bytes(&c.BodyLimit, "BODY_CAPTURE_LIMIT", "body-limit", "captured bytes per body and side, -1 for none")
 	boolean(&c.MetricsEnable, "METRICS_HTTP_ENABLE", "metrics", "serve Prometheus metrics")
 	num(&c.MetricsPort, "METRICS_HTTP_PORT", "metrics-port", "Prometheus metrics port")
@@ -302,7 +315,10 @@ It sits beside a service: inbound traffic reaches the service through the
 reverse proxy on PROXY_IN_PORT, and the service's own calls leave through the
 forward proxy on PROXY_OUT_PORT (set HTTP_PROXY/HTTPS_PROXY=http://localhost:4140
 in the app). Every exchange becomes a record shipped to FORWARDER_ADDR, or
-written to local JSONL files when there is no forwarder.
+written to local JSONL files when there is no forwarder. Secrets are redacted
+before a record leaves goproxy (credentials in headers, query parameters and
+bodies, and card numbers; SPEEDSCALE_REDACT, SPEEDSCALE_REDACT_BODIES and
+SPEEDSCALE_DLP_CONFIG as the forwarder reads them).
 
 Every setting is an environment variable (as in the ECS deployment guide) and a
 flag; a flag wins. Examples:
