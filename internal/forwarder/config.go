@@ -45,6 +45,14 @@ type Config struct {
 	// who can reach the port, and a warning is logged.
 	Token string
 
+	// TLSCert and TLSKey make the forwarder serve TLS on Listen, batches
+	// and health alike (FORWARDER_TLS_CERT, FORWARDER_TLS_KEY): each is
+	// the path of a PEM file, or the PEM itself (an ECS secret given as a
+	// variable). goproxies then use FORWARDER_ADDR=https://HOST:PORT.
+	// `speedctl certs forwarder` makes a pair signed by the guide's CA. If
+	// zero, plain HTTP (the guide's).
+	TLSCert, TLSKey string
+
 	// HubURL is the hub (SPEEDSCALE_APP_URL): host[:port], which means
 	// https, or an http:// or https:// URL. If zero, no hub sink.
 	HubURL string
@@ -210,6 +218,9 @@ func (c *Config) Validate() error {
 	if c.SpoolSync != "batch" && c.SpoolSync != "none" {
 		return configError("FORWARDER_SPOOL_SYNC", c.SpoolSync, "want batch or none")
 	}
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		return configError("FORWARDER_TLS_CERT", abbreviate(c.TLSCert), "set both FORWARDER_TLS_CERT and FORWARDER_TLS_KEY, or neither")
+	}
 	if c.HubURL != "" {
 		if _, err := hub.BaseURL(c.HubURL); err != nil {
 			return configError("SPEEDSCALE_APP_URL", c.HubURL, "want host[:port] (https) or an http:// or https:// URL")
@@ -281,6 +292,8 @@ func bind(set *envflag.Set, c *Config) {
 	str(&c.Listen, "FORWARDER_LISTEN", "listen", "address to serve batches and the health check on")
 	str(&c.Dir, "FORWARDER_DIR", "dir", "directory sink: records are appended to JSONL files here (default ./tapwire-forwarded when no other sink is configured)")
 	str(&c.Token, "FORWARDER_TOKEN", "token", "shared token goproxies must send as a bearer token; empty accepts anyone")
+	str(&c.TLSCert, "FORWARDER_TLS_CERT", "tls-cert", "serve TLS with this certificate: a PEM file, or the PEM itself (with -tls-key; see speedctl certs forwarder)")
+	str(&c.TLSKey, "FORWARDER_TLS_KEY", "tls-key", "the key of -tls-cert: a PEM file, or the PEM itself")
 	str(&c.HubURL, "SPEEDSCALE_APP_URL", "app-url", "hub sink: the hub's host[:port] (https) or URL")
 	str(&c.APIKey, "SPEEDSCALE_API_KEY", "api-key", "the API key presented to the hub (prefer the environment: flags show in ps)")
 	str(&c.Bucket, "TENANT_BUCKET", "bucket", "bucket sink: the S3 bucket for raw batches")

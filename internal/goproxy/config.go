@@ -46,7 +46,9 @@ type Config struct {
 	ReversePort int    // REVERSE_PROXY_PORT: the app's port; if zero, 80
 
 	// ForwarderAddr is where records go (FORWARDER_ADDR): host:port of
-	// the forwarder, or file:///dir for local JSONL files. If zero,
+	// the forwarder (plain HTTP, the guide's), https://host:port of a
+	// forwarder serving TLS (verified against TLS_CERT_DIR's tls.crt and
+	// the system roots), or file:///dir for local JSONL files. If zero,
 	// records go to files in LocalDir.
 	ForwarderAddr  string
 	ForwarderToken string // FORWARDER_TOKEN: bearer token for the forwarder; if zero, none
@@ -209,8 +211,9 @@ func (c *Config) Validate() error {
 		}
 	}
 	if c.ForwarderAddr != "" && !strings.HasPrefix(c.ForwarderAddr, "file://") {
-		if _, port, err := net.SplitHostPort(strings.TrimPrefix(c.ForwarderAddr, "http://")); err != nil || port == "" {
-			return configError("FORWARDER_ADDR", c.ForwarderAddr, "want host:port of the forwarder (e.g. forwarder.ecs.local:8888), or file:///dir for local files")
+		hostport := strings.TrimPrefix(strings.TrimPrefix(c.ForwarderAddr, "http://"), "https://")
+		if _, port, err := net.SplitHostPort(strings.TrimSuffix(hostport, "/")); err != nil || port == "" {
+			return configError("FORWARDER_ADDR", c.ForwarderAddr, "want host:port of the forwarder (e.g. forwarder.ecs.local:8888), https://host:port for a forwarder serving TLS, or file:///dir for local files")
 		}
 	}
 	if c.BodyLimit < -1 {
@@ -277,7 +280,7 @@ func bind(set *envflag.Set, c *Config) {
 	str(&c.OutListenHost, "PROXY_OUT_LISTEN_HOST", "out-listen-host", "address the outbound proxy binds; wider than loopback makes an open proxy")
 	str(&c.ReverseHost, "REVERSE_PROXY_HOST", "reverse-host", "the app's host for inbound traffic, or an https:// URL")
 	num(&c.ReversePort, "REVERSE_PROXY_PORT", "reverse-port", "the app's port for inbound traffic")
-	str(&c.ForwarderAddr, "FORWARDER_ADDR", "forwarder", "forwarder host:port, or file:///dir for local JSONL files (default: files in -capture-dir)")
+	str(&c.ForwarderAddr, "FORWARDER_ADDR", "forwarder", "forwarder host:port, https://host:port (TLS, verified against TLS_CERT_DIR's CA and the system roots), or file:///dir for local JSONL files (default: files in -capture-dir)")
 	str(&c.ForwarderToken, "FORWARDER_TOKEN", "forwarder-token", "bearer token presented to the forwarder")
 	str(&c.LocalDir, "CAPTURE_DIR", "capture-dir", "directory of local record files when there is no forwarder")
 	str(&c.Labels.Service, "APP_LABEL", "app-label", "service label on every record")

@@ -10,10 +10,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
@@ -345,11 +347,42 @@ func openSink(cfg *Config) (capture.Sink, string, error) {
 		}
 		return fs, "local files in " + dir, nil
 	}
-	fw, err := wire.NewClient(addr, wire.ClientOptions{Token: cfg.ForwarderToken})
+	opts := wire.ClientOptions{Token: cfg.ForwarderToken}
+	if strings.HasPrefix(addr, "https://") {
+		roots, err := forwarderRoots(cfg.TLSCertDir)
+		if err != nil {
+			return nil, "", fmt.Errorf("FORWARDER_ADDR=%q: %w", addr, err)
+		}
+		opts.TLSConfig = &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}
+	}
+	fw, err := wire.NewClient(addr, opts)
 	if err != nil {
 		return nil, "", fmt.Errorf("FORWARDER_ADDR=%q: %w", addr, err)
 	}
 	return fw, "the forwarder at " + fw.URL(), nil
+}
+
+// forwarderRoots are the CAs an https:// forwarder's certificate is
+// verified against: the system roots and TLS_CERT_DIR's tls.crt (the
+// guide's CA, which signs the certificate speedctl certs forwarder makes).
+// A missing tls.crt leaves the system roots; an unreadable or empty one is
+// an error.
+func forwarderRoots(dir string) (*x509.CertPool, error) {
+	roots, err := x509.SystemCertPool()
+	if err != nil || roots == nil {
+		roots = x509.NewCertPool()
+	}
+	path := filepath.Join(dir, "tls.crt")
+	pem, err := os.ReadFile(path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return roots, nil
+	case err != nil:
+		return nil, fmt.Errorf("the CA to verify the forwarder with (TLS_CERT_DIR): %w", err)
+	case !roots.AppendCertsFromPEM(pem):
+		return nil, fmt.Errorf("the CA to verify the forwarder with: no PEM certificate in %s (TLS_CERT_DIR)", path)
+	}
+	return roots, nil
 }
 
 func (s *Server) goServe(f func() error) {

@@ -3,8 +3,10 @@ package goproxy
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -17,6 +19,8 @@ import (
 	"github.com/klauspost/compress/zstd"
 
 	"github.com/tapwire/tapwire/internal/capture"
+	"github.com/tapwire/tapwire/internal/testca"
+	"github.com/tapwire/tapwire/internal/wire/wiretest"
 )
 
 // rawForwarder is a fake forwarder on a raw TCP listener: it keeps every
@@ -214,4 +218,96 @@ func TestRedactsBeforeShipping(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestForwarderTLS: FORWARDER_ADDR=https://... is verified against
+// TLS_CERT_DIR's CA. With the CA that signed the forwarder's certificate
+// the records arrive; with another CA every delivery fails, is counted and
+// logged with a clear reason, and the app's requests are not affected.
+func TestForwarderTLS(t *testing.T) {
+	ca := testca.New(t)
+	app := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }))
+	t.Cleanup(app.Close)
+	appPort := app.Listener.Addr().(*net.TCPAddr).Port
+
+	for _, tc := range []struct {
+		name    string
+		trusted bool
+	}{{"the guide's CA", true}, {"another CA", false}} {
+		t.Run(tc.name, func(t *testing.T) {
+			fwd := wiretest.NewTLS(t, ca.ServerTLS(t, "127.0.0.1"))
+			fwd.RequireToken("tok")
+			dir := t.TempDir()
+			if tc.trusted {
+				ca.WriteDir(t, dir)
+			} else {
+				testca.New(t).WriteDir(t, dir)
+			}
+			env := guideEnv(t, appPort, fwd.Server.URL, dir)
+			env["PROXY_TYPE"], env["TLS_OUT_UNWRAP"], env["FORWARDER_TOKEN"], env["SHUTDOWN_TIMEOUT"] = "reverse", "false", "tok", "1s"
+			cfg, err := Load(nil, envOf(env), io.Discard)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var logs syncBuffer
+			srv, err := New(cfg, slog.New(slog.NewTextHandler(&logs, nil)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan error, 1)
+			go func() { done <- srv.Serve(ctx) }()
+			t.Cleanup(func() { cancel(); <-done })
+
+			for i := range 3 {
+				res, err := http.Get("http://" + srv.InAddr + "/x" + strconv.Itoa(i))
+				if err != nil {
+					t.Fatal(err)
+				}
+				b, _ := io.ReadAll(res.Body)
+				res.Body.Close()
+				if res.StatusCode != 200 || string(b) != "ok" {
+					t.Fatalf("the app through goproxy: %d %q, want 200 ok", res.StatusCode, b)
+				}
+			}
+			if tc.trusted {
+				if got := fwd.WaitRecords(t, 3, 10*time.Second); len(got) != 3 {
+					t.Errorf("%d records over TLS, want 3", len(got))
+				}
+				return
+			}
+			for deadline := time.Now().Add(10 * time.Second); srv.shipper.Stats().Failures == 0; {
+				if time.Now().After(deadline) {
+					t.Fatalf("no failure counted with an untrusted forwarder: %+v", srv.shipper.Stats())
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+			if st := srv.shipper.Stats(); st.Shipped != 0 || len(fwd.Records()) != 0 {
+				t.Errorf("stats %+v, forwarder has %d records: want nothing delivered", st, len(fwd.Records()))
+			}
+			for deadline := time.Now().Add(5 * time.Second); !strings.Contains(logs.String(), "TLS certificate is not trusted"); {
+				if time.Now().After(deadline) {
+					t.Fatalf("log lacks a clear reason:\n%s", logs.String())
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+		})
+	}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
