@@ -23,9 +23,13 @@ tls.crt and tls.key. The app must trust tls.crt (SSL_CERT_FILE and friends).
 "certs create" replaces the guide's two openssl commands:
 
   openssl genrsa -out tls.key 4096
-  openssl req -new -key tls.key -x509 -days 365 -out tls.crt -subj "/.../CN=speedscale.com"`,
+  openssl req -new -key tls.key -x509 -days 365 -out tls.crt -subj "/.../CN=speedscale.com"
+
+"certs forwarder" signs a TLS server certificate for the forwarder with that
+CA, so that goproxy (which trusts TLS_CERT_DIR's tls.crt) can verify the hop
+FORWARDER_ADDR=https://forwarder.ecs.local:8888.`,
 	}
-	cmd.AddCommand(newCertsCreateCmd(), newCertsCheckCmd())
+	cmd.AddCommand(newCertsCreateCmd(), newCertsCheckCmd(), newCertsForwarderCmd())
 	return cmd
 }
 
@@ -61,6 +65,57 @@ variables that make the app trust the CA.`,
 	f.IntVar(&opts.Days, "days", 365, "days the CA is valid, 1 to 3650")
 	f.StringVar(&opts.CommonName, "cn", certs.DefaultCommonName, "subject common name of the CA")
 	f.BoolVar(&opts.Force, "force", false, "replace tls.crt and tls.key if they exist")
+	return cmd
+}
+
+func newCertsForwarderCmd() *cobra.Command {
+	var opts certs.ServerOptions
+	cmd := &cobra.Command{
+		Use:   "forwarder",
+		Short: "Sign a TLS certificate for the forwarder with the CA",
+		Long: `Sign a TLS server certificate for the forwarder with the CA in --ca-dir (the
+guide's tls.crt and tls.key, or speedctl certs create's), and write it as
+DIR/forwarder.crt and DIR/forwarder.key (ECDSA P-256, PKCS#8, mode 0600).
+
+The forwarder serves TLS with them (FORWARDER_TLS_CERT, FORWARDER_TLS_KEY: a
+path, or the PEM itself, as an ECS secret gives it); goproxy verifies the
+certificate with the CA it already has in TLS_CERT_DIR when FORWARDER_ADDR is
+https://HOST:8888. --host must be the name goproxies use, the forwarder's
+service-discovery name (the guide's forwarder.ecs.local).`,
+		Example: `  speedctl certs forwarder --ca-dir ca --host forwarder.ecs.local
+  speedctl certs forwarder --ca-dir ca --host forwarder.prod.local --host 10.0.3.7 --dir fwd-tls`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := certs.Server(opts)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), `Wrote the forwarder's TLS certificate, signed by the CA in %s:
+  %-24s certificate: %s, %s, valid until %s (%d days)
+  %-24s private key, mode 0600: keep it secret
+  SHA-256 %s
+
+Next steps:
+  1. Store both in AWS Secrets Manager and give them to the forwarder's container as
+     secrets FORWARDER_TLS_CERT and FORWARDER_TLS_KEY (the PEM in the variable works):
+       aws secretsmanager create-secret --name forwarder.crt --secret-string file://%s
+       aws secretsmanager create-secret --name forwarder.key --secret-string file://%s
+  2. On goproxy: FORWARDER_ADDR=https://%s:8888 (it trusts TLS_CERT_DIR's tls.crt).
+  3. Health over TLS: curl --cacert %s https://%s:8888 | grep Connected
+`,
+				shellQuote(opts.CADir), c.CertPath, c.Subject, c.KeyType, c.NotAfter.Format(time.DateOnly), c.DaysLeft,
+				c.KeyPath, c.Fingerprint, shellQuote(c.CertPath), shellQuote(c.KeyPath),
+				opts.Hosts[0], shellQuote(opts.CADir+"/tls.crt"), opts.Hosts[0])
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&opts.CADir, "ca-dir", ".", "folder with the CA's tls.crt and tls.key")
+	f.StringVar(&opts.Dir, "dir", "", "folder for forwarder.crt and forwarder.key (default --ca-dir)")
+	f.StringSliceVar(&opts.Hosts, "host", nil, "a name or IP address goproxies reach the forwarder by; repeat or comma-separate for more (required)")
+	f.IntVar(&opts.Days, "days", 365, "days the certificate is valid, at most the CA's remaining life")
+	f.BoolVar(&opts.Force, "force", false, "replace forwarder.crt and forwarder.key if they exist")
+	_ = cmd.MarkFlagRequired("host")
 	return cmd
 }
 

@@ -37,9 +37,10 @@ Terraform module.`,
 
 func newECSForwarderCmd() *cobra.Command {
 	var (
-		o      ecs.ForwarderOptions
-		format string
-		out    string
+		o       ecs.ForwarderOptions
+		format  string
+		out     string
+		noToken bool
 	)
 	cmd := &cobra.Command{
 		Use:   "forwarder",
@@ -64,6 +65,12 @@ CLI commands: taskDefinition (aws ecs register-task-definition),
 serviceDiscovery (aws servicediscovery create-service) and service (aws ecs
 create-service). Values you did not pass are <placeholders>.
 
+FORWARDER_TOKEN authenticates the goproxies: it comes from the config, and
+when the config has none a new random one is generated and saved there (mode
+0600), so that "speedctl ecs inject" gives goproxy the same. A forwarder with a
+token refuses every batch without it (401). --no-token leaves it out (the
+guide's setup: the security group is then the only boundary).
+
 The API key is written in clear into the task definition, as in the guide,
 unless --api-key-secret names a Secrets Manager secret that holds it (the
 execution role must then be allowed secretsmanager:GetSecretValue on it).
@@ -86,7 +93,21 @@ The security groups must let the apps' tasks reach port 8888.`,
 			if err != nil {
 				return err
 			}
+			var tokenNote []string
+			if !noToken { // without a token, NewForwarder's note says so
+				if tokenNote, err = ensureToken(f, false); err != nil {
+					return err
+				}
+			}
 			o.Config = f.Lookup
+			if noToken {
+				o.Config = func(k string) string {
+					if k == ecs.TokenKey {
+						return ""
+					}
+					return f.Lookup(k)
+				}
+			}
 			fw, notes, err := ecs.NewForwarder(o)
 			if err != nil {
 				return fmt.Errorf("%s: %w", f.Path, err)
@@ -100,11 +121,12 @@ The security groups must let the apps' tasks reach port 8888.`,
 			if err := writeOut(cmd, out, data); err != nil {
 				return err
 			}
-			printNotes(cmd.ErrOrStderr(), notes)
+			printNotes(cmd.ErrOrStderr(), append(tokenNote, notes...))
 			return nil
 		},
 	}
 	fl := cmd.Flags()
+	fl.BoolVar(&noToken, "no-token", false, "write no FORWARDER_TOKEN: the forwarder then accepts batches from anyone who reaches port 8888 (the guide's setup)")
 	fl.StringVar(&format, "format", "terraform", "terraform or json")
 	fl.StringVarP(&out, "output", "o", "-", "file to write, - for standard output")
 	fl.StringVar(&o.Image, "image", ecs.DefaultForwarderImage, "the forwarder's image (build it from deploy/docker/forwarder.Dockerfile)")
@@ -125,6 +147,7 @@ func newECSInjectCmd() *cobra.Command {
 		o       ecs.InjectOptions
 		taskDef string
 		out     string
+		noToken bool
 	)
 	cmd := &cobra.Command{
 		Use:   "inject",
@@ -148,6 +171,10 @@ register-task-definition input) and writes register-task-definition input
             app's own NO_PROXY entries are kept), the volume read-only, and
             dependsOn init (SUCCESS) and goproxy (START)
 
+goproxy gets FORWARDER_TOKEN from the config, the token "speedctl ecs
+forwarder" gave the forwarder; when the config has none, a new one is generated
+and saved there for the forwarder. --no-token leaves it out.
+
 Both new containers depend only on containers that exist (the guide's snippet
 names init-crt and init-key, which it never defines). Injecting into a task
 definition that already has speedctl's sidecar replaces it; "speedctl ecs
@@ -168,18 +195,30 @@ instead of the app's port: speedctl prints this on standard error.`,
 			if err != nil {
 				return err
 			}
-			if !cmd.Flags().Changed("cluster-name") {
+			var tokenNote []string
+			if !cmd.Flags().Changed("cluster-name") || !noToken { // the config is needed
 				h, err := home()
 				if err != nil {
 					return err
 				}
 				f, err := config.Load(h)
 				switch {
-				case err == nil:
-					o.ClusterName = f.Lookup("CLUSTER_NAME")
-				case !errors.Is(err, config.ErrNotFound): // no config: the default
+				case errors.Is(err, config.ErrNotFound): // no config: the defaults, and a new one for the token
+					f = config.New(h)
+				case err != nil:
 					return err
 				}
+				if !cmd.Flags().Changed("cluster-name") {
+					o.ClusterName = f.Lookup("CLUSTER_NAME")
+				}
+				if tokenNote, err = ensureToken(f, noToken); err != nil {
+					return err
+				}
+				if !noToken {
+					o.ForwarderToken = f.Lookup(ecs.TokenKey)
+				}
+			} else {
+				tokenNote, _ = ensureToken(nil, true)
 			}
 			notes, err := ecs.Inject(td, o)
 			if err != nil {
@@ -188,12 +227,13 @@ instead of the app's port: speedctl prints this on standard error.`,
 			if err := writeOut(cmd, out, td.Bytes()); err != nil {
 				return err
 			}
-			printNotes(cmd.ErrOrStderr(), append(readNotes(td), notes...))
+			printNotes(cmd.ErrOrStderr(), append(append(readNotes(td), tokenNote...), notes...))
 			printNext(cmd.ErrOrStderr(), out)
 			return nil
 		},
 	}
 	fl := cmd.Flags()
+	fl.BoolVar(&noToken, "no-token", false, "give goproxy no FORWARDER_TOKEN (for a forwarder without one, as in the guide)")
 	fl.StringVar(&taskDef, "task-def", "", "the task definition: a JSON file, or - for standard input (required)")
 	fl.StringVar(&o.Container, "container", "", "the app's container, which goproxy sits in front of (default: the task's only container)")
 	fl.IntVar(&o.Port, "port", 0, "the port the app serves on, REVERSE_PROXY_PORT (default: the container's only containerPort)")
@@ -249,6 +289,29 @@ from the guide). Afterwards, point the load balancer back at the app's port.`,
 	cmd.Flags().StringVarP(&out, "output", "o", "-", "file to write, - for standard output")
 	_ = cmd.MarkFlagRequired("task-def")
 	return cmd
+}
+
+// ensureToken makes sure the config holds a FORWARDER_TOKEN, generating
+// and saving one when it has none (unless noToken), and returns a note
+// saying so.
+func ensureToken(f *config.File, noToken bool) ([]string, error) {
+	if noToken {
+		return []string{"--no-token: no FORWARDER_TOKEN; the forwarder accepts batches from anyone who reaches port 8888, the security group is the only boundary"}, nil
+	}
+	if f.Lookup(ecs.TokenKey) != "" {
+		return nil, nil
+	}
+	tok, err := ecs.NewToken()
+	if err != nil {
+		return nil, err
+	}
+	if err := f.Set(ecs.TokenKey, tok); err != nil {
+		return nil, err
+	}
+	if err := f.Save(); err != nil {
+		return nil, err
+	}
+	return []string{fmt.Sprintf("generated a FORWARDER_TOKEN and saved it in %s: the forwarder and every goproxy that speedctl writes share it", f.Path)}, nil
 }
 
 func readTaskDef(cmd *cobra.Command, path string) (*ecs.TaskDefinition, error) {

@@ -105,14 +105,8 @@ func Create(opts Options) (*Created, error) {
 	}
 	certPath := filepath.Join(opts.Dir, mitm.CertFile)
 	keyPath := filepath.Join(opts.Dir, mitm.KeyFile)
-	if !opts.Force {
-		for _, p := range []string{certPath, keyPath} {
-			if _, err := os.Lstat(p); err == nil {
-				return nil, fmt.Errorf("%w: %s (use --force to replace it)", ErrExists, p)
-			} else if !errors.Is(err, fs.ErrNotExist) {
-				return nil, fmt.Errorf("check %s: %w", p, err)
-			}
-		}
+	if err := refuseExisting(opts.Force, certPath, keyPath); err != nil {
+		return nil, err
 	}
 
 	var key crypto.Signer
@@ -147,11 +141,33 @@ func Create(opts Options) (*Created, error) {
 	if err != nil {
 		return nil, fmt.Errorf("sign CA certificate: %w", err)
 	}
+	return writePair(certPath, keyPath, der, key, now)
+}
+
+// refuseExisting returns ErrExists when one of paths is there, unless
+// force.
+func refuseExisting(force bool, paths ...string) error {
+	if force {
+		return nil
+	}
+	for _, p := range paths {
+		if _, err := os.Lstat(p); err == nil {
+			return fmt.Errorf("%w: %s (use --force to replace it)", ErrExists, p)
+		} else if !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("check %s: %w", p, err)
+		}
+	}
+	return nil
+}
+
+// writePair writes the certificate der (PEM, mode 0644) and its key
+// (PKCS#8 PEM, mode 0600), creating their folder (0700) if needed.
+func writePair(certPath, keyPath string, der []byte, key crypto.Signer, now time.Time) (*Created, error) {
 	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
 	if err != nil {
 		return nil, fmt.Errorf("encode private key: %w", err)
 	}
-	if err := os.MkdirAll(opts.Dir, 0o700); err != nil {
+	if err := os.MkdirAll(filepath.Dir(certPath), 0o700); err != nil {
 		return nil, fmt.Errorf("create directory: %w", err)
 	}
 	// The key first: a tls.crt without its key is refused by LoadCA, but

@@ -48,6 +48,7 @@ var Keys = []Key{
 	{"SPEEDSCALE_FILTER_RULE", "filter that drops unwanted traffic in the forwarder (default standard)", false},
 	{"SPEEDSCALE_DLP_CONFIG", "redaction rules, JSON in the vendor's redactlist form", false},
 	{"SPEEDSCALE_REDACT", "true or false: the forwarder's default redaction of credentials", false},
+	{"FORWARDER_TOKEN", "the shared token of goproxy and the forwarder (their FORWARDER_TOKEN); speedctl ecs writes one here when it is missing", true},
 	{"TAPWIRE_HUB_URL", "the hub's URL for speedctl traffic (default SPEEDSCALE_APP_URL)", false},
 	{"TAPWIRE_READ_KEY", "a read key of the hub, for speedctl traffic", true},
 }

@@ -1,6 +1,8 @@
 package ecs
 
 import (
+	"crypto/rand"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"slices"
@@ -19,7 +21,21 @@ var ErrMissingConfig = errors.New("missing in the config")
 var ForwarderVars = []string{
 	"CLUSTER_NAME", "SPEEDSCALE_API_KEY", "SPEEDSCALE_APP_URL", "SUB_TENANT_NAME", "SUB_TENANT_STREAM",
 	"TENANT_BUCKET", "TENANT_NAME", "TENANT_ID", "TENANT_REGION",
-	"SPEEDSCALE_FILTER_RULE", "SPEEDSCALE_DLP_CONFIG", "SPEEDSCALE_REDACT",
+	"SPEEDSCALE_FILTER_RULE", "SPEEDSCALE_DLP_CONFIG", "SPEEDSCALE_REDACT", "FORWARDER_TOKEN",
+}
+
+// TokenKey is the config's key of the token goproxy and the forwarder
+// share (FORWARDER_TOKEN on both).
+const TokenKey = "FORWARDER_TOKEN"
+
+// NewToken returns a new random token for FORWARDER_TOKEN: 32 bytes,
+// base64url.
+func NewToken() (string, error) {
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		return "", fmt.Errorf("generate a token: %w", err)
+	}
+	return base64.RawURLEncoding.EncodeToString(b), nil
 }
 
 // RequiredForwarderVars must be in the config for Forwarder.
@@ -112,6 +128,10 @@ func NewForwarder(o ForwarderOptions) (*Forwarder, []string, error) {
 	}
 	if len(unset) > 0 {
 		notes = append(notes, fmt.Sprintf("not in the config, left out: %s (speedctl config set KEY=VALUE)", strings.Join(unset, ", ")))
+	}
+	if get(TokenKey) == "" {
+		notes = append(notes, "no FORWARDER_TOKEN: the forwarder accepts batches from anyone who reaches port 8888, "+
+			"and the security group is the only boundary")
 	}
 	if o.APIKeySecret == "" {
 		notes = append(notes, "SPEEDSCALE_API_KEY is written in clear into the task definition, as in the guide; "+

@@ -63,6 +63,11 @@ type InjectOptions struct {
 	Image         string // goproxy's image; if zero, DefaultGoproxyImage
 	InitImage     string // the init container's image (needs bash and the AWS CLI); if zero, DefaultInitImage
 	LogLevel      string // LOG_LEVEL; if zero, "info"
+
+	// ForwarderToken is goproxy's FORWARDER_TOKEN, the forwarder's token
+	// (speedctl keeps it in the config). If zero, none: the forwarder
+	// must then accept batches from anyone.
+	ForwarderToken string
 }
 
 func (o *InjectOptions) setDefaults() {
@@ -107,7 +112,7 @@ func appEnv(noProxy string) [][2]string {
 // values of o (defaults applied) and port.
 func SidecarEnv(o InjectOptions, port int) [][2]string {
 	o.setDefaults()
-	return [][2]string{
+	env := [][2]string{
 		{"LOG_LEVEL", o.LogLevel},
 		{"APP_LABEL", o.AppLabel},
 		{"APP_POD_NAME", o.AppLabel},
@@ -119,6 +124,10 @@ func SidecarEnv(o InjectOptions, port int) [][2]string {
 		{"REVERSE_PROXY_PORT", strconv.Itoa(port)},
 		{"FORWARDER_ADDR", o.ForwarderAddr},
 	}
+	if o.ForwarderToken != "" {
+		env = append(env, [2]string{TokenKey, o.ForwarderToken})
+	}
+	return env
 }
 
 // InitCommand is the init container's shell command: the guide's, writing

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/tapwire/tapwire/internal/envflag"
+	"github.com/tapwire/tapwire/internal/redact"
 	"github.com/tapwire/tapwire/internal/service"
 	"github.com/tapwire/tapwire/internal/sink/hub"
 	"github.com/tapwire/tapwire/internal/wire"
@@ -43,6 +44,14 @@ type Config struct {
 	// variable goproxy reads). If zero, batches are accepted from anyone
 	// who can reach the port, and a warning is logged.
 	Token string
+
+	// TLSCert and TLSKey make the forwarder serve TLS on Listen, batches
+	// and health alike (FORWARDER_TLS_CERT, FORWARDER_TLS_KEY): each is
+	// the path of a PEM file, or the PEM itself (an ECS secret given as a
+	// variable). goproxies then use FORWARDER_ADDR=https://HOST:PORT.
+	// `speedctl certs forwarder` makes a pair signed by the guide's CA. If
+	// zero, plain HTTP (the guide's).
+	TLSCert, TLSKey string
 
 	// HubURL is the hub (SPEEDSCALE_APP_URL): host[:port], which means
 	// https, or an http:// or https:// URL. If zero, no hub sink.
@@ -108,22 +117,12 @@ type Config struct {
 	// the path of a file holding one. If zero, standard.
 	FilterRule string
 
-	// Redact switches the default redaction rules (std-auth, credentials
-	// in headers, query parameters and body fields; std-card, card
-	// numbers): "true" or "false" (SPEEDSCALE_REDACT). If zero, true.
-	// Switching it off is logged as a warning.
-	Redact string
-	// RedactBodies lets the default rules read bodies (credential fields
-	// of JSON, form and multipart bodies, and std-card): "true" or "false"
-	// (SPEEDSCALE_REDACT_BODIES). If zero, true. "false" leaves bodies and
-	// TCP chunks to SPEEDSCALE_DLP_CONFIG's rules, and is logged as a
-	// warning.
-	RedactBodies string
-	// DLPConfig adds redaction rules (SPEEDSCALE_DLP_CONFIG): the
-	// vendor's redactlist form as JSON (one rule or an array), or the path
-	// of a file holding it; "standard" or zero means the default rule
-	// only. See docs/forwarder.md.
-	DLPConfig string
+	// Redaction holds SPEEDSCALE_REDACT, SPEEDSCALE_REDACT_BODIES and
+	// SPEEDSCALE_DLP_CONFIG, read as goproxy reads them (redact.Settings):
+	// by default the rules std-auth (credentials in headers, query
+	// parameters and body fields) and std-card (card numbers), applied to
+	// every record before it is spooled. See docs/forwarder.md.
+	Redaction redact.Settings
 
 	// DeliveryBatchBytes bounds the spooled bytes one delivery to a sink
 	// carries (FORWARDER_DELIVERY_BATCH_BYTES). If zero, 4 MiB.
@@ -182,12 +181,7 @@ func (c *Config) setDefaults() {
 	if c.FilterRule == "" {
 		c.FilterRule = "standard"
 	}
-	if c.Redact == "" {
-		c.Redact = "true"
-	}
-	if c.RedactBodies == "" {
-		c.RedactBodies = "true"
-	}
+	c.Redaction.SetDefaults()
 	if c.DeliveryBatchBytes == 0 {
 		c.DeliveryBatchBytes = 4 << 20
 	}
@@ -224,6 +218,9 @@ func (c *Config) Validate() error {
 	if c.SpoolSync != "batch" && c.SpoolSync != "none" {
 		return configError("FORWARDER_SPOOL_SYNC", c.SpoolSync, "want batch or none")
 	}
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		return configError("FORWARDER_TLS_CERT", abbreviate(c.TLSCert), "set both FORWARDER_TLS_CERT and FORWARDER_TLS_KEY, or neither")
+	}
 	if c.HubURL != "" {
 		if _, err := hub.BaseURL(c.HubURL); err != nil {
 			return configError("SPEEDSCALE_APP_URL", c.HubURL, "want host[:port] (https) or an http:// or https:// URL")
@@ -238,11 +235,8 @@ func (c *Config) Validate() error {
 	if c.BucketEndpoint != "" && !strings.HasPrefix(c.BucketEndpoint, "http://") && !strings.HasPrefix(c.BucketEndpoint, "https://") {
 		return configError("TENANT_BUCKET_ENDPOINT", c.BucketEndpoint, "want an http:// or https:// URL")
 	}
-	if c.Redact != "true" && c.Redact != "false" {
-		return configError("SPEEDSCALE_REDACT", c.Redact, "want true or false")
-	}
-	if c.RedactBodies != "true" && c.RedactBodies != "false" {
-		return configError("SPEEDSCALE_REDACT_BODIES", c.RedactBodies, "want true or false")
+	if err := c.Redaction.Validate(); err != nil {
+		return err
 	}
 	if c.DeliveryBatchBytes < 64<<10 {
 		return configError("FORWARDER_DELIVERY_BATCH_BYTES", strconv.FormatInt(c.DeliveryBatchBytes, 10), "want at least 65536")
@@ -295,6 +289,8 @@ func bind(set *envflag.Set, c *Config) {
 	str(&c.Listen, "FORWARDER_LISTEN", "listen", "address to serve batches and the health check on")
 	str(&c.Dir, "FORWARDER_DIR", "dir", "directory sink: records are appended to JSONL files here (default ./tapwire-forwarded when no other sink is configured)")
 	str(&c.Token, "FORWARDER_TOKEN", "token", "shared token goproxies must send as a bearer token; empty accepts anyone")
+	str(&c.TLSCert, "FORWARDER_TLS_CERT", "tls-cert", "serve TLS with this certificate: a PEM file, or the PEM itself (with -tls-key; see speedctl certs forwarder)")
+	str(&c.TLSKey, "FORWARDER_TLS_KEY", "tls-key", "the key of -tls-cert: a PEM file, or the PEM itself")
 	str(&c.HubURL, "SPEEDSCALE_APP_URL", "app-url", "hub sink: the hub's host[:port] (https) or URL")
 	str(&c.APIKey, "SPEEDSCALE_API_KEY", "api-key", "the API key presented to the hub (prefer the environment: flags show in ps)")
 	str(&c.Bucket, "TENANT_BUCKET", "bucket", "bucket sink: the S3 bucket for raw batches")
@@ -313,9 +309,7 @@ func bind(set *envflag.Set, c *Config) {
 	num64(&c.SpoolSegmentBytes, "FORWARDER_SPOOL_SEGMENT_BYTES", "spool-segment-bytes", "size of one spool file")
 	str(&c.SpoolSync, "FORWARDER_SPOOL_SYNC", "spool-sync", "fsync policy: batch (a batch is fsynced before 200) or none (risky)")
 	str(&c.FilterRule, "SPEEDSCALE_FILTER_RULE", "filter-rule", "filter dropping unwanted traffic: standard (health checks, metrics scrapes), none, JSON or a file")
-	str(&c.Redact, "SPEEDSCALE_REDACT", "redact", "true or false: the default redaction of credentials (headers, query parameters, body fields) and card numbers")
-	str(&c.RedactBodies, "SPEEDSCALE_REDACT_BODIES", "redact-bodies", "true or false: the default redaction reads bodies (credential fields, card numbers); false leaves bodies to SPEEDSCALE_DLP_CONFIG")
-	str(&c.DLPConfig, "SPEEDSCALE_DLP_CONFIG", "dlp-config", "more redaction rules: JSON in the vendor's redactlist form, or a file holding it (see docs/forwarder.md)")
+	c.Redaction.Bind(set)
 	num64(&c.DeliveryBatchBytes, "FORWARDER_DELIVERY_BATCH_BYTES", "delivery-batch-bytes", "most spooled bytes in one delivery to a sink")
 	str(&c.LogLevel, "LOG_LEVEL", "log-level", "debug, info, warn or error")
 	dur(&c.ShutdownTimeout, "SHUTDOWN_TIMEOUT", "shutdown-timeout", "how long SIGTERM waits for batches in flight and deliveries")

@@ -30,7 +30,7 @@ func TestLoad(t *testing.T) {
 		}, func(c *Config) bool {
 			return c.Cluster == "ecs" && c.TenantID == "uuid" && c.HubURL == "app.speedscale.com" && c.APIKey == "yourkey" &&
 				c.Bucket == "b" && c.Region == "us-east-1" && c.BucketPathStyle == "false" && c.Dir == "" &&
-				c.FilterRule == "standard" && c.Redact == "true" &&
+				c.FilterRule == "standard" && c.Redaction.Redact == "true" &&
 				c.TenantName == "n" && c.SubTenantName == "default" &&
 				slices.Equal(c.Pending, []string{"SUB_TENANT_STREAM"})
 		}, ""},
@@ -40,9 +40,9 @@ func TestLoad(t *testing.T) {
 		{"bad hub", nil, map[string]string{"SPEEDSCALE_APP_URL": "ftp://hub", "SPEEDSCALE_API_KEY": "k"}, nil, "SPEEDSCALE_APP_URL"},
 		{"bad endpoint", nil, map[string]string{"TENANT_BUCKET": "b", "TENANT_BUCKET_ENDPOINT": "minio:9000"}, nil, "TENANT_BUCKET_ENDPOINT"},
 		{"bad redact", nil, map[string]string{"SPEEDSCALE_REDACT": "maybe"}, nil, "SPEEDSCALE_REDACT"},
-		{"bodies redacted by default", nil, nil, func(c *Config) bool { return c.RedactBodies == "true" }, ""},
-		{"bodies not redacted", nil, map[string]string{"SPEEDSCALE_REDACT_BODIES": "false"}, func(c *Config) bool { return c.RedactBodies == "false" }, ""},
-		{"bodies flag", []string{"-redact-bodies", "false"}, nil, func(c *Config) bool { return c.RedactBodies == "false" }, ""},
+		{"bodies redacted by default", nil, nil, func(c *Config) bool { return c.Redaction.RedactBodies == "true" }, ""},
+		{"bodies not redacted", nil, map[string]string{"SPEEDSCALE_REDACT_BODIES": "false"}, func(c *Config) bool { return c.Redaction.RedactBodies == "false" }, ""},
+		{"bodies flag", []string{"-redact-bodies", "false"}, nil, func(c *Config) bool { return c.Redaction.RedactBodies == "false" }, ""},
 		{"bad redact bodies", nil, map[string]string{"SPEEDSCALE_REDACT_BODIES": "no"}, nil, `SPEEDSCALE_REDACT_BODIES="no"`},
 		{"bad sync", nil, map[string]string{"FORWARDER_SPOOL_SYNC": "sometimes"}, nil, "FORWARDER_SPOOL_SYNC"},
 		{"small spool", nil, map[string]string{"FORWARDER_SPOOL_BYTES": "1000000"}, nil, "FORWARDER_SPOOL_BYTES"},

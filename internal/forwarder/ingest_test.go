@@ -15,6 +15,7 @@ import (
 
 	"github.com/tapwire/tapwire/internal/capture"
 	"github.com/tapwire/tapwire/internal/format/jsonl"
+	"github.com/tapwire/tapwire/internal/redact"
 	"github.com/tapwire/tapwire/internal/wire"
 )
 
@@ -73,7 +74,7 @@ func FuzzIngest(f *testing.F) {
 	dir := f.TempDir()
 	s, err := New(Config{Listen: "127.0.0.1:0", Dir: filepath.Join(dir, "records"), SpoolDir: filepath.Join(dir, "spool"), SpoolSync: "none",
 		MaxBatchBytes: 64 << 10, SpoolBytes: 512 << 10, SpoolSegmentBytes: 64 << 10,
-		DLPConfig: `{"id":"pii","redactlist":{"entries":{"all":["password"],"patterns":["card","email","bearer"]}}}`}, nil)
+		Redaction: redact.Settings{DLPConfig: `{"id":"pii","redactlist":{"entries":{"all":["password"],"patterns":["card","email","bearer"]}}}`}}, nil)
 	if err != nil {
 		f.Fatal(err)
 	}

@@ -39,7 +39,14 @@ func newMetrics(reg prometheus.Registerer, s *Server) *metrics {
 	reg.MustRegister(m.batches, m.received, m.rejected, m.filtered, m.redacted, m.rules)
 
 	sp := s.spool
+	unauth := 0.0
+	if s.cfg.Token == "" {
+		unauth = 1
+	}
 	reg.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "forwarder_unauthenticated",
+			Help: "1 when FORWARDER_TOKEN is not set: batches are accepted from anyone who can reach the port."},
+			func() float64 { return unauth }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "forwarder_spool_bytes", Help: "Bytes of the spool on disk."},
 			func() float64 { return float64(sp.Stats().Bytes) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "forwarder_spool_records_total", Help: "Records written to the spool."},

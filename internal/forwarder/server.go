@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/subtle"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -136,7 +137,7 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 		}
 		dests = append(dests, &destination{name: "bucket", desc: bs.URL(), sink: bs, probe: bs.Probe})
 	}
-	red, err := newRedactor(cfg)
+	red, err := cfg.Redaction.Redactor()
 	if err != nil {
 		closeAll(dests)
 		return nil, err
@@ -156,6 +157,13 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 		}
 		return nil, err
 	}
+	var tlsConf *tls.Config
+	if cfg.TLSCert != "" {
+		if tlsConf, err = serverTLS(cfg.TLSCert, cfg.TLSKey); err != nil {
+			s.Close()
+			return nil, err
+		}
+	}
 	s.ln = cfg.Listener
 	if s.ln == nil {
 		if s.ln, err = net.Listen("tcp", cfg.Listen); err != nil {
@@ -163,7 +171,38 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 			return nil, fmt.Errorf("listen on %s: %w", cfg.Listen, err)
 		}
 	}
+	if tlsConf != nil {
+		s.ln = tls.NewListener(s.ln, tlsConf)
+	}
 	return s, nil
+}
+
+// serverTLS loads FORWARDER_TLS_CERT and FORWARDER_TLS_KEY: each a PEM
+// file's path, or the PEM itself.
+func serverTLS(cert, key string) (*tls.Config, error) {
+	read := func(name, v string) ([]byte, error) {
+		if strings.HasPrefix(strings.TrimSpace(v), "-----BEGIN") {
+			return []byte(v), nil
+		}
+		b, err := os.ReadFile(v)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", name, err)
+		}
+		return b, nil
+	}
+	certPEM, err := read("FORWARDER_TLS_CERT", cert)
+	if err != nil {
+		return nil, err
+	}
+	keyPEM, err := read("FORWARDER_TLS_KEY", key)
+	if err != nil {
+		return nil, err
+	}
+	pair, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil {
+		return nil, fmt.Errorf("FORWARDER_TLS_CERT/FORWARDER_TLS_KEY: %w", err)
+	}
+	return &tls.Config{Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS12}, nil
 }
 
 func closeAll(dests []*destination) {
@@ -343,18 +382,21 @@ func (s *Server) logStart(addr net.Addr) {
 	}
 	s.log.Info("forwarder listening", "addr", addr.String(), "sinks", sinks, "dir", s.cfg.Dir,
 		"spool", s.cfg.SpoolDir, "spoolBytes", s.cfg.SpoolBytes, "spoolSync", s.cfg.SpoolSync,
-		"cluster", s.cfg.Cluster, "tenant", s.cfg.TenantID, "token", s.cfg.Token != "",
+		"cluster", s.cfg.Cluster, "tenant", s.cfg.TenantID, "token", s.cfg.Token != "", "tls", s.cfg.TLSCert != "",
 		"maxBatchBytes", s.cfg.MaxBatchBytes, "maxInFlight", s.cfg.MaxInFlight)
 	if s.cfg.Token == "" {
-		s.log.Warn("FORWARDER_TOKEN is not set: batches are accepted from anyone who can reach the port")
+		s.log.Warn("UNAUTHENTICATED: FORWARDER_TOKEN is not set: batches are accepted from anyone who can reach the port; " +
+			"the security group is the only boundary. speedctl ecs forwarder and ecs inject set a token on both sides")
 	}
 	if s.filter != nil {
 		s.log.Info("filter", "rule", s.filter.ID)
 	}
-	if s.redactor == nil {
-		s.log.Warn("redaction is off (SPEEDSCALE_REDACT=false and no SPEEDSCALE_DLP_CONFIG): credentials leave the cluster as captured")
-	} else if s.cfg.Redact != "false" && s.cfg.RedactBodies == "false" {
-		s.log.Warn("SPEEDSCALE_REDACT_BODIES=false: the default rules do not read bodies; passwords, tokens and card numbers in bodies leave the cluster unless SPEEDSCALE_DLP_CONFIG names them", "rules", s.redactor.Rules())
+	if w := s.cfg.Redaction.Warning(s.redactor); w != "" {
+		var rules []string
+		if s.redactor != nil {
+			rules = s.redactor.Rules()
+		}
+		s.log.Warn(w, "rules", rules)
 	} else {
 		s.log.Info("redaction rules", "rules", s.redactor.Rules())
 	}
@@ -365,6 +407,11 @@ func (s *Server) logStart(addr net.Addr) {
 		s.log.Info("settings accepted but not acted on yet", "vars", s.cfg.Pending)
 	}
 }
+
+// noTokenNote ends the health text of a forwarder without a token: the
+// guide's bare environment sets none, and works, but anyone who reaches
+// the port can feed records into the tenant.
+const noTokenNote = "UNAUTHENTICATED: FORWARDER_TOKEN is not set, batches are accepted from anyone who can reach the port"
 
 // handleHealth answers the guide's health check: a text that contains
 // "Connected" while the spool and every sink can be reached (and says when
@@ -404,12 +451,18 @@ func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if len(bad) > 0 {
+		if s.cfg.Token == "" {
+			bad = append(bad, noTokenNote)
+		}
 		w.WriteHeader(http.StatusServiceUnavailable)
 		fmt.Fprintf(w, "Not connected: %s\n", strings.Join(bad, "; "))
 		return
 	}
 	if spoolNote != "" {
 		good = append(good, spoolNote)
+	}
+	if s.cfg.Token == "" {
+		good = append(good, noTokenNote)
 	}
 	fmt.Fprintf(w, "Connected: %s\n", strings.Join(good, "; "))
 }
@@ -701,28 +754,6 @@ var partFields = [...]struct {
 	{redact.PartResBody, jsonl.FieldResBody},
 	{redact.PartChunks, jsonl.FieldChunks},
 	{redact.PartRedactions, jsonl.FieldRedactions},
-}
-
-// newRedactor compiles the default rules (unless SPEEDSCALE_REDACT=false)
-// and SPEEDSCALE_DLP_CONFIG's rules; nil when there are none.
-func newRedactor(cfg Config) (*redact.Redactor, error) {
-	var rules []redact.Rule
-	if cfg.Redact != "false" {
-		rules = append(rules, redact.DefaultRules(cfg.RedactBodies != "false")...)
-	}
-	more, err := redact.ParseRules(cfg.DLPConfig)
-	if err != nil {
-		return nil, configError("SPEEDSCALE_DLP_CONFIG", abbreviate(cfg.DLPConfig), err.Error())
-	}
-	rules = append(rules, more...)
-	if len(rules) == 0 {
-		return nil, nil
-	}
-	r, err := redact.New(rules)
-	if err != nil {
-		return nil, configError("SPEEDSCALE_DLP_CONFIG", abbreviate(cfg.DLPConfig), err.Error())
-	}
-	return r, nil
 }
 
 func abbreviate(s string) string {

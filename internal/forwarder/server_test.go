@@ -3,6 +3,8 @@ package forwarder
 import (
 	"bytes"
 	"context"
+	"crypto/x509"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
@@ -11,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -19,7 +22,9 @@ import (
 
 	"github.com/tapwire/tapwire/internal/capture"
 	"github.com/tapwire/tapwire/internal/format/jsonl"
+	"github.com/tapwire/tapwire/internal/redact"
 	"github.com/tapwire/tapwire/internal/sink/file"
+	"github.com/tapwire/tapwire/internal/testca"
 	"github.com/tapwire/tapwire/internal/wire"
 )
 
@@ -210,6 +215,117 @@ func TestToken(t *testing.T) {
 	}
 }
 
+// TestTokenFromAnyAddress: a forwarder with a token, listening on every
+// interface, refuses a batch without it (401) whatever address it comes
+// from, loopback included, and takes one with it.
+func TestTokenFromAnyAddress(t *testing.T) {
+	ln, err := net.Listen("tcp", ":0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := start(t, Config{Token: "s3cret", Listener: ln})
+	port := strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
+	addrs := []string{"127.0.0.1", "::1"}
+	ifaddrs, _ := net.InterfaceAddrs()
+	for _, a := range ifaddrs {
+		if ip, ok := a.(*net.IPNet); ok && !ip.IP.IsLoopback() && ip.IP.To4() != nil {
+			addrs = append(addrs, ip.IP.String()) // another host would come this way
+			break
+		}
+	}
+	accepted := 0
+	for _, host := range addrs {
+		t.Run(host, func(t *testing.T) {
+			if c, err := net.Dial("tcp", net.JoinHostPort(host, port)); err != nil {
+				t.Skipf("no route to %s here: %v", host, err)
+			} else {
+				c.Close()
+			}
+			addr := net.JoinHostPort(host, port)
+			err := newClient(t, addr, "").Write(context.Background(), httpRecords(1, 0))
+			var se *wire.ServerError
+			if !errors.As(err, &se) || se.Status != http.StatusUnauthorized {
+				t.Errorf("tokenless batch from %s: %v, want 401", host, err)
+			}
+			if err := newClient(t, addr, "s3cret").Write(context.Background(), httpRecords(1, 0)); err != nil {
+				t.Errorf("batch with the token from %s: %v, want it accepted", host, err)
+			}
+			accepted++
+		})
+	}
+	if st := f.srv.Stats(); st.Records != int64(accepted) || st.Unauthorized != int64(accepted) {
+		t.Errorf("stats %+v, want %d records and %d unauthorized", st, accepted, accepted)
+	}
+}
+
+// TestTLS: with FORWARDER_TLS_CERT and FORWARDER_TLS_KEY (files, or the
+// PEM itself) the forwarder serves batches and health over TLS only; a
+// client that trusts the CA posts, one that does not is refused in the
+// handshake, and plain HTTP gets no answer of the forwarder's.
+func TestTLS(t *testing.T) {
+	ca := testca.New(t)
+	leaf := ca.Leaf(t, "127.0.0.1", "forwarder.ecs.local")
+	certPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: leaf.Certificate[0]})
+	keyDER, err := x509.MarshalPKCS8PrivateKey(leaf.PrivateKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyPEM := pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER})
+	dir := t.TempDir()
+	certFile, keyFile := filepath.Join(dir, "forwarder.crt"), filepath.Join(dir, "forwarder.key")
+	os.WriteFile(certFile, certPEM, 0o644)
+	os.WriteFile(keyFile, keyPEM, 0o600)
+
+	for _, tc := range []struct{ name, cert, key string }{
+		{"files", certFile, keyFile},
+		{"PEM in the variables", string(certPEM), string(keyPEM)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := start(t, Config{Token: "s3cret", TLSCert: tc.cert, TLSKey: tc.key})
+			c, err := wire.NewClient("https://"+f.addr, wire.ClientOptions{Token: "s3cret", TLSConfig: ca.ClientConfig(), Timeout: 5 * time.Second})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			if err := c.Write(context.Background(), httpRecords(2, 0)); err != nil {
+				t.Fatalf("Write over TLS: %v", err)
+			}
+			hc := &http.Client{Transport: &http.Transport{TLSClientConfig: ca.ClientConfig()}}
+			res, err := hc.Get("https://" + f.addr + "/")
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := io.ReadAll(res.Body)
+			res.Body.Close()
+			if res.StatusCode != 200 || !strings.HasPrefix(string(b), "Connected: ") {
+				t.Errorf("health over TLS: %d %q", res.StatusCode, b)
+			}
+
+			other, _ := wire.NewClient("https://"+f.addr, wire.ClientOptions{Token: "s3cret", TLSConfig: testca.New(t).ClientConfig(), Timeout: 5 * time.Second})
+			defer other.Close()
+			if err := other.Write(context.Background(), httpRecords(1, 0)); err == nil || !strings.Contains(err.Error(), "TLS certificate is not trusted") {
+				t.Errorf("Write trusting another CA: %v, want a certificate error", err)
+			}
+			if res, err := (&http.Client{Timeout: 5 * time.Second}).Get("http://" + f.addr + "/"); err == nil {
+				b, _ := io.ReadAll(res.Body)
+				res.Body.Close()
+				if strings.Contains(string(b), "Connected") {
+					t.Errorf("plain HTTP answered %d %q, want TLS only", res.StatusCode, b)
+				}
+			}
+			if st := f.srv.Stats(); st.Records != 2 {
+				t.Errorf("stats %+v, want the 2 records sent over TLS", st)
+			}
+		})
+	}
+	if _, err := New(Config{TLSCert: certFile, SpoolDir: t.TempDir(), Dir: t.TempDir()}, nil); err == nil || !strings.Contains(err.Error(), "FORWARDER_TLS_KEY") {
+		t.Errorf("New with a certificate and no key: %v, want an error naming FORWARDER_TLS_KEY", err)
+	}
+	if _, err := New(Config{TLSCert: keyFile, TLSKey: keyFile, SpoolDir: t.TempDir(), Dir: t.TempDir(), Listen: "127.0.0.1:0"}, nil); err == nil || !strings.Contains(err.Error(), "FORWARDER_TLS_CERT") {
+		t.Errorf("New with a key for a certificate: %v, want an error naming FORWARDER_TLS_CERT", err)
+	}
+}
+
 // post sends a hand-made batch request and returns the status and body.
 func post(t *testing.T, addr, method string, hdr map[string]string, body string) (int, string, http.Header) {
 	t.Helper()
@@ -301,8 +417,19 @@ func TestHealth(t *testing.T) {
 	spoolDir := filepath.Join(t.TempDir(), "spool")
 	f := start(t, Config{SpoolDir: spoolDir})
 	code, body := get(t, "http://"+f.addr+"/")
-	if want := "Connected: directory " + f.dir + "\n"; code != 200 || body != want {
+	// The guide's environment sets no token: health says so, and keeps its Connected.
+	if want := "Connected: directory " + f.dir + "; UNAUTHENTICATED: FORWARDER_TOKEN is not set, batches are accepted from anyone who can reach the port\n"; code != 200 || body != want {
 		t.Errorf("GET /: %d %q, want 200 %q", code, body, want)
+	}
+	if _, m := get(t, "http://"+f.addr+"/metrics"); !strings.Contains(m, "\nforwarder_unauthenticated 1\n") {
+		t.Errorf("metrics lack forwarder_unauthenticated 1")
+	}
+	withToken := start(t, Config{Token: "s3cret"})
+	if code, body := get(t, "http://"+withToken.addr+"/"); code != 200 || body != "Connected: directory "+withToken.dir+"\n" {
+		t.Errorf("GET / with a token: %d %q, want 200 and no UNAUTHENTICATED", code, body)
+	}
+	if _, m := get(t, "http://"+withToken.addr+"/metrics"); !strings.Contains(m, "\nforwarder_unauthenticated 0\n") {
+		t.Errorf("metrics with a token lack forwarder_unauthenticated 0")
 	}
 	if entries, _ := os.ReadDir(f.dir); len(entries) != 0 {
 		t.Errorf("health check left %d files in the directory", len(entries))
@@ -428,7 +555,7 @@ func TestBusyAndGracefulShutdown(t *testing.T) {
 // TestRedaction: the default rules and SPEEDSCALE_DLP_CONFIG apply before
 // the records reach the spool and the sinks.
 func TestRedaction(t *testing.T) {
-	f := start(t, Config{DLPConfig: `{"id":"pii","redactlist":{"entries":{"json":["ssn"],"patterns":["email"]}}}`})
+	f := start(t, Config{Redaction: redact.Settings{DLPConfig: `{"id":"pii","redactlist":{"entries":{"json":["ssn"],"patterns":["email"]}}}`}})
 	recs := httpRecords(2, 0)
 	recs[0].HTTP.Req.Headers = capture.Headers{{Name: "Authorization", Value: "Bearer s3cret-token"}, {Name: "Content-Type", Value: "application/json"}}
 	body := `{"user":"ann@example.com","password":"hunter2","ssn":"078-05-1120","card":"4111 1111 1111 1111"}`
@@ -465,7 +592,7 @@ func TestRedaction(t *testing.T) {
 	}
 
 	// SPEEDSCALE_REDACT_BODIES=false: credentials in headers still go, bodies are kept as they came.
-	f = start(t, Config{RedactBodies: "false"})
+	f = start(t, Config{Redaction: redact.Settings{RedactBodies: "false"}})
 	recs = httpRecords(1, 0)
 	recs[0].HTTP.Req.Headers = capture.Headers{{Name: "X-Vault-Token", Value: "hvs.x"}, {Name: "Content-Type", Value: "application/json"}}
 	recs[0].HTTP.Req.Body = capture.Body{Data: []byte(body), Size: int64(len(body))}
@@ -478,7 +605,7 @@ func TestRedaction(t *testing.T) {
 		t.Errorf("with bodies off: %+v, want the header redacted and the body kept", got)
 	}
 
-	if _, err := New(Config{DLPConfig: `{"id":"x","redactlist":{"entries":{"nope":["a"]}}}`, SpoolDir: t.TempDir(), Dir: t.TempDir()}, nil); err == nil ||
+	if _, err := New(Config{Redaction: redact.Settings{DLPConfig: `{"id":"x","redactlist":{"entries":{"nope":["a"]}}}`}, SpoolDir: t.TempDir(), Dir: t.TempDir()}, nil); err == nil ||
 		!strings.Contains(err.Error(), "SPEEDSCALE_DLP_CONFIG") {
 		t.Errorf("New with a bad rule: %v, want an error naming SPEEDSCALE_DLP_CONFIG", err)
 	}

@@ -16,6 +16,7 @@ import (
 
 	"github.com/tapwire/tapwire/internal/capture"
 	"github.com/tapwire/tapwire/internal/envflag"
+	"github.com/tapwire/tapwire/internal/redact"
 	"github.com/tapwire/tapwire/internal/service"
 )
 
@@ -45,7 +46,9 @@ type Config struct {
 	ReversePort int    // REVERSE_PROXY_PORT: the app's port; if zero, 80
 
 	// ForwarderAddr is where records go (FORWARDER_ADDR): host:port of
-	// the forwarder, or file:///dir for local JSONL files. If zero,
+	// the forwarder (plain HTTP, the guide's), https://host:port of a
+	// forwarder serving TLS (verified against TLS_CERT_DIR's tls.crt and
+	// the system roots), or file:///dir for local JSONL files. If zero,
 	// records go to files in LocalDir.
 	ForwarderAddr  string
 	ForwarderToken string // FORWARDER_TOKEN: bearer token for the forwarder; if zero, none
@@ -68,6 +71,13 @@ type Config struct {
 
 	SocksUser     string // SOCKS_USERNAME: require SOCKS5 username/password on the outbound port; if zero, no auth
 	SocksPassword string // SOCKS_PASSWORD
+
+	// Redaction holds SPEEDSCALE_REDACT, SPEEDSCALE_REDACT_BODIES and
+	// SPEEDSCALE_DLP_CONFIG, read as the forwarder reads them
+	// (redact.Settings): by default std-auth and std-card. goproxy applies
+	// the rules to each batch before it leaves the task (in the shipper's
+	// goroutine, off the request's path); the forwarder applies them again.
+	Redaction redact.Settings
 
 	BodyLimit int64 // BODY_CAPTURE_LIMIT: captured bytes per body and side; if zero, 1 MiB; -1 captures no bodies
 
@@ -131,6 +141,7 @@ func (c *Config) setDefaults() {
 	if c.MaxHeaderBytes == 0 {
 		c.MaxHeaderBytes = 64 << 10
 	}
+	c.Redaction.SetDefaults()
 }
 
 // ConfigError names the variable, the bad value and what is allowed.
@@ -200,8 +211,9 @@ func (c *Config) Validate() error {
 		}
 	}
 	if c.ForwarderAddr != "" && !strings.HasPrefix(c.ForwarderAddr, "file://") {
-		if _, port, err := net.SplitHostPort(strings.TrimPrefix(c.ForwarderAddr, "http://")); err != nil || port == "" {
-			return configError("FORWARDER_ADDR", c.ForwarderAddr, "want host:port of the forwarder (e.g. forwarder.ecs.local:8888), or file:///dir for local files")
+		hostport := strings.TrimPrefix(strings.TrimPrefix(c.ForwarderAddr, "http://"), "https://")
+		if _, port, err := net.SplitHostPort(strings.TrimSuffix(hostport, "/")); err != nil || port == "" {
+			return configError("FORWARDER_ADDR", c.ForwarderAddr, "want host:port of the forwarder (e.g. forwarder.ecs.local:8888), https://host:port for a forwarder serving TLS, or file:///dir for local files")
 		}
 	}
 	if c.BodyLimit < -1 {
@@ -212,6 +224,9 @@ func (c *Config) Validate() error {
 	}
 	if c.QueueBytes < 64<<10 {
 		return configError("SHIP_QUEUE_BYTES", strconv.FormatInt(c.QueueBytes, 10), "want at least 65536")
+	}
+	if err := c.Redaction.Validate(); err != nil {
+		return err
 	}
 	if c.TLSInUnwrap && (c.TLSInPublic == "" || c.TLSInPrivate == "") {
 		return configError("TLS_IN_UNWRAP", "true", "needs TLS_IN_PUBLIC_KEY and TLS_IN_PRIVATE_KEY: the paths of the app's certificate and key")
@@ -262,7 +277,7 @@ func bind(set *envflag.Set, c *Config) {
 	str(&c.OutListenHost, "PROXY_OUT_LISTEN_HOST", "out-listen-host", "address the outbound proxy binds; wider than loopback makes an open proxy")
 	str(&c.ReverseHost, "REVERSE_PROXY_HOST", "reverse-host", "the app's host for inbound traffic, or an https:// URL")
 	num(&c.ReversePort, "REVERSE_PROXY_PORT", "reverse-port", "the app's port for inbound traffic")
-	str(&c.ForwarderAddr, "FORWARDER_ADDR", "forwarder", "forwarder host:port, or file:///dir for local JSONL files (default: files in -capture-dir)")
+	str(&c.ForwarderAddr, "FORWARDER_ADDR", "forwarder", "forwarder host:port, https://host:port (TLS, verified against TLS_CERT_DIR's CA and the system roots), or file:///dir for local JSONL files (default: files in -capture-dir)")
 	str(&c.ForwarderToken, "FORWARDER_TOKEN", "forwarder-token", "bearer token presented to the forwarder")
 	str(&c.LocalDir, "CAPTURE_DIR", "capture-dir", "directory of local record files when there is no forwarder")
 	str(&c.Labels.Service, "APP_LABEL", "app-label", "service label on every record")
@@ -280,6 +295,7 @@ func bind(set *envflag.Set, c *Config) {
 	str(&c.TLSMutualCert, "TLS_MUTUAL_PUBLIC_KEY", "tls-mutual-cert", "client certificate presented to upstreams that ask (mTLS)")
 	str(&c.TLSMutualKey, "TLS_MUTUAL_PRIVATE_KEY", "tls-mutual-key", "key of -tls-mutual-cert")
 	boolean(&c.CaptureEnabled, "CAPTURE_ENABLE", "capture", "record exchanges; false only forwards")
+	c.Redaction.Bind(set)
 	bytes(&c.BodyLimit, "BODY_CAPTURE_LIMIT", "body-limit", "captured bytes per body and side, -1 for none")
 	boolean(&c.MetricsEnable, "METRICS_HTTP_ENABLE", "metrics", "serve Prometheus metrics")
 	num(&c.MetricsPort, "METRICS_HTTP_PORT", "metrics-port", "Prometheus metrics port")
@@ -299,7 +315,10 @@ It sits beside a service: inbound traffic reaches the service through the
 reverse proxy on PROXY_IN_PORT, and the service's own calls leave through the
 forward proxy on PROXY_OUT_PORT (set HTTP_PROXY/HTTPS_PROXY=http://localhost:4140
 in the app). Every exchange becomes a record shipped to FORWARDER_ADDR, or
-written to local JSONL files when there is no forwarder.
+written to local JSONL files when there is no forwarder. Secrets are redacted
+before a record leaves goproxy (credentials in headers, query parameters and
+bodies, and card numbers; SPEEDSCALE_REDACT, SPEEDSCALE_REDACT_BODIES and
+SPEEDSCALE_DLP_CONFIG as the forwarder reads them).
 
 Every setting is an environment variable (as in the ECS deployment guide) and a
 flag; a flag wins. Examples:

@@ -10,14 +10,17 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -27,6 +30,7 @@ import (
 	"github.com/tapwire/tapwire/internal/capture"
 	"github.com/tapwire/tapwire/internal/mitm"
 	"github.com/tapwire/tapwire/internal/proxy"
+	"github.com/tapwire/tapwire/internal/redact"
 	"github.com/tapwire/tapwire/internal/service"
 	"github.com/tapwire/tapwire/internal/ship"
 	"github.com/tapwire/tapwire/internal/sink/file"
@@ -48,7 +52,9 @@ type Server struct {
 	sink     capture.Sink   // closed by the shipper, or by New on error
 	started  time.Time
 	caMu     sync.Mutex
-	caLoaded time.Time // when the CA in use was loaded
+	caLoaded time.Time        // when the CA in use was loaded
+	redactor *redact.Redactor // nil: no rules
+	redacted atomic.Int64     // records changed by redaction
 	wg       sync.WaitGroup
 	serveErr chan error
 	life     service.Lifecycle
@@ -149,20 +155,32 @@ func New(cfg *Config, log *slog.Logger) (_ *Server, err error) {
 	}
 
 	if cfg.CaptureEnabled {
+		if s.redactor, err = cfg.Redaction.Redactor(); err != nil {
+			return nil, err
+		}
 		sink, where, err := openSink(cfg)
 		if err != nil {
 			return nil, err
 		}
 		s.sink = sink
-		s.shipper = ship.New(ship.Config{
+		sc := ship.Config{
 			QueueBytes:    cfg.QueueBytes,
 			FlushInterval: 500 * time.Millisecond,
 			MinBackoff:    100 * time.Millisecond,
 			MaxBackoff:    5 * time.Second, // the forwarder is in the cluster: come back soon after it does
 			Logger:        log.With("part", "shipper"),
-		}, sink)
+		}
+		if s.redactor != nil {
+			sc.Prepare = s.redact
+		}
+		s.shipper = ship.New(sc, sink)
 		opt.Emitter = s.shipper
 		log.Info("records go to " + where)
+		if w := cfg.Redaction.Warning(s.redactor); w != "" {
+			log.Warn(w)
+		} else {
+			log.Info("redaction rules, applied before records leave goproxy", "rules", s.redactor.Rules())
+		}
 	} else {
 		log.Warn("CAPTURE_ENABLE=false: forwarding only, nothing is recorded")
 	}
@@ -289,6 +307,19 @@ func caInfo(ca *mitm.CA) CAInfo {
 	return CAInfo{Subject: ca.Cert.Subject.String(), SHA256: hex.EncodeToString(sum[:]), NotAfter: ca.Cert.NotAfter.UTC()}
 }
 
+// redact applies the redaction rules to a batch, in the shipper's
+// goroutine: once per batch, before its first write, so that no secret
+// reaches the forwarder's wire or the local files, and no request waits
+// for it. The forwarder applies the same rules again, which changes
+// nothing that was redacted here.
+func (s *Server) redact(batch []*capture.Record) {
+	for _, r := range batch {
+		if s.redactor.Redact(r) != nil {
+			s.redacted.Add(1)
+		}
+	}
+}
+
 // appTarget is the app's URL from REVERSE_PROXY_HOST and REVERSE_PROXY_PORT.
 func appTarget(cfg *Config) string {
 	host := cfg.ReverseHost
@@ -316,11 +347,42 @@ func openSink(cfg *Config) (capture.Sink, string, error) {
 		}
 		return fs, "local files in " + dir, nil
 	}
-	fw, err := wire.NewClient(addr, wire.ClientOptions{Token: cfg.ForwarderToken})
+	opts := wire.ClientOptions{Token: cfg.ForwarderToken}
+	if strings.HasPrefix(addr, "https://") {
+		roots, err := forwarderRoots(cfg.TLSCertDir)
+		if err != nil {
+			return nil, "", fmt.Errorf("FORWARDER_ADDR=%q: %w", addr, err)
+		}
+		opts.TLSConfig = &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}
+	}
+	fw, err := wire.NewClient(addr, opts)
 	if err != nil {
 		return nil, "", fmt.Errorf("FORWARDER_ADDR=%q: %w", addr, err)
 	}
 	return fw, "the forwarder at " + fw.URL(), nil
+}
+
+// forwarderRoots are the CAs an https:// forwarder's certificate is
+// verified against: the system roots and TLS_CERT_DIR's tls.crt (the
+// guide's CA, which signs the certificate speedctl certs forwarder makes).
+// A missing tls.crt leaves the system roots; an unreadable or empty one is
+// an error.
+func forwarderRoots(dir string) (*x509.CertPool, error) {
+	roots, err := x509.SystemCertPool()
+	if err != nil || roots == nil {
+		roots = x509.NewCertPool()
+	}
+	path := filepath.Join(dir, "tls.crt")
+	pem, err := os.ReadFile(path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return roots, nil
+	case err != nil:
+		return nil, fmt.Errorf("the CA to verify the forwarder with (TLS_CERT_DIR): %w", err)
+	case !roots.AppendCertsFromPEM(pem):
+		return nil, fmt.Errorf("the CA to verify the forwarder with: no PEM certificate in %s (TLS_CERT_DIR)", path)
+	}
+	return roots, nil
 }
 
 func (s *Server) goServe(f func() error) {
@@ -428,6 +490,8 @@ func (s *Server) registerStats(reg *prometheus.Registry) {
 		counter("goproxy_records_total", "Records made from exchanges.", func(st ship.Stats) int64 { return st.Emitted })
 		counter("goproxy_records_shipped_total", "Records delivered to the forwarder or the local files.", func(st ship.Stats) int64 { return st.Shipped })
 		counter("goproxy_records_dropped_total", "Records dropped: the queue was full, the forwarder refused a batch, or shutdown ran out of time.", func(st ship.Stats) int64 { return st.Dropped })
+		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "goproxy_records_redacted_total", Help: "Records changed by a redaction rule before shipping."},
+			func() float64 { return float64(s.redacted.Load()) }))
 		counter("goproxy_ship_failures_total", "Failed attempts to deliver a batch.", func(st ship.Stats) int64 { return st.Failures })
 		gauge("goproxy_ship_queue_bytes", "Estimated bytes of records waiting to ship.", func(st ship.Stats) int64 { return st.QueueBytes })
 		gauge("goproxy_ship_queue_records", "Records waiting to ship.", func(st ship.Stats) int64 { return st.QueueRecords })
@@ -483,7 +547,16 @@ type Health struct {
 	Shipping *ship.Stats    `json:"shipping,omitempty"`
 	TLS      *mitm.Stats    `json:"tlsLeaves,omitempty"`
 	CA       *CAInfo        `json:"ca,omitempty"` // the CA signing leaves, with TLS_OUT_UNWRAP
+	Redact   *RedactInfo    `json:"redaction,omitempty"`
 	Labels   capture.Labels `json:"labels"`
+}
+
+// RedactInfo is the redaction in /healthz: the rules applied before
+// records leave goproxy (none: redaction is off) and the records they
+// changed.
+type RedactInfo struct {
+	Rules    []string `json:"rules"`
+	Redacted int64    `json:"redacted"`
 }
 
 func (s *Server) health() Health {
@@ -491,6 +564,11 @@ func (s *Server) health() Health {
 	if s.shipper != nil {
 		st := s.shipper.Stats()
 		h.Shipping = &st
+		ri := RedactInfo{Rules: []string{}, Redacted: s.redacted.Load()}
+		if s.redactor != nil {
+			ri.Rules = s.redactor.Rules()
+		}
+		h.Redact = &ri
 	}
 	if s.minter != nil {
 		st := s.minter.Stats()

@@ -39,6 +39,11 @@ type Config struct {
 	MinBackoff, MaxBackoff time.Duration
 	// Logger receives failures and recoveries. If nil, slog.Default().
 	Logger *slog.Logger
+	// Prepare, if not nil, is called by the batch loop once for each batch,
+	// before its first write, and may change the records: goproxy redacts
+	// there, in the loop's goroutine rather than on the request's path. A
+	// record's size was estimated at Emit, before Prepare.
+	Prepare func(batch []*capture.Record)
 }
 
 func (c *Config) setDefaults() {
@@ -281,6 +286,9 @@ func (s *Shipper) loop(ctx context.Context) {
 		}
 		batch, size, wait := s.take(draining)
 		if batch != nil {
+			if s.cfg.Prepare != nil {
+				s.cfg.Prepare(batch)
+			}
 			s.send(ctx, batch, size, &st)
 			if ctx.Err() != nil {
 				s.putBack(batch, size)

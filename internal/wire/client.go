@@ -35,8 +35,9 @@ type ClientOptions struct {
 	// HTTP_PROXY/HTTPS_PROXY/NO_PROXY. Off for goproxy, whose HTTP_PROXY
 	// may point at goproxy itself; on for the forwarder's hub sink.
 	ProxyFromEnvironment bool
-	// TLSConfig, if not nil, is the TLS configuration of https:// URLs
-	// (tests with their own CA). If nil, the system's roots.
+	// TLSConfig, if not nil, is the TLS configuration of https:// URLs:
+	// goproxy's trusts TLS_CERT_DIR's CA besides the system roots; tests
+	// use their own CA. If nil, the system's roots.
 	TLSConfig *tls.Config
 	// UserAgent, if not empty, is sent as User-Agent.
 	UserAgent string
@@ -63,8 +64,8 @@ type encoded struct {
 var _ capture.Sink = (*Client)(nil)
 
 // NewClient returns a Client that posts to http://addr/v1/batches. addr is
-// a host:port, or an http:// URL (for tests and for a forwarder behind a
-// path prefix). Unless opts say so, the Client uses no proxy from the
+// a host:port, or an http:// or https:// URL (a forwarder serving TLS,
+// verified with opts.TLSConfig; a forwarder behind a path prefix). Unless opts say so, the Client uses no proxy from the
 // environment (HTTP_PROXY is the application's, and may point at goproxy
 // itself).
 func NewClient(addr string, opts ClientOptions) (*Client, error) {
@@ -128,10 +129,10 @@ func batchURL(addr string) (string, error) {
 	switch {
 	case addr == "":
 		return "", errors.New("forwarder address is empty")
-	case strings.HasPrefix(addr, "http://"):
+	case strings.HasPrefix(addr, "http://"), strings.HasPrefix(addr, "https://"):
 		return strings.TrimSuffix(addr, "/") + Path, nil
 	case strings.Contains(addr, "://"):
-		return "", fmt.Errorf("forwarder address %q: only http:// or host:port", addr)
+		return "", fmt.Errorf("forwarder address %q: only host:port, http:// or https://", addr)
 	}
 	if _, _, err := net.SplitHostPort(addr); err != nil {
 		return "", fmt.Errorf("forwarder address %q: want host:port: %w", addr, err)
@@ -289,7 +290,7 @@ func (s *Client) post(ctx context.Context, body []byte, id string, n int) (Accep
 	}
 	resp, err := s.client.Do(req)
 	if err != nil {
-		return Accepted{}, fmt.Errorf("post batch to %s: %w", s.url, err)
+		return Accepted{}, fmt.Errorf("post batch to %s: %w", s.url, transportError(err))
 	}
 	defer func() {
 		// Drain a little so the connection can be reused.
@@ -306,6 +307,18 @@ func (s *Client) post(ctx context.Context, body []byte, id string, n int) (Accep
 	return a, nil
 }
 
+// transportError says in plain words when the server's certificate was
+// not trusted: the usual mistake of a TLS hop (a CA the client does not
+// trust, a certificate for another name). It stays a transport error,
+// retried: the server's certificate may be replaced.
+func transportError(err error) error {
+	var ve *tls.CertificateVerificationError
+	if errors.As(err, &ve) {
+		return fmt.Errorf("the server's TLS certificate is not trusted (check the CA the client trusts and the certificate's host names): %w", err)
+	}
+	return err
+}
+
 // Probe posts an empty batch (no records): the server answers 200 when it
 // is up and takes the token, 401 when it does not. It delivers nothing.
 func (s *Client) Probe(ctx context.Context) error {
@@ -315,7 +328,7 @@ func (s *Client) Probe(ctx context.Context) error {
 	}
 	resp, err := s.client.Do(req)
 	if err != nil {
-		return fmt.Errorf("probe %s: %w", s.url, err)
+		return fmt.Errorf("probe %s: %w", s.url, transportError(err))
 	}
 	defer resp.Body.Close()
 	if _, err := ParseResponse(resp); err != nil {

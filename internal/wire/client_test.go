@@ -203,7 +203,8 @@ func TestNewAddress(t *testing.T) {
 		{"http://fwd:8888/", "http://fwd:8888/v1/batches", false},
 		{"[::1]:8888", "http://[::1]:8888/v1/batches", false},
 		{"forwarder.ecs.local", "", true},
-		{"https://fwd:8888", "", true},
+		{"https://fwd:8888", "https://fwd:8888/v1/batches", false},
+		{"ftp://fwd:8888", "", true},
 		{"", "", true},
 	}
 	for _, tt := range tests {

@@ -5,6 +5,7 @@ package wiretest
 
 import (
 	"context"
+	"crypto/tls"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -37,14 +38,24 @@ type Forwarder struct {
 }
 
 // New starts a fake forwarder, closed when the test ends.
-func New(t testing.TB) *Forwarder {
+func New(t testing.TB) *Forwarder { return NewTLS(t, nil) }
+
+// NewTLS starts a fake forwarder serving TLS with tlsConfig (plain HTTP
+// when nil); its URL is then Server.URL, https://127.0.0.1:PORT.
+func NewTLS(t testing.TB, tlsConfig *tls.Config) *Forwarder {
 	f := &Forwarder{arrived: make(chan struct{}, 1)}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, _ *http.Request) {
 		_, _ = w.Write([]byte("Connected\n"))
 	})
 	mux.HandleFunc(wire.Path, f.serveBatch)
-	f.Server = httptest.NewServer(mux)
+	f.Server = httptest.NewUnstartedServer(mux)
+	if tlsConfig != nil {
+		f.Server.TLS = tlsConfig
+		f.Server.StartTLS()
+	} else {
+		f.Server.Start()
+	}
 	t.Cleanup(f.Server.Close)
 	return f
 }
