@@ -94,13 +94,19 @@ func readDir(t *testing.T, dir string) []*capture.Record {
 }
 
 // waitDir waits until the directory sink holds at least n records (the
-// spool delivers asynchronously) and returns them.
+// spool delivers asynchronously) and returns them. A read that meets a
+// line the sink is still writing (the last line cut short) is tried again
+// until the deadline.
 func waitDir(t *testing.T, dir string, n int) []*capture.Record {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		got := readDir(t, dir)
-		if len(got) >= n || time.Now().After(deadline) {
+		var got []*capture.Record
+		err := file.ReadDir(dir, func(r *capture.Record) error { got = append(got, r); return nil })
+		if err == nil && len(got) >= n || time.Now().After(deadline) {
+			if err != nil {
+				t.Fatalf("ReadDir: %v", err)
+			}
 			return got
 		}
 		time.Sleep(10 * time.Millisecond)
