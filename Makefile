@@ -16,7 +16,7 @@ test:
 build:
 	$(GO) build -o $(BIN)/ ./cmd/...
 
-## bench: every benchmark beside its baseline; writes bench/RESULTS.md (about 12 min)
+## bench: every benchmark beside its baseline; writes bench/RESULTS.md (about 18 min)
 bench:
 	bench/all
 
