@@ -199,3 +199,32 @@ func BenchmarkMatch(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkMatchFresh is BenchmarkMatch with fresh volatile values in
+// every request (a nonce, a token, a header), as bench/mock's load sends
+// them, over the 100 endpoints in turn.
+func BenchmarkMatchFresh(b *testing.B) {
+	var recs []*capture.Record
+	for i := range 10000 {
+		ep := i % 100
+		recs = append(recs, rec(i, "POST", fmt.Sprintf("https://api.bench.local/v1/e%d/items", ep),
+			fmt.Sprintf(`{"account":"acct-%d","currency":"EUR","id":%d,"nonce":"%016x","ts":"2026-06-25T18:00:00Z","token":"%032x"}`, ep, i/100, uint64(i)*0x9e3779b97f4a7c15, uint64(i)*0xbf58476d1ce4e5b9), "ok",
+			"X-Request-Nonce", fmt.Sprintf("%016x", uint64(i)*0x94d049bb133111eb)))
+	}
+	ix := NewIndex(recs, nil)
+	var reqs []*Request
+	for i := range 1000 {
+		ep := i % 100
+		reqs = append(reqs, live("POST", fmt.Sprintf("https://api.bench.local/v1/e%d/items", ep),
+			fmt.Sprintf(`{"account":"acct-%d","currency":"EUR","id":%d,"nonce":"%016x","ts":"2026-07-01T00:00:00Z","token":"%032x"}`, ep, i%100, uint64(i)*0x2545F4914F6CDD1D, uint64(i)*0x9E3779B97F4A7C15),
+			"X-Request-Nonce", fmt.Sprintf("%016x", uint64(i)*0xD6E8FEB86659FD93)))
+	}
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		i++
+		if !ix.Match(reqs[i%len(reqs)]).Matched() {
+			b.Fatal("missed")
+		}
+	}
+}
