@@ -143,7 +143,15 @@ The records, keys and CA are kept in --data for the next run; --data also
 holds "config", a speedctl config for the demo's hub, so that
 "speedctl --home DATA traffic list" needs no --hub or --key. A default port
 that is busy moves to a free one (the header says so); a port given as a
-flag that is busy is an error; 0 means any free port.`,
+flag that is busy is an error; 0 means any free port.
+
+What the demo captured is enough to run the orders service without payments:
+its outbound records answer its calls through speedctl mock (a test runs the
+whole shopper's traffic again on mocks, with payments stopped, every status as
+recorded):
+
+  speedctl --home DATA traffic export --format jsonl --direction out -o out.jsonl
+  speedctl mock --from out.jsonl -- ./your-orders-build`,
 		Example: `  speedctl demo
   speedctl demo --rate 20 --hub-port 8090
   speedctl demo --for 30s          # stops by itself, for scripts and CI`,
