@@ -102,7 +102,7 @@ func (m *tfModule) traversals() []hcl.Traversal {
 }
 
 func TestTerraformModulesReferences(t *testing.T) {
-	for _, dir := range []string{deployDir, deployDir + "/sidecar"} {
+	for _, dir := range []string{deployDir, deployDir + "/sidecar", deployDir + "/mock"} {
 		t.Run(dir, func(t *testing.T) {
 			m := loadModule(t, dir)
 			declared := map[string]bool{}
