@@ -7,6 +7,9 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"unicode/utf8"
+
+	"github.com/valyala/fastjson"
 )
 
 // Field is one named value of a request: a query parameter (query.NAME), a leaf of a JSON body
@@ -68,9 +71,97 @@ func AddBody(dst []Field, contentType string, body []byte) []Field {
 	return append(dst, Field{"body", string(body)})
 }
 
+// parsers are fastjson's parsers, reused: a live request's body is parsed into a tree without the
+// allocations of encoding/json's tokens (the flattening was most of a mock's match).
+var parsers fastjson.ParserPool
+
 // addJSON appends the leaves of a valid JSON document under prefix, in document order: strings by their
-// text, other scalars as written, empty objects and arrays as {} and [].
+// text, other scalars as written, empty objects and arrays as {} and []. A document of more than
+// maxFields leaves is flattened by addJSONTokens, which keeps what is past the bound as one field.
 func addJSON(dst []Field, doc []byte, prefix string) []Field {
+	p := parsers.Get()
+	defer parsers.Put(p)
+	v, err := p.ParseBytes(doc)
+	if err != nil || leaves(v, maxFields-len(dst)+1) > maxFields-len(dst) {
+		return addJSONTokens(dst, doc, prefix)
+	}
+	return appendLeaves(dst, v, prefix)
+}
+
+// leaves counts the leaves of v, stopping past limit.
+func leaves(v *fastjson.Value, limit int) int {
+	switch v.Type() {
+	case fastjson.TypeObject:
+		o, _ := v.Object()
+		n := 0
+		o.Visit(func(_ []byte, c *fastjson.Value) {
+			if n <= limit {
+				n += leaves(c, limit-n)
+			}
+		})
+		return max(n, 1)
+	case fastjson.TypeArray:
+		a, _ := v.Array()
+		n := 0
+		for _, c := range a {
+			if n > limit {
+				break
+			}
+			n += leaves(c, limit-n)
+		}
+		return max(n, 1)
+	}
+	return 1
+}
+
+// appendLeaves appends the leaves of v under prefix, as addJSON describes.
+func appendLeaves(dst []Field, v *fastjson.Value, prefix string) []Field {
+	switch v.Type() {
+	case fastjson.TypeObject:
+		o, _ := v.Object()
+		if o.Len() == 0 {
+			return append(dst, Field{prefix, "{}"})
+		}
+		o.Visit(func(k []byte, c *fastjson.Value) {
+			dst = appendLeaves(dst, c, prefix+"."+text(k))
+		})
+		return dst
+	case fastjson.TypeArray:
+		a, _ := v.Array()
+		if len(a) == 0 {
+			return append(dst, Field{prefix, "[]"})
+		}
+		for i, c := range a {
+			dst = appendLeaves(dst, c, prefix+"."+strconv.Itoa(i))
+		}
+		return dst
+	case fastjson.TypeString:
+		return append(dst, Field{prefix, text(v.GetStringBytes())})
+	}
+	return append(dst, Field{prefix, string(v.MarshalTo(nil))}) // numbers as written, true, false, null
+}
+
+// text is a JSON string's text as encoding/json gives it: each byte that is
+// not valid UTF-8 replaced by U+FFFD.
+func text(b []byte) string {
+	if utf8.Valid(b) {
+		return string(b)
+	}
+	var sb strings.Builder
+	for len(b) > 0 {
+		r, n := utf8.DecodeRune(b)
+		if r == utf8.RuneError && n == 1 {
+			sb.WriteRune(utf8.RuneError)
+		} else {
+			sb.Write(b[:n])
+		}
+		b = b[n:]
+	}
+	return sb.String()
+}
+
+// addJSONTokens is addJSON by encoding/json's tokens, for documents past maxFields leaves.
+func addJSONTokens(dst []Field, doc []byte, prefix string) []Field {
 	dec := json.NewDecoder(bytes.NewReader(doc))
 	dec.UseNumber()
 	var walk func(prefix string) bool
