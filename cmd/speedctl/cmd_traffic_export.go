@@ -83,6 +83,22 @@ func (o *trafficExportOptions) prepare([]string) (err error) {
 	return err
 }
 
+// countBar is a progress bar of items (records, requests) to w: a count, a rate and, when total is known
+// (not -1), how far along; a spinner otherwise. It is cleared when finished.
+func countBar(w io.Writer, total int64, what, unit string) *progressbar.ProgressBar {
+	return progressbar.NewOptions64(total,
+		progressbar.OptionSetWriter(w),
+		progressbar.OptionSetDescription(what),
+		progressbar.OptionSetItsString(unit),
+		progressbar.OptionShowIts(),
+		progressbar.OptionShowCount(),
+		progressbar.OptionSetWidth(30),
+		progressbar.OptionThrottle(100*time.Millisecond),
+		progressbar.OptionSpinnerType(14),
+		progressbar.OptionClearOnFinish(),
+	)
+}
+
 // countingWriter counts the bytes written through it.
 type countingWriter struct {
 	w io.Writer
@@ -150,17 +166,7 @@ func (o *trafficExportOptions) run(ctx context.Context, c *hubclient.Client, std
 		if o.limit > 0 {
 			total = int64(o.limit)
 		}
-		bar = progressbar.NewOptions64(total,
-			progressbar.OptionSetWriter(stderr),
-			progressbar.OptionSetDescription("exporting "+o.format),
-			progressbar.OptionSetItsString("records"),
-			progressbar.OptionShowIts(),
-			progressbar.OptionShowCount(),
-			progressbar.OptionSetWidth(30),
-			progressbar.OptionThrottle(100*time.Millisecond),
-			progressbar.OptionSpinnerType(14),
-			progressbar.OptionClearOnFinish(),
-		)
+		bar = countBar(stderr, total, "exporting "+o.format, "records")
 	}
 	n := 0
 	for {

@@ -59,6 +59,10 @@ and reads the traffic a hub holds:
   speedctl traffic export --format har --since 1d -o traffic.har
   speedctl traffic import traffic.har           # HAR, our JSONL or raw.jsonl into a hub
 
+and sends recorded traffic to a new build, comparing its answers:
+
+  speedctl replay --from orders.jsonl --target http://localhost:8080 --fail-if 'p99>200ms'
+
 docs/ecs.md walks through a whole ECS deployment; docs/speedctl.md describes
 every command and the config file.`,
 		SilenceUsage:  true, // an error is one line, not the usage

@@ -6,6 +6,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/tapwire/tapwire/internal/capture"
 	"github.com/tapwire/tapwire/internal/content"
@@ -133,7 +134,7 @@ func (l *Learner) Noisy(endpoint, field string) bool {
 	}
 }
 
-// Volatile lists the noisy fields learned, as "endpoint field", sorted; for the report.
+// Volatile lists the noisy fields learned, as "request status field", sorted; for the report.
 func (l *Learner) Volatile() []string {
 	var out []string
 	for ep, fs := range l.eps {
@@ -207,8 +208,8 @@ const maxDiffValue = 256
 
 // compareBody compares a recorded body with a live one: bytes, then after undoing their content codings, then,
 // when both are JSON, structurally, field by field. Differences that noisy calls noise are dropped. It returns
-// the differences left (nil: the bodies match).
-func compareBody(rec []byte, recEnc string, live []byte, liveEnc string, noisy func(string) bool) []FieldDiff {
+// the differences left (nil: the bodies match). skip says which differences do not count.
+func compareBody(rec []byte, recEnc string, live []byte, liveEnc string, skip func(FieldDiff) bool) []FieldDiff {
 	if recEnc == liveEnc && bytes.Equal(rec, live) {
 		return nil
 	}
@@ -222,16 +223,41 @@ func compareBody(rec []byte, recEnc string, live []byte, liveEnc string, noisy f
 	if rok && lok {
 		var diffs []FieldDiff
 		diffJSON(rv, lv, "body", func(d FieldDiff) {
-			if len(diffs) < maxDiffs && !noisy(d.Field) {
+			if len(diffs) < maxDiffs && !skip(d) {
 				diffs = append(diffs, d)
 			}
 		})
 		return diffs
 	}
-	if noisy("body") {
+	d := FieldDiff{Field: "body", Recorded: short(string(rb)), Live: short(string(lb))}
+	if skip(d) {
 		return nil
 	}
-	return []FieldDiff{{Field: "body", Recorded: short(string(rb)), Live: short(string(lb))}}
+	return []FieldDiff{d}
+}
+
+// sameShape reports whether two different values are both UUIDs or both RFC 3339 timestamps: values a
+// server makes afresh, noise even when the recordings show them once.
+func sameShape(a, b string) bool {
+	uuid := func(s string) bool {
+		if len(s) != 36 || s[8] != '-' || s[13] != '-' || s[18] != '-' || s[23] != '-' {
+			return false
+		}
+		for i := 0; i < len(s); i++ {
+			if c := s[i]; c != '-' && !('0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F') {
+				return false
+			}
+		}
+		return true
+	}
+	stamp := func(s string) bool {
+		if len(s) < 20 || s[4] != '-' || s[10] != 'T' {
+			return false
+		}
+		_, err := time.Parse(time.RFC3339Nano, s)
+		return err == nil
+	}
+	return uuid(a) && uuid(b) || stamp(a) && stamp(b)
 }
 
 // parseJSON decodes b when it is a JSON object or array.

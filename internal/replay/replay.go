@@ -7,6 +7,7 @@ import (
 	"cmp"
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"math"
 	"net"
@@ -315,12 +316,9 @@ func (r *Replay) Run(ctx context.Context) (*Report, error) {
 	} else {
 		r.runUsers(ctx, start, deadline)
 	}
-	err := context.Cause(ctx)
-	if err == context.Canceled && ctx.Err() != nil {
-		err = nil // the run ended normally (stop(nil) not yet called) or was interrupted
-	}
-	if err != ErrWrongTarget && err != nil {
-		err = nil
+	var err error
+	if errors.Is(context.Cause(ctx), ErrWrongTarget) {
+		err = ErrWrongTarget
 	}
 	return r.report(start), err
 }
@@ -632,10 +630,12 @@ func (r *Replay) newItem(rec *capture.Record) (it *item, why string) {
 	return it, ""
 }
 
-// noiseKey is what noise is learned and asked by: the endpoint and the recorded status, so that the fields of
-// an error answer are not taken for noise of the successful ones.
+// noiseKey is what noise is learned and asked by: the request (method, path and query) and the recorded
+// status. Recordings of one request that answer differently show what varies by nature (the id a POST made,
+// a timestamp); recordings of one endpoint template do not (/orders/1 and /orders/2 rightly differ), nor do
+// answers of different statuses.
 func (it *item) noiseKey() string {
-	return it.ep.name + " " + statusText(it.status, it.grpcStatus, it.grpc)
+	return it.method + " " + it.path + query(it.rawQuery) + " " + statusText(it.status, it.grpcStatus, it.grpc)
 }
 
 // sessionOf returns the recorded client session of rec, by the Session setting.

@@ -1,6 +1,7 @@
 package replay
 
 import (
+	"encoding/json"
 	"fmt"
 	"io"
 	"math"
@@ -272,6 +273,14 @@ func (rep *Report) Check(conds []Condition) []Assertion {
 	}
 	rep.Passed = len(failed) == 0
 	return failed
+}
+
+// WriteJSON writes the report as --report writes it: indented, HTML characters as they are.
+func (rep *Report) WriteJSON(w io.Writer) error {
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	enc.SetIndent("", "  ")
+	return enc.Encode(rep)
 }
 
 // WriteTable writes the per-endpoint table and the totals, then the first example of each endpoint's

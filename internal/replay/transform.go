@@ -488,6 +488,14 @@ func (tf *transformer) apply(it *item) (string, string, http.Header, []byte) {
 	return pth, q, hdr, body
 }
 
+// chained reports whether live is what chaining replaces recorded with.
+func (tf *transformer) chained(recorded, live string) bool {
+	tf.mu.RLock()
+	defer tf.mu.RUnlock()
+	l, ok := tf.live[recorded]
+	return ok && l == live
+}
+
 // learn takes the chained values from a live answer to it.
 func (tf *transformer) learn(it *item, live http.Header, body []byte) {
 	p := tf.prep[it]
