@@ -79,12 +79,12 @@ func (r *Replay) send(ctx context.Context, it *item, at time.Time) {
 	if it.grpc {
 		lv.grpcStatus = grpcStatus(res)
 	}
+	if r.tf != nil && err == nil {
+		r.tf.learn(it, res.Header, lv.body) // before the comparison, which counts chained values as equal
+	}
 	r.count(it, at, end, lv)
 	if buf.Cap() <= 1<<20 {
-		bufPool.Put(buf)
-	}
-	if r.tf != nil && err == nil {
-		r.tf.learn(it, res.Header, lv.body)
+		bufPool.Put(buf) // nothing holds buf's bytes after count: examples are copies
 	}
 }
 
