@@ -7,6 +7,8 @@
 // port, as bench/run-h2 needs: h2load reaches it directly over h2c (target a),
 // while nginx (proxy_http_version 1.1) and goproxy, which forwards non-gRPC
 // HTTP/2 to the app as HTTP/1.1 (docs/http2.md), reach it over HTTP/1.1.
+//
+// With -count it counts the requests it answers (bench/replay's rate figure is counted here, at the target).
 package main
 
 import (
@@ -18,6 +20,7 @@ import (
 	"net/http"
 	"os"
 	"strconv"
+	"sync"
 	"time"
 )
 
@@ -25,17 +28,49 @@ func main() {
 	addr := flag.String("addr", "127.0.0.1:0", "listen address")
 	size := flag.Int("size", 1024, "response body bytes")
 	h2c := flag.Bool("h2c", false, "also serve cleartext HTTP/2 (prior knowledge) on the same port")
+	count := flag.Bool("count", false, "count the requests: GET /_count (not counted) answers the count and the first and last arrival times, in Unix ns, as three numbers; POST /_count resets them")
 	flag.Parse()
-	if err := run(*addr, *size, *h2c); err != nil {
+	if err := run(*addr, *size, *h2c, *count); err != nil {
 		fmt.Fprintln(os.Stderr, "backend:", err)
 		os.Exit(1)
 	}
 }
 
-func run(addr string, size int, h2c bool) error {
+// counter counts requests where they arrive, for bench/replay's rate figure.
+type counter struct {
+	mu          sync.Mutex
+	n           int64
+	first, last int64 // Unix ns
+}
+
+func (c *counter) add() {
+	now := time.Now().UnixNano()
+	c.mu.Lock()
+	if c.n == 0 {
+		c.first = now
+	}
+	c.n++
+	c.last = now
+	c.mu.Unlock()
+}
+
+func run(addr string, size int, h2c, count bool) error {
 	body := bytes.Repeat([]byte("x"), size)
 	clen := strconv.Itoa(len(body))
+	var cnt counter
 	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if count {
+			if r.URL.Path == "/_count" {
+				cnt.mu.Lock()
+				if r.Method == http.MethodPost {
+					cnt.n, cnt.first, cnt.last = 0, 0, 0
+				}
+				fmt.Fprintf(w, "%d %d %d\n", cnt.n, cnt.first, cnt.last)
+				cnt.mu.Unlock()
+				return
+			}
+			cnt.add()
+		}
 		hd := w.Header()
 		hd["Content-Type"] = []string{"text/plain"}
 		hd["Content-Length"] = []string{clen}

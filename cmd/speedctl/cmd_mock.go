@@ -359,14 +359,16 @@ func statusLine(w io.Writer, rep *mock.Report) func() {
 	return func() { close(done); <-stopped }
 }
 
-func writeReport(path string, sum mock.Summary) error {
+// writeReport writes a report (mock's, replay's) as JSON to the file
+// --report names.
+func writeReport(path string, rep interface{ WriteJSON(io.Writer) error }) error {
 	f, err := os.Create(path)
 	if err != nil {
 		return fmt.Errorf("--report: %w", err)
 	}
-	if err := sum.WriteJSON(f); err != nil {
+	if err := rep.WriteJSON(f); err != nil {
 		f.Close()
-		return fmt.Errorf("--report: %w", err)
+		return fmt.Errorf("--report %s: %w", path, err)
 	}
 	return f.Close()
 }

@@ -292,11 +292,17 @@ func micros(us int64) string {
 	}
 }
 
-// recordsBar is a progress bar on w of records and their rate; a spinner
-// when total is -1 (unknown).
-func recordsBar(w io.Writer, total int64, desc string) *progressbar.ProgressBar {
+// countBar is a progress bar on w of items (records, requests: unit) and
+// their rate; a spinner when total is -1 (unknown). It is cleared when
+// finished.
+func countBar(w io.Writer, total int64, desc, unit string) *progressbar.ProgressBar {
 	return progressbar.NewOptions64(total, append(barOptions(w, desc),
-		progressbar.OptionSetItsString("records"), progressbar.OptionShowIts())...)
+		progressbar.OptionSetItsString(unit), progressbar.OptionShowIts())...)
+}
+
+// recordsBar is a countBar of records.
+func recordsBar(w io.Writer, total int64, desc string) *progressbar.ProgressBar {
+	return countBar(w, total, desc, "records")
 }
 
 // bytesBar is a progress bar on w of bytes; a spinner when total is -1.

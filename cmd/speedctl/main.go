@@ -23,6 +23,11 @@ func speedctl() int {
 			return int(code) // a child's status, passed on (speedctl mock -- COMMAND)
 		}
 		fmt.Fprintln(os.Stderr, "speedctl:", err)
+		// A command that says otherwise (replay: 2 for bad usage) sets the status.
+		var ec interface{ ExitCode() int }
+		if errors.As(err, &ec) {
+			return ec.ExitCode()
+		}
 		return 1
 	}
 	return 0

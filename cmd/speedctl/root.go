@@ -70,6 +70,10 @@ and keeps what it recorded as snapshots (named, immutable sets of records):
   speedctl snapshot pull ID -o checkout.jsonl   # or --format har|raw|md
   speedctl snapshot push --name laptop recorded-2025-03-01/
 
+and sends recorded traffic to a new build, comparing its answers:
+
+  speedctl replay --from orders.jsonl --target http://localhost:8080 --fail-if 'p99>200ms'
+
 docs/ecs.md walks through a whole ECS deployment; docs/speedctl.md describes
 every command and the config file.`,
 		SilenceUsage:  true, // an error is one line, not the usage

@@ -1,0 +1,311 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/tapwire/tapwire/internal/capture"
+	fmtpkg "github.com/tapwire/tapwire/internal/format"
+	"github.com/tapwire/tapwire/internal/replay"
+)
+
+func init() { commands = append(commands, newReplayCmd) }
+
+// replayOptions are the flags of replay.
+type replayOptions struct {
+	from       []string
+	cfg        replay.Config
+	timing     string
+	transforms string
+	failIf     []string
+	conds      []replay.Condition
+	report     string
+	caFile     string
+	insecure   bool
+	noGuard    bool
+	noProgress bool
+}
+
+func newReplayCmd() *cobra.Command {
+	var o replayOptions
+	cmd := &cobra.Command{
+		Use:   "replay --from PATH --target URL [options]",
+		Short: "Send a service's recorded inbound traffic to a build, compare the answers, and pass or fail",
+		Long: `Replay sends every inbound request of a recording to --target (method, path and
+query, headers without the hop-by-hop ones, Host set to the target, body), compares
+each answer with the recorded one, prints a table per endpoint and exits 0 when
+every assertion holds, 1 when one fails, 2 for bad usage or an unreachable target.
+
+The recording (--from, repeatable): a file or directory in any form speedctl reads,
+our JSONL (traffic export --format jsonl, the forwarder's directory sink), the
+vendor's raw.jsonl, HAR, or the vendor's Markdown recordings. Only inbound HTTP
+records are sent; outbound ones are what a mock answers.
+
+Target: http://HOST:PORT speaks HTTP/1.1 (gRPC calls go over cleartext HTTP/2),
+h2c://HOST:PORT cleartext HTTP/2 for everything, https://HOST:PORT TLS with HTTP/2
+when the target offers it (--ca FILE to trust a private CA).
+
+Load: by default each recorded request is sent once by --vus 10 users, each
+keeping the recorded order of the clients (--session) it is given. --rate R sends
+R requests a second whatever the answers (open loop: latency counts from the
+scheduled send time, so a slow target shows as slow, not as fewer requests).
+--times N and --duration D loop the recording; --ramp D raises the users or the
+rate from nothing; --timing recorded[xN] keeps the recorded gaps (N times faster).
+
+Comparison: the status (and grpc-status), the --compare-header headers, and the
+body: JSON field by field (key order and 1 vs 1.0 do not count), gRPC messages
+field by field. Values that differ between recordings of one endpoint (ids,
+timestamps, tokens) are noise, not differences; --ignore PATH adds fields
+(body.a.b, $.items[*].id, header.date). The assertion status_match<100% always
+holds; --fail-if adds more: status_match<100%, body_match<95%, p99>200ms,
+errors>0, error_rate>1%, rps<500.
+
+Transforms (--transforms FILE, YAML or JSON; docs/replay.md has examples): set or
+delete headers, query parameters and JSON body fields; shift timestamps by the
+recording's age; re-sign JWTs; chain values from live answers into later requests
+(the token of a login, the id a POST created).
+
+If none of the first 20 answers has the recorded status, the replay stops: the
+target is not the service that was recorded (--no-guard to go on).`,
+		Example: `  # the recording of orders, once, against a local build
+  speedctl replay --from orders.jsonl --target http://localhost:8080
+
+  # as a CI gate: bodies must match too, and p99 stay under 200 ms
+  speedctl replay --from recorded/ --target http://localhost:8080 \
+      --fail-if 'body_match<100%' --fail-if 'p99>200ms' --report replay.json
+
+  # a load test shaped like production: 500 req/s for 5 minutes after a 30 s ramp
+  speedctl replay --from week.jsonl --target https://staging.example.com \
+      --rate 500 --duration 5m --ramp 30s --fail-if 'error_rate>0.1%'
+
+  # the recorded pace, twice as fast, with fresh tokens and timestamps
+  speedctl replay --from orders.har --target http://localhost:8080 \
+      --timing recordedx2 --transforms transforms.yaml`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := o.prepare(); err != nil {
+				return usageError(err)
+			}
+			return o.run(cmd.Context(), cmd.OutOrStdout(), cmd.ErrOrStderr())
+		},
+	}
+	cmd.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError(err) })
+	f := cmd.Flags()
+	f.StringArrayVar(&o.from, "from", nil, "a recording: a file or directory of records (repeatable)")
+	f.StringVar(&o.cfg.Target, "target", "", "where to send: http://, h2c:// or https://HOST:PORT[/prefix]")
+	f.IntVar(&o.cfg.VUs, "vus", 0, "virtual users sending at once (default 10); with --rate or --timing the most requests in flight (default 256)")
+	f.Float64Var(&o.cfg.Rate, "rate", 0, "requests per second, open loop (default 0: as fast as the users' answers come)")
+	f.DurationVar(&o.cfg.Duration, "duration", 0, "loop the recording for this long, e.g. 5m")
+	f.IntVar(&o.cfg.Times, "times", 0, "loop the recording this many times (default 1)")
+	f.DurationVar(&o.cfg.Ramp, "ramp", 0, "raise the users or the rate from nothing over this long")
+	f.StringVar(&o.timing, "timing", "", "recorded: keep the recorded gaps between requests; recordedx2: twice as fast")
+	f.StringVar(&o.cfg.Session, "session", "client", "what a recorded client is, whose order a user keeps: client (X-Forwarded-For, else the client IP), conn, header:NAME, none")
+	f.StringVar(&o.transforms, "transforms", "", "a YAML or JSON `file` of transforms (docs/replay.md)")
+	f.StringArrayVar(&o.cfg.Ignore, "ignore", nil, "a response field never compared: body.a.b, $.items[*].id, header.date (repeatable)")
+	f.StringArrayVar(&o.cfg.CompareHeaders, "compare-header", nil, "a response header to compare (repeatable)")
+	f.StringArrayVar(&o.failIf, "fail-if", nil, "fail when this holds: status_match<100%, body_match<95%, p99>200ms, errors>0 (repeatable, or comma-separated)")
+	f.StringVar(&o.report, "report", "", "write the report as JSON to this `file`")
+	f.StringVar(&o.cfg.Service, "service", "", "replay this recorded service's records (when the recording has several)")
+	f.DurationVar(&o.cfg.Timeout, "timeout", 30*time.Second, "the longest one request may take")
+	f.StringVar(&o.caFile, "ca", "", "a PEM `file` of CA certificates the https target's certificate is checked against")
+	f.BoolVar(&o.insecure, "insecure", false, "do not check the https target's certificate (a warning is printed)")
+	f.BoolVar(&o.noGuard, "no-guard", false, "go on even when none of the first 20 answers has the recorded status")
+	f.BoolVar(&o.noProgress, "no-progress", false, "no progress bar, even on a terminal")
+	return cmd
+}
+
+func (o *replayOptions) prepare() error {
+	if len(o.from) == 0 {
+		return errors.New("--from: give a recording (a file or directory of records)")
+	}
+	if o.cfg.Target == "" {
+		return errors.New("--target: give the URL to replay to, e.g. http://localhost:8080")
+	}
+	if o.timing != "" {
+		f, err := parseTiming(o.timing)
+		if err != nil {
+			return err
+		}
+		o.cfg.Timing = f
+	}
+	for _, s := range o.failIf {
+		for _, e := range strings.Split(s, ",") {
+			c, err := replay.ParseCondition(e)
+			if err != nil {
+				return err
+			}
+			o.conds = append(o.conds, c)
+		}
+	}
+	if o.noGuard {
+		o.cfg.Guard = -1
+	}
+	if o.transforms != "" {
+		t, err := replay.LoadTransforms(o.transforms)
+		if err != nil {
+			return err
+		}
+		o.cfg.Transforms = t
+	}
+	if o.caFile != "" || o.insecure {
+		o.cfg.TLS = &tls.Config{InsecureSkipVerify: o.insecure}
+		if o.caFile != "" {
+			pem, err := os.ReadFile(o.caFile)
+			if err != nil {
+				return fmt.Errorf("--ca: %w", err)
+			}
+			pool := x509.NewCertPool()
+			if !pool.AppendCertsFromPEM(pem) {
+				return fmt.Errorf("--ca %s: no PEM certificate in it", o.caFile)
+			}
+			o.cfg.TLS.RootCAs = pool
+		}
+	}
+	return nil
+}
+
+// parseTiming reads --timing: recorded, or recordedxN (N times faster).
+func parseTiming(s string) (float64, error) {
+	rest, ok := strings.CutPrefix(s, "recorded")
+	if !ok {
+		return 0, fmt.Errorf("--timing %q: want recorded or recordedxN (N times faster)", s)
+	}
+	if rest == "" {
+		return 1, nil
+	}
+	n, err := strconv.ParseFloat(strings.TrimPrefix(rest, "x"), 64)
+	if err != nil || !strings.HasPrefix(rest, "x") || n <= 0 {
+		return 0, fmt.Errorf("--timing %q: want recorded or recordedxN with N above 0, e.g. recordedx2", s)
+	}
+	return n, nil
+}
+
+// loadRecords reads every record of the --from paths. (A snapshot of the hub will be one more source of the
+// same records.)
+func loadRecords(paths []string) ([]*capture.Record, error) {
+	var recs []*capture.Record
+	for _, p := range paths {
+		if err := fmtpkg.ReadPath(p, func(r *capture.Record) error {
+			recs = append(recs, r)
+			return nil
+		}); err != nil {
+			return nil, fmt.Errorf("--from %s: %w", p, err)
+		}
+	}
+	return recs, nil
+}
+
+func (o *replayOptions) run(ctx context.Context, stdout, stderr io.Writer) error {
+	recs, err := loadRecords(o.from)
+	if err != nil {
+		return usageError(err)
+	}
+	r, err := replay.New(o.cfg, recs)
+	if err != nil {
+		return usageError(err)
+	}
+	defer r.Close()
+	if o.insecure {
+		fmt.Fprintln(stderr, "warning: --insecure: the target's certificate is not checked")
+	}
+	if err := r.Probe(ctx); err != nil {
+		return &exitError{code: 2, err: err}
+	}
+	sessions, users := r.Sessions()
+	fmt.Fprintf(stderr, "replaying %d requests (%d endpoints, %d recorded clients on %d users) to %s\n",
+		r.Requests(), r.Endpoints(), sessions, users, o.cfg.Target)
+	for _, s := range r.Skipped() {
+		fmt.Fprintf(stderr, "  left out: %s\n", s)
+	}
+
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt)
+	defer stop()
+	done := make(chan struct{})
+	finished := make(chan struct{})
+	if !o.noProgress && isTerminal(stderr) {
+		go func() {
+			defer close(finished)
+			o.progress(r, stderr, done)
+		}()
+	} else {
+		close(finished)
+	}
+	rep, runErr := r.Run(ctx)
+	close(done)
+	<-finished
+
+	failed := rep.Check(o.conds)
+	if err := rep.WriteTable(stdout); err != nil {
+		return err
+	}
+	if o.report != "" {
+		if err := writeReport(o.report, rep); err != nil {
+			return err
+		}
+	}
+	if errors.Is(runErr, replay.ErrWrongTarget) {
+		return &exitError{code: 1, err: fmt.Errorf("%w: none of the first 20 answers of %s had the recorded status; is it the service that was recorded? (--no-guard goes on)", runErr, o.cfg.Target)}
+	}
+	if ctx.Err() != nil {
+		return &exitError{code: 1, err: errors.New("interrupted: the report covers what was sent")}
+	}
+	if len(failed) > 0 {
+		var what []string
+		for _, a := range failed {
+			what = append(what, fmt.Sprintf("%s (%s)", a.Expr, strconv.FormatFloat(a.Value, 'f', -1, 64)))
+		}
+		return &exitError{code: 1, err: fmt.Errorf("failed: %s", strings.Join(what, ", "))}
+	}
+	fmt.Fprintf(stdout, "passed: %d assertions hold\n", len(rep.Assertions))
+	return nil
+}
+
+// progress draws a bar of the requests sent until done is closed.
+func (o *replayOptions) progress(r *replay.Replay, w io.Writer, done <-chan struct{}) {
+	bar := countBar(w, int64(r.Total()), "replaying", "req")
+	tick := time.NewTicker(200 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		p := r.Progress()
+		_ = bar.Set64(p.Answered + p.Errors)
+		if p.Errors > 0 {
+			bar.Describe(fmt.Sprintf("replaying (%d errors)", p.Errors))
+		}
+		select {
+		case <-done:
+			_ = bar.Finish()
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+// exitError is an error with the exit status speedctl ends with.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e *exitError) Error() string { return e.err.Error() }
+func (e *exitError) Unwrap() error { return e.err }
+func (e *exitError) ExitCode() int { return e.code }
+
+// usageError marks err as bad usage: exit status 2.
+func usageError(err error) error {
+	var ee *exitError
+	if err == nil || errors.As(err, &ee) {
+		return err
+	}
+	return &exitError{code: 2, err: err}
+}
