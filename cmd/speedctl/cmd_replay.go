@@ -24,7 +24,9 @@ func init() { commands = append(commands, newReplayCmd) }
 
 // replayOptions are the flags of replay.
 type replayOptions struct {
+	hubFlags
 	from       []string
+	snapshots  []string
 	cfg        replay.Config
 	timing     string
 	transforms string
@@ -40,7 +42,7 @@ type replayOptions struct {
 func newReplayCmd() *cobra.Command {
 	var o replayOptions
 	cmd := &cobra.Command{
-		Use:   "replay --from PATH --target URL [options]",
+		Use:   "replay (--from PATH... | --snapshot ID...) --target URL [options]",
 		Short: "Send a service's recorded inbound traffic to a build, compare the answers, and pass or fail",
 		Long: `Replay sends every inbound request of a recording to --target (method, path and
 query, headers without the hop-by-hop ones, Host set to the target, body), compares
@@ -49,7 +51,8 @@ every assertion holds, 1 when one fails, 2 for bad usage or an unreachable targe
 
 The recording (--from, repeatable): a file or directory in any form speedctl reads,
 our JSONL (traffic export --format jsonl, the forwarder's directory sink), the
-vendor's raw.jsonl, HAR, or the vendor's Markdown recordings. Only inbound HTTP
+vendor's raw.jsonl, HAR, or the vendor's Markdown recordings; or a hub snapshot
+(--snapshot ID, repeatable, read with the read key as traffic commands find it). Only inbound HTTP
 records are sent; outbound ones are what a mock answers.
 
 Target: http://HOST:PORT speaks HTTP/1.1 (gRPC calls go over cleartext HTTP/2),
@@ -103,6 +106,8 @@ target is not the service that was recorded (--no-guard to go on).`,
 	cmd.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError(err) })
 	f := cmd.Flags()
 	f.StringArrayVar(&o.from, "from", nil, "a recording: a file or directory of records (repeatable)")
+	f.StringArrayVar(&o.snapshots, "snapshot", nil, "a hub snapshot's `ID` (repeatable), read with --hub and --key")
+	o.hubFlags.add(cmd)
 	f.StringVar(&o.cfg.Target, "target", "", "where to send: http://, h2c:// or https://HOST:PORT[/prefix]")
 	f.IntVar(&o.cfg.VUs, "vus", 0, "virtual users sending at once (default 10); with --rate or --timing the most requests in flight (default 256)")
 	f.Float64Var(&o.cfg.Rate, "rate", 0, "requests per second, open loop (default 0: as fast as the users' answers come)")
@@ -126,8 +131,8 @@ target is not the service that was recorded (--no-guard to go on).`,
 }
 
 func (o *replayOptions) prepare() error {
-	if len(o.from) == 0 {
-		return errors.New("--from: give a recording (a file or directory of records)")
+	if len(o.from) == 0 && len(o.snapshots) == 0 {
+		return errors.New("no recording: give --from PATH (a file or directory of records) or --snapshot ID (a hub snapshot)")
 	}
 	if o.cfg.Target == "" {
 		return errors.New("--target: give the URL to replay to, e.g. http://localhost:8080")
@@ -191,23 +196,35 @@ func parseTiming(s string) (float64, error) {
 	return n, nil
 }
 
-// loadRecords reads every record of the --from paths. (A snapshot of the hub will be one more source of the
-// same records.)
-func loadRecords(paths []string) ([]*capture.Record, error) {
+// loadRecords reads every record of the --from paths and the --snapshot
+// ids.
+func (o *replayOptions) loadRecords(ctx context.Context) ([]*capture.Record, error) {
 	var recs []*capture.Record
-	for _, p := range paths {
-		if err := fmtpkg.ReadPath(p, func(r *capture.Record) error {
-			recs = append(recs, r)
-			return nil
-		}); err != nil {
+	add := func(r *capture.Record) error {
+		recs = append(recs, r)
+		return nil
+	}
+	for _, p := range o.from {
+		if err := fmtpkg.ReadPath(p, add); err != nil {
 			return nil, fmt.Errorf("--from %s: %w", p, err)
+		}
+	}
+	if len(o.snapshots) > 0 {
+		c, err := o.hubFlags.client()
+		if err != nil {
+			return nil, err
+		}
+		for _, id := range o.snapshots {
+			if err := readSnapshot(ctx, c, id, add); err != nil {
+				return nil, fmt.Errorf("--snapshot %s: %w", id, readHints.explain(err))
+			}
 		}
 	}
 	return recs, nil
 }
 
 func (o *replayOptions) run(ctx context.Context, stdout, stderr io.Writer) error {
-	recs, err := loadRecords(o.from)
+	recs, err := o.loadRecords(ctx)
 	if err != nil {
 		return usageError(err)
 	}
