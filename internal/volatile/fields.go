@@ -64,7 +64,7 @@ func AddBody(dst []Field, contentType string, body []byte) []Field {
 		}
 	}
 	if strings.HasPrefix(contentType, "application/x-www-form-urlencoded") {
-		if q, err := url.ParseQuery(string(body)); err == nil {
+		if q, err := url.ParseQuery(string(body)); err == nil && len(q) > 0 { // "&" parses to nothing: then the body counts whole
 			return addValues(dst, "form.", q)
 		}
 	}
