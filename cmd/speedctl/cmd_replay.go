@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/tapwire/tapwire/internal/capture"
 	fmtpkg "github.com/tapwire/tapwire/internal/format"
+	"github.com/tapwire/tapwire/internal/hubclient"
 	"github.com/tapwire/tapwire/internal/replay"
 )
 
@@ -33,6 +35,8 @@ type replayOptions struct {
 	failIf     []string
 	conds      []replay.Condition
 	report     string
+	push       bool
+	ingestKey  string
 	caFile     string
 	insecure   bool
 	noGuard    bool
@@ -80,7 +84,12 @@ recording's age; re-sign JWTs; chain values from live answers into later request
 (the token of a login, the id a POST created).
 
 If none of the first 20 answers has the recorded status, the replay stops: the
-target is not the service that was recorded (--no-guard to go on).`,
+target is not the service that was recorded (--no-guard to go on).
+
+--push stores the report in the hub (--hub; with the ingest key, --ingest-key or
+$SPEEDSCALE_API_KEY, as snapshot create finds it) and prints its address in the
+hub's viewer, where each endpoint and each differing answer can be opened beside
+its recording. A push that fails exits 2, after the table.`,
 		Example: `  # the recording of orders, once, against a local build
   speedctl replay --from orders.jsonl --target http://localhost:8080
 
@@ -94,7 +103,10 @@ target is not the service that was recorded (--no-guard to go on).`,
 
   # the recorded pace, twice as fast, with fresh tokens and timestamps
   speedctl replay --from orders.har --target http://localhost:8080 \
-      --timing recordedx2 --transforms transforms.yaml`,
+      --timing recordedx2 --transforms transforms.yaml
+
+  # a hub snapshot against a build, the report kept in the hub
+  speedctl replay --snapshot snap_k2x7q4mzt6a3wbnf --target http://localhost:8080 --push`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := o.prepare(); err != nil {
@@ -121,6 +133,8 @@ target is not the service that was recorded (--no-guard to go on).`,
 	f.StringArrayVar(&o.cfg.CompareHeaders, "compare-header", nil, "a response header to compare (repeatable)")
 	f.StringArrayVar(&o.failIf, "fail-if", nil, "fail when this holds: status_match<100%, body_match<95%, p99>200ms, errors>0 (repeatable, or comma-separated)")
 	f.StringVar(&o.report, "report", "", "write the report as JSON to this `file`")
+	f.BoolVar(&o.push, "push", false, "store the report in the hub (with the ingest key) and print its address in the viewer")
+	f.StringVar(&o.ingestKey, "ingest-key", "", "an ingest key of the hub, for --push (default $"+ingestKeyKey+", else the config's "+ingestKeyKey+")")
 	f.StringVar(&o.cfg.Service, "service", "", "replay this recorded service's records (when the recording has several)")
 	f.DurationVar(&o.cfg.Timeout, "timeout", 30*time.Second, "the longest one request may take")
 	f.StringVar(&o.caFile, "ca", "", "a PEM `file` of CA certificates the https target's certificate is checked against")
@@ -224,6 +238,14 @@ func (o *replayOptions) loadRecords(ctx context.Context) ([]*capture.Record, err
 }
 
 func (o *replayOptions) run(ctx context.Context, stdout, stderr io.Writer) error {
+	var pusher *hubclient.Client
+	if o.push {
+		c, err := o.hubFlags.ingestClient(o.ingestKey)
+		if err != nil {
+			return usageError(fmt.Errorf("--push: %w", err))
+		}
+		pusher = c
+	}
 	recs, err := o.loadRecords(ctx)
 	if err != nil {
 		return usageError(err)
@@ -263,12 +285,23 @@ func (o *replayOptions) run(ctx context.Context, stdout, stderr io.Writer) error
 	<-finished
 
 	failed := rep.Check(o.conds)
+	if len(o.snapshots) > 0 {
+		rep.Snapshot = o.snapshots[0]
+		if len(o.snapshots) > 1 {
+			rep.Snapshots = o.snapshots
+		}
+	}
 	if err := rep.WriteTable(stdout); err != nil {
 		return err
 	}
 	if o.report != "" {
 		if err := writeReport(o.report, rep); err != nil {
 			return err
+		}
+	}
+	if pusher != nil {
+		if err := pushReport(ctx, pusher, rep, stdout); err != nil {
+			return &exitError{code: 2, err: fmt.Errorf("--push: %w", reportPushHints.explain(err))}
 		}
 	}
 	if errors.Is(runErr, replay.ErrWrongTarget) {
@@ -285,6 +318,27 @@ func (o *replayOptions) run(ctx context.Context, stdout, stderr io.Writer) error
 		return &exitError{code: 1, err: fmt.Errorf("failed: %s", strings.Join(what, ", "))}
 	}
 	fmt.Fprintf(stdout, "passed: %d assertions hold\n", len(rep.Assertions))
+	return nil
+}
+
+var reportPushHints = keyHints{
+	key:      "the ingest key",
+	on401:    "check --ingest-key or " + ingestKeyKey + "; it must be a live ingest key of the hub (`hub keys create -tenant T -role ingest`)",
+	on403:    "replay --push writes with an ingest key (--ingest-key or " + ingestKeyKey + ", the forwarder's), not a read key",
+	checkHub: hubHints.checkHub,
+}
+
+// pushReport stores rep in the hub and prints its address in the viewer.
+func pushReport(ctx context.Context, c *hubclient.Client, rep *replay.Report, stdout io.Writer) error {
+	var b bytes.Buffer
+	if err := rep.WriteJSON(&b); err != nil {
+		return err
+	}
+	rs, err := c.PushReport(ctx, b.Bytes())
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "report %s: %s/#view=reports&report=%s\n", rs.ID, strings.TrimSuffix(c.String(), "/"), rs.ID)
 	return nil
 }
 

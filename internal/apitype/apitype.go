@@ -21,6 +21,10 @@
 //	GET    /api/v1/snapshots/{id}/records/{format}  ExportQuery → the file, trailer ExportNextCursor
 //	DELETE /api/v1/snapshots/{id}              Snapshot
 //	POST   /api/v1/snapshots/upload?name=N     our JSONL → Snapshot (201)
+//	POST   /api/v1/reports                     a replay's report (PushedReport and more) → ReportSummary (201)
+//	GET    /api/v1/reports                     ReportListQuery → Reports
+//	GET    /api/v1/reports/{id}                Report
+//	DELETE /api/v1/reports/{id}                Report (without the report)
 //	POST   /api/v1/tenants                     CreateTenantRequest → CreatedTenant
 //	GET    /api/v1/tenants                     Tenants
 //	GET    /api/v1/tenants/{tenant}            store.Tenant
@@ -34,6 +38,7 @@
 package apitype
 
 import (
+	"encoding/json"
 	"net/url"
 	"strconv"
 	"time"
@@ -298,4 +303,61 @@ type SnapshotUploadQuery struct {
 // Values returns q as query parameters.
 func (q SnapshotUploadQuery) Values() url.Values {
 	return url.Values{"name": {q.Name}}
+}
+
+// PushedReport is the members of a replay's report (speedctl replay's
+// --report JSON, docs/replay.md) that POST /api/v1/reports reads; the hub
+// keeps the whole body as it was posted, other members included.
+type PushedReport struct {
+	Target        string `json:"target"`
+	Snapshot      string `json:"snapshot,omitempty"`
+	Sent          int64  `json:"sent"`
+	StatusMatched int64  `json:"status_matched"`
+	BodyCompared  int64  `json:"body_compared"`
+	BodyMatched   int64  `json:"body_matched"`
+	Passed        bool   `json:"passed"`
+}
+
+// ReportSummary is a stored replay report as GET /api/v1/reports lists
+// it, and the answer of POST /api/v1/reports (201).
+type ReportSummary struct {
+	ID            string    `json:"id"` // rep_ and 16 of a-z 2-7
+	Created       time.Time `json:"created"`
+	Target        string    `json:"target"`
+	Snapshot      string    `json:"snapshot,omitempty"` // the snapshot replayed; absent for files
+	Sent          int64     `json:"sent"`
+	StatusMatched int64     `json:"statusMatched"`
+	BodyCompared  int64     `json:"bodyCompared"`
+	BodyMatched   int64     `json:"bodyMatched"`
+	// StatusMatchRate is StatusMatched/Sent and BodyMatchRate
+	// BodyMatched/BodyCompared, from 0 to 1; 1 when nothing was counted.
+	StatusMatchRate float64 `json:"statusMatchRate"`
+	BodyMatchRate   float64 `json:"bodyMatchRate"`
+	Passed          bool    `json:"passed"`
+}
+
+// Reports is GET /api/v1/reports: the tenant's reports, newest first.
+type Reports struct {
+	Reports []ReportSummary `json:"reports"`
+}
+
+// Report is GET /api/v1/reports/{id} and DELETE's answer: the summary
+// and the report as it was pushed (docs/replay.md, "Report").
+type Report struct {
+	ReportSummary
+	Report json.RawMessage `json:"report,omitempty"` // absent in DELETE's answer
+}
+
+// ReportListQuery is the parameters of GET /api/v1/reports.
+type ReportListQuery struct {
+	Limit int // at most this many, the newest; if zero, 100; at most 1000
+}
+
+// Values returns q as query parameters.
+func (q ReportListQuery) Values() url.Values {
+	v := url.Values{}
+	if q.Limit > 0 {
+		v.Set("limit", strconv.Itoa(q.Limit))
+	}
+	return v
 }

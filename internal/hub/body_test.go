@@ -116,6 +116,7 @@ func TestViewerFiles(t *testing.T) {
 		{"/", "text/html", `<script type="module" src="/assets/app.js"></script>`},
 		{"/assets/app.js", "text/javascript", "textContent"},
 		{"/assets/snapshots.js", "text/javascript", "export function setupSnapshots"},
+		{"/assets/reports.js", "text/javascript", "export function setupReports"},
 		{"/assets/app.css", "text/css", ":root"},
 	} {
 		resp, err := http.Get(h.url + tc.path)
@@ -135,7 +136,7 @@ func TestViewerFiles(t *testing.T) {
 		}
 	}
 	// The scripts never write markup.
-	for _, name := range []string{"app.js", "snapshots.js"} {
+	for _, name := range []string{"app.js", "snapshots.js", "reports.js"} {
 		js, _ := webFiles.ReadFile("web/" + name)
 		for _, bad := range []string{"innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval("} {
 			if strings.Contains(string(js), bad) {

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tapwire/tapwire/internal/apitype"
 	"github.com/tapwire/tapwire/internal/capture"
 	"github.com/tapwire/tapwire/internal/store"
 	"github.com/tapwire/tapwire/internal/store/sqlite"
@@ -50,7 +51,8 @@ func browserTools(t *testing.T) (chromium, node, modules string) {
 // TestBrowser drives the viewer in real Chromium (testdata/browser.js):
 // sign in, filter, scroll, search, open records (a gzip JSON body, a
 // hostile HTML body that must stay inert text, gRPC fields, a binary body),
-// download HAR, the service map, sign out. Screenshots go to
+// download HAR, the service map, a snapshot, a replay report and one
+// answer beside its recording, sign out. Screenshots go to
 // $TAPWIRE_ARTIFACTS (default: a tapwire-artifacts directory in the
 // system's temporary directory).
 func TestBrowser(t *testing.T) {
@@ -124,6 +126,36 @@ func TestBrowser(t *testing.T) {
 		t.Fatalf("seeded %d records, want %d", n, len(recs))
 	}
 
+	// A replay's report, pushed as speedctl replay --push does, over a
+	// snapshot of the orders service: the gzip record's answer differs
+	// (a changed, an added and a removed member, a changed header; the
+	// live body holds markup that must stay text), a second answer matched.
+	code, sn, msg := h.createSnapshot(h.keys["acme/ingest"], map[string]any{"name": "orders", "filter": map[string]any{"service": "orders"}, "from": "-1h"})
+	if code != 201 {
+		t.Fatalf("snapshot: %d %s", code, msg)
+	}
+	liveBody := `{"order":{"id":42,"customer":"Grace Hopper <img src=x onerror=\"window.__pwned=5\">","items":[{"sku":"TW-1","qty":2}],"coupon":"SPRING"}}`
+	answers := []map[string]any{
+		{"record": gzipRec.ID, "endpoint": "GET /v1/orders/{}", "request": "GET /v1/orders/42", "status": 200, "status_matched": true, "body_matched": false,
+			"fields": []map[string]string{{"field": "body.order.customer", "recorded": `"Ada Lovelace"`, "live": `"Grace Hopper"`},
+				{"field": "body.order.coupon", "recorded": "(absent)", "live": `"SPRING"`}, {"field": "header.content-type", "recorded": "application/json", "live": "text/plain"}},
+			"live": map[string]any{"headers": map[string][]string{"Content-Type": {"text/plain"}}, "body": liveBody, "body_size": len(liveBody)}},
+		{"record": "0195-not-recorded", "endpoint": "GET /v1/orders/{}", "request": "GET /v1/orders/7", "status": 200, "status_matched": true, "body_matched": true},
+	}
+	report, _ := json.Marshal(map[string]any{"target": "http://orders-canary:8080", "snapshot": sn.ID, "sent": 2, "answered": 2,
+		"status_matched": 2, "body_compared": 2, "body_matched": 1, "latency_ms": map[string]float64{"p50": 1.5, "p99": 3},
+		"endpoints": []map[string]any{{"endpoint": "GET /v1/orders/{}", "sent": 2, "answered": 2, "status_matched": 2, "body_compared": 2, "body_matched": 1,
+			"latency_ms": map[string]float64{"p50": 1.5, "p99": 3}}},
+		"diffs":      []map[string]any{{"endpoint": "GET /v1/orders/{}", "count": 1}},
+		"answers":    answers,
+		"assertions": []map[string]any{{"expr": "status_match<100%", "value": 100, "failed": false}, {"expr": "body_match<100%", "value": 50, "failed": true}},
+		"passed":     false})
+	code, b, _ := h.send("POST", h.keys["acme/ingest"], "/api/v1/reports", report, nil)
+	var rs apitype.ReportSummary
+	if code != 201 || json.Unmarshal(b, &rs) != nil {
+		t.Fatalf("push report: %d %s", code, b)
+	}
+
 	artifacts := os.Getenv("TAPWIRE_ARTIFACTS")
 	if artifacts == "" {
 		artifacts = filepath.Join(os.TempDir(), "tapwire-artifacts")
@@ -132,7 +164,8 @@ func TestBrowser(t *testing.T) {
 	if err := os.MkdirAll(artifacts, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	ids, _ := json.Marshal(map[string]string{"gzip": gzipRec.ID, "xss": xss.ID, "grpc": grpc.ID, "binary": binary.ID, "stripe": stripe.ID})
+	ids, _ := json.Marshal(map[string]string{"gzip": gzipRec.ID, "xss": xss.ID, "grpc": grpc.ID, "binary": binary.ID, "stripe": stripe.ID,
+		"report": rs.ID, "snapshot": sn.ID})
 	cmd := exec.Command(node, filepath.Join("testdata", "browser.js"))
 	cmd.Env = append(os.Environ(), "NODE_PATH="+modules, "CHROMIUM="+chromium, "HUB_URL="+h.url,
 		"READ_KEY="+h.keys["acme/read"], "INGEST_KEY="+h.keys["acme/ingest"], "IDS="+string(ids),

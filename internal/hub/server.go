@@ -81,6 +81,7 @@ func NewServer(cfg Config, st store.Store, log *slog.Logger) *Server {
 	s.mux.HandleFunc("GET /api/v1/histogram", s.api(s.histogram))
 	s.mux.HandleFunc("GET /api/v1/export/{format}", s.handleExport)
 	s.routeSnapshots()
+	s.routeReports()
 	s.routeAdmin()
 	s.mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
 		// Any valid key learns that the endpoint does not exist.

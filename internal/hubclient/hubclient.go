@@ -516,3 +516,41 @@ func (c *Client) UploadSnapshot(ctx context.Context, name string, r io.Reader) (
 	}
 	return &v, nil
 }
+
+// PushReport is POST /api/v1/reports: it stores report, a replay's
+// report as JSON (replay.Report.WriteJSON), as it is. It needs an ingest
+// key.
+func (c *Client) PushReport(ctx context.Context, report []byte) (*apitype.ReportSummary, error) {
+	path := "/api/v1/reports"
+	resp, err := c.sendBody(ctx, http.MethodPost, path, nil, bytes.NewReader(report), http.Header{"Content-Type": {"application/json"}})
+	if err != nil {
+		return nil, err
+	}
+	var v apitype.ReportSummary
+	if err := c.decode(resp, http.MethodPost, path, &v); err != nil {
+		return nil, err
+	}
+	return &v, nil
+}
+
+// Reports is GET /api/v1/reports: the tenant's replay reports, newest
+// first. It needs a read key.
+func (c *Client) Reports(ctx context.Context, q apitype.ReportListQuery) ([]apitype.ReportSummary, error) {
+	v, err := call[apitype.Reports](ctx, c, http.MethodGet, "/api/v1/reports", q.Values(), nil)
+	if err != nil {
+		return nil, err
+	}
+	return v.Reports, nil
+}
+
+// Report is GET /api/v1/reports/{id}: one report, whole. It needs a read
+// key; a report the tenant does not hold is a 404 *Error.
+func (c *Client) Report(ctx context.Context, id string) (*apitype.Report, error) {
+	return call[apitype.Report](ctx, c, http.MethodGet, "/api/v1/reports/"+url.PathEscape(id), nil, nil)
+}
+
+// DeleteReport is DELETE /api/v1/reports/{id}; it returns the report's
+// summary. It needs an ingest key.
+func (c *Client) DeleteReport(ctx context.Context, id string) (*apitype.Report, error) {
+	return call[apitype.Report](ctx, c, http.MethodDelete, "/api/v1/reports/"+url.PathEscape(id), nil, nil)
+}

@@ -3,6 +3,7 @@ package hubclient
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -434,5 +435,37 @@ func TestSnapshots(t *testing.T) {
 	}
 	if _, err := r.Snapshot(ctx, sn.ID); StatusOf(err) != 404 {
 		t.Errorf("Snapshot after delete: %v, want 404", err)
+	}
+}
+
+func TestReports(t *testing.T) {
+	h := startHub(t)
+	w, r := h.client(t, h.keys.Ingest), h.client(t, h.keys.Read)
+	report := []byte(`{"target": "http://orders:8080", "sent": 2, "status_matched": 1, "passed": false, "answers": []}`)
+	if _, err := r.PushReport(ctx, report); StatusOf(err) != 403 {
+		t.Errorf("PushReport with a read key: %v, want 403", err)
+	}
+	if _, err := w.PushReport(ctx, []byte(`{"sent": 2}`)); StatusOf(err) != 400 {
+		t.Errorf("PushReport without a target: %v, want 400", err)
+	}
+	rs, err := w.PushReport(ctx, report)
+	if err != nil || rs.Sent != 2 || rs.StatusMatchRate != 0.5 || rs.Passed {
+		t.Fatalf("PushReport: %+v %v", rs, err)
+	}
+	list, err := r.Reports(ctx, apitype.ReportListQuery{Limit: 10})
+	if err != nil || len(list) != 1 || list[0] != *rs {
+		t.Errorf("Reports: %+v %v, want the one pushed", list, err)
+	}
+	got, err := r.Report(ctx, rs.ID)
+	var want bytes.Buffer
+	json.Compact(&want, report)
+	if err != nil || got.ReportSummary != *rs || string(got.Report) != want.String() {
+		t.Errorf("Report: %+v %s %v, want the report as pushed (compacted)", got.ReportSummary, got.Report, err)
+	}
+	if d, err := w.DeleteReport(ctx, rs.ID); err != nil || d.ID != rs.ID {
+		t.Errorf("DeleteReport: %+v %v", d, err)
+	}
+	if _, err := r.Report(ctx, rs.ID); StatusOf(err) != 404 {
+		t.Errorf("Report after delete: %v, want 404", err)
 	}
 }

@@ -88,6 +88,7 @@ type Replay struct {
 	first time.Time // first send
 	last  time.Time // last answer
 	stop  context.CancelCauseFunc
+	kept  int // bytes of live answers kept (Answer.Live), at most MaxLiveBytes
 }
 
 // stats are the counts of a replay or of one endpoint.
@@ -128,6 +129,7 @@ type item struct {
 	grpcStatus *int // recorded, for gRPC
 	resHeaders capture.Headers
 	resBody    []byte
+	answer     *Answer // its answer in the report; guarded by Replay.mu
 	resEnc     string
 	resCompare bool // the recorded body is whole
 	resDoc     any  // gRPC: the recorded messages as a document

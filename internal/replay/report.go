@@ -15,10 +15,14 @@ import (
 // Report is what a replay did and found. Its JSON form is what --report writes (and what the hub will
 // store); docs/replay.md describes it.
 type Report struct {
-	Target   string    `json:"target"`
-	Started  time.Time `json:"started"`
-	Seconds  float64   `json:"seconds"`  // from the first request sent to the last answer
-	Requests int       `json:"requests"` // in one pass of the recording
+	Target string `json:"target"`
+	// Snapshot is the hub snapshot whose records were replayed (--snapshot), the first when there were
+	// several (all in Snapshots); absent for files.
+	Snapshot  string    `json:"snapshot,omitempty"`
+	Snapshots []string  `json:"snapshots,omitempty"`
+	Started   time.Time `json:"started"`
+	Seconds   float64   `json:"seconds"`  // from the first request sent to the last answer
+	Requests  int       `json:"requests"` // in one pass of the recording
 
 	Sent            int       `json:"sent"`
 	Answered        int       `json:"answered"`
@@ -33,9 +37,14 @@ type Report struct {
 	Endpoints       []EPStats `json:"endpoints"`
 	Diffs           []EPDiffs `json:"diffs"`
 	// Noise lists the response fields learned as noise ("endpoint field"), at most 100.
-	Noise      []string    `json:"noise,omitempty"`
-	Assertions []Assertion `json:"assertions"`
-	Passed     bool        `json:"passed"`
+	Noise []string `json:"noise,omitempty"`
+	// Answers are the answers to each recorded request (the first answer, or the first that differed
+	// when it was sent several times), in recorded order, at most MaxAnswers; AnswersLeftOut counts
+	// the requests beyond. The live side of an answer that differed is kept (Answer.Live), bounded.
+	Answers        []Answer    `json:"answers"`
+	AnswersLeftOut int         `json:"answers_left_out,omitempty"`
+	Assertions     []Assertion `json:"assertions"`
+	Passed         bool        `json:"passed"`
 }
 
 // Latency are quantiles of the answers' latency in ms (within 1.6%), from the send time (the scheduled one
@@ -82,6 +91,41 @@ type Side struct {
 	Body   string `json:"body,omitempty"` // the first bytes, when the bodies differ
 }
 
+// Answer is what the target answered to one recorded request, and how it compared.
+type Answer struct {
+	Record   string `json:"record"`   // the recorded record's id
+	Endpoint string `json:"endpoint"` // as in Endpoints
+	Request  string `json:"request"`  // METHOD path?query as recorded
+	Status   int    `json:"status"`   // the live status; 0 after an error
+	Error    string `json:"error,omitempty"`
+	// StatusMatched and BodyMatched say how it compared; BodyMatched is absent when the body was not
+	// compared (the recorded body was not captured whole).
+	StatusMatched bool        `json:"status_matched"`
+	BodyMatched   *bool       `json:"body_matched,omitempty"`
+	Fields        []FieldDiff `json:"fields,omitempty"` // the differences, when it differed
+	Live          *LiveAnswer `json:"live,omitempty"`   // when it differed
+}
+
+// LiveAnswer is the live side of an answer that differed: its headers and its body, with its content
+// coding undone, bounded by MaxLiveBody each and MaxLiveBytes for the whole report.
+type LiveAnswer struct {
+	Headers map[string][]string `json:"headers"`
+	Body    string              `json:"body,omitempty"`
+	// BodyBase64 says Body is base64: the body is not UTF-8 text.
+	BodyBase64 bool `json:"body_base64,omitempty"`
+	BodySize   int  `json:"body_size"` // the body's bytes after decoding, all of them
+	// BodyCut says Body holds less than BodySize bytes: cut to MaxLiveBody, or left out when the
+	// report's MaxLiveBytes were spent.
+	BodyCut bool `json:"body_cut,omitempty"`
+}
+
+// Bounds of the answers a report keeps.
+const (
+	MaxAnswers   = 10000    // answers kept, in recorded order
+	MaxLiveBody  = 64 << 10 // bytes of one live body kept
+	MaxLiveBytes = 4 << 20  // bytes of live headers and bodies kept in all
+)
+
 // Assertion is one condition that fails the replay when it holds, and how it came out.
 type Assertion struct {
 	Expr   string  `json:"expr"`   // as written: status_match<100%
@@ -120,6 +164,19 @@ func (r *Replay) report(start time.Time) *Report {
 			rep.Diffs = append(rep.Diffs, EPDiffs{Endpoint: ep.name, Count: ep.diffs,
 				Examples: append([]Example{}, ep.examples...), Errors: slices.Clone(ep.errs)})
 		}
+	}
+	for _, it := range r.items {
+		if it.answer == nil {
+			continue
+		}
+		if len(rep.Answers) == MaxAnswers {
+			rep.AnswersLeftOut++
+			continue
+		}
+		rep.Answers = append(rep.Answers, *it.answer)
+	}
+	if rep.Answers == nil {
+		rep.Answers = []Answer{}
 	}
 	if l, ok := r.noise.(*Learner); ok {
 		rep.Noise = l.Volatile()

@@ -2,6 +2,7 @@ package replay
 
 import (
 	"bytes"
+	"compress/gzip"
 	"flag"
 	"fmt"
 	"net/http"
@@ -78,6 +79,60 @@ func normalize(rep *Report) {
 	rep.Latency = Latency{}
 	for i := range rep.Endpoints {
 		rep.Endpoints[i].Latency = Latency{}
+	}
+	for _, a := range rep.Answers {
+		if a.Live != nil {
+			delete(a.Live.Headers, "Date")
+		}
+	}
+}
+
+// TestKeepLive: the live side of an answer that differed is kept within MaxLiveBody, text as text and
+// binary as base64, its content coding undone, until the report's MaxLiveBytes are spent; the answer kept
+// is a record's first, or its first that differed.
+func TestKeepLive(t *testing.T) {
+	var gz bytes.Buffer
+	zw := gzip.NewWriter(&gz)
+	zw.Write([]byte(`{"a":1}`))
+	zw.Close()
+	big := strings.Repeat("é", MaxLiveBody) // 2 bytes a rune: cut inside one
+	tests := []struct {
+		name     string
+		header   http.Header
+		body     []byte
+		kept     int // bytes spent before
+		wantBody string
+		wantB64  bool
+		wantSize int
+		wantCut  bool
+	}{
+		{"text", http.Header{}, []byte("hello"), 0, "hello", false, 5, false},
+		{"gzip", http.Header{"Content-Encoding": {"gzip"}}, gz.Bytes(), 0, `{"a":1}`, false, 7, false},
+		{"binary", http.Header{}, []byte{0xff, 0, 1}, 0, "/wAB", true, 3, false},
+		{"long", http.Header{}, []byte(big), 0, big[:MaxLiveBody], false, 2 * MaxLiveBody, true},
+		{"budget spent", http.Header{}, []byte("hello"), MaxLiveBytes, "", false, 5, true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r := &Replay{kept: tc.kept}
+			la := r.keepLive(live{status: 200, header: tc.header, body: tc.body})
+			if la.Body != tc.wantBody || la.BodyBase64 != tc.wantB64 || la.BodySize != tc.wantSize || la.BodyCut != tc.wantCut {
+				t.Errorf("got body %.40q base64 %v size %d cut %v, want %.40q %v %d %v", la.Body, la.BodyBase64, la.BodySize, la.BodyCut,
+					tc.wantBody, tc.wantB64, tc.wantSize, tc.wantCut)
+			}
+			if r.kept > MaxLiveBytes && tc.kept < MaxLiveBytes {
+				t.Errorf("kept %d bytes, more than MaxLiveBytes", r.kept)
+			}
+		})
+	}
+
+	r := &Replay{}
+	it := &item{rec: &capture.Record{ID: "r1"}, ep: &endpoint{name: "GET /x"}, method: "GET", path: "/x"}
+	r.keepAnswer(it, live{status: 200, header: http.Header{}}, true, true, nil)
+	r.keepAnswer(it, live{status: 500, header: http.Header{}}, false, true, []FieldDiff{{"status", "200", "500"}})
+	r.keepAnswer(it, live{status: 200, header: http.Header{}}, true, true, nil)
+	if a := it.answer; a == nil || a.Status != 500 || a.Live == nil || len(a.Fields) != 1 {
+		t.Errorf("answer kept: %+v, want the first that differed (500)", a)
 	}
 }
 

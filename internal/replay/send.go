@@ -3,12 +3,16 @@ package replay
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"io"
 	"net/http"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
+
+	"github.com/tapwire/tapwire/internal/content"
 )
 
 // maxLiveBody bounds the bytes of a live answer read for the comparison; the rest is read and dropped.
@@ -196,6 +200,7 @@ func (r *Replay) count(it *item, at, end time.Time, lv live) {
 	if end.After(r.last) {
 		r.last = end
 	}
+	r.keepAnswer(it, lv, statusOK, bodyOK, diffs)
 	if ex != nil {
 		ep.diffs++
 		if len(ep.examples) < maxExamples {
@@ -225,4 +230,67 @@ func query(raw string) string {
 		return ""
 	}
 	return "?" + raw
+}
+
+// keepAnswer sets the item's answer in the report: its first, or the first that differed. The live side
+// of one that differed is kept within MaxLiveBody and what is left of MaxLiveBytes. r.mu is held.
+func (r *Replay) keepAnswer(it *item, lv live, statusOK, bodyOK bool, diffs []FieldDiff) {
+	differs := lv.err != nil || len(diffs) > 0
+	if it.answer != nil && (it.answer.Error != "" || it.answer.Fields != nil || !differs) {
+		return
+	}
+	a := &Answer{Record: it.rec.ID, Endpoint: it.ep.name, Request: it.method + " " + it.path + query(it.rawQuery),
+		Status: lv.status, StatusMatched: statusOK}
+	if lv.err != nil {
+		a.Error = lv.err.Error()
+		it.answer = a
+		return
+	}
+	if it.resCompare {
+		a.BodyMatched = &bodyOK
+	}
+	if len(diffs) > 0 {
+		a.Fields = diffs
+		a.Live = r.keepLive(lv)
+	}
+	it.answer = a
+}
+
+// keepLive returns the live side of an answer, bounded. r.mu is held.
+func (r *Replay) keepLive(lv live) *LiveAnswer {
+	la := &LiveAnswer{Headers: make(map[string][]string, len(lv.header))}
+	for k, vs := range lv.header {
+		n := len(k)
+		for _, v := range vs {
+			n += len(v)
+		}
+		if r.kept+n > MaxLiveBytes {
+			continue
+		}
+		r.kept += n
+		la.Headers[k] = vs
+	}
+	body := lv.body
+	if enc := lv.header.Get("Content-Encoding"); enc != "" {
+		if b, err := content.Decode(enc, lv.body, maxLearnBody); err == nil {
+			body = b
+		}
+	}
+	la.BodySize = len(body)
+	keep := min(len(body), MaxLiveBody, max(0, MaxLiveBytes-r.kept))
+	if keep < len(body) {
+		la.BodyCut = true
+		// Cut at a rune's start, so that text stays text.
+		for keep > 0 && keep < len(body) && !utf8.RuneStart(body[keep]) {
+			keep--
+		}
+	}
+	b := body[:keep]
+	if utf8.Valid(b) {
+		la.Body = string(b)
+	} else {
+		la.Body, la.BodyBase64 = base64.StdEncoding.EncodeToString(b), true
+	}
+	r.kept += len(la.Body)
+	return la
 }

@@ -4,7 +4,6 @@ import (
 	"crypto/rand"
 	"encoding/base32"
 	"fmt"
-	"regexp"
 	"strings"
 	"time"
 )
@@ -39,20 +38,27 @@ const (
 // upload with more is refused.
 const MaxSnapshotRecords = 1_000_000
 
-var snapshotID = regexp.MustCompile(`^snap_[a-z2-7]{16}$`)
-
 // NewSnapshotID returns a new random snapshot id: snap_ and 16 base32
 // characters (80 random bits), URL-safe.
-func NewSnapshotID() string {
-	var b [10]byte
-	_, _ = rand.Read(b[:]) // never fails (crypto/rand)
-	return "snap_" + strings.ToLower(base32.StdEncoding.EncodeToString(b[:]))
-}
+func NewSnapshotID() string { return newID("snap_") }
 
 // ValidSnapshotID reports whether id is of the form NewSnapshotID makes.
-func ValidSnapshotID(id string) error {
-	if !snapshotID.MatchString(id) {
-		return fmt.Errorf("snapshot id %q: want snap_ and 16 of a-z 2-7: %w", id, ErrNotFound)
+func ValidSnapshotID(id string) error { return validID("snapshot", "snap_", id) }
+
+// newID returns prefix and 16 random base32 characters (80 bits),
+// lower case: URL-safe.
+func newID(prefix string) string {
+	var b [10]byte
+	_, _ = rand.Read(b[:]) // never fails (crypto/rand)
+	return prefix + strings.ToLower(base32.StdEncoding.EncodeToString(b[:]))
+}
+
+// validID reports whether id is of the form newID(prefix) makes; if not,
+// the error names what (a snapshot, a report) and wraps ErrNotFound.
+func validID(what, prefix, id string) error {
+	rest, ok := strings.CutPrefix(id, prefix)
+	if !ok || len(rest) != 16 || strings.ContainsFunc(rest, func(r rune) bool { return !(r >= 'a' && r <= 'z' || r >= '2' && r <= '7') }) {
+		return fmt.Errorf("%s id %q: want %s and 16 of a-z 2-7: %w", what, id, prefix, ErrNotFound)
 	}
 	return nil
 }

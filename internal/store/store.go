@@ -96,6 +96,19 @@ type Store interface {
 	// ErrNotFound if there is none.
 	DeleteSnapshot(ctx context.Context, tenant, id string) error
 
+	// CreateReport stores a replay's report; ErrExists if its id is
+	// taken. Retention (DeleteBefore) leaves reports alone.
+	CreateReport(ctx context.Context, rep Report) error
+	// Reports lists the tenant's reports, newest first, at most limit
+	// (at most MaxReports) of them, without their Data.
+	Reports(ctx context.Context, tenant string, limit int) ([]Report, error)
+	// Report returns one report of the tenant with its Data, or
+	// ErrNotFound.
+	Report(ctx context.Context, tenant, id string) (Report, error)
+	// DeleteReport deletes a report of the tenant; ErrNotFound if there
+	// is none.
+	DeleteReport(ctx context.Context, tenant, id string) error
+
 	// CreateTenant adds a tenant; ErrExists if its id is taken.
 	CreateTenant(ctx context.Context, t Tenant) error
 	// Tenants lists every tenant, by id.

@@ -9,6 +9,7 @@
 'use strict';
 
 import { setupSnapshots, loadSnapshots } from './snapshots.js';
+import { setupReports, loadReports } from './reports.js';
 
 const KEY = 'tapwire.key';
 const PAGE = 100;          // records per request
@@ -50,8 +51,9 @@ const state = {
   cursor: '', rows: 0, loading: false, gen: 0,
   selected: '', view: 'traffic',
   snapshot: '', // the id of the snapshot whose records the traffic page shows, or ''
+  report: '', // the id of the report the Reports page shows, or ''
 };
-const VIEWS = ['traffic', 'map', 'snapshots'];
+const VIEWS = ['traffic', 'map', 'snapshots', 'reports'];
 
 function filterParams(withTime = true) {
   const p = new URLSearchParams();
@@ -108,6 +110,7 @@ function writeHash() {
   if (state.range === 'custom') { p.set('from', state.from); p.set('to', state.to); }
   if (state.view !== 'traffic') p.set('view', state.view);
   if (state.selected) p.set('record', state.selected);
+  if (state.view === 'reports' && state.report) p.set('report', state.report);
   history.replaceState(null, '', '#' + p.toString());
 }
 
@@ -121,6 +124,7 @@ function readHash() {
   state.view = VIEWS.includes(p.get('view')) ? p.get('view') : 'traffic';
   state.snapshot = p.get('snapshot') || '';
   state.selected = p.get('record') || '';
+  state.report = p.get('report') || '';
 }
 
 // ---- API ----
@@ -236,6 +240,10 @@ function refresh() {
   state.gen++;
   if (state.view === 'snapshots') {
     loadSnapshots(state.gen);
+    return;
+  }
+  if (state.view === 'reports') {
+    loadReports(state.gen);
     return;
   }
   loadServices(state.gen);
@@ -673,7 +681,7 @@ function showView() {
     $('view-' + v).hidden = state.view !== v;
     $('tab-' + v).classList.toggle('active', state.view === v);
   }
-  const snap = state.view === 'snapshots';
+  const snap = state.view === 'snapshots' || state.view === 'reports';
   $('filters').hidden = snap;
   $('save-panel').hidden = true;
   document.querySelector('.services').hidden = snap;
@@ -778,7 +786,9 @@ document.addEventListener('DOMContentLoaded', async () => {
   $('tab-traffic').addEventListener('click', () => switchView('traffic'));
   $('tab-map').addEventListener('click', () => switchView('map'));
   $('tab-snapshots').addEventListener('click', () => switchView('snapshots'));
+  $('tab-reports').addEventListener('click', () => switchView('reports'));
   setupSnapshots({ api, el, state, filter: filterBody, openSnapshot, fmtCount, fmtTime });
+  setupReports({ api, el, state, openSnapshot, writeHash, fmtCount, fmtTime });
   document.addEventListener('keydown', (e) => { if (e.key === 'Escape' && !$('detail').hidden) closeDetail(); });
   if (!state.key) { signOut(''); return; }
   try {

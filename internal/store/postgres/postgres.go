@@ -163,6 +163,21 @@ var migrations = []string{
 		PRIMARY KEY (tenant, snapshot, id)
 	);
 	CREATE INDEX snapshot_records_time ON snapshot_records (tenant, snapshot, start_us, id);`,
+	// 3: replay reports (sqlq's report.go).
+	`CREATE TABLE reports (
+		id             text COLLATE "C" PRIMARY KEY,
+		tenant         text COLLATE "C" NOT NULL,
+		created_us     bigint NOT NULL,
+		target         text NOT NULL,
+		snapshot       text NOT NULL,
+		sent           bigint NOT NULL,
+		status_matched bigint NOT NULL,
+		body_compared  bigint NOT NULL,
+		body_matched   bigint NOT NULL,
+		passed         boolean NOT NULL,
+		data           bytea NOT NULL
+	);
+	CREATE INDEX reports_tenant ON reports (tenant, created_us, id);`,
 }
 
 func migrate(ctx context.Context, conn *pgx.Conn) error {

@@ -282,6 +282,21 @@ var migrations = []string{
 	);
 	CREATE UNIQUE INDEX snapshot_records_id ON snapshot_records(tenant, snapshot, id);
 	CREATE INDEX snapshot_records_time ON snapshot_records(tenant, snapshot, start_us, id);`,
+	// 3: replay reports (sqlq's report.go).
+	`CREATE TABLE reports (
+		id             TEXT PRIMARY KEY,
+		tenant         TEXT NOT NULL,
+		created_us     INTEGER NOT NULL,
+		target         TEXT NOT NULL,
+		snapshot       TEXT NOT NULL,
+		sent           INTEGER NOT NULL,
+		status_matched INTEGER NOT NULL,
+		body_compared  INTEGER NOT NULL,
+		body_matched   INTEGER NOT NULL,
+		passed         INTEGER NOT NULL,
+		data           BLOB NOT NULL
+	);
+	CREATE INDEX reports_tenant ON reports(tenant, created_us, id);`,
 }
 
 func migrate(ctx context.Context, db *sql.DB) error {

@@ -57,6 +57,7 @@ func Run(t *testing.T, open Open) {
 		{"SnapshotFromFilter", testSnapshotFromFilter},
 		{"SnapshotUpload", testSnapshotUpload},
 		{"SnapshotTenants", testSnapshotTenants},
+		{"Reports", testReports},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
