@@ -27,3 +27,13 @@ output "forwarder_service_name" {
   description = "Name of the forwarder's ECS service."
   value       = aws_ecs_service.forwarder.name
 }
+
+output "forwarder_token_secret" {
+  description = "ARN of the secret holding FORWARDER_TOKEN, for the sidecar module's forwarder_token_secret; null with no_token."
+  value       = local.token_secret_arn
+}
+
+output "token_read_policy_arn" {
+  description = "The policy an app's execution role needs so that ECS can give goproxy the token (attached for you to app_execution_role_names); null with no_token."
+  value       = one(aws_iam_policy.token_read[*].arn)
+}

@@ -101,6 +101,25 @@ variable "app_task_role_names" {
   default     = []
 }
 
+variable "forwarder_token" {
+  description = "FORWARDER_TOKEN, the token goproxies send the forwarder. Null: the config's FORWARDER_TOKEN (the one speedctl ecs forwarder and ecs inject write), else one generated here (43 letters and digits). It goes into a Secrets Manager secret that the forwarder and every sidecar read (the forwarder_token_secret output), and into Terraform's state."
+  type        = string
+  default     = null
+  sensitive   = true
+}
+
+variable "no_token" {
+  description = "UNSAFE. true: no FORWARDER_TOKEN, the guide's setup: the forwarder accepts batches from anyone who reaches TCP 8888, the security group is the only boundary (it says UNAUTHENTICATED in its log and health text). Give the sidecars forwarder_token_secret = null then."
+  type        = bool
+  default     = false
+}
+
+variable "app_execution_role_names" {
+  description = "Names of the execution roles of the apps' tasks that get the sidecar: each gets the policy that lets ECS give goproxy the FORWARDER_TOKEN secret (token_read_policy_arn)."
+  type        = list(string)
+  default     = []
+}
+
 variable "tags" {
   description = "Tags for every resource this module creates."
   type        = map(string)

@@ -1,10 +1,12 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -73,7 +75,7 @@ func (g *guide) startBucket(t *testing.T, tmp string) []string {
 	if _, err := cl.CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String(tenantBucket)}); err != nil {
 		t.Fatalf("create the bucket %s: %v", tenantBucket, err)
 	}
-	g.bucket = &bucketReader{client: cl, read: map[string]bool{}, seen: map[string]bool{}}
+	g.bucket = &bucketReader{client: cl, read: map[string]bool{}, seen: map[string]bool{}, lines: map[string][]byte{}}
 	return []string{"AWS_ACCESS_KEY_ID=" + user, "AWS_SECRET_ACCESS_KEY=" + secret}
 }
 
@@ -85,6 +87,7 @@ type bucketReader struct {
 	read   map[string]bool // object keys read
 	seen   map[string]bool // "in URL" and "out URL" of the records read
 	keys   []string
+	lines  map[string][]byte // each object's JSON lines, decompressed
 }
 
 func (b *bucketReader) refresh(ctx context.Context) error {
@@ -110,17 +113,26 @@ func (b *bucketReader) refresh(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("get %s: %w", k, err)
 		}
-		err = wire.DecodeBatch(obj.Body, wire.EncodingZstd, 1<<30, func(r *capture.Record) error {
+		data, err := io.ReadAll(obj.Body)
+		obj.Body.Close()
+		if err != nil {
+			return fmt.Errorf("get %s: %w", k, err)
+		}
+		lines, err := unzstd(data)
+		if err != nil {
+			return fmt.Errorf("read %s: %w", k, err)
+		}
+		err = wire.DecodeBatch(bytes.NewReader(lines), wire.EncodingIdentity, 1<<30, func(r *capture.Record) error {
 			if r.HTTP != nil {
 				b.seen[string(r.Direction)+" "+r.HTTP.Req.URL] = true
 			}
 			return nil
 		})
-		obj.Body.Close()
 		if err != nil {
 			return fmt.Errorf("read %s: %w", k, err)
 		}
 		b.read[k] = true
+		b.lines[k] = lines
 		b.keys = append(b.keys, k)
 	}
 	return nil

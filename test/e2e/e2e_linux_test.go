@@ -50,6 +50,8 @@ const (
 	upstreamOctet = 40
 	lbOctet       = 50
 	bucketOctet   = 60
+	tapOctet      = 21 // the relay that records the goproxy→forwarder hop
+	sfwdOctet     = 22 // the forwarder as speedctl writes it, with a token
 )
 
 // The guide's labels on every record: APP_LABEL, APP_POD_NAME and
@@ -76,9 +78,12 @@ func hubOutage(t *testing.T) time.Duration {
 type guide struct {
 	*world
 	bin                      string // built binaries
+	tmp                      string // the run's files
 	secrets, volume          string // the Secrets Manager stand-in, and the task volume /etc/ssl/speedscale
 	task, fwdNS, hubNS, upNS string
 	lb                       string
+	hubCAFile                string // the hub's test CA, the forwarders' SSL_CERT_FILE
+	fwdDir                   string // the forwarder's working directory, its spool in tapwire-spool
 
 	app, goproxy, forwarder, hub *proc
 	ingestKey, readKey           string
@@ -91,12 +96,20 @@ type guide struct {
 	upstream *upstream
 	lbClient *http.Client
 	nonce    string
+
+	// tap relays the task's connections to forwarder.ecs.local:8888 and
+	// records what goproxy sends; creds are the run's secrets, sent
+	// through the app by the secrets check.
+	tap   *tap
+	creds creds
 }
 
 // upstream is the HTTPS service the app calls, by name, through goproxy.
 type upstream struct {
 	mu     sync.Mutex
 	counts map[string]int
+	creds  *creds   // what /login answers with
+	logins []*login // what /login received
 }
 
 func (u *upstream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -107,6 +120,8 @@ func (u *upstream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case "/echo":
 		w.Header().Set("Content-Type", "application/json")
 		fmt.Fprintf(w, `{"echo":%q,"host":%q}`, r.URL.Query().Get("id"), r.Host)
+	case "/login":
+		u.login(w, r)
 	case "/reset":
 		// Read the request, then reset the connection: SO_LINGER 0 makes
 		// closing the TCP socket (under TLS, so that no close_notify goes
@@ -153,6 +168,7 @@ func setupGuide(t *testing.T) *guide {
 	rand.Read(nb)
 	g.nonce = hex.EncodeToString(nb)
 	tmp := t.TempDir()
+	g.tmp = tmp
 
 	ipOf := func(octet int) string { return subnet + strconv.Itoa(octet) }
 	w.hosts[forwarderName] = ipOf(forwarderOct)
@@ -160,7 +176,9 @@ func setupGuide(t *testing.T) *guide {
 	w.hosts[upstreamName] = ipOf(upstreamOctet)
 	w.hosts["task"] = ipOf(taskOctet)
 	upstreamHosts := ipOf(upstreamOctet) + "\t" + upstreamName + " rot1.upstream.test rot2.upstream.test"
-	g.task = w.host("task", taskOctet, ipOf(forwarderOct)+"\t"+forwarderName, upstreamHosts)
+	// The task resolves forwarder.ecs.local to the tap, a relay on the
+	// path to the forwarder that records the bytes goproxy sends.
+	g.task = w.host("task", taskOctet, ipOf(tapOctet)+"\t"+forwarderName, upstreamHosts)
 	g.fwdNS = w.host("forwarder", forwarderOct, ipOf(hubOctet)+"\t"+hubName, ipOf(bucketOctet)+"\t"+bucketName)
 	g.hubNS = w.host("hub", hubOctet)
 	g.upNS = w.host("upstream", upstreamOctet)
@@ -173,7 +191,8 @@ func setupGuide(t *testing.T) *guide {
 	upCA := testca.New(t)
 	upRoots := filepath.Join(tmp, "upstream-ca.pem")
 	upCA.WriteFile(t, upRoots)
-	g.upstream = &upstream{counts: map[string]int{}}
+	g.creds = newCreds(t, g.nonce)
+	g.upstream = &upstream{counts: map[string]int{}, creds: &g.creds}
 	tcfg := upCA.ServerTLS(t, upstreamName, "*.upstream.test")
 	tcfg.NextProtos = []string{"http/1.1"}
 	ln := tls.NewListener(w.listen(g.upNS, ":443"), tcfg)
@@ -186,6 +205,7 @@ func setupGuide(t *testing.T) *guide {
 	g.hubCA = testca.New(t)
 	hubCAFile := filepath.Join(tmp, "hub-ca.pem")
 	g.hubCA.WriteFile(t, hubCAFile)
+	g.hubCAFile = hubCAFile
 	leaf := g.hubCA.Leaf(t, hubName)
 	hubCert, hubKey := filepath.Join(tmp, "hub.crt"), filepath.Join(tmp, "hub.key")
 	writePEM(t, hubCert, "CERTIFICATE", leaf.Certificate[0])
@@ -220,6 +240,7 @@ func setupGuide(t *testing.T) *guide {
 	// (TENANT_BUCKET_ENDPOINT and the AWS credentials of the SDK's chain).
 	fwdDir := filepath.Join(tmp, "forwarder")
 	os.MkdirAll(fwdDir, 0o755)
+	g.fwdDir = fwdDir
 	fwdEnv := []string{
 		"CLUSTER_NAME=ecs",
 		"SPEEDSCALE_API_KEY=" + g.ingestKey,
@@ -239,6 +260,7 @@ func setupGuide(t *testing.T) *guide {
 	w.start(g.forwarder)
 	t.Cleanup(func() { g.forwarder.kill(t, syscall.SIGTERM) })
 	g.waitPort(t, g.forwarder, g.fwdNS, "127.0.0.1:8888")
+	g.tap = g.startTap(t, w.host("tap", tapOctet), ipOf(forwarderOct)+":8888")
 
 	// The CA, made with the guide's openssl commands into the secrets
 	// folder; the init step copies it into the task volume with the guide's
@@ -356,12 +378,19 @@ type hubRecord struct {
 // q, through the hub's API with the read key, from the hub's namespace.
 func (g *guide) hubRecords(t *testing.T, q string) ([]hubRecord, error) {
 	t.Helper()
+	recs, _, err := g.hubQuery(q)
+	return recs, err
+}
+
+// hubQuery is hubRecords, with the pages as the hub answered them.
+func (g *guide) hubQuery(q string) ([]hubRecord, [][]byte, error) {
 	c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
 		DialContext:     g.dialer(g.hubNS),
 		TLSClientConfig: &tls.Config{RootCAs: g.hubCA.Pool(), ServerName: hubName},
 	}}
 	defer c.CloseIdleConnections()
 	var all []hubRecord
+	var pages [][]byte
 	cursor := ""
 	for {
 		v := url.Values{"q": {q}, "limit": {"1000"}, "full": {"true"}}
@@ -372,23 +401,24 @@ func (g *guide) hubRecords(t *testing.T, q string) ([]hubRecord, error) {
 		req.Header.Set("Authorization", "Bearer "+g.readKey)
 		res, err := c.Do(req)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		b, _ := io.ReadAll(res.Body)
 		res.Body.Close()
 		if res.StatusCode != 200 {
-			return nil, fmt.Errorf("hub answered %d: %s", res.StatusCode, b)
+			return nil, nil, fmt.Errorf("hub answered %d: %s", res.StatusCode, b)
 		}
+		pages = append(pages, b)
 		var page struct {
 			Records []hubRecord `json:"records"`
 			Next    string      `json:"next"`
 		}
 		if err := json.Unmarshal(b, &page); err != nil {
-			return nil, fmt.Errorf("decode the hub's page: %w", err)
+			return nil, nil, fmt.Errorf("decode the hub's page: %w", err)
 		}
 		all = append(all, page.Records...)
 		if page.Next == "" {
-			return all, nil
+			return all, pages, nil
 		}
 		cursor = page.Next
 	}
@@ -444,7 +474,13 @@ func first(s []string, n int) []string {
 // in the forwarder's namespace.
 func (g *guide) forwarderHealth(t *testing.T) (int, string) {
 	t.Helper()
-	c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DialContext: g.dialer(g.fwdNS)}}
+	return g.healthOf(t, g.fwdNS)
+}
+
+// healthOf is the guide's forwarder health check in namespace ns.
+func (g *guide) healthOf(t *testing.T, ns string) (int, string) {
+	t.Helper()
+	c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DialContext: g.dialer(ns)}}
 	defer c.CloseIdleConnections()
 	res, err := c.Get("http://127.0.0.1:8888/")
 	if err != nil {
@@ -549,6 +585,8 @@ func TestGuide(t *testing.T) {
 		}
 	})
 
+	t.Run("secrets", func(t *testing.T) { testSecrets(t, g) })
+	t.Run("speedctl forwarder", func(t *testing.T) { testSpeedctlForwarder(t, g) })
 	t.Run("garbage", func(t *testing.T) { testGarbage(t, g) })
 	t.Run("upstream resets", func(t *testing.T) { testUpstreamReset(t, g) })
 	t.Run("forwarder killed during load", func(t *testing.T) { testForwarderKilled(t, g) })

@@ -2,7 +2,10 @@
 # it: the init container that fetches the CA from Secrets Manager, the app
 # with its CA and proxy variables, and goproxy. The task definition that uses
 # it needs a volume named by the volume_name output and networkMode awsvpc;
-# its task role needs the root module's ca_read_policy_arn. See docs/ecs.md.
+# its task role needs the root module's ca_read_policy_arn, and its execution
+# role the token_read_policy_arn (ECS reads goproxy's FORWARDER_TOKEN secret
+# with it). ecs inject writes the token as a plain variable; here it is a
+# secret. See docs/ecs.md.
 
 locals {
   cert_dir  = "/etc/ssl/speedscale"
@@ -37,6 +40,10 @@ locals {
 
   # The app's log configuration, for init and goproxy too.
   logs = { for k, v in { logConfiguration = try(var.app_container.logConfiguration, null) } : k => v if v != null }
+
+  # FORWARDER_TOKEN from Secrets Manager, unless there is none (the guide's
+  # unauthenticated setup).
+  token = { for k, v in { secrets = [{ name = "FORWARDER_TOKEN", valueFrom = var.forwarder_token_secret }] } : k => v if var.forwarder_token_secret != null }
 
   init = merge({
     name       = "init"
@@ -111,5 +118,5 @@ locals {
       { name = "REVERSE_PROXY_PORT", value = tostring(var.app_port) },
       { name = "FORWARDER_ADDR", value = var.forwarder_addr },
     ]
-  }, local.logs)
+  }, local.token, local.logs)
 }

@@ -19,6 +19,11 @@ variable "forwarder_addr" {
   default     = "forwarder.ecs.local:8888"
 }
 
+variable "forwarder_token_secret" {
+  description = "Secrets Manager secret (ARN) holding FORWARDER_TOKEN, given to goproxy as a secret (the root module's forwarder_token_secret output); the task's execution role must be allowed to read it. Required: null means no token, the guide's unauthenticated setup, which only a forwarder with no_token accepts."
+  type        = string
+}
+
 variable "cluster_name" {
   description = "APP_POD_NAMESPACE, the cluster label (the root module's cluster_name output; the guide's \"ecs\")."
   type        = string

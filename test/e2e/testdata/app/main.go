@@ -10,9 +10,17 @@
 //	                           with the upstream's status and body, or 502
 //	                           "app: upstream call failed: ..." when the call
 //	                           itself fails
+//	POST /login?id=ID&password=P
+//	                           posts to UPSTREAM/login?id=ID&password=P with the
+//	                           request's Authorization, X-Vault-Token,
+//	                           Content-Type and body, and answers with the
+//	                           upstream's status, X-Vault-Token, Content-Type
+//	                           and body (the same 502 on failure): secrets pass
+//	                           through goproxy both ways, inbound and outbound
 package main
 
 import (
+	"bytes"
 	"flag"
 	"fmt"
 	"io"
@@ -54,6 +62,34 @@ func main() {
 		}
 		defer res.Body.Close()
 		w.Header().Set("Content-Type", res.Header.Get("Content-Type"))
+		w.WriteHeader(res.StatusCode)
+		io.Copy(w, res.Body)
+	})
+	mux.HandleFunc("POST /login", func(w http.ResponseWriter, r *http.Request) {
+		body, err := io.ReadAll(io.LimitReader(r.Body, 1<<20))
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		q := url.Values{"id": {r.URL.Query().Get("id")}, "password": {r.URL.Query().Get("password")}}
+		req, err := http.NewRequest("POST", *upstream+"/login?"+q.Encode(), bytes.NewReader(body))
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		for _, h := range []string{"Authorization", "X-Vault-Token", "Content-Type"} {
+			req.Header.Set(h, r.Header.Get(h))
+		}
+		res, err := client.Do(req)
+		if err != nil {
+			w.WriteHeader(http.StatusBadGateway)
+			fmt.Fprintf(w, "app: upstream call failed: %v", err)
+			return
+		}
+		defer res.Body.Close()
+		for _, h := range []string{"X-Vault-Token", "Content-Type"} {
+			w.Header().Set(h, res.Header.Get(h))
+		}
 		w.WriteHeader(res.StatusCode)
 		io.Copy(w, res.Body)
 	})
