@@ -6,36 +6,13 @@
 package main
 
 import (
-	"context"
-	"errors"
-	"flag"
-	"fmt"
-	"os"
-	"os/signal"
-	"syscall"
+	"log/slog"
 
 	"github.com/tapwire/tapwire/internal/forwarder"
 	"github.com/tapwire/tapwire/internal/service"
 )
 
 func main() {
-	cfg, err := forwarder.Load(os.Args[1:], os.Getenv, os.Stderr)
-	if errors.Is(err, flag.ErrHelp) {
-		return
-	}
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "forwarder:", err)
-		os.Exit(2)
-	}
-	srv, err := forwarder.New(*cfg, service.NewLogger(os.Stderr, cfg.LogLevel))
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "forwarder:", err)
-		os.Exit(1)
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
-	defer stop()
-	if err := srv.Serve(ctx); err != nil {
-		fmt.Fprintln(os.Stderr, "forwarder:", err)
-		os.Exit(1)
-	}
+	service.Main("forwarder", forwarder.Load, func(c *forwarder.Config) string { return c.LogLevel },
+		func(c *forwarder.Config, log *slog.Logger) (*forwarder.Server, error) { return forwarder.New(*c, log) }, nil)
 }

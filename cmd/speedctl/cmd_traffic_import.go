@@ -208,35 +208,28 @@ func (im *importer) run(files []fmtpkg.Source, stdin io.Reader) error {
 // file imports one source, - for stdin.
 func (im *importer) file(src fmtpkg.Source, stdin io.Reader) error {
 	name := src.Path
+	var got fmtpkg.Name
+	var err error
 	if src.Format == fmtpkg.Markdown || strings.EqualFold(filepath.Ext(name), ".md") {
-		got, err := src.Read(im.add)
-		if err != nil {
-			var se *sendError
-			if errors.As(err, &se) {
-				return se.err
-			}
-			return fmt.Errorf("%s: %w", name, err)
-		}
-		im.sum.Files++
-		im.sum.Formats[string(got)]++
-		return nil
-	}
-	var r io.Reader = stdin
-	if name != "-" {
-		f, err := os.Open(name)
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		r = f
+		got, err = src.Read(im.add) // a recording: files of their own, no byte count
 	} else {
-		name = "standard input"
+		var r io.Reader = stdin
+		if name != "-" {
+			f, err := os.Open(name)
+			if err != nil {
+				return err
+			}
+			defer f.Close()
+			r = f
+		} else {
+			name = "standard input"
+		}
+		if im.bar != nil {
+			pr := progressbar.NewReader(r, im.bar)
+			r = &pr
+		}
+		got, err = fmtpkg.ReadRecords(r, im.add)
 	}
-	if im.bar != nil {
-		pr := progressbar.NewReader(r, im.bar)
-		r = &pr
-	}
-	got, err := fmtpkg.ReadRecords(r, im.add)
 	if err != nil {
 		var se *sendError
 		if errors.As(err, &se) {

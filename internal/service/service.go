@@ -7,14 +7,17 @@ package service
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"os"
+	"os/signal"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -189,5 +192,38 @@ func (l *Lifecycle) Shutdown(ctx context.Context, release func() error) error {
 		return nil
 	case <-ctx.Done():
 		return ctx.Err()
+	}
+}
+
+// Main is a daemon's main: Load (from the command line and the
+// environment), New with the logger of its LOG_LEVEL, then Serve until
+// SIGTERM or Ctrl-C. started, if not nil, runs once the daemon is built
+// (goproxy's SIGHUP handler). -help exits 0, a bad setting 2 with one line,
+// a failure to start or serve 1 with one line.
+func Main[C any, D interface{ Serve(context.Context) error }](name string,
+	load func(args []string, getenv func(string) string, out io.Writer) (C, error),
+	level func(C) string, build func(C, *slog.Logger) (D, error), started func(D)) {
+	cfg, err := load(os.Args[1:], os.Getenv, os.Stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, name+":", err)
+		os.Exit(2)
+	}
+	d, err := build(cfg, NewLogger(os.Stderr, level(cfg)))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, name+":", err)
+		os.Exit(1)
+	}
+	if started != nil {
+		started(d)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	if err := d.Serve(ctx); err != nil {
+		fmt.Fprintln(os.Stderr, name+":", err)
+		stop()
+		os.Exit(1)
 	}
 }
