@@ -207,11 +207,7 @@ func (o *replayOptions) loadRecords(ctx context.Context) ([]*capture.Record, err
 }
 
 func (o *replayOptions) run(ctx context.Context, stdout, stderr io.Writer) error {
-	recs, err := o.loadRecords(ctx)
-	if err != nil {
-		return usageError(err)
-	}
-	r, err := o.newReplay(recs)
+	_, r, err := o.load(ctx)
 	if err != nil {
 		return err
 	}
@@ -222,13 +218,18 @@ func (o *replayOptions) run(ctx context.Context, stdout, stderr io.Writer) error
 	return o.replay(ctx, r, stdout, stderr)
 }
 
-// newReplay prepares the replay of the recording's inbound requests; an error is bad usage (exit status 2).
-func (o *replayOptions) newReplay(recs []*capture.Record) (*replay.Replay, error) {
+// load reads the recording and prepares the replay of its inbound requests; an error is bad usage (exit
+// status 2). It returns the records too: test's mock answers with the outbound ones.
+func (o *replayOptions) load(ctx context.Context) ([]*capture.Record, *replay.Replay, error) {
+	recs, err := o.loadRecords(ctx)
+	if err != nil {
+		return nil, nil, usageError(err)
+	}
 	r, err := replay.New(o.cfg, recs)
 	if err != nil {
-		return nil, usageError(err)
+		return nil, nil, usageError(err)
 	}
-	return r, nil
+	return recs, r, nil
 }
 
 // replay sends the requests to the target, which answers, prints the report on stdout, writes --report,

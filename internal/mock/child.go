@@ -92,7 +92,11 @@ func StartChild(argv []string, opt ChildOptions) (*Child, error) {
 	c := &Child{cmd: cmd, group: opt.Group, done: make(chan struct{})}
 	if opt.Tail > 0 {
 		c.tail = &tail{max: opt.Tail}
-		cmd.Stdout, cmd.Stderr = teeTo(opt.Stdout, c.tail), teeTo(opt.Stderr, c.tail)
+		cmd.Stdout = teeTo(opt.Stdout, c.tail)
+		cmd.Stderr = cmd.Stdout // one writer: exec.Cmd then calls it from one goroutine at a time
+		if opt.Stderr != opt.Stdout {
+			cmd.Stderr = teeTo(opt.Stderr, c.tail)
+		}
 		// The output goes through pipes now: what the child left running must not hold Wait for ever.
 		cmd.WaitDelay = 5 * time.Second
 	}
