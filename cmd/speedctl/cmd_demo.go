@@ -151,7 +151,13 @@ whole shopper's traffic again on mocks, with payments stopped, every status as
 recorded):
 
   speedctl --home DATA traffic export --format jsonl --direction out -o out.jsonl
-  speedctl mock --from out.jsonl -- ./your-orders-build`,
+  speedctl mock --from out.jsonl -- ./your-orders-build
+
+and to test a build of it: its recorded requests replayed to it, on mocks
+(speedctl demo app is the orders service alone):
+
+  speedctl --home DATA traffic export --format jsonl -o orders.jsonl
+  speedctl test --from orders.jsonl --target http://127.0.0.1:9090 -- speedctl demo app`,
 		Example: `  speedctl demo
   speedctl demo --rate 20 --hub-port 8090
   speedctl demo --for 30s          # stops by itself, for scripts and CI`,
@@ -164,6 +170,40 @@ recorded):
 	}
 	f.add(cmd, false)
 	cmd.Flags().Float64Var(&rate, "rate", 5, "`requests` per second the shopper sends at most, from 0.1 to "+strconv.Itoa(demo.MaxRate))
+	cmd.AddCommand(newDemoAppCmd())
+	return cmd
+}
+
+func newDemoAppCmd() *cobra.Command {
+	var cfg demo.AppConfig
+	d := demo.DefaultPorts()
+	cmd := &cobra.Command{
+		Use:   "app",
+		Short: "Run the demo's orders service alone, as a build of it would run",
+		Long: `speedctl demo app runs the demo's orders service by itself, in the
+foreground, until Ctrl-C or SIGTERM: the app speedctl demo captures,
+without goproxy, the shopper or payments. It stands for your own build
+when you try speedctl mock and speedctl test on what the demo recorded.
+
+Its calls to payments (--payments) go through HTTPS_PROXY and trust
+SSL_CERT_FILE, as an app under goproxy or speedctl mock does (localhost
+included, unlike Go's default client). --broken-lookup makes
+GET /api/orders/{id} answer 500: a build with a bug, to see speedctl test
+fail on it.`,
+		Example: `  speedctl --home ~/.cache/tapwire/demo traffic export --format jsonl -o orders.jsonl
+  speedctl test --from orders.jsonl --target http://127.0.0.1:9090 -- speedctl demo app
+  speedctl test --from orders.jsonl --target http://127.0.0.1:9090 -- speedctl demo app --broken-lookup`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			return demo.RunApp(ctx, cfg, cmd.ErrOrStderr())
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&cfg.Listen, "listen", "127.0.0.1:"+strconv.Itoa(d.App), "`address` to serve on")
+	f.StringVar(&cfg.Payments, "payments", "https://localhost:"+strconv.Itoa(d.Upstream), "the payments upstream's base `URL`, as the demo recorded it")
+	f.BoolVar(&cfg.BrokenLookup, "broken-lookup", false, "GET /api/orders/{id} answers 500: a build with a bug")
 	return cmd
 }
 

@@ -14,12 +14,12 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 	"golang.org/x/term"
 
 	"github.com/tapwire/tapwire/internal/capture"
 	"github.com/tapwire/tapwire/internal/certs"
-	"github.com/tapwire/tapwire/internal/format"
-	"github.com/tapwire/tapwire/internal/hubclient"
+
 	"github.com/tapwire/tapwire/internal/mitm"
 	"github.com/tapwire/tapwire/internal/mock"
 	"github.com/tapwire/tapwire/internal/service"
@@ -32,26 +32,15 @@ const guideCADir = "/etc/ssl/speedscale"
 
 // mockOptions are the flags of mock.
 type mockOptions struct {
-	hubFlags
-	from         []string
-	snapshots    []string
+	recordingFlags
+	mockFlags
 	listen       string
-	caDir        string
 	reverse      []string
-	onMiss       string
 	recordMisses string
 	timing       string
-	rules        string
 	report       string
 	logLevel     string
 	child        []string
-}
-
-// recordSource calls fn with each record of one source: a file or directory (--from), or a hub
-// snapshot's JSONL stream (--snapshot; format.ReadRecords over the response body).
-type recordSource struct {
-	name string
-	read func(fn func(*capture.Record) error) error
 }
 
 func newMockCmd() *cobra.Command {
@@ -116,39 +105,28 @@ signals are passed to it, and mock stops when it exits.`,
 			if len(args) > 0 {
 				return fmt.Errorf("unexpected argument %q: give recordings with --from or --snapshot, and the app after --", args[0])
 			}
-			if len(o.from) == 0 && len(o.snapshots) == 0 {
+			if o.recordingFlags.empty() {
 				return errors.New("no recordings: give --from PATH (files or folders in any format) or --snapshot ID (a hub snapshot)")
 			}
 			return o.run(cmd.Context(), cmd.ErrOrStderr())
 		},
 	}
 	f := cmd.Flags()
-	f.StringArrayVar(&o.from, "from", nil, "recorded traffic: a file or directory in any format (our JSONL, raw.jsonl, HAR, Markdown recordings); repeatable")
-	f.StringArrayVar(&o.snapshots, "snapshot", nil, "a hub snapshot's `ID` (read with --hub and --key, as traffic commands do); repeatable")
-	o.hubFlags.add(cmd)
+	o.recordingFlags.add(cmd)
 	f.StringVar(&o.listen, "listen", "127.0.0.1:4140", "`address` of the forward proxy (HTTP_PROXY, HTTPS_PROXY)")
-	f.StringVar(&o.caDir, "ca-dir", "", "`folder` with tls.crt and tls.key to unwrap TLS (default "+guideCADir+" when it holds them, else ~/.speedctl/ca, made if missing)")
+	o.mockFlags.add(f)
 	f.StringArrayVar(&o.reverse, "reverse", nil, "`HOST=ADDR`: also listen on ADDR, answering as HOST (plain HTTP/1.1 and h2c); repeatable")
-	f.StringVar(&o.onMiss, "on-miss", "404", "a request no recording matches: 404, 502 or passthrough (to the real upstream)")
 	f.StringVar(&o.recordMisses, "record-misses", "", "with --on-miss passthrough, append what the upstream answered to this JSONL `file`")
 	f.StringVar(&o.timing, "timing", "none", "answer at once (none), after the recorded latency (recorded), or scaled (x0.5, x2)")
-	f.StringVar(&o.rules, "rules", "", "YAML or JSON `file` of fields to ignore or require per endpoint (docs/mock.md)")
 	f.StringVar(&o.report, "report", "", "write the report as JSON to this `file` when mock stops")
 	f.StringVar(&o.logLevel, "log-level", "info", "debug logs every request and its choice; info, warn, error")
 	return cmd
 }
 
 func (o *mockOptions) run(ctx context.Context, stderr io.Writer) error {
-	onMiss, err := mock.ParseOnMiss(o.onMiss)
-	if err != nil {
-		return fmt.Errorf("--on-miss: %w", err)
-	}
 	timing, err := mock.ParseTiming(o.timing)
 	if err != nil {
 		return fmt.Errorf("--timing: %w", err)
-	}
-	if o.recordMisses != "" && onMiss != mock.MissPassthrough {
-		return errors.New("--record-misses keeps what passthrough got: add --on-miss passthrough")
 	}
 	reverse := map[string]string{}
 	for _, r := range o.reverse {
@@ -158,103 +136,60 @@ func (o *mockOptions) run(ctx context.Context, stderr io.Writer) error {
 		}
 		reverse[addr] = host
 	}
-	var rules *mock.Rules
-	if o.rules != "" {
-		if rules, err = mock.LoadRules(o.rules); err != nil {
-			return err
-		}
+	setup, err := o.mockFlags.setup()
+	if err != nil {
+		return err
 	}
-	log := service.NewLogger(stderr, o.logLevel)
-	srcs := make([]recordSource, 0, len(o.from)+len(o.snapshots))
-	for _, p := range o.from {
-		srcs = append(srcs, recordSource{name: "--from " + p, read: func(fn func(*capture.Record) error) error { return format.ReadPath(p, fn) }})
+	if o.recordMisses != "" && setup.opt.OnMiss != mock.MissPassthrough {
+		return errors.New("--record-misses keeps what passthrough got: add --on-miss passthrough")
 	}
-	if len(o.snapshots) > 0 {
-		c, err := o.hubFlags.client()
-		if err != nil {
-			return err
-		}
-		for _, id := range o.snapshots {
-			srcs = append(srcs, recordSource{name: "--snapshot " + id, read: func(fn func(*capture.Record) error) error {
-				return readHints.explain(readSnapshot(ctx, c, id, fn))
-			}})
-		}
+	setup.opt.Timing, setup.listen, setup.reverse = timing, o.listen, reverse
+	setup.opt.Logger = service.NewLogger(stderr, o.logLevel)
+	srcs, err := o.recordingFlags.sources(ctx)
+	if err != nil {
+		return err
 	}
 	start := time.Now()
-	ix, err := loadIndex(srcs, rules)
+	recs, err := readSources(srcs, isMockable)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stderr, "speedctl mock: %d recordings over %d endpoints, read and indexed in %s\n", ix.Records(), ix.Endpoints(), time.Since(start).Round(time.Millisecond))
-	caDir, err := mockCADir(o.caDir)
-	if err != nil {
-		return err
+	if len(recs) == 0 {
+		return errors.New("no outbound HTTP records to answer with: mock serves the records of direction out (what the app called)")
 	}
-	ca, err := mitm.LoadCA(caDir)
-	if err != nil {
-		return fmt.Errorf("--ca-dir %s: %w", caDir, err)
-	}
-	minter, err := mitm.NewMinter(ca, mitm.Options{})
-	if err != nil {
-		return err
-	}
-	opt := mock.Options{Index: ix, Minter: minter, OnMiss: onMiss, Timing: timing, Logger: log}
+	setup.opt.Index = mock.NewIndex(recs, setup.rules)
+	recs = nil
+	fmt.Fprintf(stderr, "speedctl mock: %d recordings over %d endpoints, read and indexed in %s\n", setup.opt.Index.Records(), setup.opt.Index.Endpoints(), time.Since(start).Round(time.Millisecond))
 	if o.recordMisses != "" {
 		f, err := os.OpenFile(o.recordMisses, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
 		if err != nil {
 			return fmt.Errorf("--record-misses: %w", err)
 		}
 		defer f.Close()
-		opt.RecordMisses = f
+		setup.opt.RecordMisses = f
 	}
-	srv, err := mock.New(opt)
+	m, err := startMock(setup, stderr)
 	if err != nil {
 		return err
 	}
-	ln, err := net.Listen("tcp", o.listen)
-	if err != nil {
-		return fmt.Errorf("--listen: %w", err)
-	}
-	if host, _, _ := net.SplitHostPort(o.listen); host != "127.0.0.1" && host != "localhost" && host != "::1" {
-		log.Warn("the mock listens beyond loopback: anyone who reaches it can read the recorded answers", "listen", o.listen)
-	}
-	errc := make(chan error, 1+len(reverse))
-	go func() { errc <- srv.Serve(ln) }()
-	for addr, host := range reverse {
-		rl, err := net.Listen("tcp", addr)
-		if err != nil {
-			ln.Close()
-			return fmt.Errorf("--reverse %s=%s: %w", host, addr, err)
-		}
-		go func() { errc <- srv.ServeReverse(rl, host) }()
-		fmt.Fprintf(stderr, "speedctl mock: http://%s answers as %s\n", rl.Addr(), host)
-	}
-	proxyURL := "http://" + ln.Addr().String()
-	caFile, err := filepath.Abs(filepath.Join(caDir, "tls.crt"))
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(stderr, "speedctl mock: proxy %s; apps use HTTPS_PROXY=%s HTTP_PROXY=%s SSL_CERT_FILE=%s\n", proxyURL, proxyURL, proxyURL, caFile)
+	fmt.Fprintf(stderr, "speedctl mock: proxy %s; apps use HTTPS_PROXY=%s HTTP_PROXY=%s SSL_CERT_FILE=%s\n", m.proxyURL, m.proxyURL, m.proxyURL, m.caFile)
 
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT)
 	defer signal.Stop(sigs)
-	stopStatus := statusLine(stderr, srv.Report())
+	stopStatus := statusLine(stderr, m.srv.Report())
 	code := 0
 	var runErr error
 	if len(o.child) > 0 {
-		code, runErr = mock.RunChild(context.Background(), o.child, mock.ChildEnv(os.Environ(), proxyURL, caFile), sigs)
+		code, runErr = mock.RunChild(context.Background(), o.child, m.childEnv(os.Environ()), sigs)
 	} else {
 		select {
 		case <-sigs:
-		case runErr = <-errc:
+		case runErr = <-m.errc:
 		}
 	}
 	stopStatus()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	srv.Shutdown(ctx)
-	sum := srv.Report().Summary()
+	sum := m.stop()
 	sum.WriteTable(stderr)
 	if o.report != "" {
 		if err := writeReport(o.report, sum); err != nil && runErr == nil {
@@ -270,29 +205,110 @@ func (o *mockOptions) run(ctx context.Context, stderr io.Writer) error {
 	return nil
 }
 
-// loadIndex reads every source, keeping the outbound HTTP records, and indexes them.
-func loadIndex(srcs []recordSource, rules *mock.Rules) (*mock.Index, error) {
-	var recs []*capture.Record
-	for _, s := range srcs {
-		n := 0
-		err := s.read(func(r *capture.Record) error {
-			n++
-			if r.Direction == capture.DirOut && r.HTTP != nil && r.HTTP.Res != nil {
-				recs = append(recs, r)
-			}
-			return nil
-		})
+// mockFlags are the flags of how the mock answers, which mock and test share.
+type mockFlags struct {
+	caDir  string
+	onMiss string
+	rules  string
+}
+
+func (m *mockFlags) add(f *pflag.FlagSet) {
+	f.StringVar(&m.caDir, "ca-dir", "", "`folder` with tls.crt and tls.key to unwrap TLS (default "+guideCADir+" when it holds them, else ~/.speedctl/ca, made if missing)")
+	f.StringVar(&m.onMiss, "on-miss", "404", "a request no recording matches: 404, 502 or passthrough (to the real upstream)")
+	f.StringVar(&m.rules, "rules", "", "YAML or JSON `file` of fields to ignore or require per endpoint (docs/mock.md)")
+}
+
+// setup checks the flags and reads the rules file: the mock's setup but for its index and listeners.
+func (m *mockFlags) setup() (mockSetup, error) {
+	onMiss, err := mock.ParseOnMiss(m.onMiss)
+	if err != nil {
+		return mockSetup{}, fmt.Errorf("--on-miss: %w", err)
+	}
+	s := mockSetup{caDir: m.caDir, opt: mock.Options{OnMiss: onMiss}}
+	if m.rules != "" {
+		if s.rules, err = mock.LoadRules(m.rules); err != nil {
+			return mockSetup{}, err
+		}
+	}
+	return s, nil
+}
+
+// mockSetup is what startMock starts a mock from.
+type mockSetup struct {
+	opt     mock.Options      // with its Index; its Minter is made from caDir
+	rules   *mock.Rules       // the rules the index was made with
+	caDir   string            // --ca-dir; if empty, mockCADir's default
+	listen  string            // the forward proxy's address
+	reverse map[string]string // listen address → the host it answers as
+}
+
+// runningMock is a mock serving: its forward proxy and its reverse listeners.
+type runningMock struct {
+	srv      *mock.Server
+	proxyURL string // http://ADDR, the apps' HTTP_PROXY and HTTPS_PROXY
+	caFile   string // the CA certificate, the apps' SSL_CERT_FILE
+	errc     chan error
+}
+
+// startMock loads the CA, makes the server and serves it on its listeners, each in a goroutine that stop
+// ends.
+func startMock(s mockSetup, stderr io.Writer) (*runningMock, error) {
+	caDir, err := mockCADir(s.caDir)
+	if err != nil {
+		return nil, err
+	}
+	ca, err := mitm.LoadCA(caDir)
+	if err != nil {
+		return nil, fmt.Errorf("--ca-dir %s: %w", caDir, err)
+	}
+	if s.opt.Minter, err = mitm.NewMinter(ca, mitm.Options{}); err != nil {
+		return nil, err
+	}
+	caFile, err := filepath.Abs(filepath.Join(caDir, "tls.crt"))
+	if err != nil {
+		return nil, err
+	}
+	srv, err := mock.New(s.opt)
+	if err != nil {
+		return nil, err
+	}
+	ln, err := net.Listen("tcp", s.listen)
+	if err != nil {
+		return nil, fmt.Errorf("--listen: %w", err)
+	}
+	if host, _, _ := net.SplitHostPort(s.listen); host != "127.0.0.1" && host != "localhost" && host != "::1" && s.opt.Logger != nil {
+		s.opt.Logger.Warn("the mock listens beyond loopback: anyone who reaches it can read the recorded answers", "listen", s.listen)
+	}
+	m := &runningMock{srv: srv, proxyURL: "http://" + ln.Addr().String(), caFile: caFile, errc: make(chan error, 1+len(s.reverse))}
+	go func() { m.errc <- srv.Serve(ln) }()
+	for addr, host := range s.reverse {
+		rl, err := net.Listen("tcp", addr)
 		if err != nil {
-			return nil, fmt.Errorf("%s: %w", s.name, err)
+			m.stop()
+			return nil, fmt.Errorf("--reverse %s=%s: %w", host, addr, err)
 		}
-		if n == 0 {
-			return nil, fmt.Errorf("%s: no records", s.name)
-		}
+		go func() { m.errc <- srv.ServeReverse(rl, host) }()
+		fmt.Fprintf(stderr, "speedctl mock: http://%s answers as %s\n", rl.Addr(), host)
 	}
-	if len(recs) == 0 {
-		return nil, errors.New("no outbound HTTP records to answer with: mock serves the records of direction out (what the app called)")
-	}
-	return mock.NewIndex(recs, rules), nil
+	return m, nil
+}
+
+// childEnv is env with the variables that send an app's calls to the mock, trusting its CA.
+func (m *runningMock) childEnv(env []string) []string {
+	return mock.ChildEnv(env, m.proxyURL, m.caFile)
+}
+
+// stop shuts the server down, within 5 seconds, and returns its report's summary.
+func (m *runningMock) stop() mock.Summary {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	m.srv.Shutdown(ctx)
+	return m.srv.Report().Summary()
+}
+
+// isMockable reports whether mock answers with r: an outbound HTTP exchange with its response.
+func isMockable(r *capture.Record) bool {
+	return r.Direction == capture.DirOut && r.HTTP != nil && r.HTTP.Res != nil
 }
 
 // mockCADir is --ca-dir, or its default: the guide's folder when it holds a CA, else speedctl's own,
@@ -377,14 +393,3 @@ func writeReport(path string, rep interface{ WriteJSON(io.Writer) error }) error
 type exitStatus int
 
 func (e exitStatus) Error() string { return fmt.Sprintf("exit status %d", int(e)) }
-
-// readSnapshot reads a hub snapshot's records: its JSONL, streamed.
-func readSnapshot(ctx context.Context, c *hubclient.Client, id string, fn func(*capture.Record) error) error {
-	ex, err := c.SnapshotRecords(ctx, id, string(format.JSONL))
-	if err != nil {
-		return err
-	}
-	defer ex.Close()
-	_, err = format.ReadRecords(ex, fn)
-	return err
-}

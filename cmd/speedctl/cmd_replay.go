@@ -15,9 +15,9 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/tapwire/tapwire/internal/capture"
-	fmtpkg "github.com/tapwire/tapwire/internal/format"
 	"github.com/tapwire/tapwire/internal/hubclient"
 	"github.com/tapwire/tapwire/internal/replay"
 )
@@ -26,9 +26,7 @@ func init() { commands = append(commands, newReplayCmd) }
 
 // replayOptions are the flags of replay.
 type replayOptions struct {
-	hubFlags
-	from       []string
-	snapshots  []string
+	recordingFlags
 	cfg        replay.Config
 	timing     string
 	transforms string
@@ -116,10 +114,13 @@ its recording. A push that fails exits 2, after the table.`,
 		},
 	}
 	cmd.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError(err) })
-	f := cmd.Flags()
-	f.StringArrayVar(&o.from, "from", nil, "a recording: a file or directory of records (repeatable)")
-	f.StringArrayVar(&o.snapshots, "snapshot", nil, "a hub snapshot's `ID` (repeatable), read with --hub and --key")
-	o.hubFlags.add(cmd)
+	o.recordingFlags.add(cmd)
+	o.add(cmd.Flags())
+	return cmd
+}
+
+// add adds the flags of what to send, how, and how to judge it: replay's and test's.
+func (o *replayOptions) add(f *pflag.FlagSet) {
 	f.StringVar(&o.cfg.Target, "target", "", "where to send: http://, h2c:// or https://HOST:PORT[/prefix]")
 	f.IntVar(&o.cfg.VUs, "vus", 0, "virtual users sending at once (default 10); with --rate or --timing the most requests in flight (default 256)")
 	f.Float64Var(&o.cfg.Rate, "rate", 0, "requests per second, open loop (default 0: as fast as the users' answers come)")
@@ -141,11 +142,10 @@ its recording. A push that fails exits 2, after the table.`,
 	f.BoolVar(&o.insecure, "insecure", false, "do not check the https target's certificate (a warning is printed)")
 	f.BoolVar(&o.noGuard, "no-guard", false, "go on even when none of the first 20 answers has the recorded status")
 	f.BoolVar(&o.noProgress, "no-progress", false, "no progress bar, even on a terminal")
-	return cmd
 }
 
 func (o *replayOptions) prepare() error {
-	if len(o.from) == 0 && len(o.snapshots) == 0 {
+	if o.recordingFlags.empty() {
 		return errors.New("no recording: give --from PATH (a file or directory of records) or --snapshot ID (a hub snapshot)")
 	}
 	if o.cfg.Target == "" {
@@ -213,53 +213,62 @@ func parseTiming(s string) (float64, error) {
 // loadRecords reads every record of the --from paths and the --snapshot
 // ids.
 func (o *replayOptions) loadRecords(ctx context.Context) ([]*capture.Record, error) {
-	var recs []*capture.Record
-	add := func(r *capture.Record) error {
-		recs = append(recs, r)
-		return nil
+	srcs, err := o.recordingFlags.sources(ctx)
+	if err != nil {
+		return nil, err
 	}
-	for _, p := range o.from {
-		if err := fmtpkg.ReadPath(p, add); err != nil {
-			return nil, fmt.Errorf("--from %s: %w", p, err)
-		}
-	}
-	if len(o.snapshots) > 0 {
-		c, err := o.hubFlags.client()
-		if err != nil {
-			return nil, err
-		}
-		for _, id := range o.snapshots {
-			if err := readSnapshot(ctx, c, id, add); err != nil {
-				return nil, fmt.Errorf("--snapshot %s: %w", id, readHints.explain(err))
-			}
-		}
-	}
-	return recs, nil
+	return readSources(srcs, nil)
 }
 
 func (o *replayOptions) run(ctx context.Context, stdout, stderr io.Writer) error {
-	var pusher *hubclient.Client
-	if o.push {
-		c, err := o.hubFlags.ingestClient(o.ingestKey)
-		if err != nil {
-			return usageError(fmt.Errorf("--push: %w", err))
-		}
-		pusher = c
+	pusher, err := o.pusher()
+	if err != nil {
+		return err
 	}
+	_, r, err := o.load(ctx)
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	if err := r.Probe(ctx); err != nil {
+		return &exitError{code: 2, err: err}
+	}
+	return o.replay(ctx, r, pusher, stdout, stderr)
+}
+
+// pusher is the hub client --push stores the report with (nil without
+// --push), made before anything is sent so that a missing key fails first.
+func (o *replayOptions) pusher() (*hubclient.Client, error) {
+	if !o.push {
+		return nil, nil
+	}
+	c, err := o.hubFlags.ingestClient(o.ingestKey)
+	if err != nil {
+		return nil, usageError(fmt.Errorf("--push: %w", err))
+	}
+	return c, nil
+}
+
+// load reads the recording and prepares the replay of its inbound requests; an error is bad usage (exit
+// status 2). It returns the records too: test's mock answers with the outbound ones.
+func (o *replayOptions) load(ctx context.Context) ([]*capture.Record, *replay.Replay, error) {
 	recs, err := o.loadRecords(ctx)
 	if err != nil {
-		return usageError(err)
+		return nil, nil, usageError(err)
 	}
 	r, err := replay.New(o.cfg, recs)
 	if err != nil {
-		return usageError(err)
+		return nil, nil, usageError(err)
 	}
-	defer r.Close()
+	return recs, r, nil
+}
+
+// replay sends the requests to the target, which answers, prints the report on stdout, writes --report,
+// stores it in the hub with pusher (if not nil), and returns an *exitError when an assertion fails or the
+// run was cut short (exit status 1).
+func (o *replayOptions) replay(ctx context.Context, r *replay.Replay, pusher *hubclient.Client, stdout, stderr io.Writer) error {
 	if o.insecure {
 		fmt.Fprintln(stderr, "warning: --insecure: the target's certificate is not checked")
-	}
-	if err := r.Probe(ctx); err != nil {
-		return &exitError{code: 2, err: err}
 	}
 	sessions, users := r.Sessions()
 	fmt.Fprintf(stderr, "replaying %d requests (%d endpoints, %d recorded clients on %d users) to %s\n",

@@ -74,6 +74,10 @@ and sends recorded traffic to a new build, comparing its answers:
 
   speedctl replay --from orders.jsonl --target http://localhost:8080 --fail-if 'p99>200ms'
 
+and does both in one line of a CI job: the build on mocks, its recording replayed to it:
+
+  speedctl test --from orders.jsonl --target http://127.0.0.1:8080 -- ./bin/orders
+
 docs/ecs.md walks through a whole ECS deployment; docs/speedctl.md describes
 every command and the config file.`,
 		SilenceUsage:  true, // an error is one line, not the usage

@@ -2,11 +2,15 @@ package demo
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"net"
 	"net/http"
+	"net/url"
+	"os"
 	"strconv"
 	"sync"
 	"time"
@@ -19,6 +23,7 @@ import (
 type orders struct {
 	payments string       // the upstream's base URL, https://localhost:PORT
 	client   *http.Client // through goproxy's outbound proxy, trusting the demo CA
+	broken   bool         // GET /api/orders/{id} answers 500 (AppConfig.BrokenLookup)
 
 	mu     sync.Mutex
 	rnd    *rand.Rand
@@ -87,6 +92,10 @@ func (o *orders) list(w http.ResponseWriter, r *http.Request) {
 }
 
 func (o *orders) get(w http.ResponseWriter, r *http.Request) {
+	if o.broken {
+		writeJSON(w, http.StatusInternalServerError, map[string]string{"error": "order lookup is broken in this build"})
+		return
+	}
 	id, err := strconv.Atoi(r.PathValue("id"))
 	if err != nil {
 		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "order id must be a number"})
@@ -182,6 +191,76 @@ func (o *orders) create(w http.ResponseWriter, r *http.Request) {
 	o.mu.Unlock()
 	w.Header().Set("Location", "/api/orders/"+strconv.Itoa(x.ID))
 	writeJSON(w, http.StatusCreated, x)
+}
+
+// AppConfig is the orders app run alone (speedctl demo app), as a build of
+// it runs in CI under speedctl test.
+type AppConfig struct {
+	// Listen is the address the app serves on; if zero, the demo's,
+	// 127.0.0.1:9090.
+	Listen string
+	// Payments is the payments upstream's base URL; if zero, the demo's,
+	// https://localhost:9443.
+	Payments string
+	// BrokenLookup makes GET /api/orders/{id} answer 500: a build with a
+	// bug, to see speedctl test fail.
+	BrokenLookup bool
+}
+
+func (c *AppConfig) setDefaults() {
+	d := DefaultPorts()
+	if c.Listen == "" {
+		c.Listen = net.JoinHostPort("127.0.0.1", strconv.Itoa(d.App))
+	}
+	if c.Payments == "" {
+		c.Payments = "https://localhost:" + strconv.Itoa(d.Upstream)
+	}
+}
+
+// RunApp serves the orders app until ctx ends, and then lets the requests
+// in flight finish for up to 5 seconds. Its calls to payments go through
+// HTTPS_PROXY (HTTP_PROXY for an http:// upstream), localhost included,
+// and trust the system's roots, which SSL_CERT_FILE replaces: as under
+// goproxy's outbound proxy, or speedctl mock.
+func RunApp(ctx context.Context, cfg AppConfig, out io.Writer) error {
+	cfg.setDefaults()
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	tr := &http.Transport{Proxy: proxyFromEnv, MaxIdleConnsPerHost: 4, IdleConnTimeout: 30 * time.Second}
+	defer tr.CloseIdleConnections()
+	app := newOrders(cfg.Payments, &http.Client{Transport: tr, Timeout: 10 * time.Second})
+	app.broken = cfg.BrokenLookup
+	fmt.Fprintf(out, "orders: serving http://%s; payments at %s", ln.Addr(), cfg.Payments)
+	if p, _ := proxyFromEnv(&http.Request{URL: &url.URL{Scheme: "https"}}); p != nil {
+		fmt.Fprintf(out, " through %s", p.Redacted())
+	}
+	if cfg.BrokenLookup {
+		fmt.Fprint(out, "; GET /api/orders/{id} broken (500)")
+	}
+	fmt.Fprintln(out)
+	return serveUntil(ctx, ln, app.handler())
+}
+
+// proxyFromEnv is http.ProxyFromEnvironment without its exception for
+// localhost and loopback addresses, which would send the calls to
+// https://localhost:PORT around the proxy, and without NO_PROXY.
+func proxyFromEnv(req *http.Request) (*url.URL, error) {
+	keys := []string{"HTTP_PROXY", "http_proxy"}
+	if req.URL.Scheme == "https" {
+		keys = []string{"HTTPS_PROXY", "https_proxy"}
+	}
+	for _, k := range keys {
+		if v := os.Getenv(k); v != "" {
+			u, err := url.Parse(v)
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", k, err)
+			}
+			return u, nil
+		}
+	}
+	return nil, nil
 }
 
 // payments is the HTTPS upstream: a card processor's charge endpoint.

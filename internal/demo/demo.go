@@ -413,23 +413,27 @@ func (s *Stack) run(name string, f func(context.Context) error) {
 
 // serveHTTP serves h on ln until the stack stops.
 func (s *Stack) serveHTTP(name string, ln net.Listener, h http.Handler) {
+	s.run(name, func(ctx context.Context) error { return serveUntil(ctx, ln, h) })
+}
+
+// serveUntil serves h on ln until ctx ends, and then lets the requests in
+// flight finish for up to 5 seconds.
+func serveUntil(ctx context.Context, ln net.Listener, h http.Handler) error {
 	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
-	s.run(name, func(ctx context.Context) error {
-		errc := make(chan error, 1)
-		go func() { errc <- srv.Serve(ln) }()
-		select {
-		case err := <-errc:
-			return err
-		case <-ctx.Done():
-		}
-		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		if err := srv.Shutdown(sctx); err != nil {
-			srv.Close()
-		}
-		<-errc
-		return nil
-	})
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		srv.Close()
+	}
+	<-errc
+	return nil
 }
 
 // ports binds the ports the demo serves itself and checks goproxy's,
