@@ -381,12 +381,16 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, scheme, host stri
 	res := s.opt.Index.Match(req)
 	if res.Matched() {
 		s.report.matched(res.Endpoint)
-		s.log.Debug("matched", "method", r.Method, "url", req.URL(), "recording", res.Nth, "endpoint", res.Endpoint)
+		if s.log.Enabled(r.Context(), slog.LevelDebug) { // req.URL() builds a string: not for every request
+			s.log.Debug("matched", "method", r.Method, "url", req.URL(), "recording", res.Nth, "endpoint", res.Endpoint)
+		}
 		s.answer(w, r, res.Record)
 		return
 	}
 	s.report.miss(req, res)
-	s.log.Debug("miss", "method", r.Method, "url", req.URL(), "closest", res.Closest, "why", res.Why)
+	if s.log.Enabled(r.Context(), slog.LevelDebug) {
+		s.log.Debug("miss", "method", r.Method, "url", req.URL(), "closest", res.Closest, "why", res.Why)
+	}
 	if s.opt.OnMiss == MissPassthrough {
 		s.passthrough(w, r, req)
 		return
