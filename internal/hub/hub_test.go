@@ -19,6 +19,7 @@ import (
 
 	"github.com/tapwire/tapwire/internal/capture"
 	"github.com/tapwire/tapwire/internal/format/raw"
+	"github.com/tapwire/tapwire/internal/memtest"
 	"github.com/tapwire/tapwire/internal/store"
 	"github.com/tapwire/tapwire/internal/store/postgres"
 	"github.com/tapwire/tapwire/internal/store/sqlite"
@@ -27,7 +28,11 @@ import (
 	"github.com/tapwire/tapwire/internal/wire"
 )
 
-func TestMain(m *testing.M) { os.Exit(testpg.Main(m)) }
+func TestMain(m *testing.M) {
+	code := testpg.Main(m)
+	memtest.RemoveBuilt() // the memory test's hub binary
+	os.Exit(code)
+}
 
 var ctx = context.Background()
 
