@@ -101,6 +101,11 @@ type Config struct {
 	Every time.Duration
 	// Self is how the hints call speedctl; if zero, "speedctl".
 	Self string
+	// UpstreamCA, for capture, is a PEM file of CAs goproxy trusts for the
+	// app's upstreams besides the system roots (TLS_OUT_EXTRA_CA_FILE): a
+	// company CA, or a test server's. If zero, the system roots only. The
+	// demo always trusts its own payments CA.
+	UpstreamCA string
 }
 
 // MaxRate bounds Config.Rate: the demo is a first look, not a load test.
@@ -164,6 +169,18 @@ func (c *Config) Validate() error {
 	}
 	if c.For < 0 {
 		return fmt.Errorf("--for %s: want a positive duration", c.For)
+	}
+	if c.UpstreamCA != "" {
+		if c.AppPort == 0 {
+			return errors.New("--upstream-ca: for capture only (the demo trusts its own upstream's CA)")
+		}
+		pem, err := os.ReadFile(c.UpstreamCA)
+		if err != nil {
+			return fmt.Errorf("--upstream-ca: %w", err)
+		}
+		if !x509.NewCertPool().AppendCertsFromPEM(pem) {
+			return fmt.Errorf("--upstream-ca %s: no PEM certificate in it", c.UpstreamCA)
+		}
 	}
 	return nil
 }
@@ -328,6 +345,13 @@ func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 	}
 	if cfg.AppPort != 0 {
 		env["REVERSE_PROXY_PORT"] = strconv.Itoa(cfg.AppPort)
+		if cfg.UpstreamCA != "" {
+			ca, err := filepath.Abs(cfg.UpstreamCA)
+			if err != nil {
+				return nil, fmt.Errorf("--upstream-ca: %w", err)
+			}
+			env["TLS_OUT_EXTRA_CA_FILE"] = ca
+		}
 	} else {
 		env["REVERSE_PROXY_PORT"] = strconv.Itoa(ports.App)
 		// The payments upstream, over HTTPS with its own CA, which goproxy
