@@ -445,3 +445,51 @@ func TestUpstreamCAValidate(t *testing.T) {
 		})
 	}
 }
+
+// TestLogFile: the payments server's own errors (a failed TLS handshake)
+// go to demo.log, not over the summary line; the next run keeps the
+// previous log as demo.log.1 and starts its own with a line naming it.
+func TestLogFile(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	dir := t.TempDir()
+	var out bytes.Buffer
+	s, err := Start(context.Background(), Config{DataDir: dir, Ports: anyPorts, Out: &out})
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, _ := url.Parse(s.UpstreamURL)
+	c, err := net.Dial("tcp", u.Host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n") // plain HTTP to the HTTPS port
+	io.Copy(io.Discard, c)
+	c.Close()
+	logFile := filepath.Join(dir, "demo.log")
+	waitFor(t, "the handshake error in demo.log", func() bool {
+		b, _ := os.ReadFile(logFile)
+		return bytes.Contains(b, []byte("TLS handshake error")) && bytes.Contains(b, []byte(`"part":"payments"`))
+	})
+	if _, _, err := s.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(out.String(), "TLS handshake error") {
+		t.Errorf("the handshake error reached the output:\n%s", out.String())
+	}
+
+	s, err = Start(context.Background(), Config{DataDir: dir, Ports: anyPorts, Out: &out})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := s.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	prev, _ := os.ReadFile(logFile + ".1")
+	cur, _ := os.ReadFile(logFile)
+	if !bytes.Contains(prev, []byte("TLS handshake error")) {
+		t.Errorf("demo.log.1 lacks the previous run's log:\n%s", prev)
+	}
+	if first, _, _ := bytes.Cut(cur, []byte("\n")); !bytes.Contains(first, []byte(`"msg":"run started","run":"demo"`)) || bytes.Contains(cur, []byte("TLS handshake error")) {
+		t.Errorf("demo.log: want this run's log, starting with its run line; got\n%s", cur)
+	}
+}
