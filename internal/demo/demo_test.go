@@ -230,6 +230,7 @@ func TestRunOutput(t *testing.T) {
 		"export TAPWIRE_HUB_URL=http://127.0.0.1:",
 		"speedctl traffic list --direction out",
 		"speedctl traffic export --format har -o demo.har",
+		"speedctl --home " + dir + " traffic import FILE.har",
 		"captured ",
 		"Stopped. The hub holds ",
 	} {
