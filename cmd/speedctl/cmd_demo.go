@@ -209,7 +209,7 @@ fail on it.`,
 
 func newCaptureCmd() *cobra.Command {
 	var f stackFlags
-	var service string
+	var service, upstreamCA string
 	cmd := &cobra.Command{
 		Use:   "capture PORT",
 		Short: "Capture the traffic of your own app on this machine",
@@ -227,11 +227,16 @@ It prints the address to send traffic to, the environment to start your app
 with so its outbound calls are captured too, the viewer's address and read
 key, and a summary line. Ctrl-C stops it; the records stay in --data.
 
+goproxy verifies your app's HTTPS upstreams against the system roots; an
+upstream signed by another CA (a company CA, a test server's) needs
+--upstream-ca with that CA's PEM file.
+
 A default port that is busy, or that is your app's, moves to a free one (the
 header says so); a port given as a flag that is busy is an error.`,
 		Example: `  speedctl capture 3000
   curl http://127.0.0.1:4143/             # reaches your app, and is captured
-  speedctl capture 8080 --service notifications --hub-port 8090`,
+  speedctl capture 8080 --service notifications --hub-port 8090
+  speedctl capture 3000 --upstream-ca ./test-ca.pem   # upstreams signed by a test CA`,
 		Args: func(cmd *cobra.Command, args []string) error {
 			if len(args) != 1 {
 				return fmt.Errorf("want the port your app listens on, e.g. speedctl capture 3000")
@@ -245,10 +250,12 @@ header says so); a port given as a flag that is busy is an error.`,
 			cfg := f.config(cmd)
 			cfg.AppPort, _ = strconv.Atoi(args[0])
 			cfg.Service = service
+			cfg.UpstreamCA = upstreamCA
 			return runStack(cmd, cfg)
 		},
 	}
 	f.add(cmd, true)
 	cmd.Flags().StringVar(&service, "service", "app", "the service label (APP_LABEL) on the records")
+	cmd.Flags().StringVar(&upstreamCA, "upstream-ca", "", "PEM `file` of CAs to trust for your app's HTTPS upstreams besides the system roots, e.g. a company or test CA (goproxy's TLS_OUT_EXTRA_CA_FILE)")
 	return cmd
 }

@@ -24,7 +24,7 @@ func TestDemoFlags(t *testing.T) {
 		wantFor    time.Duration
 	}{
 		{"defaults", []string{"demo"}, nil, demo.DefaultPorts(), 5, 0},
-		{"capture", []string{"capture", "3000", "--forwarder-port", "9888"}, []string{"--forwarder-port"},
+		{"capture", []string{"capture", "3000", "--forwarder-port", "9888", "--upstream-ca", "ca.pem"}, []string{"--forwarder-port"},
 			func() demo.Ports { p := demo.DefaultPorts(); p.Forwarder, p.App, p.Upstream = 9888, 0, 0; return p }(), 0, 0},
 		{"some ports", []string{"demo", "--hub-port", "8090", "--in-port=0", "--rate", "12.5", "--for", "30s"},
 			[]string{"--hub-port", "--in-port"}, func() demo.Ports { p := demo.DefaultPorts(); p.Hub, p.In = 8090, 0; return p }(), 12.5, 30 * time.Second},
@@ -41,8 +41,8 @@ func TestDemoFlags(t *testing.T) {
 			if got.Ports != tc.wantPorts || got.Rate != tc.wantRate || got.For != tc.wantFor {
 				t.Errorf("ports %+v, rate %g, for %s; want %+v, %g, %s", got.Ports, got.Rate, got.For, tc.wantPorts, tc.wantRate, tc.wantFor)
 			}
-			if tc.name == "capture" && (got.AppPort != 3000 || got.Service != "app") {
-				t.Errorf("capture: app port %d, service %q; want 3000, app", got.AppPort, got.Service)
+			if tc.name == "capture" && (got.AppPort != 3000 || got.Service != "app" || got.UpstreamCA != "ca.pem") {
+				t.Errorf("capture: app port %d, service %q, upstream CA %q; want 3000, app, ca.pem", got.AppPort, got.Service, got.UpstreamCA)
 			}
 			if tc.name != "capture" && got.AppPort != 0 {
 				t.Errorf("demo: app port %d, want 0", got.AppPort)

@@ -17,6 +17,7 @@ import (
 
 	"github.com/tapwire/tapwire/internal/apitype"
 	"github.com/tapwire/tapwire/internal/config"
+	"github.com/tapwire/tapwire/internal/demo"
 	"github.com/tapwire/tapwire/internal/hubclient"
 	"github.com/tapwire/tapwire/internal/store"
 )
@@ -103,7 +104,7 @@ func (h *hubFlags) runE(o readCommand) func(*cobra.Command, []string) error {
 // environment, then the config file.
 func (h *hubFlags) client() (*hubclient.Client, error) {
 	return h.clientWith(h.key, readKeyKey, readKeyKey, func() error {
-		return fmt.Errorf("no read key: pass --key tw_..., or run `speedctl config set %s=tw_...` (make one with `hub keys create -tenant T -role read`)", readKeyKey)
+		return fmt.Errorf("no read key: pass --key tw_..., or run `speedctl config set %s=tw_...` (make one with `hub keys create -tenant T -role read`)%s", readKeyKey, demoHomeHint())
 	})
 }
 
@@ -112,7 +113,7 @@ func (h *hubFlags) client() (*hubclient.Client, error) {
 // forwarder's key).
 func (h *hubFlags) ingestClient(flagKey string) (*hubclient.Client, error) {
 	return h.clientWith(flagKey, ingestKeyKey, ingestKeyKey, func() error {
-		return fmt.Errorf("no ingest key: pass --ingest-key tw_..., set $%s, or run `speedctl config set %s=tw_...` (make one with `hub keys create -tenant T -role ingest`)", ingestKeyKey, ingestKeyKey)
+		return fmt.Errorf("no ingest key: pass --ingest-key tw_..., set $%s, or run `speedctl config set %s=tw_...` (make one with `hub keys create -tenant T -role ingest`)%s", ingestKeyKey, ingestKeyKey, demoHomeHint())
 	})
 }
 
@@ -147,12 +148,36 @@ func (h *hubFlags) clientWith(key, envKey, configKey string, noKey func() error)
 		}
 	}
 	if hub == "" {
-		return nil, fmt.Errorf("no hub: pass --hub URL, or run `speedctl config set %s=http://127.0.0.1:8080`", hubURLKey)
+		return nil, fmt.Errorf("no hub: pass --hub URL, or run `speedctl config set %s=http://127.0.0.1:8080`%s", hubURLKey, demoHomeHint())
 	}
 	if key == "" {
 		return nil, noKey()
 	}
 	return hubclient.New(hub, key, hubclient.Options{UserAgent: userAgent()})
+}
+
+// demoHomeHint ends a missing-setting message: when the demo's (or
+// capture's) data folder holds a speedctl config for its hub and it is not
+// the home in use, "; or, for the demo's hub, pass --home ~/.cache/tapwire/demo".
+func demoHomeHint() string {
+	cur, _ := home()
+	var hints []string
+	for _, c := range []struct {
+		capture bool
+		name    string
+	}{{false, "speedctl demo"}, {true, "speedctl capture"}} {
+		dir := demo.DefaultDataDir(c.capture)
+		if dir == cur {
+			continue
+		}
+		if _, err := config.Load(dir); err == nil {
+			hints = append(hints, fmt.Sprintf("for %s's hub, pass --home %s", c.name, shortHome(dir)))
+		}
+	}
+	if len(hints) == 0 {
+		return ""
+	}
+	return "; or, " + strings.Join(hints, "; or, ")
 }
 
 func userAgent() string { return "speedctl/" + version }

@@ -36,8 +36,8 @@ func newTrafficExportCmd(hf *hubFlags) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "export",
 		Short: "Export records as HAR, our JSONL, the vendor's raw.jsonl or Markdown recordings",
-		Long: `Export the records the filters select, newest first, to -o FILE or standard
-output:
+		Long: `Export the records the filters select, newest first (HAR oldest first, as
+browsers write it), to -o FILE or standard output:
 
   --format har    HAR 1.2, one entry per HTTP record (TCP records are left out)
   --format jsonl  our records, one per line: what ` + "`hub import`" + ` and ` + "`traffic import`" + ` read

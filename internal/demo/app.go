@@ -240,7 +240,7 @@ func RunApp(ctx context.Context, cfg AppConfig, out io.Writer) error {
 		fmt.Fprint(out, "; GET /api/orders/{id} broken (500)")
 	}
 	fmt.Fprintln(out)
-	return serveUntil(ctx, ln, app.handler())
+	return serveUntil(ctx, ln, app.handler(), nil)
 }
 
 // proxyFromEnv is http.ProxyFromEnvironment without its exception for

@@ -20,6 +20,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
+	"log"
 	"log/slog"
 	"net"
 	"net/http"
@@ -101,6 +103,11 @@ type Config struct {
 	Every time.Duration
 	// Self is how the hints call speedctl; if zero, "speedctl".
 	Self string
+	// UpstreamCA, for capture, is a PEM file of CAs goproxy trusts for the
+	// app's upstreams besides the system roots (TLS_OUT_EXTRA_CA_FILE): a
+	// company CA, or a test server's. If zero, the system roots only. The
+	// demo always trusts its own payments CA.
+	UpstreamCA string
 }
 
 // MaxRate bounds Config.Rate: the demo is a first look, not a load test.
@@ -165,6 +172,18 @@ func (c *Config) Validate() error {
 	if c.For < 0 {
 		return fmt.Errorf("--for %s: want a positive duration", c.For)
 	}
+	if c.UpstreamCA != "" {
+		if c.AppPort == 0 {
+			return errors.New("--upstream-ca: for capture only (the demo trusts its own upstream's CA)")
+		}
+		pem, err := os.ReadFile(c.UpstreamCA)
+		if err != nil {
+			return fmt.Errorf("--upstream-ca: %w", err)
+		}
+		if !x509.NewCertPool().AppendCertsFromPEM(pem) {
+			return fmt.Errorf("--upstream-ca %s: no PEM certificate in it", c.UpstreamCA)
+		}
+	}
 	return nil
 }
 
@@ -195,6 +214,7 @@ func (c *Config) portSpecs() []portSpec {
 // Stack is a running demo or capture.
 type Stack struct {
 	cfg Config
+	log *slog.Logger // to the log file
 
 	// Where the parts are.
 	HubURL, ForwarderURL, InURL, OutURL, DiagURL string
@@ -258,14 +278,25 @@ func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 	s.HubURL, s.ForwarderURL = loop(ports.Hub), loop(ports.Forwarder)
 	s.InURL, s.OutURL, s.DiagURL = loop(ports.In), loop(ports.Out), loop(ports.Diag)
 
-	// One log file for every part: the terminal is for the summary.
+	// One log file for every part: the terminal is for the summary. The
+	// previous run's log is kept as demo.log.1 (one generation: the folder
+	// stays bounded), and each log starts with a line naming the run.
 	s.LogFile = filepath.Join(dir, "demo.log")
+	if err := os.Rename(s.LogFile, s.LogFile+".1"); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("keep the previous log: %w", err)
+	}
 	lf, err := os.OpenFile(s.LogFile, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("log file: %w", err)
 	}
 	s.stops = append(s.stops, func() { lf.Close() }, s.diag.CloseIdleConnections)
 	log := slog.New(slog.NewJSONHandler(lf, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	s.log = log
+	run := "demo"
+	if cfg.AppPort != 0 {
+		run = "capture"
+	}
+	log.Info("run started", "run", run, "pid", os.Getpid(), "data", dir, "previous_log", filepath.Base(s.LogFile)+".1")
 
 	// The hub, on SQLite, with a tenant and keys made in the store.
 	hcfg := hub.Config{DataDir: filepath.Join(dir, "hub"), Listener: lns["hub"]}
@@ -328,6 +359,13 @@ func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 	}
 	if cfg.AppPort != 0 {
 		env["REVERSE_PROXY_PORT"] = strconv.Itoa(cfg.AppPort)
+		if cfg.UpstreamCA != "" {
+			ca, err := filepath.Abs(cfg.UpstreamCA)
+			if err != nil {
+				return nil, fmt.Errorf("--upstream-ca: %w", err)
+			}
+			env["TLS_OUT_EXTRA_CA_FILE"] = ca
+		}
 	} else {
 		env["REVERSE_PROXY_PORT"] = strconv.Itoa(ports.App)
 		// The payments upstream, over HTTPS with its own CA, which goproxy
@@ -411,15 +449,20 @@ func (s *Stack) run(name string, f func(context.Context) error) {
 	})
 }
 
-// serveHTTP serves h on ln until the stack stops.
+// serveHTTP serves h on ln until the stack stops. The server's own errors
+// (a client's failed TLS handshake) go to the log file, not over the
+// summary line.
 func (s *Stack) serveHTTP(name string, ln net.Listener, h http.Handler) {
-	s.run(name, func(ctx context.Context) error { return serveUntil(ctx, ln, h) })
+	errLog := slog.NewLogLogger(s.log.With("part", name).Handler(), slog.LevelWarn)
+	s.run(name, func(ctx context.Context) error { return serveUntil(ctx, ln, h, errLog) })
 }
 
 // serveUntil serves h on ln until ctx ends, and then lets the requests in
 // flight finish for up to 5 seconds.
-func serveUntil(ctx context.Context, ln net.Listener, h http.Handler) error {
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+// errLog receives the server's own errors; if nil, the log package's
+// standard logger (stderr).
+func serveUntil(ctx context.Context, ln net.Listener, h http.Handler, errLog *log.Logger) error {
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ErrorLog: errLog}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	select {

@@ -3,12 +3,16 @@ package demo
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
+	"log"
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -226,6 +230,7 @@ func TestRunOutput(t *testing.T) {
 		"export TAPWIRE_HUB_URL=http://127.0.0.1:",
 		"speedctl traffic list --direction out",
 		"speedctl traffic export --format har -o demo.har",
+		"speedctl --home " + dir + " traffic import FILE.har",
 		"captured ",
 		"Stopped. The hub holds ",
 	} {
@@ -266,25 +271,31 @@ func between(s, a, b string) string {
 func TestCapture(t *testing.T) {
 	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
 
-	// An upstream the app calls, and the app.
+	// An HTTPS upstream the app calls, signed by a CA of its own, which
+	// goproxy trusts by --upstream-ca; and the app.
+	upCA := filepath.Join(t.TempDir(), "weather-ca.pem")
+	upTLS, err := upstreamTLS(upCA)
+	if err != nil {
+		t.Fatal(err)
+	}
 	upLn, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	up := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		io.WriteString(w, `{"weather":"sunny"}`)
-	})}
-	go up.Serve(upLn)
+	}), ErrorLog: log.New(io.Discard, "", 0)}
+	go up.Serve(tls.NewListener(upLn, upTLS))
 	defer up.Close()
 	var proxyURL *url.URL // set once the stack runs
-	appTr := &http.Transport{Proxy: func(*http.Request) (*url.URL, error) { return proxyURL, nil }}
+	appTr := &http.Transport{Proxy: func(*http.Request) (*url.URL, error) { return proxyURL, nil }, TLSClientConfig: &tls.Config{}}
 	defer appTr.CloseIdleConnections()
 	appLn, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	app := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		res, err := (&http.Client{Transport: appTr}).Get("http://" + upLn.Addr().String() + "/forecast")
+		res, err := (&http.Client{Transport: appTr}).Get("https://" + upLn.Addr().String() + "/forecast")
 		if err != nil {
 			http.Error(w, err.Error(), http.StatusBadGateway)
 			return
@@ -302,7 +313,7 @@ func TestCapture(t *testing.T) {
 	// The hub's port asked for is the app's: it moves to a free one.
 	ports := anyPorts
 	ports.Hub = appPort
-	s, err := Start(context.Background(), Config{AppPort: appPort, Service: "weather", DataDir: dir, Ports: ports, Out: &out})
+	s, err := Start(context.Background(), Config{AppPort: appPort, Service: "weather", DataDir: dir, Ports: ports, Out: &out, UpstreamCA: upCA})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -327,6 +338,12 @@ func TestCapture(t *testing.T) {
 		t.Errorf("header says the app is down, but it is up:\n%s", out.String())
 	}
 	proxyURL, _ = url.Parse(s.OutURL)
+	// The app trusts the capture's CA, as SSL_CERT_FILE would make it.
+	pool := x509.NewCertPool()
+	if pem, err := os.ReadFile(s.CAFile); err != nil || !pool.AppendCertsFromPEM(pem) {
+		t.Fatalf("read the CA %s: %v", s.CAFile, err)
+	}
+	appTr.TLSClientConfig.RootCAs = pool
 
 	for i := range 3 {
 		res, err := http.Get(s.InURL + "/hello")
@@ -355,7 +372,7 @@ func TestCapture(t *testing.T) {
 		switch {
 		case r.Direction == capture.DirIn && strings.HasSuffix(r.HTTP.Req.URL, "/hello"):
 			in++
-		case r.Direction == capture.DirOut && r.HTTP.Req.URL == "http://"+upLn.Addr().String()+"/forecast" && string(r.HTTP.Res.Body.Data) == `{"weather":"sunny"}`:
+		case r.Direction == capture.DirOut && r.HTTP.Req.URL == "https://"+upLn.Addr().String()+"/forecast" && string(r.HTTP.Res.Body.Data) == `{"weather":"sunny"}`:
 			outb++
 		default:
 			t.Errorf("unexpected record %s %s %s", r.ID, r.Direction, r.HTTP.Req.URL)
@@ -398,5 +415,82 @@ func TestBusy(t *testing.T) {
 	_, err = Start(context.Background(), Config{DataDir: dir, Ports: anyPorts, Out: io.Discard})
 	if !errors.Is(err, ErrBusy) || !strings.Contains(fmt.Sprint(err), "used by another speedctl demo or capture") {
 		t.Errorf("a second demo on the same data folder: %v; want ErrBusy", err)
+	}
+}
+
+// TestUpstreamCAValidate: --upstream-ca is for capture, and must hold a
+// PEM certificate.
+func TestUpstreamCAValidate(t *testing.T) {
+	dir := t.TempDir()
+	good, bad := filepath.Join(dir, "ca.pem"), filepath.Join(dir, "bad.pem")
+	if _, err := upstreamTLS(good); err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(bad, []byte("not a certificate"), 0o600)
+	for _, tt := range []struct {
+		name    string
+		cfg     Config
+		wantErr string
+	}{
+		{"capture", Config{AppPort: 3000, UpstreamCA: good}, ""},
+		{"demo", Config{UpstreamCA: good}, "for capture only"},
+		{"missing", Config{AppPort: 3000, UpstreamCA: filepath.Join(dir, "nope.pem")}, "no such file"},
+		{"not PEM", Config{AppPort: 3000, UpstreamCA: bad}, "no PEM certificate"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			tt.cfg.setDefaults()
+			err := tt.cfg.Validate()
+			if (tt.wantErr == "") != (err == nil) || err != nil && !strings.Contains(err.Error(), tt.wantErr) {
+				t.Errorf("got %v, want an error with %q", err, tt.wantErr)
+			}
+		})
+	}
+}
+
+// TestLogFile: the payments server's own errors (a failed TLS handshake)
+// go to demo.log, not over the summary line; the next run keeps the
+// previous log as demo.log.1 and starts its own with a line naming it.
+func TestLogFile(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	dir := t.TempDir()
+	var out bytes.Buffer
+	s, err := Start(context.Background(), Config{DataDir: dir, Ports: anyPorts, Out: &out})
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, _ := url.Parse(s.UpstreamURL)
+	c, err := net.Dial("tcp", u.Host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n") // plain HTTP to the HTTPS port
+	io.Copy(io.Discard, c)
+	c.Close()
+	logFile := filepath.Join(dir, "demo.log")
+	waitFor(t, "the handshake error in demo.log", func() bool {
+		b, _ := os.ReadFile(logFile)
+		return bytes.Contains(b, []byte("TLS handshake error")) && bytes.Contains(b, []byte(`"part":"payments"`))
+	})
+	if _, _, err := s.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(out.String(), "TLS handshake error") {
+		t.Errorf("the handshake error reached the output:\n%s", out.String())
+	}
+
+	s, err = Start(context.Background(), Config{DataDir: dir, Ports: anyPorts, Out: &out})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := s.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	prev, _ := os.ReadFile(logFile + ".1")
+	cur, _ := os.ReadFile(logFile)
+	if !bytes.Contains(prev, []byte("TLS handshake error")) {
+		t.Errorf("demo.log.1 lacks the previous run's log:\n%s", prev)
+	}
+	if first, _, _ := bytes.Cut(cur, []byte("\n")); !bytes.Contains(first, []byte(`"msg":"run started","run":"demo"`)) || bytes.Contains(cur, []byte("TLS handshake error")) {
+		t.Errorf("demo.log: want this run's log, starting with its run line; got\n%s", cur)
 	}
 }

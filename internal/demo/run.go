@@ -171,6 +171,8 @@ func (s *Stack) header(w io.Writer) {
 			[2]string{c.Self + " traffic list --status 5xx", "the inventory endpoint fails now and then"})
 	}
 	hints = append(hints, [2]string{c.Self + " traffic export --format har -o " + name + ".har", "for a browser's dev tools"})
+	// import needs the ingest key, which the data folder's config holds.
+	hints = append(hints, [2]string{c.Self + " --home " + shortPath(c.DataDir) + " traffic import FILE.har", "load a browser's HAR (or JSONL records) into this hub"})
 	if c.AppPort == 0 {
 		hints = append(hints, [2]string{"curl " + s.InURL + "/api/orders", "your own request, captured too"})
 	}

@@ -35,14 +35,15 @@ type Set struct {
 
 type binding struct {
 	env, flag, help string
+	placeholder     string // the flag's value as the help names it, by kind ("size"); a back-quoted word in help wins
 	set             func(string) error
 	show            func() string // the bound value as the help shows a default; "" for none
 	isBool          bool
 	def             string // the default, from Defaults
 }
 
-func (s *Set) add(env, fl, help string, isBool bool, set func(string) error, show func() string) {
-	s.bs = append(s.bs, binding{env: env, flag: fl, help: help, set: set, show: show, isBool: isBool})
+func (s *Set) add(env, fl, help, placeholder string, isBool bool, set func(string) error, show func() string) {
+	s.bs = append(s.bs, binding{env: env, flag: fl, help: help, placeholder: placeholder, set: set, show: show, isBool: isBool})
 }
 
 // Defaults takes the help's defaults from d, a Set bound by the same code
@@ -56,20 +57,24 @@ func (s *Set) Defaults(d *Set) {
 	}
 }
 
-// String binds *p.
+// String binds *p. Its help should name the value with a back-quoted word,
+// as the flag package reads it ("`address` to listen on" shows
+// "-listen address"); otherwise the help calls it a string.
 func (s *Set) String(p *string, env, fl, help string) {
-	s.add(env, fl, help, false, func(v string) error { *p = v; return nil }, func() string { return *p })
+	s.add(env, fl, help, "string", false, func(v string) error { *p = v; return nil }, func() string { return *p })
 }
 
 // Func binds a setting of its own syntax: set parses a value (an *Error
 // for a bad one), show gives the current value for the help ("" for none).
+// As for String, a back-quoted word of help names the value.
 func (s *Set) Func(env, fl, help string, set func(string) error, show func() string) {
-	s.add(env, fl, help, false, set, show)
+	s.add(env, fl, help, "value", false, set, show)
 }
 
-// Int binds *p, a whole number.
+// Int binds *p, a whole number, named n unless a back-quoted word of help
+// names it ("`port`").
 func (s *Set) Int(p *int, env, fl, help string) {
-	s.add(env, fl, help, false, func(v string) error {
+	s.add(env, fl, help, "n", false, func(v string) error {
 		n, err := strconv.Atoi(strings.TrimSpace(v))
 		if err != nil {
 			return &Error{env, v, "want a whole number"}
@@ -85,9 +90,9 @@ func (s *Set) Int(p *int, env, fl, help string) {
 }
 
 // Bytes binds *p, a byte count: 1048576, 512KiB, 16MiB, 1GiB (KB, MB and
-// GB are read as their binary units too), or -1.
+// GB are read as their binary units too), or -1. The help names it a size.
 func (s *Set) Bytes(p *int64, env, fl, help string) {
-	s.add(env, fl, help, false, func(v string) error {
+	s.add(env, fl, help, "size", false, func(v string) error {
 		n, err := ParseBytes(v)
 		if err != nil {
 			return &Error{env, v, "want a byte count such as 1048576, 512KiB or 16MiB"}
@@ -105,7 +110,7 @@ func (s *Set) Bytes(p *int64, env, fl, help string) {
 // Bool binds *p: true or false (and strconv.ParseBool's other spellings);
 // the flag may be given without a value.
 func (s *Set) Bool(p *bool, env, fl, help string) {
-	s.add(env, fl, help, true, func(v string) error {
+	s.add(env, fl, help, "", true, func(v string) error {
 		b, err := strconv.ParseBool(strings.TrimSpace(v))
 		if err != nil {
 			return &Error{env, v, "want true or false"}
@@ -120,9 +125,10 @@ func (s *Set) Bool(p *bool, env, fl, help string) {
 	})
 }
 
-// Duration binds *p, a duration that is not negative.
+// Duration binds *p, a duration that is not negative. The help names it a
+// duration.
 func (s *Set) Duration(p *time.Duration, env, fl, help string) {
-	s.add(env, fl, help, false, func(v string) error {
+	s.add(env, fl, help, "duration", false, func(v string) error {
 		d, err := time.ParseDuration(strings.TrimSpace(v))
 		if err != nil || d < 0 {
 			return &Error{env, v, "want a duration such as 10s or 1m"}
@@ -162,7 +168,10 @@ func (s *Set) Env(getenv func(string) string) error {
 }
 
 // Flags defines on fs one flag per setting, whose help names the variable
-// and the default (see Defaults).
+// and the default (see Defaults). The flag's placeholder (-listen address,
+// -body-limit size) is the first back-quoted word of the help, as the flag
+// package reads it; a help without one gets its kind's word in the
+// parentheses of the default: "(size, default 1MiB)".
 func (s *Set) Flags(fs *flag.FlagSet) {
 	for _, b := range s.bs {
 		set := func(v string) error {
@@ -175,8 +184,18 @@ func (s *Set) Flags(fs *flag.FlagSet) {
 			return nil
 		}
 		help := b.help
-		if b.def != "" && !strings.Contains(help, "(default ") { // a default that depends on other settings says so itself
+		named := b.isBool || strings.Contains(help, "`")
+		own := strings.Contains(help, "(default ") // a default that depends on other settings says so itself
+		switch {
+		case own && !named:
+			help = strings.Replace(help, "(default ", "(`"+b.placeholder+"`, default ", 1)
+		case own:
+		case b.def != "" && named:
 			help += " (default " + b.def + ")"
+		case b.def != "":
+			help += " (`" + b.placeholder + "`, default " + b.def + ")"
+		case !named:
+			help += " (`" + b.placeholder + "`)"
 		}
 		help += " [$" + b.env + "]"
 		if b.isBool {

@@ -96,8 +96,8 @@ func TestDefaultsInHelp(t *testing.T) {
 		t.Fatal(err)
 	}
 	fs.PrintDefaults()
-	for _, want := range []string{"a name (default tapwire) [$X_NAME]", "a size (default 32MiB) [$X_SIZE]", "a count (default 4) [$X_N]",
-		"a wait (default 20s) [$X_WAIT]", "a switch (default true) [$X_ON]", "depends (default a when b) [$X_OTHER]"} {
+	for _, want := range []string{"a name (string, default tapwire) [$X_NAME]", "a size (size, default 32MiB) [$X_SIZE]", "a count (n, default 4) [$X_N]",
+		"a wait (duration, default 20s) [$X_WAIT]", "a switch (default true) [$X_ON]", "depends (string, default a when b) [$X_OTHER]"} {
 		if !strings.Contains(help.String(), want) {
 			t.Errorf("help lacks %q:\n%s", want, help.String())
 		}
@@ -120,5 +120,60 @@ func TestFormatBytes(t *testing.T) {
 				t.Errorf("ParseBytes(FormatBytes(%d)) = %d, %v", tt.n, back, err)
 			}
 		}
+	}
+}
+
+// TestPlaceholders: each flag names its value, by the help's back-quoted
+// word or else by its kind, never the flag package's "value".
+func TestPlaceholders(t *testing.T) {
+	var (
+		str, named string
+		n, port    int
+		size       int64
+		wait       time.Duration
+		on         bool
+		set, defs  Set
+	)
+	set.String(&str, "X_STR", "str", "a plain string")
+	set.String(&named, "X_ADDR", "addr", "`address` to listen on")
+	set.Int(&n, "X_N", "n", "batches at once")
+	set.Int(&port, "X_PORT", "port", "metrics `port`")
+	set.Bytes(&size, "X_SIZE", "size", "bound of the queue")
+	set.Duration(&wait, "X_WAIT", "wait", "how long to wait")
+	set.Bool(&on, "X_ON", "on", "a switch")
+	set.Func("X_FUNC", "func", "its own syntax", func(string) error { return nil }, func() string { return "" })
+	var dn, dport int
+	var dstr, dnamed string
+	var dsize int64 = 1 << 20
+	var dwait time.Duration
+	var don bool
+	defs.String(&dstr, "X_STR", "str", "")
+	defs.String(&dnamed, "X_ADDR", "addr", "")
+	defs.Int(&dn, "X_N", "n", "")
+	defs.Int(&dport, "X_PORT", "port", "")
+	defs.Bytes(&dsize, "X_SIZE", "size", "")
+	defs.Duration(&dwait, "X_WAIT", "wait", "")
+	defs.Bool(&don, "X_ON", "on", "")
+	set.Defaults(&defs)
+	fs := flag.NewFlagSet("x", flag.ContinueOnError)
+	set.Flags(fs)
+	for _, tt := range []struct {
+		flag, name, usage string
+	}{
+		{"str", "string", "a plain string (string) [$X_STR]"},
+		{"addr", "address", "address to listen on [$X_ADDR]"},
+		{"n", "n", "batches at once (n) [$X_N]"},
+		{"port", "port", "metrics port [$X_PORT]"},
+		{"size", "size", "bound of the queue (size, default 1MiB) [$X_SIZE]"},
+		{"wait", "duration", "how long to wait (duration) [$X_WAIT]"},
+		{"on", "", "a switch [$X_ON]"},
+		{"func", "value", "its own syntax (value) [$X_FUNC]"},
+	} {
+		t.Run(tt.flag, func(t *testing.T) {
+			name, usage := flag.UnquoteUsage(fs.Lookup(tt.flag))
+			if name != tt.name || usage != tt.usage {
+				t.Errorf("got %q, %q; want %q, %q", name, usage, tt.name, tt.usage)
+			}
+		})
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"flag"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -80,10 +81,14 @@ func TestHelp(t *testing.T) {
 	if !errors.Is(err, flag.ErrHelp) {
 		t.Fatalf("Load -help: %v, want flag.ErrHelp", err)
 	}
-	for _, want := range []string{"grep Connected", "FORWARDER_TOKEN", "-dir", "SPEEDSCALE_API_KEY", "Not connected"} {
+	for _, want := range []string{"grep Connected", "FORWARDER_TOKEN", "-dir", "SPEEDSCALE_API_KEY", "Not connected",
+		"-spool-bytes size\n", "(size, default 1GiB) [$FORWARDER_SPOOL_BYTES]", "-shutdown-timeout duration\n", "-max-in-flight n\n", "-listen address\n"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("help lacks %q", want)
 		}
+	}
+	if m := regexp.MustCompile(`(?m)^  -\S+ (value|string)$`).FindAllString(out.String(), -1); m != nil {
+		t.Errorf("flags without a named placeholder: %q", m)
 	}
 	if strings.Contains(strings.ToLower(out.String()), "not implemented") {
 		t.Errorf("help says not implemented")

@@ -2,7 +2,6 @@ package forwarder
 
 import (
 	"context"
-	"fmt"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -17,23 +16,14 @@ import (
 
 	"github.com/tapwire/tapwire/internal/capture"
 	hubsrv "github.com/tapwire/tapwire/internal/hub"
+	"github.com/tapwire/tapwire/internal/memtest"
 	"github.com/tapwire/tapwire/internal/store"
 	"github.com/tapwire/tapwire/internal/store/sqlite"
 )
 
-// buildForwarder builds cmd/forwarder once per test binary.
-var buildForwarder = sync.OnceValues(func() (string, error) {
-	dir, err := os.MkdirTemp("", "tapwire-forwarder-bin")
-	if err != nil {
-		return "", err
-	}
-	bin := filepath.Join(dir, "forwarder")
-	out, err := exec.Command("go", "build", "-o", bin, "github.com/tapwire/tapwire/cmd/forwarder").CombinedOutput()
-	if err != nil {
-		return "", fmt.Errorf("build forwarder: %w\n%s", err, out)
-	}
-	return bin, nil
-})
+// buildForwarder builds cmd/forwarder once per test binary, into the
+// folder TestMain removes.
+func buildForwarder() (string, error) { return memtest.BuildCommand("./cmd/forwarder") }
 
 // proc is the real forwarder binary running as a child process.
 type proc struct {

@@ -22,13 +22,16 @@ import (
 
 	"github.com/tapwire/tapwire/internal/capture"
 	"github.com/tapwire/tapwire/internal/format/jsonl"
+	"github.com/tapwire/tapwire/internal/memtest"
 	"github.com/tapwire/tapwire/internal/redact"
 	"github.com/tapwire/tapwire/internal/sink/file"
 	"github.com/tapwire/tapwire/internal/testca"
 	"github.com/tapwire/tapwire/internal/wire"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+// TestMain checks for leaked goroutines and removes the binaries the
+// kill and memory tests built.
+func TestMain(m *testing.M) { goleak.VerifyTestMain(memtest.CleanupMain{M: m}) }
 
 // started is a forwarder serving on a loopback port.
 type started struct {

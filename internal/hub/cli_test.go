@@ -78,10 +78,14 @@ func TestLoad(t *testing.T) {
 		t.Errorf("-help: %v", err)
 	}
 	for _, want := range []string{"POST /v1/batches", "/api/v1/records", "keys create", "HUB_DATABASE_URL", "HUB_RETENTION", "import",
-		"(default 30d) [$HUB_RETENTION]", "(default 32MiB) [$HUB_MAX_BATCH_BYTES]"} {
+		"(default 30d) [$HUB_RETENTION]", "(default 32MiB) [$HUB_MAX_BATCH_BYTES]",
+		"-retention duration\n", "-max-batch-bytes size\n", "-max-inflight n\n", "-db DSN\n"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("help lacks %q", want)
 		}
+	}
+	if m := regexp.MustCompile(`(?m)^  -\S+ (value|string)$`).FindAllString(out.String(), -1); m != nil {
+		t.Errorf("flags without a named placeholder: %q", m)
 	}
 }
 

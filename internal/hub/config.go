@@ -162,17 +162,17 @@ func parseRetention(s string) (time.Duration, error) {
 // bindStore binds the settings that pick the store: those of every hub
 // command.
 func bindStore(set *envflag.Set, c *Config) {
-	set.String(&c.DataDir, "HUB_DATA_DIR", "data", "directory of the SQLite database (DIR/hub.db)")
-	set.String(&c.Database, "HUB_DATABASE_URL", "db", "PostgreSQL DSN, e.g. postgres://tapwire@db/tapwire; replaces SQLite")
+	set.String(&c.DataDir, "HUB_DATA_DIR", "data", "`directory` of the SQLite database (DIR/hub.db)")
+	set.String(&c.Database, "HUB_DATABASE_URL", "db", "PostgreSQL `DSN`, e.g. postgres://tapwire@db/tapwire; replaces SQLite")
 	set.Bool(&c.SQLiteSyncFull, "HUB_SQLITE_SYNC_FULL", "sqlite-sync-full", "SQLite: fsync every commit, durable against power loss, slower ingest")
 }
 
 // bind binds every setting of hub serve: the one list, which Load parses
 // and the help shows with the defaults of setDefaults.
 func bind(set *envflag.Set, c *Config) {
-	set.String(&c.Listen, "HUB_LISTEN", "listen", "address to serve the API and ingest on")
+	set.String(&c.Listen, "HUB_LISTEN", "listen", "`address` to serve the API and ingest on")
 	bindStore(set, c)
-	set.Func("HUB_RETENTION", "retention", "keep records this long by start time: 720h, 30d, or off", func(v string) error {
+	set.Func("HUB_RETENTION", "retention", "keep records for this `duration` by start time: 720h, 30d, or off", func(v string) error {
 		d, err := parseRetention(v)
 		if err != nil {
 			return &envflag.Error{Var: "HUB_RETENTION", Value: v, Want: "want a duration of at least 1m (720h), days (30d) or off"}
@@ -180,11 +180,11 @@ func bind(set *envflag.Set, c *Config) {
 		c.Retention = d
 		return nil
 	}, func() string { return retentionText(c.Retention) })
-	set.String(&c.TLSCert, "HUB_TLS_CERT", "tls-cert", "serve HTTPS with this certificate file (PEM)")
-	set.String(&c.TLSKey, "HUB_TLS_KEY", "tls-key", "and this private key file (PEM)")
-	set.Int(&c.MaxInFlight, "HUB_MAX_INFLIGHT", "max-inflight", "batches ingested at once; more get 429")
-	set.Bytes(&c.MaxBatchBytes, "HUB_MAX_BATCH_BYTES", "max-batch-bytes", "largest decompressed batch (1048576, 512KiB, 32MiB); larger get 413")
-	set.String(&c.LogLevel, "LOG_LEVEL", "log-level", "debug, info, warn or error")
+	set.String(&c.TLSCert, "HUB_TLS_CERT", "tls-cert", "serve HTTPS with this certificate `file` (PEM)")
+	set.String(&c.TLSKey, "HUB_TLS_KEY", "tls-key", "and this private key `file` (PEM)")
+	set.Int(&c.MaxInFlight, "HUB_MAX_INFLIGHT", "max-inflight", "`n` batches ingested at once; more get 429")
+	set.Bytes(&c.MaxBatchBytes, "HUB_MAX_BATCH_BYTES", "max-batch-bytes", "largest decompressed batch `size` (1048576, 512KiB, 32MiB); larger get 413")
+	set.String(&c.LogLevel, "LOG_LEVEL", "log-level", "log `level`: debug, info, warn or error")
 }
 
 // Load reads the serve command's configuration from the environment and

@@ -18,8 +18,9 @@ const (
 	exportPage         = 500
 )
 
-// handleExport streams the records a filter selects, newest first, as HAR
-// (http records only), the vendor's raw.jsonl, or our JSONL: of the
+// handleExport streams the records a filter selects, newest first, as the
+// vendor's raw.jsonl or our JSONL, or as HAR (http records only, oldest
+// first as browsers write it, sent once the last is read): of the
 // traffic, or of the snapshot of the path's {id}. A store error
 // in the middle aborts the response, so that a client never takes a cut
 // file for a whole one.

@@ -19,6 +19,7 @@ import (
 
 	"github.com/tapwire/tapwire/internal/capture"
 	"github.com/tapwire/tapwire/internal/format/raw"
+	"github.com/tapwire/tapwire/internal/memtest"
 	"github.com/tapwire/tapwire/internal/store"
 	"github.com/tapwire/tapwire/internal/store/postgres"
 	"github.com/tapwire/tapwire/internal/store/sqlite"
@@ -27,7 +28,11 @@ import (
 	"github.com/tapwire/tapwire/internal/wire"
 )
 
-func TestMain(m *testing.M) { os.Exit(testpg.Main(m)) }
+func TestMain(m *testing.M) {
+	code := testpg.Main(m)
+	memtest.RemoveBuilt() // the memory test's hub binary
+	os.Exit(code)
+}
 
 var ctx = context.Background()
 
@@ -605,7 +610,7 @@ func TestExports(t *testing.T) {
 	if har.Log.Version != "1.2" || len(har.Log.Entries) != 2 {
 		t.Fatalf("HAR: version %q, %d entries, want 1.2 and the 2 http records", har.Log.Version, len(har.Log.Entries))
 	}
-	eb, ea := har.Log.Entries[0], har.Log.Entries[1]
+	ea, eb := har.Log.Entries[0], har.Log.Entries[1] // oldest first, as browsers write HAR
 	if ea.ID != a.ID || ea.Request.Method != "POST" || ea.Request.PostData == nil || ea.Request.PostData.Text != `{"n":1}` ||
 		ea.Request.PostData.MimeType != "application/json" || len(ea.Request.Cookies) != 2 || ea.Request.Cookies[1].Value != "dark" ||
 		len(ea.Request.QueryString) != 1 || ea.Response.Status != 201 || ea.Response.Content.Encoding != "base64" ||

@@ -34,38 +34,72 @@ import (
 const MiB = 1 << 20
 
 var (
-	buildMu sync.Mutex
-	built   = map[string]string{}
+	buildMu  sync.Mutex
+	buildDir string // one temporary folder for every binary built; RemoveBuilt removes it
+	built    = map[string]string{}
 )
 
 // Build builds the command of package pkg (as "./cmd/hub", relative to the
-// module's root) once per test binary and returns the binary's path.
+// module's root) once per test binary and returns the binary's path. The
+// binaries live in one temporary folder: call RemoveBuilt from TestMain
+// after m.Run, or each run leaves them in the system's temporary folder.
 func Build(t testing.TB, pkg string) string {
 	t.Helper()
 	if runtime.GOOS != "linux" {
 		t.Skip("memtest reads /proc: Linux only")
 	}
-	buildMu.Lock()
-	defer buildMu.Unlock()
-	if bin, ok := built[pkg]; ok {
-		return bin
-	}
-	root, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}").Output()
-	if err != nil {
-		t.Fatalf("find the module: %v", err)
-	}
-	dir, err := os.MkdirTemp("", "tapwire-memtest-*")
+	bin, err := BuildCommand(pkg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	bin := filepath.Join(dir, filepath.Base(pkg))
+	return bin
+}
+
+// BuildCommand is Build for any platform, with an error for a failure.
+func BuildCommand(pkg string) (string, error) {
+	buildMu.Lock()
+	defer buildMu.Unlock()
+	if bin, ok := built[pkg]; ok {
+		return bin, nil
+	}
+	root, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}").Output()
+	if err != nil {
+		return "", fmt.Errorf("find the module: %w", err)
+	}
+	if buildDir == "" {
+		if buildDir, err = os.MkdirTemp("", "tapwire-memtest-*"); err != nil {
+			return "", err
+		}
+	}
+	bin := filepath.Join(buildDir, filepath.Base(pkg))
 	cmd := exec.Command("go", "build", "-o", bin, pkg)
 	cmd.Dir = strings.TrimSpace(string(root))
 	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build %s: %v\n%s", pkg, err, out)
+		return "", fmt.Errorf("go build %s: %w\n%s", pkg, err, out)
 	}
 	built[pkg] = bin
-	return bin
+	return bin, nil
+}
+
+// RemoveBuilt removes the binaries Build made (tens of MB each); TestMain
+// calls it after m.Run.
+func RemoveBuilt() {
+	buildMu.Lock()
+	defer buildMu.Unlock()
+	if buildDir != "" {
+		os.RemoveAll(buildDir)
+		buildDir, built = "", map[string]string{}
+	}
+}
+
+// CleanupMain is m whose Run removes the built binaries after the tests,
+// for a TestMain that hands m on: goleak.VerifyTestMain(memtest.CleanupMain{M: m}).
+type CleanupMain struct{ M interface{ Run() int } }
+
+// Run runs the tests, then RemoveBuilt.
+func (c CleanupMain) Run() int {
+	defer RemoveBuilt()
+	return c.M.Run()
 }
 
 // Proc is a running child process.

@@ -30,9 +30,9 @@ type Settings struct {
 
 // Bind binds the three settings to their variables and flags.
 func (s *Settings) Bind(set *envflag.Set) {
-	set.String(&s.Redact, "SPEEDSCALE_REDACT", "redact", "true or false: the default redaction of credentials (headers, query parameters, body fields) and card numbers")
-	set.String(&s.RedactBodies, "SPEEDSCALE_REDACT_BODIES", "redact-bodies", "true or false: the default redaction reads bodies (credential fields, card numbers); false leaves bodies to SPEEDSCALE_DLP_CONFIG")
-	set.String(&s.DLPConfig, "SPEEDSCALE_DLP_CONFIG", "dlp-config", "more redaction rules: JSON in the vendor's redactlist form, or a file holding it (see docs/forwarder.md)")
+	set.String(&s.Redact, "SPEEDSCALE_REDACT", "redact", "`true|false`: the default redaction of credentials (headers, query parameters, body fields) and card numbers")
+	set.String(&s.RedactBodies, "SPEEDSCALE_REDACT_BODIES", "redact-bodies", "`true|false`: the default redaction reads bodies (credential fields, card numbers); false leaves bodies to SPEEDSCALE_DLP_CONFIG")
+	set.String(&s.DLPConfig, "SPEEDSCALE_DLP_CONFIG", "dlp-config", "more redaction `rules`: JSON in the vendor's redactlist form, or a file holding it (see docs/forwarder.md)")
 }
 
 // SetDefaults applies the defaults: the default rules on, bodies read.

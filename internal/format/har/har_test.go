@@ -7,6 +7,7 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -131,6 +132,7 @@ func TestRoundTrip(t *testing.T) {
 			want = append(want, r)
 		}
 	}
+	want = inTimeOrder(want) // as the HAR has them
 	if h.Log.Version != "1.2" || len(h.Log.Entries) != len(want) || len(want) < 48 {
 		t.Fatalf("version %q, %d entries; want 1.2 and %d", h.Log.Version, len(h.Log.Entries), len(want))
 	}
@@ -294,6 +296,47 @@ func TestReadErrors(t *testing.T) {
 	}
 }
 
+// inTimeOrder returns recs oldest first, those of the same start in their
+// order: the order of a HAR's entries.
+func inTimeOrder(recs []*capture.Record) []*capture.Record {
+	out := slices.Clone(recs)
+	slices.SortStableFunc(out, func(a, b *capture.Record) int { return a.Start.Compare(b.Start) })
+	return out
+}
+
+// TestTimeOrder: entries come out oldest first whatever the order of the
+// records (the stores list newest first), ties in the order written; the
+// timings are whole microseconds.
+func TestTimeOrder(t *testing.T) {
+	t0 := time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
+	rec := func(id string, at time.Duration) *capture.Record {
+		return &capture.Record{Schema: 1, ID: id, Kind: capture.KindHTTP, Direction: capture.DirIn, Start: t0.Add(at),
+			TTFBMicros: 100, DurMicros: 400,
+			HTTP: &capture.HTTP{Req: capture.Request{Method: "GET", URL: "http://a/" + id, Proto: "HTTP/2.0"},
+				Res: &capture.Response{Status: 200, Proto: "HTTP/1.1"}}}
+	}
+	doc := writeAll(t, []*capture.Record{rec("c", 3*time.Second), rec("b1", time.Second), rec("a", 0), rec("b2", time.Second)})
+	var h HAR
+	if err := json.Unmarshal(doc, &h); err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for _, e := range h.Log.Entries {
+		ids = append(ids, e.ID)
+	}
+	if want := []string{"a", "b1", "b2", "c"}; !slices.Equal(ids, want) {
+		t.Errorf("entries %v, want %v", ids, want)
+	}
+	// Each leg's own version: the request as the client sent it, the
+	// response as the upstream answered.
+	if e := h.Log.Entries[0]; e.Request.HTTPVersion != "HTTP/2.0" || e.Response.HTTPVersion != "HTTP/1.1" {
+		t.Errorf("httpVersion: request %q, response %q; want HTTP/2.0, HTTP/1.1", e.Request.HTTPVersion, e.Response.HTTPVersion)
+	}
+	if !bytes.Contains(doc, []byte(`"timings":{"send":0,"wait":0.1,"receive":0.3}`)) {
+		t.Errorf("timings not in whole microseconds:\n%s", doc)
+	}
+}
+
 func FuzzRead(f *testing.F) {
 	browser, err := os.ReadFile("testdata/browser.har")
 	if err != nil {
@@ -316,6 +359,7 @@ func FuzzRead(f *testing.F) {
 			return
 		}
 		again := readAll(t, writeAll(t, got))
+		got = inTimeOrder(got)
 		if len(again) != len(got) {
 			t.Fatalf("through HAR again: %d records, want %d", len(again), len(got))
 		}

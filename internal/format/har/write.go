@@ -2,6 +2,7 @@ package har
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
@@ -9,6 +10,8 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
+	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -16,16 +19,29 @@ import (
 	"github.com/tapwire/tapwire/internal/capture"
 )
 
-// Writer streams a HAR document: the log's head, one entry per HTTP
-// record, and the tail on Close. It holds one entry in memory at a time.
-// Writes to the underlying writer are small: buffer it.
+// Writer writes a HAR document: the log's head, one entry per HTTP record
+// in time order (oldest first, as browsers write them) whatever order the
+// records come in (the stores list newest first), and the tail on Close.
+// It holds one entry in memory at a time: each is encoded to a temporary
+// file (removed as soon as it is made where the system allows, else on
+// Close), with 24 bytes per entry kept to order them, and the document is
+// written on Close. Writes to the underlying writer are small: buffer it.
 type Writer struct {
 	w       io.Writer
 	creator Creator
 	n       int
-	begun   bool
 	buf     bytes.Buffer
 	enc     *json.Encoder
+	spool   *os.File
+	spooled int64    // bytes in spool
+	index   []spanAt // one per entry
+	tmpName string   // spool's name while it is still to be removed
+}
+
+// spanAt is where an entry lies in the spool, and its start time.
+type spanAt struct {
+	start    int64 // UnixNano
+	off, len int64
 }
 
 // NewWriter returns a Writer to w that names creator as the log's creator.
@@ -39,51 +55,70 @@ func NewWriter(w io.Writer, creator Creator) *Writer {
 // Entries returns how many entries were written.
 func (h *Writer) Entries() int { return h.n }
 
-func (h *Writer) begin() error {
-	if h.begun {
-		return nil
-	}
-	h.begun = true
-	head, err := json.Marshal(h.creator)
-	if err != nil {
-		return err
-	}
-	_, err = fmt.Fprintf(h.w, `{"log":{"version":%q,"creator":%s,"pages":[],"entries":[`, Version, head)
-	return err
-}
-
-// Write writes r as an entry. A record that is not HTTP has no place in
-// HAR and is skipped.
+// Write adds r as an entry. A record that is not HTTP has no place in HAR
+// and is skipped.
 func (h *Writer) Write(r *capture.Record) error {
-	if err := h.begin(); err != nil {
-		return err
-	}
 	if r.HTTP == nil {
 		return nil
 	}
 	h.buf.Reset()
-	if h.n > 0 {
-		h.buf.WriteByte(',')
-	}
-	h.buf.WriteByte('\n')
 	if err := h.enc.Encode(EntryOf(r)); err != nil {
 		return fmt.Errorf("har entry %s: %w", r.ID, err)
 	}
 	h.buf.Truncate(h.buf.Len() - 1) // the encoder's newline
-	if _, err := h.w.Write(h.buf.Bytes()); err != nil {
-		return err
+	if h.spool == nil {
+		f, err := os.CreateTemp("", "tapwire-har-*")
+		if err != nil {
+			return fmt.Errorf("har spool: %w", err)
+		}
+		h.spool = f
+		if os.Remove(f.Name()) != nil { // kept open, it is read back on Close
+			h.tmpName = f.Name()
+		}
 	}
+	if _, err := h.spool.Write(h.buf.Bytes()); err != nil {
+		return fmt.Errorf("har spool: %w", err)
+	}
+	h.index = append(h.index, spanAt{start: r.Start.UnixNano(), off: h.spooled, len: int64(h.buf.Len())})
+	h.spooled += int64(h.buf.Len())
 	h.n++
 	return nil
 }
 
-// Close writes the end of the document. It does not close the underlying
-// writer.
+// Close writes the document, its entries oldest first (records of the
+// same start time in the order written), and removes the spool. It does
+// not close the underlying writer.
 func (h *Writer) Close() error {
-	if err := h.begin(); err != nil {
+	if h.spool != nil {
+		defer func() {
+			h.spool.Close()
+			if h.tmpName != "" {
+				os.Remove(h.tmpName)
+			}
+			h.spool, h.index = nil, nil
+		}()
+	}
+	head, err := json.Marshal(h.creator)
+	if err != nil {
 		return err
 	}
-	_, err := io.WriteString(h.w, "\n]}}\n")
+	if _, err := fmt.Fprintf(h.w, `{"log":{"version":%q,"creator":%s,"pages":[],"entries":[`, Version, head); err != nil {
+		return err
+	}
+	slices.SortStableFunc(h.index, func(a, b spanAt) int { return cmp.Compare(a.start, b.start) })
+	for i, at := range h.index {
+		sep := ",\n"
+		if i == 0 {
+			sep = "\n"
+		}
+		if _, err := io.WriteString(h.w, sep); err != nil {
+			return err
+		}
+		if _, err := io.Copy(h.w, io.NewSectionReader(h.spool, at.off, at.len)); err != nil {
+			return fmt.Errorf("har spool: %w", err)
+		}
+	}
+	_, err = io.WriteString(h.w, "\n]}}\n")
 	return err
 }
 
@@ -160,8 +195,8 @@ func EntryOf(r *capture.Record) Entry {
 			}
 		}
 	}
-	wait := ms(r.TTFBMicros)
-	e.Timings = Timings{Send: 0, Wait: wait, Receive: max(ms(r.DurMicros)-wait, 0)}
+	// In whole microseconds, as recorded: 0.3, never 0.30000000000000004.
+	e.Timings = Timings{Send: 0, Wait: ms(r.TTFBMicros), Receive: ms(max(r.DurMicros-r.TTFBMicros, 0))}
 	return e
 }
 
