@@ -57,7 +57,7 @@ and reads the traffic a hub holds:
   speedctl traffic show ID
   speedctl traffic tail --service orders        # new records as they arrive
   speedctl traffic export --format har --since 1d -o traffic.har
-  speedctl traffic import traffic.har           # HAR, our JSONL or raw.jsonl into a hub
+  speedctl traffic import traffic.har           # HAR, our JSONL, raw.jsonl or a Markdown recording into a hub
 
 and runs an app on what was recorded:
 
