@@ -225,8 +225,8 @@ func TestRunOutput(t *testing.T) {
 	}
 	got := out.String()
 	for _, want := range []string{
-		"Open the traffic viewer: http://127.0.0.1:",
-		"sign in with the read key tw_",
+		"Open the traffic viewer, signed in: http://127.0.0.1:",
+		"/#key=tw_",
 		"export TAPWIRE_HUB_URL=http://127.0.0.1:",
 		"speedctl traffic list --direction out",
 		"speedctl traffic export --format har -o demo.har",

@@ -143,8 +143,8 @@ func (s *Stack) header(w io.Writer) {
 		fmt.Fprintf(w, "  note: %s\n", m)
 	}
 	fmt.Fprintln(w)
-	fmt.Fprintf(w, "Open the traffic viewer: %s\n", s.HubURL)
-	fmt.Fprintf(w, "  and sign in with the read key %s\n", s.ReadKey)
+	fmt.Fprintf(w, "Open the traffic viewer, signed in: %s/#key=%s\n", s.HubURL, s.ReadKey)
+	fmt.Fprintf(w, "  (the read key is in the address's fragment, which the browser never sends to the hub)\n")
 	fmt.Fprintln(w)
 	if c.AppPort != 0 {
 		fmt.Fprintln(w, "Send your app's traffic through goproxy:")

@@ -235,6 +235,31 @@ function check(cond, msg) {
     await page.waitForSelector('#signin-form', { state: 'visible' });
     check(await page.evaluate(() => sessionStorage.getItem('tapwire.key')) === null, 'signing out forgets the key');
 
+    // Sign-in by address: the key in the fragment signs in, and leaves the address.
+    const ctx2 = await browser.newContext({ viewport: { width: 1440, height: 900 } });
+    const a = await ctx2.newPage();
+    a.on('pageerror', (e) => problems.push('page error: ' + e.message));
+    await a.goto(env.HUB_URL + '/#key=' + env.READ_KEY + '&service=payments');
+    await a.waitForSelector('#app', { state: 'visible' });
+    await a.waitForSelector('#rows tr');
+    check(!a.url().includes('key='), 'the key leaves the address once used');
+    check(a.url().includes('service=payments'), 'the rest of the fragment (a deep link) is kept');
+    // A deep link opened in another tab of the session is signed in: the open tab gives it the key.
+    const b = await ctx2.newPage();
+    await b.goto(env.HUB_URL + '/#view=map');
+    await b.waitForSelector('#app', { state: 'visible' });
+    check(true, 'a new tab is signed in by the open one');
+    // Sign out in one tab signs out every tab.
+    await b.click('#signout');
+    await a.waitForSelector('#signin-form', { state: 'visible' });
+    check(await a.evaluate(() => sessionStorage.getItem('tapwire.key')) === null, 'signing out in one tab signs out the others');
+    // A refused key in the address says why, and is not kept.
+    const c = await ctx2.newPage();
+    await c.goto(env.HUB_URL + '/#key=' + env.INGEST_KEY);
+    await c.waitForFunction(() => document.querySelector('#signin-error').textContent.includes('ingest key'));
+    check(!c.url().includes('key='), 'a refused key leaves the address too');
+    await ctx2.close();
+
     check(problems.length === 0, 'no page errors, console errors or dialogs: ' + problems.join('; '));
   } catch (e) {
     await shot('failure').catch(() => {});

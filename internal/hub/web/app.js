@@ -1,6 +1,11 @@
 // Tapwire's traffic viewer. Plain JavaScript, no build step, served by the
 // hub from embedded files. Everything it shows comes from the JSON API with
-// the read key the user signed in with (sessionStorage of this tab only).
+// the read key the user signed in with: typed in, or given in the address's
+// fragment (#key=tw_..., as speedctl demo prints it; the fragment never
+// reaches the server, and the key is taken out of the address at once). It
+// is kept in sessionStorage for the browser session, and a new tab asks the
+// open ones for it (BroadcastChannel), so a deep link opened in another tab
+// is signed in; Sign out forgets it in every tab.
 //
 // Captured traffic is hostile input: this file never puts it into markup.
 // Every value reaches the page as a text node (textContent, createTextNode)
@@ -147,6 +152,48 @@ async function api(path, params, key = state.key) {
 
 // ---- sign-in ----
 
+// channel carries the key between this hub's tabs: a new tab asks, a signed-in
+// one answers; a sign-out reaches them all.
+const channel = 'BroadcastChannel' in window ? new BroadcastChannel('tapwire-key') : null;
+
+function shareKey() {
+  if (!channel) return;
+  channel.onmessage = (m) => {
+    const d = m.data || {};
+    if (d.type === 'ask' && state.key) channel.postMessage({ type: 'key', key: state.key });
+    if (d.type === 'signout' && state.key) signOut('Signed out in another tab.', false);
+  };
+}
+
+// askTabs asks the other open tabs for the key; '' when none answers soon.
+function askTabs() {
+  if (!channel) return Promise.resolve('');
+  return new Promise((resolve) => {
+    const t = setTimeout(() => { channel.removeEventListener('message', on); resolve(''); }, 300);
+    function on(m) {
+      if (m.data && m.data.type === 'key' && m.data.key) {
+        clearTimeout(t);
+        channel.removeEventListener('message', on);
+        resolve(m.data.key);
+      }
+    }
+    channel.addEventListener('message', on);
+    channel.postMessage({ type: 'ask' });
+  });
+}
+
+// keyFromAddress takes a key given as #key=... out of the address, keeping
+// the rest of the fragment (the view and filters of a deep link).
+function keyFromAddress() {
+  const p = new URLSearchParams(location.hash.slice(1));
+  const key = (p.get('key') || '').trim();
+  if (!key) return '';
+  p.delete('key');
+  const rest = p.toString();
+  history.replaceState(null, '', location.pathname + location.search + (rest ? '#' + rest : ''));
+  return key;
+}
+
 async function signIn(ev) {
   ev.preventDefault();
   const key = $('key').value.trim();
@@ -168,7 +215,8 @@ async function signIn(ev) {
   }
 }
 
-function signOut(message) {
+function signOut(message, tell = true) {
+  if (tell && state.key && channel) channel.postMessage({ type: 'signout' });
   sessionStorage.removeItem(KEY);
   state.key = '';
   $('app').hidden = true;
@@ -790,10 +838,25 @@ document.addEventListener('DOMContentLoaded', async () => {
   setupSnapshots({ api, el, state, filter: filterBody, openSnapshot, fmtCount, fmtTime });
   setupReports({ api, el, state, openSnapshot, writeHash, fmtCount, fmtTime });
   document.addEventListener('keydown', (e) => { if (e.key === 'Escape' && !$('detail').hidden) closeDetail(); });
-  if (!state.key) { signOut(''); return; }
+  shareKey();
+  const given = keyFromAddress();
+  if (given) {
+    $('key').value = given;
+    await signIn(new Event('submit')); // checks it as a typed key is checked, and says why when it is refused
+    if (!state.key) {
+      $('key').value = '';
+      $('app').hidden = true;
+      $('signin').hidden = false;
+    }
+    return;
+  }
+  if (!state.key) state.key = await askTabs();
+  if (!state.key) { signOut('', false); return; }
   try {
-    start(await api('/api/v1/whoami'));
+    const who = await api('/api/v1/whoami');
+    sessionStorage.setItem(KEY, state.key);
+    start(who);
   } catch (e) {
-    signOut(e.status === 401 || e.status === 403 ? '' : 'The hub does not answer: ' + e.message);
+    signOut(e.status === 401 || e.status === 403 ? '' : 'The hub does not answer: ' + e.message, false);
   }
 });
