@@ -136,12 +136,21 @@ function check(cond, msg) {
     check(har.log.entries.every((e) => e._direction === 'out'), 'the HAR holds only outbound records');
     check(download.suggestedFilename().endsWith('.har'), 'the download is named .har');
 
-    // The service map.
+    // The host column shows a port that is not the scheme's default; the time column names its zone.
+    await page.selectOption('#f-direction', '');
+    await page.waitForSelector(`#rows tr[data-id="${ids.gzip}"]`);
+    check((await page.textContent(`#rows tr[data-id="${ids.gzip}"] td.c-host`)) === 'orders.shop:4143', 'the host shows its non-default port');
+    check((await page.textContent('#time-zone')).startsWith('UTC'), 'the time column names its time zone');
+
+    // The service map: switching to it closes an open record; the list's filters and HAR are not on it.
+    await page.click(`#rows tr[data-id="${ids.gzip}"]`);
+    await page.waitForSelector('#detail', { state: 'visible' });
     await page.click('#tab-map');
     await page.waitForSelector('#map svg .node');
+    check(await page.isHidden('#detail'), 'switching to the map closes the record');
+    check(await page.isHidden('#filters') && await page.isHidden('#har'), 'the traffic filters and the HAR button are not on the map');
     const labels = await page.locator('#map svg .node text').allTextContents();
     check(labels.includes('orders') && labels.includes('api.stripe.com'), 'the map shows services and the hosts they call');
-    await page.selectOption('#f-direction', '');
     await page.waitForTimeout(500);
     await page.locator('#map svg .node.svc', { hasText: 'payments' }).first().click();
     const dimmed = await page.locator('#map svg path.edge.dim').count(), lit = await page.locator('#map svg path.edge:not(.dim)').count();

@@ -424,7 +424,12 @@ const observer = new IntersectionObserver((entries) => {
 
 function row(r) {
   let path = r.url;
-  try { const u = new URL(r.url); path = u.pathname + u.search; } catch (_) { /* keep the raw URL */ }
+  let host = r.host || '';
+  try {
+    const u = new URL(r.url);
+    path = u.pathname + u.search;
+    if (u.port && host) host += ':' + u.port; // the URL API leaves a scheme's default port out
+  } catch (_) { /* keep the raw URL */ }
   const status = r.status ? String(r.status) : (r.kind === 'tcp' ? 'tcp' : '—');
   const tr = el('tr', { class: (r.failed ? 'failed' : '') + (r.id === state.selected ? ' selected' : ''), 'data-id': r.id },
     el('td', { class: 'c-time', title: r.start }, fmtClock(new Date(r.start))),
@@ -432,7 +437,7 @@ function row(r) {
     el('td', { class: 'c-svc', title: r.labels.service || '' }, r.labels.service || ''),
     el('td', { class: 'c-method' }, r.method || ''),
     el('td', { class: 'c-status s' + String(r.status || 0)[0], title: r.error || '' }, status),
-    el('td', { class: 'c-host', title: r.host || '' }, r.host || ''),
+    el('td', { class: 'c-host', title: host }, host),
     el('td', { class: 'c-path', title: r.url }, path),
     el('td', { class: 'c-dur num' }, fmtDur(r.durationUs)),
     el('td', { class: 'c-size num' }, fmtBytes(r.resSize)));
@@ -730,7 +735,9 @@ function showView() {
     $('tab-' + v).classList.toggle('active', state.view === v);
   }
   const snap = state.view === 'snapshots' || state.view === 'reports';
-  $('filters').hidden = snap;
+  // The map shows the filtered traffic's services but has no rows to filter or export.
+  $('filters').hidden = snap || state.view === 'map';
+  $('har').hidden = state.view !== 'traffic';
   $('save-panel').hidden = true;
   document.querySelector('.services').hidden = snap;
   const banner = $('snapshot-banner');
@@ -741,6 +748,7 @@ function showView() {
 
 function switchView(view) {
   if (state.view === view) return;
+  if (!$('detail').hidden) closeDetail(); // a record's detail belongs to the traffic list
   state.view = view;
   showView(); writeHash(); refresh();
 }
@@ -792,6 +800,14 @@ function fmtClock(d) {
   const today = new Date();
   return d.toDateString() === today.toDateString() ? t : `${d.getMonth() + 1}/${d.getDate()} ${t}`;
 }
+// zoneLabel names the browser's time zone, in which every time is shown.
+function zoneLabel() {
+  const off = -new Date().getTimezoneOffset();
+  const name = Intl.DateTimeFormat().resolvedOptions().timeZone || '';
+  const sign = off < 0 ? '-' : '+';
+  const hm = `${pad(Math.floor(Math.abs(off) / 60))}:${pad(Math.abs(off) % 60)}`;
+  return off === 0 ? 'UTC' : `UTC${sign}${hm}` + (name ? ` ${name}` : '');
+}
 function fmtTime(d) {
   return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`;
 }
@@ -838,6 +854,8 @@ document.addEventListener('DOMContentLoaded', async () => {
   setupSnapshots({ api, el, state, filter: filterBody, openSnapshot, fmtCount, fmtTime });
   setupReports({ api, el, state, openSnapshot, writeHash, fmtCount, fmtTime });
   document.addEventListener('keydown', (e) => { if (e.key === 'Escape' && !$('detail').hidden) closeDetail(); });
+  $('time-zone').textContent = zoneLabel();
+  $('time-zone').title = 'Times are shown in this browser\'s time zone';
   shareKey();
   const given = keyFromAddress();
   if (given) {
