@@ -93,6 +93,8 @@ function check(cond, msg) {
     check(json.includes('"customer": "Ada Lovelace"') && json.includes('\n'), 'the gzip JSON body is decoded and indented');
     check((await page.textContent('#detail')).includes('decoded from gzip'), 'the detail says the body was gzip');
     check((await page.textContent('#detail')).includes('TLS 1.3'), 'the detail shows the TLS facts');
+    check(await page.evaluate(() => [...document.querySelectorAll('#detail-body > h3')].every((h) => !h.nextSibling || h.nextSibling.nodeType === Node.ELEMENT_NODE)),
+      'no stray text after a section heading');
     await page.waitForSelector('#detail .timing .ttfb');
     await shot('4-record');
     await page.keyboard.press('Escape');
@@ -125,6 +127,14 @@ function check(cond, msg) {
     await page.click(`#rows tr[data-id="${ids.binary}"]`);
     await page.waitForSelector('#detail pre.hex');
     check((await page.textContent('#detail pre.hex')).includes('00000000  89 50 4e 47'), 'a binary body is a hex dump');
+    check(await page.locator('#detail img.body-image').count() === 1, 'an image body is shown as an image too');
+    check(await page.isVisible(`#rows tr[data-id="${ids.binary}"] td.c-path`) && await page.isVisible(`#rows tr[data-id="${ids.binary}"] td.c-status`)
+      && await page.isVisible(`#rows tr[data-id="${ids.binary}"] td.c-method`), 'with a record open the list keeps method, path and status');
+    check(await page.locator('#detail a.download').count() >= 1, 'a body can be downloaded as captured');
+    // Copy as cURL: the command that sends the request again.
+    await page.click('#copy-curl');
+    await page.waitForSelector('#curl-command', { state: 'visible' });
+    check((await page.textContent('#curl-command')).startsWith("curl 'http://catalog.shop/img/1.png'"), 'copy as cURL gives the request as a curl command');
     await page.click('#detail-close');
 
     // HAR of what the filters select.

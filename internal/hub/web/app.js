@@ -455,6 +455,7 @@ async function openDetail(id) {
   if (tr) tr.classList.add('selected');
   const panel = $('detail'), body = $('detail-body'), title = $('detail-title');
   panel.hidden = false;
+  document.body.classList.add('detail-open'); // the list narrows to what identifies a row: method, path, status
   title.replaceChildren(el('span', { class: 'muted' }, 'Loading…'));
   body.replaceChildren();
   let rec;
@@ -472,15 +473,16 @@ async function openDetail(id) {
   } else {
     title.replaceChildren(el('span', { class: 'method' }, 'TCP'), (rec.net && rec.net.serverAddr) || '');
   }
+  if (h) body.append(curlBlock(rec));
   body.append(...overview(rec));
   if (h) {
     body.append(section('Request', h.req.proto), headers(h.req.headers));
     const reqBody = el('div', {}, el('div', { class: 'note' }, 'Loading body…'));
-    body.append(section('Request body', sizeNote(h.req.body)), reqBody);
+    body.append(...[section('Request body', sizeNote(h.req.body)), bodyDownload(rec.id, 'request', h.req), reqBody].filter(Boolean));
     if (h.res) {
       body.append(section('Response', (h.res.proto || '') + ' ' + h.res.status + ' ' + (h.res.statusText || '')), headers(h.res.headers));
       const resBody = el('div', {}, el('div', { class: 'note' }, 'Loading body…'));
-      body.append(section('Response body', sizeNote(h.res.body)), resBody);
+      body.append(...[section('Response body', sizeNote(h.res.body)), bodyDownload(rec.id, 'response', h.res), bodyImage(h.res), resBody].filter(Boolean));
       if (h.res.trailers && h.res.trailers.length) body.append(section('Trailers'), headers(h.res.trailers));
       showBody(id, 'res', resBody, h.grpc);
     }
@@ -501,8 +503,95 @@ async function openDetail(id) {
 function closeDetail() {
   state.selected = '';
   $('detail').hidden = true;
+  document.body.classList.remove('detail-open');
   for (const tr of document.querySelectorAll('#rows tr.selected')) tr.classList.remove('selected');
   writeHash();
+}
+
+// ---- copy as cURL ----
+
+// shellQuote quotes s for a POSIX shell: in single quotes, each ' as '\''.
+function shellQuote(s) { return "'" + String(s).replace(/'/g, "'\\''") + "'"; }
+
+// base64Bytes decodes a record's base64 body data.
+function base64Bytes(b64) {
+  const bin = atob(b64 || '');
+  const out = new Uint8Array(bin.length);
+  for (let i = 0; i < bin.length; i++) out[i] = bin.charCodeAt(i);
+  return out;
+}
+
+// curlOf is the curl command that sends the record's request again: method, URL, the headers as captured
+// (less those curl sets itself), the body as text, or a note where it is binary or was cut at capture.
+function curlOf(rec) {
+  const q = rec.http.req;
+  const parts = ['curl'];
+  if (q.method && q.method !== 'GET') parts.push('-X', q.method);
+  parts.push(shellQuote(q.url));
+  for (const [name, value] of q.headers || []) {
+    if (/^(content-length|host|connection|transfer-encoding|keep-alive|proxy-connection|upgrade|te)$/i.test(name)) continue;
+    parts.push('-H', shellQuote(name + ': ' + value));
+  }
+  if ((q.proto || '').startsWith('HTTP/2')) parts.push('--http2');
+  const notes = [];
+  const data = q.body && q.body.data;
+  if (data) {
+    const bytes = base64Bytes(data);
+    let text = null;
+    try { text = new TextDecoder('utf-8', { fatal: true }).decode(bytes); } catch (_) { /* binary */ }
+    if (text !== null && !/[\u0000-\u0008\u000e-\u001f]/.test(text)) parts.push('--data-raw', shellQuote(text));
+    else notes.push('# the body is binary: download it (Request body, Download) and add --data-binary @FILE');
+  }
+  if (q.body && q.body.truncated) notes.push(`# the body was cut at capture (${q.body.size} bytes sent): this sends what was kept`);
+  return parts.join(' ') + (notes.length ? '\n' + notes.join('\n') : '');
+}
+
+// headerOf is a captured header's first value, any case.
+function headerOf(hs, name) {
+  for (const [n, v] of hs || []) if (n.toLowerCase() === name) return v;
+  return '';
+}
+
+// bodyBlob is the body's bytes as captured (still compressed when it was), typed by its Content-Type.
+function bodyBlob(part) {
+  return new Blob([base64Bytes(part.body.data)], { type: headerOf(part.headers, 'content-type') || 'application/octet-stream' });
+}
+
+// bodyDownload is a link that saves a body's bytes as captured; null when nothing was kept.
+function bodyDownload(id, side, part) {
+  if (!part.body || !part.body.data) return null;
+  const a = el('a', { class: 'download', download: `${id}-${side}.bin` }, 'Download the body as captured');
+  a.href = URL.createObjectURL(bodyBlob(part));
+  return el('div', { class: 'note' }, a);
+}
+
+// bodyImage shows an image body as the image (an <img> runs no script, SVG included), from a data: URL (the
+// viewer's Content-Security-Policy allows no other source than itself); null for another body, a body cut at
+// capture, or one still encoded.
+const imageTypes = ['image/png', 'image/jpeg', 'image/gif', 'image/webp', 'image/avif', 'image/bmp', 'image/x-icon', 'image/svg+xml'];
+function bodyImage(part) {
+  const ct = headerOf(part.headers, 'content-type').toLowerCase().split(';')[0].trim();
+  if (!imageTypes.includes(ct) || !part.body || !part.body.data || part.body.truncated || headerOf(part.headers, 'content-encoding')) return null;
+  return el('img', { class: 'body-image', alt: 'the response body, ' + ct, src: `data:${ct};base64,${part.body.data}` });
+}
+
+// curlBlock is the "Copy as cURL" button and the command it copies, shown too for a browser that refuses
+// the clipboard.
+function curlBlock(rec) {
+  const cmd = el('pre', { class: 'body curl', id: 'curl-command' }, curlOf(rec));
+  cmd.hidden = true;
+  const btn = el('button', { type: 'button', class: 'ghost', id: 'copy-curl' }, 'Copy as cURL');
+  btn.addEventListener('click', async () => {
+    cmd.hidden = false;
+    try {
+      await navigator.clipboard.writeText(cmd.textContent);
+      btn.textContent = 'Copied';
+    } catch (_) {
+      btn.textContent = 'Copy it from below';
+    }
+    setTimeout(() => { btn.textContent = 'Copy as cURL'; }, 2000);
+  });
+  return el('div', { class: 'curl-box' }, btn, cmd);
 }
 
 function section(title, small) {
