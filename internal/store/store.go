@@ -48,6 +48,18 @@ type Store interface {
 	// newest first (by start, then id), and the cursor of the next page.
 	List(ctx context.Context, tenant string, q Query) (Page, error)
 
+	// Since returns the tenant's records that match f (a filter of the
+	// traffic, f.Snapshot empty) and arrived after the arrival sequence
+	// number after, in the order they arrived (not by start time), at
+	// most limit of them (see SinceLimit), each with Item.Seq set, and
+	// the cursor to ask from next: the Seq of the last, or after if
+	// there is none. Every stored record gets a Seq when its insert
+	// commits, larger than those of every record of the tenant whose
+	// insert committed before (also of records since deleted), so that
+	// asking again from next never misses a record nor returns one
+	// twice. after 0 starts from the first record.
+	Since(ctx context.Context, tenant string, f Filter, after int64, limit int) ([]Item, int64, error)
+
 	// Get returns one record in full, or ErrNotFound.
 	Get(ctx context.Context, tenant, id string) (*capture.Record, error)
 
@@ -237,6 +249,13 @@ func (q *Query) PageLimit() int {
 	return q.Limit
 }
 
+// SinceLimit returns the limit of Store.Since with its default
+// (DefaultLimit) and bound (MaxLimit) applied.
+func SinceLimit(limit int) int {
+	q := Query{Limit: limit}
+	return q.PageLimit()
+}
+
 // Page is one page of List.
 type Page struct {
 	Items []Item `json:"records"`
@@ -247,6 +266,9 @@ type Page struct {
 // record.
 type Item struct {
 	Summary
+	// Seq is the record's arrival sequence number, set by Store.Since
+	// only (zero, and left out, in List).
+	Seq    int64           `json:"seq,omitempty"`
 	Record *capture.Record `json:"record,omitempty"`
 }
 

@@ -37,7 +37,9 @@ func Open(ctx context.Context, dsn string) (*Store, error) {
 	}
 	// Every connection gets the temporary table COPY writes into.
 	cfg.AfterConnect = func(ctx context.Context, c *pgx.Conn) error {
-		_, err := c.Exec(ctx, `CREATE TEMP TABLE IF NOT EXISTS records_in (LIKE records, data bytea NOT NULL) ON COMMIT DELETE ROWS`)
+		// Its seq stays empty: records numbers the rows it takes.
+		_, err := c.Exec(ctx, `CREATE TEMP TABLE IF NOT EXISTS records_in (LIKE records, data bytea NOT NULL) ON COMMIT DELETE ROWS;
+			ALTER TABLE records_in ALTER COLUMN seq DROP NOT NULL`)
 		return err
 	}
 	// Migrate on a plain connection first: AfterConnect needs the table.
@@ -178,6 +180,11 @@ var migrations = []string{
 		data           bytea NOT NULL
 	);
 	CREATE INDEX reports_tenant ON reports (tenant, created_us, id);`,
+	// 4: the arrival order (Store.Since): an identity column, numbering
+	// the records there are in no particular order and those to come as
+	// they are inserted (see inserter).
+	`ALTER TABLE records ADD COLUMN seq bigint GENERATED ALWAYS AS IDENTITY;
+	CREATE INDEX records_arrival ON records (tenant, seq);`,
 }
 
 func migrate(ctx context.Context, conn *pgx.Conn) error {
@@ -245,14 +252,28 @@ func (s *Store) BeginInsert(ctx context.Context, tenant string) (store.Inserter,
 
 // inserter copies each chunk of records into a temporary table and moves
 // the new ones to records, all in one transaction.
+//
+// Before its first move it takes the tenant's arrival lock, which it
+// holds until it commits or rolls back: the inserts of one tenant take
+// their seqs and commit one at a time, so that a reader of Since never
+// sees a seq before a smaller one of the tenant that is still to commit
+// (and so misses none). The copies into the temporary table, the larger
+// part of an insert, still run side by side; other tenants' inserts do not
+// wait.
 type inserter struct {
 	ctx    context.Context
 	tx     pgx.Tx
 	tenant string
+	locked bool // holds the tenant's arrival lock
 	n      int
 	err    error // of an Add: the transaction is lost
 	done   bool
 }
+
+// arrivalLock is the first key of the tenants' arrival locks (advisory,
+// per transaction), the second being a hash of the tenant: an arbitrary
+// constant, Tapwire's.
+const arrivalLock int32 = 72836401
 
 func (s *Store) beginInsert(ctx context.Context, tenant string) (*inserter, error) {
 	tx, err := s.pool.Begin(ctx)
@@ -283,6 +304,12 @@ func (ins *inserter) add(rows []*store.Row) error {
 	ctx, tx, tenant := ins.ctx, ins.tx, ins.tenant
 	if err := copyIn(ctx, tx, tenant, rows); err != nil {
 		return fmt.Errorf("insert: %w", err)
+	}
+	if !ins.locked {
+		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1, hashtext($2))`, arrivalLock, tenant); err != nil {
+			return fmt.Errorf("insert: arrival lock: %w", err)
+		}
+		ins.locked = true
 	}
 	// A record conflicts on (tenant, id) in both tables, so a skipped
 	// record leaves neither a row nor a body.

@@ -297,6 +297,12 @@ var migrations = []string{
 		data           BLOB NOT NULL
 	);
 	CREATE INDEX reports_tenant ON reports(tenant, created_us, id);`,
+	// 4: the arrival order (Store.Since): records.seq is it; arrival
+	// keeps the largest seq ever given, so that a seq is never given again
+	// after retention deleted the newest.
+	`CREATE INDEX records_arrival ON records(tenant, seq);
+	CREATE TABLE arrival (last INTEGER NOT NULL);
+	INSERT INTO arrival SELECT coalesce(max(seq), 0) FROM records;`,
 }
 
 func migrate(ctx context.Context, db *sql.DB) error {
@@ -392,14 +398,15 @@ func (s *Store) BeginInsert(ctx context.Context, tenant string) (store.Inserter,
 	return s.beginInsert(ctx, tenant)
 }
 
-// inserter numbers the rows itself (after the largest seq, under the one
-// writer's transaction) and stores the bodies of the rows the insert
+// inserter numbers the rows itself (after the largest seq given, under
+// the one writer's transaction, so that seqs commit in their order: the
+// arrival order of Store.Since) and stores the bodies of the rows the insert
 // returns.
 type inserter struct {
 	ctx              context.Context
 	tx               *sql.Tx
 	tenant           string
-	seq              int64
+	seq, seq0        int64 // the last seq given, and that before the first Add
 	fullRec, fullBdy *sql.Stmt
 	args             []any
 	bySeq            map[int64][]byte
@@ -418,10 +425,11 @@ func (s *Store) beginInsert(ctx context.Context, tenant string) (*inserter, erro
 		args:     make([]any, 0, rowsPerInsert*nInsertCols),
 		bySeq:    make(map[int64][]byte, rowsPerInsert),
 		inserted: make([]int64, 0, rowsPerInsert)}
-	if err := tx.QueryRowContext(ctx, "SELECT coalesce(max(seq), 0) FROM records").Scan(&ins.seq); err != nil {
+	if err := tx.QueryRowContext(ctx, "SELECT max(coalesce((SELECT max(seq) FROM records), 0), (SELECT last FROM arrival))").Scan(&ins.seq); err != nil {
 		tx.Rollback()
 		return nil, fmt.Errorf("insert: %w", err)
 	}
+	ins.seq0 = ins.seq
 	return ins, nil
 }
 
@@ -519,6 +527,12 @@ func (ins *inserter) Commit() (int, error) {
 		return 0, errors.New("insert: commit after commit or rollback")
 	}
 	ins.done = true
+	if ins.seq > ins.seq0 {
+		if _, err := ins.tx.ExecContext(ins.ctx, "UPDATE arrival SET last = ?", ins.seq); err != nil {
+			_ = ins.tx.Rollback()
+			return 0, fmt.Errorf("insert: %w", err)
+		}
+	}
 	if err := ins.tx.Commit(); err != nil {
 		return 0, fmt.Errorf("insert: commit: %w", err)
 	}

@@ -8,6 +8,7 @@ package sqlq
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -172,6 +173,20 @@ func (d *Dialect) ListQuery(tenant string, q store.Query) (string, []any, error)
 	return "SELECT " + cols + " FROM " + table(&q.Filter) + " WHERE " + cond + " ORDER BY start_us DESC, id DESC LIMIT " + limit, a.list, nil
 }
 
+// SinceQuery returns the query of Store.Since: seq and the summary
+// columns of up to limit records of tenant that match f and arrived after
+// seq after, in arrival order. f.Snapshot is an error: a snapshot's
+// records have no arrival order.
+func (d *Dialect) SinceQuery(tenant string, f store.Filter, after int64, limit int) (string, []any, error) {
+	if f.Snapshot != "" {
+		return "", nil, errors.New("records since: a snapshot has no arrival order")
+	}
+	a := &args{d: d}
+	cond := d.where(a, tenant, &f, nil)
+	cond += " AND seq > " + a.add(after)
+	return "SELECT seq, " + summaryCols + " FROM records WHERE " + cond + " ORDER BY seq LIMIT " + a.add(store.SinceLimit(limit)), a.list, nil
+}
+
 // ScanQuery returns the query of Scan: scanCols of every record of tenant
 // that matches f.
 func (d *Dialect) ScanQuery(tenant string, f store.Filter) (string, []any) {
@@ -216,7 +231,7 @@ type Query func(ctx context.Context, sql string, args ...any) (Rows, error)
 type Exec func(ctx context.Context, sql string, args ...any) (int64, error)
 
 // Records answers the record queries of store.Store that both stores make
-// alike: List, Get, Scan and Count, and of snapshots all but those that
+// alike: List, Since, Get, Scan and Count, and of snapshots all but those that
 // take a transaction. A store embeds it.
 type Records struct {
 	Dialect *Dialect
@@ -263,6 +278,34 @@ func (r Records) List(ctx context.Context, tenant string, q store.Query) (store.
 		return store.Page{}, fmt.Errorf("list: %w", err)
 	}
 	return page, nil
+}
+
+// Since returns records in arrival order after seq after.
+func (r Records) Since(ctx context.Context, tenant string, f store.Filter, after int64, limit int) ([]store.Item, int64, error) {
+	query, args, err := r.Dialect.SinceQuery(tenant, f, after, limit)
+	if err != nil {
+		return nil, after, err
+	}
+	rows, err := r.Query(ctx, query, args...)
+	if err != nil {
+		return nil, after, fmt.Errorf("records since %d: %w", after, err)
+	}
+	defer rows.Close()
+	items := []store.Item{}
+	next := after
+	for rows.Next() {
+		var row store.Row
+		var seq int64
+		if err := rows.Scan(append([]any{&seq}, summaryDest(&row)...)...); err != nil {
+			return nil, after, fmt.Errorf("records since %d: %w", after, err)
+		}
+		items = append(items, store.Item{Summary: row.Summary(), Seq: seq})
+		next = seq
+	}
+	if err := rows.Err(); err != nil {
+		return nil, after, fmt.Errorf("records since %d: %w", after, err)
+	}
+	return items, next, nil
 }
 
 // Get returns one record, or store.ErrNotFound.

@@ -48,6 +48,8 @@ func Run(t *testing.T, open Open) {
 		{"Scan", testScan},
 		{"Summaries", testSummaries},
 		{"DeleteBefore", testDeleteBefore},
+		{"Since", testSince},
+		{"SinceAfterRetention", testSinceAfterRetention},
 		{"LargeRecord", testLargeRecord},
 		{"EncodedBodies", testEncodedBodies},
 		{"ConcurrentInsert", testConcurrentInsert},
@@ -690,6 +692,88 @@ func testDeleteBefore(t *testing.T, s store.Store) {
 	}
 	if n, err := s.DeleteBefore(ctx, T0); err != nil || n != 0 {
 		t.Errorf("DeleteBefore again: %d %v", n, err)
+	}
+}
+
+func since(t *testing.T, s store.Store, tenant string, f store.Filter, after int64, limit int) ([]string, int64) {
+	t.Helper()
+	items, next, err := s.Since(ctx, tenant, f, after, limit)
+	if err != nil {
+		t.Fatalf("Since(%d, %d): %v", after, limit, err)
+	}
+	out := []string{}
+	last := after
+	for _, it := range items {
+		if it.Seq <= last {
+			t.Errorf("Since(%d): seq %d after %d, want increasing", after, it.Seq, last)
+		}
+		last = it.Seq
+		out = append(out, it.ID)
+	}
+	if next != last {
+		t.Errorf("Since(%d): next %d, want %d (the last seq)", after, next, last)
+	}
+	return out, next
+}
+
+// testSince: records come in the order they arrived, whatever their start:
+// one that started an hour before the others but arrived after them comes
+// after them, and a cursor resumes where it stopped.
+func testSince(t *testing.T, s store.Store) {
+	a := Rec(3600, "web", "in", "GET", "http://a/1", 200)
+	b := Rec(3601, "web", "in", "GET", "http://a/2", 500)
+	late := Rec(0, "web", "in", "GET", "http://a/late", 200) // an hour older than a and b
+	other := Rec(3602, "web", "in", "GET", "http://a/other", 200)
+	insert(t, s, "a", a, b)
+	insert(t, s, "b", other)
+	insert(t, s, "a", late)
+
+	got, next := since(t, s, "a", store.Filter{}, 0, 0)
+	if want := idsOf(a, b, late); !slices.Equal(got, want) {
+		t.Errorf("Since(0) = %v, want %v (arrival order)", got, want)
+	}
+	if got, again := since(t, s, "a", store.Filter{}, next, 0); len(got) != 0 || again != next {
+		t.Errorf("Since(next) = %v, %d; want none, %d", got, again, next)
+	}
+	first, cur := since(t, s, "a", store.Filter{}, 0, 2)
+	if want := idsOf(a, b); !slices.Equal(first, want) {
+		t.Errorf("Since(0, limit 2) = %v, want %v", first, want)
+	}
+	if rest, _ := since(t, s, "a", store.Filter{}, cur, 2); !slices.Equal(rest, idsOf(late)) {
+		t.Errorf("Since(cursor, limit 2) = %v, want %v", rest, idsOf(late))
+	}
+	if got, _ := since(t, s, "a", store.Filter{StatusLo: 200, StatusHi: 299}, 0, 0); !slices.Equal(got, idsOf(a, late)) {
+		t.Errorf("Since(0, status 2xx) = %v, want %v", got, idsOf(a, late))
+	}
+	if got, _ := since(t, s, "b", store.Filter{}, 0, 0); !slices.Equal(got, idsOf(other)) {
+		t.Errorf("Since(0) of tenant b = %v, want %v", got, idsOf(other))
+	}
+	// Again (a duplicate, skipped) and new after it: only the new one.
+	insert2 := Rec(1, "web", "in", "GET", "http://a/new", 200)
+	if n, err := s.Insert(ctx, "a", []*capture.Record{late, insert2}); err != nil || n != 1 {
+		t.Fatalf("Insert: %d %v, want 1 new", n, err)
+	}
+	if got, _ := since(t, s, "a", store.Filter{}, next, 0); !slices.Equal(got, idsOf(insert2)) {
+		t.Errorf("Since(next) after a duplicate and a new record = %v, want %v", got, idsOf(insert2))
+	}
+	if _, _, err := s.Since(ctx, "a", store.Filter{Snapshot: "x"}, 0, 0); err == nil {
+		t.Errorf("Since of a snapshot: no error")
+	}
+}
+
+// testSinceAfterRetention: retention deleting the newest arrival does not
+// make its seq be given again, which a cursor past it would skip.
+func testSinceAfterRetention(t *testing.T, s store.Store) {
+	insert(t, s, "a", Rec(100, "web", "in", "GET", "http://a/1", 200))
+	insert(t, s, "a", Rec(0, "web", "in", "GET", "http://a/old", 200))
+	_, next := since(t, s, "a", store.Filter{}, 0, 0)
+	if n, err := s.DeleteBefore(ctx, T0.Add(50*time.Second)); err != nil || n != 1 {
+		t.Fatalf("DeleteBefore: %d %v, want 1", n, err)
+	}
+	fresh := Rec(200, "web", "in", "GET", "http://a/2", 200)
+	insert(t, s, "a", fresh)
+	if got, _ := since(t, s, "a", store.Filter{}, next, 0); !slices.Equal(got, idsOf(fresh)) {
+		t.Errorf("Since(%d) after retention = %v, want %v", next, got, idsOf(fresh))
 	}
 }
 
