@@ -9,6 +9,8 @@
 //
 //	GET    /api/v1/whoami                      Whoami
 //	GET    /api/v1/records                     ListQuery → RecordList
+//	GET    /api/v1/records/arrivals            ArrivalsQuery → Arrivals
+//	GET    /api/v1/stream                      ArrivalsQuery (Last-Event-ID) → server-sent events of store.Item
 //	GET    /api/v1/records/{id}                capture.Record
 //	GET    /api/v1/records/{id}/body/{side}    BodyView
 //	GET    /api/v1/services                    Filter → Services
@@ -166,6 +168,48 @@ func setPage(v url.Values, limit int, cursor string) {
 type RecordList struct {
 	Records []store.Item `json:"records"`
 	Next    string       `json:"next,omitempty"` // the cursor of the next page; empty on the last
+}
+
+// ArrivalsQuery is the parameters of GET /api/v1/records/arrivals and
+// GET /api/v1/stream: the records that arrived after a cursor, in arrival
+// order.
+type ArrivalsQuery struct {
+	Filter
+	Limit int // records in the answer, 1 to 1000; if zero, 100 (arrivals only)
+	// After is the cursor: a record's seq (Arrivals.Next, an event's id),
+	// 0 for the first record there is, or AfterEnd for what arrives from
+	// now on. If zero, the arrivals start from the first record and the
+	// stream from now (AfterEnd).
+	After int64
+}
+
+// AfterEnd is ArrivalsQuery.After of what arrives from now on.
+const AfterEnd = -1
+
+// Values returns q as query parameters.
+func (q ArrivalsQuery) Values() url.Values {
+	v := url.Values{}
+	q.Filter.Encode(v)
+	if q.Limit != 0 {
+		v.Set("limit", strconv.Itoa(q.Limit))
+	}
+	switch {
+	case q.After < 0:
+		v.Set("after", "end")
+	case q.After > 0:
+		v.Set("after", strconv.FormatInt(q.After, 10))
+	}
+	return v
+}
+
+// Arrivals is GET /api/v1/records/arrivals: records in the order they
+// arrived, each with its seq.
+type Arrivals struct {
+	Records []store.Item `json:"records"`
+	// Next is the cursor to ask from next: the seq of the last record,
+	// or the cursor asked from if there is none (with after=end, the
+	// tenant's latest seq).
+	Next int64 `json:"next"`
 }
 
 // BodyView is GET /api/v1/records/{id}/body/{side}: a captured body made

@@ -54,6 +54,11 @@ type Server struct {
 	sem     chan struct{} // one token per batch being ingested
 	budget  *wire.Budget  // memory of long lines of the batches being ingested
 	uploads chan struct{} // one token per snapshot upload being stored
+	streams chan struct{} // one token per open stream, at most maxStreams
+
+	// streamPoll and keepAlive are streamPoll and streamKeepAlive; tests
+	// shorten them.
+	streamPoll, keepAlive time.Duration
 
 	closing atomic.Bool
 
@@ -67,14 +72,17 @@ func NewServer(cfg Config, st store.Store, log *slog.Logger) *Server {
 		log = slog.New(slog.NewJSONHandler(io.Discard, nil))
 	}
 	s := &Server{cfg: cfg, store: st, log: log, now: time.Now, mux: http.NewServeMux(), sem: make(chan struct{}, cfg.MaxInFlight),
-		budget: wire.NewBudget(lineBudget), uploads: make(chan struct{}, maxUploads)}
+		budget: wire.NewBudget(lineBudget), uploads: make(chan struct{}, maxUploads),
+		streams: make(chan struct{}, maxStreams), streamPoll: streamPoll, keepAlive: streamKeepAlive}
 	s.auth = newAuth(st, func() time.Time { return s.now() })
 	s.mux.HandleFunc(wire.Path, s.handleBatch) // ReadBatch answers other methods with 405
 	s.mux.HandleFunc("GET /healthz", s.handleHealth)
 	s.mux.Handle("GET /metrics", s.metricsHandler())
 	s.mux.HandleFunc("GET /api/v1/whoami", s.api(s.whoami))
 	s.mux.HandleFunc("GET /api/v1/records", s.api(s.listRecords))
+	s.mux.HandleFunc("GET /api/v1/records/arrivals", s.api(s.arrivals))
 	s.mux.HandleFunc("GET /api/v1/records/{id}", s.api(s.getRecord))
+	s.mux.HandleFunc("GET /api/v1/stream", s.handleStream)
 	s.mux.HandleFunc("GET /api/v1/records/{id}/body/{side}", s.api(s.getBody))
 	s.mux.HandleFunc("GET /api/v1/services", s.api(s.services))
 	s.mux.HandleFunc("GET /api/v1/map", s.api(s.serviceMap))

@@ -321,6 +321,12 @@ func (c *Client) List(ctx context.Context, q apitype.ListQuery) (*apitype.Record
 	return call[apitype.RecordList](ctx, c, http.MethodGet, "/api/v1/records", q.Values(), nil)
 }
 
+// Arrivals is GET /api/v1/records/arrivals: the records that arrived
+// after q.After, in arrival order, and the cursor to ask from next.
+func (c *Client) Arrivals(ctx context.Context, q apitype.ArrivalsQuery) (*apitype.Arrivals, error) {
+	return call[apitype.Arrivals](ctx, c, http.MethodGet, "/api/v1/records/arrivals", q.Values(), nil)
+}
+
 // Get is GET /api/v1/records/{id}: the whole record. A record the tenant
 // does not hold is a 404 *Error.
 func (c *Client) Get(ctx context.Context, id string) (*capture.Record, error) {

@@ -57,7 +57,9 @@ type Store interface {
 	// commits, larger than those of every record of the tenant whose
 	// insert committed before (also of records since deleted), so that
 	// asking again from next never misses a record nor returns one
-	// twice. after 0 starts from the first record.
+	// twice. after 0 starts from the first record; after -1 (any
+	// negative) returns no record and, as next, the tenant's latest seq:
+	// the cursor of what arrives from now on.
 	Since(ctx context.Context, tenant string, f Filter, after int64, limit int) ([]Item, int64, error)
 
 	// Get returns one record in full, or ErrNotFound.

@@ -282,6 +282,24 @@ func (r Records) List(ctx context.Context, tenant string, q store.Query) (store.
 
 // Since returns records in arrival order after seq after.
 func (r Records) Since(ctx context.Context, tenant string, f store.Filter, after int64, limit int) ([]store.Item, int64, error) {
+	if after < 0 {
+		query := "SELECT coalesce(max(seq), 0) FROM records WHERE tenant = " + (&args{d: r.Dialect}).add(tenant)
+		rows, err := r.Query(ctx, query, tenant)
+		if err != nil {
+			return nil, after, fmt.Errorf("latest arrival: %w", err)
+		}
+		defer rows.Close()
+		var last int64
+		if rows.Next() {
+			if err := rows.Scan(&last); err != nil {
+				return nil, after, fmt.Errorf("latest arrival: %w", err)
+			}
+		}
+		if err := rows.Err(); err != nil {
+			return nil, after, fmt.Errorf("latest arrival: %w", err)
+		}
+		return []store.Item{}, last, nil
+	}
 	query, args, err := r.Dialect.SinceQuery(tenant, f, after, limit)
 	if err != nil {
 		return nil, after, err

@@ -756,6 +756,15 @@ func testSince(t *testing.T, s store.Store) {
 	if got, _ := since(t, s, "a", store.Filter{}, next, 0); !slices.Equal(got, idsOf(insert2)) {
 		t.Errorf("Since(next) after a duplicate and a new record = %v, want %v", got, idsOf(insert2))
 	}
+	end := next
+	if items, latest, err := s.Since(ctx, "a", store.Filter{}, -1, 0); err != nil || len(items) != 0 || latest <= end {
+		t.Errorf("Since(-1) = %d items, %d, %v; want none, the latest seq (after %d)", len(items), latest, err, end)
+	} else if got, _ := since(t, s, "a", store.Filter{}, latest, 0); len(got) != 0 {
+		t.Errorf("Since(latest) = %v, want none", got)
+	}
+	if items, latest, err := s.Since(ctx, "nobody", store.Filter{}, -1, 0); err != nil || len(items) != 0 || latest != 0 {
+		t.Errorf("Since(-1) of a tenant without records = %d items, %d, %v; want none, 0", len(items), latest, err)
+	}
 	if _, _, err := s.Since(ctx, "a", store.Filter{Snapshot: "x"}, 0, 0); err == nil {
 		t.Errorf("Since of a snapshot: no error")
 	}
