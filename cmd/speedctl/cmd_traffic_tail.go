@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"slices"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -16,9 +17,8 @@ import (
 	"github.com/tapwire/tapwire/internal/store"
 )
 
-// tailMaxWindow bounds the records tail holds from one poll: those of the
-// last --lag that match the filters.
-const tailMaxWindow = 100_000
+// tailMaxBackfill bounds the records --since or --from prints first.
+const tailMaxBackfill = 100_000
 
 // trafficTailOptions are the flags of traffic tail.
 type trafficTailOptions struct {
@@ -27,7 +27,7 @@ type trafficTailOptions struct {
 	from                  string         // --since or --from: the records to print first
 	json, full            bool
 	count                 int
-	forDur, interval, lag time.Duration
+	forDur, interval, lag time.Duration // lag: accepted, unused (deprecated)
 }
 
 func newTrafficTailCmd(hf *hubFlags) *cobra.Command {
@@ -40,12 +40,11 @@ func newTrafficTailCmd(hf *hubFlags) *cobra.Command {
 Ctrl-C, --count records or --for a while. --since or --from first prints the
 records of that period, oldest first.
 
-The hub's API lists records by their start time, not by when they arrived, so
-tail asks every --interval (default 1s) for the records that started in the
-last --lag (default 1m) and prints those it has not printed. A record is
-printed once, when it has arrived; a record that reaches the hub more than
---lag after it started (a request longer than that, a forwarder that was
-away) is missed: raise --lag for those, at the cost of a larger poll.`,
+tail follows the hub's arrival order (GET /api/v1/records/arrivals): every
+--interval (default 1s) it asks for the records stored since the last it
+printed, so each record is printed once, when it reaches the hub, however long
+after its start (a long request, a forwarder that was away). --lag, which the
+look-back of earlier versions needed, is accepted and ignored.`,
 		Example: `  speedctl traffic tail --service orders --failed
   speedctl traffic tail --since 5m --json | jq -r .url
   speedctl traffic tail --host api.stripe.com --count 10 --for 1m`,
@@ -58,7 +57,8 @@ away) is missed: raise --lag for those, at the cost of a larger poll.`,
 	cmd.Flags().IntVar(&o.count, "count", 0, "stop after this many records (default 0: no limit)")
 	cmd.Flags().DurationVar(&o.forDur, "for", 0, "stop after this long: 30s, 5m (default 0: until Ctrl-C)")
 	cmd.Flags().DurationVar(&o.interval, "interval", time.Second, "how often to ask the hub")
-	cmd.Flags().DurationVar(&o.lag, "lag", time.Minute, "how late after its start a record may reach the hub and still be printed")
+	cmd.Flags().DurationVar(&o.lag, "lag", time.Minute, "ignored: tail follows the arrival order")
+	_ = cmd.Flags().MarkDeprecated("lag", "tail follows the hub's arrival order and prints late records without it; it is ignored")
 	return cmd
 }
 
@@ -70,8 +70,6 @@ func (o *trafficTailOptions) prepare([]string) (err error) {
 		return fmt.Errorf("--count %d: want 0 (no limit) or more", o.count)
 	case o.interval < 10*time.Millisecond:
 		return fmt.Errorf("--interval %s: want at least 10ms", o.interval)
-	case o.lag < time.Second:
-		return fmt.Errorf("--lag %s: want at least 1s", o.lag)
 	}
 	o.filter, err = o.ff.filter()
 	o.from, o.filter.From = o.filter.From, ""
@@ -87,7 +85,7 @@ func (o *trafficTailOptions) run(ctx context.Context, c *hubclient.Client, stdou
 		defer cancel()
 	}
 	t := &tailer{c: c, filter: o.filter, w: stdout, stderr: stderr, json: o.json || o.full, full: o.full, count: o.count}
-	err := t.run(ctx, o.from, o.lag, o.interval)
+	err := t.run(ctx, o.from, o.interval)
 	if errors.Is(err, errTailDone) {
 		return nil
 	}
@@ -97,7 +95,8 @@ func (o *trafficTailOptions) run(ctx context.Context, c *hubclient.Client, stdou
 	return err
 }
 
-// tailer prints new records of successive polls.
+// tailer prints the records that arrive at the hub, following its
+// arrival cursor.
 type tailer struct {
 	c          *hubclient.Client
 	filter     apitype.Filter // without From
@@ -109,35 +108,35 @@ type tailer struct {
 
 var errTailDone = errors.New("tail: --count reached")
 
-func (t *tailer) run(ctx context.Context, from string, lag, interval time.Duration) error {
-	window := "-" + lag.String()
-	// The records there are now are not new: remember them, print none.
-	base, err := t.poll(ctx, window)
+func (t *tailer) run(ctx context.Context, from string, interval time.Duration) error {
+	// The cursor of what arrives from now on: the records there are now
+	// are not new.
+	start, err := t.c.Arrivals(ctx, apitype.ArrivalsQuery{Filter: t.filter, After: apitype.AfterEnd})
 	if err != nil {
 		return err
 	}
-	seen := make(map[string]bool, len(base))
-	for _, it := range base {
-		seen[it.ID] = true
-	}
+	after := start.Next
 	if !t.json {
 		fmt.Fprintf(t.w, "%-36s  %-23s  %-12s  %-3s  %-7s  %-6s  %-9s  %s\n", "ID", "START (UTC)", "SERVICE", "DIR", "METHOD", "STATUS", "DURATION", "URL")
 	}
+	// backfilled are the records --since printed: asked after the cursor
+	// was taken, so that a record arriving between the two is printed
+	// here or by the first arrivals, and skipped there if here.
+	var backfilled map[string]bool
 	if from != "" {
-		// Asked after the baseline, so that a record arriving between the
-		// two is printed here or by the first poll, not lost.
-		back, err := t.poll(ctx, from)
+		back, err := t.backfill(ctx, from)
 		if err != nil {
 			return err
 		}
 		if err := t.print(ctx, back, nil); err != nil {
 			return err
 		}
+		backfilled = make(map[string]bool, len(back))
 		for _, it := range back {
-			seen[it.ID] = true
+			backfilled[it.ID] = true
 		}
 	}
-	fmt.Fprintf(t.stderr, "following %s every %s (records that reach it up to %s after they started); Ctrl-C stops\n", t.c, interval, lag)
+	fmt.Fprintf(t.stderr, "following %s every %s, in arrival order; Ctrl-C stops\n", t.c, interval)
 	failing := false
 	tick := time.NewTicker(interval)
 	defer tick.Stop()
@@ -147,37 +146,41 @@ func (t *tailer) run(ctx context.Context, from string, lag, interval time.Durati
 			return ctx.Err()
 		case <-tick.C:
 		}
-		recs, err := t.poll(ctx, window)
-		switch {
-		case err != nil && ctx.Err() != nil:
-			return ctx.Err()
-		case hubclient.Retryable(err):
-			if !failing {
-				fmt.Fprintf(t.stderr, "tail: %v; asking again every %s (records older than %s when it answers again are missed)\n", readHints.explain(err), interval, lag)
-				failing = true
+		for {
+			page, err := t.c.Arrivals(ctx, apitype.ArrivalsQuery{Filter: t.filter, After: after, Limit: store.MaxLimit})
+			switch {
+			case err != nil && ctx.Err() != nil:
+				return ctx.Err()
+			case hubclient.Retryable(err):
+				if !failing {
+					fmt.Fprintf(t.stderr, "tail: %v; asking again every %s (nothing is missed)\n", readHints.explain(err), interval)
+					failing = true
+				}
+			case err != nil:
+				return err
+			case failing:
+				fmt.Fprintln(t.stderr, "tail: the hub answers again")
+				failing = false
 			}
-			continue
-		case err != nil:
-			return err
-		case failing:
-			fmt.Fprintln(t.stderr, "tail: the hub answers again")
-			failing = false
-		}
-		if err := t.print(ctx, recs, seen); err != nil {
-			return err
-		}
-		// What the next poll can return again is in this one: the
-		// window only moves forward, and what is new next time is not here.
-		seen = make(map[string]bool, len(recs))
-		for _, it := range recs {
-			seen[it.ID] = true
+			if err != nil {
+				break
+			}
+			// print takes newest first.
+			slices.Reverse(page.Records)
+			if err := t.print(ctx, page.Records, backfilled); err != nil {
+				return err
+			}
+			after = page.Next
+			if len(page.Records) < store.MaxLimit {
+				break
+			}
 		}
 	}
 }
 
-// poll returns every record that matches the filters and started at or
-// after from, newest first, following the cursors.
-func (t *tailer) poll(ctx context.Context, from string) ([]store.Item, error) {
+// backfill returns every record that matches the filters and started at
+// or after from, newest first, following the cursors.
+func (t *tailer) backfill(ctx context.Context, from string) ([]store.Item, error) {
 	q := apitype.ListQuery{Filter: t.filter, Limit: listPageSize}
 	q.From = from
 	var out []store.Item
@@ -187,8 +190,8 @@ func (t *tailer) poll(ctx context.Context, from string) ([]store.Item, error) {
 			return nil, err
 		}
 		out = append(out, page.Records...)
-		if len(out) > tailMaxWindow {
-			return nil, fmt.Errorf("more than %d records started in the period asked (from=%s): narrow the filters, or lower --lag or --since", tailMaxWindow, from)
+		if len(out) > tailMaxBackfill {
+			return nil, fmt.Errorf("more than %d records started since %s: narrow the filters or --since", tailMaxBackfill, from)
 		}
 		if page.Next == "" || len(page.Records) == 0 {
 			return out, nil
