@@ -5,7 +5,6 @@ import (
 	"os"
 	"strconv"
 	"testing"
-	"time"
 
 	"github.com/rogpeppe/go-internal/testscript"
 
@@ -35,19 +34,8 @@ func TestScripts(t *testing.T) {
 			"har":      harValid,
 			"adminhub": adminHubCmd, // cmd_init_test.go
 			"forward":  forwardCmd,  // cmd_init_test.go
-			"sleep":    sleepCmd,
 		},
 	})
-}
-
-// sleepCmd waits: sleep DURATION.
-func sleepCmd(ts *testscript.TestScript, neg bool, args []string) {
-	if neg || len(args) != 1 {
-		ts.Fatalf("usage: sleep DURATION")
-	}
-	d, err := time.ParseDuration(args[0])
-	ts.Check(err)
-	time.Sleep(d)
 }
 
 // awsValid checks a file against the AWS SDK's input types:
