@@ -53,6 +53,30 @@ function check(cond, msg) {
     check(await page.locator('#rows tr').count() === 100, 'the first page has 100 rows');
     await shot('2-traffic');
 
+    // Live: a record stored while the page is open appears at the top without a reload, even one that
+    // started an hour ago; a record stored while paused appears on resume.
+    const post = async (id, ago) => {
+      const rec = { schema: 1, id, kind: 'http', direction: 'in', start: new Date(Date.now() - ago).toISOString(), durationUs: 1000,
+        labels: { service: 'live' }, http: { req: { method: 'GET', url: 'http://live.shop/v1/' + id, proto: 'HTTP/1.1', host: 'live.shop', headers: [], body: { size: 0 } },
+          res: { status: 200, statusText: 'OK', proto: 'HTTP/1.1', headers: [], body: { size: 0 } } } };
+      const res = await fetch(env.HUB_URL + '/v1/batches', { method: 'POST', body: JSON.stringify(rec) + '\n', headers: {
+        Authorization: 'Bearer ' + env.INGEST_KEY, 'Content-Type': 'application/x-ndjson', 'Tapwire-Protocol': '1', 'Tapwire-Records': '1' } });
+      check(res.status === 200, 'posted ' + id);
+    };
+    await page.waitForSelector('#live.on');
+    await post('01950f6e-0000-7000-8000-00000000a001', 0);
+    await page.waitForSelector('#rows tr[data-id="01950f6e-0000-7000-8000-00000000a001"]');
+    check(await page.getAttribute('#rows tr:first-child', 'data-id') === '01950f6e-0000-7000-8000-00000000a001', 'a new record appears at the top, live');
+    await post('01950f6e-0000-7000-8000-00000000a002', 3600 * 1000);
+    await page.waitForSelector('#rows tr[data-id="01950f6e-0000-7000-8000-00000000a002"]');
+    check(true, 'a record that started an hour ago appears when it arrives');
+    await page.click('#live');
+    check((await page.textContent('#live')).includes('Resume'), 'live traffic pauses');
+    await post('01950f6e-0000-7000-8000-00000000a003', 0);
+    await page.click('#live');
+    await page.waitForSelector('#rows tr[data-id="01950f6e-0000-7000-8000-00000000a003"]');
+    check(true, 'on resume, what was stored while paused appears');
+
     // More rows load as the table scrolls.
     await page.locator('#more').scrollIntoViewIfNeeded();
     await page.waitForFunction(() => document.querySelectorAll('#rows tr').length > 100);

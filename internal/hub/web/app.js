@@ -216,6 +216,7 @@ async function signIn(ev) {
 }
 
 function signOut(message, tell = true) {
+  stopLive();
   if (tell && state.key && channel) channel.postMessage({ type: 'signout' });
   sessionStorage.removeItem(KEY);
   state.key = '';
@@ -286,6 +287,7 @@ function resetFilters() {
 function refresh() {
   applied = filterKey();
   state.gen++;
+  stopLive();
   if (state.view === 'snapshots') {
     loadSnapshots(state.gen);
     return;
@@ -392,6 +394,7 @@ async function loadRecords(reset) {
   try {
     const page = await api('/api/v1/records', p);
     if (gen !== state.gen) return;
+    if (reset) startLive(gen);
     for (const r of page.records) tbody.append(row(r));
     state.rows += page.records.length;
     state.cursor = page.next || '';
@@ -413,6 +416,102 @@ async function loadRecords(reset) {
   } finally {
     if (gen === state.gen) state.loading = false;
   }
+}
+
+// ---- live traffic ----
+
+// The live stream (GET /api/v1/stream, server-sent events read with fetch so
+// that the key goes in a header, never in the address) puts records at the
+// top of the list as the hub stores them: in the order they arrive, so a
+// record that started an hour ago but arrives now is shown now. It follows
+// the traffic page's filters but not its time range (what arrives is new);
+// a snapshot or a fixed range has nothing live. Pause stops it; resume goes
+// on from the last record seen, so nothing stored meanwhile is missed.
+const live = { ctl: null, gen: -1, last: '', paused: false, added: 0 };
+
+function stopLive() {
+  if (live.ctl) live.ctl.abort();
+  live.ctl = null;
+}
+
+function liveStatus(text) {
+  const b = $('live');
+  b.textContent = text;
+  b.classList.toggle('on', !live.paused && !!live.ctl);
+}
+
+function startLive(gen) {
+  stopLive();
+  live.gen = gen;
+  live.added = 0;
+  if (state.view !== 'traffic' || state.snapshot || state.range === 'custom') {
+    live.last = '';
+    $('live').hidden = true;
+    return;
+  }
+  $('live').hidden = false;
+  live.last = '';
+  if (live.paused) { liveStatus('▶ Resume live'); return; }
+  connectLive(gen);
+}
+
+async function connectLive(gen) {
+  const ctl = new AbortController();
+  live.ctl = ctl;
+  liveStatus('● Live');
+  const p = filterParams(false);
+  if (!live.last) p.set('after', 'end');
+  const headers = { Authorization: 'Bearer ' + state.key };
+  if (live.last) headers['Last-Event-ID'] = live.last;
+  try {
+    const res = await fetch('/api/v1/stream?' + p.toString(), { headers, signal: ctl.signal, cache: 'no-store' });
+    if (!res.ok || !res.body) throw new Error(res.status + ' ' + res.statusText);
+    const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
+    let buf = '';
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      buf += value;
+      let i;
+      while ((i = buf.indexOf('\n\n')) >= 0) {
+        const ev = buf.slice(0, i);
+        buf = buf.slice(i + 2);
+        liveEvent(ev, gen);
+      }
+    }
+  } catch (e) {
+    if (ctl.signal.aborted) return;
+    liveStatus('● Live (reconnecting)');
+  }
+  // The hub ends a stream now and then (and on shutdown): go on from the last record seen.
+  if (!ctl.signal.aborted && gen === state.gen && !live.paused) setTimeout(() => { if (gen === state.gen && !live.paused && live.ctl === ctl) connectLive(gen); }, 1000);
+}
+
+function liveEvent(ev, gen) {
+  let id = '', type = 'message', data = '';
+  for (const line of ev.split('\n')) {
+    if (line.startsWith('id:')) id = line.slice(3).trim();
+    else if (line.startsWith('event:')) type = line.slice(6).trim();
+    else if (line.startsWith('data:')) data += line.slice(5).trim();
+  }
+  if (type !== 'record' || !data || gen !== state.gen) return;
+  if (id) live.last = id;
+  let r;
+  try { r = JSON.parse(data); } catch (_) { return; }
+  const tbody = $('rows');
+  if (tbody.querySelector(`tr[data-id="${CSS.escape(r.id)}"]`)) return;
+  const tr = row(r);
+  tr.classList.add('arrived');
+  tbody.prepend(tr);
+  state.rows++;
+  live.added++;
+  while (tbody.rows.length > MAX_ROWS) tbody.lastElementChild.remove();
+}
+
+function toggleLive() {
+  live.paused = !live.paused;
+  if (live.paused) { stopLive(); liveStatus('▶ Resume live'); return; }
+  connectLive(state.gen);
 }
 
 // More rows load when the "Load more" button scrolls into view.
@@ -935,6 +1034,7 @@ document.addEventListener('DOMContentLoaded', async () => {
   $('filters').addEventListener('submit', (e) => e.preventDefault());
   $('reset').addEventListener('click', resetFilters);
   $('har').addEventListener('click', downloadHAR);
+  $('live').addEventListener('click', toggleLive);
   $('detail-close').addEventListener('click', closeDetail);
   $('tab-traffic').addEventListener('click', () => switchView('traffic'));
   $('tab-map').addEventListener('click', () => switchView('map'));
