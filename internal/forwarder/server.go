@@ -115,6 +115,10 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 		if err != nil {
 			return nil, fmt.Errorf("open record directory: %w", err)
 		}
+		if fs.Repaired > 0 {
+			log.Warn("cut a torn last line from the record directory (a crash in the middle of a write); the spool delivers that batch again",
+				"dir", cfg.Dir, "bytes", fs.Repaired)
+		}
 		dests = append(dests, &destination{name: "directory", desc: cfg.Dir, sink: fs,
 			probe: func(context.Context) error { return probeDir(cfg.Dir) }, fresh: -1})
 	}

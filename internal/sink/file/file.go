@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"math"
 	"os"
 	"path/filepath"
@@ -44,6 +45,10 @@ type Sink struct {
 	dir  string
 	opts Options
 
+	// Repaired is how many bytes of torn last lines New cut from the
+	// directory's files (a crash in the middle of a write).
+	Repaired int64
+
 	mu     sync.Mutex
 	f      *os.File
 	size   int64 // bytes in f
@@ -76,7 +81,63 @@ func New(dir string, opts Options) (*Sink, error) {
 	if !fi.IsDir() {
 		return nil, fmt.Errorf("file sink: %s is not a directory", dir)
 	}
-	return &Sink{dir: dir, opts: opts}, nil
+	// A process killed in the middle of a write leaves a torn last line:
+	// cut it, so that every file holds whole records (the spool delivers
+	// that batch again: at least once).
+	files, err := Files(dir)
+	if err != nil {
+		return nil, fmt.Errorf("file sink: %w", err)
+	}
+	s := &Sink{dir: dir, opts: opts}
+	for _, f := range files {
+		n, err := repairTail(f)
+		if err != nil {
+			return nil, fmt.Errorf("file sink: %w", err)
+		}
+		s.Repaired += n
+	}
+	return s, nil
+}
+
+// repairTail cuts what follows the last newline of the file at path (a
+// line torn by a crash) and returns how many bytes it cut.
+func repairTail(path string) (int64, error) {
+	whole, size, err := completeLen(path)
+	if err != nil || whole == size {
+		return 0, err
+	}
+	if err := os.Truncate(path, whole); err != nil {
+		return 0, fmt.Errorf("cut the torn last line of %s: %w", path, err)
+	}
+	return size - whole, nil
+}
+
+// completeLen returns the length of the file at path up to and including
+// its last newline (the whole lines), and its size.
+func completeLen(path string) (whole, size int64, err error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return 0, 0, err
+	}
+	size = fi.Size()
+	buf := make([]byte, 64<<10)
+	for end := size; end > 0; {
+		start := max(end-int64(len(buf)), 0)
+		b := buf[:end-start]
+		if _, err := f.ReadAt(b, start); err != nil {
+			return 0, 0, fmt.Errorf("read %s: %w", path, err)
+		}
+		if i := bytes.LastIndexByte(b, '\n'); i >= 0 {
+			return start + int64(i) + 1, size, nil
+		}
+		end = start
+	}
+	return 0, size, nil
 }
 
 // Dir returns the directory the Sink writes to.
@@ -249,13 +310,19 @@ func ReadDir(dir string, fn func(*capture.Record) error) error {
 }
 
 func readFile(path string, fn func(*capture.Record) error) error {
+	// Whole lines only: a sink killed in the middle of a write leaves a
+	// torn last line, which its next start cuts (New).
+	whole, _, err := completeLen(path)
+	if err != nil {
+		return fmt.Errorf("read records: %w", err)
+	}
 	f, err := os.Open(path)
 	if err != nil {
 		return fmt.Errorf("read records: %w", err)
 	}
 	defer f.Close()
 	var fnErr error
-	err = wire.DecodeBatch(f, wire.EncodingIdentity, math.MaxInt64, func(r *capture.Record) error {
+	err = wire.DecodeBatch(io.LimitReader(f, whole), wire.EncodingIdentity, math.MaxInt64, func(r *capture.Record) error {
 		if fnErr = fn(r); fnErr != nil {
 			return fnErr
 		}

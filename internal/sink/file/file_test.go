@@ -13,6 +13,7 @@ import (
 
 	"github.com/tapwire/tapwire/internal/capture"
 	"github.com/tapwire/tapwire/internal/format/jsonl"
+	"github.com/tapwire/tapwire/internal/sink/sinktest"
 	"github.com/tapwire/tapwire/internal/wire"
 )
 
@@ -209,5 +210,55 @@ func TestWriteLines(t *testing.T) {
 	}
 	if err := s.WriteLines(context.Background(), b.Bytes(), 3); !errors.Is(err, ErrClosed) {
 		t.Errorf("WriteLines after Close = %v, want ErrClosed", err)
+	}
+}
+
+// TestTornTail: a line torn by a crash in the middle of a write is skipped
+// by ReadDir and cut by the next New; the whole lines before it stay.
+func TestTornTail(t *testing.T) {
+	dir := t.TempDir()
+	s, err := New(dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	recs := sinktest.Records(3, 100)
+	if err := s.Write(context.Background(), recs); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	files, err := Files(dir)
+	if err != nil || len(files) != 1 {
+		t.Fatalf("files %v, %v", files, err)
+	}
+	f, err := os.OpenFile(files[0], os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.WriteString(`{"schema":1,"id":"torn","kind":"ht`) // a write cut by kill -9
+	f.Close()
+	count := func() int {
+		n := 0
+		if err := ReadDir(dir, func(*capture.Record) error { n++; return nil }); err != nil {
+			t.Fatalf("ReadDir with a torn last line: %v", err)
+		}
+		return n
+	}
+	if got := count(); got != len(recs) {
+		t.Errorf("ReadDir read %d records, want the %d whole ones", got, len(recs))
+	}
+	s2, err := New(dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s2.Close()
+	if s2.Repaired != int64(len(`{"schema":1,"id":"torn","kind":"ht`)) {
+		t.Errorf("New repaired %d bytes, want the torn line's %d", s2.Repaired, len(`{"schema":1,"id":"torn","kind":"ht`))
+	}
+	b, _ := os.ReadFile(files[0])
+	if len(b) == 0 || b[len(b)-1] != '\n' {
+		t.Errorf("after New the file does not end with a whole line")
+	}
+	if got := count(); got != len(recs) {
+		t.Errorf("after the repair ReadDir read %d records, want %d", got, len(recs))
 	}
 }
