@@ -102,6 +102,18 @@ function check(cond, msg) {
     await page.click('#reset');
     await page.waitForFunction(() => document.querySelectorAll('#rows tr').length === 100);
 
+    // A range with nothing in it says when the newest matching record is from and offers all time.
+    await page.selectOption('#f-range', '-15m');
+    await page.fill('#f-path', '/v1/01950f6e-0000-7000-8000-00000000a002');
+    await page.waitForSelector('#widen');
+    check((await page.textContent('#table-foot')).includes('No records in the last 15 minutes; the newest matching record is from'),
+      'an empty range names the newest matching record\'s time');
+    await page.click('#widen');
+    await page.waitForSelector('#rows tr[data-id="01950f6e-0000-7000-8000-00000000a002"]');
+    check(page.url().includes('range=all') && await page.inputValue('#f-range') === 'all', 'Show all time widens the range');
+    await page.click('#reset');
+    await page.waitForFunction(() => document.querySelectorAll('#rows tr').length === 100);
+
     // Text search finds a body.
     await page.fill('#f-q', 'ada lovelace');
     await page.waitForFunction((id) => {

@@ -401,6 +401,7 @@ async function loadRecords(reset) {
     foot.replaceChildren();
     if (!state.rows) {
       foot.append(el('span', {}, 'No records match these filters.'));
+      if (state.range !== 'all' && state.range !== 'custom') await offerWider(gen, foot);
     } else if (state.cursor && state.rows < MAX_ROWS) {
       const more = el('button', { class: 'ghost', id: 'more' }, 'Load more');
       more.addEventListener('click', () => loadRecords(false));
@@ -416,6 +417,20 @@ async function loadRecords(reset) {
   } finally {
     if (gen === state.gen) state.loading = false;
   }
+}
+
+// offerWider says, when a relative time range shows nothing, when the newest
+// record matching the other filters was captured, with a button to show all
+// time: a first visit a day after a capture should not look like no capture.
+async function offerWider(gen, foot) {
+  const p = filterParams(false);
+  p.set('limit', 1);
+  const page = await api('/api/v1/records', p);
+  if (gen !== state.gen || !page.records.length) return;
+  const label = $('f-range').selectedOptions[0]?.textContent.toLowerCase() || 'this range';
+  const all = el('button', { class: 'ghost', id: 'widen' }, 'Show all time');
+  all.addEventListener('click', () => { state.range = 'all'; showFilters(); writeHash(); refresh(); });
+  foot.replaceChildren(el('span', {}, `No records in the ${label}; the newest matching record is from ${fmtTime(new Date(page.records[0].start))}.`), all);
 }
 
 // ---- live traffic ----
