@@ -202,6 +202,19 @@ function check(cond, msg) {
     const dimmed = await page.locator('#map svg path.edge.dim').count(), lit = await page.locator('#map svg path.edge:not(.dim)').count();
     check(dimmed > 0 && lit > 0, 'clicking a service shows only its calls');
     await shot('7-map');
+    // Clicking an edge (a real click at the middle of its curve) lists exactly its calls.
+    const mid = await page.evaluate(() => {
+      const r = document.querySelector('#map svg path.edge-hit[data-from="payments"][data-to="api.stripe.com"]').getBoundingClientRect();
+      return { x: r.x + r.width / 2, y: r.y + r.height / 2 };
+    });
+    await page.mouse.click(mid.x, mid.y);
+    await page.waitForSelector(`#rows tr[data-id="${ids.stripe}"]`);
+    const edgeRows = await page.$$eval('#rows tr', (rows) => rows.map((r) => [r.querySelector('.c-svc').textContent, r.querySelector('.c-dir').textContent, r.querySelector('.c-host').textContent]));
+    check(edgeRows.length > 0 && edgeRows.every(([svc, dir, host]) => svc === 'payments' && dir === 'out' && host === 'api.stripe.com'),
+      'clicking an edge lists its calls only (' + edgeRows.length + ' rows)');
+    check(page.url().includes('host=api.stripe.com') && await page.inputValue('#f-direction') === 'out', 'the edge\'s filters are in the address and the fields');
+    await page.click('#reset');
+    await page.waitForFunction(() => document.querySelectorAll('#rows tr').length === 100);
 
     // Save the traffic page's filters as a snapshot (with the ingest key,
     // asked once), see it on the Snapshots page, open its records.

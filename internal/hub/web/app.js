@@ -900,8 +900,22 @@ function drawMap(box, m) {
     if (!a || !b) continue;
     const x1 = a.x + NW, y1 = a.y + NH / 2, x2 = b.x, y2 = b.y + NH / 2, mx = (x1 + x2) / 2;
     const path = svg('path', { class: 'edge' + (e.errorRate > 0.05 ? ' bad' : ''), 'data-from': e.from, d: `M${x1},${y1} C${mx},${y1} ${mx},${y2} ${x2},${y2}`, 'stroke-width': 1.5 + 6 * e.count / maxCount });
-    path.append(svg('title', {}, `${e.from || '(unlabelled)'} → ${e.to}: ${e.count} calls, ${fmtPct(e.errorRate)} failed, p95 ${fmtDur(e.p95Us)}`));
+    const tip = `${e.from || '(unlabelled)'} → ${e.to}: ${e.count} calls, ${fmtPct(e.errorRate)} failed, p95 ${fmtDur(e.p95Us)}`;
+    path.append(svg('title', {}, tip + (e.from ? '; click for these calls' : '')));
     s.append(path);
+    if (e.from) {
+      // A wide transparent twin takes the clicks a thin curve would miss:
+      // the traffic list of exactly this edge's calls (its outbound records
+      // from that service to that host).
+      const hit = svg('path', { class: 'edge-hit', 'data-from': e.from, 'data-to': e.to, d: path.getAttribute('d') });
+      hit.append(svg('title', {}, tip + '; click for these calls'));
+      hit.addEventListener('click', () => {
+        for (const k of FILTERS) state.f[k] = '';
+        Object.assign(state.f, { service: e.from, direction: 'out', host: e.to, failed: false });
+        state.view = 'traffic'; showFilters(); showView(); writeHash(); refresh();
+      });
+      s.append(hit);
+    }
     if (labelled) s.append(svg('text', { class: 'edge-label', 'data-from': e.from, x: mx, y: (y1 + y2) / 2 - 4, 'text-anchor': 'middle' }, `${fmtCount(e.count)} · p95 ${fmtDur(e.p95Us)}`));
   }
   const node = (p, cls, title, sub, tip) => {
@@ -927,7 +941,7 @@ function drawMap(box, m) {
     const c = into[t] || { count: 0, errors: 0 };
     node(pos['R' + t], isSvc ? 'svc' : 'host', name, `${isSvc ? 'captured service' : 'external host'} · called ${fmtCount(c.count)} · ${fmtPct(c.errors / Math.max(1, c.count))} failed`, name);
   }
-  box.replaceChildren(s, el('p', { class: 'note' }, 'Edges: the outbound calls of each service; width by count, red above 5% failed. Click a service to show only its calls; hover an edge for its numbers.'));
+  box.replaceChildren(s, el('p', { class: 'note' }, 'Edges: the outbound calls of each service; width by count, red above 5% failed. Click a service to show only its calls; hover an edge for its numbers, click it for its calls.'));
 }
 
 // ---- views ----
