@@ -133,6 +133,19 @@ function check(cond, msg) {
       'no stray text after a section heading');
     await page.waitForSelector('#detail .timing .ttfb');
     await shot('4-record');
+    // A 1024 px wide window: nothing scrolls sideways, the list keeps method and status beside the open
+    // record, and every filter is on screen.
+    await page.setViewportSize({ width: 1024, height: 700 });
+    await page.waitForTimeout(200);
+    const fit = await page.evaluate(() => {
+      const right = (sel) => Math.max(...[...document.querySelectorAll(sel)].filter((e) => e.offsetParent).map((e) => e.getBoundingClientRect().right));
+      return { scroll: document.documentElement.scrollWidth, detail: right('#detail'), filters: right('#filters .field, #filters button'),
+        method: right('#rows tr:first-child td.c-method'), status: right('#rows tr:first-child td.c-status'), detailLeft: document.querySelector('#detail').getBoundingClientRect().left };
+    });
+    check(fit.scroll <= 1024 && fit.detail <= 1024 && fit.filters <= 1024, 'at 1024 px nothing overflows the window (' + JSON.stringify(fit) + ')');
+    check(fit.method <= fit.detailLeft && fit.status <= fit.detailLeft, 'at 1024 px the list keeps method and status beside the record');
+    await shot('4-record-1024');
+    await page.setViewportSize({ width: 1440, height: 900 });
     await page.keyboard.press('Escape');
     await page.waitForSelector('#detail', { state: 'hidden' });
 

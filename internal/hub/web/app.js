@@ -361,14 +361,14 @@ function drawHistogram(box, h) {
     if (b.errors) s.append(svg('rect', { class: 'bar-err', x: x + 0.5, y: H - bottom - eh, width: Math.max(bw - 1, 0.5), height: eh }));
     const hit = svg('rect', { class: 'hit', x, y: 0, width: bw, height: H - bottom });
     const start = new Date(b.start), end = new Date(start.getTime() + h.stepMs);
-    hit.append(svg('title', {}, `${fmtTime(start)} – ${fmtTime(end)}: ${b.count} requests, ${b.errors} failed`));
+    hit.append(svg('title', {}, `${fmtTime(start)} – ${fmtTime(end)}: ${plural(b.count, 'request')}, ${b.errors} failed`));
     hit.addEventListener('click', () => zoom(start, end));
     s.append(hit);
   });
   const from = new Date(h.from), to = new Date(h.to);
   const axis = el('div', { class: 'axis' }, el('span', {}, fmtTime(from)), el('span', {}, fmtTime(new Date((from.getTime() + to.getTime()) / 2))), el('span', {}, fmtTime(to)));
   box.replaceChildren(s, axis);
-  $('hist-title').textContent = `${fmtCount(total)} requests, ${fmtCount(errors)} failed, ${fmtRange(h.from, h.to)} in steps of ${h.step}`;
+  $('hist-title').textContent = `${plural(total, 'request')}, ${fmtCount(errors)} failed, ${fmtRange(h.from, h.to)} in steps of ${h.step}`;
 }
 
 function zoom(start, end) {
@@ -410,7 +410,7 @@ async function loadRecords(reset) {
     } else if (state.cursor) {
       foot.append(el('span', {}, `${fmtCount(state.rows)} records shown: narrow the filters or the time range to see others.`));
     } else {
-      foot.append(el('span', {}, fmtCount(state.rows) + ' records, all shown'));
+      foot.append(el('span', {}, state.rows === 1 ? '1 record, shown' : fmtCount(state.rows) + ' records, all shown'));
     }
   } catch (e) {
     if (gen === state.gen) foot.replaceChildren(el('span', { class: 'error' }, e.message));
@@ -998,6 +998,7 @@ async function downloadHAR() {
 // ---- formatting ----
 
 function fmtCount(n) { return Number(n || 0).toLocaleString('en-US'); }
+function plural(n, word) { return `${fmtCount(n)} ${word}${n === 1 ? '' : 's'}`; }
 function fmtPct(x) { return x > 0 && x < 0.001 ? '<0.1%' : (100 * (x || 0)).toFixed(x >= 0.1 || !x ? 0 : 1) + '%'; }
 function fmtDur(us) {
   us = Number(us || 0);
