@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"strconv"
 	"sync/atomic"
-	"time"
 
 	"golang.org/x/net/http/httpguts"
 )
@@ -542,21 +541,8 @@ func (g *guardConn) answer() (int, error) {
 	return 0, io.EOF
 }
 
-// lingerClose ends the sending side and reads what the client still sends
-// (while it keeps sending, up to 4 MiB), so that closing with unread bytes
-// does not reset the connection before the client read the answer.
-func (g *guardConn) lingerClose() {
-	g.CloseWrite()
-	var scratch [4096]byte
-	for total := 0; total < 4<<20; {
-		g.Conn.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
-		n, err := g.Conn.Read(scratch[:])
-		total += n
-		if err != nil {
-			return
-		}
-	}
-}
+// lingerClose closes the guarded connection gently (lingerClose in h1.go).
+func (g *guardConn) lingerClose() { lingerClose(g.Conn) }
 
 // CloseWrite half-closes when the client connection can.
 func (g *guardConn) CloseWrite() error {

@@ -3,7 +3,6 @@ package proxy
 import (
 	"context"
 	"crypto/tls"
-	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -48,6 +47,8 @@ type Inbound struct {
 	mode   InboundMode
 	ss     streams
 	live   liveConns
+	h1     *h1Engine
+	httpLn *chanListener // connections the HTTP/2 server takes over
 
 	ln listenerRef // the sniffing listener, closed by Shutdown
 }
@@ -103,6 +104,15 @@ func NewInbound(target string, mode InboundMode, opt Options) (*Inbound, error) 
 	p.srv.Protocols.SetHTTP1(true)
 	p.srv.Protocols.SetUnencryptedHTTP2(true)
 	p.srv.Protocols.SetHTTP2(true)
+	var appTLS *tls.Config
+	if u.Scheme == "https" {
+		appTLS = &tls.Config{RootCAs: opt.RootCAs, ServerName: u.Hostname(), MinVersion: tls.VersionTLS12, NextProtos: []string{"http/1.1"}}
+		if cc := opt.ClientCert; cc != nil {
+			appTLS.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return cc, nil }
+		}
+	}
+	p.httpLn = newChanListener(nil)
+	p.h1 = newH1Engine(c, capture.DirIn, "reverse", u.Host, appTLS, func(conn net.Conn) { p.httpLn.push(conn) })
 	return p, nil
 }
 
@@ -129,18 +139,21 @@ func withUpstream(h http.Handler, addr string) http.Handler {
 // Serve accepts connections on ln until Shutdown.
 func (p *Inbound) Serve(ln net.Listener) error {
 	ln = &trackListener{Listener: ln, name: "inbound", dir: capture.DirIn, table: p.c.opt.Conns, m: p.c.m, live: &p.live}
-	if p.mode == InboundHTTP && p.c.opt.InboundTLS == nil {
-		err := p.srv.Serve(guardListener{ln, p.c})
-		if errors.Is(err, http.ErrServerClosed) {
-			return nil
-		}
-		return err
-	}
 	p.ln.set(ln)
-	httpLn := newChanListener(ln.Addr())
+	httpLn := p.httpLn
+	httpLn.addr = ln.Addr()
 	go p.srv.Serve(httpLn)
 	defer httpLn.Close()
 	return acceptLoop(ln, func(conn net.Conn) {
+		if p.mode == InboundHTTP && p.c.opt.InboundTLS == nil {
+			// HTTP/1 in the engine, which hands the HTTP/2 preface and
+			// h2c upgrades to the HTTP/2 server.
+			if info := infoOf(conn); info != nil {
+				info.set(p.target.Host, "http/1.1", nil)
+			}
+			p.h1.serve(conn, nil)
+			return
+		}
 		if p.mode == InboundTCP {
 			p.c.relayTCP(conn, p.target.Host, capture.DirIn, "reverse", "tcp", &p.ss, nil)
 			return
@@ -173,7 +186,7 @@ func (p *Inbound) dispatch(conn net.Conn, httpLn *chanListener) {
 			info.set(p.target.Host, proto, nil)
 		}
 		if kind == sniffHTTP1 {
-			httpLn.push(p.c.guard(pc))
+			p.h1.serve(pc, nil)
 			return
 		}
 		httpLn.push(pc)
@@ -216,11 +229,12 @@ func (p *Inbound) serveTLS(conn net.Conn, pc *peekConn, httpLn *chanListener) {
 	// The server sees a *tls.Conn: it fills r.TLS and hands h2 to its
 	// HTTP/2 server. HTTP/1 goes through the framing guard, which gives
 	// the server the TLS state.
-	if tc.ConnectionState().NegotiatedProtocol == "h2" {
+	cs := tc.ConnectionState()
+	if cs.NegotiatedProtocol == "h2" {
 		httpLn.push(tc)
 		return
 	}
-	httpLn.push(p.c.guard(tc))
+	p.h1.serve(tc, &cs)
 }
 
 // fullPreface waits for the whole HTTP/2 client preface and checks it.
@@ -234,8 +248,12 @@ func fullPreface(pc *peekConn) bool {
 // Shutdown stops accepting, lets in-flight exchanges finish until ctx is
 // done, then closes what is left.
 func (p *Inbound) Shutdown(ctx context.Context) error {
+	p.h1.shutdown()
 	return drain(ctx, &p.ln, &p.ss, &p.live, p.srv)
 }
 
 // Close closes every connection at once.
-func (p *Inbound) Close() error { return closeNow(&p.ln, &p.ss, &p.live, p.srv) }
+func (p *Inbound) Close() error {
+	p.h1.shutdown()
+	return closeNow(&p.ln, &p.ss, &p.live, p.srv)
+}

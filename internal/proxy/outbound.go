@@ -373,6 +373,14 @@ func (c *upstreamConn) Write(p []byte) (int, error) {
 	return n, err
 }
 
+// CloseWrite half-closes when the connection can.
+func (c *upstreamConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return nil
+}
+
 // h2cTransport speaks HTTP/2 with prior knowledge to a cleartext app.
 func (c *core) h2cTransport() *http.Transport {
 	t := c.transport("")

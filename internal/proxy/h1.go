@@ -1,0 +1,1024 @@
+package proxy
+
+// This file is goproxy's own HTTP/1.1 proxy engine for the inbound
+// listener. It is hand-written because no library is both fast and
+// transparent: net/http's server and transport canonicalise header names,
+// lose their order, re-frame bodies and cost several times nginx's CPU per
+// request (bench/RESULTS.md). Here a request is parsed in place by the
+// strict parser of h1parse.go, its head re-serialised from the client's
+// own field lines (minus the hop-by-hop fields RFC 9110 §7.6.1 removes,
+// plus X-Forwarded-*), its body bytes passed as they arrive with their
+// chunks untouched, and the response likewise; capture is a tee of bytes
+// already in memory. HTTP/2 (prior knowledge, h2c upgrade, ALPN h2) stays on
+// net/http and x/net/http2. FuzzH1AgainstNetHTTP checks the parser's
+// decisions against net/http's.
+
+import (
+	"bytes"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/tapwire/tapwire/internal/capture"
+)
+
+const (
+	h1BufSize        = 4 << 10  // a client connection's read buffer to start with
+	appBufSize       = 32 << 10 // an app connection's read buffer
+	maxResponseHead  = 1 << 20  // as net/http's transport
+	appIdleTimeout   = 55 * time.Second
+	maxIdleAppConns  = 256
+	lingerBytesLimit = 4 << 20
+)
+
+// h1Engine serves HTTP/1.x client connections by proxying them to one
+// app.
+type h1Engine struct {
+	c         *core
+	dir       capture.Direction
+	proxyName string
+	target    string      // the app's host:port
+	appTLS    *tls.Config // when the app speaks TLS
+	handoff   func(net.Conn)
+
+	pool     appPool
+	mu       sync.Mutex
+	conns    map[*h1Conn]struct{}
+	draining atomic.Bool
+}
+
+func newH1Engine(c *core, dir capture.Direction, proxyName, target string, appTLS *tls.Config, handoff func(net.Conn)) *h1Engine {
+	e := &h1Engine{c: c, dir: dir, proxyName: proxyName, target: target, appTLS: appTLS, handoff: handoff, conns: map[*h1Conn]struct{}{}}
+	e.pool.e = e
+	return e
+}
+
+// h1Conn is one client connection.
+type h1Conn struct {
+	e      *h1Engine
+	conn   net.Conn
+	tls    *tls.ConnectionState
+	scheme string
+	ip     string // the client's IP, for X-Forwarded-For
+	buf    []byte
+	r, w   int
+	head   h1Head
+	out    []byte
+	idle   atomic.Bool
+	served int // requests served on this connection
+}
+
+var h1Bufs = sync.Pool{New: func() any { b := make([]byte, h1BufSize); return &b }}
+
+// serve runs one client connection until it closes.
+func (e *h1Engine) serve(conn net.Conn, cs *tls.ConnectionState) {
+	hc := &h1Conn{e: e, conn: conn, tls: cs, scheme: "http"}
+	if cs != nil {
+		hc.scheme = "https"
+	}
+	if ra, ok := conn.RemoteAddr().(*net.TCPAddr); ok {
+		hc.ip = ra.IP.String()
+	} else {
+		hc.ip = hostOnly(conn.RemoteAddr().String())
+	}
+	bp := h1Bufs.Get().(*[]byte)
+	hc.buf = *bp
+	e.mu.Lock()
+	e.conns[hc] = struct{}{}
+	e.mu.Unlock()
+	handedOff := false
+	defer func() {
+		e.mu.Lock()
+		delete(e.conns, hc)
+		e.mu.Unlock()
+		if len(hc.buf) == h1BufSize {
+			*bp = hc.buf
+			h1Bufs.Put(bp)
+		}
+		if !handedOff {
+			conn.Close()
+		}
+	}()
+	for {
+		end, ferr, err := hc.readHead()
+		if err != nil {
+			return
+		}
+		if ferr != nil {
+			hc.refuse(ferr)
+			return
+		}
+		if hc.served == 0 && hc.r == 0 && bytes.HasPrefix(hc.buf[:hc.w], []byte("PRI * HTTP/2.0")) {
+			handedOff = true
+			e.handoff(&replayConn{Conn: conn, pending: append([]byte(nil), hc.buf[hc.r:hc.w]...)})
+			return
+		}
+		if ferr := parseRequest(hc.buf[hc.r:hc.r+end], &hc.head); ferr != nil {
+			hc.refuse(ferr)
+			return
+		}
+		if hc.served == 0 && hc.head.upgrading() && asciiEqualFold(hc.head.upgrade, "h2c") && e.handoff != nil {
+			// HTTP/2 by upgrade (RFC 7540 §3.2): net/http's h2c handler.
+			handedOff = true
+			e.handoff(&replayConn{Conn: conn, pending: append([]byte(nil), hc.buf[hc.r:hc.w]...)})
+			return
+		}
+		if string(hc.head.method) == http.MethodConnect {
+			hc.refuse(refuse(http.StatusMethodNotAllowed, "CONNECT is for the outbound proxy, not the app's port"))
+			return
+		}
+		hc.served++
+		if !hc.exchange(end) || e.draining.Load() {
+			return
+		}
+	}
+}
+
+// readHead reads until buf[r:] holds a whole request head and returns its
+// length. A refusal (431, 400) comes back as ferr; err is the connection
+// ending or timing out.
+func (hc *h1Conn) readHead() (end int, ferr *framingError, err error) {
+	opt := &hc.e.c.opt
+	limit := opt.MaxHeaderBytes
+	waiting := false // for the first byte of a new request: the idle timeout applies
+	for {
+		if hc.r == hc.w {
+			hc.r, hc.w = 0, 0
+		}
+		b := hc.buf[hc.r:hc.w]
+		if len(b) > 0 {
+			if end = headEnd(b); end >= 0 {
+				if end > limit {
+					return 0, refuse(http.StatusRequestHeaderFieldsTooLarge, "request line and headers exceed %d bytes", limit), nil
+				}
+				return end, nil, nil
+			}
+			if len(b) > limit {
+				return 0, refuse(http.StatusRequestHeaderFieldsTooLarge, "request line and headers exceed %d bytes", limit), nil
+			}
+			if badStart(b) {
+				return 0, refuse(http.StatusBadRequest, "not an HTTP request line"), nil
+			}
+		}
+		if hc.w == len(hc.buf) {
+			if hc.r > 0 {
+				hc.w = copy(hc.buf, hc.buf[hc.r:hc.w])
+				hc.r = 0
+			} else {
+				nb := make([]byte, min(2*len(hc.buf), limit+1024))
+				copy(nb, hc.buf[:hc.w])
+				hc.buf = nb
+			}
+		}
+		switch {
+		case len(b) == 0 && hc.served > 0:
+			hc.idle.Store(true)
+			if hc.e.draining.Load() {
+				return 0, nil, net.ErrClosed
+			}
+			hc.conn.SetReadDeadline(time.Now().Add(opt.IdleTimeout))
+			waiting = true
+		case len(b) == 0 || waiting:
+			hc.conn.SetReadDeadline(time.Now().Add(opt.HeaderTimeout))
+			waiting = false
+		}
+		n, rerr := hc.conn.Read(hc.buf[hc.w:])
+		hc.idle.Store(false)
+		hc.w += n
+		if rerr != nil && n == 0 {
+			return 0, nil, rerr
+		}
+		if n > 0 && waiting {
+			hc.conn.SetReadDeadline(time.Now().Add(opt.HeaderTimeout))
+			waiting = false
+		}
+	}
+}
+
+// refuse answers a request that is not forwarded and closes.
+func (hc *h1Conn) refuse(e *framingError) {
+	c := hc.e.c
+	c.m.badRequests.Inc()
+	c.log.Info("request refused", "status", e.status, "reason", e.reason, "client", hc.conn.RemoteAddr().String())
+	text := http.StatusText(e.status)
+	body := fmt.Sprintf("%d %s: %s\n", e.status, text, e.reason)
+	hc.conn.SetDeadline(time.Now().Add(5 * time.Second))
+	fmt.Fprintf(hc.conn, "HTTP/1.1 %d %s\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\nContent-Length: %d\r\n\r\n%s", e.status, text, len(body), body)
+	lingerClose(hc.conn)
+}
+
+// lingerClose ends the sending side and reads what the client still sends
+// (while it keeps sending, up to 4 MiB), so that closing with unread bytes
+// does not reset the connection before the client read the answer.
+func lingerClose(c net.Conn) {
+	if cw, ok := c.(interface{ CloseWrite() error }); ok {
+		cw.CloseWrite()
+	}
+	var scratch [4096]byte
+	for total := 0; total < lingerBytesLimit; {
+		c.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+		n, err := c.Read(scratch[:])
+		total += n
+		if err != nil {
+			return
+		}
+	}
+}
+
+// h1Exchange is one request and its response in flight.
+type h1Exchange struct {
+	hc        *h1Conn
+	start     time.Time
+	first     time.Time // the response head arrived
+	reqScan   bodyScan
+	resScan   bodyScan
+	reqBody   bodyCap
+	resBody   bodyCap
+	reqHdr    capture.Headers
+	resHdr    capture.Headers
+	status    int
+	reason    string
+	resProto  string
+	err       error
+	clientErr bool
+	ws        *wsConn
+	upTLS     *capture.TLS
+	noRecord  bool // refused before anything was forwarded: no record, as for a refused head
+	isHead    bool
+	websocket bool
+
+	// the request body's copier, when the body outlasts the first read
+	bodyDone chan error
+	bodySent atomic.Bool // every body byte was written to the app
+	abort    atomic.Bool
+}
+
+// exchange forwards one request whose head is buf[r:r+end] and relays its
+// response. It reports whether the connection may serve another request.
+func (hc *h1Conn) exchange(end int) bool {
+	e := hc.e
+	c := e.c
+	c.m.requests(e.dir).Inc()
+	h := &hc.head
+	capturing := c.opt.Emitter != nil
+	ex := &h1Exchange{hc: hc, start: time.Now(), isHead: string(h.method) == http.MethodHead, websocket: asciiEqualFold(h.upgrade, "websocket")}
+	if capturing {
+		ex.reqBody.limit, ex.resBody.limit = c.opt.BodyLimit, c.opt.BodyLimit
+		ex.reqHdr = fieldsOf(h.fields)
+	}
+	host := string(h.host)
+	if host == "" {
+		host = e.target
+	}
+	var rec *capture.Record
+	if capturing {
+		rec = ex.newRecord(host)
+		defer func() {
+			if !ex.noRecord {
+				ex.finish(rec)
+				c.opt.Emitter.Emit(rec)
+			}
+		}()
+	}
+	clientKeep := h.keepAlive() && !e.draining.Load()
+	upgrading := h.upgrading()
+	hc.conn.SetReadDeadline(time.Time{})
+
+	// The request head as the app gets it.
+	hc.out = hc.appendRequestHead(hc.out[:0], host)
+	hc.r += end
+	ex.reqScan.start(h, c.opt.MaxHeaderBytes, false)
+
+	// A chunked body is checked up to its first chunk-size line before
+	// anything is sent, unless the client waits for 100 Continue.
+	if h.chunked && !h.expect100 {
+		if ferr := hc.waitFirstChunkLine(); ferr != nil {
+			hc.refuse(ferr)
+			ex.noRecord = true
+			return false
+		} else if hc.r == hc.w && !ex.reqScan.done {
+			if _, err := hc.fill(); err != nil {
+				ex.err, ex.clientErr = fmt.Errorf("read request body: %w", err), true
+				return false
+			}
+		}
+	}
+	// What of the body has arrived goes with the head.
+	if hc.r < hc.w && !ex.reqScan.done {
+		n, ferr := ex.reqScan.scan(hc.buf[hc.r:hc.w], &ex.reqBody)
+		if ferr != nil {
+			hc.refuse(ferr)
+			ex.noRecord = true
+			return false
+		}
+		hc.out = append(hc.out, hc.buf[hc.r:hc.r+n]...)
+		hc.r += n
+	}
+	replayable := ex.reqScan.done // the whole request is in out: it can be sent again
+
+	ac, err := e.pool.get()
+	if err != nil {
+		ex.upstreamFailed(err)
+		return !upgrading && ex.reqScan.done && clientKeep
+	}
+	for attempt := 0; ; attempt++ {
+		if _, err = ac.Write(hc.out); err == nil {
+			if !ex.reqScan.done {
+				ex.bodyDone = make(chan error, 1)
+				go ex.copyBody(ac)
+			} else {
+				ex.bodySent.Store(true)
+			}
+			err = ex.readResponseHead(ac)
+		}
+		// A kept-alive connection the app closed meanwhile fails before
+		// any answer: send again on a new one, as net/http does.
+		if err != nil && ac.reused && replayable && ex.first.IsZero() && attempt == 0 && isStale(err) {
+			ac.Close()
+			if ac, err = e.pool.dial(); err != nil {
+				break
+			}
+			continue
+		}
+		break
+	}
+	if err != nil {
+		if ac != nil {
+			ac.Close()
+		}
+		if ex.clientErr {
+			ex.err = err
+			ex.stopBody()
+			return false
+		}
+		if ex.stopBody() {
+			ex.clientFailed(ex.err)
+			return false
+		}
+		ex.upstreamFailed(err)
+		return false
+	}
+
+	// The final response head: write it with what body bytes are here.
+	res := &ac.head
+	ex.upTLS = ac.tls
+	if upgrading && ex.status == http.StatusSwitchingProtocols {
+		return ex.switchProtocols(ac)
+	}
+	closeAfter := !clientKeep || !ex.bodySent.Load() || (res.length < 0 && !res.chunked) || upgrading
+	dechunk := res.chunked && h.minor == 0
+	hc.out = hc.appendResponseHead(hc.out[:0], res, closeAfter, dechunk)
+	ex.resScan.start(res, maxResponseHead, capturing)
+	appKeep := res.keepAlive()
+	var sink payloadSink = &ex.resBody
+	var dw *dechunkWriter
+	if dechunk {
+		dw = &dechunkWriter{cap: &ex.resBody}
+		sink = dw
+	}
+	wroteHead := false
+	for {
+		if ac.r < ac.w && !ex.resScan.done {
+			p := ac.buf[ac.r:ac.w]
+			if dw != nil {
+				dw.out = hc.out
+			}
+			n, ferr := ex.resScan.scan(p, sink)
+			if dw != nil {
+				hc.out = dw.out
+			} else {
+				hc.out = append(hc.out, p[:n]...)
+			}
+			ac.r += n
+			if ferr != nil {
+				err = fmt.Errorf("read response body: %s", ferr.reason)
+				break
+			}
+		}
+		if len(hc.out) > 0 || !wroteHead {
+			if _, werr := hc.conn.Write(hc.out); werr != nil {
+				ex.err, ex.clientErr = fmt.Errorf("write response: %w", werr), true
+				ac.Close()
+				ex.stopBody()
+				return false
+			}
+			wroteHead = true
+			hc.out = hc.out[:0]
+		}
+		if ex.resScan.done {
+			break
+		}
+		ac.r, ac.w = 0, 0
+		n, rerr := ac.Read(ac.buf)
+		ac.w = n
+		if rerr != nil && n == 0 {
+			if rerr == io.EOF && ex.resScan.untilClose {
+				ex.resScan.done = true
+				break
+			}
+			if rerr == io.EOF {
+				rerr = io.ErrUnexpectedEOF
+			}
+			err = fmt.Errorf("read response body: %w", rerr)
+			break
+		}
+	}
+	if err != nil {
+		// Too late for an error status: the client sees the response cut.
+		ex.err = err
+		c.m.upstreamErrors(e.dir).Inc()
+		ac.Close()
+		ex.stopBody()
+		return false
+	}
+	if ex.bodyDone != nil {
+		if !ex.bodySent.Load() {
+			ex.stopBody()
+			ac.Close()
+			lingerClose(hc.conn)
+			return false
+		}
+		if berr := <-ex.bodyDone; berr != nil {
+			ac.Close()
+			return false
+		}
+	}
+	if appKeep && ac.r == ac.w && !ex.resScan.untilClose {
+		e.pool.put(ac)
+	} else {
+		ac.Close()
+	}
+	return !closeAfter
+}
+
+// waitFirstChunkLine reads until the body's first chunk-size line is here
+// and checks it.
+func (hc *h1Conn) waitFirstChunkLine() *framingError {
+	for {
+		b := hc.buf[hc.r:hc.w]
+		if i := bytes.IndexByte(b, '\n'); i >= 0 {
+			if i >= maxChunkLine {
+				return refuse(http.StatusBadRequest, "chunk-size line longer than %d bytes", maxChunkLine)
+			}
+			_, err := parseChunkLine(b[:i+1])
+			return err
+		}
+		if len(b) >= maxChunkLine {
+			return refuse(http.StatusBadRequest, "chunk-size line longer than %d bytes", maxChunkLine)
+		}
+		hc.conn.SetReadDeadline(time.Now().Add(hc.e.c.opt.HeaderTimeout))
+		_, err := hc.fill()
+		hc.conn.SetReadDeadline(time.Time{})
+		if err != nil {
+			return refuse(http.StatusBadRequest, "request body ended before its first chunk-size line")
+		}
+	}
+}
+
+// fill reads more of the client into buf, compacting it first.
+func (hc *h1Conn) fill() (int, error) {
+	if hc.r > 0 {
+		hc.w = copy(hc.buf, hc.buf[hc.r:hc.w])
+		hc.r = 0
+	}
+	if hc.w == len(hc.buf) {
+		nb := make([]byte, 2*len(hc.buf))
+		copy(nb, hc.buf)
+		hc.buf = nb
+	}
+	n, err := hc.conn.Read(hc.buf[hc.w:])
+	hc.w += n
+	if n > 0 {
+		err = nil
+	}
+	return n, err
+}
+
+// copyBody passes the rest of the request body to the app as it arrives.
+// A Content-Length body is read no further than its end, so a pipelined
+// request stays in the socket; a chunked one is read into the connection's
+// buffer and what follows it stays there.
+func (ex *h1Exchange) copyBody(ac *appConn) {
+	hc := ex.hc
+	var err error
+	defer func() {
+		if err != nil && err != errAborted {
+			ac.Close() // the app must not take a half body for a whole one
+		}
+		ex.bodyDone <- err
+	}()
+	for !ex.reqScan.done {
+		var p []byte
+		if !ex.reqScan.chunked {
+			// Straight from the socket, no further than the body's end.
+			if hc.r == hc.w {
+				hc.r, hc.w = 0, 0
+			}
+			room := hc.buf[hc.w:]
+			if int64(len(room)) > ex.reqScan.remain {
+				room = room[:ex.reqScan.remain]
+			}
+			if len(room) == 0 {
+				hc.w = copy(hc.buf, hc.buf[hc.r:hc.w])
+				hc.r = 0
+				continue
+			}
+			n, rerr := hc.conn.Read(room)
+			hc.w += n
+			if n == 0 {
+				err = ex.bodyReadErr(rerr)
+				return
+			}
+		} else if hc.r == hc.w {
+			if _, rerr := hc.fill(); rerr != nil {
+				err = ex.bodyReadErr(rerr)
+				return
+			}
+		}
+		p = hc.buf[hc.r:hc.w]
+		n, ferr := ex.reqScan.scan(p, &ex.reqBody)
+		if n > 0 {
+			if _, werr := ac.Write(p[:n]); werr != nil {
+				err = werr
+				ac.Close()
+				return
+			}
+		}
+		hc.r += n
+		if ferr != nil {
+			err = ferr
+			ex.hc.e.c.m.badRequests.Inc()
+			ac.Close() // the app must not take a half body for a whole one
+			return
+		}
+	}
+	ex.bodySent.Store(true)
+}
+
+// bodyReadErr is a failed read of the client's body: its own fault, unless
+// the exchange stopped it.
+func (ex *h1Exchange) bodyReadErr(err error) error {
+	if err == nil {
+		err = io.ErrUnexpectedEOF
+	}
+	if ex.abort.Load() {
+		return errAborted
+	}
+	if err == io.EOF {
+		err = io.ErrUnexpectedEOF
+	}
+	return err
+}
+
+var errAborted = errors.New("aborted")
+
+// stopBody ends the request body's copier, if one runs, and reports
+// whether it had failed on the client's side (the exchange's error is then
+// that failure).
+func (ex *h1Exchange) stopBody() bool {
+	if ex.bodyDone == nil {
+		return false
+	}
+	ex.abort.Store(true)
+	ex.hc.conn.SetReadDeadline(time.Now())
+	err := <-ex.bodyDone
+	ex.bodyDone = nil
+	ex.hc.conn.SetReadDeadline(time.Time{})
+	var fe *framingError
+	if err != nil && err != errAborted && (errors.As(err, &fe) || !isWriteErr(err)) {
+		ex.err, ex.clientErr = fmt.Errorf("read request body: %w", err), true
+		return true
+	}
+	return false
+}
+
+func isWriteErr(err error) bool {
+	var oe *net.OpError
+	return errors.As(err, &oe) && oe.Op == "write"
+}
+
+// readResponseHead reads the app's response head, passing 1xx interim
+// responses (100 Continue, 103 Early Hints) to the client as they come.
+func (ex *h1Exchange) readResponseHead(ac *appConn) error {
+	for {
+		end, err := ac.readHead()
+		if err != nil {
+			return err
+		}
+		if ferr := parseResponse(ac.buf[ac.r:ac.r+end], &ac.head, ex.isHead); ferr != nil {
+			return errors.New(ferr.reason)
+		}
+		if ex.first.IsZero() {
+			ex.first = time.Now()
+		}
+		h := &ac.head
+		if h.status >= 100 && h.status < 200 && h.status != http.StatusSwitchingProtocols {
+			if _, err := ex.hc.conn.Write(ac.buf[ac.r : ac.r+end]); err != nil {
+				ex.clientErr = true
+				return fmt.Errorf("write interim response: %w", err)
+			}
+			ac.r += end
+			continue
+		}
+		ex.status = h.status
+		ex.reason = string(h.reason)
+		ex.resProto = "HTTP/1." + strconv.Itoa(h.minor)
+		if ex.hc.e.c.opt.Emitter != nil {
+			ex.resHdr = fieldsOf(h.fields)
+		}
+		ac.r += end
+		return nil
+	}
+}
+
+// switchProtocols relays a 101 answer and then both streams as they are.
+func (ex *h1Exchange) switchProtocols(ac *appConn) bool {
+	hc := ex.hc
+	if _, err := hc.conn.Write(ac.head.raw); err != nil {
+		ac.Close()
+		return false
+	}
+	if ex.bodyDone != nil {
+		ex.stopBody()
+	}
+	var client net.Conn = &replayConn{Conn: hc.conn, pending: hc.buf[hc.r:hc.w]}
+	server := net.Conn(&replayConn{Conn: ac.Conn, pending: ac.buf[ac.r:ac.w]})
+	if hc.e.c.opt.Emitter != nil && ex.websocket {
+		ex.ws = &wsConn{Conn: client, up: newWSFramer(true, ex.start, hc.e.c.opt.BodyLimit/2), down: newWSFramer(false, ex.start, hc.e.c.opt.BodyLimit/2)}
+		client = ex.ws
+	}
+	pipe(client, server, nil)
+	return false
+}
+
+// upstreamFailed answers 502 (504 on a timeout): the app could not be
+// reached or broke off before its answer.
+func (ex *h1Exchange) upstreamFailed(err error) {
+	e := ex.hc.e
+	ex.err = err
+	e.c.m.upstreamErrors(e.dir).Inc()
+	e.c.log.Warn("upstream failed", "direction", e.dir, "app", e.target, "err", err)
+	code := http.StatusBadGateway
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		code = http.StatusGatewayTimeout
+	}
+	ex.status = code
+	body := fmt.Sprintf("%d %s: goproxy could not reach the upstream %s\n", code, http.StatusText(code), e.target)
+	fmt.Fprintf(ex.hc.conn, "HTTP/1.1 %d %s\r\nContent-Type: text/plain; charset=utf-8\r\nX-Tapwire-Error: upstream\r\nContent-Length: %d\r\n\r\n%s", code, http.StatusText(code), len(body), body)
+}
+
+// clientFailed answers 400: the client's body was malformed or cut short.
+func (ex *h1Exchange) clientFailed(err error) {
+	e := ex.hc.e
+	e.c.m.badRequests.Inc()
+	e.c.log.Info("client failed", "direction", e.dir, "client", ex.hc.conn.RemoteAddr().String(), "err", err)
+	ex.status = http.StatusBadRequest
+	const body = "400 Bad Request: goproxy could not read the whole request from the client\n"
+	fmt.Fprintf(ex.hc.conn, "HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\nX-Tapwire-Error: client\r\nContent-Length: %d\r\n\r\n%s", len(body), body)
+	lingerClose(ex.hc.conn)
+}
+
+// appendRequestHead serialises the request head for the app: the client's
+// request line (as HTTP/1.1) and field lines in their order and case,
+// without hop-by-hop fields, then X-Forwarded-For (the client's values
+// with its address appended), X-Forwarded-Host and -Proto.
+func (hc *h1Conn) appendRequestHead(out []byte, host string) []byte {
+	h := &hc.head
+	out = append(out, h.method...)
+	out = append(out, ' ')
+	out = append(out, h.target...)
+	out = append(out, " HTTP/1.1\r\n"...)
+	var xff []byte
+	hasHost := false
+	for _, f := range h.fields {
+		switch {
+		case h.hopByHop(f.name):
+			continue
+		case len(f.name) >= 15 && f.name[0]|0x20 == 'x' && f.name[1] == '-':
+			if asciiEqualFold(f.name, "X-Forwarded-For") {
+				if len(xff) > 0 {
+					xff = append(xff, ", "...)
+				}
+				xff = append(xff, f.value...)
+				continue
+			}
+			if asciiEqualFold(f.name, "X-Forwarded-Host") || asciiEqualFold(f.name, "X-Forwarded-Proto") {
+				continue
+			}
+		case len(f.name) == 4 && asciiEqualFold(f.name, "Host"):
+			hasHost = true
+		}
+		out = append(out, f.line...)
+		out = append(out, '\r', '\n')
+	}
+	if !hasHost {
+		out = append(out, "Host: "...)
+		out = append(out, host...)
+		out = append(out, '\r', '\n')
+	}
+	if h.upgrading() {
+		out = append(out, "Connection: Upgrade\r\n"...)
+	}
+	out = append(out, "X-Forwarded-For: "...)
+	if len(xff) > 0 {
+		out = append(out, xff...)
+		out = append(out, ", "...)
+	}
+	out = append(out, hc.ip...)
+	out = append(out, "\r\nX-Forwarded-Host: "...)
+	out = append(out, host...)
+	out = append(out, "\r\nX-Forwarded-Proto: "...)
+	out = append(out, hc.scheme...)
+	return append(out, "\r\n\r\n"...)
+}
+
+// appendResponseHead serialises the app's response head for the client:
+// its status line (as HTTP/1.1) and field lines without hop-by-hop ones,
+// and Connection: close when the connection ends after it.
+func (hc *h1Conn) appendResponseHead(out []byte, res *h1Head, closeAfter, dechunk bool) []byte {
+	line, _ := cutLine(res.raw)
+	out = append(out, "HTTP/1.1"...)
+	out = append(out, line[8:]...)
+	out = append(out, '\r', '\n')
+	for _, f := range res.fields {
+		if res.hopByHop(f.name) || dechunk && asciiEqualFold(f.name, "Transfer-Encoding") {
+			continue
+		}
+		out = append(out, f.line...)
+		out = append(out, '\r', '\n')
+	}
+	switch {
+	case closeAfter:
+		out = append(out, "Connection: close\r\n"...)
+	case hc.head.minor == 0:
+		out = append(out, "Connection: keep-alive\r\n"...)
+	}
+	return append(out, '\r', '\n')
+}
+
+// dechunkWriter passes a chunked body's content without its framing, for
+// an HTTP/1.0 client, which cannot read chunks.
+type dechunkWriter struct {
+	out []byte
+	cap *bodyCap
+}
+
+func (d *dechunkWriter) payload(p []byte) {
+	d.out = append(d.out, p...)
+	d.cap.payload(p)
+}
+
+// fieldsOf copies a head's fields into record headers, in wire order.
+func fieldsOf(fs []h1Field) capture.Headers {
+	if len(fs) == 0 {
+		return nil
+	}
+	out := make(capture.Headers, len(fs))
+	for i, f := range fs {
+		out[i] = capture.Header{Name: string(f.name), Value: string(f.value)}
+	}
+	return out
+}
+
+// newRecord starts the record of an exchange from its request head.
+func (ex *h1Exchange) newRecord(host string) *capture.Record {
+	hc := ex.hc
+	e := hc.e
+	h := &hc.head
+	target := string(h.target)
+	url := target
+	if len(target) > 0 && target[0] == '/' || target == "*" {
+		url = hc.scheme + "://" + host + target
+	}
+	rec := &capture.Record{
+		Schema:    capture.SchemaVersion,
+		ID:        capture.NewID(),
+		Kind:      capture.KindHTTP,
+		Direction: e.dir,
+		Start:     ex.start.UTC(),
+		Labels:    e.c.opt.Labels,
+		Tags:      e.c.opt.Tags,
+		Net: capture.Net{
+			ClientAddr: hc.conn.RemoteAddr().String(),
+			ServerAddr: e.target,
+			Proxy:      e.proxyName,
+			ServerHost: hostOnly(host),
+		},
+		HTTP: &capture.HTTP{Req: capture.Request{
+			Method:  string(h.method),
+			URL:     url,
+			Proto:   "HTTP/1." + strconv.Itoa(h.minor),
+			Host:    string(h.host),
+			Headers: ex.reqHdr,
+		}},
+	}
+	if hc.tls != nil {
+		rec.Net.TLS = tlsFacts(hc.tls)
+	}
+	return rec
+}
+
+// finish completes the record when the exchange is over.
+func (ex *h1Exchange) finish(rec *capture.Record) {
+	end := time.Now()
+	rec.DurMicros = micros(end.Sub(ex.start))
+	if !ex.first.IsZero() {
+		rec.TTFBMicros = micros(ex.first.Sub(ex.start))
+	}
+	rec.HTTP.Req.Body = ex.reqBody.body()
+	if ex.resProto != "" {
+		rec.HTTP.Res = &capture.Response{
+			Status:     ex.status,
+			StatusText: ex.reason,
+			Proto:      ex.resProto,
+			Headers:    ex.resHdr,
+			Body:       ex.resBody.body(),
+			Trailers:   ex.resScan.trailerHeaders(),
+		}
+	}
+	if ex.upTLS != nil {
+		t := capture.TLS{}
+		if rec.Net.TLS != nil {
+			t = *rec.Net.TLS
+		}
+		t.Upstream = ex.upTLS
+		rec.Net.TLS = &t
+	}
+	if ex.ws != nil {
+		rec.HTTP.Messages, rec.HTTP.MessagesTruncated = ex.ws.messages()
+	}
+	if ex.err != nil {
+		if ex.clientErr {
+			rec.Error = "client: " + ex.err.Error()
+		} else {
+			rec.Error = ex.err.Error()
+		}
+	}
+}
+
+// shutdown makes every connection close after its current exchange and
+// closes the idle ones now.
+func (e *h1Engine) shutdown() {
+	e.draining.Store(true)
+	e.mu.Lock()
+	for hc := range e.conns {
+		if hc.idle.Load() {
+			hc.conn.SetReadDeadline(time.Now())
+		}
+	}
+	e.mu.Unlock()
+	e.pool.closeAll()
+}
+
+// appConn is a kept-alive connection to the app with its read buffer.
+type appConn struct {
+	net.Conn
+	buf    []byte
+	r, w   int
+	head   h1Head
+	idleAt time.Time
+	reused bool
+	tls    *capture.TLS // the TLS session with the app, if any
+}
+
+// readHead reads until buf[r:] holds a whole response head.
+func (ac *appConn) readHead() (int, error) {
+	for {
+		if ac.r == ac.w {
+			ac.r, ac.w = 0, 0
+		}
+		if ac.w > ac.r {
+			if end := headEnd(ac.buf[ac.r:ac.w]); end >= 0 {
+				return end, nil
+			}
+			if ac.w-ac.r > maxResponseHead {
+				return 0, fmt.Errorf("response head exceeds %d bytes", maxResponseHead)
+			}
+		}
+		if ac.w == len(ac.buf) {
+			if ac.r > 0 {
+				ac.w = copy(ac.buf, ac.buf[ac.r:ac.w])
+				ac.r = 0
+			} else {
+				nb := make([]byte, 2*len(ac.buf))
+				copy(nb, ac.buf[:ac.w])
+				ac.buf = nb
+			}
+		}
+		n, err := ac.Read(ac.buf[ac.w:])
+		ac.w += n
+		if err != nil && n == 0 {
+			if err == io.EOF {
+				return 0, io.ErrUnexpectedEOF
+			}
+			return 0, err
+		}
+	}
+}
+
+// isStale reports whether an error on a reused connection means the app
+// had closed it before the request went out.
+func isStale(err error) bool {
+	return errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
+}
+
+// appPool keeps idle connections to the app, newest first.
+type appPool struct {
+	e    *h1Engine
+	mu   sync.Mutex
+	idle []*appConn
+}
+
+func (p *appPool) get() (*appConn, error) {
+	p.mu.Lock()
+	for n := len(p.idle); n > 0; n = len(p.idle) {
+		ac := p.idle[n-1]
+		p.idle = p.idle[:n-1]
+		if time.Since(ac.idleAt) < appIdleTimeout {
+			p.mu.Unlock()
+			ac.reused = true
+			return ac, nil
+		}
+		ac.Close()
+	}
+	p.mu.Unlock()
+	return p.dial()
+}
+
+func (p *appPool) dial() (*appConn, error) {
+	e := p.e
+	d := net.Dialer{Timeout: e.c.opt.DialTimeout, KeepAlive: 30 * time.Second}
+	conn, err := d.Dial("tcp", e.target)
+	if err != nil {
+		return nil, err
+	}
+	var c net.Conn = &upstreamConn{Conn: conn}
+	if e.appTLS != nil {
+		tc := tls.Client(c, e.appTLS)
+		tc.SetDeadline(time.Now().Add(10 * time.Second))
+		if err := tc.Handshake(); err != nil {
+			tc.Close()
+			return nil, err
+		}
+		tc.SetDeadline(time.Time{})
+		cs := tc.ConnectionState()
+		return &appConn{Conn: tc, buf: make([]byte, appBufSize), tls: tlsFacts(&cs)}, nil
+	}
+	return &appConn{Conn: c, buf: make([]byte, appBufSize)}, nil
+}
+
+func (p *appPool) put(ac *appConn) {
+	ac.r, ac.w = 0, 0
+	ac.idleAt = time.Now()
+	p.mu.Lock()
+	if len(p.idle) < maxIdleAppConns && !p.e.draining.Load() {
+		p.idle = append(p.idle, ac)
+		p.mu.Unlock()
+		return
+	}
+	p.mu.Unlock()
+	ac.Close()
+}
+
+func (p *appPool) closeAll() {
+	p.mu.Lock()
+	idle := p.idle
+	p.idle = nil
+	p.mu.Unlock()
+	for _, ac := range idle {
+		ac.Close()
+	}
+}
+
+// replayConn is a connection whose first reads return bytes that were
+// read from it already.
+type replayConn struct {
+	net.Conn
+	pending []byte
+}
+
+func (c *replayConn) Read(p []byte) (int, error) {
+	if len(c.pending) > 0 {
+		n := copy(p, c.pending)
+		c.pending = c.pending[n:]
+		return n, nil
+	}
+	return c.Conn.Read(p)
+}
+
+// CloseWrite half-closes when the underlying connection can.
+func (c *replayConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return nil
+}

@@ -1,0 +1,180 @@
+package proxy
+
+import (
+	"bufio"
+	"bytes"
+	"io"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// rawApp is an app on a raw socket: it logs the exact bytes of every
+// request head it receives, with the connection it came on, and answers
+// each with a fixed response.
+type rawApp struct {
+	ln    net.Listener
+	mu    sync.Mutex
+	heads []string
+	conns []int
+}
+
+func startRawApp(t *testing.T, answer string) *rawApp {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := &rawApp{ln: ln}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for id := 0; ; id++ {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func(id int, c net.Conn) {
+				defer c.Close()
+				br := bufio.NewReader(c)
+				for {
+					var head bytes.Buffer
+					for {
+						line, err := br.ReadString('\n')
+						if err != nil {
+							return
+						}
+						head.WriteString(line)
+						if line == "\r\n" {
+							break
+						}
+					}
+					a.mu.Lock()
+					a.heads = append(a.heads, head.String())
+					a.conns = append(a.conns, id)
+					a.mu.Unlock()
+					io.WriteString(c, answer)
+				}
+			}(id, c)
+		}
+	}()
+	return a
+}
+
+func (a *rawApp) seen() ([]string, []int) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return append([]string(nil), a.heads...), append([]int(nil), a.conns...)
+}
+
+// TestInboundPassesClientBytes: the app sees the client's request line and
+// field lines as sent (names' case and order), minus the hop-by-hop fields,
+// plus X-Forwarded-*; the client sees the app's field lines as sent; the
+// record keeps both in wire order; two requests on one client connection,
+// pipelined, reach the app on one kept-alive connection.
+func TestInboundPassesClientBytes(t *testing.T) {
+	const answer = "HTTP/1.1 200 OK\r\nx-app-lower: 1\r\nX-App-UPPER: 2\r\nConnection: keep-alive, X-Hop\r\nX-Hop: h\r\nContent-Length: 2\r\n\r\nok"
+	app := startRawApp(t, answer)
+	for _, sniff := range []bool{false, true} {
+		t.Run(map[bool]string{false: "http", true: "sniffing"}[sniff], func(t *testing.T) {
+			addr, rec := startInbound(t, "http://"+app.ln.Addr().String(), sniff, Options{})
+			before, _ := app.seen()
+			c, err := net.Dial("tcp", addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			const req = "GET /a?b=1 HTTP/1.1\r\nhost: svc.example\r\nx-lower: 1\r\nX-UPPER: 2\r\n" +
+				"Connection: keep-alive, X-Drop\r\nX-Drop: secret\r\nKeep-Alive: timeout=5\r\nX-Forwarded-For: 203.0.113.9\r\nAccept:  */*\r\n\r\n"
+			io.WriteString(c, req+req)
+			c.SetReadDeadline(time.Now().Add(10 * time.Second))
+			br := bufio.NewReader(c)
+			for i := range 2 {
+				var got bytes.Buffer
+				for {
+					line, err := br.ReadString('\n')
+					if err != nil {
+						t.Fatalf("response %d: %v", i+1, err)
+					}
+					got.WriteString(line)
+					if line == "\r\n" {
+						break
+					}
+				}
+				body := make([]byte, 2)
+				io.ReadFull(br, body)
+				const want = "HTTP/1.1 200 OK\r\nx-app-lower: 1\r\nX-App-UPPER: 2\r\nContent-Length: 2\r\n\r\n"
+				if got.String() != want || string(body) != "ok" {
+					t.Errorf("client got\n%q\nwant\n%q", got.String(), want)
+				}
+			}
+			heads, conns := app.seen()
+			heads, conns = heads[len(before):], conns[len(before):]
+			const want = "GET /a?b=1 HTTP/1.1\r\nhost: svc.example\r\nx-lower: 1\r\nX-UPPER: 2\r\nAccept:  */*\r\n" +
+				"X-Forwarded-For: 203.0.113.9, 127.0.0.1\r\nX-Forwarded-Host: svc.example\r\nX-Forwarded-Proto: http\r\n\r\n"
+			if len(heads) != 2 {
+				t.Fatalf("app saw %d requests, want 2", len(heads))
+			}
+			for i, h := range heads {
+				if h != want {
+					t.Errorf("app saw request %d\n%q\nwant\n%q", i+1, h, want)
+				}
+			}
+			if conns[0] != conns[1] {
+				t.Errorf("the two requests reached the app on connections %v, want one kept-alive connection", conns)
+			}
+			r := rec.next(t)
+			var names []string
+			for _, h := range r.HTTP.Req.Headers {
+				names = append(names, h.Name)
+			}
+			if got := strings.Join(names, ","); got != "host,x-lower,X-UPPER,Connection,X-Drop,Keep-Alive,X-Forwarded-For,Accept" {
+				t.Errorf("record request headers %s, want the client's, in order", got)
+			}
+			if r.HTTP.Res.Headers.Get("X-App-Upper") != "2" || r.HTTP.Res.Headers[0].Name != "x-app-lower" {
+				t.Errorf("record response headers %v", r.HTTP.Res.Headers)
+			}
+			rec.next(t)
+		})
+	}
+}
+
+// TestInboundRefusesAmbiguous: what the strict parser refuses never reaches
+// the app, and the client is told why.
+func TestInboundRefusesAmbiguous(t *testing.T) {
+	app := startRawApp(t, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+	addr, _ := startInbound(t, "http://"+app.ln.Addr().String(), false, Options{})
+	for _, tt := range []struct{ name, req, want string }{
+		{"obs-fold", "GET / HTTP/1.1\r\nHost: a\r\nX: 1\r\n 2\r\n\r\n", "400 "},
+		{"space before colon", "GET / HTTP/1.1\r\nHost : a\r\n\r\n", "400 "},
+		{"no Host", "GET / HTTP/1.1\r\n\r\n", "400 "},
+		{"two Hosts", "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", "400 "},
+		{"bare CR", "GET / HTTP/1.1\r\nHost: a\r\nX: 1\r2\r\n\r\n", "400 "},
+		{"HTTP/2.0 request line", "GET / HTTP/2.0\r\nHost: a\r\n\r\n", "505 "},
+		{"gzip transfer coding", "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\n", "501 "},
+		{"CONNECT on the app's port", "CONNECT a:443 HTTP/1.1\r\nHost: a:443\r\n\r\n", "405 "},
+		{"TE in HTTP/1.0", "POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", "400 "},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			before, _ := app.seen()
+			c, err := net.Dial("tcp", addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			io.WriteString(c, tt.req)
+			res := readUntilClosed(t, c, 1)[0]
+			if !strings.HasPrefix(res.Status, tt.want) {
+				b, _ := io.ReadAll(res.Body)
+				t.Errorf("got %s %q, want %s", res.Status, b, tt.want)
+			}
+			if res.Header.Get("Connection") != "close" && !res.Close {
+				t.Errorf("refusal without Connection: close")
+			}
+			if after, _ := app.seen(); len(after) != len(before) {
+				t.Errorf("the app received the refused request: %q", after[len(before):])
+			}
+		})
+	}
+}

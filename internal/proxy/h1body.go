@@ -1,0 +1,199 @@
+package proxy
+
+import (
+	"bytes"
+	"net/http"
+	"strings"
+
+	"github.com/tapwire/tapwire/internal/capture"
+)
+
+// The states of a chunked body (RFC 9112 §7.1).
+const (
+	csLine    = iota // a chunk-size line
+	csData           // remain bytes of chunk data
+	csCRLF           // the CRLF after chunk data (crlf of its 2 bytes seen)
+	csTrailer        // trailer lines, up to the blank line
+	csDone
+)
+
+// payloadSink receives a body's content as it passes: chunk data without
+// its framing.
+type payloadSink interface{ payload(p []byte) }
+
+// bodyScan follows the framing of one message body over the bytes that
+// pass, which it never changes: how many bytes belong to the body, where
+// it ends, and whether its chunked framing is valid. It is fuzzed.
+type bodyScan struct {
+	chunked    bool
+	untilClose bool  // the body ends when the sender closes (a response without framing)
+	remain     int64 // bytes of a Content-Length body or of the current chunk
+	st         int
+	crlf       int
+	line       []byte // a chunk-size or trailer line split across reads
+	limit      int    // trailer bytes allowed
+	trail      int
+	trailers   [][]byte // trailer lines (without line end), kept when keepTrailers
+	keepTrail  bool
+	done       bool
+}
+
+// start sets s up for a body framed as h says.
+func (s *bodyScan) start(h *h1Head, limit int, keepTrailers bool) {
+	*s = bodyScan{line: s.line[:0], trailers: s.trailers[:0], limit: limit, keepTrail: keepTrailers}
+	switch {
+	case h.chunked:
+		s.chunked = true
+	case h.length >= 0:
+		s.remain = h.length
+		s.done = h.length == 0
+	default:
+		s.untilClose = true
+	}
+}
+
+// scan takes the next bytes on the wire. It returns how many of them
+// belong to the body (fewer than len(p) only when the body ended inside
+// p), after giving their content to sink.
+func (s *bodyScan) scan(p []byte, sink payloadSink) (int, *framingError) {
+	if s.done {
+		return 0, nil
+	}
+	if s.untilClose {
+		sink.payload(p)
+		return len(p), nil
+	}
+	if !s.chunked {
+		n := int(min(int64(len(p)), s.remain))
+		sink.payload(p[:n])
+		s.remain -= int64(n)
+		s.done = s.remain == 0
+		return n, nil
+	}
+	used := 0
+	for used < len(p) && !s.done {
+		b := p[used:]
+		switch s.st {
+		case csData:
+			n := int(min(int64(len(b)), s.remain))
+			sink.payload(b[:n])
+			s.remain -= int64(n)
+			used += n
+			if s.remain == 0 {
+				s.st, s.crlf = csCRLF, 0
+			}
+		case csCRLF:
+			want := byte('\r')
+			if s.crlf == 1 {
+				want = '\n'
+			}
+			if b[0] != want {
+				return used, refuse(http.StatusBadRequest, "chunk data not followed by CRLF")
+			}
+			used++
+			if s.crlf++; s.crlf == 2 {
+				s.st = csLine
+			}
+		case csLine, csTrailer:
+			i := bytes.IndexByte(b, '\n')
+			bound := maxChunkLine
+			if s.st == csTrailer {
+				bound = s.limit - s.trail
+			}
+			if i < 0 {
+				if len(s.line)+len(b) > bound {
+					return used, s.tooLong()
+				}
+				s.line = append(s.line, b...)
+				used += len(b)
+				continue
+			}
+			line := b[:i+1]
+			if len(s.line) > 0 {
+				s.line = append(s.line, line...)
+				line = s.line
+			}
+			if len(line) > bound {
+				return used, s.tooLong()
+			}
+			if err := s.endLine(line); err != nil {
+				return used, err // the bad line is not passed on
+			}
+			used += i + 1
+			s.line = s.line[:0]
+		}
+	}
+	return used, nil
+}
+
+func (s *bodyScan) tooLong() *framingError {
+	if s.st == csTrailer {
+		return refuse(http.StatusBadRequest, "trailer section exceeds %d bytes", s.limit)
+	}
+	return refuse(http.StatusBadRequest, "chunk-size line longer than %d bytes", maxChunkLine)
+}
+
+// endLine handles a whole chunk-size or trailer line, its LF included.
+func (s *bodyScan) endLine(line []byte) *framingError {
+	if s.st == csLine {
+		n, err := parseChunkLine(line)
+		if err != nil {
+			return err
+		}
+		if n == 0 {
+			s.st, s.trail = csTrailer, 0
+		} else {
+			s.st, s.remain = csData, n
+		}
+		return nil
+	}
+	s.trail += len(line)
+	n := len(line)
+	if n < 2 || line[n-2] != '\r' || bytes.IndexByte(line[:n-2], '\r') >= 0 {
+		return refuse(http.StatusBadRequest, "trailer line does not end in CRLF")
+	}
+	if n == 2 {
+		s.st, s.done = csDone, true
+		return nil
+	}
+	if s.keepTrail {
+		s.trailers = append(s.trailers, append([]byte(nil), line[:n-2]...))
+	}
+	return nil
+}
+
+// trailerHeaders turns the kept trailer lines into record fields.
+func (s *bodyScan) trailerHeaders() capture.Headers {
+	var out capture.Headers
+	for _, l := range s.trailers {
+		name, value, ok := bytes.Cut(l, []byte(":"))
+		if !ok {
+			continue
+		}
+		out = append(out, capture.Header{Name: string(name), Value: strings.Trim(string(value), " \t")})
+	}
+	return out
+}
+
+// bodyCap keeps a body's first bytes, up to limit, and counts them all.
+type bodyCap struct {
+	limit int64
+	buf   []byte
+	n     int64
+}
+
+func (c *bodyCap) payload(p []byte) {
+	if room := c.limit - int64(len(c.buf)); room > 0 {
+		c.buf = append(c.buf, p[:min(int64(len(p)), room)]...)
+	}
+	c.n += int64(len(p))
+}
+
+func (c *bodyCap) body() capture.Body {
+	return capture.Body{Data: c.buf, Size: c.n, Truncated: c.n > int64(len(c.buf))}
+}
+
+// discard is a sink for bodies that are not captured.
+type discard struct{}
+
+func (discard) payload([]byte) {}
