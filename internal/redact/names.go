@@ -1,6 +1,10 @@
 package redact
 
-import "strings"
+import (
+	"strings"
+	"sync"
+	"sync/atomic"
+)
 
 // The default rules find credentials by the shape of a name, not only by a list: a name is compared after
 // normalizing, that is lower case with '-', '_', '.' and spaces removed, so that X-Api-Key, x_api_key and
@@ -65,8 +69,32 @@ func containsName(list []string, n string) bool {
 	return false
 }
 
+// headerVerdicts caches credentialHeader by name (a service's records use a few dozen header names over and
+// over), up to maxHeaderVerdicts names; names beyond that are decided each time.
+var (
+	headerVerdicts     sync.Map // string -> bool
+	headerVerdictCount atomic.Int32
+)
+
+const maxHeaderVerdicts = 4096
+
 // credentialHeader reports whether a header named name carries a credential by the default rule.
 func credentialHeader[S string | []byte](name S) bool {
+	s, ok := any(name).(string)
+	if !ok {
+		return credentialHeaderOf(name)
+	}
+	if v, ok := headerVerdicts.Load(s); ok {
+		return v.(bool)
+	}
+	v := credentialHeaderOf(s)
+	if headerVerdictCount.Add(1) <= maxHeaderVerdicts {
+		headerVerdicts.Store(strings.Clone(s), v)
+	}
+	return v
+}
+
+func credentialHeaderOf[S string | []byte](name S) bool {
 	var buf [64]byte
 	n := string(normalizeName(buf[:], name))
 	if containsName(headerNotCredentials, n) {

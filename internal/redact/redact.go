@@ -138,6 +138,9 @@ type Redactor struct {
 	card                  int // rule of the card pattern, or -1
 	email                 int
 	bearer                int
+	// starts marks the bytes a pattern can begin at (digits, '@', 'B' and
+	// 'b'): the scan skips every other byte in a tight loop.
+	starts [256]uint8
 }
 
 // New compiles rules; an earlier rule wins where two name the same thing.
@@ -204,6 +207,17 @@ func New(rules []Rule) (*Redactor, error) {
 				return nil, fmt.Errorf("redaction rule %q: unknown entry kind %q (want http, query, json, all or patterns)", rule.ID, kind)
 			}
 		}
+	}
+	if r.card >= 0 {
+		for c := '0'; c <= '9'; c++ {
+			r.starts[c] = 1
+		}
+	}
+	if r.email >= 0 {
+		r.starts['@'] = 1
+	}
+	if r.bearer >= 0 {
+		r.starts['B'], r.starts['b'] = 1, 1
 	}
 	return r, nil
 }

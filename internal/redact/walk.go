@@ -273,6 +273,10 @@ func (r *Redactor) patternsIn(b []byte, inJSON bool, h *hits) []byte {
 	// of \n) is not a letter of the text.
 	boundary := func(i int) bool { return i == 0 || !isAlnum(b[i-1]) || inEscape(i-1) }
 	for i := 0; i < len(b); {
+		i = r.skip(b, i)
+		if i == len(b) {
+			break
+		}
 		c := b[i]
 		if r.card >= 0 && isDigit(c) && boundary(i) && !inEscape(i) {
 			if end, ok := cardAt(b, i); ok {
@@ -314,6 +318,22 @@ func (r *Redactor) patternsIn(b []byte, inJSON bool, h *hits) []byte {
 		i++
 	}
 	return e.result()
+}
+
+// skip returns the index of the first byte at or after i where a pattern
+// may begin, or len(b): eight bytes a step while none of them can.
+func (r *Redactor) skip(b []byte, i int) int {
+	st := &r.starts
+	for ; i+8 <= len(b); i += 8 {
+		w := b[i : i+8 : i+8]
+		if st[w[0]]|st[w[1]]|st[w[2]]|st[w[3]]|st[w[4]]|st[w[5]]|st[w[6]]|st[w[7]] != 0 {
+			break
+		}
+	}
+	for i < len(b) && st[b[i]] == 0 {
+		i++
+	}
+	return i
 }
 
 // escapeEnd returns, when b[i] is inside a JSON escape of b (after its
