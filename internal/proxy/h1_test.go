@@ -5,10 +5,13 @@ import (
 	"bytes"
 	"io"
 	"net"
+	"net/http"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/tapwire/tapwire/internal/capture"
 )
 
 // rawApp is an app on a raw socket: it logs the exact bytes of every
@@ -177,4 +180,91 @@ func TestInboundRefusesAmbiguous(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestInboundSilentClient: with PROXY_PROTOCOL=tcp:http a client that says
+// nothing for longer than the sniff timeout is not relayed raw for that
+// alone. A pre-opened HTTP connection that speaks later is served as HTTP
+// (recorded, X-Forwarded-For appended); an app that speaks first (a banner)
+// gets a byte stream.
+func TestInboundSilentClient(t *testing.T) {
+	t.Run("client speaks later", func(t *testing.T) {
+		app := startRawApp(t, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+		addr, rec := startInbound(t, "http://"+app.ln.Addr().String(), true, Options{})
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		time.Sleep(sniffTimeout + 500*time.Millisecond)
+		io.WriteString(c, "GET /late HTTP/1.1\r\nHost: svc\r\n\r\n")
+		c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		res, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil || res.StatusCode != 200 {
+			t.Fatalf("response %v %v", res, err)
+		}
+		heads, _ := app.seen()
+		if len(heads) != 1 || !strings.Contains(heads[0], "X-Forwarded-For: 127.0.0.1\r\n") {
+			t.Errorf("app saw %q, want the request with X-Forwarded-For", heads)
+		}
+		if r := rec.next(t); r.Kind != capture.KindHTTP || r.HTTP.Req.URL != "http://svc/late" {
+			t.Errorf("record %s %+v, want the HTTP exchange", r.Kind, r.HTTP)
+		}
+	})
+	t.Run("app speaks first", func(t *testing.T) {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ln.Close()
+		go func() {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			defer c.Close()
+			io.WriteString(c, "220 smtp.example ready\r\n")
+			br := bufio.NewReader(c)
+			if l, err := br.ReadString('\n'); err == nil {
+				io.WriteString(c, "250 hello "+l)
+			}
+		}()
+		addr, rec := startInbound(t, "http://"+ln.Addr().String(), true, Options{})
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		br := bufio.NewReader(c)
+		if l, err := br.ReadString('\n'); err != nil || l != "220 smtp.example ready\r\n" {
+			t.Fatalf("banner %q %v", l, err)
+		}
+		io.WriteString(c, "EHLO me\r\n")
+		if l, err := br.ReadString('\n'); err != nil || l != "250 hello EHLO me\r\n" {
+			t.Fatalf("answer %q %v", l, err)
+		}
+		c.Close()
+		r := rec.next(t)
+		if r.Kind != capture.KindTCP || r.TCP.BytesDown != 43 || r.TCP.BytesUp != 9 {
+			t.Errorf("record %s %+v, want a tcp stream of 9 bytes up and 43 down", r.Kind, r.TCP)
+		}
+	})
+	t.Run("tab in the request line", func(t *testing.T) {
+		app := startRawApp(t, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+		addr, _ := startInbound(t, "http://"+app.ln.Addr().String(), true, Options{})
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		io.WriteString(c, "GET\t/ HTTP/1.1\r\nHost: svc\r\n\r\n")
+		res := readUntilClosed(t, c, 1)[0]
+		if res.StatusCode != 400 {
+			t.Errorf("got %d, want 400", res.StatusCode)
+		}
+		if heads, _ := app.seen(); len(heads) != 0 {
+			t.Errorf("the app received %q", heads)
+		}
+	})
 }

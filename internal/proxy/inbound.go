@@ -167,6 +167,17 @@ func (p *Inbound) Serve(ln net.Listener) error {
 func (p *Inbound) dispatch(conn net.Conn, httpLn *chanListener) {
 	pc, kind := sniff(conn, sniffTimeout)
 	info := infoOf(conn)
+	if kind == sniffSilent {
+		var server net.Conn
+		start := time.Now().Add(-sniffTimeout)
+		if kind, server = p.awaitFirst(pc); server != nil {
+			if info != nil {
+				info.set(p.target.Host, "tcp", nil)
+			}
+			p.c.relayTCPTo(pc, server, start, p.target.Host, capture.DirIn, "reverse", "server_first", &p.ss, nil)
+			return
+		}
+	}
 	if kind == sniffHTTP2 && !fullPreface(pc) {
 		// RFC 9113 §3.4: an invalid preface is a connection error.
 		conn.Close()
@@ -204,6 +215,65 @@ func (p *Inbound) dispatch(conn net.Conn, httpLn *chanListener) {
 		}
 		p.c.relayTCP(pc, p.target.Host, capture.DirIn, "reverse", reason, &p.ss, nil)
 	}
+}
+
+// awaitFirst serves a client that stayed silent past the sniff timeout: a
+// pooled, pre-opened HTTP connection, or the client of a protocol where the
+// server speaks first (SMTP, MySQL...). Silence alone is no reason to go
+// raw: goproxy connects to the app and waits, up to the idle timeout, for
+// either side's first bytes. When the app speaks first, the connection to it
+// is returned (its first bytes still to be read) to be relayed as a byte
+// stream; when the client does, its bytes are classified as on arrival.
+// Neither: sniffClosed.
+func (p *Inbound) awaitFirst(pc *peekConn) (sniffKind, net.Conn) {
+	idle := p.c.opt.IdleTimeout
+	client := make(chan error, 1)
+	go func() {
+		pc.SetReadDeadline(time.Now().Add(idle))
+		_, err := pc.r.Peek(1)
+		client <- err
+	}()
+	appFirst := make(chan []byte, 1)
+	d := net.Dialer{Timeout: p.c.opt.DialTimeout}
+	app, err := d.Dial("tcp", p.target.Host)
+	if err != nil {
+		appFirst <- nil // the app is not there: only the client can speak
+	} else {
+		go func() {
+			b := make([]byte, 4096)
+			app.SetReadDeadline(time.Now().Add(idle))
+			n, _ := app.Read(b)
+			appFirst <- b[:n]
+		}()
+	}
+	var spoke []byte
+	var cerr error
+	select {
+	case spoke = <-appFirst:
+		if len(spoke) == 0 {
+			cerr = <-client
+			break
+		}
+		pc.SetReadDeadline(time.Now())
+		<-client
+	case cerr = <-client:
+		if app != nil {
+			app.SetReadDeadline(time.Now())
+		}
+		spoke = <-appFirst
+	}
+	pc.SetReadDeadline(time.Time{})
+	if len(spoke) > 0 {
+		app.SetReadDeadline(time.Time{})
+		return sniffUnknown, &replayConn{Conn: app, pending: spoke}
+	}
+	if app != nil {
+		app.Close()
+	}
+	if cerr != nil {
+		return sniffClosed, nil
+	}
+	return pc.sniff(sniffTimeout), nil
 }
 
 // serveTLS terminates inbound TLS with the app's own certificate

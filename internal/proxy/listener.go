@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"golang.org/x/net/http/httpguts"
 	"net"
 	"net/http"
 	"sync"
@@ -82,24 +83,29 @@ const (
 	sniffClosed                   // the client closed without sending anything (a TCP health check)
 )
 
-// sniffTimeout bounds how long a new connection may stay silent before it
-// is treated as a server-speaks-first byte stream.
+// sniffTimeout bounds how long a new connection may stay silent before
+// goproxy asks the app whether it speaks first (awaitFirst).
 const sniffTimeout = 2 * time.Second
 
 // sniff reads ahead on c without consuming and says what protocol the
 // client speaks. It returns a connection that replays the peeked bytes.
 func sniff(c net.Conn, timeout time.Duration) (*peekConn, sniffKind) {
-	br := bufio.NewReaderSize(c, 4096)
-	pc := &peekConn{Conn: c, r: br}
+	pc := &peekConn{Conn: c, r: bufio.NewReaderSize(c, 4096)}
+	return pc, pc.sniff(timeout)
+}
+
+// sniff waits up to timeout for the first bytes and classifies them.
+func (pc *peekConn) sniff(timeout time.Duration) sniffKind {
+	c, br := pc.Conn, pc.r
 	c.SetReadDeadline(time.Now().Add(timeout))
 	defer c.SetReadDeadline(time.Time{})
 	b, err := br.Peek(1)
 	if err != nil || len(b) == 0 {
 		var ne net.Error
 		if errors.As(err, &ne) && ne.Timeout() {
-			return pc, sniffSilent
+			return sniffSilent
 		}
-		return pc, sniffClosed
+		return sniffClosed
 	}
 	// Peek what has arrived already, up to a request line's worth; more
 	// bytes arrive with the first packet in practice.
@@ -112,7 +118,7 @@ func sniff(c net.Conn, timeout time.Duration) (*peekConn, sniffKind) {
 		}
 	}
 	p, _ := br.Peek(n)
-	return pc, classify(p)
+	return classify(p)
 }
 
 // classify says what protocol a connection's first bytes belong to. It is
@@ -131,26 +137,27 @@ func classify(p []byte) sniffKind {
 	if n := min(len(p), 14); n >= 4 && string(p[:n]) == preface[:n] {
 		return sniffHTTP2
 	}
-	// An HTTP/1 method token: uppercase letters (RFC 9110 allows any token,
-	// but every method in use is uppercase) followed by a space.
+	// Anything that begins like an HTTP/1 request line, a token followed by
+	// whitespace, takes the HTTP path, where the strict parser accepts or
+	// refuses it: never a raw relay that the app might parse as HTTP.
 	for i, c := range p {
-		if c == ' ' {
+		if c == ' ' || c == '\t' {
 			if i == 0 {
 				return sniffUnknown
 			}
 			return sniffHTTP1
 		}
-		if c < 'A' || c > 'Z' {
-			if i > 0 && (c == '-' || c == '_') {
-				continue
-			}
-			return sniffUnknown
-		}
-		if i >= 20 {
+		if !httpguts.IsTokenRune(rune(c)) || i >= 32 {
 			return sniffUnknown
 		}
 	}
-	// Only letters so far: a method arriving byte by byte.
+	// Only token bytes so far: a method arriving byte by byte, when they
+	// are uppercase letters (every method in use).
+	for _, c := range p {
+		if (c < 'A' || c > 'Z') && c != '-' && c != '_' {
+			return sniffUnknown
+		}
+	}
 	return sniffHTTP1
 }
 

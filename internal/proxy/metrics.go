@@ -26,7 +26,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	}, []string{"direction"})
 	tunnels := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "goproxy_tcp_streams_total",
-		Help: "Byte streams proxied without HTTP understanding, by direction and reason (passthrough, not_http, tls_no_unwrap).",
+		Help: "Byte streams proxied without HTTP understanding, by direction and reason (passthrough, not_http, tls_no_unwrap, server_first).",
 	}, []string{"direction", "reason"})
 	bytes := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "goproxy_bytes_total",

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"crypto/tls"
 	"fmt"
+	"golang.org/x/net/http/httpguts"
 	"io"
 	"net"
 	"net/http"
@@ -600,7 +601,10 @@ func TestClassify(t *testing.T) {
 		{"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", sniffHTTP2},
 		{"\x16\x03\x01\x02\x00", sniffTLS},
 		{"*1\r\n$4\r\nPING\r\n", sniffUnknown},
-		{"get / HTTP/1.1", sniffUnknown},
+		{"get / HTTP/1.1", sniffHTTP1},      // a token and whitespace: the strict parser decides
+		{"GET\t/ HTTP/1.1\r\n", sniffHTTP1}, // refused there (400), never relayed raw
+		{"SET key value\r\n", sniffHTTP1},
+		{"{\"a\":1}", sniffUnknown},
 		{" GET", sniffUnknown},
 		{"SSH-2.0-OpenSSH", sniffUnknown},
 		{"", sniffSilent},
@@ -621,8 +625,8 @@ func FuzzClassify(f *testing.F) {
 		if k == sniffTLS && (len(b) < 3 || b[0] != 0x16) {
 			t.Errorf("classify(%q) = TLS", b)
 		}
-		if k == sniffHTTP1 && len(b) > 0 && (b[0] < 'A' || b[0] > 'Z') {
-			t.Errorf("classify(%q) = HTTP/1 for a non-letter start", b)
+		if k == sniffHTTP1 && len(b) > 0 && !httpguts.IsTokenRune(rune(b[0])) {
+			t.Errorf("classify(%q) = HTTP/1 for a start that is not a token byte", b)
 		}
 	})
 }

@@ -117,15 +117,23 @@ func closeWrite(c net.Conn) {
 // relayTCP dials target and relays the raw stream of client, then emits a
 // TCP record (endpoints, byte counts, duration).
 func (c *core) relayTCP(client net.Conn, target string, dir capture.Direction, proxyName, reason string, ss *streams, t *tunnelInfo) {
-	start := time.Now()
+	c.relayTCPTo(client, nil, time.Now(), target, dir, proxyName, reason, ss, t)
+}
+
+// relayTCPTo is relayTCP over server, a connection to target already made
+// (nil: dial it), from start.
+func (c *core) relayTCPTo(client, server net.Conn, start time.Time, target string, dir capture.Direction, proxyName, reason string, ss *streams, t *tunnelInfo) {
 	c.m.tunnels.WithLabelValues(string(dir), reason).Inc()
 	// Keep the bytes, bounded, unless they are encrypted.
 	var chunks *chunkTee
 	if c.opt.Emitter != nil && reason != "tls_no_unwrap" && c.opt.BodyLimit > 0 {
 		chunks = &chunkTee{start: start, budget: c.opt.BodyLimit}
 	}
-	d := net.Dialer{Timeout: c.opt.DialTimeout}
-	server, err := d.Dial("tcp", target)
+	var err error
+	if server == nil {
+		d := net.Dialer{Timeout: c.opt.DialTimeout}
+		server, err = d.Dial("tcp", target)
+	}
 	var up, down int64
 	if err != nil {
 		c.m.upstreamErrors(dir).Inc()
