@@ -272,7 +272,7 @@ func (hc *h1Conn) exchange(end int) bool {
 	ex := &h1Exchange{hc: hc, start: time.Now(), isHead: string(h.method) == http.MethodHead, websocket: asciiEqualFold(h.upgrade, "websocket")}
 	if capturing {
 		ex.reqBody.limit, ex.resBody.limit = c.opt.BodyLimit, c.opt.BodyLimit
-		ex.reqHdr = fieldsOf(h.fields)
+		ex.reqHdr = fieldsOf(h)
 	}
 	host := string(h.host)
 	if host == "" {
@@ -296,6 +296,9 @@ func (hc *h1Conn) exchange(end int) bool {
 	hc.out = hc.appendRequestHead(hc.out[:0], host)
 	hc.r += end
 	ex.reqScan.start(h, c.opt.MaxHeaderBytes, false)
+	if capturing && h.length > 0 {
+		ex.reqBody.buf = make([]byte, 0, min(h.length, ex.reqBody.limit))
+	}
 
 	// A chunked body is checked up to its first chunk-size line before
 	// anything is sent, unless the client waits for 100 Continue.
@@ -377,6 +380,9 @@ func (hc *h1Conn) exchange(end int) bool {
 	dechunk := res.chunked && h.minor == 0
 	hc.out = hc.appendResponseHead(hc.out[:0], res, closeAfter, dechunk)
 	ex.resScan.start(res, maxResponseHead, capturing)
+	if capturing && res.length > 0 {
+		ex.resBody.buf = make([]byte, 0, min(res.length, ex.resBody.limit))
+	}
 	appKeep := res.keepAlive()
 	var sink payloadSink = &ex.resBody
 	var dw *dechunkWriter
@@ -632,7 +638,7 @@ func (ex *h1Exchange) readResponseHead(ac *appConn) error {
 		ex.reason = string(h.reason)
 		ex.resProto = "HTTP/1." + strconv.Itoa(h.minor)
 		if ex.hc.e.c.opt.Emitter != nil {
-			ex.resHdr = fieldsOf(h.fields)
+			ex.resHdr = fieldsOf(h)
 		}
 		ac.r += end
 		return nil
@@ -777,14 +783,17 @@ func (d *dechunkWriter) payload(p []byte) {
 	d.cap.payload(p)
 }
 
-// fieldsOf copies a head's fields into record headers, in wire order.
-func fieldsOf(fs []h1Field) capture.Headers {
+// fieldsOf copies a head's fields into record headers, in wire order: one
+// string for the whole head, the names and values substrings of it.
+func fieldsOf(h *h1Head) capture.Headers {
+	fs := h.fields
 	if len(fs) == 0 {
 		return nil
 	}
+	raw := string(h.raw)
 	out := make(capture.Headers, len(fs))
 	for i, f := range fs {
-		out[i] = capture.Header{Name: string(f.name), Value: string(f.value)}
+		out[i] = capture.Header{Name: raw[f.at : f.at+len(f.name)], Value: raw[f.valueAt : f.valueAt+len(f.value)]}
 	}
 	return out
 }

@@ -125,6 +125,11 @@ func FuzzH1AgainstNetHTTP(f *testing.F) {
 		if !h.chunked && req.ContentLength != h.length {
 			t.Fatalf("length: ours %d, net/http %d: %q", h.length, req.ContentLength, raw)
 		}
+		for i, rf := range fieldsOf(&h) {
+			if rf.Name != string(h.fields[i].name) || rf.Value != string(h.fields[i].value) {
+				t.Fatalf("record field %d = %q: %q, want %q: %q", i, rf.Name, rf.Value, h.fields[i].name, h.fields[i].value)
+			}
+		}
 		for _, fl := range h.fields {
 			name := http.CanonicalHeaderKey(string(fl.name))
 			if name == "Host" || name == "Transfer-Encoding" {

@@ -20,6 +20,7 @@ import (
 type h1Field struct {
 	name, value []byte
 	line        []byte // the whole line without its line end
+	at, valueAt int    // where name and value start in the head
 }
 
 // connection options found in a head's Connection fields.
@@ -283,6 +284,7 @@ func parseResponse(b []byte, h *h1Head, head bool) *framingError {
 // parseFields parses the field lines after the start line.
 func (h *h1Head) parseFields(rest []byte) *framingError {
 	for len(rest) > 0 {
+		at := len(h.raw) - len(rest)
 		var line []byte
 		line, rest = cutLine(rest)
 		if len(line) == 0 {
@@ -307,13 +309,15 @@ func (h *h1Head) parseFields(rest []byte) *framingError {
 				return refuse(http.StatusBadRequest, "invalid header name %.40q", name)
 			}
 		}
-		value := bytes.Trim(line[colon+1:], " \t")
+		value := bytes.TrimLeft(line[colon+1:], " \t")
+		valueAt := at + len(line) - len(value)
+		value = bytes.TrimRight(value, " \t")
 		for _, c := range value {
 			if c < ' ' && c != '\t' || c == 0x7f {
 				return refuse(http.StatusBadRequest, "control byte in the value of %.40q", name)
 			}
 		}
-		h.fields = append(h.fields, h1Field{name: name, value: value, line: line})
+		h.fields = append(h.fields, h1Field{name: name, value: value, line: line, at: at, valueAt: valueAt})
 		switch {
 		case asciiEqualFold(name, "Connection"):
 			for _, tok := range bytes.Split(value, []byte(",")) {
