@@ -568,8 +568,6 @@ func guardOf(c net.Conn) *guardConn {
 		return v
 	case *guardTLSConn:
 		return v.guardConn
-	case *tunnelConn:
-		return guardOf(v.Conn)
 	}
 	return nil
 }

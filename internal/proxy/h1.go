@@ -39,31 +39,46 @@ const (
 	lingerBytesLimit = 4 << 20
 )
 
-// h1Engine serves HTTP/1.x client connections by proxying them to one
-// app.
+// h1Engine serves HTTP/1.x client connections: the inbound listener's,
+// to the app, and the outbound proxy's unwrapped CONNECT tunnels, each to
+// its own upstream.
 type h1Engine struct {
 	c         *core
 	dir       capture.Direction
 	proxyName string
-	target    string      // the app's host:port
-	appTLS    *tls.Config // when the app speaks TLS
-	handoff   func(net.Conn)
+	handoff   func(net.Conn) // HTTP/2 by preface or upgrade; nil: refused
+	up        *h1Upstream    // the app, for the inbound engine
 
-	pool     appPool
 	mu       sync.Mutex
 	conns    map[*h1Conn]struct{}
 	draining atomic.Bool
 }
 
-func newH1Engine(c *core, dir capture.Direction, proxyName, target string, appTLS *tls.Config, handoff func(net.Conn)) *h1Engine {
-	e := &h1Engine{c: c, dir: dir, proxyName: proxyName, target: target, appTLS: appTLS, handoff: handoff, conns: map[*h1Conn]struct{}{}}
-	e.pool.e = e
-	return e
+// h1Upstream is where an engine's connection sends its requests, with its
+// pool of kept-alive connections.
+type h1Upstream struct {
+	e      *h1Engine
+	target string      // host:port to dial
+	tls    *tls.Config // when the upstream speaks TLS
+	tunnel *tunnelInfo // for a CONNECT tunnel: its target, host, connection id and app-side TLS
+	pool   appPool
+}
+
+func newH1Engine(c *core, dir capture.Direction, proxyName string, handoff func(net.Conn)) *h1Engine {
+	return &h1Engine{c: c, dir: dir, proxyName: proxyName, handoff: handoff, conns: map[*h1Conn]struct{}{}}
+}
+
+// newUpstream makes an upstream of e.
+func (e *h1Engine) newUpstream(target string, cfg *tls.Config, t *tunnelInfo) *h1Upstream {
+	u := &h1Upstream{e: e, target: target, tls: cfg, tunnel: t}
+	u.pool.up = u
+	return u
 }
 
 // h1Conn is one client connection.
 type h1Conn struct {
 	e      *h1Engine
+	up     *h1Upstream
 	conn   net.Conn
 	tls    *tls.ConnectionState
 	scheme string
@@ -78,9 +93,13 @@ type h1Conn struct {
 
 var h1Bufs = sync.Pool{New: func() any { b := make([]byte, h1BufSize); return &b }}
 
-// serve runs one client connection until it closes.
-func (e *h1Engine) serve(conn net.Conn, cs *tls.ConnectionState) {
-	hc := &h1Conn{e: e, conn: conn, tls: cs, scheme: "http"}
+// serve runs one client connection to the engine's upstream until it
+// closes.
+func (e *h1Engine) serve(conn net.Conn, cs *tls.ConnectionState) { e.serveTo(conn, cs, e.up) }
+
+// serveTo runs one client connection to up until it closes.
+func (e *h1Engine) serveTo(conn net.Conn, cs *tls.ConnectionState, up *h1Upstream) {
+	hc := &h1Conn{e: e, up: up, conn: conn, tls: cs, scheme: "http"}
 	if cs != nil {
 		hc.scheme = "https"
 	}
@@ -116,7 +135,7 @@ func (e *h1Engine) serve(conn net.Conn, cs *tls.ConnectionState) {
 			hc.refuse(ferr)
 			return
 		}
-		if hc.served == 0 && hc.r == 0 && bytes.HasPrefix(hc.buf[:hc.w], []byte("PRI * HTTP/2.0")) {
+		if hc.served == 0 && hc.r == 0 && e.handoff != nil && bytes.HasPrefix(hc.buf[:hc.w], []byte("PRI * HTTP/2.0")) {
 			handedOff = true
 			e.handoff(&replayConn{Conn: conn, pending: append([]byte(nil), hc.buf[hc.r:hc.w]...)})
 			return
@@ -276,7 +295,10 @@ func (hc *h1Conn) exchange(end int) bool {
 	}
 	host := string(h.host)
 	if host == "" {
-		host = e.target
+		host = hc.up.target
+		if t := hc.up.tunnel; t != nil {
+			host = t.host
+		}
 	}
 	var rec *capture.Record
 	if capturing {
@@ -327,7 +349,7 @@ func (hc *h1Conn) exchange(end int) bool {
 	}
 	replayable := ex.reqScan.done // the whole request is in out: it can be sent again
 
-	ac, err := e.pool.get()
+	ac, err := hc.up.pool.get()
 	if err != nil {
 		ex.upstreamFailed(err)
 		return !upgrading && ex.reqScan.done && clientKeep
@@ -346,7 +368,7 @@ func (hc *h1Conn) exchange(end int) bool {
 		// any answer: send again on a new one, as net/http does.
 		if err != nil && ac.reused && replayable && ex.first.IsZero() && attempt == 0 && isStale(err) {
 			ac.Close()
-			if ac, err = e.pool.dial(); err != nil {
+			if ac, err = hc.up.pool.dial(); err != nil {
 				break
 			}
 			continue
@@ -458,7 +480,7 @@ func (hc *h1Conn) exchange(end int) bool {
 		}
 	}
 	if appKeep && ac.r == ac.w && !ex.resScan.untilClose {
-		e.pool.put(ac)
+		hc.up.pool.put(ac)
 	} else {
 		ac.Close()
 	}
@@ -671,14 +693,14 @@ func (ex *h1Exchange) upstreamFailed(err error) {
 	e := ex.hc.e
 	ex.err = err
 	e.c.m.upstreamErrors(e.dir).Inc()
-	e.c.log.Warn("upstream failed", "direction", e.dir, "app", e.target, "err", err)
+	e.c.log.Warn("upstream failed", "direction", e.dir, "upstream", ex.hc.up.target, "err", err)
 	code := http.StatusBadGateway
 	var ne net.Error
 	if errors.As(err, &ne) && ne.Timeout() {
 		code = http.StatusGatewayTimeout
 	}
 	ex.status = code
-	body := fmt.Sprintf("%d %s: goproxy could not reach the upstream %s\n", code, http.StatusText(code), e.target)
+	body := fmt.Sprintf("%d %s: goproxy could not reach the upstream %s\n", code, http.StatusText(code), ex.hc.up.target)
 	fmt.Fprintf(ex.hc.conn, "HTTP/1.1 %d %s\r\nContent-Type: text/plain; charset=utf-8\r\nX-Tapwire-Error: upstream\r\nContent-Length: %d\r\n\r\n%s", code, http.StatusText(code), len(body), body)
 }
 
@@ -693,12 +715,14 @@ func (ex *h1Exchange) clientFailed(err error) {
 	lingerClose(ex.hc.conn)
 }
 
-// appendRequestHead serialises the request head for the app: the client's
-// request line (as HTTP/1.1) and field lines in their order and case,
-// without hop-by-hop fields, then X-Forwarded-For (the client's values
-// with its address appended), X-Forwarded-Host and -Proto.
+// appendRequestHead serialises the request head for the upstream: the
+// client's request line (as HTTP/1.1) and field lines in their order and
+// case, without hop-by-hop fields; then, inbound, X-Forwarded-For (the
+// client's values with its address appended), X-Forwarded-Host and -Proto;
+// outbound (the app's own call, whose X-Forwarded-* are the app's), Via.
 func (hc *h1Conn) appendRequestHead(out []byte, host string) []byte {
 	h := &hc.head
+	inbound := hc.e.dir == capture.DirIn
 	out = append(out, h.method...)
 	out = append(out, ' ')
 	out = append(out, h.target...)
@@ -709,7 +733,7 @@ func (hc *h1Conn) appendRequestHead(out []byte, host string) []byte {
 		switch {
 		case h.hopByHop(f.name):
 			continue
-		case len(f.name) >= 15 && f.name[0]|0x20 == 'x' && f.name[1] == '-':
+		case inbound && len(f.name) >= 15 && f.name[0]|0x20 == 'x' && f.name[1] == '-':
 			if asciiEqualFold(f.name, "X-Forwarded-For") {
 				if len(xff) > 0 {
 					xff = append(xff, ", "...)
@@ -733,6 +757,10 @@ func (hc *h1Conn) appendRequestHead(out []byte, host string) []byte {
 	}
 	if h.upgrading() {
 		out = append(out, "Connection: Upgrade\r\n"...)
+	}
+	if !inbound {
+		out = append(out, "Via: "+viaToken+"\r\n\r\n"...)
+		return out
 	}
 	out = append(out, "X-Forwarded-For: "...)
 	if len(xff) > 0 {
@@ -818,7 +846,7 @@ func (ex *h1Exchange) newRecord(host string) *capture.Record {
 		Tags:      e.c.opt.Tags,
 		Net: capture.Net{
 			ClientAddr: hc.conn.RemoteAddr().String(),
-			ServerAddr: e.target,
+			ServerAddr: hc.up.target,
 			Proxy:      e.proxyName,
 			ServerHost: hostOnly(host),
 		},
@@ -832,6 +860,11 @@ func (ex *h1Exchange) newRecord(host string) *capture.Record {
 	}
 	if hc.tls != nil {
 		rec.Net.TLS = tlsFacts(hc.tls)
+	}
+	if t := hc.up.tunnel; t != nil {
+		rec.Net.ConnID = t.connID
+		rec.Net.ServerHost = t.host
+		rec.Net.TLS = t.tls
 	}
 	return rec
 }
@@ -885,7 +918,9 @@ func (e *h1Engine) shutdown() {
 		}
 	}
 	e.mu.Unlock()
-	e.pool.closeAll()
+	if e.up != nil {
+		e.up.pool.closeAll()
+	}
 }
 
 // appConn is a kept-alive connection to the app with its read buffer.
@@ -940,9 +975,9 @@ func isStale(err error) bool {
 	return errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
 }
 
-// appPool keeps idle connections to the app, newest first.
+// appPool keeps idle connections to an upstream, newest first.
 type appPool struct {
-	e    *h1Engine
+	up   *h1Upstream
 	mu   sync.Mutex
 	idle []*appConn
 }
@@ -964,15 +999,15 @@ func (p *appPool) get() (*appConn, error) {
 }
 
 func (p *appPool) dial() (*appConn, error) {
-	e := p.e
-	d := net.Dialer{Timeout: e.c.opt.DialTimeout, KeepAlive: 30 * time.Second}
-	conn, err := d.Dial("tcp", e.target)
+	u := p.up
+	d := net.Dialer{Timeout: u.e.c.opt.DialTimeout, KeepAlive: 30 * time.Second}
+	conn, err := d.Dial("tcp", u.target)
 	if err != nil {
 		return nil, err
 	}
 	var c net.Conn = &upstreamConn{Conn: conn}
-	if e.appTLS != nil {
-		tc := tls.Client(c, e.appTLS)
+	if u.tls != nil {
+		tc := tls.Client(c, u.tls)
 		tc.SetDeadline(time.Now().Add(10 * time.Second))
 		if err := tc.Handshake(); err != nil {
 			tc.Close()
@@ -989,7 +1024,7 @@ func (p *appPool) put(ac *appConn) {
 	ac.r, ac.w = 0, 0
 	ac.idleAt = time.Now()
 	p.mu.Lock()
-	if len(p.idle) < maxIdleAppConns && !p.e.draining.Load() {
+	if len(p.idle) < maxIdleAppConns && !p.up.e.draining.Load() {
 		p.idle = append(p.idle, ac)
 		p.mu.Unlock()
 		return

@@ -3,6 +3,7 @@ package proxy
 import (
 	"bufio"
 	"bytes"
+	"crypto/tls"
 	"io"
 	"net"
 	"net/http"
@@ -12,6 +13,8 @@ import (
 	"time"
 
 	"github.com/tapwire/tapwire/internal/capture"
+	"github.com/tapwire/tapwire/internal/mitm"
+	"github.com/tapwire/tapwire/internal/testca"
 )
 
 // rawApp is an app on a raw socket: it logs the exact bytes of every
@@ -24,11 +27,17 @@ type rawApp struct {
 	conns []int
 }
 
-func startRawApp(t *testing.T, answer string) *rawApp {
+func startRawApp(t *testing.T, answer string) *rawApp { return startRawAppTLS(t, answer, nil) }
+
+// startRawAppTLS is startRawApp speaking TLS with cfg (nil: plaintext).
+func startRawAppTLS(t *testing.T, answer string, cfg *tls.Config) *rawApp {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
+	}
+	if cfg != nil {
+		ln = tls.NewListener(ln, cfg)
 	}
 	a := &rawApp{ln: ln}
 	t.Cleanup(func() { ln.Close() })
@@ -267,4 +276,60 @@ func TestInboundSilentClient(t *testing.T) {
 			t.Errorf("the app received %q", heads)
 		}
 	})
+}
+
+// TestOutboundTunnelPassesAppBytes: inside an unwrapped CONNECT tunnel the
+// upstream sees the app's request line and field lines as sent (its own
+// X-Forwarded-For untouched), minus hop-by-hop fields, plus Via; the record
+// names the tunnel's host and both TLS sessions.
+func TestOutboundTunnelPassesAppBytes(t *testing.T) {
+	appCA, upCA := testca.New(t), testca.New(t)
+	up := startRawAppTLS(t, "HTTP/1.1 200 OK\r\nX-Up-Case: 1\r\nContent-Length: 2\r\n\r\nok", upCA.ServerTLS(t, "localhost"))
+	ca, err := mitm.ParseCA(appCA.CertPEM(), appCA.KeyPEM(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := newRecorder()
+	opt := Options{Emitter: rec, RootCAs: upCA.Pool()}
+	if opt.Minter, err = mitm.NewMinter(ca, mitm.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	out, err := NewOutbound(opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	outAddr := serve(t, out)
+	target := "localhost:" + strings.TrimPrefix(up.ln.Addr().String(), "127.0.0.1:")
+	c, err := net.Dial("tcp", outAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	io.WriteString(c, "CONNECT "+target+" HTTP/1.1\r\nHost: "+target+"\r\n\r\n")
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	br := bufio.NewReader(c)
+	if res, err := http.ReadResponse(br, &http.Request{Method: http.MethodConnect}); err != nil || res.StatusCode != 200 {
+		t.Fatalf("CONNECT: %v %v", res, err)
+	}
+	tc := tls.Client(c, &tls.Config{RootCAs: appCA.Pool(), ServerName: "localhost", NextProtos: []string{"http/1.1"}})
+	io.WriteString(tc, "POST /v1/pay HTTP/1.1\r\nhost: localhost\r\nx-request-id: 7\r\nX-Forwarded-For: 10.0.0.1\r\nConnection: keep-alive\r\nContent-Length: 3\r\n\r\nabc")
+	res, err := http.ReadResponse(bufio.NewReader(tc), nil)
+	if err != nil || res.StatusCode != 200 || res.Header.Get("X-Up-Case") != "1" {
+		t.Fatalf("response %v %v", res, err)
+	}
+	heads, _ := up.seen()
+	const want = "POST /v1/pay HTTP/1.1\r\nhost: localhost\r\nx-request-id: 7\r\nX-Forwarded-For: 10.0.0.1\r\nContent-Length: 3\r\nVia: 1.1 tapwire-goproxy\r\n\r\n"
+	if len(heads) != 1 || heads[0] != want {
+		t.Errorf("upstream saw %q, want %q", heads, want)
+	}
+	r := rec.next(t)
+	if r.Direction != capture.DirOut || r.Net.Proxy != "connect" || r.HTTP.Req.URL != "https://localhost/v1/pay" || r.Net.ServerHost != "localhost" {
+		t.Errorf("record %s %s %s host %s", r.Direction, r.Net.Proxy, r.HTTP.Req.URL, r.Net.ServerHost)
+	}
+	if r.Net.TLS == nil || r.Net.TLS.SNI != "localhost" || r.Net.TLS.Upstream == nil || r.Net.TLS.Upstream.Version == "" {
+		t.Errorf("record TLS %+v", r.Net.TLS)
+	}
+	if string(r.HTTP.Req.Body.Data) != "abc" || r.HTTP.Req.Headers[1].Name != "x-request-id" {
+		t.Errorf("record request %+v", r.HTTP.Req)
+	}
 }

@@ -112,7 +112,8 @@ func NewInbound(target string, mode InboundMode, opt Options) (*Inbound, error) 
 		}
 	}
 	p.httpLn = newChanListener(nil)
-	p.h1 = newH1Engine(c, capture.DirIn, "reverse", u.Host, appTLS, func(conn net.Conn) { p.httpLn.push(conn) })
+	p.h1 = newH1Engine(c, capture.DirIn, "reverse", func(conn net.Conn) { p.httpLn.push(conn) })
+	p.h1.up = p.h1.newUpstream(u.Host, appTLS, nil)
 	return p, nil
 }
 

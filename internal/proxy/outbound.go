@@ -31,13 +31,12 @@ type Outbound struct {
 	c       *core
 	rp      *httputil.ReverseProxy // absolute-form requests and unwrapped tunnels
 	srv     *http.Server           // the proxy listener
-	mitmSrv *http.Server           // serves requests inside unwrapped tunnels
-	mitmLn  *chanListener
-	ln      listenerRef   // the sniffing listener, closed by Shutdown
-	h2      *http2.Server // serves unwrapped tunnels that chose h2
+	mitmSrv *http.Server           // the settings of unwrapped HTTP/2 tunnels' server
+	ln      listenerRef            // the sniffing listener, closed by Shutdown
+	h2      *http2.Server          // serves unwrapped tunnels that chose h2
+	h1      *h1Engine              // serves unwrapped tunnels that chose HTTP/1.1
 	ss      streams
 	live    liveConns
-	once    sync.Once
 }
 
 // NewOutbound makes the outbound proxy.
@@ -66,6 +65,7 @@ func NewOutbound(opt Options) (*Outbound, error) {
 	p.srv = c.newServer(http.HandlerFunc(p.serveProxy))
 	p.mitmSrv = c.newServer(http.HandlerFunc(p.serveTunnel))
 	p.h2 = &http2.Server{IdleTimeout: opt.IdleTimeout}
+	p.h1 = newH1Engine(c, capture.DirOut, "connect", nil)
 	return p, nil
 }
 
@@ -74,10 +74,6 @@ type tunnelKey struct{}
 // Serve accepts proxy clients on ln until Shutdown.
 func (p *Outbound) Serve(ln net.Listener) error {
 	ln = &trackListener{Listener: ln, name: "outbound", dir: capture.DirOut, table: p.c.opt.Conns, m: p.c.m, live: &p.live}
-	p.once.Do(func() {
-		p.mitmLn = newChanListener(ln.Addr())
-		go p.mitmSrv.Serve(p.mitmLn)
-	})
 	if p.c.opt.NoSocks {
 		err := p.srv.Serve(guardListener{ln, p.c})
 		if errors.Is(err, http.ErrServerClosed) {
@@ -247,7 +243,15 @@ func (p *Outbound) tunnel(conn, c net.Conn, target, proxyName string) {
 		p.serveH2(tc, t)
 		return
 	}
-	p.mitmLn.push(&tunnelConn{Conn: p.c.guard(tc), t: t})
+	// HTTP/1.1 in the engine, to the CONNECT target over TLS verified
+	// for its host, ALPN http/1.1 as the app chose.
+	ucfg := &tls.Config{RootCAs: p.c.opt.RootCAs, ServerName: hostOnly(target), MinVersion: tls.VersionTLS12, NextProtos: []string{"http/1.1"}}
+	if cc := p.c.opt.ClientCert; cc != nil {
+		ucfg.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return cc, nil }
+	}
+	up := p.h1.newUpstream(target, ucfg, t)
+	defer up.pool.closeAll()
+	p.h1.serveTo(tc, &cs, up)
 }
 
 // serveH2 serves an unwrapped tunnel in which the app chose HTTP/2: each
@@ -285,11 +289,15 @@ func (p *Outbound) serveTunnel(w http.ResponseWriter, r *http.Request) {
 // Shutdown stops accepting, lets in-flight exchanges and tunnels finish
 // until ctx is done, then closes what is left.
 func (p *Outbound) Shutdown(ctx context.Context) error {
+	p.h1.shutdown()
 	return drain(ctx, &p.ln, &p.ss, &p.live, p.srv, p.mitmSrv)
 }
 
 // Close closes every connection at once.
-func (p *Outbound) Close() error { return closeNow(&p.ln, &p.ss, &p.live, p.srv, p.mitmSrv) }
+func (p *Outbound) Close() error {
+	p.h1.shutdown()
+	return closeNow(&p.ln, &p.ss, &p.live, p.srv, p.mitmSrv)
+}
 
 type connKey struct{}
 

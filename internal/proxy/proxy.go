@@ -346,9 +346,6 @@ func (c *core) newServer(h http.Handler) *http.Server {
 			}
 		},
 		ConnContext: func(ctx context.Context, conn net.Conn) context.Context {
-			if tc, ok := conn.(*tunnelConn); ok {
-				ctx = context.WithValue(ctx, tunnelKey{}, tc.t)
-			}
 			return context.WithValue(ctx, connKey{}, conn)
 		},
 	}

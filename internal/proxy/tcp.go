@@ -21,13 +21,6 @@ type tunnelInfo struct {
 	info   *connInfo
 }
 
-// tunnelConn carries a tunnelInfo to the http.Server that serves an
-// unwrapped tunnel.
-type tunnelConn struct {
-	net.Conn
-	t *tunnelInfo
-}
-
 // streams tracks hijacked and raw connections, which http.Server.Shutdown
 // does not see, so that shutdown can wait for them and then cut them.
 type streams struct {
