@@ -275,9 +275,10 @@ type h1Exchange struct {
 	websocket bool
 
 	// the request body's copier, when the body outlasts the first read
-	bodyDone chan error
-	bodySent atomic.Bool // every body byte was written to the app
-	abort    atomic.Bool
+	bodyDone   chan error
+	bodySent   atomic.Bool // every body byte was written to the app
+	bodyFailed atomic.Bool // the copier failed (set before it cuts the app connection)
+	abort      atomic.Bool
 }
 
 // exchange forwards one request whose head is buf[r:r+end] and relays its
@@ -392,6 +393,13 @@ func (hc *h1Conn) exchange(end int) bool {
 		return false
 	}
 
+	if ex.bodyFailed.Load() {
+		// An answer to a body the client broke: not the app's to give.
+		ac.abort()
+		ex.stopBody()
+		ex.clientFailed(ex.err)
+		return false
+	}
 	// The final response head: write it with what body bytes are here.
 	res := &ac.head
 	ex.upTLS = ac.tls
@@ -537,9 +545,14 @@ func (hc *h1Conn) fill() (int, error) {
 func (ex *h1Exchange) copyBody(ac *appConn) {
 	hc := ex.hc
 	var err error
+	clientSide := false // err is the client's: its body broke off or is malformed
 	defer func() {
-		if err != nil && err != errAborted {
-			ac.Close() // the app must not take a half body for a whole one
+		if clientSide && err != errAborted {
+			// The app must not take a half body for a whole one: cut
+			// the connection (no TLS close_notify, which would read as a
+			// clean end), and let no answer to it through.
+			ex.bodyFailed.Store(true)
+			ac.abort()
 		}
 		ex.bodyDone <- err
 	}()
@@ -562,12 +575,12 @@ func (ex *h1Exchange) copyBody(ac *appConn) {
 			n, rerr := hc.conn.Read(room)
 			hc.w += n
 			if n == 0 {
-				err = ex.bodyReadErr(rerr)
+				err, clientSide = ex.bodyReadErr(rerr), true
 				return
 			}
 		} else if hc.r == hc.w {
 			if _, rerr := hc.fill(); rerr != nil {
-				err = ex.bodyReadErr(rerr)
+				err, clientSide = ex.bodyReadErr(rerr), true
 				return
 			}
 		}
@@ -576,15 +589,13 @@ func (ex *h1Exchange) copyBody(ac *appConn) {
 		if n > 0 {
 			if _, werr := ac.Write(p[:n]); werr != nil {
 				err = werr
-				ac.Close()
 				return
 			}
 		}
 		hc.r += n
 		if ferr != nil {
-			err = ferr
+			err, clientSide = ferr, true
 			ex.hc.e.c.m.badRequests.Inc()
-			ac.Close() // the app must not take a half body for a whole one
 			return
 		}
 	}
@@ -932,7 +943,11 @@ type appConn struct {
 	idleAt time.Time
 	reused bool
 	tls    *capture.TLS // the TLS session with the app, if any
+	raw    net.Conn     // the TCP connection under it
 }
+
+// abort closes the connection at once, without a TLS close_notify.
+func (ac *appConn) abort() { ac.raw.Close() }
 
 // readHead reads until buf[r:] holds a whole response head.
 func (ac *appConn) readHead() (int, error) {
@@ -1015,9 +1030,9 @@ func (p *appPool) dial() (*appConn, error) {
 		}
 		tc.SetDeadline(time.Time{})
 		cs := tc.ConnectionState()
-		return &appConn{Conn: tc, buf: make([]byte, appBufSize), tls: tlsFacts(&cs)}, nil
+		return &appConn{Conn: tc, raw: c, buf: make([]byte, appBufSize), tls: tlsFacts(&cs)}, nil
 	}
-	return &appConn{Conn: c, buf: make([]byte, appBufSize)}, nil
+	return &appConn{Conn: c, raw: c, buf: make([]byte, appBufSize)}, nil
 }
 
 func (p *appPool) put(ac *appConn) {
