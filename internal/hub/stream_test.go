@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"net/http/httptest"
 	"slices"
 	"strconv"
 	"strings"
@@ -14,7 +15,9 @@ import (
 	"github.com/tapwire/tapwire/internal/apitype"
 	"github.com/tapwire/tapwire/internal/capture"
 	"github.com/tapwire/tapwire/internal/store"
+	"github.com/tapwire/tapwire/internal/store/postgres"
 	"github.com/tapwire/tapwire/internal/store/storetest"
+	"github.com/tapwire/tapwire/internal/testpg"
 )
 
 // TestArrivals: GET /api/v1/records/arrivals lists in arrival order (a
@@ -271,6 +274,49 @@ func TestStreamShutdown(t *testing.T) {
 			}
 		case <-timeout:
 			t.Fatal("stream still open 5s after shutdown began")
+		}
+	}
+}
+
+// TestStreamTwoHubsOnePostgres: two hub replicas on one PostgreSQL
+// database, as the hub grows past one machine, both serve live traffic: a
+// record posted to either reaches a stream opened on the other (the
+// arrival cursor is the database's, not a replica's memory).
+func TestStreamTwoHubsOnePostgres(t *testing.T) {
+	dsn := testpg.DSN(t)
+	open := func() store.Store {
+		s, err := postgres.Open(ctx, dsn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	a := newHub(t, open(), Config{})
+	st := open()
+	srvB := NewServer(Config{}, st, nil)
+	hs := httptest.NewServer(srvB.Handler())
+	t.Cleanup(func() { hs.Close(); st.Close() })
+	b := &hub{t: t, srv: srvB, url: hs.URL, store: st, keys: a.keys, now: time.Now()}
+	for _, h := range []*hub{a, b} {
+		h.srv.streamPoll, h.srv.keepAlive = 20*time.Millisecond, time.Second
+	}
+	read, ingest := a.keys["acme/read"], a.keys["acme/ingest"]
+	_, onB := openStream(t, b, read, "", "")
+	_, onA := openStream(t, a, read, "", "")
+	toA := storetest.Rec(1, "web", "in", "GET", "http://web/posted-to-a", 200)
+	if _, resp := a.post(ingest, []*capture.Record{toA}); resp.StatusCode != 200 {
+		t.Fatalf("post to a: %d", resp.StatusCode)
+	}
+	if _, it := nextRecord(t, onB); it.ID != toA.ID {
+		t.Errorf("hub b streamed %s, want %s (posted to hub a)", it.ID, toA.ID)
+	}
+	toB := storetest.Rec(2, "web", "in", "GET", "http://web/posted-to-b", 200)
+	if _, resp := b.post(ingest, []*capture.Record{toB}); resp.StatusCode != 200 {
+		t.Fatalf("post to b: %d", resp.StatusCode)
+	}
+	for _, want := range []string{toA.ID, toB.ID} {
+		if _, it := nextRecord(t, onA); it.ID != want {
+			t.Errorf("hub a streamed %s, want %s", it.ID, want)
 		}
 	}
 }
