@@ -132,6 +132,18 @@ function check(cond, msg) {
     check(await page.evaluate(() => [...document.querySelectorAll('#detail-body > h3')].every((h) => !h.nextSibling || h.nextSibling.nodeType === Node.ELEMENT_NODE)),
       'no stray text after a section heading');
     await page.waitForSelector('#detail .timing .ttfb');
+    // Request and response come first, the overview after; each body three ways.
+    const heads = await page.evaluate(() => [...document.querySelectorAll('#detail-body > h3')].map((h) => h.firstChild.textContent));
+    check(heads.indexOf('Request') === 0 && heads.indexOf('Response') < heads.indexOf('Overview'), 'request and response come before the overview (' + heads.join(', ') + ')');
+    await page.click('#res-body-hex');
+    await page.waitForSelector('#detail pre.body-hex');
+    check((await page.textContent('#detail pre.body-hex')).startsWith('00000000  1f 8b'), 'Hex shows the body as captured (gzip bytes)');
+    await page.click('#res-body-raw');
+    await page.waitForFunction(() => document.querySelector('#res-body-raw').classList.contains('active'));
+    check((await page.textContent('#detail .body-view')).includes('not text (gzip)'), 'Raw says gzip bytes are not text');
+    await page.click('#res-body-pretty');
+    await page.waitForSelector('#detail pre.body-json');
+    check(await page.getAttribute('#res-body-pretty', 'aria-selected') === 'true', 'Pretty is back');
     await shot('4-record');
     // A 1024 px wide window: nothing scrolls sideways, the list keeps method and status beside the open
     // record, and every filter is on screen.
@@ -157,6 +169,9 @@ function check(cond, msg) {
     await page.waitForSelector('#detail pre.body-text');
     const text = await page.textContent('#detail pre.body-text');
     check(text.includes('<script>window.__pwned=1'), 'the <script> body is shown as text');
+    await page.click('#res-body-raw');
+    await page.waitForSelector('#detail pre.body-raw');
+    check((await page.textContent('#detail pre.body-raw')).includes('<script>window.__pwned=1'), 'Raw shows the captured text as text');
     await page.waitForTimeout(300);
     const after = await page.evaluate(() => ({ pwned: window.__pwned, title: document.title, scripts: document.scripts.length,
       imgs: document.images.length, injected: !!document.getElementById('injected') }));

@@ -588,7 +588,8 @@ async function openDetail(id) {
     title.replaceChildren(el('span', { class: 'method' }, 'TCP'), (rec.net && rec.net.serverAddr) || '');
   }
   if (h) body.append(curlBlock(rec));
-  body.append(...overview(rec));
+  // Request and response first, as in a browser's network panel; the overview (timing, TLS, labels) after.
+  if (!h) body.append(...overview(rec));
   if (h) {
     body.append(section('Request', h.req.proto), headers(h.req.headers));
     const reqBody = el('div', {}, el('div', { class: 'note' }, 'Loading body…'));
@@ -598,12 +599,13 @@ async function openDetail(id) {
       const resBody = el('div', {}, el('div', { class: 'note' }, 'Loading body…'));
       body.append(...[section('Response body', sizeNote(h.res.body)), bodyDownload(rec.id, 'response', h.res), bodyImage(h.res), resBody].filter(Boolean));
       if (h.res.trailers && h.res.trailers.length) body.append(section('Trailers'), headers(h.res.trailers));
-      showBody(id, 'res', resBody, h.grpc);
+      showBody(id, 'res', resBody, h.grpc, h.res);
     }
-    showBody(id, 'req', reqBody, h.grpc);
+    showBody(id, 'req', reqBody, h.grpc, h.req);
     if (h.messages && h.messages.length) {
       body.append(section('Messages', h.messages.length + (h.messagesTruncated ? '+ (more were not kept)' : '')), messages(h.messages));
     }
+    body.append(...overview(rec));
   } else if (rec.tcp) {
     body.append(section('Streams', `${fmtBytes(rec.tcp.bytesUp)} up, ${fmtBytes(rec.tcp.bytesDown)} down` + (rec.tcp.truncated ? ', truncated' : '')), chunks(rec.tcp.chunks || []));
   }
@@ -775,13 +777,53 @@ function sizeNote(b) {
   return fmtBytes(b.size) + (b.truncated ? ', captured in part' : '');
 }
 
-async function showBody(id, side, box, grpc) {
+async function showBody(id, side, box, grpc, part) {
   try {
     const v = await api(`/api/v1/records/${encodeURIComponent(id)}/body/${side}`, snapParams());
-    box.replaceChildren(...bodyView(v, grpc));
+    box.replaceChildren(...bodyModes(v, grpc, part, side));
   } catch (e) {
     box.replaceChildren(el('div', { class: 'note warn' }, e.message));
   }
+}
+
+// bodyModes shows a body three ways, as a browser's network panel does: Pretty (decoded: gzip undone, JSON
+// indented, binary as a hex dump), Raw (the bytes as captured, as text) and Hex (the bytes as captured). The
+// modes are offered only when bytes were captured (not for gRPC, whose messages are shown below).
+const HEX_LIMIT = 64 << 10;
+function bodyModes(v, grpc, part, side) {
+  const data = part && part.body && part.body.data;
+  if (grpc || !data) return bodyView(v, grpc);
+  const view = el('div', { class: 'body-view' });
+  const modes = {
+    pretty: () => bodyView(v, grpc),
+    raw: () => {
+      const b = base64Bytes(data);
+      if (!printable(b)) return [el('div', { class: 'note' }, 'the bytes as captured are not text' + (v.encoding ? ` (${v.encoding})` : '') + ': see Hex')];
+      return [el('pre', { class: 'body body-raw' }, new TextDecoder().decode(b))];
+    },
+    hex: () => {
+      const b = base64Bytes(data);
+      const out = [el('pre', { class: 'body hex body-hex' }, hexdump(b.subarray(0, HEX_LIMIT)))];
+      if (b.length > HEX_LIMIT) out.push(el('div', { class: 'note' }, `first ${fmtBytes(HEX_LIMIT)} of ${fmtBytes(b.length)} captured shown`));
+      return out;
+    },
+  };
+  const bar = el('div', { class: 'body-modes', role: 'tablist' });
+  const pick = (m) => {
+    for (const b of bar.children) {
+      const on = b.dataset.mode === m;
+      b.classList.toggle('active', on);
+      b.setAttribute('aria-selected', on ? 'true' : 'false');
+    }
+    view.replaceChildren(...modes[m]());
+  };
+  for (const [m, label] of [['pretty', 'Pretty'], ['raw', 'Raw'], ['hex', 'Hex']]) {
+    const b = el('button', { type: 'button', class: 'mode', role: 'tab', 'data-mode': m, id: `${side}-body-${m}` }, label);
+    b.addEventListener('click', () => pick(m));
+    bar.append(b);
+  }
+  pick('pretty');
+  return [bar, view];
 }
 
 function bodyView(v, grpc) {
