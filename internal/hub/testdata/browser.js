@@ -50,7 +50,10 @@ function check(cond, msg) {
     check((await page.textContent('#whoami')).includes('acme'), 'signed in as tenant acme');
     await page.waitForSelector('#histogram svg rect.bar');
     await page.waitForSelector('#services li .svc-name');
-    check(await page.locator('#rows tr').count() === 100, 'the first page has 100 rows');
+    check(await page.inputValue('#f-range') === '-15m', 'the default range is the last 15 minutes');
+    await page.selectOption('#f-range', '-1h');
+    await page.waitForFunction(() => document.querySelectorAll('#rows tr').length === 100);
+    check(await page.locator('#rows tr').count() === 100, 'the first page of the last hour has 100 rows');
     await shot('2-traffic');
 
     // Live: a record stored while the page is open appears at the top without a reload, even one that
@@ -100,6 +103,9 @@ function check(cond, msg) {
     await page.waitForSelector(`#rows tr[data-id="${ids.stripe}"]`);
     await shot('3-filtered-5xx');
     await page.click('#reset');
+    await page.waitForFunction(() => document.querySelectorAll('#rows tr').length > 0);
+    check(await page.inputValue('#f-range') === '-15m', 'Reset goes back to the default range');
+    await page.selectOption('#f-range', '-1h');
     await page.waitForFunction(() => document.querySelectorAll('#rows tr').length === 100);
 
     // A range with nothing in it says when the newest matching record is from and offers all time.
@@ -111,7 +117,19 @@ function check(cond, msg) {
     await page.click('#widen');
     await page.waitForSelector('#rows tr[data-id="01950f6e-0000-7000-8000-00000000a002"]');
     check(page.url().includes('range=all') && await page.inputValue('#f-range') === 'all', 'Show all time widens the range');
+    // The default range, empty for these filters, widens by itself to the data (a record of an hour ago: 6 hours).
     await page.click('#reset');
+    await page.waitForFunction(() => document.querySelector('#f-range').value === '-15m');
+    await page.fill('#f-path', '/v1/01950f6e-0000-7000-8000-00000000a002');
+    await page.waitForSelector('#widened');
+    check(await page.inputValue('#f-range') === '-6h' && (await page.textContent('#widened')).includes('Nothing in the last 15 minutes: showing the last 6 hours'),
+      'an empty default range widens to the newest matching record');
+    check(await page.locator('#rows tr[data-id="01950f6e-0000-7000-8000-00000000a002"]').count() === 1, 'and shows it');
+    await page.fill('#f-path', '');
+    await page.click('#reset');
+    await page.waitForFunction(() => document.querySelectorAll('#rows tr').length > 0);
+    check(await page.inputValue('#f-range') === '-15m', 'Reset goes back to the default range');
+    await page.selectOption('#f-range', '-1h');
     await page.waitForFunction(() => document.querySelectorAll('#rows tr').length === 100);
 
     // Text search finds a body.
@@ -242,6 +260,9 @@ function check(cond, msg) {
       'clicking an edge lists its calls only (' + edgeRows.length + ' rows)');
     check(page.url().includes('host=api.stripe.com') && await page.inputValue('#f-direction') === 'out', 'the edge\'s filters are in the address and the fields');
     await page.click('#reset');
+    await page.waitForFunction(() => document.querySelectorAll('#rows tr').length > 0);
+    check(await page.inputValue('#f-range') === '-15m', 'Reset goes back to the default range');
+    await page.selectOption('#f-range', '-1h');
     await page.waitForFunction(() => document.querySelectorAll('#rows tr').length === 100);
 
     // Save the traffic page's filters as a snapshot (with the ingest key,

@@ -49,9 +49,15 @@ function svg(tag, attrs, text) {
 
 // ---- state ----
 
+// The default time range: the last 15 minutes, widened to the data when that is empty (autoRange).
+const DEFAULT_RANGE = '-15m';
+const RANGES = [['-15m', 15 * 60e3], ['-1h', 3600e3], ['-6h', 6 * 3600e3], ['-24h', 24 * 3600e3], ['-7d', 7 * 86400e3], ['-30d', 30 * 86400e3]];
+
 const state = {
   key: sessionStorage.getItem(KEY) || '',
-  range: '-1h', from: '', to: '',
+  range: DEFAULT_RANGE, from: '', to: '',
+  autoRange: true, // the range is the default, not one the user or the address chose: widened when empty
+  widened: '', // the label of the empty range the default was widened from, for the table's foot
   f: { service: '', direction: '', method: '', status: '', host: '', path: '', q: '', failed: false },
   cursor: '', rows: 0, loading: false, gen: 0,
   selected: '', view: 'traffic',
@@ -104,7 +110,7 @@ function openSnapshot(s) {
 
 function leaveSnapshot() {
   state.snapshot = '';
-  state.range = '-1h'; state.from = ''; state.to = '';
+  state.range = DEFAULT_RANGE; state.from = ''; state.to = ''; state.autoRange = true;
   showFilters(); showView(); writeHash(); refresh();
 }
 
@@ -121,7 +127,8 @@ function writeHash() {
 
 function readHash() {
   const p = new URLSearchParams(location.hash.slice(1));
-  state.range = p.get('range') || '-1h';
+  state.range = p.get('range') || DEFAULT_RANGE;
+  state.autoRange = !p.get('range');
   state.from = p.get('from') || '';
   state.to = p.get('to') || '';
   for (const k of FILTERS) state.f[k] = p.get(k) || '';
@@ -259,6 +266,8 @@ function onFilter(ev) {
   const t = ev.target;
   if (t.name === 'range') {
     state.range = t.value;
+    state.autoRange = false;
+    state.widened = '';
   } else if (t.name === 'failed') {
     state.f.failed = t.checked;
   } else if (FILTERS.includes(t.name)) {
@@ -266,6 +275,7 @@ function onFilter(ev) {
   } else {
     return;
   }
+  state.widened = '';
   clearTimeout(debounce);
   // A text field's change event (when it loses focus, as when a row is
   // clicked) repeats what its input events did: no second refresh, which
@@ -276,7 +286,7 @@ function onFilter(ev) {
 }
 
 function resetFilters() {
-  state.range = '-1h'; state.from = ''; state.to = '';
+  state.range = DEFAULT_RANGE; state.from = ''; state.to = ''; state.autoRange = true; state.widened = '';
   for (const k of FILTERS) state.f[k] = '';
   state.f.failed = false;
   showFilters(); writeHash(); refresh();
@@ -401,7 +411,10 @@ async function loadRecords(reset) {
     foot.replaceChildren();
     if (!state.rows) {
       foot.append(el('span', {}, 'No records match these filters.'));
-      if (state.range !== 'all' && state.range !== 'custom') await offerWider(gen, foot);
+      if (state.range !== 'all' && state.range !== 'custom') {
+        if (state.autoRange && !state.snapshot && await widenToData(gen)) return;
+        await offerWider(gen, foot);
+      }
     } else if (state.cursor && state.rows < MAX_ROWS) {
       const more = el('button', { class: 'ghost', id: 'more' }, 'Load more');
       more.addEventListener('click', () => loadRecords(false));
@@ -412,11 +425,33 @@ async function loadRecords(reset) {
     } else {
       foot.append(el('span', {}, state.rows === 1 ? '1 record, shown' : fmtCount(state.rows) + ' records, all shown'));
     }
+    if (state.rows && state.widened) {
+      foot.prepend(el('span', { class: 'widened', id: 'widened' }, `Nothing in the ${state.widened}: showing the ${$('f-range').selectedOptions[0]?.textContent.toLowerCase()}. `));
+    }
   } catch (e) {
     if (gen === state.gen) foot.replaceChildren(el('span', { class: 'error' }, e.message));
   } finally {
     if (gen === state.gen) state.loading = false;
   }
+}
+
+// widenToData widens the default time range, when it shows nothing, to the
+// smallest preset that holds the newest record matching the other filters
+// (a fresh demo's records, a capture from this morning), and says so in the
+// foot. It reports whether it did (and started the refresh).
+async function widenToData(gen) {
+  const p = filterParams(false);
+  p.set('limit', 1);
+  const page = await api('/api/v1/records', p);
+  if (gen !== state.gen || !page.records.length) return false;
+  const age = Date.now() - new Date(page.records[0].start).getTime();
+  const fit = RANGES.find(([, ms]) => ms > age + 60e3);
+  const next = fit ? fit[0] : 'all';
+  if (next === state.range) return false;
+  state.widened = $('f-range').selectedOptions[0]?.textContent.toLowerCase() || state.range;
+  state.range = next;
+  showFilters(); writeHash(); refresh();
+  return true;
 }
 
 // offerWider says, when a relative time range shows nothing, when the newest
