@@ -4,6 +4,9 @@ import (
 	"bytes"
 	"compress/gzip"
 	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -110,7 +113,27 @@ func TestBrowser(t *testing.T) {
 	binary.HTTP.Res.Body = capture.Body{Data: []byte("\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR"), Size: 16}
 	stripe := at(storetest.Rec(0, "payments", "out", "POST", "https://api.stripe.com/v1/charges", 503), 6*time.Minute)
 	stripe.HTTP.Res.Body = capture.Body{Data: []byte(`{"error":"unavailable"}`), Size: 23}
-	recs = append(recs, gzipRec, xss, grpc, binary, stripe)
+	// A record whose request "Copy as cURL" must reproduce: the command the
+	// viewer copies is run with curl against this server, which keeps what
+	// it received.
+	type received struct {
+		method, uri, trace, ctype, body string
+	}
+	got := make(chan received, 1)
+	echo := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		select {
+		case got <- received{r.Method, r.RequestURI, r.Header.Get("X-Trace"), r.Header.Get("Content-Type"), string(b)}:
+		default:
+		}
+		w.WriteHeader(http.StatusAccepted)
+	}))
+	defer echo.Close()
+	const echoBody = `{"note":"it's \"quoted\" $HOME ` + "`x`" + `"}`
+	echoRec := at(storetest.Rec(0, "orders", "out", "POST", echo.URL+"/v1/echo?x=1&y=a%20b", 202), 7*time.Minute)
+	echoRec.HTTP.Req.Headers = capture.Headers{{Name: "Content-Type", Value: "application/json"}, {Name: "X-Trace", Value: "abc 'quoted'"}}
+	echoRec.HTTP.Req.Body = capture.Body{Data: []byte(echoBody), Size: int64(len(echoBody))}
+	recs = append(recs, gzipRec, xss, grpc, binary, stripe, echoRec)
 	if _, resp := h.post(h.keys["acme/ingest"], recs); resp.StatusCode != 200 {
 		t.Fatalf("seed: %d", resp.StatusCode)
 	}
@@ -165,7 +188,7 @@ func TestBrowser(t *testing.T) {
 		t.Fatal(err)
 	}
 	ids, _ := json.Marshal(map[string]string{"gzip": gzipRec.ID, "xss": xss.ID, "grpc": grpc.ID, "binary": binary.ID, "stripe": stripe.ID,
-		"report": rs.ID, "snapshot": sn.ID})
+		"report": rs.ID, "snapshot": sn.ID, "echo": echoRec.ID})
 	cmd := exec.Command(node, filepath.Join("testdata", "browser.js"))
 	cmd.Env = append(os.Environ(), "NODE_PATH="+modules, "CHROMIUM="+chromium, "HUB_URL="+h.url,
 		"READ_KEY="+h.keys["acme/read"], "INGEST_KEY="+h.keys["acme/ingest"], "IDS="+string(ids),
@@ -178,4 +201,28 @@ func TestBrowser(t *testing.T) {
 		t.Fatalf("browser test: %v (screenshots in %s)", err, artifacts)
 	}
 	t.Logf("screenshots in %s", artifacts)
+
+	// The copied command, run as a user would paste it, sends the request again.
+	if _, err := exec.LookPath("curl"); err != nil {
+		if os.Getenv("TAPWIRE_REQUIRE_TOOLS") != "" {
+			t.Fatal("curl is not installed; scripts/install-test-deps installs it")
+		}
+		t.Skip("curl is not installed: the copied command is not run")
+	}
+	curlCmd, err := os.ReadFile(filepath.Join(artifacts, "copied-curl.sh"))
+	if err != nil {
+		t.Fatalf("the browser test did not save the copied command: %v", err)
+	}
+	if out, err := exec.Command("sh", "-c", string(curlCmd)+" -sS -o /dev/null").CombinedOutput(); err != nil {
+		t.Fatalf("run the copied command %q: %v\n%s", curlCmd, err, out)
+	}
+	select {
+	case r := <-got:
+		want := received{"POST", "/v1/echo?x=1&y=a%20b", "abc 'quoted'", "application/json", echoBody}
+		if r != want {
+			t.Errorf("the copied curl command sent %+v, want the recorded request %+v", r, want)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the copied curl command reached nothing")
+	}
 }

@@ -218,6 +218,17 @@ function check(cond, msg) {
     await page.waitForSelector('#curl-command', { state: 'visible' });
     check((await page.textContent('#curl-command')).startsWith("curl 'http://catalog.shop/img/1.png'"), 'copy as cURL gives the request as a curl command');
     await page.click('#detail-close');
+    // A POST with a JSON body and quotes everywhere: the copied command is saved for the Go test to run with curl.
+    await page.fill('#f-path', '/v1/echo');
+    await page.waitForSelector(`#rows tr[data-id="${ids.echo}"]`);
+    await page.click(`#rows tr[data-id="${ids.echo}"]`);
+    await page.waitForSelector('#copy-curl');
+    await page.click('#copy-curl');
+    await page.waitForSelector('#curl-command', { state: 'visible' });
+    fs.writeFileSync(env.ARTIFACTS + '/copied-curl.sh', await page.textContent('#curl-command'));
+    check(true, 'the copied command of a POST is saved to be run with curl');
+    await page.click('#detail-close');
+    await page.fill('#f-path', '');
 
     // HAR of what the filters select.
     await page.selectOption('#f-direction', 'out');
