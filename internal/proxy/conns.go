@@ -255,9 +255,7 @@ func infoOf(c net.Conn) *connInfo {
 			return v.info
 		case *peekConn:
 			c = v.Conn
-		case *guardConn:
-			c = v.Conn
-		case *guardTLSConn:
+		case *replayConn:
 			c = v.Conn
 		default:
 			return nil

@@ -452,54 +452,6 @@ func TestParseChunkLine(t *testing.T) {
 	}
 }
 
-func TestParseHead(t *testing.T) {
-	tests := []struct {
-		name, head string
-		want       headInfo
-		ok         bool
-	}{
-		{"no body", "GET / HTTP/1.1\r\nHost: a\r\n\r\n", headInfo{}, true},
-		{"length", "POST / HTTP/1.1\r\ncontent-LENGTH:  12 \r\n\r\n", headInfo{length: 12}, true},
-		{"chunked", "POST / HTTP/1.1\r\nTransfer-Encoding: Chunked\r\n\r\n", headInfo{chunked: true}, true},
-		{"expect", "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nExpect: 100-Continue\r\n\r\n", headInfo{chunked: true, expect100: true}, true},
-		{"connect", "CONNECT a:443 HTTP/1.1\r\n\r\n", headInfo{opaque: true}, true},
-		{"upgrade", "GET / HTTP/1.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n", headInfo{opaque: true}, true},
-		{"h2 preface", "PRI * HTTP/2.0\r\n\r\n", headInfo{opaque: true}, true},
-		{"gzip coding: net/http answers 501", "POST / HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", headInfo{opaque: true}, true},
-		{"CL+TE", "POST / HTTP/1.1\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n", headInfo{}, false},
-		{"CL folded into TE", "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n Content-Length: 1\r\nX: y\r\n\r\n", headInfo{opaque: true}, true},
-		{"differing CL", "POST / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 01\r\n\r\n", headInfo{}, false},
-		{"huge CL", "POST / HTTP/1.1\r\nContent-Length: 99999999999999999999\r\n\r\n", headInfo{}, false},
-		{"empty CL", "POST / HTTP/1.1\r\nContent-Length:\r\n\r\n", headInfo{}, false},
-		{"TE in 1.0", "POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n", headInfo{}, false},
-		{"no colon", "GET / HTTP/1.1\r\nHost a\r\n\r\n", headInfo{}, false},
-		{"empty request line", "\r\n", headInfo{}, false},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			if end := headEnd([]byte(tt.head)); end != len(tt.head) {
-				t.Fatalf("headEnd = %d, want %d", end, len(tt.head))
-			}
-			got, err := parseHead([]byte(tt.head))
-			if (err == nil) != tt.ok || tt.ok && got != tt.want {
-				t.Errorf("got %+v, %v; want %+v, ok=%v", got, err, tt.want, tt.ok)
-			}
-		})
-	}
-}
-
-func FuzzParseHead(f *testing.F) {
-	f.Add([]byte("POST / HTTP/1.1\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n"))
-	f.Add([]byte("GET / HTTP/1.1\nHost: a\n X\n\n"))
-	f.Add([]byte("PRI * HTTP/2.0\r\n\r\n"))
-	f.Fuzz(func(t *testing.T, b []byte) {
-		if end := headEnd(b); end > len(b) {
-			t.Fatalf("headEnd %d beyond %d bytes", end, len(b))
-		}
-		parseHead(b)
-	})
-}
-
 func FuzzParseChunkLine(f *testing.F) {
 	for _, s := range []string{"5\r\n", "-1\r\n", "0x5\r\n", "ffffffffffffffff\r\n", "5;a=b\r\n"} {
 		f.Add([]byte(s))
@@ -508,46 +460,6 @@ func FuzzParseChunkLine(f *testing.F) {
 		n, err := parseChunkLine(b)
 		if err == nil && n < 0 {
 			t.Fatalf("accepted negative size %d", n)
-		}
-	})
-}
-
-// pieceConn hands out its input in pieces of the given sizes and
-// discards what is written to it.
-type pieceConn struct {
-	net.Conn
-	in     []byte
-	pieces []byte
-}
-
-func (c *pieceConn) Read(p []byte) (int, error) {
-	if len(c.in) == 0 {
-		return 0, io.EOF
-	}
-	n := len(c.in)
-	if len(c.pieces) > 0 {
-		n = max(1, min(n, int(c.pieces[0])))
-		c.pieces = c.pieces[1:]
-	}
-	n = copy(p, c.in[:n])
-	c.in = c.in[n:]
-	return n, nil
-}
-
-func (c *pieceConn) Write(p []byte) (int, error)     { return len(p), nil }
-func (c *pieceConn) SetReadDeadline(time.Time) error { return nil }
-func (c *pieceConn) RemoteAddr() net.Addr            { return &net.TCPAddr{} }
-
-// FuzzGuard feeds a stream through the guard in arbitrary pieces: it must
-// not panic, and what it passes must be a prefix of what came in.
-func FuzzGuard(f *testing.F) {
-	f.Add([]byte("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\nA: b\r\n\r\nGET / HTTP/1.1\r\n\r\n"), []byte{3, 7, 1, 50})
-	f.Add([]byte("POST / HTTP/1.1\r\nContent-Length: 3\r\n\r\nabcGET / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n"), []byte{1})
-	f.Fuzz(func(t *testing.T, in, pieces []byte) {
-		g := newGuardConn(&pieceConn{in: in, pieces: pieces}, 256, func(int, string) {})
-		out, _ := io.ReadAll(g)
-		if len(out) > len(in) || string(in[:len(out)]) != string(out) {
-			t.Fatalf("passed %q, not a prefix of %q", out, in)
 		}
 	})
 }

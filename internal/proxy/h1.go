@@ -15,6 +15,7 @@ package proxy
 
 import (
 	"bytes"
+	"cmp"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -48,6 +49,11 @@ type h1Engine struct {
 	proxyName string
 	handoff   func(net.Conn) // HTTP/2 by preface or upgrade; nil: refused
 	up        *h1Upstream    // the app, for the inbound engine
+	// forward, for the outbound proxy's own listener, routes each request:
+	// the upstream of its absolute URL and the origin-form target to send;
+	// or it answers the request itself (a refusal, a CONNECT it takes the
+	// connection for) and says whether the connection goes on.
+	forward func(hc *h1Conn, end int) (up *h1Upstream, target []byte, next bool)
 
 	mu       sync.Mutex
 	conns    map[*h1Conn]struct{}
@@ -58,6 +64,7 @@ type h1Engine struct {
 // pool of kept-alive connections.
 type h1Upstream struct {
 	e      *h1Engine
+	proxy  string      // the record's net.proxy when not the engine's
 	target string      // host:port to dial
 	tls    *tls.Config // when the upstream speaks TLS
 	tunnel *tunnelInfo // for a CONNECT tunnel: its target, host, connection id and app-side TLS
@@ -88,7 +95,9 @@ type h1Conn struct {
 	head   h1Head
 	out    []byte
 	idle   atomic.Bool
-	served int // requests served on this connection
+	served int    // requests served on this connection
+	target []byte // the request target to send, when not the client's (a forward proxy's origin-form)
+	gone   bool   // the connection was taken over (a CONNECT tunnel): not closed here
 }
 
 var h1Bufs = sync.Pool{New: func() any { b := make([]byte, h1BufSize); return &b }}
@@ -122,7 +131,7 @@ func (e *h1Engine) serveTo(conn net.Conn, cs *tls.ConnectionState, up *h1Upstrea
 			*bp = hc.buf
 			h1Bufs.Put(bp)
 		}
-		if !handedOff {
+		if !handedOff && !hc.gone {
 			conn.Close()
 		}
 	}()
@@ -150,7 +159,18 @@ func (e *h1Engine) serveTo(conn net.Conn, cs *tls.ConnectionState, up *h1Upstrea
 			e.handoff(&replayConn{Conn: conn, pending: append([]byte(nil), hc.buf[hc.r:hc.w]...)})
 			return
 		}
-		if string(hc.head.method) == http.MethodConnect {
+		hc.target = nil
+		if e.forward != nil {
+			up, target, next := e.forward(hc, end)
+			if up == nil {
+				if !next {
+					return
+				}
+				hc.served++
+				continue
+			}
+			hc.up, hc.target = up, target
+		} else if string(hc.head.method) == http.MethodConnect {
 			hc.refuse(refuse(http.StatusMethodNotAllowed, "CONNECT is for the outbound proxy, not the app's port"))
 			return
 		}
@@ -736,7 +756,11 @@ func (hc *h1Conn) appendRequestHead(out []byte, host string) []byte {
 	inbound := hc.e.dir == capture.DirIn
 	out = append(out, h.method...)
 	out = append(out, ' ')
-	out = append(out, h.target...)
+	if hc.target != nil {
+		out = append(out, hc.target...)
+	} else {
+		out = append(out, h.target...)
+	}
 	out = append(out, " HTTP/1.1\r\n"...)
 	var xff []byte
 	hasHost := false
@@ -858,7 +882,7 @@ func (ex *h1Exchange) newRecord(host string) *capture.Record {
 		Net: capture.Net{
 			ClientAddr: hc.conn.RemoteAddr().String(),
 			ServerAddr: hc.up.target,
-			Proxy:      e.proxyName,
+			Proxy:      cmp.Or(hc.up.proxy, e.proxyName),
 			ServerHost: hostOnly(host),
 		},
 		HTTP: &capture.HTTP{Req: capture.Request{

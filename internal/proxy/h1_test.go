@@ -333,3 +333,56 @@ func TestOutboundTunnelPassesAppBytes(t *testing.T) {
 		t.Errorf("record request %+v", r.HTTP.Req)
 	}
 }
+
+// TestOutboundAbsoluteForm: the forward proxy sends an absolute-form
+// request to its host in origin form with the app's field lines as sent,
+// plus Via; two requests on one client connection reach the upstream on
+// one kept-alive connection; an origin-form request is refused with how to
+// use the proxy and the connection goes on.
+func TestOutboundAbsoluteForm(t *testing.T) {
+	up := startRawApp(t, "HTTP/1.1 200 OK\r\nX-Up: 1\r\nContent-Length: 2\r\n\r\nok")
+	rec := newRecorder()
+	out, err := NewOutbound(Options{Emitter: rec})
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := serve(t, out)
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	br := bufio.NewReader(c)
+	io.WriteString(c, "GET /not-a-proxy-request HTTP/1.1\r\nHost: x\r\n\r\n")
+	if res, err := http.ReadResponse(br, nil); err != nil || res.StatusCode != 400 {
+		t.Fatalf("origin-form: %v %v, want 400", res, err)
+	} else {
+		b, _ := io.ReadAll(res.Body)
+		if !strings.Contains(string(b), "HTTP_PROXY") {
+			t.Errorf("the refusal says %q, want how to use the proxy", b)
+		}
+	}
+	u := "http://" + up.ln.Addr().String()
+	req := "GET " + u + "/a?b=1 HTTP/1.1\r\nHost: " + up.ln.Addr().String() + "\r\nx-lower: 1\r\nProxy-Connection: keep-alive\r\nX-UPPER: 2\r\n\r\n"
+	for i := range 2 {
+		io.WriteString(c, req)
+		res, err := http.ReadResponse(br, nil)
+		if err != nil || res.StatusCode != 200 || res.Header.Get("X-Up") != "1" {
+			t.Fatalf("request %d: %v %v", i+1, res, err)
+		}
+		io.ReadAll(res.Body)
+	}
+	heads, conns := up.seen()
+	want := "GET /a?b=1 HTTP/1.1\r\nHost: " + up.ln.Addr().String() + "\r\nx-lower: 1\r\nX-UPPER: 2\r\nVia: 1.1 tapwire-goproxy\r\n\r\n"
+	if len(heads) != 2 || heads[0] != want || heads[1] != want {
+		t.Errorf("upstream saw %q, want twice %q", heads, want)
+	}
+	if len(conns) == 2 && conns[0] != conns[1] {
+		t.Errorf("upstream connections %v, want one kept alive", conns)
+	}
+	r := rec.next(t)
+	if r.Net.Proxy != "forward" || r.HTTP.Req.URL != u+"/a?b=1" || r.Direction != capture.DirOut || r.HTTP.Req.Headers[1].Name != "x-lower" {
+		t.Errorf("record %s %s %s %v", r.Net.Proxy, r.HTTP.Req.URL, r.Direction, r.HTTP.Req.Headers)
+	}
+}

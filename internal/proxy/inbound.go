@@ -297,9 +297,8 @@ func (p *Inbound) serveTLS(conn net.Conn, pc *peekConn, httpLn *chanListener) {
 		cs := tc.ConnectionState()
 		info.set(p.target.Host, "tls", tlsFacts(&cs))
 	}
-	// The server sees a *tls.Conn: it fills r.TLS and hands h2 to its
-	// HTTP/2 server. HTTP/1 goes through the framing guard, which gives
-	// the server the TLS state.
+	// h2 goes to the HTTP/2 server as a *tls.Conn (it fills r.TLS);
+	// HTTP/1.1 to the engine, with the TLS state for the record.
 	cs := tc.ConnectionState()
 	if cs.NegotiatedProtocol == "h2" {
 		httpLn.push(tc)

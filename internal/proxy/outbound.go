@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -29,12 +30,14 @@ const viaToken = "1.1 tapwire-goproxy"
 // tunnels, unwrapped when they carry TLS and a Minter is configured.
 type Outbound struct {
 	c       *core
-	rp      *httputil.ReverseProxy // absolute-form requests and unwrapped tunnels
-	srv     *http.Server           // the proxy listener
+	rp      *httputil.ReverseProxy // unwrapped tunnels that chose HTTP/2
 	mitmSrv *http.Server           // the settings of unwrapped HTTP/2 tunnels' server
 	ln      listenerRef            // the sniffing listener, closed by Shutdown
 	h2      *http2.Server          // serves unwrapped tunnels that chose h2
 	h1      *h1Engine              // serves unwrapped tunnels that chose HTTP/1.1
+	fwd     *h1Engine              // serves the listener's HTTP/1 clients: absolute-form requests and CONNECT
+	upsMu   sync.Mutex
+	ups     map[string]*h1Upstream // absolute-form targets ("http://host:port") and their pools
 	ss      streams
 	live    liveConns
 }
@@ -62,10 +65,12 @@ func NewOutbound(opt Options) (*Outbound, error) {
 		FlushInterval:  -1, // bytes reach the client as each upstream read returns, Content-Length or not
 		ErrorLog:       c.newServer(nil).ErrorLog,
 	}
-	p.srv = c.newServer(http.HandlerFunc(p.serveProxy))
 	p.mitmSrv = c.newServer(http.HandlerFunc(p.serveTunnel))
 	p.h2 = &http2.Server{IdleTimeout: opt.IdleTimeout}
 	p.h1 = newH1Engine(c, capture.DirOut, "connect", nil)
+	p.fwd = newH1Engine(c, capture.DirOut, "forward", nil)
+	p.fwd.forward = p.route
+	p.ups = map[string]*h1Upstream{}
 	return p, nil
 }
 
@@ -74,26 +79,17 @@ type tunnelKey struct{}
 // Serve accepts proxy clients on ln until Shutdown.
 func (p *Outbound) Serve(ln net.Listener) error {
 	ln = &trackListener{Listener: ln, name: "outbound", dir: capture.DirOut, table: p.c.opt.Conns, m: p.c.m, live: &p.live}
+	p.ln.set(ln)
 	if p.c.opt.NoSocks {
-		err := p.srv.Serve(guardListener{ln, p.c})
-		if errors.Is(err, http.ErrServerClosed) {
-			return nil
-		}
-		return err
+		return acceptLoop(ln, func(conn net.Conn) { p.fwd.serve(conn, nil) })
 	}
 	// SOCKS and HTTP share the port: the first byte tells them apart.
-	p.ln.set(ln)
-	httpLn := newChanListener(ln.Addr())
-	defer httpLn.Close()
-	if !p.c.opt.NoHTTPProxy {
-		go p.srv.Serve(httpLn)
-	}
-	return acceptLoop(ln, func(conn net.Conn) { p.dispatch(conn, httpLn) })
+	return acceptLoop(ln, p.dispatch)
 }
 
 // dispatch sends a SOCKS client to the SOCKS handshake and anything else
 // to the HTTP proxy.
-func (p *Outbound) dispatch(conn net.Conn, httpLn *chanListener) {
+func (p *Outbound) dispatch(conn net.Conn) {
 	br := bufio.NewReaderSize(conn, 512)
 	conn.SetReadDeadline(time.Now().Add(p.c.opt.HeaderTimeout))
 	b, err := br.Peek(1)
@@ -108,7 +104,7 @@ func (p *Outbound) dispatch(conn net.Conn, httpLn *chanListener) {
 			conn.Close()
 			return
 		}
-		httpLn.push(p.c.guard(&peekConn{Conn: conn, r: br}))
+		p.fwd.serve(&peekConn{Conn: conn, r: br}, nil)
 		return
 	}
 	target, err := socksHandshake(br, conn, p.c.opt.SocksAuth)
@@ -121,75 +117,6 @@ func (p *Outbound) dispatch(conn net.Conn, httpLn *chanListener) {
 	}
 	p.c.m.requests(capture.DirOut).Inc()
 	p.tunnel(conn, &peekConn{Conn: conn, r: br}, target, "socks")
-}
-
-// serveProxy handles a request to the proxy itself.
-func (p *Outbound) serveProxy(w http.ResponseWriter, r *http.Request) {
-	if r.Method == http.MethodConnect {
-		p.connect(w, r)
-		return
-	}
-	if !r.URL.IsAbs() || r.URL.Host == "" {
-		p.c.m.badRequests.Inc()
-		http.Error(w, "400 Bad Request: this is goproxy's outbound forward proxy; send absolute-form requests (http://host/path) or CONNECT host:port, for example by setting HTTP_PROXY and HTTPS_PROXY", http.StatusBadRequest)
-		return
-	}
-	if r.URL.Scheme != "http" && r.URL.Scheme != "https" {
-		p.c.m.badRequests.Inc()
-		http.Error(w, fmt.Sprintf("400 Bad Request: goproxy forwards http and https URLs, not %q", r.URL.Scheme), http.StatusBadRequest)
-		return
-	}
-	if p.looped(r) {
-		p.c.m.deniedForward.Inc()
-		http.Error(w, "508 Loop Detected: this request already went through goproxy", http.StatusLoopDetected)
-		return
-	}
-	p.c.m.requests(capture.DirOut).Inc()
-	if info := infoOf(connOf(r)); info != nil {
-		info.set(r.URL.Host, "http/1.1", nil)
-	}
-	p.c.serveCaptured(w, r, capture.DirOut, "forward", r.URL.String(), nil, withUpstream(p.rp, r.URL.Host))
-}
-
-func (p *Outbound) looped(r *http.Request) bool {
-	for _, v := range r.Header["Via"] {
-		if containsToken(v, viaToken) {
-			return true
-		}
-	}
-	return false
-}
-
-// connect handles CONNECT host:port: it answers 200, then looks at the
-// first bytes the client sends. TLS is unwrapped when a Minter is set;
-// anything else is relayed untouched and recorded as a TCP stream.
-func (p *Outbound) connect(w http.ResponseWriter, r *http.Request) {
-	target := r.Host
-	if _, port, err := net.SplitHostPort(target); err != nil || port == "" {
-		p.c.m.badRequests.Inc()
-		http.Error(w, "400 Bad Request: CONNECT needs host:port", http.StatusBadRequest)
-		return
-	} else if n, err := strconv.Atoi(port); err != nil || n <= 0 || n > 65535 {
-		p.c.m.badRequests.Inc()
-		http.Error(w, "400 Bad Request: CONNECT port out of range", http.StatusBadRequest)
-		return
-	}
-	conn, brw, err := http.NewResponseController(w).Hijack()
-	if err != nil {
-		p.c.log.Error("hijack CONNECT", "err", err)
-		http.Error(w, "500 Internal Server Error", http.StatusInternalServerError)
-		return
-	}
-	if _, err := conn.Write([]byte("HTTP/1.1 200 Connection Established\r\n\r\n")); err != nil {
-		conn.Close()
-		return
-	}
-	// The client may have sent its first bytes along with the CONNECT.
-	var c net.Conn = conn
-	if n := brw.Reader.Buffered(); n > 0 {
-		c = &peekConn{Conn: conn, r: brw.Reader}
-	}
-	p.tunnel(conn, c, target, "connect")
 }
 
 // tunnel serves an established tunnel to target (after CONNECT or a SOCKS
@@ -290,13 +217,17 @@ func (p *Outbound) serveTunnel(w http.ResponseWriter, r *http.Request) {
 // until ctx is done, then closes what is left.
 func (p *Outbound) Shutdown(ctx context.Context) error {
 	p.h1.shutdown()
-	return drain(ctx, &p.ln, &p.ss, &p.live, p.srv, p.mitmSrv)
+	p.fwd.shutdown()
+	p.closeUpstreams()
+	return drain(ctx, &p.ln, &p.ss, &p.live, p.mitmSrv)
 }
 
 // Close closes every connection at once.
 func (p *Outbound) Close() error {
 	p.h1.shutdown()
-	return closeNow(&p.ln, &p.ss, &p.live, p.srv, p.mitmSrv)
+	p.fwd.shutdown()
+	p.closeUpstreams()
+	return closeNow(&p.ln, &p.ss, &p.live, p.mitmSrv)
 }
 
 type connKey struct{}
@@ -404,3 +335,121 @@ var copyBufs = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b 
 
 func (bufPool) Get() []byte  { return *(copyBufs.Get().(*[]byte)) }
 func (bufPool) Put(b []byte) { copyBufs.Put(&b) }
+
+// maxForwardUpstreams bounds the upstreams whose kept-alive connections
+// the forward proxy pools; beyond it one is let go (its idle connections
+// closed) for each new one.
+const maxForwardUpstreams = 1024
+
+// route is the forward proxy's router (h1Engine.forward): CONNECT takes
+// the connection for a tunnel; an absolute-form http:// or https:// request
+// goes to its host; anything else is refused with what to do instead.
+func (p *Outbound) route(hc *h1Conn, end int) (*h1Upstream, []byte, bool) {
+	h := &hc.head
+	// A well-formed request refused keeps its connection when it has no
+	// body to skip; the others are answered and closed.
+	refuse := func(status int, format string, args ...any) (*h1Upstream, []byte, bool) {
+		e := &framingError{status: status, reason: fmt.Sprintf(format, args...)}
+		if string(h.method) == http.MethodConnect || h.chunked || h.length > 0 || !h.keepAlive() {
+			hc.refuse(e)
+			return nil, nil, false
+		}
+		p.c.m.badRequests.Inc()
+		text := http.StatusText(status)
+		body := fmt.Sprintf("%d %s: %s\n", status, text, e.reason)
+		if _, err := fmt.Fprintf(hc.conn, "HTTP/1.1 %d %s\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: %d\r\n\r\n%s", status, text, len(body), body); err != nil {
+			return nil, nil, false
+		}
+		hc.r += end
+		return nil, nil, true
+	}
+	if string(h.method) == http.MethodConnect {
+		target := string(h.target)
+		_, port, err := net.SplitHostPort(target)
+		if n, perr := strconv.Atoi(port); err != nil || perr != nil || n <= 0 || n > 65535 {
+			return refuse(http.StatusBadRequest, "CONNECT needs host:port with a port from 1 to 65535, not %.60q", target)
+		}
+		if _, err := hc.conn.Write([]byte("HTTP/1.1 200 Connection Established\r\n\r\n")); err != nil {
+			return nil, nil, false
+		}
+		// The client may have sent its first bytes along with the CONNECT.
+		pending := append([]byte(nil), hc.buf[hc.r+end:hc.w]...)
+		hc.r, hc.w = 0, 0
+		hc.gone = true
+		p.tunnel(hc.conn, &replayConn{Conn: hc.conn, pending: pending}, target, "connect")
+		return nil, nil, false
+	}
+	scheme, rest, ok := strings.Cut(string(h.target), "://")
+	if !ok || h.target[0] == '/' {
+		return refuse(http.StatusBadRequest, "this is goproxy's outbound forward proxy; send absolute-form requests (http://host/path) or CONNECT host:port, for example by setting HTTP_PROXY and HTTPS_PROXY")
+	}
+	scheme = strings.ToLower(scheme)
+	if scheme != "http" && scheme != "https" {
+		return refuse(http.StatusBadRequest, "goproxy forwards http and https URLs, not %q", scheme)
+	}
+	authority, path := rest, "/"
+	if i := strings.IndexAny(rest, "/?"); i >= 0 {
+		authority, path = rest[:i], rest[i:]
+		if path[0] == '?' {
+			path = "/" + path
+		}
+	}
+	if strings.Contains(authority, "@") {
+		return refuse(http.StatusBadRequest, "credentials in the URL are not forwarded; send them in a header")
+	}
+	host, port, err := net.SplitHostPort(authority)
+	if err != nil {
+		host, port = strings.Trim(authority, "[]"), map[string]string{"http": "80", "https": "443"}[scheme]
+	}
+	if host == "" {
+		return refuse(http.StatusBadRequest, "no host in %.60q", h.target)
+	}
+	for _, f := range h.fields {
+		if asciiEqualFold(f.name, "Via") && containsToken(string(f.value), viaToken) {
+			p.c.m.deniedForward.Inc()
+			return refuse(http.StatusLoopDetected, "this request already went through goproxy")
+		}
+	}
+	target := net.JoinHostPort(host, port)
+	if info := infoOf(hc.conn); info != nil {
+		info.set(target, "http/1.1", nil)
+	}
+	return p.upstream(scheme, host, target), []byte(path), true
+}
+
+// upstream returns the pool of an absolute-form target.
+func (p *Outbound) upstream(scheme, host, target string) *h1Upstream {
+	key := scheme + "://" + target
+	p.upsMu.Lock()
+	defer p.upsMu.Unlock()
+	if u := p.ups[key]; u != nil {
+		return u
+	}
+	if len(p.ups) >= maxForwardUpstreams {
+		for k, u := range p.ups {
+			delete(p.ups, k)
+			u.pool.closeAll()
+			break
+		}
+	}
+	var cfg *tls.Config
+	if scheme == "https" {
+		cfg = &tls.Config{RootCAs: p.c.opt.RootCAs, ServerName: host, MinVersion: tls.VersionTLS12, NextProtos: []string{"http/1.1"}}
+		if cc := p.c.opt.ClientCert; cc != nil {
+			cfg.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return cc, nil }
+		}
+	}
+	u := p.fwd.newUpstream(target, cfg, nil)
+	u.proxy = "forward"
+	p.ups[key] = u
+	return u
+}
+
+// closeUpstreams closes the forward proxy's idle upstream connections.
+func (p *Outbound) closeUpstreams() {
+	p.upsMu.Lock()
+	defer p.upsMu.Unlock()
+	for _, u := range p.ups {
+		u.pool.closeAll()
+	}
+}

@@ -338,13 +338,8 @@ func (c *core) newServer(h http.Handler) *http.Server {
 		Handler:           h,
 		ReadHeaderTimeout: c.opt.HeaderTimeout,
 		IdleTimeout:       c.opt.IdleTimeout,
-		MaxHeaderBytes:    c.opt.MaxHeaderBytes, // the guard refuses larger HTTP/1 heads first; this bounds HTTP/2's
+		MaxHeaderBytes:    c.opt.MaxHeaderBytes, // HTTP/1 is the engine's (431 beyond it); this bounds HTTP/2's
 		ErrorLog:          slog.NewLogLogger(c.log.Handler(), slog.LevelDebug),
-		ConnState: func(conn net.Conn, s http.ConnState) {
-			if g := guardOf(conn); g != nil {
-				g.setState(s)
-			}
-		},
 		ConnContext: func(ctx context.Context, conn net.Conn) context.Context {
 			return context.WithValue(ctx, connKey{}, conn)
 		},
