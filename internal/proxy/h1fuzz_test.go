@@ -264,3 +264,60 @@ func FuzzH1ResponseAgainstNetHTTP(f *testing.F) {
 		}
 	})
 }
+
+// FuzzBodyScanPieces: a body's framing is followed the same whether its
+// bytes come at once or in pieces cut anywhere (a chunk-size line, a CRLF
+// or a trailer split across reads): the same bytes belong to the body, the
+// same content comes out, the same error or none.
+func FuzzBodyScanPieces(f *testing.F) {
+	for _, s := range []string{
+		"5\r\nhello\r\n0\r\n\r\nGET / HTTP/1.1\r\n",
+		"3;ext=1\r\nabc\r\n10\r\n0123456789abcdef\r\n0\r\nX-T: 1\r\n\r\n",
+		"5\r\nhelloX\r\n",
+		"-1\r\n",
+		"5\r\nhel",
+	} {
+		f.Add([]byte(s), []byte{1, 2, 3}, true)
+		f.Add([]byte(s), []byte{7}, false)
+	}
+	f.Fuzz(func(t *testing.T, body, cuts []byte, chunked bool) {
+		h := h1Head{chunked: chunked, length: -1}
+		if !chunked {
+			h.length = int64(len(body) / 2)
+		}
+		var whole bodyScan
+		whole.start(&h, 256, true)
+		var wantCap bodyCap
+		wantCap.limit = 1 << 20
+		wantN, wantErr := whole.scan(body, &wantCap)
+
+		var s bodyScan
+		s.start(&h, 256, true)
+		var got bodyCap
+		got.limit = 1 << 20
+		n, off := 0, 0
+		var err *framingError
+		for i := 0; off < len(body) && err == nil && !s.done; i++ {
+			size := len(body) - off
+			if len(cuts) > 0 {
+				size = min(size, int(cuts[i%len(cuts)])%16+1)
+			}
+			var k int
+			k, err = s.scan(body[off:off+size], &got)
+			n += k
+			if k < size && err == nil && !s.done {
+				t.Fatalf("piece %d: %d of %d bytes taken without an end or an error", i, k, size)
+			}
+			off += size
+		}
+		if (err == nil) != (wantErr == nil) || s.done != whole.done {
+			t.Fatalf("in pieces: err %v done %v; at once: err %v done %v (%q)", err, s.done, wantErr, whole.done, body)
+		}
+		if err == nil && n != wantN {
+			t.Fatalf("in pieces %d bytes belong to the body, at once %d (%q)", n, wantN, body)
+		}
+		if err == nil && !bytes.Equal(got.buf, wantCap.buf) {
+			t.Fatalf("content in pieces %q, at once %q", got.buf, wantCap.buf)
+		}
+	})
+}
