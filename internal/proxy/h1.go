@@ -188,6 +188,7 @@ func (hc *h1Conn) readHead() (end int, ferr *framingError, err error) {
 	opt := &hc.e.c.opt
 	limit := opt.MaxHeaderBytes
 	waiting := false // for the first byte of a new request: the idle timeout applies
+	fresh := true    // no deadline set in this call yet (a pipelined head's start may be here already)
 	for {
 		if hc.r == hc.w {
 			hc.r, hc.w = 0, 0
@@ -225,20 +226,20 @@ func (hc *h1Conn) readHead() (end int, ferr *framingError, err error) {
 			}
 			hc.conn.SetReadDeadline(time.Now().Add(opt.IdleTimeout))
 			waiting = true
-		case len(b) == 0 || waiting:
+		case len(b) == 0 || waiting || fresh:
 			hc.conn.SetReadDeadline(time.Now().Add(opt.HeaderTimeout))
 			waiting = false
 		}
+		fresh = false
 		n, rerr := hc.conn.Read(hc.buf[hc.w:])
 		hc.idle.Store(false)
 		hc.w += n
 		if rerr != nil && n == 0 {
 			return 0, nil, rerr
 		}
-		if n > 0 && waiting {
-			hc.conn.SetReadDeadline(time.Now().Add(opt.HeaderTimeout))
-			waiting = false
-		}
+		// A head that is still not whole after this read gets the header
+		// timeout before the next (the switch above); one that is, as most
+		// are, costs no second timer.
 	}
 }
 
@@ -333,7 +334,12 @@ func (hc *h1Conn) exchange(end int) bool {
 	}
 	clientKeep := h.keepAlive() && !e.draining.Load()
 	upgrading := h.upgrading()
-	hc.conn.SetReadDeadline(time.Time{})
+	if h.chunked || h.length > 0 || upgrading {
+		// The body (or the upgraded stream) is read without a deadline; a
+		// request without one leaves the wait's deadline, which the next
+		// wait replaces, instead of paying for a timer change.
+		hc.conn.SetReadDeadline(time.Time{})
+	}
 
 	// The request head as the app gets it.
 	hc.out = hc.appendRequestHead(hc.out[:0], host)
