@@ -198,7 +198,7 @@ func (p *Inbound) dispatch(conn net.Conn, httpLn *chanListener) {
 			info.set(p.target.Host, proto, nil)
 		}
 		if kind == sniffHTTP1 {
-			p.h1.serve(pc, nil)
+			p.h1.serve(pc.unwrap(), nil)
 			return
 		}
 		httpLn.push(pc)

@@ -63,6 +63,13 @@ type peekConn struct {
 
 func (c *peekConn) Read(p []byte) (int, error) { return c.r.Read(p) }
 
+// unwrap returns the connection with the bytes read ahead as its first
+// reads and then no buffer in between: the engine reads into its own.
+func (c *peekConn) unwrap() net.Conn {
+	b, _ := c.r.Peek(c.r.Buffered())
+	return &replayConn{Conn: c.Conn, pending: append([]byte(nil), b...)}
+}
+
 // CloseWrite half-closes when the underlying connection can.
 func (c *peekConn) CloseWrite() error {
 	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {

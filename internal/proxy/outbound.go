@@ -104,7 +104,7 @@ func (p *Outbound) dispatch(conn net.Conn) {
 			conn.Close()
 			return
 		}
-		p.fwd.serve(&peekConn{Conn: conn, r: br}, nil)
+		p.fwd.serve((&peekConn{Conn: conn, r: br}).unwrap(), nil)
 		return
 	}
 	target, err := socksHandshake(br, conn, p.c.opt.SocksAuth)
