@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -336,5 +337,24 @@ func TestDecodeBudget(t *testing.T) {
 	}
 	if ms[len(ms)-1].Fields != nil {
 		t.Errorf("a message over %d bytes was decoded", maxDecodeBytes)
+	}
+}
+
+// TestHoldFlush: a gRPC response's headers are not flushed before its first
+// body byte (a trailers-only answer must stay one HEADERS frame), and are
+// once a message is written.
+func TestHoldFlush(t *testing.T) {
+	rec := httptest.NewRecorder()
+	w := &holdFlush{ResponseWriter: rec}
+	w.Header().Set("Grpc-Status", "5")
+	w.WriteHeader(200)
+	http.NewResponseController(w).Flush()
+	if rec.Flushed {
+		t.Fatal("flushed before any body byte")
+	}
+	w.Write([]byte{0, 0, 0, 0, 1, 8})
+	http.NewResponseController(w).Flush()
+	if !rec.Flushed {
+		t.Fatal("not flushed after a message")
 	}
 }

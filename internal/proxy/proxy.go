@@ -141,6 +141,9 @@ type core struct {
 
 // serveCaptured runs h for one request and emits its record.
 func (c *core) serveCaptured(w http.ResponseWriter, r *http.Request, dir capture.Direction, proxyName, url string, tinfo *tunnelInfo, h http.Handler) {
+	if r.ProtoMajor == 2 && isGRPC(r.Header.Get("Content-Type")) {
+		w = &holdFlush{ResponseWriter: w}
+	}
 	if c.opt.Emitter == nil {
 		h.ServeHTTP(w, r)
 		return
@@ -345,3 +348,36 @@ func (c *core) newServer(h http.Handler) *http.Server {
 		},
 	}
 }
+
+// holdFlush keeps a gRPC response's headers until its first body byte. The
+// reverse proxy flushes at once (FlushInterval -1), from a timer of its
+// own; a flush of the headers before the handler has seen that the
+// upstream answered trailers-only (HEADERS with END_STREAM: an error
+// status and no message) would split that answer into headers and an empty
+// end, which gRPC clients read as "server closed the stream without
+// sending trailers" (seen once in CI). Messages still go out as they come:
+// after the first byte, a flush is a flush.
+type holdFlush struct {
+	http.ResponseWriter
+	wrote atomic.Bool
+}
+
+func (w *holdFlush) Write(p []byte) (int, error) {
+	if len(p) > 0 {
+		w.wrote.Store(true)
+	}
+	return w.ResponseWriter.Write(p)
+}
+
+func (w *holdFlush) Flush() {
+	if !w.wrote.Load() {
+		return
+	}
+	if f, ok := w.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+// Unwrap gives http.ResponseController the writer underneath (for what
+// holdFlush does not do itself).
+func (w *holdFlush) Unwrap() http.ResponseWriter { return w.ResponseWriter }
