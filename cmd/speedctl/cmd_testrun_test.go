@@ -113,13 +113,17 @@ func TestSpeedctlTestAppFails(t *testing.T) {
 		want  []string
 	}{
 		{name: "exits", app: "echo starting; echo 'config: no such file' >&2; exit 3",
-			want: []string{"the app exited with status 3 before http://127.0.0.1:", "  | config: no such file"}},
+			want: []string{"the app exited with status 3 before http://127.0.0.2:", "  | config: no such file"}},
 		{name: "never answers", flags: []string{"--wait", "300ms"}, app: "echo listening elsewhere; exec sleep 60",
 			want: []string{"did not answer within", "(--wait)", "  | listening elsewhere"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			args := append([]string{"--home", home, "test", "--from", rec, "--target", "http://" + memtest.FreeAddr(t), "--grace", "100ms"}, tc.flags...)
+			// The target is on 127.0.0.2, where nothing listens: a free port of
+			// 127.0.0.1 could be taken meanwhile by the mock's own listener, which
+			// then answered as if it were the app (seen once in CI).
+			_, port, _ := net.SplitHostPort(memtest.FreeAddr(t))
+			args := append([]string{"--home", home, "test", "--from", rec, "--target", "http://127.0.0.2:" + port, "--grace", "100ms"}, tc.flags...)
 			stdout, stderr, code := runBinary(t, speedctl, append(args, "--", "sh", "-c", tc.app)...)
 			if code != 2 {
 				t.Fatalf("exit status %d, want 2\nstdout:\n%s\nstderr:\n%s", code, stdout, stderr)
