@@ -63,12 +63,15 @@ type h1Engine struct {
 // h1Upstream is where an engine's connection sends its requests, with its
 // pool of kept-alive connections.
 type h1Upstream struct {
-	e      *h1Engine
-	proxy  string      // the record's net.proxy when not the engine's
-	target string      // host:port to dial
-	tls    *tls.Config // when the upstream speaks TLS
-	tunnel *tunnelInfo // for a CONNECT tunnel: its target, host, connection id and app-side TLS
-	pool   appPool
+	e     *h1Engine
+	proxy string // the record's net.proxy when not the engine's
+	// evicted: no longer among the forward proxy's pools; connections put
+	// back are closed
+	evicted atomic.Bool
+	target  string      // host:port to dial
+	tls     *tls.Config // when the upstream speaks TLS
+	tunnel  *tunnelInfo // for a CONNECT tunnel: its target, host, connection id and app-side TLS
+	pool    appPool
 }
 
 func newH1Engine(c *core, dir capture.Direction, proxyName string, handoff func(net.Conn)) *h1Engine {
@@ -95,9 +98,11 @@ type h1Conn struct {
 	head   h1Head
 	out    []byte
 	idle   atomic.Bool
-	served int    // requests served on this connection
-	target []byte // the request target to send, when not the client's (a forward proxy's origin-form)
-	gone   bool   // the connection was taken over (a CONNECT tunnel): not closed here
+	served int         // requests served on this connection
+	target []byte      // the request target to send, when not the client's (a forward proxy's origin-form)
+	fwdKey []byte      // the forward proxy's last scheme://authority on this connection
+	fwdUp  *h1Upstream // and its upstream
+	gone   bool        // the connection was taken over (a CONNECT tunnel): not closed here
 }
 
 var h1Bufs = sync.Pool{New: func() any { b := make([]byte, h1BufSize); return &b }}
@@ -657,17 +662,11 @@ func (ex *h1Exchange) stopBody() bool {
 	err := <-ex.bodyDone
 	ex.bodyDone = nil
 	ex.hc.conn.SetReadDeadline(time.Time{})
-	var fe *framingError
-	if err != nil && err != errAborted && (errors.As(err, &fe) || !isWriteErr(err)) {
+	if ex.bodyFailed.Load() { // set by the copier for its own side's failures only
 		ex.err, ex.clientErr = fmt.Errorf("read request body: %w", err), true
 		return true
 	}
 	return false
-}
-
-func isWriteErr(err error) bool {
-	var oe *net.OpError
-	return errors.As(err, &oe) && oe.Op == "write"
 }
 
 // readResponseHead reads the app's response head, passing 1xx interim
@@ -1069,7 +1068,7 @@ func (p *appPool) put(ac *appConn) {
 	ac.r, ac.w = 0, 0
 	ac.idleAt = time.Now()
 	p.mu.Lock()
-	if len(p.idle) < maxIdleAppConns && !p.up.e.draining.Load() {
+	if len(p.idle) < maxIdleAppConns && !p.up.e.draining.Load() && !p.up.evicted.Load() {
 		p.idle = append(p.idle, ac)
 		p.mu.Unlock()
 		return

@@ -192,8 +192,3 @@ func (c *bodyCap) payload(p []byte) {
 func (c *bodyCap) body() capture.Body {
 	return capture.Body{Data: c.buf, Size: c.n, Truncated: c.n > int64(len(c.buf))}
 }
-
-// discard is a sink for bodies that are not captured.
-type discard struct{}
-
-func (discard) payload([]byte) {}

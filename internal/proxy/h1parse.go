@@ -52,7 +52,15 @@ type h1Head struct {
 	host      []byte
 	hasTE     bool // a Transfer-Encoding field (of a response: not chunked last means read until close)
 	badTE     bool // a response Transfer-Encoding whose last coding is not chunked
-	xff       int  // X-Forwarded-For fields
+
+	// what parseFields saw of the framing fields, for parseRequest and
+	// parseResponse to judge
+	hosts int
+	tes   int    // Transfer-Encoding fields
+	te    []byte // the last one's value
+	cls   int    // Content-Length fields
+	cl    []byte // the first one's value
+	clErr *framingError
 }
 
 // reset empties h for the next message, keeping its field slice.
@@ -135,31 +143,11 @@ func parseRequest(b []byte, h *h1Head) *framingError {
 	default:
 		return refuse(http.StatusBadRequest, "invalid request target %.60q", h.target)
 	}
-	hosts := 0
 	if err := h.parseFields(rest); err != nil {
 		return err
 	}
-	var cls [][]byte
-	var tes int
-	var te []byte // a transfer coding other than chunked
-	for _, f := range h.fields {
-		switch {
-		case asciiEqualFold(f.name, "Host"):
-			hosts++
-			h.host = f.value
-		case asciiEqualFold(f.name, "Content-Length"):
-			cls = append(cls, f.value)
-		case asciiEqualFold(f.name, "Transfer-Encoding"):
-			tes++
-			h.hasTE = true
-			h.chunked = tes == 1 && asciiEqualFold(f.value, "chunked")
-			if !h.chunked {
-				te = f.value
-			}
-		case asciiEqualFold(f.name, "Expect"):
-			h.expect100 = asciiEqualFold(f.value, "100-continue")
-		}
-	}
+	hosts := h.hosts
+	h.chunked = h.tes == 1 && asciiEqualFold(h.te, "chunked")
 	if hosts > 1 {
 		return refuse(http.StatusBadRequest, "more than one Host field")
 	}
@@ -170,18 +158,18 @@ func parseRequest(b []byte, h *h1Head) *framingError {
 		return refuse(http.StatusBadRequest, "invalid Host %.60q", h.host)
 	}
 	if h.hasTE {
-		if len(cls) > 0 {
+		if h.cls > 0 {
 			return refuse(http.StatusBadRequest, "both Content-Length and Transfer-Encoding")
 		}
 		if h.minor == 0 {
 			return refuse(http.StatusBadRequest, "Transfer-Encoding in an HTTP/1.0 request")
 		}
 		if !h.chunked {
-			return refuse(http.StatusNotImplemented, "transfer coding %.40q is not supported (only chunked)", te)
+			return refuse(http.StatusNotImplemented, "transfer coding %.40q is not supported (only chunked)", h.te)
 		}
 		return nil
 	}
-	n, ferr := contentLength(cls)
+	n, ferr := h.contentLength()
 	if ferr != nil {
 		return ferr
 	}
@@ -192,18 +180,18 @@ func parseRequest(b []byte, h *h1Head) *framingError {
 	return nil
 }
 
-// contentLength checks the Content-Length values of one message: all the
-// same plain decimal number. It returns -1 when there is none.
-func contentLength(cls [][]byte) (int64, *framingError) {
-	n := int64(-1)
-	for i, v := range cls {
-		if i > 0 && !bytes.Equal(v, cls[0]) {
-			return 0, refuse(http.StatusBadRequest, "Content-Length headers differ: %.20q and %.20q", cls[0], v)
-		}
-		var ok bool
-		if n, ok = parseDecimal(v); !ok {
-			return 0, refuse(http.StatusBadRequest, "invalid Content-Length %.20q", v)
-		}
+// contentLength judges the message's Content-Length fields: all the same
+// plain decimal number. It returns -1 when there is none.
+func (h *h1Head) contentLength() (int64, *framingError) {
+	if h.cls == 0 {
+		return -1, nil
+	}
+	if h.clErr != nil {
+		return 0, h.clErr
+	}
+	n, ok := parseDecimal(h.cl)
+	if !ok {
+		return 0, refuse(http.StatusBadRequest, "invalid Content-Length %.20q", h.cl)
 	}
 	return n, nil
 }
@@ -242,22 +230,15 @@ func parseResponse(b []byte, h *h1Head, head bool) *framingError {
 		err.status = http.StatusBadGateway
 		return err
 	}
-	var cls [][]byte
-	for _, f := range h.fields {
-		switch {
-		case asciiEqualFold(f.name, "Content-Length"):
-			cls = append(cls, f.value)
-		case asciiEqualFold(f.name, "Transfer-Encoding"):
-			h.hasTE = true
-			last := f.value
-			if i := bytes.LastIndexByte(last, ','); i >= 0 {
-				last = bytes.Trim(last[i+1:], " \t")
-			}
-			h.chunked = asciiEqualFold(last, "chunked")
-			h.badTE = !h.chunked
+	if h.hasTE {
+		last := h.te
+		if i := bytes.LastIndexByte(last, ','); i >= 0 {
+			last = bytes.Trim(last[i+1:], " \t")
 		}
+		h.chunked = asciiEqualFold(last, "chunked")
+		h.badTE = !h.chunked
 	}
-	n, ferr := contentLength(cls)
+	n, ferr := h.contentLength()
 	if ferr != nil && !h.hasTE {
 		ferr.status = http.StatusBadGateway
 		return ferr
@@ -269,7 +250,7 @@ func parseResponse(b []byte, h *h1Head, head bool) *framingError {
 	if h.hasTE {
 		// Transfer-Encoding overrides Content-Length (RFC 9112 §6.3
 		// item 3); the connection is closed after such a response.
-		if len(cls) > 0 {
+		if h.cls > 0 {
 			h.conn |= connClose
 		}
 		if h.badTE {
@@ -319,8 +300,25 @@ func (h *h1Head) parseFields(rest []byte) *framingError {
 		}
 		h.fields = append(h.fields, h1Field{name: name, value: value, line: line, at: at, valueAt: valueAt})
 		switch {
+		case asciiEqualFold(name, "Host"):
+			h.hosts++
+			h.host = value
+		case asciiEqualFold(name, "Content-Length"):
+			if h.cls++; h.cls == 1 {
+				h.cl = value
+			} else if h.clErr == nil && !bytes.Equal(value, h.cl) {
+				h.clErr = refuse(http.StatusBadRequest, "Content-Length headers differ: %.20q and %.20q", h.cl, value)
+			}
+		case asciiEqualFold(name, "Transfer-Encoding"):
+			h.tes++
+			h.hasTE = true
+			h.te = value
+		case asciiEqualFold(name, "Expect"):
+			h.expect100 = asciiEqualFold(value, "100-continue")
 		case asciiEqualFold(name, "Connection"):
-			for _, tok := range bytes.Split(value, []byte(",")) {
+			for rest := value; len(rest) > 0; {
+				var tok []byte
+				tok, rest, _ = bytes.Cut(rest, []byte(","))
 				tok = bytes.Trim(tok, " \t")
 				switch {
 				case len(tok) == 0:
@@ -336,8 +334,6 @@ func (h *h1Head) parseFields(rest []byte) *framingError {
 			}
 		case asciiEqualFold(name, "Upgrade"):
 			h.upgrade = value
-		case asciiEqualFold(name, "X-Forwarded-For"):
-			h.xff++
 		}
 	}
 	return refuse(http.StatusBadRequest, "head without its blank line")

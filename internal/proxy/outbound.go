@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -379,20 +380,37 @@ func (p *Outbound) route(hc *h1Conn, end int) (*h1Upstream, []byte, bool) {
 		p.tunnel(hc.conn, &replayConn{Conn: hc.conn, pending: pending}, target, "connect")
 		return nil, nil, false
 	}
-	scheme, rest, ok := strings.Cut(string(h.target), "://")
-	if !ok || h.target[0] == '/' {
+	t := h.target
+	sep := bytes.Index(t, []byte("://"))
+	if sep <= 0 || t[0] == '/' {
 		return refuse(http.StatusBadRequest, "this is goproxy's outbound forward proxy; send absolute-form requests (http://host/path) or CONNECT host:port, for example by setting HTTP_PROXY and HTTPS_PROXY")
 	}
-	scheme = strings.ToLower(scheme)
+	// scheme://authority, and the origin-form target that follows it.
+	cut := len(t)
+	if i := bytes.IndexAny(t[sep+3:], "/?"); i >= 0 {
+		cut = sep + 3 + i
+	}
+	prefix, path := t[:cut], t[cut:]
+	switch {
+	case len(path) == 0:
+		path = rootPath
+	case path[0] == '?':
+		path = append([]byte("/"), path...)
+	}
+	for _, f := range h.fields {
+		if asciiEqualFold(f.name, "Via") && containsToken(string(f.value), viaToken) {
+			p.c.m.deniedForward.Inc()
+			return refuse(http.StatusLoopDetected, "this request already went through goproxy")
+		}
+	}
+	// A connection sends its requests to the same host, as a rule: the
+	// upstream of the last one is kept on the connection.
+	if hc.fwdUp != nil && bytes.Equal(prefix, hc.fwdKey) {
+		return hc.fwdUp, path, true
+	}
+	scheme, authority := strings.ToLower(string(t[:sep])), string(prefix[sep+3:])
 	if scheme != "http" && scheme != "https" {
 		return refuse(http.StatusBadRequest, "goproxy forwards http and https URLs, not %q", scheme)
-	}
-	authority, path := rest, "/"
-	if i := strings.IndexAny(rest, "/?"); i >= 0 {
-		authority, path = rest[:i], rest[i:]
-		if path[0] == '?' {
-			path = "/" + path
-		}
 	}
 	if strings.Contains(authority, "@") {
 		return refuse(http.StatusBadRequest, "credentials in the URL are not forwarded; send them in a header")
@@ -404,18 +422,15 @@ func (p *Outbound) route(hc *h1Conn, end int) (*h1Upstream, []byte, bool) {
 	if host == "" {
 		return refuse(http.StatusBadRequest, "no host in %.60q", h.target)
 	}
-	for _, f := range h.fields {
-		if asciiEqualFold(f.name, "Via") && containsToken(string(f.value), viaToken) {
-			p.c.m.deniedForward.Inc()
-			return refuse(http.StatusLoopDetected, "this request already went through goproxy")
-		}
-	}
 	target := net.JoinHostPort(host, port)
 	if info := infoOf(hc.conn); info != nil {
 		info.set(target, "http/1.1", nil)
 	}
-	return p.upstream(scheme, host, target), []byte(path), true
+	hc.fwdKey, hc.fwdUp = append(hc.fwdKey[:0], prefix...), p.upstream(scheme, host, target)
+	return hc.fwdUp, path, true
 }
+
+var rootPath = []byte("/")
 
 // upstream returns the pool of an absolute-form target.
 func (p *Outbound) upstream(scheme, host, target string) *h1Upstream {
@@ -428,6 +443,7 @@ func (p *Outbound) upstream(scheme, host, target string) *h1Upstream {
 	if len(p.ups) >= maxForwardUpstreams {
 		for k, u := range p.ups {
 			delete(p.ups, k)
+			u.evicted.Store(true) // connections still out come back to be closed
 			u.pool.closeAll()
 			break
 		}
