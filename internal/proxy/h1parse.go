@@ -238,8 +238,11 @@ func parseResponse(b []byte, h *h1Head, head bool) *framingError {
 		h.chunked = asciiEqualFold(last, "chunked")
 		h.badTE = !h.chunked
 	}
+	// A malformed Content-Length is refused even beside a
+	// Transfer-Encoding that would override it: the message is broken
+	// either way, and net/http's client refuses it too.
 	n, ferr := h.contentLength()
-	if ferr != nil && !h.hasTE {
+	if ferr != nil {
 		ferr.status = http.StatusBadGateway
 		return ferr
 	}
