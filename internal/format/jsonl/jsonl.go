@@ -86,11 +86,12 @@ func (e *ReadError) Unwrap() error { return e.Err }
 
 // Append writes recs to buf as JSON lines, each ending in a newline.
 func Append(buf *bytes.Buffer, recs []*capture.Record) error {
-	je := gojsonEncoder(buf)
 	for i, r := range recs {
-		if err := je.Encode(r); err != nil { // Encode appends '\n'
+		b, err := appendRecord(buf.AvailableBuffer(), r)
+		if err != nil {
 			return fmt.Errorf("encode record %d (%s): %w", i, r.ID, err)
 		}
+		buf.Write(b)
 	}
 	return nil
 }

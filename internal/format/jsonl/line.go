@@ -8,11 +8,13 @@ import (
 	"io"
 	"math/bits"
 	"reflect"
+	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
 
 	gojson "github.com/goccy/go-json"
+	b64 "github.com/segmentio/asm/base64"
 
 	"github.com/tapwire/tapwire/internal/capture"
 )
@@ -378,9 +380,10 @@ func appendBase64(dst, data []byte) []byte {
 	if data == nil {
 		return append(dst, "null"...)
 	}
-	dst = append(dst, '"')
-	dst = base64.StdEncoding.AppendEncode(dst, data)
-	return append(dst, '"')
+	n := b64.StdEncoding.EncodedLen(len(data))
+	dst = slices.Grow(append(dst, '"'), n+1)
+	b64.StdEncoding.Encode(dst[len(dst):len(dst)+n], data)
+	return append(dst[:len(dst)+n], '"')
 }
 
 // A node is the shape of a JSON value of the record's form.

@@ -1,0 +1,398 @@
+package jsonl
+
+// appendRecord is the encoder of goproxy's hot path: a record's JSON line
+// written by hand for the types of internal/capture, without reflection,
+// with bodies in base64 by segmentio/asm's vectorised encoder.
+//
+// Why by hand: under callgrind, shipping a record of a 1 KiB exchange cost
+// goproxy about 66,000 instructions, of which 16,500 were encoding/base64
+// (which go-json calls for every []byte) and about 10,000 go-json's
+// reflection-driven machine and its re-compaction of Header.MarshalJSON's
+// output (bench/RESULTS.md, issue 11). The output is the same JSON as
+// go-json's (same field order, same omitempty rules, the same bytes for
+// printable ASCII strings), which TestAppendRecordMatchesGoJSON checks on
+// records whose every field is set by reflection, so that a field added
+// to capture.Record and forgotten here fails it; FuzzAppendRecord checks
+// strings of any bytes. Parts that are rare on the hot path (a vendor
+// record's facts, a protobuf message's decoded fields) are handed to
+// go-json.
+
+import (
+	"encoding/binary"
+	"slices"
+	"strconv"
+	"time"
+	"unicode/utf8"
+
+	gojson "github.com/goccy/go-json"
+
+	"github.com/tapwire/tapwire/internal/capture"
+)
+
+// appendRecord appends r's JSON form and a newline to b.
+func appendRecord(b []byte, r *capture.Record) ([]byte, error) {
+	if r.Vendor != nil {
+		out, err := gojson.MarshalNoEscape(r)
+		if err != nil {
+			return b, err
+		}
+		return append(append(b, out...), '\n'), nil
+	}
+	b = append(b, `{"schema":`...)
+	b = strconv.AppendInt(b, int64(r.Schema), 10)
+	b = append(b, `,"id":`...)
+	b = appendString(b, r.ID)
+	b = append(b, `,"kind":`...)
+	b = appendString(b, string(r.Kind))
+	b = append(b, `,"direction":`...)
+	b = appendString(b, string(r.Direction))
+	b = append(b, `,"start":"`...)
+	b = r.Start.AppendFormat(b, time.RFC3339Nano)
+	b = append(b, '"')
+	if r.TTFBMicros != 0 {
+		b = append(b, `,"ttfbUs":`...)
+		b = strconv.AppendInt(b, r.TTFBMicros, 10)
+	}
+	b = append(b, `,"durationUs":`...)
+	b = strconv.AppendInt(b, r.DurMicros, 10)
+
+	b = append(b, `,"labels":{`...)
+	n := len(b)
+	b = appendStringField(b, n, "cluster", r.Labels.Cluster)
+	b = appendStringField(b, n, "namespace", r.Labels.Namespace)
+	b = appendStringField(b, n, "service", r.Labels.Service)
+	b = appendStringField(b, n, "pod", r.Labels.Pod)
+	b = appendStringField(b, n, "tenant", r.Labels.Tenant)
+	b = append(b, `},"net":{`...)
+	n = len(b)
+	b = appendStringField(b, n, "clientAddr", r.Net.ClientAddr)
+	b = appendStringField(b, n, "serverAddr", r.Net.ServerAddr)
+	b = appendStringField(b, n, "serverHost", r.Net.ServerHost)
+	b = appendStringField(b, n, "connId", r.Net.ConnID)
+	if r.Net.TLS != nil {
+		b = appendKey(b, n, "tls")
+		b = appendTLS(b, r.Net.TLS)
+	}
+	b = appendStringField(b, n, "proxy", r.Net.Proxy)
+	b = append(b, '}')
+
+	if r.HTTP != nil {
+		var err error
+		b = append(b, `,"http":`...)
+		if b, err = appendHTTP(b, r.HTTP); err != nil {
+			return b, err
+		}
+	}
+	if r.TCP != nil {
+		b = append(b, `,"tcp":{"bytesUp":`...)
+		b = strconv.AppendInt(b, r.TCP.BytesUp, 10)
+		b = append(b, `,"bytesDown":`...)
+		b = strconv.AppendInt(b, r.TCP.BytesDown, 10)
+		if len(r.TCP.Chunks) > 0 {
+			b = append(b, `,"chunks":[`...)
+			for i := range r.TCP.Chunks {
+				c := &r.TCP.Chunks[i]
+				if i > 0 {
+					b = append(b, ',')
+				}
+				b = append(b, `{"up":`...)
+				b = strconv.AppendBool(b, c.Up)
+				b = append(b, `,"atUs":`...)
+				b = strconv.AppendInt(b, c.AtMicros, 10)
+				b = append(b, `,"data":`...)
+				b = appendBase64(b, c.Data) // no omitempty: null when nil
+				b = append(b, '}')
+			}
+			b = append(b, ']')
+		}
+		if r.TCP.Truncated {
+			b = append(b, `,"truncated":true`...)
+		}
+		b = append(b, '}')
+	}
+	if r.Error != "" {
+		b = append(b, `,"error":`...)
+		b = appendString(b, r.Error)
+	}
+	if len(r.Tags) > 0 {
+		b = append(b, `,"tags":{`...)
+		keys := make([]string, 0, len(r.Tags))
+		for k := range r.Tags {
+			keys = append(keys, k)
+		}
+		slices.Sort(keys) // go-json, like encoding/json, sorts map keys
+		for i, k := range keys {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = appendString(b, k)
+			b = append(b, ':')
+			b = appendString(b, r.Tags[k])
+		}
+		b = append(b, '}')
+	}
+	if len(r.Redactions) > 0 {
+		b = append(b, `,"redactions":[`...)
+		for i, s := range r.Redactions {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = appendString(b, s)
+		}
+		b = append(b, ']')
+	}
+	return append(b, "}\n"...), nil
+}
+
+func appendTLS(b []byte, t *capture.TLS) []byte {
+	b = append(b, '{')
+	n := len(b)
+	b = appendStringField(b, n, "sni", t.SNI)
+	b = appendStringField(b, n, "version", t.Version)
+	b = appendStringField(b, n, "alpn", t.ALPN)
+	b = appendStringField(b, n, "cipherSuite", t.CipherSuite)
+	if t.Upstream != nil {
+		b = appendKey(b, n, "upstream")
+		b = appendTLS(b, t.Upstream)
+	}
+	return append(b, '}')
+}
+
+func appendHTTP(b []byte, h *capture.HTTP) ([]byte, error) {
+	q := &h.Req
+	b = append(b, `{"req":{"method":`...)
+	b = appendString(b, q.Method)
+	b = append(b, `,"url":`...)
+	b = appendString(b, q.URL)
+	b = append(b, `,"proto":`...)
+	b = appendString(b, q.Proto)
+	b = append(b, `,"host":`...)
+	b = appendString(b, q.Host)
+	if len(q.Headers) > 0 {
+		b = append(b, `,"headers":`...)
+		b = appendHeaders(b, q.Headers)
+	}
+	b = append(b, `,"body":`...)
+	b = appendBody(b, &q.Body)
+	b = append(b, '}')
+	if s := h.Res; s != nil {
+		b = append(b, `,"res":{"status":`...)
+		b = strconv.AppendInt(b, int64(s.Status), 10)
+		if s.StatusText != "" {
+			b = append(b, `,"statusText":`...)
+			b = appendString(b, s.StatusText)
+		}
+		if s.Proto != "" {
+			b = append(b, `,"proto":`...)
+			b = appendString(b, s.Proto)
+		}
+		if len(s.Headers) > 0 {
+			b = append(b, `,"headers":`...)
+			b = appendHeaders(b, s.Headers)
+		}
+		b = append(b, `,"body":`...)
+		b = appendBody(b, &s.Body)
+		if len(s.Trailers) > 0 {
+			b = append(b, `,"trailers":`...)
+			b = appendHeaders(b, s.Trailers)
+		}
+		b = append(b, '}')
+	}
+	if len(h.Messages) > 0 {
+		b = append(b, `,"messages":[`...)
+		for i := range h.Messages {
+			m := &h.Messages[i]
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = append(b, `{"up":`...)
+			b = strconv.AppendBool(b, m.Up)
+			b = append(b, `,"atUs":`...)
+			b = strconv.AppendInt(b, m.AtMicros, 10)
+			b = append(b, `,"size":`...)
+			b = strconv.AppendInt(b, m.Size, 10)
+			if len(m.Data) > 0 {
+				b = append(b, `,"data":`...)
+				b = appendBase64(b, m.Data)
+			}
+			if m.Truncated {
+				b = append(b, `,"truncated":true`...)
+			}
+			if m.Compressed {
+				b = append(b, `,"compressed":true`...)
+			}
+			if m.Opcode != 0 {
+				b = append(b, `,"opcode":`...)
+				b = strconv.AppendInt(b, int64(m.Opcode), 10)
+			}
+			if len(m.Fields) > 0 {
+				out, err := gojson.MarshalNoEscape(m.Fields)
+				if err != nil {
+					return b, err
+				}
+				b = append(b, `,"fields":`...)
+				b = append(b, out...)
+			}
+			b = append(b, '}')
+		}
+		b = append(b, ']')
+	}
+	if h.MessagesTruncated {
+		b = append(b, `,"messagesTruncated":true`...)
+	}
+	if g := h.GRPC; g != nil {
+		b = append(b, `,"grpc":{"service":`...)
+		b = appendString(b, g.Service)
+		b = append(b, `,"method":`...)
+		b = appendString(b, g.Method)
+		if g.Status != nil {
+			b = append(b, `,"status":`...)
+			b = strconv.AppendInt(b, int64(*g.Status), 10)
+		}
+		if g.StatusMessage != "" {
+			b = append(b, `,"statusMessage":`...)
+			b = appendString(b, g.StatusMessage)
+		}
+		if g.Encoding != "" {
+			b = append(b, `,"encoding":`...)
+			b = appendString(b, g.Encoding)
+		}
+		b = append(b, '}')
+	}
+	return append(b, '}'), nil
+}
+
+func appendBody(b []byte, body *capture.Body) []byte {
+	b = append(b, '{')
+	if len(body.Data) > 0 {
+		b = append(b, `"data":`...)
+		b = appendBase64(b, body.Data)
+		b = append(b, ',')
+	}
+	b = append(b, `"size":`...)
+	b = strconv.AppendInt(b, body.Size, 10)
+	if body.Truncated {
+		b = append(b, `,"truncated":true`...)
+	}
+	return append(b, '}')
+}
+
+// appendHeaders writes headers as Header.MarshalJSON does: a list of
+// [name, value] pairs.
+func appendHeaders(b []byte, hs capture.Headers) []byte {
+	b = append(b, '[')
+	for i, h := range hs {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, '[')
+		b = appendString(b, h.Name)
+		b = append(b, ',')
+		b = appendString(b, h.Value)
+		b = append(b, ']')
+	}
+	return append(b, ']')
+}
+
+// appendKey writes "name": after a comma unless b has grown nothing since
+// the object's opening brace at start.
+func appendKey(b []byte, start int, name string) []byte {
+	if len(b) > start {
+		b = append(b, ',')
+	}
+	b = append(b, '"')
+	b = append(b, name...)
+	return append(b, `":`...)
+}
+
+// appendStringField writes an omitempty string field.
+func appendStringField(b []byte, start int, name, v string) []byte {
+	if v == "" {
+		return b
+	}
+	return appendString(appendKey(b, start, name), v)
+}
+
+// appendString writes s as a JSON string, escaped as encoding/json does
+// without its HTML escaping (SetEscapeHTML(false), as go-json is used
+// here): quote, backslash and control characters escaped, invalid UTF-8
+// as U+FFFD, U+2028 and U+2029 escaped.
+func appendString(b []byte, s string) []byte {
+	b = append(b, '"')
+	i := plainPrefix(s)
+	if i == len(s) {
+		return append(append(b, s...), '"')
+	}
+	start := 0
+	for i < len(s) {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			if c >= 0x20 && c != '"' && c != '\\' {
+				i++
+				continue
+			}
+			b = append(b, s[start:i]...)
+			switch c {
+			case '"', '\\':
+				b = append(b, '\\', c)
+			case '\n':
+				b = append(b, '\\', 'n')
+			case '\r':
+				b = append(b, '\\', 'r')
+			case '\t':
+				b = append(b, '\\', 't')
+			default:
+				const hex = "0123456789abcdef"
+				b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
+			}
+			i++
+			start = i
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			b = append(b, s[start:i]...)
+			b = append(b, `\ufffd`...)
+			i += size
+			start = i
+			continue
+		}
+		if r == '\u2028' || r == '\u2029' {
+			b = append(b, s[start:i]...)
+			b = append(b, `\u202`...)
+			b = append(b, "89"[r-'\u2028'])
+			i += size
+			start = i
+			continue
+		}
+		i += size
+	}
+	b = append(b, s[start:]...)
+	return append(b, '"')
+}
+
+// plainPrefix returns the length of s's longest prefix of bytes that a
+// JSON string holds as they are (printable ASCII but quote and
+// backslash), eight bytes a step.
+func plainPrefix(s string) int {
+	const (
+		ones  = 0x0101010101010101
+		highs = 0x8080808080808080
+	)
+	i := 0
+	for ; i+8 <= len(s); i += 8 {
+		x := binary.LittleEndian.Uint64([]byte(s[i : i+8]))
+		// A byte below 0x20, a quote, a backslash, or one with its high
+		// bit set (non-ASCII) stops the step.
+		q, bs := x^(ones*'"'), x^(ones*'\\')
+		if ((x-ones*0x20)|(q-ones)|(bs-ones)|x)&highs != 0 {
+			break
+		}
+	}
+	for ; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c >= utf8.RuneSelf || c == '"' || c == '\\' {
+			break
+		}
+	}
+	return i
+}

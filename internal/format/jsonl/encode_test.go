@@ -1,0 +1,243 @@
+package jsonl
+
+import (
+	"bytes"
+	"encoding/json"
+	"math/rand/v2"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tapwire/tapwire/internal/capture"
+)
+
+// goJSONLine is the record's line as go-json writes it: the reference
+// appendRecord must agree with.
+func goJSONLine(t testing.TB, r *capture.Record) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	if err := gojsonEncoder(&buf).Encode(r); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+// fill sets every exported field reachable from v to a value that is not
+// its zero (strings from str, pointers allocated, slices of one or two
+// elements), down to depth levels of nesting, so that a field that the
+// hand-written encoder forgets is seen.
+func fill(v reflect.Value, rng *rand.Rand, str func() string, depth int) {
+	switch v.Kind() {
+	case reflect.String:
+		v.SetString(str())
+	case reflect.Bool:
+		v.SetBool(true)
+	case reflect.Int, reflect.Int32, reflect.Int64:
+		v.SetInt(rng.Int64N(1<<40) + 1)
+	case reflect.Uint64:
+		v.SetUint(rng.Uint64() | 1)
+	case reflect.Pointer:
+		if depth <= 0 {
+			return
+		}
+		p := reflect.New(v.Type().Elem())
+		fill(p.Elem(), rng, str, depth-1)
+		v.Set(p)
+	case reflect.Slice:
+		if depth <= 0 {
+			return
+		}
+		n := 1 + rng.IntN(2)
+		s := reflect.MakeSlice(v.Type(), n, n)
+		for i := range n {
+			fill(s.Index(i), rng, str, depth-1)
+		}
+		v.Set(s)
+	case reflect.Map:
+		m := reflect.MakeMap(v.Type())
+		for range 1 + rng.IntN(3) {
+			k, e := reflect.New(v.Type().Key()).Elem(), reflect.New(v.Type().Elem()).Elem()
+			fill(k, rng, str, depth-1)
+			fill(e, rng, str, depth-1)
+			m.SetMapIndex(k, e)
+		}
+		v.Set(m)
+	case reflect.Struct:
+		if v.Type() == reflect.TypeOf(time.Time{}) {
+			v.Set(reflect.ValueOf(time.Unix(rng.Int64N(4e9), rng.Int64N(1e9)).UTC()))
+			return
+		}
+		for i := range v.NumField() {
+			if v.Type().Field(i).IsExported() {
+				fill(v.Field(i), rng, str, depth)
+			}
+		}
+	case reflect.Uint8: // an element of []byte
+		v.SetUint(uint64(rng.IntN(256)))
+	default:
+		panic("fill: unhandled kind " + v.Kind().String() + " (" + v.Type().String() + ")")
+	}
+}
+
+func plainWord(rng *rand.Rand) func() string {
+	return func() string {
+		const letters = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_./: "
+		b := make([]byte, 1+rng.IntN(12))
+		for i := range b {
+			b[i] = letters[rng.IntN(len(letters))]
+		}
+		return string(b)
+	}
+}
+
+// TestAppendRecordMatchesGoJSON: on records with every field set (but the
+// vendor facts, which take go-json's path), appendRecord writes the very
+// bytes go-json writes; with some fields cleared, too (omitempty).
+func TestAppendRecordMatchesGoJSON(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	for i := range 300 {
+		var r capture.Record
+		fill(reflect.ValueOf(&r).Elem(), rng, plainWord(rng), 4)
+		r.Vendor = nil
+		if i%2 == 1 {
+			clearSome(reflect.ValueOf(&r).Elem(), rng)
+		}
+		want := goJSONLine(t, &r)
+		got, err := appendRecord(nil, &r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got, want) {
+			t.Fatalf("record %d:\n ours    %s\n go-json %s", i, got, want)
+		}
+	}
+}
+
+// clearSome sets about a third of the fields reachable from v to their
+// zero value.
+func clearSome(v reflect.Value, rng *rand.Rand) {
+	switch v.Kind() {
+	case reflect.Pointer:
+		if !v.IsNil() {
+			clearSome(v.Elem(), rng)
+		}
+	case reflect.Slice:
+		if v.Type().Elem().Kind() != reflect.Uint8 {
+			for i := range v.Len() {
+				clearSome(v.Index(i), rng)
+			}
+		}
+	case reflect.Struct:
+		if v.Type() == reflect.TypeOf(time.Time{}) {
+			return
+		}
+		for i := range v.NumField() {
+			f := v.Field(i)
+			if !v.Type().Field(i).IsExported() {
+				continue
+			}
+			if rng.IntN(3) == 0 {
+				f.Set(reflect.Zero(f.Type()))
+			} else {
+				clearSome(f, rng)
+			}
+		}
+	}
+}
+
+// TestAppendRecordVendor: a record with vendor facts is go-json's line.
+func TestAppendRecordVendor(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	var r capture.Record
+	fill(reflect.ValueOf(&r).Elem(), rng, plainWord(rng), 4)
+	if r.Vendor == nil {
+		t.Fatal("fill left Vendor nil")
+	}
+	raw := map[string]json.RawMessage{"k": json.RawMessage(`{"a":[1,"b"]}`)}
+	r.Vendor.Extra, r.Vendor.ReqExtra, r.Vendor.ResExtra = raw, raw, raw
+	got, err := appendRecord(nil, &r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := goJSONLine(t, &r); !bytes.Equal(got, want) {
+		t.Fatalf("ours    %s\ngo-json %s", got, want)
+	}
+}
+
+// FuzzAppendRecord: strings of any bytes in a record's fields encode to
+// JSON that means what go-json's means (escapes may be spelled
+// differently: \u003c or <) and decodes to the same record.
+func FuzzAppendRecord(f *testing.F) {
+	for _, s := range []string{"plain", "quote\" back\\slash", "ctl\x00\x01\x1f\x7f", "\n\r\t\b\f", "<a href=\"x\">&amp;</a>",
+		"caf\u00e9 \u2028\u2029 \U0001F600", "bad \xff\xfe utf8 \xc3", "\xed\xa0\x80 surrogate"} {
+		f.Add(s, []byte(s), int64(len(s)))
+	}
+	f.Fuzz(func(t *testing.T, s string, data []byte, seed int64) {
+		rng := rand.New(rand.NewPCG(uint64(seed), 7))
+		pieces := []string{s, s[:len(s)/2], s[len(s)/2:], "x" + s + "y"}
+		var r capture.Record
+		fill(reflect.ValueOf(&r).Elem(), rng, func() string { return pieces[rng.IntN(len(pieces))] }, 3)
+		r.Vendor = nil
+		if r.HTTP != nil {
+			r.HTTP.Req.Body.Data = data
+		}
+		got, err := appendRecord(nil, &r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := goJSONLine(t, &r)
+		var a, b any
+		if err := json.Unmarshal(got, &a); err != nil {
+			t.Fatalf("ours is not JSON: %v\n%s", err, got)
+		}
+		if err := json.Unmarshal(want, &b); err != nil {
+			t.Fatalf("go-json's is not JSON: %v", err)
+		}
+		if !reflect.DeepEqual(a, b) {
+			t.Fatalf("ours and go-json's differ:\n ours    %s\n go-json %s", got, want)
+		}
+		if !strings.HasSuffix(string(got), "}\n") || bytes.Count(got, []byte("\n")) != 1 {
+			t.Fatalf("not one line: %q", got)
+		}
+	})
+}
+
+func BenchmarkAppendRecord(b *testing.B) {
+	r := benchRecord()
+	b.Run("ours", func(b *testing.B) {
+		var buf []byte
+		for b.Loop() {
+			buf, _ = appendRecord(buf[:0], r)
+		}
+		b.SetBytes(int64(len(buf)))
+	})
+	b.Run("go-json", func(b *testing.B) {
+		var buf bytes.Buffer
+		je := gojsonEncoder(&buf)
+		for b.Loop() {
+			buf.Reset()
+			_ = je.Encode(r)
+		}
+		b.SetBytes(int64(buf.Len()))
+	})
+}
+
+// benchRecord is a record like bench/run's: a GET answered with 1 KiB.
+func benchRecord() *capture.Record {
+	body := bytes.Repeat([]byte(`{"id":12345,"name":"widget","price":9.99} `), 25)[:1024]
+	return &capture.Record{
+		Schema: 1, ID: capture.NewID(), Kind: capture.KindHTTP, Direction: capture.DirIn,
+		Start: time.Now().UTC(), TTFBMicros: 120, DurMicros: 150,
+		Labels: capture.Labels{Cluster: "c", Service: "orders"},
+		Net:    capture.Net{ClientAddr: "127.0.0.1:50000", ServerAddr: "127.0.0.1:8080", ConnID: "c1", Proxy: "reverse"},
+		HTTP: &capture.HTTP{
+			Req: capture.Request{Method: "GET", URL: "http://127.0.0.1:8080/", Proto: "HTTP/1.1", Host: "127.0.0.1:4143",
+				Headers: capture.Headers{{Name: "Host", Value: "127.0.0.1:4143"}, {Name: "User-Agent", Value: "wrk"}}},
+			Res: &capture.Response{Status: 200, StatusText: "OK", Proto: "HTTP/1.1",
+				Headers: capture.Headers{{Name: "Content-Type", Value: "application/json"}, {Name: "Content-Length", Value: "1024"}},
+				Body:    capture.Body{Data: body, Size: 1024}},
+		},
+		Tags: capture.Tags{"captureMode": "proxy", "proxyType": "reverse"},
+	}
+}
