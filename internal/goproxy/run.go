@@ -347,7 +347,7 @@ func openSink(cfg *Config) (capture.Sink, string, error) {
 		}
 		return fs, "local files in " + dir, nil
 	}
-	opts := wire.ClientOptions{Token: cfg.ForwarderToken}
+	opts := wire.ClientOptions{Token: cfg.ForwarderToken, FastCompression: true}
 	if strings.HasPrefix(addr, "https://") {
 		roots, err := forwarderRoots(cfg.TLSCertDir)
 		if err != nil {

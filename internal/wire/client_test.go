@@ -63,6 +63,28 @@ func TestWrite(t *testing.T) {
 	}
 }
 
+// TestWriteFastCompression: goproxy's client (zstd's fastest level) posts
+// batches and lines that a server decodes as any other.
+func TestWriteFastCompression(t *testing.T) {
+	fwd := wiretest.New(t)
+	s := newSink(t, fwd.Addr(), wire.ClientOptions{FastCompression: true})
+	recs := records(50)
+	if err := s.Write(context.Background(), recs); err != nil {
+		t.Fatalf("Write: %v", err)
+	}
+	var lines bytes.Buffer
+	if err := jsonl.Append(&lines, records(3)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.WriteLines(context.Background(), lines.Bytes(), 3); err != nil {
+		t.Fatalf("WriteLines: %v", err)
+	}
+	got := fwd.Records()
+	if len(got) != 53 || got[49].ID != recs[49].ID {
+		t.Fatalf("forwarder got %d records, want 53 in order", len(got))
+	}
+}
+
 func TestWriteErrors(t *testing.T) {
 	tests := []struct {
 		name          string

@@ -89,7 +89,8 @@ type DecodeError = jsonl.DecodeError
 // drops them at every garbage collection, and rebuilding one allocates its
 // whole history buffer (a decoder: its window) again.
 var (
-	encoders = make(chan *zstd.Encoder, 4)
+	encoders     = make(chan *zstd.Encoder, 4)
+	fastEncoders = make(chan *zstd.Encoder, 4) // zstd.SpeedFastest
 	decoders = make(chan *zstd.Decoder, 16)
 )
 
@@ -121,22 +122,31 @@ func putDecoder(d *zstd.Decoder) {
 // EncodeBatch writes recs to w as a zstd stream of JSON lines, the body of
 // a POST to Path with Content-Encoding zstd.
 func EncodeBatch(w io.Writer, recs []*capture.Record) error {
+	return encodeBatch(w, recs, false)
+}
+
+func encodeBatch(w io.Writer, recs []*capture.Record, fast bool) error {
 	buf := jsonl.GetBuffer()
 	defer jsonl.PutBuffer(buf)
 	if err := jsonl.Append(buf, recs); err != nil {
 		return err
 	}
-	return compress(w, buf.Bytes())
+	return compress(w, buf.Bytes(), fast)
 }
 
-// compress writes lines to w as one zstd stream.
-func compress(w io.Writer, lines []byte) error {
-	enc := getEncoder()
+// compress writes lines to w as one zstd stream, at zstd's fastest level
+// when fast is set, else at its default level.
+func compress(w io.Writer, lines []byte, fast bool) error {
+	list := encoders
+	if fast {
+		list = fastEncoders
+	}
+	enc := getEncoder(list, fast)
 	enc.Reset(w)
 	defer func() {
 		enc.Reset(nil) // drop the reference to w
 		select {
-		case encoders <- enc:
+		case list <- enc:
 		default: // the free list is full; let this one go
 		}
 	}()
@@ -149,17 +159,21 @@ func compress(w io.Writer, lines []byte) error {
 	return nil
 }
 
-func getEncoder() *zstd.Encoder {
+func getEncoder(list chan *zstd.Encoder, fast bool) *zstd.Encoder {
 	select {
-	case e := <-encoders:
+	case e := <-list:
 		return e
 	default:
+	}
+	level := zstd.SpeedDefault
+	if fast {
+		level = zstd.SpeedFastest
 	}
 	e, err := zstd.NewWriter(nil,
 		zstd.WithEncoderConcurrency(1),
 		zstd.WithWindowSize(EncodeWindowBytes),
 		zstd.WithLowerEncoderMem(true),
-		zstd.WithEncoderLevel(zstd.SpeedDefault))
+		zstd.WithEncoderLevel(level))
 	if err != nil {
 		panic("wire: zstd encoder: " + err.Error()) // constant options: cannot happen
 	}
