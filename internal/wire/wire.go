@@ -63,6 +63,10 @@ const (
 	// history buffer is twice its window: the window is what a sidecar's
 	// memory pays for.
 	EncodeWindowBytes = 1 << 20
+
+	// FastWindowBytes is the window of the fastest level's encoder
+	// (ClientOptions.FastCompression, goproxy's): a sidecar's memory.
+	FastWindowBytes = 256 << 10
 )
 
 // Errors returned by DecodeBatch, wrapped in a *DecodeError: those of
@@ -126,12 +130,44 @@ func EncodeBatch(w io.Writer, recs []*capture.Record) error {
 }
 
 func encodeBatch(w io.Writer, recs []*capture.Record, fast bool) error {
+	if !fast {
+		buf := jsonl.GetBuffer()
+		defer jsonl.PutBuffer(buf)
+		if err := jsonl.Append(buf, recs); err != nil {
+			return err
+		}
+		return compress(w, buf.Bytes(), false)
+	}
+	// The sidecar's way: records are encoded into a small buffer that is
+	// compressed each time it fills, so that a whole batch's JSON is never
+	// in memory at once.
+	list := fastEncoders
+	enc := getEncoder(list, true)
+	enc.Reset(w)
+	defer func() {
+		enc.Reset(nil)
+		select {
+		case list <- enc:
+		default:
+		}
+	}()
 	buf := jsonl.GetBuffer()
 	defer jsonl.PutBuffer(buf)
-	if err := jsonl.Append(buf, recs); err != nil {
-		return err
+	for i := range recs {
+		if err := jsonl.Append(buf, recs[i:i+1]); err != nil {
+			return err
+		}
+		if buf.Len() >= 64<<10 || i == len(recs)-1 {
+			if _, err := enc.Write(buf.Bytes()); err != nil {
+				return fmt.Errorf("compress batch: %w", err)
+			}
+			buf.Reset()
+		}
 	}
-	return compress(w, buf.Bytes(), fast)
+	if err := enc.Close(); err != nil {
+		return fmt.Errorf("compress batch: %w", err)
+	}
+	return nil
 }
 
 // compress writes lines to w as one zstd stream, at zstd's fastest level
@@ -165,13 +201,13 @@ func getEncoder(list chan *zstd.Encoder, fast bool) *zstd.Encoder {
 		return e
 	default:
 	}
-	level := zstd.SpeedDefault
+	level, window := zstd.SpeedDefault, EncodeWindowBytes
 	if fast {
-		level = zstd.SpeedFastest
+		level, window = zstd.SpeedFastest, FastWindowBytes
 	}
 	e, err := zstd.NewWriter(nil,
 		zstd.WithEncoderConcurrency(1),
-		zstd.WithWindowSize(EncodeWindowBytes),
+		zstd.WithWindowSize(window),
 		zstd.WithLowerEncoderMem(true),
 		zstd.WithEncoderLevel(level))
 	if err != nil {
