@@ -6,13 +6,23 @@ package main
 import (
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 
 	"github.com/tapwire/tapwire/internal/goproxy"
 	"github.com/tapwire/tapwire/internal/service"
 )
 
+// gcPercent is goproxy's GOGC when the environment does not set one: a
+// sidecar's memory is the task's. Under wrk -c64 with capture on it cut
+// the peak RSS from 29-30 MiB to 24 MiB for about 0.8% more CPU (122
+// collections of about 1 ms in 8 s instead of 55; see docs/goproxy.md).
+const gcPercent = 50
+
 func main() {
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(gcPercent)
+	}
 	service.Main("goproxy", goproxy.Load, func(c *goproxy.Config) string { return c.LogLevel }, goproxy.New,
 		func(srv *goproxy.Server) {
 			// SIGHUP re-reads the CA in TLS_CERT_DIR (docs/goproxy.md,
