@@ -443,3 +443,51 @@ func TestJSONEscapes(t *testing.T) {
 		}
 	}
 }
+
+// TestMatchBeforeAddress: a card number or bearer token directly followed
+// by "@domain" is redacted with its domain, or the token written in its
+// place would be the local part of a new address and a second pass would
+// change the text again (found by FuzzRedactBody: "BeArer 00000000@0.AA").
+func TestMatchBeforeAddress(t *testing.T) {
+	r := testRedactor(t)
+	for in, want := range map[string]string{
+		"BeArer 00000000@0.AA":            "BeArer REDACTED-tokens",
+		"Bearer abcdefghij@x.io@y.io end": "Bearer REDACTED-tokens end",
+		"Bearer abcdefghij@x.i end":       "Bearer REDACTED-tokens@x.i end",
+		"4111111111111111@x.io":           "REDACTED-std-card",
+		"4111111111111111@ and":           "REDACTED-std-card@ and",
+	} {
+		var h hits
+		out := r.patterns([]byte(in), &h)
+		if out == nil {
+			out = []byte(in)
+		}
+		if string(out) != want {
+			t.Errorf("%q: got %q, want %q", in, out, want)
+		}
+		if again := r.patterns(out, &h); again != nil {
+			t.Errorf("%q: a second pass changed %q to %q", in, out, again)
+		}
+	}
+}
+
+// TestPatternsStable: a match that only shows once another is replaced is
+// redacted in the same pass (found by FuzzRedactBody: two card numbers
+// joined by a space read as one 32-digit number until one is replaced).
+func TestPatternsStable(t *testing.T) {
+	r := testRedactor(t)
+	for _, in := range []string{
+		"4111111111111111 4111111111111111",
+		"4111111111111111 4111111111111111@x.io",
+		"x 5500000000000004 4111111111111111 y",
+	} {
+		var h hits
+		out := r.patterns([]byte(in), &h)
+		if out == nil {
+			out = []byte(in)
+		}
+		if again := r.patterns(out, &h); again != nil {
+			t.Errorf("%q: a second pass changed %q to %q", in, out, again)
+		}
+	}
+}

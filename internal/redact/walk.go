@@ -266,7 +266,27 @@ func (r *Redactor) patterns(b []byte, h *hits) []byte { return r.patternsIn(b, f
 // it is written, and a match never starts inside an escape (\b, \u0041):
 // the token written there would leave a backslash before it, and so break
 // the JSON.
+//
+// A text that changed is scanned again until it stays the same, so that
+// redacting twice gives what redacting once gave: a match can hide
+// another that only shows once it is replaced ("4111111111111111
+// 4111111111111111" is read as one 32-digit number, not a card, until an
+// address's local part takes the second group). Text without a match is
+// scanned once.
 func (r *Redactor) patternsIn(b []byte, inJSON bool, h *hits) []byte {
+	out := r.patternsOnce(b, inJSON, h)
+	for i := 0; out != nil && i < 4; i++ {
+		again := r.patternsOnce(out, inJSON, h)
+		if again == nil {
+			break
+		}
+		out = again
+	}
+	return out
+}
+
+// patternsOnce is one scan of patternsIn.
+func (r *Redactor) patternsOnce(b []byte, inJSON bool, h *hits) []byte {
 	e := editor{data: b}
 	inEscape := func(i int) bool { return inJSON && escapeEnd(b, i) != i }
 	// boundary: b[i] does not continue a word; the end of an escape (the n
@@ -280,6 +300,7 @@ func (r *Redactor) patternsIn(b []byte, inJSON bool, h *hits) []byte {
 		c := b[i]
 		if r.card >= 0 && isDigit(c) && boundary(i) && !inEscape(i) {
 			if end, ok := cardAt(b, i); ok {
+				end = r.emailTail(b, end)
 				e.replace(i, end, r.tokens[r.card])
 				h.add(r.card)
 				i = end
@@ -309,6 +330,7 @@ func (r *Redactor) patternsIn(b []byte, inJSON bool, h *hits) []byte {
 		}
 		if r.bearer >= 0 && (c == 'B' || c == 'b') && boundary(i) && !inEscape(i) {
 			if s, end, ok := bearerAt(b, i); ok {
+				end = r.emailTail(b, end)
 				e.replace(s, end, r.tokens[r.bearer])
 				h.add(r.bearer)
 				i = end
@@ -318,6 +340,31 @@ func (r *Redactor) patternsIn(b []byte, inJSON bool, h *hits) []byte {
 		i++
 	}
 	return e.result()
+}
+
+// emailTail returns where a match that ends at b[end] really ends: when
+// the e-mail rule is on and "@domain" follows, the match is the local part
+// of an address, and the domain goes with it. Left behind, it would make
+// the token written in the match's place the local part of a new address,
+// and a second pass would redact again.
+func (r *Redactor) emailTail(b []byte, end int) int {
+	if r.email < 0 {
+		return end
+	}
+	return chainEnd(b, end)
+}
+
+// chainEnd returns the end of the "@domain" parts that follow b[end], or
+// end when none does.
+func chainEnd(b []byte, end int) int {
+	for end < len(b) && b[end] == '@' {
+		next, ok := domainEnd(b, end+1)
+		if !ok {
+			break
+		}
+		end = next
+	}
+	return end
 }
 
 // skip returns the index of the first byte at or after i where a pattern
@@ -419,14 +466,7 @@ func emailAround(b []byte, at, floor int) (start, end int, ok bool) {
 	if !ok {
 		return 0, 0, false
 	}
-	for e < len(b) && b[e] == '@' {
-		next, ok := domainEnd(b, e+1)
-		if !ok {
-			break
-		}
-		e = next
-	}
-	return s, e, true
+	return s, chainEnd(b, e), true
 }
 
 // domainEnd reads a domain with a top-level label of two letters or more
