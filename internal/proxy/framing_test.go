@@ -412,58 +412,6 @@ func TestAcceptsGoodFraming(t *testing.T) {
 	}
 }
 
-func TestParseChunkLine(t *testing.T) {
-	tests := []struct {
-		line string
-		want int64
-		ok   bool
-	}{
-		{"5\r\n", 5, true},
-		{"0\r\n", 0, true},
-		{"aF\r\n", 0xaf, true},
-		{"7fffffffffffffff\r\n", 1<<63 - 1, true},
-		{"0000000000000005\r\n", 5, true},
-		{"5;ext=1\r\n", 5, true},
-		{"5 \t;ext\r\n", 0, false},
-		{"5 \r\n", 5, true},
-		{"5;\tq=\"a b\"\r\n", 5, true},
-		{"-1\r\n", 0, false},
-		{"0x5\r\n", 0, false},
-		{"+5\r\n", 0, false},
-		{"\r\n", 0, false},
-		{";x\r\n", 0, false},
-		{"8000000000000000\r\n", 0, false},
-		{"00000000000000005\r\n", 0, false},
-		{"ffffffffffffffffff\r\n", 0, false},
-		{"5\n", 0, false},
-		{"5", 0, false},
-		{"5\r\r\n", 0, false},
-		{"5 5\r\n", 0, false},
-		{"5;a\x00\r\n", 0, false},
-		{"5;a\x7f\r\n", 0, false},
-	}
-	for _, tt := range tests {
-		t.Run(fmt.Sprintf("%q", tt.line), func(t *testing.T) {
-			n, err := parseChunkLine([]byte(tt.line))
-			if (err == nil) != tt.ok || tt.ok && n != tt.want {
-				t.Errorf("got %d, %v; want %d, ok=%v", n, err, tt.want, tt.ok)
-			}
-		})
-	}
-}
-
-func FuzzParseChunkLine(f *testing.F) {
-	for _, s := range []string{"5\r\n", "-1\r\n", "0x5\r\n", "ffffffffffffffff\r\n", "5;a=b\r\n"} {
-		f.Add([]byte(s))
-	}
-	f.Fuzz(func(t *testing.T, b []byte) {
-		n, err := parseChunkLine(b)
-		if err == nil && n < 0 {
-			t.Fatalf("accepted negative size %d", n)
-		}
-	})
-}
-
 // TestDripWithContentLength: a response with a Content-Length that the app
 // writes slowly reaches the client as it is written, not when a buffer
 // fills or the body ends. The app writes the rest only after the client
@@ -627,20 +575,5 @@ func TestBinaryAnsweredAtOnce(t *testing.T) {
 				t.Errorf("the app received %d bytes, want nothing", n)
 			}
 		})
-	}
-}
-
-func TestBadStart(t *testing.T) {
-	for _, tt := range []struct {
-		in  string
-		bad bool
-	}{
-		{"GET", false}, {"GET /x HT", false}, {"POST /x HTTP/1.1\r\nHost: a", false}, {"", false}, {"\r\n", false},
-		{"M-SEARCH * HTTP/1.1", false}, {"\xffbinary", true}, {"GE\x00T", true}, {"GET /\x01 HTTP/1.1", true},
-		{"G(T /", true}, {"GET /x HTTP/1.1\x7f", true}, {"\x16\x03\x01", true},
-	} {
-		if got := badStart([]byte(tt.in)); got != tt.bad {
-			t.Errorf("badStart(%q) = %v, want %v", tt.in, got, tt.bad)
-		}
 	}
 }

@@ -5,7 +5,7 @@ package proxy
 // transparent: net/http's server and transport canonicalise header names,
 // lose their order, re-frame bodies and cost several times nginx's CPU per
 // request (bench/RESULTS.md). Here a request is parsed in place by the
-// strict parser of h1parse.go, its head re-serialised from the client's
+// strict parser of internal/h1, its head re-serialised from the client's
 // own field lines (minus the hop-by-hop fields RFC 9110 §7.6.1 removes,
 // plus X-Forwarded-*), its body bytes passed as they arrive with their
 // chunks untouched, and the response likewise; capture is a tee of bytes
@@ -29,7 +29,12 @@ import (
 	"time"
 
 	"github.com/tapwire/tapwire/internal/capture"
+	"github.com/tapwire/tapwire/internal/h1"
 )
+
+// DefaultMaxHeaderBytes bounds a request's line and headers together when
+// Options leaves MaxHeaderBytes zero.
+const DefaultMaxHeaderBytes = 64 << 10
 
 const (
 	h1BufSize        = 4 << 10  // a client connection's read buffer to start with
@@ -95,7 +100,7 @@ type h1Conn struct {
 	ip     string // the client's IP, for X-Forwarded-For
 	buf    []byte
 	r, w   int
-	head   h1Head
+	head   h1.Head
 	out    []byte
 	idle   atomic.Bool
 	served int         // requests served on this connection
@@ -154,11 +159,11 @@ func (e *h1Engine) serveTo(conn net.Conn, cs *tls.ConnectionState, up *h1Upstrea
 			e.handoff(&replayConn{Conn: conn, pending: append([]byte(nil), hc.buf[hc.r:hc.w]...)})
 			return
 		}
-		if ferr := parseRequest(hc.buf[hc.r:hc.r+end], &hc.head); ferr != nil {
+		if ferr := h1.ParseRequest(hc.buf[hc.r:hc.r+end], &hc.head); ferr != nil {
 			hc.refuse(ferr)
 			return
 		}
-		if hc.served == 0 && hc.head.upgrading() && asciiEqualFold(hc.head.upgrade, "h2c") && e.handoff != nil {
+		if hc.served == 0 && hc.head.Upgrading() && h1.EqualFold(hc.head.Upgrade, "h2c") && e.handoff != nil {
 			// HTTP/2 by upgrade (RFC 7540 §3.2): net/http's h2c handler.
 			handedOff = true
 			e.handoff(&replayConn{Conn: conn, pending: append([]byte(nil), hc.buf[hc.r:hc.w]...)})
@@ -175,8 +180,8 @@ func (e *h1Engine) serveTo(conn net.Conn, cs *tls.ConnectionState, up *h1Upstrea
 				continue
 			}
 			hc.up, hc.target = up, target
-		} else if string(hc.head.method) == http.MethodConnect {
-			hc.refuse(refuse(http.StatusMethodNotAllowed, "CONNECT is for the outbound proxy, not the app's port"))
+		} else if string(hc.head.Method) == http.MethodConnect {
+			hc.refuse(h1.Refuse(http.StatusMethodNotAllowed, "CONNECT is for the outbound proxy, not the app's port"))
 			return
 		}
 		hc.served++
@@ -189,7 +194,7 @@ func (e *h1Engine) serveTo(conn net.Conn, cs *tls.ConnectionState, up *h1Upstrea
 // readHead reads until buf[r:] holds a whole request head and returns its
 // length. A refusal (431, 400) comes back as ferr; err is the connection
 // ending or timing out.
-func (hc *h1Conn) readHead() (end int, ferr *framingError, err error) {
+func (hc *h1Conn) readHead() (end int, ferr *h1.FramingError, err error) {
 	opt := &hc.e.c.opt
 	limit := opt.MaxHeaderBytes
 	waiting := false // for the first byte of a new request: the idle timeout applies
@@ -200,17 +205,17 @@ func (hc *h1Conn) readHead() (end int, ferr *framingError, err error) {
 		}
 		b := hc.buf[hc.r:hc.w]
 		if len(b) > 0 {
-			if end = headEnd(b); end >= 0 {
+			if end = h1.HeadEnd(b); end >= 0 {
 				if end > limit {
-					return 0, refuse(http.StatusRequestHeaderFieldsTooLarge, "request line and headers exceed %d bytes", limit), nil
+					return 0, h1.Refuse(http.StatusRequestHeaderFieldsTooLarge, "request line and headers exceed %d bytes", limit), nil
 				}
 				return end, nil, nil
 			}
 			if len(b) > limit {
-				return 0, refuse(http.StatusRequestHeaderFieldsTooLarge, "request line and headers exceed %d bytes", limit), nil
+				return 0, h1.Refuse(http.StatusRequestHeaderFieldsTooLarge, "request line and headers exceed %d bytes", limit), nil
 			}
-			if badStart(b) {
-				return 0, refuse(http.StatusBadRequest, "not an HTTP request line"), nil
+			if h1.BadStart(b) {
+				return 0, h1.Refuse(http.StatusBadRequest, "not an HTTP request line"), nil
 			}
 		}
 		if hc.w == len(hc.buf) {
@@ -249,14 +254,14 @@ func (hc *h1Conn) readHead() (end int, ferr *framingError, err error) {
 }
 
 // refuse answers a request that is not forwarded and closes.
-func (hc *h1Conn) refuse(e *framingError) {
+func (hc *h1Conn) refuse(e *h1.FramingError) {
 	c := hc.e.c
 	c.m.badRequests.Inc()
-	c.log.Info("request refused", "status", e.status, "reason", e.reason, "client", hc.conn.RemoteAddr().String())
-	text := http.StatusText(e.status)
-	body := fmt.Sprintf("%d %s: %s\n", e.status, text, e.reason)
+	c.log.Info("request refused", "status", e.Status, "reason", e.Reason, "client", hc.conn.RemoteAddr().String())
+	text := http.StatusText(e.Status)
+	body := fmt.Sprintf("%d %s: %s\n", e.Status, text, e.Reason)
 	hc.conn.SetDeadline(time.Now().Add(5 * time.Second))
-	fmt.Fprintf(hc.conn, "HTTP/1.1 %d %s\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\nContent-Length: %d\r\n\r\n%s", e.status, text, len(body), body)
+	fmt.Fprintf(hc.conn, "HTTP/1.1 %d %s\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\nContent-Length: %d\r\n\r\n%s", e.Status, text, len(body), body)
 	lingerClose(hc.conn)
 }
 
@@ -283,10 +288,10 @@ type h1Exchange struct {
 	hc        *h1Conn
 	start     time.Time
 	first     time.Time // the response head arrived
-	reqScan   bodyScan
-	resScan   bodyScan
-	reqBody   bodyCap
-	resBody   bodyCap
+	reqScan   h1.BodyScan
+	resScan   h1.BodyScan
+	reqBody   h1.BodyCap
+	resBody   h1.BodyCap
 	reqHdr    capture.Headers
 	resHdr    capture.Headers
 	status    int
@@ -315,12 +320,12 @@ func (hc *h1Conn) exchange(end int) bool {
 	c.m.requests(e.dir).Inc()
 	h := &hc.head
 	capturing := c.opt.Emitter != nil
-	ex := &h1Exchange{hc: hc, start: time.Now(), isHead: string(h.method) == http.MethodHead, websocket: asciiEqualFold(h.upgrade, "websocket")}
+	ex := &h1Exchange{hc: hc, start: time.Now(), isHead: string(h.Method) == http.MethodHead, websocket: h1.EqualFold(h.Upgrade, "websocket")}
 	if capturing {
-		ex.reqBody.limit, ex.resBody.limit = c.opt.BodyLimit, c.opt.BodyLimit
-		ex.reqHdr = fieldsOf(h)
+		ex.reqBody.Limit, ex.resBody.Limit = c.opt.BodyLimit, c.opt.BodyLimit
+		ex.reqHdr = h.Headers()
 	}
-	host := string(h.host)
+	host := string(h.Host)
 	if host == "" {
 		host = hc.up.target
 		if t := hc.up.tunnel; t != nil {
@@ -337,9 +342,9 @@ func (hc *h1Conn) exchange(end int) bool {
 			}
 		}()
 	}
-	clientKeep := h.keepAlive() && !e.draining.Load()
-	upgrading := h.upgrading()
-	if h.chunked || h.length > 0 || upgrading {
+	clientKeep := h.KeepAlive() && !e.draining.Load()
+	upgrading := h.Upgrading()
+	if h.Chunked || h.Length > 0 || upgrading {
 		// The body (or the upgraded stream) is read without a deadline; a
 		// request without one leaves the wait's deadline, which the next
 		// wait replaces, instead of paying for a timer change.
@@ -349,19 +354,19 @@ func (hc *h1Conn) exchange(end int) bool {
 	// The request head as the app gets it.
 	hc.out = hc.appendRequestHead(hc.out[:0], host)
 	hc.r += end
-	ex.reqScan.start(h, c.opt.MaxHeaderBytes, false)
-	if capturing && h.length > 0 {
-		ex.reqBody.buf = make([]byte, 0, min(h.length, ex.reqBody.limit))
+	ex.reqScan.Start(h, c.opt.MaxHeaderBytes, false)
+	if capturing && h.Length > 0 {
+		ex.reqBody.Buf = make([]byte, 0, min(h.Length, ex.reqBody.Limit))
 	}
 
 	// A chunked body is checked up to its first chunk-size line before
 	// anything is sent, unless the client waits for 100 Continue.
-	if h.chunked && !h.expect100 {
+	if h.Chunked && !h.Expect100 {
 		if ferr := hc.waitFirstChunkLine(); ferr != nil {
 			hc.refuse(ferr)
 			ex.noRecord = true
 			return false
-		} else if hc.r == hc.w && !ex.reqScan.done {
+		} else if hc.r == hc.w && !ex.reqScan.Done {
 			if _, err := hc.fill(); err != nil {
 				ex.err, ex.clientErr = fmt.Errorf("read request body: %w", err), true
 				return false
@@ -369,8 +374,8 @@ func (hc *h1Conn) exchange(end int) bool {
 		}
 	}
 	// What of the body has arrived goes with the head.
-	if hc.r < hc.w && !ex.reqScan.done {
-		n, ferr := ex.reqScan.scan(hc.buf[hc.r:hc.w], &ex.reqBody)
+	if hc.r < hc.w && !ex.reqScan.Done {
+		n, ferr := ex.reqScan.Scan(hc.buf[hc.r:hc.w], &ex.reqBody)
 		if ferr != nil {
 			hc.refuse(ferr)
 			ex.noRecord = true
@@ -379,16 +384,16 @@ func (hc *h1Conn) exchange(end int) bool {
 		hc.out = append(hc.out, hc.buf[hc.r:hc.r+n]...)
 		hc.r += n
 	}
-	replayable := ex.reqScan.done // the whole request is in out: it can be sent again
+	replayable := ex.reqScan.Done // the whole request is in out: it can be sent again
 
 	ac, err := hc.up.pool.get()
 	if err != nil {
 		ex.upstreamFailed(err)
-		return !upgrading && ex.reqScan.done && clientKeep
+		return !upgrading && ex.reqScan.Done && clientKeep
 	}
 	for attempt := 0; ; attempt++ {
 		if _, err = ac.Write(hc.out); err == nil {
-			if !ex.reqScan.done {
+			if !ex.reqScan.Done {
 				ex.bodyDone = make(chan error, 1)
 				go ex.copyBody(ac)
 			} else {
@@ -437,15 +442,15 @@ func (hc *h1Conn) exchange(end int) bool {
 	if upgrading && ex.status == http.StatusSwitchingProtocols {
 		return ex.switchProtocols(ac)
 	}
-	closeAfter := !clientKeep || !ex.bodySent.Load() || (res.length < 0 && !res.chunked) || upgrading
-	dechunk := res.chunked && h.minor == 0
+	closeAfter := !clientKeep || !ex.bodySent.Load() || (res.Length < 0 && !res.Chunked) || upgrading
+	dechunk := res.Chunked && h.Minor == 0
 	hc.out = hc.appendResponseHead(hc.out[:0], res, closeAfter, dechunk)
-	ex.resScan.start(res, maxResponseHead, capturing)
-	if capturing && res.length > 0 {
-		ex.resBody.buf = make([]byte, 0, min(res.length, ex.resBody.limit))
+	ex.resScan.Start(res, maxResponseHead, capturing)
+	if capturing && res.Length > 0 {
+		ex.resBody.Buf = make([]byte, 0, min(res.Length, ex.resBody.Limit))
 	}
-	appKeep := res.keepAlive()
-	var sink payloadSink = &ex.resBody
+	appKeep := res.KeepAlive()
+	var sink h1.PayloadSink = &ex.resBody
 	var dw *dechunkWriter
 	if dechunk {
 		dw = &dechunkWriter{cap: &ex.resBody}
@@ -453,12 +458,12 @@ func (hc *h1Conn) exchange(end int) bool {
 	}
 	wroteHead := false
 	for {
-		if ac.r < ac.w && !ex.resScan.done {
+		if ac.r < ac.w && !ex.resScan.Done {
 			p := ac.buf[ac.r:ac.w]
 			if dw != nil {
 				dw.out = hc.out
 			}
-			n, ferr := ex.resScan.scan(p, sink)
+			n, ferr := ex.resScan.Scan(p, sink)
 			if dw != nil {
 				hc.out = dw.out
 			} else {
@@ -466,7 +471,7 @@ func (hc *h1Conn) exchange(end int) bool {
 			}
 			ac.r += n
 			if ferr != nil {
-				err = fmt.Errorf("read response body: %s", ferr.reason)
+				err = fmt.Errorf("read response body: %s", ferr.Reason)
 				break
 			}
 		}
@@ -480,15 +485,15 @@ func (hc *h1Conn) exchange(end int) bool {
 			wroteHead = true
 			hc.out = hc.out[:0]
 		}
-		if ex.resScan.done {
+		if ex.resScan.Done {
 			break
 		}
 		ac.r, ac.w = 0, 0
 		n, rerr := ac.Read(ac.buf)
 		ac.w = n
 		if rerr != nil && n == 0 {
-			if rerr == io.EOF && ex.resScan.untilClose {
-				ex.resScan.done = true
+			if rerr == io.EOF && ex.resScan.UntilClose {
+				ex.resScan.Done = true
 				break
 			}
 			if rerr == io.EOF {
@@ -518,7 +523,7 @@ func (hc *h1Conn) exchange(end int) bool {
 			return false
 		}
 	}
-	if appKeep && ac.r == ac.w && !ex.resScan.untilClose {
+	if appKeep && ac.r == ac.w && !ex.resScan.UntilClose {
 		hc.up.pool.put(ac)
 	} else {
 		ac.Close()
@@ -528,24 +533,24 @@ func (hc *h1Conn) exchange(end int) bool {
 
 // waitFirstChunkLine reads until the body's first chunk-size line is here
 // and checks it.
-func (hc *h1Conn) waitFirstChunkLine() *framingError {
+func (hc *h1Conn) waitFirstChunkLine() *h1.FramingError {
 	for {
 		b := hc.buf[hc.r:hc.w]
 		if i := bytes.IndexByte(b, '\n'); i >= 0 {
-			if i >= maxChunkLine {
-				return refuse(http.StatusBadRequest, "chunk-size line longer than %d bytes", maxChunkLine)
+			if i >= h1.MaxChunkLine {
+				return h1.Refuse(http.StatusBadRequest, "chunk-size line longer than %d bytes", h1.MaxChunkLine)
 			}
-			_, err := parseChunkLine(b[:i+1])
+			_, err := h1.ParseChunkLine(b[:i+1])
 			return err
 		}
-		if len(b) >= maxChunkLine {
-			return refuse(http.StatusBadRequest, "chunk-size line longer than %d bytes", maxChunkLine)
+		if len(b) >= h1.MaxChunkLine {
+			return h1.Refuse(http.StatusBadRequest, "chunk-size line longer than %d bytes", h1.MaxChunkLine)
 		}
 		hc.conn.SetReadDeadline(time.Now().Add(hc.e.c.opt.HeaderTimeout))
 		_, err := hc.fill()
 		hc.conn.SetReadDeadline(time.Time{})
 		if err != nil {
-			return refuse(http.StatusBadRequest, "request body ended before its first chunk-size line")
+			return h1.Refuse(http.StatusBadRequest, "request body ended before its first chunk-size line")
 		}
 	}
 }
@@ -587,16 +592,16 @@ func (ex *h1Exchange) copyBody(ac *appConn) {
 		}
 		ex.bodyDone <- err
 	}()
-	for !ex.reqScan.done {
+	for !ex.reqScan.Done {
 		var p []byte
-		if !ex.reqScan.chunked {
+		if !ex.reqScan.Chunked {
 			// Straight from the socket, no further than the body's end.
 			if hc.r == hc.w {
 				hc.r, hc.w = 0, 0
 			}
 			room := hc.buf[hc.w:]
-			if int64(len(room)) > ex.reqScan.remain {
-				room = room[:ex.reqScan.remain]
+			if int64(len(room)) > ex.reqScan.Remain {
+				room = room[:ex.reqScan.Remain]
 			}
 			if len(room) == 0 {
 				hc.w = copy(hc.buf, hc.buf[hc.r:hc.w])
@@ -616,7 +621,7 @@ func (ex *h1Exchange) copyBody(ac *appConn) {
 			}
 		}
 		p = hc.buf[hc.r:hc.w]
-		n, ferr := ex.reqScan.scan(p, &ex.reqBody)
+		n, ferr := ex.reqScan.Scan(p, &ex.reqBody)
 		if n > 0 {
 			if _, werr := ac.Write(p[:n]); werr != nil {
 				err = werr
@@ -677,14 +682,14 @@ func (ex *h1Exchange) readResponseHead(ac *appConn) error {
 		if err != nil {
 			return err
 		}
-		if ferr := parseResponse(ac.buf[ac.r:ac.r+end], &ac.head, ex.isHead); ferr != nil {
-			return errors.New(ferr.reason)
+		if ferr := h1.ParseResponse(ac.buf[ac.r:ac.r+end], &ac.head, ex.isHead); ferr != nil {
+			return errors.New(ferr.Reason)
 		}
 		if ex.first.IsZero() {
 			ex.first = time.Now()
 		}
 		h := &ac.head
-		if h.status >= 100 && h.status < 200 && h.status != http.StatusSwitchingProtocols {
+		if h.Status >= 100 && h.Status < 200 && h.Status != http.StatusSwitchingProtocols {
 			if _, err := ex.hc.conn.Write(ac.buf[ac.r : ac.r+end]); err != nil {
 				ex.clientErr = true
 				return fmt.Errorf("write interim response: %w", err)
@@ -692,11 +697,11 @@ func (ex *h1Exchange) readResponseHead(ac *appConn) error {
 			ac.r += end
 			continue
 		}
-		ex.status = h.status
-		ex.reason = string(h.reason)
-		ex.resProto = "HTTP/1." + strconv.Itoa(h.minor)
+		ex.status = h.Status
+		ex.reason = string(h.Reason)
+		ex.resProto = "HTTP/1." + strconv.Itoa(h.Minor)
 		if ex.hc.e.c.opt.Emitter != nil {
-			ex.resHdr = fieldsOf(h)
+			ex.resHdr = h.Headers()
 		}
 		ac.r += end
 		return nil
@@ -706,7 +711,7 @@ func (ex *h1Exchange) readResponseHead(ac *appConn) error {
 // switchProtocols relays a 101 answer and then both streams as they are.
 func (ex *h1Exchange) switchProtocols(ac *appConn) bool {
 	hc := ex.hc
-	if _, err := hc.conn.Write(ac.head.raw); err != nil {
+	if _, err := hc.conn.Write(ac.head.Raw); err != nil {
 		ac.Close()
 		return false
 	}
@@ -759,35 +764,35 @@ func (ex *h1Exchange) clientFailed(err error) {
 func (hc *h1Conn) appendRequestHead(out []byte, host string) []byte {
 	h := &hc.head
 	inbound := hc.e.dir == capture.DirIn
-	out = append(out, h.method...)
+	out = append(out, h.Method...)
 	out = append(out, ' ')
 	if hc.target != nil {
 		out = append(out, hc.target...)
 	} else {
-		out = append(out, h.target...)
+		out = append(out, h.Target...)
 	}
 	out = append(out, " HTTP/1.1\r\n"...)
 	var xff []byte
 	hasHost := false
-	for _, f := range h.fields {
+	for _, f := range h.Fields {
 		switch {
-		case h.hopByHop(f.name):
+		case h.HopByHop(f.Name):
 			continue
-		case inbound && len(f.name) >= 15 && f.name[0]|0x20 == 'x' && f.name[1] == '-':
-			if asciiEqualFold(f.name, "X-Forwarded-For") {
+		case inbound && len(f.Name) >= 15 && f.Name[0]|0x20 == 'x' && f.Name[1] == '-':
+			if h1.EqualFold(f.Name, "X-Forwarded-For") {
 				if len(xff) > 0 {
 					xff = append(xff, ", "...)
 				}
-				xff = append(xff, f.value...)
+				xff = append(xff, f.Value...)
 				continue
 			}
-			if asciiEqualFold(f.name, "X-Forwarded-Host") || asciiEqualFold(f.name, "X-Forwarded-Proto") {
+			if h1.EqualFold(f.Name, "X-Forwarded-Host") || h1.EqualFold(f.Name, "X-Forwarded-Proto") {
 				continue
 			}
-		case len(f.name) == 4 && asciiEqualFold(f.name, "Host"):
+		case len(f.Name) == 4 && h1.EqualFold(f.Name, "Host"):
 			hasHost = true
 		}
-		out = append(out, f.line...)
+		out = append(out, f.Line...)
 		out = append(out, '\r', '\n')
 	}
 	if !hasHost {
@@ -795,7 +800,7 @@ func (hc *h1Conn) appendRequestHead(out []byte, host string) []byte {
 		out = append(out, host...)
 		out = append(out, '\r', '\n')
 	}
-	if h.upgrading() {
+	if h.Upgrading() {
 		out = append(out, "Connection: Upgrade\r\n"...)
 	}
 	if !inbound {
@@ -818,22 +823,22 @@ func (hc *h1Conn) appendRequestHead(out []byte, host string) []byte {
 // appendResponseHead serialises the app's response head for the client:
 // its status line (as HTTP/1.1) and field lines without hop-by-hop ones,
 // and Connection: close when the connection ends after it.
-func (hc *h1Conn) appendResponseHead(out []byte, res *h1Head, closeAfter, dechunk bool) []byte {
-	line, _ := cutLine(res.raw)
+func (hc *h1Conn) appendResponseHead(out []byte, res *h1.Head, closeAfter, dechunk bool) []byte {
+	line, _ := h1.CutLine(res.Raw)
 	out = append(out, "HTTP/1.1"...)
 	out = append(out, line[8:]...)
 	out = append(out, '\r', '\n')
-	for _, f := range res.fields {
-		if res.hopByHop(f.name) || dechunk && asciiEqualFold(f.name, "Transfer-Encoding") {
+	for _, f := range res.Fields {
+		if res.HopByHop(f.Name) || dechunk && h1.EqualFold(f.Name, "Transfer-Encoding") {
 			continue
 		}
-		out = append(out, f.line...)
+		out = append(out, f.Line...)
 		out = append(out, '\r', '\n')
 	}
 	switch {
 	case closeAfter:
 		out = append(out, "Connection: close\r\n"...)
-	case hc.head.minor == 0:
+	case hc.head.Minor == 0:
 		out = append(out, "Connection: keep-alive\r\n"...)
 	}
 	return append(out, '\r', '\n')
@@ -843,27 +848,12 @@ func (hc *h1Conn) appendResponseHead(out []byte, res *h1Head, closeAfter, dechun
 // an HTTP/1.0 client, which cannot read chunks.
 type dechunkWriter struct {
 	out []byte
-	cap *bodyCap
+	cap *h1.BodyCap
 }
 
-func (d *dechunkWriter) payload(p []byte) {
+func (d *dechunkWriter) Payload(p []byte) {
 	d.out = append(d.out, p...)
-	d.cap.payload(p)
-}
-
-// fieldsOf copies a head's fields into record headers, in wire order: one
-// string for the whole head, the names and values substrings of it.
-func fieldsOf(h *h1Head) capture.Headers {
-	fs := h.fields
-	if len(fs) == 0 {
-		return nil
-	}
-	raw := string(h.raw)
-	out := make(capture.Headers, len(fs))
-	for i, f := range fs {
-		out[i] = capture.Header{Name: raw[f.at : f.at+len(f.name)], Value: raw[f.valueAt : f.valueAt+len(f.value)]}
-	}
-	return out
+	d.cap.Payload(p)
 }
 
 // newRecord starts the record of an exchange from its request head.
@@ -871,7 +861,7 @@ func (ex *h1Exchange) newRecord(host string) *capture.Record {
 	hc := ex.hc
 	e := hc.e
 	h := &hc.head
-	target := string(h.target)
+	target := string(h.Target)
 	url := target
 	if len(target) > 0 && target[0] == '/' || target == "*" {
 		url = hc.scheme + "://" + host + target
@@ -891,10 +881,10 @@ func (ex *h1Exchange) newRecord(host string) *capture.Record {
 			ServerHost: hostOnly(host),
 		},
 		HTTP: &capture.HTTP{Req: capture.Request{
-			Method:  string(h.method),
+			Method:  string(h.Method),
 			URL:     url,
-			Proto:   "HTTP/1." + strconv.Itoa(h.minor),
-			Host:    string(h.host),
+			Proto:   "HTTP/1." + strconv.Itoa(h.Minor),
+			Host:    string(h.Host),
 			Headers: ex.reqHdr,
 		}},
 	}
@@ -916,15 +906,15 @@ func (ex *h1Exchange) finish(rec *capture.Record) {
 	if !ex.first.IsZero() {
 		rec.TTFBMicros = micros(ex.first.Sub(ex.start))
 	}
-	rec.HTTP.Req.Body = ex.reqBody.body()
+	rec.HTTP.Req.Body = ex.reqBody.Body()
 	if ex.resProto != "" {
 		rec.HTTP.Res = &capture.Response{
 			Status:     ex.status,
 			StatusText: ex.reason,
 			Proto:      ex.resProto,
 			Headers:    ex.resHdr,
-			Body:       ex.resBody.body(),
-			Trailers:   ex.resScan.trailerHeaders(),
+			Body:       ex.resBody.Body(),
+			Trailers:   ex.resScan.TrailerHeaders(),
 		}
 	}
 	if ex.upTLS != nil {
@@ -968,7 +958,7 @@ type appConn struct {
 	net.Conn
 	buf    []byte
 	r, w   int
-	head   h1Head
+	head   h1.Head
 	idleAt time.Time
 	reused bool
 	tls    *capture.TLS // the TLS session with the app, if any
@@ -985,7 +975,7 @@ func (ac *appConn) readHead() (int, error) {
 			ac.r, ac.w = 0, 0
 		}
 		if ac.w > ac.r {
-			if end := headEnd(ac.buf[ac.r:ac.w]); end >= 0 {
+			if end := h1.HeadEnd(ac.buf[ac.r:ac.w]); end >= 0 {
 				return end, nil
 			}
 			if ac.w-ac.r > maxResponseHead {

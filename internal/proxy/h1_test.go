@@ -386,27 +386,3 @@ func TestOutboundAbsoluteForm(t *testing.T) {
 		t.Errorf("record %s %s %s %v", r.Net.Proxy, r.HTTP.Req.URL, r.Direction, r.HTTP.Req.Headers)
 	}
 }
-
-// TestParseAllocs: parsing a request or a response head allocates nothing
-// once the head's field slice has grown (the engine reuses it on every
-// request of a connection).
-func TestParseAllocs(t *testing.T) {
-	req := []byte("POST /v1/items?x=1 HTTP/1.1\r\nHost: svc\r\nConnection: keep-alive, X-Hop\r\nX-Hop: 1\r\nContent-Length: 5\r\nContent-Length: 5\r\nTransfer-Encoding-X: no\r\nAccept: */*\r\n\r\n")
-	res := []byte("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 1024\r\nConnection: keep-alive\r\n\r\n")
-	var h h1Head
-	parseRequest(req, &h)
-	if n := testing.AllocsPerRun(100, func() {
-		if err := parseRequest(req, &h); err != nil || h.length != 5 || len(h.connNames) != 1 {
-			t.Fatalf("parseRequest: %v, length %d, connection names %q", err, h.length, h.connNames)
-		}
-	}); n != 0 {
-		t.Errorf("parseRequest allocates %.0f times per head, want 0", n)
-	}
-	if n := testing.AllocsPerRun(100, func() {
-		if err := parseResponse(res, &h, false); err != nil || h.length != 1024 {
-			t.Fatalf("parseResponse: %v, length %d", err, h.length)
-		}
-	}); n != 0 {
-		t.Errorf("parseResponse allocates %.0f times per head, want 0", n)
-	}
-}

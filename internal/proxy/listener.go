@@ -4,11 +4,12 @@ import (
 	"bufio"
 	"context"
 	"errors"
-	"golang.org/x/net/http/httpguts"
 	"net"
 	"net/http"
 	"sync"
 	"time"
+
+	"golang.org/x/net/http/httpguts"
 )
 
 // chanListener is a net.Listener fed by the proxy itself: connections that

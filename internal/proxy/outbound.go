@@ -20,6 +20,7 @@ import (
 	"golang.org/x/net/http2"
 
 	"github.com/tapwire/tapwire/internal/capture"
+	"github.com/tapwire/tapwire/internal/h1"
 )
 
 // viaToken marks requests that went through goproxy, so that a request
@@ -350,22 +351,22 @@ func (p *Outbound) route(hc *h1Conn, end int) (*h1Upstream, []byte, bool) {
 	// A well-formed request refused keeps its connection when it has no
 	// body to skip; the others are answered and closed.
 	refuse := func(status int, format string, args ...any) (*h1Upstream, []byte, bool) {
-		e := &framingError{status: status, reason: fmt.Sprintf(format, args...)}
-		if string(h.method) == http.MethodConnect || h.chunked || h.length > 0 || !h.keepAlive() {
+		e := &h1.FramingError{Status: status, Reason: fmt.Sprintf(format, args...)}
+		if string(h.Method) == http.MethodConnect || h.Chunked || h.Length > 0 || !h.KeepAlive() {
 			hc.refuse(e)
 			return nil, nil, false
 		}
 		p.c.m.badRequests.Inc()
 		text := http.StatusText(status)
-		body := fmt.Sprintf("%d %s: %s\n", status, text, e.reason)
+		body := fmt.Sprintf("%d %s: %s\n", status, text, e.Reason)
 		if _, err := fmt.Fprintf(hc.conn, "HTTP/1.1 %d %s\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: %d\r\n\r\n%s", status, text, len(body), body); err != nil {
 			return nil, nil, false
 		}
 		hc.r += end
 		return nil, nil, true
 	}
-	if string(h.method) == http.MethodConnect {
-		target := string(h.target)
+	if string(h.Method) == http.MethodConnect {
+		target := string(h.Target)
 		_, port, err := net.SplitHostPort(target)
 		if n, perr := strconv.Atoi(port); err != nil || perr != nil || n <= 0 || n > 65535 {
 			return refuse(http.StatusBadRequest, "CONNECT needs host:port with a port from 1 to 65535, not %.60q", target)
@@ -380,7 +381,7 @@ func (p *Outbound) route(hc *h1Conn, end int) (*h1Upstream, []byte, bool) {
 		p.tunnel(hc.conn, &replayConn{Conn: hc.conn, pending: pending}, target, "connect")
 		return nil, nil, false
 	}
-	t := h.target
+	t := h.Target
 	sep := bytes.Index(t, []byte("://"))
 	if sep <= 0 || t[0] == '/' {
 		return refuse(http.StatusBadRequest, "this is goproxy's outbound forward proxy; send absolute-form requests (http://host/path) or CONNECT host:port, for example by setting HTTP_PROXY and HTTPS_PROXY")
@@ -397,8 +398,8 @@ func (p *Outbound) route(hc *h1Conn, end int) (*h1Upstream, []byte, bool) {
 	case path[0] == '?':
 		path = append([]byte("/"), path...)
 	}
-	for _, f := range h.fields {
-		if asciiEqualFold(f.name, "Via") && containsToken(string(f.value), viaToken) {
+	for _, f := range h.Fields {
+		if h1.EqualFold(f.Name, "Via") && containsToken(string(f.Value), viaToken) {
 			p.c.m.deniedForward.Inc()
 			return refuse(http.StatusLoopDetected, "this request already went through goproxy")
 		}
@@ -420,7 +421,7 @@ func (p *Outbound) route(hc *h1Conn, end int) (*h1Upstream, []byte, bool) {
 		host, port = strings.Trim(authority, "[]"), map[string]string{"http": "80", "https": "443"}[scheme]
 	}
 	if host == "" {
-		return refuse(http.StatusBadRequest, "no host in %.60q", h.target)
+		return refuse(http.StatusBadRequest, "no host in %.60q", h.Target)
 	}
 	target := net.JoinHostPort(host, port)
 	if info := infoOf(hc.conn); info != nil {

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/tapwire/tapwire/internal/capture"
+	"github.com/tapwire/tapwire/internal/h1"
 	"github.com/tapwire/tapwire/internal/mitm"
 )
 
@@ -289,7 +290,7 @@ func (c *core) errorHandler(dir capture.Direction) func(http.ResponseWriter, *ht
 		if ex != nil {
 			ex.err = err
 		}
-		var fe *framingError
+		var fe *h1.FramingError
 		if r.Context().Err() != nil || errors.As(err, &fe) || (ex != nil && ex.bodyErr()) {
 			// The server cancels the request when reading the client's
 			// connection fails, mid-body included.

@@ -1,4 +1,4 @@
-package proxy
+package h1
 
 import (
 	"bufio"
@@ -85,12 +85,12 @@ func FuzzH1AgainstNetHTTP(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, raw []byte) {
-		end := headEnd(raw)
+		end := HeadEnd(raw)
 		if end < 0 || end > 8<<10 {
 			return
 		}
-		var h h1Head
-		ours := parseRequest(raw[:end], &h)
+		var h Head
+		ours := ParseRequest(raw[:end], &h)
 		br := bufio.NewReader(bytes.NewReader(raw))
 		req, theirs := http.ReadRequest(br)
 		if theirs == nil && req.Method == http.MethodConnect {
@@ -99,14 +99,14 @@ func FuzzH1AgainstNetHTTP(f *testing.F) {
 		switch {
 		case ours != nil && theirs == nil:
 			for _, s := range stricterThanNetHTTP {
-				if strings.HasPrefix(ours.reason, s.reason) {
+				if strings.HasPrefix(ours.Reason, s.reason) {
 					return
 				}
 			}
-			if ours.status == http.StatusNotImplemented || ours.status == http.StatusHTTPVersionNotSupported {
+			if ours.Status == http.StatusNotImplemented || ours.Status == http.StatusHTTPVersionNotSupported {
 				return // net/http's server refuses these after ReadRequest too
 			}
-			t.Fatalf("we refuse (%s), net/http accepts: %q", ours.reason, raw)
+			t.Fatalf("we refuse (%s), net/http accepts: %q", ours.Reason, raw)
 		case ours == nil && theirs != nil:
 			if laxerOK(theirs) {
 				return
@@ -116,51 +116,51 @@ func FuzzH1AgainstNetHTTP(f *testing.F) {
 			return
 		}
 		// Both accept: the same request and the same framing.
-		if req.Method != string(h.method) || req.RequestURI != string(h.target) || req.ProtoMinor != h.minor && h.minor <= 1 {
-			t.Fatalf("request line: ours %q %q 1.%d, net/http %q %q %s", h.method, h.target, h.minor, req.Method, req.RequestURI, req.Proto)
+		if req.Method != string(h.Method) || req.RequestURI != string(h.Target) || req.ProtoMinor != h.Minor && h.Minor <= 1 {
+			t.Fatalf("request line: ours %q %q 1.%d, net/http %q %q %s", h.Method, h.Target, h.Minor, req.Method, req.RequestURI, req.Proto)
 		}
-		if h.chunked != (len(req.TransferEncoding) > 0) {
-			t.Fatalf("chunked: ours %v, net/http %v: %q", h.chunked, req.TransferEncoding, raw)
+		if h.Chunked != (len(req.TransferEncoding) > 0) {
+			t.Fatalf("chunked: ours %v, net/http %v: %q", h.Chunked, req.TransferEncoding, raw)
 		}
-		if !h.chunked && req.ContentLength != h.length {
-			t.Fatalf("length: ours %d, net/http %d: %q", h.length, req.ContentLength, raw)
+		if !h.Chunked && req.ContentLength != h.Length {
+			t.Fatalf("length: ours %d, net/http %d: %q", h.Length, req.ContentLength, raw)
 		}
-		for i, rf := range fieldsOf(&h) {
-			if rf.Name != string(h.fields[i].name) || rf.Value != string(h.fields[i].value) {
-				t.Fatalf("record field %d = %q: %q, want %q: %q", i, rf.Name, rf.Value, h.fields[i].name, h.fields[i].value)
+		for i, rf := range h.Headers() {
+			if rf.Name != string(h.Fields[i].Name) || rf.Value != string(h.Fields[i].Value) {
+				t.Fatalf("record field %d = %q: %q, want %q: %q", i, rf.Name, rf.Value, h.Fields[i].Name, h.Fields[i].Value)
 			}
 		}
-		for _, fl := range h.fields {
-			name := http.CanonicalHeaderKey(string(fl.name))
+		for _, fl := range h.Fields {
+			name := http.CanonicalHeaderKey(string(fl.Name))
 			if name == "Host" || name == "Transfer-Encoding" {
 				continue
 			}
-			if !contains(req.Header.Values(name), string(fl.value)) {
-				t.Fatalf("field %s: ours %q, net/http %q", name, fl.value, req.Header.Values(name))
+			if !contains(req.Header.Values(name), string(fl.Value)) {
+				t.Fatalf("field %s: ours %q, net/http %q", name, fl.Value, req.Header.Values(name))
 			}
 		}
-		if !h.chunked {
+		if !h.Chunked {
 			return
 		}
 		// The chunked body: the same content, the same end, the same
 		// decision.
 		rest := raw[end:]
-		var s bodyScan
-		s.start(&h, 8<<10, true)
-		var got bodyCap
-		got.limit = 1 << 20
-		_, serr := s.scan(rest, &got)
+		var s BodyScan
+		s.Start(&h, 8<<10, true)
+		var got BodyCap
+		got.Limit = 1 << 20
+		_, serr := s.Scan(rest, &got)
 		want, werr := io.ReadAll(httputil.NewChunkedReader(bytes.NewReader(rest)))
-		if serr == nil && !s.done {
+		if serr == nil && !s.Done {
 			return // ours waits for more bytes; net/http's reader hit EOF
 		}
 		if (serr != nil) != (werr != nil) {
 			// RFC 9112 §7.1.1: a chunk extension is tokens or quoted
 			// strings; net/http skips whatever follows the ";".
-			if serr != nil && strings.HasPrefix(serr.reason, "control byte in chunk extension") {
+			if serr != nil && strings.HasPrefix(serr.Reason, "control byte in chunk extension") {
 				return
 			}
-			if serr != nil && strings.HasPrefix(serr.reason, "trailer") {
+			if serr != nil && strings.HasPrefix(serr.Reason, "trailer") {
 				return // httputil's chunked reader leaves the trailers to its caller
 			}
 			if werr != nil && strings.Contains(werr.Error(), "trailer") {
@@ -171,8 +171,8 @@ func FuzzH1AgainstNetHTTP(f *testing.F) {
 		if serr != nil {
 			return
 		}
-		if !bytes.Equal(got.buf, want) {
-			t.Fatalf("chunked content: ours %q, net/http %q", got.buf, want)
+		if !bytes.Equal(got.Buf, want) {
+			t.Fatalf("chunked content: ours %q, net/http %q", got.Buf, want)
 		}
 	})
 }
@@ -203,12 +203,12 @@ func FuzzH1ResponseAgainstNetHTTP(f *testing.F) {
 		f.Add([]byte(s), false)
 	}
 	f.Fuzz(func(t *testing.T, raw []byte, head bool) {
-		end := headEnd(raw)
+		end := HeadEnd(raw)
 		if end < 0 || end > 8<<10 {
 			return
 		}
-		var h h1Head
-		ours := parseResponse(raw[:end], &h, head)
+		var h Head
+		ours := ParseResponse(raw[:end], &h, head)
 		method := http.MethodGet
 		if head {
 			method = http.MethodHead
@@ -220,41 +220,41 @@ func FuzzH1ResponseAgainstNetHTTP(f *testing.F) {
 			// requests): obs-fold, field names, bare CR, control bytes,
 			// a status code below 100 or a malformed status line.
 			for _, s := range append(stricterThanNetHTTP, struct{ reason, why string }{"malformed status", "status line"}) {
-				if strings.HasPrefix(ours.reason, s.reason) {
+				if strings.HasPrefix(ours.Reason, s.reason) {
 					return
 				}
 			}
-			t.Fatalf("we refuse (%s), net/http accepts: %q", ours.reason, raw)
+			t.Fatalf("we refuse (%s), net/http accepts: %q", ours.Reason, raw)
 		case ours == nil && theirs != nil:
 			// RFC 9112 §6.3 item 4: a response whose last transfer coding
 			// is not chunked ends when the app closes; net/http's client
 			// refuses codings it does not know, a proxy passes them.
-			if h.badTE && strings.Contains(theirs.Error(), "unsupported transfer encoding") {
+			if h.BadTE && strings.Contains(theirs.Error(), "unsupported transfer encoding") {
 				return
 			}
 			t.Fatalf("we accept, net/http refuses (%v): %q", theirs, raw)
 		case ours != nil:
 			return
 		}
-		if res.StatusCode != h.status {
-			t.Fatalf("status: ours %d, net/http %d", h.status, res.StatusCode)
+		if res.StatusCode != h.Status {
+			t.Fatalf("status: ours %d, net/http %d", h.Status, res.StatusCode)
 		}
-		if h.status < 200 || head || h.status == 204 || h.status == 304 {
+		if h.Status < 200 || head || h.Status == 204 || h.Status == 304 {
 			// 1xx, and answers without a body (RFC 9112 §6.3 item 1):
 			// net/http reports the advertised length, reads nothing.
-			if h.length != 0 || h.chunked {
-				t.Fatalf("ours expects a body after %d (HEAD %v)", h.status, head)
+			if h.Length != 0 || h.Chunked {
+				t.Fatalf("ours expects a body after %d (HEAD %v)", h.Status, head)
 			}
 			return
 		}
 		switch {
-		case h.chunked:
+		case h.Chunked:
 			if len(res.TransferEncoding) == 0 {
 				t.Fatalf("ours chunked, net/http %v (length %d): %q", res.TransferEncoding, res.ContentLength, raw)
 			}
-		case h.length >= 0:
-			if res.ContentLength != h.length && !(h.length == 0 && res.ContentLength == -1) {
-				t.Fatalf("length: ours %d, net/http %d: %q", h.length, res.ContentLength, raw)
+		case h.Length >= 0:
+			if res.ContentLength != h.Length && !(h.Length == 0 && res.ContentLength == -1) {
+				t.Fatalf("length: ours %d, net/http %d: %q", h.Length, res.ContentLength, raw)
 			}
 		default:
 			if res.ContentLength != -1 || len(res.TransferEncoding) > 0 && res.TransferEncoding[0] == "chunked" {
@@ -280,43 +280,43 @@ func FuzzBodyScanPieces(f *testing.F) {
 		f.Add([]byte(s), []byte{7}, false)
 	}
 	f.Fuzz(func(t *testing.T, body, cuts []byte, chunked bool) {
-		h := h1Head{chunked: chunked, length: -1}
+		h := Head{Chunked: chunked, Length: -1}
 		if !chunked {
-			h.length = int64(len(body) / 2)
+			h.Length = int64(len(body) / 2)
 		}
-		var whole bodyScan
-		whole.start(&h, 256, true)
-		var wantCap bodyCap
-		wantCap.limit = 1 << 20
-		wantN, wantErr := whole.scan(body, &wantCap)
+		var whole BodyScan
+		whole.Start(&h, 256, true)
+		var wantCap BodyCap
+		wantCap.Limit = 1 << 20
+		wantN, wantErr := whole.Scan(body, &wantCap)
 
-		var s bodyScan
-		s.start(&h, 256, true)
-		var got bodyCap
-		got.limit = 1 << 20
+		var s BodyScan
+		s.Start(&h, 256, true)
+		var got BodyCap
+		got.Limit = 1 << 20
 		n, off := 0, 0
-		var err *framingError
-		for i := 0; off < len(body) && err == nil && !s.done; i++ {
+		var err *FramingError
+		for i := 0; off < len(body) && err == nil && !s.Done; i++ {
 			size := len(body) - off
 			if len(cuts) > 0 {
 				size = min(size, int(cuts[i%len(cuts)])%16+1)
 			}
 			var k int
-			k, err = s.scan(body[off:off+size], &got)
+			k, err = s.Scan(body[off:off+size], &got)
 			n += k
-			if k < size && err == nil && !s.done {
+			if k < size && err == nil && !s.Done {
 				t.Fatalf("piece %d: %d of %d bytes taken without an end or an error", i, k, size)
 			}
 			off += size
 		}
-		if (err == nil) != (wantErr == nil) || s.done != whole.done {
-			t.Fatalf("in pieces: err %v done %v; at once: err %v done %v (%q)", err, s.done, wantErr, whole.done, body)
+		if (err == nil) != (wantErr == nil) || s.Done != whole.Done {
+			t.Fatalf("in pieces: err %v done %v; at once: err %v done %v (%q)", err, s.Done, wantErr, whole.Done, body)
 		}
 		if err == nil && n != wantN {
 			t.Fatalf("in pieces %d bytes belong to the body, at once %d (%q)", n, wantN, body)
 		}
-		if err == nil && !bytes.Equal(got.buf, wantCap.buf) {
-			t.Fatalf("content in pieces %q, at once %q", got.buf, wantCap.buf)
+		if err == nil && !bytes.Equal(got.Buf, wantCap.Buf) {
+			t.Fatalf("content in pieces %q, at once %q", got.Buf, wantCap.Buf)
 		}
 	})
 }

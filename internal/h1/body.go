@@ -1,4 +1,4 @@
-package proxy
+package h1
 
 import (
 	"bytes"
@@ -17,17 +17,17 @@ const (
 	csDone
 )
 
-// payloadSink receives a body's content as it passes: chunk data without
+// PayloadSink receives a body's content as it passes: chunk data without
 // its framing.
-type payloadSink interface{ payload(p []byte) }
+type PayloadSink interface{ Payload(p []byte) }
 
-// bodyScan follows the framing of one message body over the bytes that
+// BodyScan follows the framing of one message body over the bytes that
 // pass, which it never changes: how many bytes belong to the body, where
 // it ends, and whether its chunked framing is valid. It is fuzzed.
-type bodyScan struct {
-	chunked    bool
-	untilClose bool  // the body ends when the sender closes (a response without framing)
-	remain     int64 // bytes of a Content-Length body or of the current chunk
+type BodyScan struct {
+	Chunked    bool
+	UntilClose bool  // the body ends when the sender closes (a response without framing)
+	Remain     int64 // bytes of a Content-Length body or of the current chunk
 	st         int
 	crlf       int
 	line       []byte // a chunk-size or trailer line split across reads
@@ -35,51 +35,51 @@ type bodyScan struct {
 	trail      int
 	trailers   [][]byte // trailer lines (without line end), kept when keepTrailers
 	keepTrail  bool
-	done       bool
+	Done       bool
 }
 
-// start sets s up for a body framed as h says.
-func (s *bodyScan) start(h *h1Head, limit int, keepTrailers bool) {
-	*s = bodyScan{line: s.line[:0], trailers: s.trailers[:0], limit: limit, keepTrail: keepTrailers}
+// Start sets s up for a body framed as h says.
+func (s *BodyScan) Start(h *Head, limit int, keepTrailers bool) {
+	*s = BodyScan{line: s.line[:0], trailers: s.trailers[:0], limit: limit, keepTrail: keepTrailers}
 	switch {
-	case h.chunked:
-		s.chunked = true
-	case h.length >= 0:
-		s.remain = h.length
-		s.done = h.length == 0
+	case h.Chunked:
+		s.Chunked = true
+	case h.Length >= 0:
+		s.Remain = h.Length
+		s.Done = h.Length == 0
 	default:
-		s.untilClose = true
+		s.UntilClose = true
 	}
 }
 
-// scan takes the next bytes on the wire. It returns how many of them
+// Scan takes the next bytes on the wire. It returns how many of them
 // belong to the body (fewer than len(p) only when the body ended inside
 // p), after giving their content to sink.
-func (s *bodyScan) scan(p []byte, sink payloadSink) (int, *framingError) {
-	if s.done {
+func (s *BodyScan) Scan(p []byte, sink PayloadSink) (int, *FramingError) {
+	if s.Done {
 		return 0, nil
 	}
-	if s.untilClose {
-		sink.payload(p)
+	if s.UntilClose {
+		sink.Payload(p)
 		return len(p), nil
 	}
-	if !s.chunked {
-		n := int(min(int64(len(p)), s.remain))
-		sink.payload(p[:n])
-		s.remain -= int64(n)
-		s.done = s.remain == 0
+	if !s.Chunked {
+		n := int(min(int64(len(p)), s.Remain))
+		sink.Payload(p[:n])
+		s.Remain -= int64(n)
+		s.Done = s.Remain == 0
 		return n, nil
 	}
 	used := 0
-	for used < len(p) && !s.done {
+	for used < len(p) && !s.Done {
 		b := p[used:]
 		switch s.st {
 		case csData:
-			n := int(min(int64(len(b)), s.remain))
-			sink.payload(b[:n])
-			s.remain -= int64(n)
+			n := int(min(int64(len(b)), s.Remain))
+			sink.Payload(b[:n])
+			s.Remain -= int64(n)
 			used += n
-			if s.remain == 0 {
+			if s.Remain == 0 {
 				s.st, s.crlf = csCRLF, 0
 			}
 		case csCRLF:
@@ -88,7 +88,7 @@ func (s *bodyScan) scan(p []byte, sink payloadSink) (int, *framingError) {
 				want = '\n'
 			}
 			if b[0] != want {
-				return used, refuse(http.StatusBadRequest, "chunk data not followed by CRLF")
+				return used, Refuse(http.StatusBadRequest, "chunk data not followed by CRLF")
 			}
 			used++
 			if s.crlf++; s.crlf == 2 {
@@ -96,7 +96,7 @@ func (s *bodyScan) scan(p []byte, sink payloadSink) (int, *framingError) {
 			}
 		case csLine, csTrailer:
 			i := bytes.IndexByte(b, '\n')
-			bound := maxChunkLine
+			bound := MaxChunkLine
 			if s.st == csTrailer {
 				bound = s.limit - s.trail
 			}
@@ -126,34 +126,34 @@ func (s *bodyScan) scan(p []byte, sink payloadSink) (int, *framingError) {
 	return used, nil
 }
 
-func (s *bodyScan) tooLong() *framingError {
+func (s *BodyScan) tooLong() *FramingError {
 	if s.st == csTrailer {
-		return refuse(http.StatusBadRequest, "trailer section exceeds %d bytes", s.limit)
+		return Refuse(http.StatusBadRequest, "trailer section exceeds %d bytes", s.limit)
 	}
-	return refuse(http.StatusBadRequest, "chunk-size line longer than %d bytes", maxChunkLine)
+	return Refuse(http.StatusBadRequest, "chunk-size line longer than %d bytes", MaxChunkLine)
 }
 
 // endLine handles a whole chunk-size or trailer line, its LF included.
-func (s *bodyScan) endLine(line []byte) *framingError {
+func (s *BodyScan) endLine(line []byte) *FramingError {
 	if s.st == csLine {
-		n, err := parseChunkLine(line)
+		n, err := ParseChunkLine(line)
 		if err != nil {
 			return err
 		}
 		if n == 0 {
 			s.st, s.trail = csTrailer, 0
 		} else {
-			s.st, s.remain = csData, n
+			s.st, s.Remain = csData, n
 		}
 		return nil
 	}
 	s.trail += len(line)
 	n := len(line)
 	if n < 2 || line[n-2] != '\r' || bytes.IndexByte(line[:n-2], '\r') >= 0 {
-		return refuse(http.StatusBadRequest, "trailer line does not end in CRLF")
+		return Refuse(http.StatusBadRequest, "trailer line does not end in CRLF")
 	}
 	if n == 2 {
-		s.st, s.done = csDone, true
+		s.st, s.Done = csDone, true
 		return nil
 	}
 	if s.keepTrail {
@@ -162,8 +162,8 @@ func (s *bodyScan) endLine(line []byte) *framingError {
 	return nil
 }
 
-// trailerHeaders turns the kept trailer lines into record fields.
-func (s *bodyScan) trailerHeaders() capture.Headers {
+// TrailerHeaders turns the kept trailer lines into record fields.
+func (s *BodyScan) TrailerHeaders() capture.Headers {
 	var out capture.Headers
 	for _, l := range s.trailers {
 		name, value, ok := bytes.Cut(l, []byte(":"))
@@ -175,20 +175,20 @@ func (s *bodyScan) trailerHeaders() capture.Headers {
 	return out
 }
 
-// bodyCap keeps a body's first bytes, up to limit, and counts them all.
-type bodyCap struct {
-	limit int64
-	buf   []byte
+// BodyCap keeps a body's first bytes, up to limit, and counts them all.
+type BodyCap struct {
+	Limit int64
+	Buf   []byte
 	n     int64
 }
 
-func (c *bodyCap) payload(p []byte) {
-	if room := c.limit - int64(len(c.buf)); room > 0 {
-		c.buf = append(c.buf, p[:min(int64(len(p)), room)]...)
+func (c *BodyCap) Payload(p []byte) {
+	if room := c.Limit - int64(len(c.Buf)); room > 0 {
+		c.Buf = append(c.Buf, p[:min(int64(len(p)), room)]...)
 	}
 	c.n += int64(len(p))
 }
 
-func (c *bodyCap) body() capture.Body {
-	return capture.Body{Data: c.buf, Size: c.n, Truncated: c.n > int64(len(c.buf))}
+func (c *BodyCap) Body() capture.Body {
+	return capture.Body{Data: c.Buf, Size: c.n, Truncated: c.n > int64(len(c.Buf))}
 }

@@ -1,4 +1,4 @@
-package proxy
+package h1
 
 import (
 	"bytes"
@@ -10,35 +10,32 @@ import (
 	"golang.org/x/net/http/httpguts"
 )
 
-// DefaultMaxHeaderBytes bounds a request's line and headers together when
-// Options leaves MaxHeaderBytes zero.
-const DefaultMaxHeaderBytes = 64 << 10
-
-// maxChunkLine bounds a chunk-size line with its extensions, as net/http
+// MaxChunkLine bounds a chunk-size line with its extensions, as net/http
 // does.
-const maxChunkLine = 4096
+const MaxChunkLine = 4096
 
-// framingError is a message whose framing or grammar goproxy refuses: the
+// FramingError is a message whose framing or grammar goproxy refuses: the
 // status the client gets and why. Before the request was handed on the
 // engine answers it itself; in the middle of a body it is the body's read
 // error (the client's fault).
-type framingError struct {
-	status int // 400, 431, 501, 505 (502 for an upstream's response)
-	reason string
+type FramingError struct {
+	Status int // 400, 431, 501, 505 (502 for an upstream's response)
+	Reason string
 }
 
-func (e *framingError) Error() string { return "malformed request: " + e.reason }
+func (e *FramingError) Error() string { return "malformed request: " + e.Reason }
 
-func refuse(status int, format string, args ...any) *framingError {
-	return &framingError{status: status, reason: fmt.Sprintf(format, args...)}
+// Refuse makes the FramingError of a message refused with status.
+func Refuse(status int, format string, args ...any) *FramingError {
+	return &FramingError{Status: status, Reason: fmt.Sprintf(format, args...)}
 }
 
-// badStart reports whether b, the start of a request head that is not
+// BadStart reports whether b, the start of a request head that is not
 // whole yet, can no longer become a request line: its method holds a byte
 // that is not a token character, or its first line a control byte. Such a
 // client (binary sent to an HTTP port) is answered at once instead of when
 // it has sent the header limit or timed out.
-func badStart(b []byte) bool {
+func BadStart(b []byte) bool {
 	line := b
 	if i := bytes.IndexByte(b, '\n'); i >= 0 {
 		line = b[:i]
@@ -61,9 +58,9 @@ func badStart(b []byte) bool {
 	return false
 }
 
-// cutLine splits b after its first LF and returns the line without its
+// CutLine splits b after its first LF and returns the line without its
 // line end (LF or CRLF).
-func cutLine(b []byte) (line, rest []byte) {
+func CutLine(b []byte) (line, rest []byte) {
 	i := bytes.IndexByte(b, '\n')
 	if i < 0 {
 		return b, nil
@@ -75,9 +72,9 @@ func cutLine(b []byte) (line, rest []byte) {
 	return line, rest
 }
 
-// headEnd returns the length of the head at the start of b (through the
+// HeadEnd returns the length of the head at the start of b (through the
 // blank line that ends it), or -1 when b does not hold a whole head yet.
-func headEnd(b []byte) int {
+func HeadEnd(b []byte) int {
 	for i := 0; ; {
 		j := bytes.IndexByte(b[i:], '\n')
 		if j < 0 {
@@ -91,8 +88,8 @@ func headEnd(b []byte) int {
 	}
 }
 
-// parseDecimal parses 1*DIGIT that fits an int64.
-func parseDecimal(v []byte) (int64, bool) {
+// ParseDecimal parses 1*DIGIT that fits an int64.
+func ParseDecimal(v []byte) (int64, bool) {
 	if len(v) == 0 || len(v) > 19 {
 		return 0, false
 	}
@@ -105,15 +102,15 @@ func parseDecimal(v []byte) (int64, bool) {
 	return n, err == nil
 }
 
-// parseChunkLine checks one chunk-size line (RFC 9112 §7.1), line end
+// ParseChunkLine checks one chunk-size line (RFC 9112 §7.1), line end
 // included: 1 to 16 hex digits that fit an int64, optional extensions
 // after ";" (no control bytes), and a CRLF, never a bare LF or CR. It
 // refuses what net/http's chunked reader refuses, so that a body it passes
 // does not fail later. It is fuzzed.
-func parseChunkLine(line []byte) (int64, *framingError) {
+func ParseChunkLine(line []byte) (int64, *FramingError) {
 	n := len(line)
 	if n < 2 || line[n-2] != '\r' || line[n-1] != '\n' {
-		return 0, refuse(http.StatusBadRequest, "chunk-size line %.20q does not end in CRLF", line)
+		return 0, Refuse(http.StatusBadRequest, "chunk-size line %.20q does not end in CRLF", line)
 	}
 	line = line[:n-2]
 	i := 0
@@ -124,16 +121,16 @@ func parseChunkLine(line []byte) (int64, *framingError) {
 			break
 		}
 		if i == 16 {
-			return 0, refuse(http.StatusBadRequest, "chunk size %.20q overflows", line)
+			return 0, Refuse(http.StatusBadRequest, "chunk size %.20q overflows", line)
 		}
 		size = size<<4 | uint64(d)
 		i++
 	}
 	if i == 0 {
-		return 0, refuse(http.StatusBadRequest, "chunk size %.20q is not hexadecimal", line)
+		return 0, Refuse(http.StatusBadRequest, "chunk size %.20q is not hexadecimal", line)
 	}
 	if size > math.MaxInt64 {
-		return 0, refuse(http.StatusBadRequest, "chunk size %.20q overflows", line)
+		return 0, Refuse(http.StatusBadRequest, "chunk size %.20q overflows", line)
 	}
 	// Whitespace may end the line (net/http trims it); an extension
 	// follows ";" at once (net/http refuses whitespace before it).
@@ -142,11 +139,11 @@ func parseChunkLine(line []byte) (int64, *framingError) {
 		return int64(size), nil
 	}
 	if ext[0] != ';' {
-		return 0, refuse(http.StatusBadRequest, "chunk size %.20q is not hexadecimal", line)
+		return 0, Refuse(http.StatusBadRequest, "chunk size %.20q is not hexadecimal", line)
 	}
 	for _, c := range ext {
 		if c < ' ' && c != '\t' || c == 0x7f {
-			return 0, refuse(http.StatusBadRequest, "control byte in chunk extension %.20q", line)
+			return 0, Refuse(http.StatusBadRequest, "control byte in chunk extension %.20q", line)
 		}
 	}
 	return int64(size), nil
@@ -164,7 +161,8 @@ func unhex(c byte) (byte, bool) {
 	return 0, false
 }
 
-func asciiEqualFold(b []byte, s string) bool {
+// EqualFold reports whether b is s in ASCII, ignoring case.
+func EqualFold(b []byte, s string) bool {
 	if len(b) != len(s) {
 		return false
 	}
