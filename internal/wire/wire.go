@@ -95,7 +95,7 @@ type DecodeError = jsonl.DecodeError
 var (
 	encoders     = make(chan *zstd.Encoder, 4)
 	fastEncoders = make(chan *zstd.Encoder, 4) // zstd.SpeedFastest
-	decoders = make(chan *zstd.Decoder, 16)
+	decoders     = make(chan *zstd.Decoder, 16)
 )
 
 func getDecoder() *zstd.Decoder {
