@@ -189,6 +189,9 @@ func (c *BodyCap) Payload(p []byte) {
 	c.n += int64(len(p))
 }
 
+// Reset empties c for the next body, keeping its buffer.
+func (c *BodyCap) Reset() { c.Buf, c.n = c.Buf[:0], 0 }
+
 func (c *BodyCap) Body() capture.Body {
 	return capture.Body{Data: c.Buf, Size: c.n, Truncated: c.n > int64(len(c.Buf))}
 }

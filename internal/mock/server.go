@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/net/http2"
@@ -23,6 +24,9 @@ import (
 	"github.com/tapwire/tapwire/internal/capture"
 	"github.com/tapwire/tapwire/internal/mitm"
 )
+
+// proxyOriginForm is why the proxy listener refuses a request in origin form.
+const proxyOriginForm = "this is speedctl mock, a forward proxy: send absolute-form requests (http://host/path) or CONNECT host:port, for example by setting HTTP_PROXY and HTTPS_PROXY; or use --reverse HOST=ADDR"
 
 // MissHeader names the header of a miss's answer: the closest recorded request and what differed.
 const MissHeader = "X-Tapwire-Mock-Miss"
@@ -95,8 +99,11 @@ type Server struct {
 
 	mu      sync.Mutex
 	closing bool
-	tunnels map[net.Conn]struct{} // hijacked tunnel connections not owned by an http.Server
-	wg      sync.WaitGroup        // tunnel goroutines
+	tunnels map[net.Conn]*atomic.Bool // connections not owned by an http.Server; an HTTP/1.1 one's flag is set while it is idle
+	answers sync.Map                  // *capture.Record -> *h1Answer
+	ctx     context.Context           // done when Shutdown starts
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup // tunnel goroutines
 	lns     []net.Listener
 	stop    chan struct{} // closed when Shutdown starts
 	misses  *missWriter
@@ -123,7 +130,8 @@ func New(opt Options) (*Server, error) {
 		opt.Upstream = &http.Transport{Proxy: nil, ForceAttemptHTTP2: true, MaxIdleConnsPerHost: 64,
 			TLSHandshakeTimeout: 10 * time.Second, IdleConnTimeout: 90 * time.Second}
 	}
-	s := &Server{opt: opt, log: opt.Logger, report: newReport(opt.Index), tunnels: map[net.Conn]struct{}{}}
+	s := &Server{opt: opt, log: opt.Logger, report: newReport(opt.Index), tunnels: map[net.Conn]*atomic.Bool{}}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
 	if opt.RecordMisses != nil {
 		s.misses = &missWriter{w: opt.RecordMisses}
 	}
@@ -156,7 +164,14 @@ func (s *Server) Serve(ln net.Listener) error {
 	if !s.track(ln) {
 		return nil
 	}
-	return s.ended(s.srv.Serve(ln))
+	if s.opt.OnMiss == MissPassthrough {
+		return s.ended(s.srv.Serve(ln))
+	}
+	fallback := newChanListener(ln.Addr())
+	s.wg.Add(1)
+	go func() { defer s.wg.Done(); s.srv.Serve(fallback) }()
+	go func() { <-s.stopping(); fallback.Close() }()
+	return s.ended(s.acceptH1(ln, &h1Mode{proxy: true, handOff: func(c net.Conn) { fallback.push(c) }}))
 }
 
 // ended is the error of a Serve: none when Shutdown ended it.
@@ -186,7 +201,37 @@ func (s *Server) ServeReverse(ln net.Listener, host string) error {
 		<-s.stopping()
 		srv.Close()
 	}()
-	return s.ended(srv.Serve(ln))
+	if s.opt.OnMiss == MissPassthrough {
+		return s.ended(srv.Serve(ln))
+	}
+	fallback := newChanListener(ln.Addr())
+	s.wg.Add(1)
+	go func() { defer s.wg.Done(); srv.Serve(fallback) }()
+	go func() { <-s.stopping(); fallback.Close() }()
+	return s.ended(s.acceptH1(ln, &h1Mode{scheme: "http", host: host, fixed: true, handOff: func(c net.Conn) { fallback.push(c) }}))
+}
+
+// isClosing reports whether Shutdown has started.
+func (s *Server) isClosing() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.closing
+}
+
+// stopCtx is done when Shutdown starts.
+func (s *Server) stopCtx() context.Context { return s.ctx }
+
+// addConn registers a connection served by serveH1 (idle is its idle
+// flag); it reports false when the server is shutting down.
+func (s *Server) addConn(c net.Conn, idle *atomic.Bool) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closing {
+		return false
+	}
+	s.tunnels[c] = idle
+	s.wg.Add(1)
+	return true
 }
 
 func (s *Server) track(ln net.Listener) bool {
@@ -224,7 +269,15 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		close(s.stop)
 	}
 	lns := s.lns
+	// Idle HTTP/1.1 connections stop waiting for a next request; busy ones
+	// close after their answer.
+	for c, idle := range s.tunnels {
+		if idle != nil && idle.Load() {
+			c.SetReadDeadline(time.Now())
+		}
+	}
 	s.mu.Unlock()
+	s.cancel()
 	for _, ln := range lns {
 		ln.Close()
 	}
@@ -269,7 +322,7 @@ func (s *Server) serveProxy(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if !r.URL.IsAbs() || r.URL.Host == "" {
-		http.Error(w, "400 Bad Request: this is speedctl mock, a forward proxy: send absolute-form requests (http://host/path) or CONNECT host:port, for example by setting HTTP_PROXY and HTTPS_PROXY; or use --reverse HOST=ADDR", http.StatusBadRequest)
+		http.Error(w, "400 Bad Request: "+proxyOriginForm, http.StatusBadRequest)
 		return
 	}
 	s.serve(w, r, r.URL.Scheme, r.URL.Host)
@@ -306,7 +359,7 @@ func (s *Server) connect(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if first[0] != 0x16 { // not a TLS handshake: plain HTTP in the tunnel
-		s.innerL.push(&tunnelConn{Conn: pc, target: target, scheme: "http"})
+		s.serveTunnelH1(pc, target, "http")
 		return
 	}
 	if s.opt.Minter == nil {
@@ -331,7 +384,19 @@ func (s *Server) connect(w http.ResponseWriter, r *http.Request) {
 		tc.Close()
 		return
 	}
-	s.innerL.push(&tunnelConn{Conn: tc, target: target, scheme: "https"})
+	s.serveTunnelH1(tc, target, "https")
+}
+
+// serveTunnelH1 serves the HTTP/1.1 inside a tunnel to target; with
+// --on-miss passthrough, and for what serveH1 hands off, the inner
+// net/http server does.
+func (s *Server) serveTunnelH1(c net.Conn, target, scheme string) {
+	handOff := func(c net.Conn) { s.innerL.push(&tunnelConn{Conn: c, target: target, scheme: scheme}) }
+	if s.opt.OnMiss == MissPassthrough {
+		handOff(c)
+		return
+	}
+	s.serveH1(c, &h1Mode{scheme: scheme, host: target, handOff: handOff})
 }
 
 func (s *Server) addTunnel(c net.Conn) bool {
@@ -340,7 +405,7 @@ func (s *Server) addTunnel(c net.Conn) bool {
 	if s.closing {
 		return false
 	}
-	s.tunnels[c] = struct{}{}
+	s.tunnels[c] = nil
 	s.wg.Add(1)
 	return true
 }
@@ -515,6 +580,29 @@ func (s *Server) wait(ctx context.Context, us int64) bool {
 
 // explain answers a miss with a short body and MissHeader: the closest recording and what differed.
 func (s *Server) explain(w http.ResponseWriter, req *Request, res Result) {
+	status, hv, body := s.missAnswer(req, res)
+	h := w.Header()
+	h.Set(MissHeader, hv)
+	if strings.HasPrefix(req.Headers.Get("Content-Type"), "application/grpc") {
+		grpcCode := "5" // NOT_FOUND
+		if s.opt.OnMiss == Miss502 {
+			grpcCode = "14" // UNAVAILABLE
+		}
+		h.Set("Content-Type", "application/grpc")
+		h.Set("Grpc-Status", grpcCode)
+		h.Set("Grpc-Message", grpcEscape("tapwire mock: "+hv))
+		w.WriteHeader(http.StatusOK)
+		return
+	}
+	h.Set("Content-Type", "text/plain; charset=utf-8")
+	h.Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(status)
+	w.Write(body)
+}
+
+// missAnswer is the answer to a miss: its status, the value of MissHeader
+// (the closest recording and what differed, on one line) and a short body.
+func (s *Server) missAnswer(req *Request, res Result) (int, string, []byte) {
 	why := strings.Join(res.Why, "; ")
 	hv := "no recording matches"
 	if res.Closest != "" {
@@ -529,29 +617,19 @@ func (s *Server) explain(w http.ResponseWriter, req *Request, res Result) {
 		}
 		return r
 	}, hv)
-	h := w.Header()
-	h.Set(MissHeader, hv)
-	status, grpcCode := http.StatusNotFound, "5" // NOT_FOUND
+	status := http.StatusNotFound
 	if s.opt.OnMiss == Miss502 {
-		status, grpcCode = http.StatusBadGateway, "14" // UNAVAILABLE
+		status = http.StatusBadGateway
 	}
-	if strings.HasPrefix(req.Headers.Get("Content-Type"), "application/grpc") {
-		h.Set("Content-Type", "application/grpc")
-		h.Set("Grpc-Status", grpcCode)
-		h.Set("Grpc-Message", grpcEscape("tapwire mock: "+hv))
-		w.WriteHeader(http.StatusOK)
-		return
-	}
-	h.Set("Content-Type", "text/plain; charset=utf-8")
-	h.Set("X-Content-Type-Options", "nosniff")
-	w.WriteHeader(status)
-	fmt.Fprintf(w, "tapwire mock: no recording matches %s %s\n", req.Method, req.URL())
+	var b bytes.Buffer
+	fmt.Fprintf(&b, "tapwire mock: no recording matches %s %s\n", req.Method, req.URL())
 	if res.Closest != "" {
-		fmt.Fprintf(w, "closest: %s\n", res.Closest)
+		fmt.Fprintf(&b, "closest: %s\n", res.Closest)
 	}
 	for _, y := range res.Why {
-		fmt.Fprintf(w, "  %s\n", y)
+		fmt.Fprintf(&b, "  %s\n", y)
 	}
+	return status, hv, b.Bytes()
 }
 
 // grpcEscape percent-encodes a grpc-message value.
