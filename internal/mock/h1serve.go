@@ -100,8 +100,7 @@ func (hc *h1Conn) loop() bool {
 			return false
 		}
 		h := &hc.head
-		if hc.m.proxy && string(h.Method) == http.MethodConnect || len(h.Upgrade) > 0 || hc.s.opt.OnMiss == MissPassthrough ||
-			hc.grpc() {
+		if hc.m.proxy && string(h.Method) == http.MethodConnect || len(h.Upgrade) > 0 || hc.grpc() {
 			return hc.handOff()
 		}
 		req, msg := hc.request()
@@ -198,8 +197,8 @@ func (hc *h1Conn) handOff() bool {
 	if !hc.flush() {
 		return false
 	}
-	pre := bytes.Clone(hc.buf[hc.off:])
-	hc.m.handOff(&replayConn{Conn: hc.c, pre: pre})
+	// The buffer is the connection's no more: no copy.
+	hc.m.handOff(&h1.ReplayConn{Conn: hc.c, Pending: hc.buf[hc.off:]})
 	return true
 }
 
@@ -342,7 +341,7 @@ func (hc *h1Conn) answer(req *Request, keep bool) {
 	s.report.matched(res.Endpoint)
 	rec := res.Record
 	if s.opt.Timing > 0 && rec.TTFBMicros > 0 {
-		if !hc.flush() || !s.wait(s.stopCtx(), rec.TTFBMicros) {
+		if !hc.flush() || !s.wait(s.ctx, rec.TTFBMicros) {
 			return
 		}
 	}
@@ -509,22 +508,6 @@ type cachedDate struct {
 }
 
 var dateCache atomic.Pointer[cachedDate]
-
-// replayConn is a connection whose first bytes were read already: reads
-// return them first.
-type replayConn struct {
-	net.Conn
-	pre []byte
-}
-
-func (c *replayConn) Read(p []byte) (int, error) {
-	if len(c.pre) > 0 {
-		n := copy(p, c.pre)
-		c.pre = c.pre[n:]
-		return n, nil
-	}
-	return c.Conn.Read(p)
-}
 
 // acceptH1 accepts connections on ln and serves each with serveH1, until
 // the listener is closed.

@@ -101,11 +101,10 @@ type Server struct {
 	closing bool
 	tunnels map[net.Conn]*atomic.Bool // connections not owned by an http.Server; an HTTP/1.1 one's flag is set while it is idle
 	answers sync.Map                  // *capture.Record -> *h1Answer
-	ctx     context.Context           // done when Shutdown starts
+	ctx     context.Context           // done when Shutdown starts (stopping)
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup // tunnel goroutines
 	lns     []net.Listener
-	stop    chan struct{} // closed when Shutdown starts
 	misses  *missWriter
 }
 
@@ -167,11 +166,7 @@ func (s *Server) Serve(ln net.Listener) error {
 	if s.opt.OnMiss == MissPassthrough {
 		return s.ended(s.srv.Serve(ln))
 	}
-	fallback := newChanListener(ln.Addr())
-	s.wg.Add(1)
-	go func() { defer s.wg.Done(); s.srv.Serve(fallback) }()
-	go func() { <-s.stopping(); fallback.Close() }()
-	return s.ended(s.acceptH1(ln, &h1Mode{proxy: true, handOff: func(c net.Conn) { fallback.push(c) }}))
+	return s.ended(s.acceptH1(ln, &h1Mode{proxy: true, handOff: s.fallbackTo(s.srv, ln.Addr())}))
 }
 
 // ended is the error of a Serve: none when Shutdown ended it.
@@ -204,11 +199,17 @@ func (s *Server) ServeReverse(ln net.Listener, host string) error {
 	if s.opt.OnMiss == MissPassthrough {
 		return s.ended(srv.Serve(ln))
 	}
-	fallback := newChanListener(ln.Addr())
+	return s.ended(s.acceptH1(ln, &h1Mode{scheme: "http", host: host, fixed: true, handOff: s.fallbackTo(srv, ln.Addr())}))
+}
+
+// fallbackTo serves the connections that the HTTP/1.1 loop hands off with
+// srv, until Shutdown; it returns the hand-off.
+func (s *Server) fallbackTo(srv *http.Server, addr net.Addr) func(net.Conn) {
+	l := newChanListener(addr)
 	s.wg.Add(1)
-	go func() { defer s.wg.Done(); srv.Serve(fallback) }()
-	go func() { <-s.stopping(); fallback.Close() }()
-	return s.ended(s.acceptH1(ln, &h1Mode{scheme: "http", host: host, fixed: true, handOff: func(c net.Conn) { fallback.push(c) }}))
+	go func() { defer s.wg.Done(); srv.Serve(l) }()
+	go func() { <-s.stopping(); l.Close() }()
+	return l.push
 }
 
 // isClosing reports whether Shutdown has started.
@@ -217,9 +218,6 @@ func (s *Server) isClosing() bool {
 	defer s.mu.Unlock()
 	return s.closing
 }
-
-// stopCtx is done when Shutdown starts.
-func (s *Server) stopCtx() context.Context { return s.ctx }
 
 // addConn registers a connection served by serveH1 (idle is its idle
 // flag); it reports false when the server is shutting down.
@@ -246,27 +244,14 @@ func (s *Server) track(ln net.Listener) bool {
 }
 
 // stopping returns a channel closed when Shutdown starts.
-func (s *Server) stopping() <-chan struct{} {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.stop == nil {
-		s.stop = make(chan struct{})
-		if s.closing {
-			close(s.stop)
-		}
-	}
-	return s.stop
-}
+func (s *Server) stopping() <-chan struct{} { return s.ctx.Done() }
 
 // Shutdown stops accepting, lets requests in flight finish until ctx is done, then closes what is left.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	if !s.closing {
 		s.closing = true
-		if s.stop == nil {
-			s.stop = make(chan struct{})
-		}
-		close(s.stop)
+		s.cancel()
 	}
 	lns := s.lns
 	// Idle HTTP/1.1 connections stop waiting for a next request; busy ones
@@ -277,7 +262,6 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		}
 	}
 	s.mu.Unlock()
-	s.cancel()
 	for _, ln := range lns {
 		ln.Close()
 	}
@@ -399,16 +383,7 @@ func (s *Server) serveTunnelH1(c net.Conn, target, scheme string) {
 	s.serveH1(c, &h1Mode{scheme: scheme, host: target, handOff: handOff})
 }
 
-func (s *Server) addTunnel(c net.Conn) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closing {
-		return false
-	}
-	s.tunnels[c] = nil
-	s.wg.Add(1)
-	return true
-}
+func (s *Server) addTunnel(c net.Conn) bool { return s.addConn(c, nil) }
 
 func (s *Server) removeTunnel(c net.Conn) {
 	s.mu.Lock()

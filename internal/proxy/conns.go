@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/tapwire/tapwire/internal/capture"
+	"github.com/tapwire/tapwire/internal/h1"
 )
 
 // ConnTable lists the connections goproxy holds now and the most recent
@@ -255,7 +256,7 @@ func infoOf(c net.Conn) *connInfo {
 			return v.info
 		case *peekConn:
 			c = v.Conn
-		case *replayConn:
+		case *h1.ReplayConn:
 			c = v.Conn
 		default:
 			return nil

@@ -156,7 +156,7 @@ func (e *h1Engine) serveTo(conn net.Conn, cs *tls.ConnectionState, up *h1Upstrea
 		}
 		if hc.served == 0 && hc.r == 0 && e.handoff != nil && bytes.HasPrefix(hc.buf[:hc.w], []byte("PRI * HTTP/2.0")) {
 			handedOff = true
-			e.handoff(&replayConn{Conn: conn, pending: append([]byte(nil), hc.buf[hc.r:hc.w]...)})
+			e.handoff(&h1.ReplayConn{Conn: conn, Pending: append([]byte(nil), hc.buf[hc.r:hc.w]...)})
 			return
 		}
 		if ferr := h1.ParseRequest(hc.buf[hc.r:hc.r+end], &hc.head); ferr != nil {
@@ -166,7 +166,7 @@ func (e *h1Engine) serveTo(conn net.Conn, cs *tls.ConnectionState, up *h1Upstrea
 		if hc.served == 0 && hc.head.Upgrading() && h1.EqualFold(hc.head.Upgrade, "h2c") && e.handoff != nil {
 			// HTTP/2 by upgrade (RFC 7540 §3.2): net/http's h2c handler.
 			handedOff = true
-			e.handoff(&replayConn{Conn: conn, pending: append([]byte(nil), hc.buf[hc.r:hc.w]...)})
+			e.handoff(&h1.ReplayConn{Conn: conn, Pending: append([]byte(nil), hc.buf[hc.r:hc.w]...)})
 			return
 		}
 		hc.target = nil
@@ -718,8 +718,8 @@ func (ex *h1Exchange) switchProtocols(ac *appConn) bool {
 	if ex.bodyDone != nil {
 		ex.stopBody()
 	}
-	var client net.Conn = &replayConn{Conn: hc.conn, pending: hc.buf[hc.r:hc.w]}
-	server := net.Conn(&replayConn{Conn: ac.Conn, pending: ac.buf[ac.r:ac.w]})
+	var client net.Conn = &h1.ReplayConn{Conn: hc.conn, Pending: hc.buf[hc.r:hc.w]}
+	server := net.Conn(&h1.ReplayConn{Conn: ac.Conn, Pending: ac.buf[ac.r:ac.w]})
 	if hc.e.c.opt.Emitter != nil && ex.websocket {
 		ex.ws = &wsConn{Conn: client, up: newWSFramer(true, ex.start, hc.e.c.opt.BodyLimit/2), down: newWSFramer(false, ex.start, hc.e.c.opt.BodyLimit/2)}
 		client = ex.ws
@@ -1075,28 +1075,4 @@ func (p *appPool) closeAll() {
 	for _, ac := range idle {
 		ac.Close()
 	}
-}
-
-// replayConn is a connection whose first reads return bytes that were
-// read from it already.
-type replayConn struct {
-	net.Conn
-	pending []byte
-}
-
-func (c *replayConn) Read(p []byte) (int, error) {
-	if len(c.pending) > 0 {
-		n := copy(p, c.pending)
-		c.pending = c.pending[n:]
-		return n, nil
-	}
-	return c.Conn.Read(p)
-}
-
-// CloseWrite half-closes when the underlying connection can.
-func (c *replayConn) CloseWrite() error {
-	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
-		return cw.CloseWrite()
-	}
-	return nil
 }

@@ -14,6 +14,7 @@ import (
 	"golang.org/x/net/http2/h2c"
 
 	"github.com/tapwire/tapwire/internal/capture"
+	"github.com/tapwire/tapwire/internal/h1"
 )
 
 // appTransport picks how to reach the app for one request. The app gets
@@ -266,7 +267,7 @@ func (p *Inbound) awaitFirst(pc *peekConn) (sniffKind, net.Conn) {
 	pc.SetReadDeadline(time.Time{})
 	if len(spoke) > 0 {
 		app.SetReadDeadline(time.Time{})
-		return sniffUnknown, &replayConn{Conn: app, pending: spoke}
+		return sniffUnknown, &h1.ReplayConn{Conn: app, Pending: spoke}
 	}
 	if app != nil {
 		app.Close()

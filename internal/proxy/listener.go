@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/tapwire/tapwire/internal/h1"
 	"golang.org/x/net/http/httpguts"
 )
 
@@ -68,7 +69,7 @@ func (c *peekConn) Read(p []byte) (int, error) { return c.r.Read(p) }
 // reads and then no buffer in between: the engine reads into its own.
 func (c *peekConn) unwrap() net.Conn {
 	b, _ := c.r.Peek(c.r.Buffered())
-	return &replayConn{Conn: c.Conn, pending: append([]byte(nil), b...)}
+	return &h1.ReplayConn{Conn: c.Conn, Pending: append([]byte(nil), b...)}
 }
 
 // CloseWrite half-closes when the underlying connection can.

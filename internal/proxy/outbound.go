@@ -378,7 +378,7 @@ func (p *Outbound) route(hc *h1Conn, end int) (*h1Upstream, []byte, bool) {
 		pending := append([]byte(nil), hc.buf[hc.r+end:hc.w]...)
 		hc.r, hc.w = 0, 0
 		hc.gone = true
-		p.tunnel(hc.conn, &replayConn{Conn: hc.conn, pending: pending}, target, "connect")
+		p.tunnel(hc.conn, &h1.ReplayConn{Conn: hc.conn, Pending: pending}, target, "connect")
 		return nil, nil, false
 	}
 	t := h.Target

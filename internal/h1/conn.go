@@ -1,0 +1,28 @@
+package h1
+
+import "net"
+
+// ReplayConn is a connection whose first reads return bytes that were
+// read from it already: a server that read ahead (a sniffer, a request it
+// does not answer itself) hands the connection on with them.
+type ReplayConn struct {
+	net.Conn
+	Pending []byte
+}
+
+func (c *ReplayConn) Read(p []byte) (int, error) {
+	if len(c.Pending) > 0 {
+		n := copy(p, c.Pending)
+		c.Pending = c.Pending[n:]
+		return n, nil
+	}
+	return c.Conn.Read(p)
+}
+
+// CloseWrite half-closes when the underlying connection can.
+func (c *ReplayConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return nil
+}
