@@ -51,7 +51,10 @@ type endpoint struct {
 	kinds   []colKind      // column → how it counts
 	body    []bool         // column → a field of the request body (matches anything when a body was cut short)
 	hashes  [][]uint64     // column → the hash of each recording's value, in recording order
-	ignored map[string]bool
+	order   [][]int32      // column → the recordings by the hash of their value, then in recorded order;
+	// a body column leaves out the recordings whose body was cut short (cutShort)
+	cutShort []int32 // the recordings whose request body was cut short, in recorded order
+	ignored  map[string]bool
 
 	requests, matched, missed atomic.Int64
 
@@ -157,7 +160,60 @@ func NewIndex(recs []*capture.Record, rules *Rules) *Index {
 		ep.recs = append(ep.recs, rc)
 		ix.records++
 	}
+	for _, ep := range ix.list {
+		ep.sortColumns()
+	}
 	return ix
+}
+
+// sortColumns orders each column's recordings by value, so that a match finds the recordings that have a
+// live value by binary search instead of comparing every recording's.
+func (ep *endpoint) sortColumns() {
+	for i, rc := range ep.recs {
+		if rc.anyBody {
+			ep.cutShort = append(ep.cutShort, int32(i))
+		}
+	}
+	ep.order = make([][]int32, len(ep.names))
+	for c, k := range ep.kinds {
+		if k == colIgnored {
+			continue
+		}
+		h := ep.hashes[c]
+		type pair struct {
+			h uint64
+			i int32
+		}
+		ps := make([]pair, 0, len(ep.recs))
+		sorted := true
+		for i, rc := range ep.recs {
+			if !(ep.body[c] && rc.anyBody) {
+				if n := len(ps); n > 0 && h[i] < ps[n-1].h {
+					sorted = false
+				}
+				ps = append(ps, pair{h[i], int32(i)})
+			}
+		}
+		if !sorted {
+			slices.SortFunc(ps, func(a, b pair) int { return cmp.Or(cmp.Compare(a.h, b.h), cmp.Compare(a.i, b.i)) })
+		}
+		o := make([]int32, len(ps))
+		for j, p := range ps {
+			o[j] = p.i
+		}
+		ep.order[c] = o
+	}
+}
+
+// having returns the recordings of column c whose value hashes to h, in recorded order.
+func (ep *endpoint) having(c int, h uint64) []int32 {
+	o, hs := ep.order[c], ep.hashes[c]
+	lo, _ := slices.BinarySearchFunc(o, h, func(i int32, h uint64) int { return cmp.Compare(hs[i], h) })
+	hi := lo
+	for hi < len(o) && hs[o[hi]] == h {
+		hi++
+	}
+	return o[lo:hi]
 }
 
 func isBodyField(name string) bool {
@@ -224,12 +280,26 @@ func (ix *Index) Match(req *Request) Result {
 		return ix.missNoEndpoint(req, p)
 	}
 	ep.requests.Add(1)
-	live := make([]string, len(ep.names))
+	live, extra := ep.values(p.fields)
+	best, tied := ep.closest(live, len(extra))
+	closest := tied[0]
+	if best.hard > 0 {
+		ep.missed.Add(1)
+		return Result{Endpoint: ep.key, Closest: closest.name(ep), Why: ep.diff(live, extra, p.fields, closest)}
+	}
+	rc := ix.choose(ep, p.session, tied)
+	ep.matched.Add(1)
+	return Result{Record: rc.rec, Endpoint: ep.key, Nth: rc.n + 1}
+}
+
+// values returns a live request's value of each column (absent for those it has not) and the fields that
+// count that no recording of the endpoint has.
+func (ep *endpoint) values(fields []volatile.Field) (live, extra []string) {
+	live = make([]string, len(ep.names))
 	for i := range live {
 		live[i] = absent
 	}
-	var extra []string // fields no recording of the endpoint has, that count
-	for _, f := range p.fields {
+	for _, f := range fields {
 		c, ok := ep.cols[f.Name]
 		if !ok {
 			if !strings.HasPrefix(f.Name, "header.") && ep.rules.of(f.Name) != ruleIgnore && volatile.Classify(f.Value) == volatile.None {
@@ -241,53 +311,92 @@ func (ix *Index) Match(req *Request) Result {
 			live[c] = f.Value
 		}
 	}
-	// Score every recording column by column: each column's hashes lie
-	// together, so the scan reads memory in order instead of visiting each
-	// recording's values (10,000 recordings do not fit a cache). Equal
-	// hashes are taken for equal values: 64 bits keyed per process.
-	scores := make([]score, len(ep.recs))
-	for i := range scores {
-		scores[i].hard = len(extra)
+	return live, extra
+}
+
+// scratch is what closest counts per recording; pooled, as an endpoint can hold many recordings.
+type scratch struct {
+	hard, soft []int32 // by recording: the hard and soft columns whose value equals the live request's
+	touched    []int32 // the recordings with a count, in the order first counted
+}
+
+var scratches = sync.Pool{New: func() any { return new(scratch) }}
+
+// closest scores the recordings of the endpoint against a live request's values by column (extra: the
+// counted fields no recording has) and returns the best score and the recordings that have it, in
+// recorded order. For each column it counts only the recordings that have the live value (found by binary
+// search); a column that every recording matches counts once for all. A recording never counted is as far
+// as can be, so the best are among the counted ones, or else every recording is.
+func (ep *endpoint) closest(live []string, extra int) (score, []*recording) {
+	sc := scratches.Get().(*scratch)
+	defer scratches.Put(sc)
+	if len(sc.hard) < len(ep.recs) {
+		sc.hard, sc.soft = make([]int32, len(ep.recs)), make([]int32, len(ep.recs))
 	}
+	var all, worst score // matches every recording has; the score of a recording that matches nothing
+	worst.hard = extra
 	for c, k := range ep.kinds {
 		if k == colIgnored {
 			continue
 		}
-		h := maphash.String(seed, live[c])
-		for i, rh := range ep.hashes[c] {
-			if rh == h || ep.body[c] && ep.recs[i].anyBody {
+		counter, total := sc.soft, &worst.soft
+		if k == colHard {
+			counter, total = sc.hard, &worst.hard
+		}
+		*total++
+		have := ep.having(c, maphash.String(seed, live[c]))
+		if ep.body[c] && len(ep.cutShort) > 0 {
+			if len(have)+len(ep.cutShort) == len(ep.recs) {
+				all.add(k)
 				continue
 			}
-			if k == colHard {
-				scores[i].hard++
-			} else {
-				scores[i].soft++
+			for _, i := range ep.cutShort {
+				if counter[i] == 0 && sc.hard[i]+sc.soft[i] == 0 {
+					sc.touched = append(sc.touched, i)
+				}
+				counter[i]++
 			}
+		} else if len(have) == len(ep.recs) {
+			all.add(k)
+			continue
+		}
+		for _, i := range have {
+			if sc.hard[i]+sc.soft[i] == 0 {
+				sc.touched = append(sc.touched, i)
+			}
+			counter[i]++
 		}
 	}
-	best := score{hard: 1 << 30}
-	var tied []*recording
-	var closest *recording
-	for i, rc := range ep.recs {
-		switch s := scores[i]; {
+	base := score{worst.hard - all.hard, worst.soft - all.soft}
+	best := base
+	var tied []int32
+	for _, i := range sc.touched {
+		switch s := (score{base.hard - int(sc.hard[i]), base.soft - int(sc.soft[i])}); {
 		case s.less(best):
-			best, tied, closest = s, append(tied[:0], rc), rc
+			best, tied = s, append(tied[:0], i)
 		case s == best:
-			tied = append(tied, rc)
+			tied = append(tied, i)
 		}
+		sc.hard[i], sc.soft[i] = 0, 0
 	}
-	if best.hard > 0 || closest == nil {
-		ep.missed.Add(1)
-		res := Result{Endpoint: ep.key}
-		if closest != nil {
-			res.Closest = closest.name(ep)
-			res.Why = ep.diff(live, extra, p.fields, closest)
-		}
-		return res
+	sc.touched = sc.touched[:0]
+	if len(tied) == 0 {
+		return best, ep.recs
 	}
-	rc := ix.choose(ep, p.session, tied)
-	ep.matched.Add(1)
-	return Result{Record: rc.rec, Endpoint: ep.key, Nth: rc.n + 1}
+	slices.Sort(tied)
+	recs := make([]*recording, len(tied))
+	for j, i := range tied {
+		recs[j] = ep.recs[i]
+	}
+	return best, recs
+}
+
+func (s *score) add(k colKind) {
+	if k == colHard {
+		s.hard++
+	} else {
+		s.soft++
+	}
 }
 
 // choose picks among equally close recordings (in recorded order) for a live session: the recordings of

@@ -2,6 +2,8 @@ package mock
 
 import (
 	"fmt"
+	"math/rand/v2"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -226,5 +228,74 @@ func BenchmarkMatchFresh(b *testing.B) {
 		if !ix.Match(reqs[i%len(reqs)]).Matched() {
 			b.Fatal("missed")
 		}
+	}
+}
+
+// TestClosestEqualsNaive checks the counting by sorted columns against the plain definition: score every
+// recording column by column (a hard difference outweighs any number of soft ones) and keep the best, in
+// recorded order, on random recordings (repeated values, cut-short bodies, headers) and live requests.
+func TestClosestEqualsNaive(t *testing.T) {
+	naive := func(ep *endpoint, live []string, extra int) (score, []*recording) {
+		best := score{hard: 1 << 30}
+		var tied []*recording
+		for _, rc := range ep.recs {
+			s := score{hard: extra}
+			for c, k := range ep.kinds {
+				if k == colIgnored || rc.vals[c] == live[c] || ep.body[c] && rc.anyBody {
+					continue
+				}
+				s.add(k)
+			}
+			switch {
+			case s.less(best):
+				best, tied = s, []*recording{rc}
+			case s == best:
+				tied = append(tied, rc)
+			}
+		}
+		return best, tied
+	}
+	rules := &Rules{Endpoints: []EndpointRule{{Match: "POST api.local/v1/x", Require: []string{"body.n", "header.x-trace-note"}}}}
+	compared, misses, many := 0, 0, 0
+	for round := range 20 {
+		rnd := rand.New(rand.NewPCG(uint64(round), 7))
+		pick := func(vals ...string) string { return vals[rnd.IntN(len(vals))] }
+		var recs []*capture.Record
+		for i := range 100 + round*20 {
+			body := fmt.Sprintf(`{"kind":%q,"n":%d,"nonce":"%016x","opt":%s,"cur":"EUR"}`, pick("a", "b", "c"), rnd.IntN(4), rnd.Uint64(), pick(`1`, `2`, `null`))
+			r := rec(i, pick("GET", "POST"), "https://api.local/v1/"+pick("x", "y")+"?q="+pick("1", "2", "3"), body, fmt.Sprintf("answer %d", i),
+				"Authorization", pick("Bearer s1", "Bearer s2", "Bearer s3"), "X-Trace-Note", pick("p", "q"))
+			if rnd.IntN(10) == 0 {
+				r.HTTP.Req.Body.Truncated = true
+			}
+			recs = append(recs, r)
+		}
+		ix := NewIndex(recs, rules)
+		for range 400 {
+			body := fmt.Sprintf(`{"kind":%q,"n":%d,"nonce":"%016x","opt":%s%s,"cur":%q}`, pick("a", "b", "c", "d"), rnd.IntN(5), rnd.Uint64(), pick(`1`, `2`, `null`), pick("", "", "", `,"new":"field"`), pick("EUR", "EUR", "USD"))
+			r := live(pick("GET", "POST"), "https://api.local/v1/"+pick("x", "y", "z")+"?q="+pick("1", "2", "3", "4"), body,
+				"Authorization", pick("Bearer s1", "Bearer s2", "Bearer s3", "Bearer s4"), "X-Trace-Note", pick("p", "q", "r"))
+			p := parse(r, ix.sessHdrs)
+			ep := ix.endpoints[p.key]
+			if ep == nil {
+				continue
+			}
+			live, extra := ep.values(p.fields)
+			gs, gt := ep.closest(live, len(extra))
+			ws, wt := naive(ep, live, len(extra))
+			if gs != ws || !slices.Equal(gt, wt) {
+				t.Fatalf("round %d: %s %s %s: closest %v %d recordings, naive %v %d recordings", round, r.Method, r.URL(), body, gs, len(gt), ws, len(wt))
+			}
+			compared++
+			if gs.hard > 0 {
+				misses++
+			}
+			if len(gt) > 1 {
+				many++
+			}
+		}
+	}
+	if compared < 1000 || misses == 0 || many == 0 || misses == compared {
+		t.Fatalf("the random requests compared %d cases, %d misses, %d ties: not enough of each", compared, misses, many)
 	}
 }
