@@ -50,10 +50,11 @@ type endpoint struct {
 	names   []string       // column → field name
 	kinds   []colKind      // column → how it counts
 	body    []bool         // column → a field of the request body (matches anything when a body was cut short)
-	hashes  [][]uint64     // column → the hash of each recording's value, in recording order
-	order   [][]int32      // column → the recordings by the hash of their value, then in recorded order;
-	// a body column leaves out the recordings whose body was cut short (cutShort)
-	cutShort []int32 // the recordings whose request body was cut short, in recorded order
+	hashes  [][]uint64     // column → the hash of each recording's value, in recording order (while indexing)
+	keys    [][]uint64     // column → the value hashes of its recordings, sorted; a body column leaves out
+	// the recordings whose body was cut short (cutShort)
+	order    [][]int32 // column → the recording of each of its keys, in recorded order among equal keys
+	cutShort []int32   // the recordings whose request body was cut short, in recorded order
 	ignored  map[string]bool
 
 	requests, matched, missed atomic.Int64
@@ -174,7 +175,7 @@ func (ep *endpoint) sortColumns() {
 			ep.cutShort = append(ep.cutShort, int32(i))
 		}
 	}
-	ep.order = make([][]int32, len(ep.names))
+	ep.keys, ep.order = make([][]uint64, len(ep.names)), make([][]int32, len(ep.names))
 	for c, k := range ep.kinds {
 		if k == colIgnored {
 			continue
@@ -197,23 +198,32 @@ func (ep *endpoint) sortColumns() {
 		if !sorted {
 			slices.SortFunc(ps, func(a, b pair) int { return cmp.Or(cmp.Compare(a.h, b.h), cmp.Compare(a.i, b.i)) })
 		}
-		o := make([]int32, len(ps))
+		keys, o := make([]uint64, len(ps)), make([]int32, len(ps))
 		for j, p := range ps {
-			o[j] = p.i
+			keys[j], o[j] = p.h, p.i
 		}
-		ep.order[c] = o
+		ep.keys[c], ep.order[c] = keys, o
 	}
+	ep.hashes = nil
 }
 
 // having returns the recordings of column c whose value hashes to h, in recorded order.
 func (ep *endpoint) having(c int, h uint64) []int32 {
-	o, hs := ep.order[c], ep.hashes[c]
-	lo, _ := slices.BinarySearchFunc(o, h, func(i int32, h uint64) int { return cmp.Compare(hs[i], h) })
-	hi := lo
-	for hi < len(o) && hs[o[hi]] == h {
+	keys := ep.keys[c]
+	lo, hi := 0, len(keys) // the first key >= h is in keys[lo:hi+1]
+	for lo < hi {
+		m := int(uint(lo+hi) >> 1)
+		if keys[m] < h {
+			lo = m + 1
+		} else {
+			hi = m
+		}
+	}
+	hi = lo
+	for hi < len(keys) && keys[hi] == h {
 		hi++
 	}
-	return o[lo:hi]
+	return ep.order[c][lo:hi]
 }
 
 func isBodyField(name string) bool {

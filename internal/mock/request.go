@@ -134,13 +134,25 @@ func templated(s string) bool {
 	if s == "" {
 		return false
 	}
-	if _, err := strconv.ParseUint(s, 10, 64); err == nil {
-		return true
+	if digits(s) {
+		if _, err := strconv.ParseUint(s, 10, 64); err == nil {
+			return true
+		}
 	}
 	if u, err := url.PathUnescape(s); err == nil {
 		s = u
 	}
 	return volatile.Classify(s) != volatile.None
+}
+
+// digits reports whether s is only decimal digits (checked before strconv, whose errors allocate).
+func digits(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return true
 }
 
 // normalizeHost lower-cases host and drops the scheme's default port.

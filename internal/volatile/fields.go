@@ -3,10 +3,13 @@ package volatile
 import (
 	"bytes"
 	"encoding/json"
+	"hash/maphash"
 	"net/url"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"unicode/utf8"
 
 	"github.com/valyala/fastjson"
@@ -82,10 +85,15 @@ func addJSON(dst []Field, doc []byte, prefix string) []Field {
 	p := parsers.Get()
 	defer parsers.Put(p)
 	v, err := p.ParseBytes(doc)
-	if err != nil || leaves(v, maxFields-len(dst)+1) > maxFields-len(dst) {
+	if err != nil {
 		return addJSONTokens(dst, doc, prefix)
 	}
-	return appendLeaves(dst, v, prefix)
+	n := leaves(v, maxFields-len(dst)+1)
+	if n > maxFields-len(dst) {
+		return addJSONTokens(dst, doc, prefix)
+	}
+	var name [128]byte
+	return appendLeaves(slices.Grow(dst, n), v, append(name[:0], prefix...))
 }
 
 // leaves counts the leaves of v, stopping past limit.
@@ -114,31 +122,48 @@ func leaves(v *fastjson.Value, limit int) int {
 	return 1
 }
 
-// appendLeaves appends the leaves of v under prefix, as addJSON describes.
-func appendLeaves(dst []Field, v *fastjson.Value, prefix string) []Field {
+// appendLeaves appends the leaves of v under the name in name, as addJSON describes.
+func appendLeaves(dst []Field, v *fastjson.Value, name []byte) []Field {
 	switch v.Type() {
 	case fastjson.TypeObject:
 		o, _ := v.Object()
 		if o.Len() == 0 {
-			return append(dst, Field{prefix, "{}"})
+			return append(dst, Field{intern(name), "{}"})
 		}
 		o.Visit(func(k []byte, c *fastjson.Value) {
-			dst = appendLeaves(dst, c, prefix+"."+text(k))
+			dst = appendLeaves(dst, c, appendText(append(name, '.'), k))
 		})
 		return dst
 	case fastjson.TypeArray:
 		a, _ := v.Array()
 		if len(a) == 0 {
-			return append(dst, Field{prefix, "[]"})
+			return append(dst, Field{intern(name), "[]"})
 		}
 		for i, c := range a {
-			dst = appendLeaves(dst, c, prefix+"."+strconv.Itoa(i))
+			dst = appendLeaves(dst, c, strconv.AppendInt(append(name, '.'), int64(i), 10))
 		}
 		return dst
 	case fastjson.TypeString:
-		return append(dst, Field{prefix, text(v.GetStringBytes())})
+		return append(dst, Field{intern(name), text(v.GetStringBytes())})
 	}
-	return append(dst, Field{prefix, string(v.MarshalTo(nil))}) // numbers as written, true, false, null
+	var num [32]byte
+	return append(dst, Field{intern(name), string(v.MarshalTo(num[:0]))}) // numbers as written, true, false, null
+}
+
+// fieldNames interns field names: the leaf names of an endpoint's bodies recur in every request, so a name is
+// made once and found again by its bytes (a slot per hash; a collision only costs a new string).
+var fieldNames [4096]atomic.Pointer[string]
+
+var nameSeed = maphash.MakeSeed()
+
+func intern(b []byte) string {
+	slot := &fieldNames[maphash.Bytes(nameSeed, b)%uint64(len(fieldNames))]
+	if p := slot.Load(); p != nil && *p == string(b) {
+		return *p
+	}
+	s := string(b)
+	slot.Store(&s)
+	return s
 }
 
 // text is a JSON string's text as encoding/json gives it: each byte that is
@@ -147,17 +172,24 @@ func text(b []byte) string {
 	if utf8.Valid(b) {
 		return string(b)
 	}
-	var sb strings.Builder
+	return string(appendText(nil, b))
+}
+
+// appendText appends text(b) to dst.
+func appendText(dst, b []byte) []byte {
+	if utf8.Valid(b) {
+		return append(dst, b...)
+	}
 	for len(b) > 0 {
 		r, n := utf8.DecodeRune(b)
 		if r == utf8.RuneError && n == 1 {
-			sb.WriteRune(utf8.RuneError)
+			dst = utf8.AppendRune(dst, utf8.RuneError)
 		} else {
-			sb.Write(b[:n])
+			dst = append(dst, b[:n]...)
 		}
 		b = b[n:]
 	}
-	return sb.String()
+	return dst
 }
 
 // addJSONTokens is addJSON by encoding/json's tokens, for documents past maxFields leaves.
