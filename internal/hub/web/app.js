@@ -279,9 +279,11 @@ function onFilter(ev) {
   clearTimeout(debounce);
   // A text field's change event (when it loses focus, as when a row is
   // clicked) repeats what its input events did: no second refresh, which
-  // would replace the rows under the click.
+  // would replace the rows under the click. Nor an earlier one: a text field
+  // waits for typing to pause, also on change, since the focus leaves it on
+  // the mouse's press and rows replaced before its release lose the click.
   if (filterKey() === applied) return;
-  const wait = ev.type === 'input' && t.tagName === 'INPUT' && t.type !== 'checkbox' ? 350 : 0;
+  const wait = t.tagName === 'INPUT' && t.type !== 'checkbox' ? 350 : 0;
   debounce = setTimeout(() => { writeHash(); refresh(); }, wait);
 }
 
