@@ -299,3 +299,22 @@ func TestClosestEqualsNaive(t *testing.T) {
 		t.Fatalf("the random requests compared %d cases, %d misses, %d ties: not enough of each", compared, misses, many)
 	}
 }
+
+// BenchmarkMatchOneEndpoint is one endpoint recorded 10,000 times whose bodies share most values: a field of
+// two values (half of the recordings have the live one), a constant, an id and a nonce, so that thousands of
+// recordings are counted for each request and hundreds tie.
+func BenchmarkMatchOneEndpoint(b *testing.B) {
+	var recs []*capture.Record
+	for i := range 10000 {
+		recs = append(recs, rec(i, "POST", "https://api.bench.local/v1/search",
+			fmt.Sprintf(`{"kind":%q,"currency":"EUR","page":%d,"nonce":"%016x"}`, []string{"a", "b"}[i%2], i%20, uint64(i)*0x9e3779b97f4a7c15), "ok"))
+	}
+	ix := NewIndex(recs, nil)
+	r := live("POST", "https://api.bench.local/v1/search", `{"kind":"a","currency":"EUR","page":4,"nonce":"0123456789abcdef"}`)
+	b.ReportAllocs()
+	for b.Loop() {
+		if !ix.Match(r).Matched() {
+			b.Fatal("missed")
+		}
+	}
+}
