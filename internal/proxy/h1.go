@@ -92,22 +92,26 @@ func (e *h1Engine) newUpstream(target string, cfg *tls.Config, t *tunnelInfo) *h
 
 // h1Conn is one client connection.
 type h1Conn struct {
-	e      *h1Engine
-	up     *h1Upstream
-	conn   net.Conn
-	tls    *tls.ConnectionState
-	scheme string
-	ip     string // the client's IP, for X-Forwarded-For
-	buf    []byte
-	r, w   int
-	head   h1.Head
-	out    []byte
-	idle   atomic.Bool
-	served int         // requests served on this connection
-	target []byte      // the request target to send, when not the client's (a forward proxy's origin-form)
-	fwdKey []byte      // the forward proxy's last scheme://authority on this connection
-	fwdUp  *h1Upstream // and its upstream
-	gone   bool        // the connection was taken over (a CONNECT tunnel): not closed here
+	e    *h1Engine
+	up   *h1Upstream
+	conn net.Conn
+	tls  *tls.ConnectionState
+	// clientAddr and tlsFacts are the records' Net.ClientAddr and Net.TLS, the same for every request of
+	// the connection (tlsFacts made with its first record)
+	clientAddr string
+	tlsFacts   *capture.TLS
+	scheme     string
+	ip         string // the client's IP, for X-Forwarded-For
+	buf        []byte
+	r, w       int
+	head       h1.Head
+	out        []byte
+	idle       atomic.Bool
+	served     int         // requests served on this connection
+	target     []byte      // the request target to send, when not the client's (a forward proxy's origin-form)
+	fwdKey     []byte      // the forward proxy's last scheme://authority on this connection
+	fwdUp      *h1Upstream // and its upstream
+	gone       bool        // the connection was taken over (a CONNECT tunnel): not closed here
 }
 
 var h1Bufs = sync.Pool{New: func() any { b := make([]byte, h1BufSize); return &b }}
@@ -122,6 +126,7 @@ func (e *h1Engine) serveTo(conn net.Conn, cs *tls.ConnectionState, up *h1Upstrea
 	if cs != nil {
 		hc.scheme = "https"
 	}
+	hc.clientAddr = conn.RemoteAddr().String()
 	if ra, ok := conn.RemoteAddr().(*net.TCPAddr); ok {
 		hc.ip = ra.IP.String()
 	} else {
@@ -699,7 +704,7 @@ func (ex *h1Exchange) readResponseHead(ac *appConn) error {
 		}
 		ex.status = h.Status
 		ex.reason = string(h.Reason)
-		ex.resProto = "HTTP/1." + strconv.Itoa(h.Minor)
+		ex.resProto = protoName(h.Minor)
 		if ex.hc.e.c.opt.Emitter != nil {
 			ex.resHdr = h.Headers()
 		}
@@ -875,21 +880,24 @@ func (ex *h1Exchange) newRecord(host string) *capture.Record {
 		Labels:    e.c.opt.Labels,
 		Tags:      e.c.opt.Tags,
 		Net: capture.Net{
-			ClientAddr: hc.conn.RemoteAddr().String(),
+			ClientAddr: hc.clientAddr,
 			ServerAddr: hc.up.target,
 			Proxy:      cmp.Or(hc.up.proxy, e.proxyName),
 			ServerHost: hostOnly(host),
 		},
 		HTTP: &capture.HTTP{Req: capture.Request{
-			Method:  string(h.Method),
+			Method:  methodName(h.Method),
 			URL:     url,
-			Proto:   "HTTP/1." + strconv.Itoa(h.Minor),
+			Proto:   protoName(h.Minor),
 			Host:    string(h.Host),
 			Headers: ex.reqHdr,
 		}},
 	}
 	if hc.tls != nil {
-		rec.Net.TLS = tlsFacts(hc.tls)
+		if hc.tlsFacts == nil {
+			hc.tlsFacts = tlsFacts(hc.tls)
+		}
+		rec.Net.TLS = hc.tlsFacts
 	}
 	if t := hc.up.tunnel; t != nil {
 		rec.Net.ConnID = t.connID
@@ -897,6 +905,38 @@ func (ex *h1Exchange) newRecord(host string) *capture.Record {
 		rec.Net.TLS = t.tls
 	}
 	return rec
+}
+
+// protoName is "HTTP/1.1" or "HTTP/1.0" without building the string for each message.
+func protoName(minor int) string {
+	switch minor {
+	case 1:
+		return "HTTP/1.1"
+	case 0:
+		return "HTTP/1.0"
+	}
+	return "HTTP/1." + strconv.Itoa(minor)
+}
+
+// methodName is the method's string, the common ones without an allocation.
+func methodName(m []byte) string {
+	switch string(m) {
+	case http.MethodGet:
+		return http.MethodGet
+	case http.MethodPost:
+		return http.MethodPost
+	case http.MethodPut:
+		return http.MethodPut
+	case http.MethodDelete:
+		return http.MethodDelete
+	case http.MethodHead:
+		return http.MethodHead
+	case http.MethodPatch:
+		return http.MethodPatch
+	case http.MethodOptions:
+		return http.MethodOptions
+	}
+	return string(m)
 }
 
 // finish completes the record when the exchange is over.
