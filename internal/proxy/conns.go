@@ -197,7 +197,7 @@ func (l *trackListener) Accept() (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	tc := &trackConn{Conn: c, l: l}
+	tc := &trackConn{Conn: fastTCP(c), l: l}
 	l.live.add(tc)
 	if l.table != nil {
 		tc.info = l.table.add(l.name, c.RemoteAddr().String())

@@ -1079,7 +1079,7 @@ func (p *appPool) dial() (*appConn, error) {
 	if err != nil {
 		return nil, err
 	}
-	var c net.Conn = &upstreamConn{Conn: conn}
+	var c net.Conn = &upstreamConn{Conn: fastTCP(conn)}
 	if u.tls != nil {
 		tc := tls.Client(c, u.tls)
 		tc.SetDeadline(time.Now().Add(10 * time.Second))

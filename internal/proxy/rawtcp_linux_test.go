@@ -1,0 +1,175 @@
+package proxy
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// tcpPair returns the two ends of a loopback TCP connection, the first wrapped by wrap.
+func tcpPair(t *testing.T, wrap func(net.Conn) net.Conn) (net.Conn, *net.TCPConn) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	peer := make(chan net.Conn, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			peer <- nil
+			return
+		}
+		peer <- c
+	}()
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := <-peer
+	if p == nil {
+		t.Fatal("accept failed")
+	}
+	t.Cleanup(func() { c.Close(); p.Close() })
+	return wrap(c), p.(*net.TCPConn)
+}
+
+// shape is an error as a caller can tell it: its type chain, what errors.Is finds and its message without the
+// addresses.
+func shape(err error, c net.Conn) string {
+	if err == nil {
+		return "nil"
+	}
+	var types []string
+	for e := err; e != nil; e = errors.Unwrap(e) {
+		types = append(types, fmt.Sprintf("%T", e))
+	}
+	var ne net.Error
+	timeout := errors.As(err, &ne) && ne.Timeout()
+	msg := strings.NewReplacer(c.LocalAddr().String(), "LOCAL", c.RemoteAddr().String(), "REMOTE").Replace(err.Error())
+	return fmt.Sprintf("%s eof=%v closed=%v deadline=%v reset=%v pipe=%v timeout=%v %q", strings.Join(types, ">"),
+		err == io.EOF, errors.Is(err, net.ErrClosed), errors.Is(err, os.ErrDeadlineExceeded),
+		errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE), timeout, msg)
+}
+
+// TestRawTCPLikeNetConn runs the same cases on a plain *net.TCPConn and on rawTCP: the bytes moved, and the
+// errors as their callers see them (type chain, errors.Is, net.Error's Timeout, message), must be the same.
+func TestRawTCPLikeNetConn(t *testing.T) {
+	plain := func(c net.Conn) net.Conn { return c }
+	cases := map[string]func(t *testing.T, c net.Conn, p *net.TCPConn) string{
+		"data both ways, a large write in parts": func(t *testing.T, c net.Conn, p *net.TCPConn) string {
+			big := bytes.Repeat([]byte("0123456789abcdef"), 1<<18) // 4 MiB: more than the socket buffers
+			got := make(chan []byte, 1)
+			go func() { b, _ := io.ReadAll(io.LimitReader(p, int64(len(big)))); got <- b }()
+			n, err := c.Write(big)
+			if b := <-got; !bytes.Equal(b, big) {
+				t.Errorf("peer read %d bytes, not the %d written", len(b), len(big))
+			}
+			p.Write([]byte("pong"))
+			buf := make([]byte, 16)
+			m, rerr := io.ReadFull(c, buf[:4])
+			return fmt.Sprintf("wrote %d %s; read %q %s", n, shape(err, c), buf[:m], shape(rerr, c))
+		},
+		"end of stream": func(t *testing.T, c net.Conn, p *net.TCPConn) string {
+			p.Write([]byte("last"))
+			p.Close()
+			b, err := io.ReadAll(c)
+			n, rerr := c.Read(make([]byte, 8))
+			return fmt.Sprintf("%q %s; again %d %s", b, shape(err, c), n, shape(rerr, c))
+		},
+		"read deadline": func(t *testing.T, c net.Conn, p *net.TCPConn) string {
+			c.SetReadDeadline(time.Now().Add(20 * time.Millisecond))
+			n, err := c.Read(make([]byte, 8))
+			return fmt.Sprintf("%d %s", n, shape(err, c))
+		},
+		"closed while reading": func(t *testing.T, c net.Conn, p *net.TCPConn) string {
+			go func() { time.Sleep(20 * time.Millisecond); c.Close() }()
+			n, err := c.Read(make([]byte, 8))
+			_, werr := c.Write([]byte("x"))
+			return fmt.Sprintf("%d %s; write %s", n, shape(err, c), shape(werr, c))
+		},
+		"reset by the peer": func(t *testing.T, c net.Conn, p *net.TCPConn) string {
+			p.SetLinger(0)
+			p.Close()
+			time.Sleep(20 * time.Millisecond)
+			n, err := c.Read(make([]byte, 8))
+			_, werr := c.Write([]byte("x"))
+			return fmt.Sprintf("%d %s; write %s", n, shape(err, c), shape(werr, c))
+		},
+		"empty read and write": func(t *testing.T, c net.Conn, p *net.TCPConn) string {
+			n, err := c.Read(nil)
+			m, werr := c.Write(nil)
+			return fmt.Sprintf("%d %s; %d %s", n, shape(err, c), m, shape(werr, c))
+		},
+	}
+	for name, run := range cases {
+		t.Run(name, func(t *testing.T) {
+			c1, p1 := tcpPair(t, plain)
+			want := run(t, c1, p1)
+			c2, p2 := tcpPair(t, fastTCP)
+			if _, ok := c2.(*rawTCP); !ok {
+				t.Fatalf("fastTCP gave %T, not *rawTCP", c2)
+			}
+			if got := run(t, c2, p2); got != want {
+				t.Errorf("rawTCP:\n  %s\nnet.TCPConn:\n  %s", got, want)
+			}
+		})
+	}
+}
+
+// TestRawTCPConcurrent reads and writes one rawTCP connection from two goroutines each (the race detector
+// watches), echoed by the peer; every byte comes back.
+func TestRawTCPConcurrent(t *testing.T) {
+	c, p := tcpPair(t, fastTCP)
+	go io.Copy(p, p)
+	const per = 2000
+	done := make(chan int, 2)
+	for w := range 2 {
+		go func() {
+			for range per {
+				if _, err := c.Write([]byte{byte('a' + w)}); err != nil {
+					t.Error(err)
+					break
+				}
+			}
+		}()
+		go func() {
+			n := 0
+			buf := make([]byte, 64)
+			for n < per {
+				c.SetReadDeadline(time.Now().Add(5 * time.Second))
+				m, err := c.Read(buf)
+				if err != nil {
+					break
+				}
+				n += m
+			}
+			done <- n
+		}()
+	}
+	if total := <-done + <-done; total != 2*per {
+		t.Errorf("read %d bytes back, want %d", total, 2*per)
+	}
+}
+
+// TestRawTCPNoAllocs: a read and a write allocate nothing.
+func TestRawTCPNoAllocs(t *testing.T) {
+	c, p := tcpPair(t, fastTCP)
+	msg, buf, pbuf := []byte("ping"), make([]byte, 16), make([]byte, 16)
+	if n := testing.AllocsPerRun(200, func() {
+		c.Write(msg)
+		io.ReadFull(p, pbuf[:4])
+		p.Write(msg)
+		io.ReadFull(c, buf[:4])
+	}); n != 0 {
+		t.Errorf("%v allocations per exchange, want 0", n)
+	}
+}
