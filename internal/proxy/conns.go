@@ -10,6 +10,7 @@ import (
 
 	"github.com/tapwire/tapwire/internal/capture"
 	"github.com/tapwire/tapwire/internal/h1"
+	"github.com/tapwire/tapwire/internal/rawtcp"
 )
 
 // ConnTable lists the connections goproxy holds now and the most recent
@@ -197,7 +198,7 @@ func (l *trackListener) Accept() (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	tc := &trackConn{Conn: fastTCP(c), l: l}
+	tc := &trackConn{Conn: rawtcp.Wrap(c), l: l}
 	l.live.add(tc)
 	if l.table != nil {
 		tc.info = l.table.add(l.name, c.RemoteAddr().String())

@@ -30,6 +30,7 @@ import (
 
 	"github.com/tapwire/tapwire/internal/capture"
 	"github.com/tapwire/tapwire/internal/h1"
+	"github.com/tapwire/tapwire/internal/rawtcp"
 )
 
 // DefaultMaxHeaderBytes bounds a request's line and headers together when
@@ -1079,7 +1080,7 @@ func (p *appPool) dial() (*appConn, error) {
 	if err != nil {
 		return nil, err
 	}
-	var c net.Conn = &upstreamConn{Conn: fastTCP(conn)}
+	var c net.Conn = &upstreamConn{Conn: rawtcp.Wrap(conn)}
 	if u.tls != nil {
 		tc := tls.Client(c, u.tls)
 		tc.SetDeadline(time.Now().Add(10 * time.Second))

@@ -1,4 +1,4 @@
-package proxy
+package rawtcp
 
 import (
 	"io"
@@ -9,22 +9,9 @@ import (
 	"unsafe"
 )
 
-// rawTCP is a TCP connection whose reads and writes are system calls made
-// without telling Go's scheduler (syscall.RawSyscall) under the poller's
-// readiness wait (syscall.RawConn): the socket is non-blocking, so a call
-// returns at once, EAGAIN included, and the scheduler has nothing to hand
-// over meanwhile. Why: every read or write through net.Conn enters the
-// scheduler's syscall state, and the first one after the process was idle
-// wakes the runtime's monitor thread (sysmon), which then polls every 20 µs
-// for a millisecond. goproxy goes idle between bursts of requests many times
-// a second, and in a sidecar with a fraction of one core the monitor's
-// wake-ups preempt the proxy itself: under bench/run's load (perf record -e
-// sched:sched_switch) half of goproxy's context switches were the monitor's
-// (25,000 of 52,000 in 3 s). With rawTCP they are 600, and goproxy's CPU per
-// request drops 13% with capture off, 8% with it on (4 interleaved rounds,
-// pinned). Errors are wrapped as net.Conn's are (*net.OpError around
-// *os.SyscallError), so callers see the same values and messages.
-type rawTCP struct {
+// Conn is a TCP connection whose reads and writes bypass the scheduler's
+// syscall state (see the package comment).
+type Conn struct {
 	*net.TCPConn
 	rc syscall.RawConn
 
@@ -38,9 +25,9 @@ type rawTCP struct {
 	rfunc, wfunc func(uintptr) bool
 }
 
-// fastTCP returns c with rawTCP's reads and writes when it is a TCP
-// connection, else c.
-func fastTCP(c net.Conn) net.Conn {
+// Wrap returns c as a *Conn when it is a *net.TCPConn, else c. The
+// *net.TCPConn's other methods (deadlines, CloseWrite, SetLinger...) stay.
+func Wrap(c net.Conn) net.Conn {
 	tc, ok := c.(*net.TCPConn)
 	if !ok {
 		return c
@@ -49,13 +36,13 @@ func fastTCP(c net.Conn) net.Conn {
 	if err != nil {
 		return c
 	}
-	r := &rawTCP{TCPConn: tc, rc: rc}
+	r := &Conn{TCPConn: tc, rc: rc}
 	r.rfunc = r.readFD
 	r.wfunc = r.writeFD
 	return r
 }
 
-func (r *rawTCP) readFD(fd uintptr) bool {
+func (r *Conn) readFD(fd uintptr) bool {
 	for {
 		n, _, e := syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(&r.rp[0])), uintptr(len(r.rp)))
 		switch e {
@@ -71,7 +58,7 @@ func (r *rawTCP) readFD(fd uintptr) bool {
 	}
 }
 
-func (r *rawTCP) writeFD(fd uintptr) bool {
+func (r *Conn) writeFD(fd uintptr) bool {
 	for r.wn < len(r.wp) {
 		n, _, e := syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(unsafe.Pointer(&r.wp[r.wn])), uintptr(len(r.wp)-r.wn))
 		switch e {
@@ -90,7 +77,7 @@ func (r *rawTCP) writeFD(fd uintptr) bool {
 }
 
 // Read reads as net.Conn's Read does: 0 and io.EOF at the end of the stream.
-func (r *rawTCP) Read(p []byte) (int, error) {
+func (r *Conn) Read(p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
@@ -112,7 +99,7 @@ func (r *rawTCP) Read(p []byte) (int, error) {
 }
 
 // Write writes all of p, as net.Conn's Write does, or fails.
-func (r *rawTCP) Write(p []byte) (int, error) {
+func (r *Conn) Write(p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
@@ -133,7 +120,7 @@ func (r *rawTCP) Write(p []byte) (int, error) {
 
 // opError wraps err as net.Conn does; the poller's errors come wrapped for
 // "raw-read" or "raw-write", and that wrapping goes.
-func (r *rawTCP) opError(op string, err error) error {
+func (r *Conn) opError(op string, err error) error {
 	if oe, ok := err.(*net.OpError); ok {
 		err = oe.Err
 	}

@@ -1,4 +1,4 @@
-package proxy
+package rawtcp
 
 import (
 	"bytes"
@@ -60,9 +60,9 @@ func shape(err error, c net.Conn) string {
 		errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE), timeout, msg)
 }
 
-// TestRawTCPLikeNetConn runs the same cases on a plain *net.TCPConn and on rawTCP: the bytes moved, and the
+// TestLikeNetConn runs the same cases on a plain *net.TCPConn and on rawtcp.Conn: the bytes moved, and the
 // errors as their callers see them (type chain, errors.Is, net.Error's Timeout, message), must be the same.
-func TestRawTCPLikeNetConn(t *testing.T) {
+func TestLikeNetConn(t *testing.T) {
 	plain := func(c net.Conn) net.Conn { return c }
 	cases := map[string]func(t *testing.T, c net.Conn, p *net.TCPConn) string{
 		"data both ways, a large write in parts": func(t *testing.T, c net.Conn, p *net.TCPConn) string {
@@ -114,21 +114,21 @@ func TestRawTCPLikeNetConn(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			c1, p1 := tcpPair(t, plain)
 			want := run(t, c1, p1)
-			c2, p2 := tcpPair(t, fastTCP)
-			if _, ok := c2.(*rawTCP); !ok {
-				t.Fatalf("fastTCP gave %T, not *rawTCP", c2)
+			c2, p2 := tcpPair(t, Wrap)
+			if _, ok := c2.(*Conn); !ok {
+				t.Fatalf("Wrap gave %T, not *Conn", c2)
 			}
 			if got := run(t, c2, p2); got != want {
-				t.Errorf("rawTCP:\n  %s\nnet.TCPConn:\n  %s", got, want)
+				t.Errorf("rawtcp.Conn:\n  %s\nnet.TCPConn:\n  %s", got, want)
 			}
 		})
 	}
 }
 
-// TestRawTCPConcurrent reads and writes one rawTCP connection from two goroutines each (the race detector
+// TestConcurrent reads and writes one Conn from two goroutines each (the race detector
 // watches), echoed by the peer; every byte comes back.
-func TestRawTCPConcurrent(t *testing.T) {
-	c, p := tcpPair(t, fastTCP)
+func TestConcurrent(t *testing.T) {
+	c, p := tcpPair(t, Wrap)
 	go io.Copy(p, p)
 	const per = 2000
 	done := make(chan int, 2)
@@ -160,9 +160,9 @@ func TestRawTCPConcurrent(t *testing.T) {
 	}
 }
 
-// TestRawTCPNoAllocs: a read and a write allocate nothing.
-func TestRawTCPNoAllocs(t *testing.T) {
-	c, p := tcpPair(t, fastTCP)
+// TestNoAllocs: a read and a write allocate nothing.
+func TestNoAllocs(t *testing.T) {
+	c, p := tcpPair(t, Wrap)
 	msg, buf, pbuf := []byte("ping"), make([]byte, 16), make([]byte, 16)
 	if n := testing.AllocsPerRun(200, func() {
 		c.Write(msg)
