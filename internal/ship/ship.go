@@ -1,6 +1,7 @@
 // Package ship moves capture records from goproxy's hot path to a sink in
 // batches: Emit queues a record without ever blocking, and one goroutine
-// batches, writes, and retries with capped backoff. The queue is bounded in
+// batches and hands each batch to a writer (two at once by default) that
+// retries it with capped backoff. The queue is bounded in
 // bytes; what does not fit is dropped and counted. docs/shipping.md
 // describes the behaviour.
 package ship
@@ -33,6 +34,11 @@ type Config struct {
 	// counted from when its oldest record was queued (or, for records left
 	// over from a full batch, from when that batch was taken). If zero, 1s.
 	FlushInterval time.Duration
+	// InFlight is the most batches written at once. A sink that makes each
+	// write durable before answering (the forwarder fsyncs before its 200,
+	// sharing one fsync among the batches that arrive together) ships twice
+	// as many records per round trip with two. If zero, 2.
+	InFlight int
 	// MinBackoff and MaxBackoff bound the wait between failed writes. The
 	// wait doubles from MinBackoff up to MaxBackoff, with jitter; a longer
 	// Retry-After from the sink wins. If zero, 250ms and 30s.
@@ -58,6 +64,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.FlushInterval <= 0 {
 		c.FlushInterval = time.Second
+	}
+	if c.InFlight <= 0 {
+		c.InFlight = 2
 	}
 	if c.MinBackoff <= 0 {
 		c.MinBackoff = 250 * time.Millisecond
@@ -270,6 +279,9 @@ func (s *Shipper) shutdown(ctx context.Context) error {
 // it until it is shipped, refused for good, or ctx is done.
 func (s *Shipper) loop(ctx context.Context) {
 	defer close(s.done)
+	slots := make(chan struct{}, s.cfg.InFlight) // a token per batch being written
+	var sending sync.WaitGroup
+	defer sending.Wait() // before done: a batch still being written may go back to the queue
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
 	defer timer.Stop()
@@ -289,9 +301,21 @@ func (s *Shipper) loop(ctx context.Context) {
 			if s.cfg.Prepare != nil {
 				s.cfg.Prepare(batch)
 			}
-			s.send(ctx, batch, size, &st)
-			if ctx.Err() != nil {
+			select {
+			case slots <- struct{}{}:
+			case <-ctx.Done():
 				s.putBack(batch, size)
+				return
+			}
+			sending.Add(1)
+			go func() {
+				defer sending.Done()
+				if !s.send(ctx, batch, size, &st) {
+					s.putBack(batch, size) // the context ended first: the batch goes back to the queue
+				}
+				<-slots
+			}()
+			if ctx.Err() != nil {
 				return
 			}
 			continue
@@ -381,47 +405,106 @@ func (s *Shipper) release(n int, size int64) {
 // retryState is the loop's memory of failures, for backoff and for
 // logging a failure once and its recovery.
 type retryState struct {
+	mu        sync.Mutex // the batches in flight share it
 	log       retry.Log
 	lastDrops int64 // queue-full drops already logged
+
+	// After a failed write, its batch alone is written (with backoff and
+	// Retry-After) until the sink takes it: a sink that is down or
+	// overloaded gets one batch at a time, not InFlight. prober is that
+	// batch (nil when writes succeed); clear is closed when it is done.
+	prober *capture.Record
+	clear  chan struct{}
 }
 
-// send writes batch until it is shipped, refused for good, or ctx is done.
-func (s *Shipper) send(ctx context.Context, batch []*capture.Record, size int64, st *retryState) {
+// turn waits until batch may be written: no other batch is probing a
+// failing sink. It reports false if ctx ended first.
+func (st *retryState) turn(ctx context.Context, batch []*capture.Record) bool {
+	st.mu.Lock()
+	if st.prober == nil || st.prober == batch[0] {
+		st.mu.Unlock()
+		return true
+	}
+	clear := st.clear
+	st.mu.Unlock()
+	select {
+	case <-clear:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// probe makes batch the one written while the sink fails, unless another is.
+func (st *retryState) probe(batch []*capture.Record) {
+	if st.prober == nil {
+		st.prober, st.clear = batch[0], make(chan struct{})
+	}
+}
+
+// done ends batch's probing, if it was probing; st.mu is held.
+func (st *retryState) done(batch []*capture.Record) {
+	if st.prober == batch[0] {
+		st.prober = nil
+		close(st.clear)
+	}
+}
+
+// send writes batch until it is shipped or refused for good (true), or ctx
+// is done first (false: the batch is still the caller's).
+func (s *Shipper) send(ctx context.Context, batch []*capture.Record, size int64, st *retryState) bool {
 	for {
+		if !st.turn(ctx, batch) {
+			return false
+		}
 		err := s.sink.Write(ctx, batch)
 		if err == nil {
 			s.shipped.Add(int64(len(batch)))
 			s.batches.Add(1)
 			s.release(len(batch), size)
+			st.mu.Lock()
+			st.done(batch)
 			st.log.Succeeded("capture shipping recovered")
 			s.logDrops(st)
-			return
+			st.mu.Unlock()
+			return true
 		}
 		if ctx.Err() != nil {
-			return // shutting down: the batch goes back to the queue
+			return false // shutting down: the batch goes back to the queue
 		}
 		s.failures.Add(1)
 		if retry.Permanent(err) {
 			s.dropPermanent.Add(int64(len(batch)))
 			s.release(len(batch), size)
+			st.mu.Lock()
+			st.done(batch)
+			st.mu.Unlock()
 			s.log.Error("capture batch refused, dropped", "records", len(batch), "err", err)
-			return
+			return true
+		}
+		st.mu.Lock()
+		st.probe(batch)
+		if st.prober != batch[0] {
+			// Another batch probes the sink: this one waits for its turn.
+			st.mu.Unlock()
+			continue
 		}
 		n := st.log.Failed("capture shipping failing", err, "records", len(batch))
 		s.logDrops(st)
+		st.mu.Unlock()
 
 		wait := retry.Backoff{Min: s.cfg.MinBackoff, Max: s.cfg.MaxBackoff}.Wait(n, err)
 		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return
+			return false
 		case <-t.C:
 		}
 	}
 }
 
-// logDrops logs queue-full drops since the last such line.
+// logDrops logs queue-full drops since the last such line; st.mu is held.
 func (s *Shipper) logDrops(st *retryState) {
 	if n := s.dropFull.Load(); n > st.lastDrops {
 		s.log.Warn("capture queue full, records dropped", "dropped", n-st.lastDrops, "total", n, "queueBytes", s.cfg.QueueBytes)

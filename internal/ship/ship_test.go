@@ -215,7 +215,8 @@ func TestRetryAfterThenRecover(t *testing.T) {
 		}
 		return nil
 	})
-	s := ship.New(ship.Config{BatchRecords: 20, FlushInterval: 10 * time.Millisecond,
+	// One batch in flight: the retries of the refused batch are the forwarder's only requests.
+	s := ship.New(ship.Config{BatchRecords: 20, InFlight: 1, FlushInterval: 10 * time.Millisecond,
 		MinBackoff: 5 * time.Millisecond, MaxBackoff: 20 * time.Millisecond, Logger: quiet()},
 		newSink(t, fwd.Addr()))
 	s.Start(context.Background())
@@ -376,3 +377,165 @@ type nopSink struct{}
 
 func (nopSink) Write(context.Context, []*capture.Record) error { return nil }
 func (nopSink) Close() error                                   { return nil }
+
+// slowSink answers each write after a pause, like a forwarder that fsyncs before its 200, and counts how many
+// writes overlap and which records it got.
+type slowSink struct {
+	pause     time.Duration
+	mu        sync.Mutex
+	now, most int
+	got       map[string]int
+	writes    int
+}
+
+func (k *slowSink) Write(ctx context.Context, recs []*capture.Record) error {
+	k.mu.Lock()
+	k.now++
+	k.most = max(k.most, k.now)
+	k.writes++
+	for _, r := range recs {
+		k.got[r.ID]++
+	}
+	k.mu.Unlock()
+	time.Sleep(k.pause)
+	k.mu.Lock()
+	k.now--
+	k.mu.Unlock()
+	return nil
+}
+
+func (k *slowSink) Close() error { return nil }
+
+// TestInFlightBatches: with a sink that takes 30 ms per write, InFlight batches are written at once (never
+// more), and every record arrives exactly once.
+func TestInFlightBatches(t *testing.T) {
+	for _, inFlight := range []int{1, 2, 3} {
+		t.Run(fmt.Sprint(inFlight), func(t *testing.T) {
+			sink := &slowSink{pause: 30 * time.Millisecond, got: map[string]int{}}
+			s := ship.New(ship.Config{BatchRecords: 10, InFlight: inFlight, FlushInterval: 20 * time.Millisecond, Logger: quiet()}, sink)
+			s.Start(context.Background())
+			var sent []*capture.Record
+			for i := range 200 {
+				r := record(i, 10)
+				sent = append(sent, r)
+				s.Emit(r)
+			}
+			if err := shutdown(t, s, 10*time.Second); err != nil {
+				t.Fatalf("Shutdown: %v", err)
+			}
+			sink.mu.Lock()
+			defer sink.mu.Unlock()
+			for _, r := range sent {
+				if n := sink.got[r.ID]; n != 1 {
+					t.Errorf("record %s written %d times, want once", r.ID, n)
+				}
+			}
+			if sink.most != inFlight {
+				t.Errorf("at most %d writes at once, want %d (InFlight)", sink.most, inFlight)
+			}
+			st := s.Stats()
+			if st.Shipped != 200 || st.Dropped != 0 || st.Batches != int64(sink.writes) {
+				t.Errorf("stats = %+v after %d writes, want 200 shipped in as many batches as writes, none dropped", st, sink.writes)
+			}
+			checkBalance(t, st)
+		})
+	}
+}
+
+// failingSink fails its first writes, then takes them; it logs each write's start, end, first record and
+// outcome.
+type failingSink struct {
+	fails int
+	mu    sync.Mutex
+	n     int
+	log   []write
+	got   map[string]int
+}
+
+type write struct {
+	start, end time.Time
+	first      string
+	ok         bool
+}
+
+func (k *failingSink) Write(ctx context.Context, recs []*capture.Record) error {
+	k.mu.Lock()
+	k.n++
+	fail := k.n <= k.fails
+	k.mu.Unlock()
+	w := write{start: time.Now(), first: recs[0].ID, ok: !fail}
+	time.Sleep(5 * time.Millisecond)
+	w.end = time.Now()
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.log = append(k.log, w)
+	if fail {
+		return errors.New("sink down")
+	}
+	for _, r := range recs {
+		k.got[r.ID]++
+	}
+	return nil
+}
+
+func (k *failingSink) Close() error { return nil }
+
+// TestInFlightProbeAfterFailure: with two batches in flight, once a write fails only that batch is written
+// (with backoff) until the sink takes it; then the others follow, and every record arrives once.
+func TestInFlightProbeAfterFailure(t *testing.T) {
+	sink := &failingSink{fails: 4, got: map[string]int{}}
+	s := ship.New(ship.Config{BatchRecords: 10, InFlight: 2, FlushInterval: 10 * time.Millisecond,
+		MinBackoff: 20 * time.Millisecond, MaxBackoff: 40 * time.Millisecond, Logger: quiet()}, sink)
+	s.Start(context.Background())
+	var sent []*capture.Record
+	for i := range 100 {
+		r := record(i, 10)
+		sent = append(sent, r)
+		s.Emit(r)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for s.Stats().Shipped < 100 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err := shutdown(t, s, 5*time.Second); err != nil {
+		t.Fatalf("Shutdown: %v", err)
+	}
+	sink.mu.Lock()
+	defer sink.mu.Unlock()
+	for _, r := range sent {
+		if n := sink.got[r.ID]; n != 1 {
+			t.Errorf("record %s taken %d times, want once", r.ID, n)
+		}
+	}
+	var firstFail, firstOK time.Time
+	for _, w := range sink.log {
+		if !w.ok && (firstFail.IsZero() || w.end.Before(firstFail)) {
+			firstFail = w.end
+		}
+		if w.ok && (firstOK.IsZero() || w.end.Before(firstOK)) {
+			firstOK = w.end
+		}
+	}
+	probers := map[string]bool{}
+	for _, w := range sink.log {
+		if w.start.After(firstFail) && w.end.Before(firstOK) {
+			probers[w.first] = true
+		}
+	}
+	if len(probers) != 1 {
+		t.Errorf("between the first failure and the first success, %d batches were written (%v), want one probing", len(probers), probers)
+	}
+	// Each failure is followed by a backoff (at least MinBackoff/2) before the next write: no batch retries at
+	// once beside the probing one.
+	var last time.Time
+	for _, w := range sink.log {
+		if w.ok || !w.start.After(firstFail) {
+			continue
+		}
+		if !last.IsZero() && w.start.Sub(last) < 10*time.Millisecond {
+			t.Errorf("a failed write started %s after the previous one: written without backoff", w.start.Sub(last))
+		}
+		last = w.start
+	}
+	checkBalance(t, s.Stats())
+}
