@@ -51,10 +51,11 @@ type endpoint struct {
 	kinds   []colKind      // column → how it counts
 	body    []bool         // column → a field of the request body (matches anything when a body was cut short)
 	hashes  [][]uint64     // column → the hash of each recording's value, in recording order (while indexing)
-	keys    [][]uint64     // column → the value hashes of its recordings, sorted; a body column leaves out
-	// the recordings whose body was cut short (cutShort)
-	order    [][]int32 // column → the recording of each of its keys, in recorded order among equal keys
-	cutShort []int32   // the recordings whose request body was cut short, in recorded order
+	// keys: column → the value hashes of its recordings, sorted (a body column leaves out cutShort);
+	// order: column → the recording of each key, in recorded order among equal keys.
+	keys     [][]uint64
+	order    [][]int32
+	cutShort []int32 // the recordings whose request body was cut short, in recorded order
 	ignored  map[string]bool
 
 	requests, matched, missed atomic.Int64
@@ -360,22 +361,12 @@ func (ep *endpoint) closest(live []string, extra int) (score, []*recording) {
 				all.add(k)
 				continue
 			}
-			for _, i := range ep.cutShort {
-				if counter[i] == 0 && sc.hard[i]+sc.soft[i] == 0 {
-					sc.touched = append(sc.touched, i)
-				}
-				counter[i]++
-			}
+			sc.count(counter, ep.cutShort)
 		} else if len(have) == len(ep.recs) {
 			all.add(k)
 			continue
 		}
-		for _, i := range have {
-			if sc.hard[i]+sc.soft[i] == 0 {
-				sc.touched = append(sc.touched, i)
-			}
-			counter[i]++
-		}
+		sc.count(counter, have)
 	}
 	base := score{worst.hard - all.hard, worst.soft - all.soft}
 	best := base
@@ -399,6 +390,16 @@ func (ep *endpoint) closest(live []string, extra int) (score, []*recording) {
 		recs[j] = ep.recs[i]
 	}
 	return best, recs
+}
+
+// count adds one to counter (sc.hard or sc.soft) for each of recs, noting those counted for the first time.
+func (sc *scratch) count(counter []int32, recs []int32) {
+	for _, i := range recs {
+		if sc.hard[i]+sc.soft[i] == 0 {
+			sc.touched = append(sc.touched, i)
+		}
+		counter[i]++
+	}
 }
 
 func (s *score) add(k colKind) {

@@ -919,23 +919,16 @@ func protoName(minor int) string {
 	return "HTTP/1." + strconv.Itoa(minor)
 }
 
+// commonMethods are the methods whose record strings are constants.
+var commonMethods = [...]string{http.MethodGet, http.MethodPost, http.MethodPut, http.MethodDelete, http.MethodHead,
+	http.MethodPatch, http.MethodOptions}
+
 // methodName is the method's string, the common ones without an allocation.
 func methodName(m []byte) string {
-	switch string(m) {
-	case http.MethodGet:
-		return http.MethodGet
-	case http.MethodPost:
-		return http.MethodPost
-	case http.MethodPut:
-		return http.MethodPut
-	case http.MethodDelete:
-		return http.MethodDelete
-	case http.MethodHead:
-		return http.MethodHead
-	case http.MethodPatch:
-		return http.MethodPatch
-	case http.MethodOptions:
-		return http.MethodOptions
+	for _, c := range commonMethods {
+		if string(m) == c {
+			return c
+		}
 	}
 	return string(m)
 }

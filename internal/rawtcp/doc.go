@@ -10,8 +10,8 @@
 // wake-ups preempt the proxy itself: under bench/run's load (perf record -e
 // sched:sched_switch) half of goproxy's context switches were the monitor's
 // (25,000 of 52,000 in 3 s). With rawtcp they are 600, and goproxy's CPU per
-// request drops 13% with capture off, 8% with it on (4 interleaved rounds,
-// pinned). Errors are wrapped as net.Conn's are (*net.OpError around
+// request drops 9-13% with capture off, 3-8% with it on (two sets of 4
+// interleaved rounds each, pinned: bench/ab). Errors are wrapped as net.Conn's are (*net.OpError around
 // *os.SyscallError), so callers see the same values and messages. Elsewhere than on Linux, Wrap
 // returns the connection as it is.
 package rawtcp
