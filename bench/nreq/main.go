@@ -14,6 +14,18 @@
 // checks that the server closed none of them meanwhile and prints
 // "held N closed_by_server K": what bench/run reads the proxy's memory during.
 //
+//	nreq -url http://127.0.0.1:8080/ -rate 10000 -d 10s [-c 64]
+//
+// sends requests at a fixed rate, spread evenly over -c keep-alive
+// connections (each paces its own share; one request at a time on each),
+// for -d, and prints "requests N seconds S rate R p50_ms A p99_ms B late L":
+// the latency is counted from the moment a request was due, not when it
+// went out, so a server that falls behind shows it (L: requests sent more
+// than 10 ms after they were due). What bench/run compares the servers'
+// CPU per request at, all at the same load: under wrk's closed loop each
+// runs at its own rate, and a server kept half idle wakes more often per
+// request.
+//
 // The request is wrk's: "GET / HTTP/1.1" with only a Host header.
 package main
 
@@ -27,6 +39,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"slices"
 	"sync"
 	"time"
 )
@@ -37,15 +50,17 @@ func main() {
 	c := flag.Int("c", 1, "keep-alive connections the -n requests are spread over")
 	idle := flag.Int("idle", 0, "connections to open, use once and hold idle (idle mode)")
 	hold := flag.Duration("hold", 10*time.Second, "how long idle mode holds its connections")
+	rate := flag.Float64("rate", 0, "requests per second in all (rate mode, with -d)")
+	dur := flag.Duration("d", 10*time.Second, "how long rate mode sends")
 	timeout := flag.Duration("timeout", 60*time.Second, "deadline of each dial and each request (slow under valgrind)")
 	flag.Parse()
-	if err := run(*rawURL, *n, *c, *idle, *hold, *timeout); err != nil {
+	if err := run(*rawURL, *n, *c, *idle, *rate, *hold, *dur, *timeout); err != nil {
 		fmt.Fprintln(os.Stderr, "nreq:", err)
 		os.Exit(1)
 	}
 }
 
-func run(rawURL string, n, c, idle int, hold, timeout time.Duration) error {
+func run(rawURL string, n, c, idle int, rate float64, hold, dur, timeout time.Duration) error {
 	u, err := url.Parse(rawURL)
 	if err != nil || u.Scheme != "http" || u.Host == "" {
 		return fmt.Errorf("-url %q: want http://host:port/path", rawURL)
@@ -53,7 +68,12 @@ func run(rawURL string, n, c, idle int, hold, timeout time.Duration) error {
 	path := u.RequestURI()
 	req := []byte("GET " + path + " HTTP/1.1\r\nHost: " + u.Host + "\r\n\r\n")
 	switch {
-	case n > 0 && idle == 0:
+	case rate > 0 && n == 0 && idle == 0:
+		if c < 1 || dur <= 0 {
+			return fmt.Errorf("-c %d -d %s: want at least one connection and a duration", c, dur)
+		}
+		return paced(u.Host, req, rate, dur, c, timeout)
+	case n > 0 && idle == 0 && rate == 0:
 		if c < 1 || c > n {
 			return fmt.Errorf("-c %d: want 1 to -n (%d)", c, n)
 		}
@@ -61,7 +81,7 @@ func run(rawURL string, n, c, idle int, hold, timeout time.Duration) error {
 	case idle > 0 && n == 0:
 		return holdIdle(u.Host, req, idle, hold, timeout)
 	default:
-		return errors.New("want exactly one of -n and -idle")
+		return errors.New("want exactly one of -n, -idle and -rate")
 	}
 }
 
@@ -140,6 +160,78 @@ func requests(addr string, req []byte, n, c int, timeout time.Duration) error {
 		return err
 	}
 	fmt.Printf("requests %d connections %d seconds %.3f\n", n, c, time.Since(start).Seconds())
+	return nil
+}
+
+// paced sends rate requests per second for dur over c connections, each
+// connection due to send one every c/rate seconds (offset so that the
+// connections take turns), and prints what was sent and its latency from
+// each request's due time.
+func paced(addr string, req []byte, rate float64, dur time.Duration, c int, timeout time.Duration) error {
+	every := time.Duration(float64(c) / rate * float64(time.Second))
+	if every <= 0 {
+		return fmt.Errorf("-rate %g over %d connections: too fast to pace", rate, c)
+	}
+	conns := make([]*conn, c)
+	defer func() {
+		for _, cn := range conns {
+			if cn != nil {
+				cn.nc.Close()
+			}
+		}
+	}()
+	for i := range conns {
+		cn, err := dial(addr, timeout)
+		if err != nil {
+			return err
+		}
+		conns[i] = cn
+	}
+	lat := make([][]time.Duration, c)
+	errs := make([]error, c)
+	late := make([]int, c)
+	start := time.Now().Add(10 * time.Millisecond)
+	end := start.Add(dur)
+	var wg sync.WaitGroup
+	for i, cn := range conns {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			due := start.Add(every * time.Duration(i) / time.Duration(c))
+			for ; due.Before(end); due = due.Add(every) {
+				if d := time.Until(due); d > 0 {
+					time.Sleep(d)
+				} else if d < -10*time.Millisecond {
+					late[i]++
+				}
+				if err := cn.do(req); err != nil {
+					errs[i] = fmt.Errorf("connection %d: %w", i, err)
+					return
+				}
+				lat[i] = append(lat[i], time.Since(due))
+			}
+		}()
+	}
+	wg.Wait()
+	took := time.Since(start)
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	var all []time.Duration
+	lateN := 0
+	for i := range lat {
+		all = append(all, lat[i]...)
+		lateN += late[i]
+	}
+	slices.Sort(all)
+	q := func(p float64) float64 {
+		if len(all) == 0 {
+			return 0
+		}
+		return float64(all[min(len(all)-1, int(p*float64(len(all))))]) / 1e6
+	}
+	fmt.Printf("requests %d seconds %.3f rate %.0f p50_ms %.3f p99_ms %.3f late %d\n",
+		len(all), took.Seconds(), float64(len(all))/took.Seconds(), q(0.50), q(0.99), lateN)
 	return nil
 }
 
