@@ -29,6 +29,7 @@ import (
 
 	"github.com/tapwire/tapwire/internal/capture"
 	"github.com/tapwire/tapwire/internal/mitm"
+	"github.com/tapwire/tapwire/internal/netyield"
 	"github.com/tapwire/tapwire/internal/proxy"
 	"github.com/tapwire/tapwire/internal/redact"
 	"github.com/tapwire/tapwire/internal/service"
@@ -158,7 +159,7 @@ func New(cfg *Config, log *slog.Logger) (_ *Server, err error) {
 		if s.redactor, err = cfg.Redaction.Redactor(); err != nil {
 			return nil, err
 		}
-		sink, where, err := openSink(cfg)
+		sink, where, err := openSink(cfg, s.yield)
 		if err != nil {
 			return nil, err
 		}
@@ -310,14 +311,29 @@ func caInfo(ca *mitm.CA) CAInfo {
 // redact applies the redaction rules to a batch, in the shipper's
 // goroutine: once per batch, before its first write, so that no secret
 // reaches the forwarder's wire or the local files, and no request waits
-// for it. The forwarder applies the same rules again, which changes
-// nothing that was redacted here.
+// for it (it makes way for them every wire.YieldEvery: s.yield). The
+// forwarder applies the same rules again, which changes nothing that was
+// redacted here.
 func (s *Server) redact(batch []*capture.Record) {
+	pace := netyield.Pacer{Every: wire.YieldEvery, Yield: s.yield}
 	for _, r := range batch {
+		pace.Tick()
 		if s.redactor.Redact(r) != nil {
 			s.redacted.Add(1)
 		}
 	}
+}
+
+// yield makes way for the goroutines the network has woken, from the
+// shipper's long loops (redaction here, encoding in the wire client):
+// with one core, a batch would otherwise hold every request that arrives
+// meanwhile (internal/netyield). Not while the shipper is behind the
+// traffic: then the records get the CPU first, rather than be dropped.
+func (s *Server) yield() {
+	if s.shipper != nil && s.shipper.Backlogged() {
+		return
+	}
+	netyield.Yield()
 }
 
 // appTarget is the app's URL from REVERSE_PROXY_HOST and REVERSE_PROXY_PORT.
@@ -333,21 +349,22 @@ func appTarget(cfg *Config) string {
 	return scheme + "://" + net.JoinHostPort(strings.Trim(host, "[]"), strconv.Itoa(cfg.ReversePort))
 }
 
-// openSink picks where records go: the forwarder, or local files.
-func openSink(cfg *Config) (capture.Sink, string, error) {
+// openSink picks where records go: the forwarder, or local files. Either
+// sink calls yield while it encodes a batch.
+func openSink(cfg *Config, yield func()) (capture.Sink, string, error) {
 	addr := cfg.ForwarderAddr
 	if addr == "" || strings.HasPrefix(addr, "file://") {
 		dir := strings.TrimPrefix(addr, "file://")
 		if dir == "" {
 			dir = cfg.LocalDir
 		}
-		fs, err := file.New(dir, file.Options{})
+		fs, err := file.New(dir, file.Options{Yield: yield})
 		if err != nil {
 			return nil, "", fmt.Errorf("local record files in %s: %w", dir, err)
 		}
 		return fs, "local files in " + dir, nil
 	}
-	opts := wire.ClientOptions{Token: cfg.ForwarderToken, FastCompression: true}
+	opts := wire.ClientOptions{Token: cfg.ForwarderToken, FastCompression: true, Yield: yield}
 	if strings.HasPrefix(addr, "https://") {
 		roots, err := forwarderRoots(cfg.TLSCertDir)
 		if err != nil {

@@ -214,6 +214,15 @@ func (s *Shipper) Stats() Stats {
 	return st
 }
 
+// Backlogged reports whether records are waiting beyond what the batches
+// in flight and the next full batch hold: the shipper is falling behind
+// the traffic. goproxy's shipper then stops making way for the
+// network (internal/netyield) until it has caught up, so that a saturated
+// proxy still gives its records the CPU they need rather than drop them.
+func (s *Shipper) Backlogged() bool {
+	return s.heldRecords.Load() > int64(s.cfg.InFlight+1)*int64(s.cfg.BatchRecords)
+}
+
 // Start runs the batch loop in a goroutine until Shutdown, or until ctx
 // is done (then without draining). It does nothing when called again.
 func (s *Shipper) Start(ctx context.Context) {

@@ -537,3 +537,30 @@ func TestInFlightProbeAfterFailure(t *testing.T) {
 	}
 	checkBalance(t, s.Stats())
 }
+
+// TestBacklogged: the shipper reports it is behind once more records are held than the batches in flight and
+// the next one hold, and not once they are shipped.
+func TestBacklogged(t *testing.T) {
+	s := ship.New(ship.Config{BatchRecords: 4, InFlight: 2, FlushInterval: time.Hour, Logger: quiet()}, nopSink{})
+	for i := range 12 { // (InFlight + 1) * BatchRecords
+		s.Emit(record(i, 10))
+		if s.Backlogged() {
+			t.Fatalf("Backlogged with %d records held, want not until more than 12", i+1)
+		}
+	}
+	s.Emit(record(12, 10))
+	if !s.Backlogged() {
+		t.Fatal("not Backlogged with 13 records held and nothing shipped")
+	}
+	s.Start(context.Background())
+	deadline := time.Now().Add(10 * time.Second)
+	for s.Backlogged() && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	if s.Backlogged() {
+		t.Fatalf("still Backlogged after the loop ran: %+v", s.Stats())
+	}
+	if err := shutdown(t, s, 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+}

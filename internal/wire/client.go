@@ -48,7 +48,16 @@ type ClientOptions struct {
 	// The forwarder's hub sink keeps the default level: its batches leave
 	// the cluster, where bytes cost more than its CPU.
 	FastCompression bool
+	// Yield, if not nil, is called about every YieldEvery while a batch of
+	// records is encoded and compressed (FastCompression only), between
+	// records: goproxy makes way there for the requests the network has
+	// woken meanwhile (internal/netyield), since a batch of 512 takes a
+	// millisecond or more of the one core it shares with them.
+	Yield func()
 }
+
+// YieldEvery is how much encoding ClientOptions.Yield is called after.
+const YieldEvery = 500 * time.Microsecond
 
 // Client posts batches to one server: a capture.Sink, and a writer of
 // records already encoded as JSON lines (WriteLines).
@@ -57,6 +66,7 @@ type Client struct {
 	token  string
 	agent  string
 	fast   bool // FastCompression
+	yield  func()
 	client *http.Client
 	own    *http.Transport // nil when Options.Transport was given
 
@@ -99,7 +109,7 @@ func build(url string, opts ClientOptions) *Client {
 	if opts.Timeout <= 0 {
 		opts.Timeout = 30 * time.Second
 	}
-	s := &Client{url: url, token: opts.Token, agent: opts.UserAgent, fast: opts.FastCompression}
+	s := &Client{url: url, token: opts.Token, agent: opts.UserAgent, fast: opts.FastCompression, yield: opts.Yield}
 	rt := opts.Transport
 	if rt == nil {
 		s.own = &http.Transport{
@@ -267,7 +277,7 @@ func (s *Client) postRecords(ctx context.Context, recs []*capture.Record) (Accep
 	body := s.last.body
 	if s.last.id != id {
 		var buf bytes.Buffer
-		if err := encodeBatch(&buf, recs, s.fast); err != nil {
+		if err := encodeBatch(&buf, recs, s.fast, s.yield); err != nil {
 			s.mu.Unlock()
 			return Accepted{}, &capture.PermanentError{Err: err}
 		}

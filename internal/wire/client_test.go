@@ -85,6 +85,29 @@ func TestWriteFastCompression(t *testing.T) {
 	}
 }
 
+// TestWriteYields: while goproxy's client encodes a batch, it calls Yield
+// between records once wire.YieldEvery of encoding has passed, and the batch
+// arrives whole and in order.
+func TestWriteYields(t *testing.T) {
+	fwd := wiretest.New(t)
+	yields := 0
+	s := newSink(t, fwd.Addr(), wire.ClientOptions{FastCompression: true, Yield: func() {
+		yields++
+		time.Sleep(wire.YieldEvery) // what runs meanwhile does not count as encoding, but the clock does
+	}})
+	recs := records(4000)
+	start := time.Now()
+	if err := s.Write(context.Background(), recs); err != nil {
+		t.Fatalf("Write: %v", err)
+	}
+	if yields == 0 {
+		t.Fatalf("no yield while encoding 4,000 records (%s)", time.Since(start))
+	}
+	if got := fwd.Records(); len(got) != 4000 || got[3999].ID != recs[3999].ID {
+		t.Fatalf("forwarder got %d records, want 4000 in order", len(got))
+	}
+}
+
 func TestWriteErrors(t *testing.T) {
 	tests := []struct {
 		name          string

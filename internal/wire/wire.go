@@ -17,6 +17,7 @@ import (
 
 	"github.com/tapwire/tapwire/internal/capture"
 	"github.com/tapwire/tapwire/internal/format/jsonl"
+	"github.com/tapwire/tapwire/internal/netyield"
 )
 
 // Protocol constants. See docs/shipping.md.
@@ -126,10 +127,12 @@ func putDecoder(d *zstd.Decoder) {
 // EncodeBatch writes recs to w as a zstd stream of JSON lines, the body of
 // a POST to Path with Content-Encoding zstd.
 func EncodeBatch(w io.Writer, recs []*capture.Record) error {
-	return encodeBatch(w, recs, false)
+	return encodeBatch(w, recs, false, nil)
 }
 
-func encodeBatch(w io.Writer, recs []*capture.Record, fast bool) error {
+// encodeBatch is EncodeBatch, at zstd's fastest level when fast is set;
+// then yield, if not nil, is called every YieldEvery, between records.
+func encodeBatch(w io.Writer, recs []*capture.Record, fast bool, yield func()) error {
 	if !fast {
 		buf := jsonl.GetBuffer()
 		defer jsonl.PutBuffer(buf)
@@ -153,7 +156,9 @@ func encodeBatch(w io.Writer, recs []*capture.Record, fast bool) error {
 	}()
 	buf := jsonl.GetBuffer()
 	defer jsonl.PutBuffer(buf)
+	pace := netyield.Pacer{Every: YieldEvery, Yield: yield}
 	for i := range recs {
+		pace.Tick()
 		if err := jsonl.Append(buf, recs[i:i+1]); err != nil {
 			return err
 		}

@@ -20,6 +20,7 @@ import (
 
 	"github.com/tapwire/tapwire/internal/capture"
 	"github.com/tapwire/tapwire/internal/format/jsonl"
+	"github.com/tapwire/tapwire/internal/netyield"
 	"github.com/tapwire/tapwire/internal/wire"
 )
 
@@ -37,6 +38,9 @@ type Options struct {
 	NoSync bool
 	// Now is the clock for file names. If nil, time.Now.
 	Now func() time.Time
+	// Yield, if not nil, is called about every wire.YieldEvery while Write
+	// encodes a batch, between records (goproxy: see wire.ClientOptions).
+	Yield func()
 }
 
 // Sink writes records to dir/records-YYYYMMDD-HHMMSS-N.jsonl (UTC time
@@ -154,8 +158,12 @@ func (s *Sink) Write(_ context.Context, recs []*capture.Record) error {
 		return &capture.PermanentError{Err: ErrClosed}
 	}
 	s.buf.Reset()
-	if err := jsonl.Append(&s.buf, recs); err != nil {
-		return &capture.PermanentError{Err: fmt.Errorf("file sink: %w", err)}
+	pace := netyield.Pacer{Every: wire.YieldEvery, Yield: s.opts.Yield}
+	for i := range recs {
+		pace.Tick()
+		if err := jsonl.Append(&s.buf, recs[i:i+1]); err != nil {
+			return &capture.PermanentError{Err: fmt.Errorf("file sink: %w", err)}
+		}
 	}
 	err := s.appendLocked(s.buf.Bytes())
 	if s.buf.Cap() > 8<<20 {

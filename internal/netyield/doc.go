@@ -1,0 +1,50 @@
+// Package netyield lets a goroutine that computes for a long time (goproxy's
+// shipper redacting, encoding and compressing a batch of 512 records: a
+// millisecond or more) make way for the goroutines the network has woken.
+//
+// Why it is needed: Go's scheduler looks at the network poller only when it
+// has nothing else to run (or every 10 ms, from its monitor thread), and
+// both runtime.Gosched and a short time.Sleep come back before it has
+// looked: a yielded goroutine is put back on the run queue, and an expired
+// timer is run before the poller is asked. With one P (goproxy pinned to
+// one core, or a sidecar with a fraction of one) a batch therefore held
+// every request that arrived meanwhile until the batch was done: an
+// execution trace of goproxy at a fixed 10,000 requests per second showed
+// the shipper's goroutines running 2-5 ms at a stretch and requests waiting
+// up to 13 ms to be scheduled. docs/goproxy.md ("Shipping") has the
+// latency before and after.
+//
+// Yield parks the caller on a pipe that it has just made readable, so the
+// caller runs again only after the poller has been asked, and the
+// goroutines the same poll made ready run too. Pacer calls a yield function
+// every so often in a loop. Elsewhere than on Linux, Yield is
+// runtime.Gosched.
+package netyield
+
+import "time"
+
+// Pacer calls Yield once Every has passed since it last did (or since its
+// first Tick), from Tick, which a long loop calls once per item. The zero
+// value never yields.
+type Pacer struct {
+	Every time.Duration
+	Yield func()
+	last  time.Time
+}
+
+// Tick yields if the time has come.
+func (p *Pacer) Tick() {
+	if p.Yield == nil || p.Every <= 0 {
+		return
+	}
+	now := time.Now()
+	if p.last.IsZero() {
+		p.last = now
+		return
+	}
+	if now.Sub(p.last) < p.Every {
+		return
+	}
+	p.Yield()
+	p.last = time.Now()
+}
