@@ -57,7 +57,7 @@ type ClientOptions struct {
 }
 
 // YieldEvery is how much encoding ClientOptions.Yield is called after.
-const YieldEvery = 500 * time.Microsecond
+const YieldEvery = 150 * time.Microsecond
 
 // Client posts batches to one server: a capture.Sink, and a writer of
 // records already encoded as JSON lines (WriteLines).
