@@ -317,11 +317,23 @@ func caInfo(ca *mitm.CA) CAInfo {
 func (s *Server) redact(batch []*capture.Record) {
 	pace := netyield.Pacer{Every: wire.YieldEvery, Yield: s.yield}
 	for _, r := range batch {
-		pace.Tick()
 		if s.redactor.Redact(r) != nil {
 			s.redacted.Add(1)
 		}
+		pace.Tick(bodyBytes(r))
 	}
+}
+
+// bodyBytes is the size of r's bodies, what redaction's time goes with.
+func bodyBytes(r *capture.Record) int {
+	if r.HTTP == nil {
+		return 0
+	}
+	n := len(r.HTTP.Req.Body.Data)
+	if r.HTTP.Res != nil {
+		n += len(r.HTTP.Res.Body.Data)
+	}
+	return n
 }
 
 // yield makes way for the goroutines the network has woken, from the

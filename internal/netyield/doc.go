@@ -24,24 +24,34 @@ package netyield
 import "time"
 
 // Pacer calls Yield once Every has passed since it last did (or since its
-// first Tick), from Tick, which a long loop calls once per item. The zero
-// value never yields.
+// first Tick), from Tick, which a long loop calls once per item. It reads
+// the clock only once 8 items or 32 KiB of work were counted since it last
+// did (a clock read was a third of a microsecond per record in goproxy's
+// profile, with two Ticks per record). The zero value never yields.
 type Pacer struct {
 	Every time.Duration
 	Yield func()
 	last  time.Time
+	items int
+	bytes int
 }
 
-// Tick yields if the time has come.
-func (p *Pacer) Tick() {
+// Tick counts one item of about n bytes and yields if the time has come.
+func (p *Pacer) Tick(n int) {
 	if p.Yield == nil || p.Every <= 0 {
 		return
 	}
-	now := time.Now()
 	if p.last.IsZero() {
-		p.last = now
+		p.last = time.Now()
 		return
 	}
+	p.items++
+	p.bytes += n
+	if p.items < 8 && p.bytes < 32<<10 {
+		return
+	}
+	p.items, p.bytes = 0, 0
+	now := time.Now()
 	if now.Sub(p.last) < p.Every {
 		return
 	}

@@ -92,13 +92,22 @@ func TestPacer(t *testing.T) {
 	n := 0
 	p := Pacer{Every: 2 * time.Millisecond, Yield: func() { n++ }}
 	for start := time.Now(); time.Since(start) < 30*time.Millisecond; {
-		p.Tick()
+		p.Tick(10)
 	}
 	if n < 5 || n > 15 {
 		t.Fatalf("%d yields in 30 ms at one per 2 ms", n)
 	}
+	// One item of 1 MiB that takes longer than Every: the next Tick reads the clock.
+	n = 0
+	p = Pacer{Every: time.Millisecond, Yield: func() { n++ }}
+	p.Tick(0)
+	spin(2 * time.Millisecond)
+	p.Tick(1 << 20)
+	if n != 1 {
+		t.Fatalf("%d yields after a 1 MiB item that took 2 ms, want 1", n)
+	}
 	var zero Pacer
-	zero.Tick() // no Yield: nothing happens
+	zero.Tick(1) // no Yield: nothing happens
 }
 
 func TestYieldAllocs(t *testing.T) {
@@ -111,5 +120,20 @@ func TestYieldAllocs(t *testing.T) {
 func BenchmarkYield(b *testing.B) {
 	for b.Loop() {
 		Yield()
+	}
+}
+
+// BenchmarkPacerTick: a Tick that does not yield, as a loop pays it per item.
+func BenchmarkPacerTick(b *testing.B) {
+	p := Pacer{Every: time.Hour, Yield: func() {}}
+	for b.Loop() {
+		p.Tick(2048)
+	}
+}
+
+// BenchmarkTimeNow: what a Tick cost when it read the clock every time.
+func BenchmarkTimeNow(b *testing.B) {
+	for b.Loop() {
+		_ = time.Now()
 	}
 }

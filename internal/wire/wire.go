@@ -158,10 +158,11 @@ func encodeBatch(w io.Writer, recs []*capture.Record, fast bool, yield func()) e
 	defer jsonl.PutBuffer(buf)
 	pace := netyield.Pacer{Every: YieldEvery, Yield: yield}
 	for i := range recs {
-		pace.Tick()
+		n := buf.Len()
 		if err := jsonl.Append(buf, recs[i:i+1]); err != nil {
 			return err
 		}
+		pace.Tick(buf.Len() - n)
 		if buf.Len() >= 64<<10 || i == len(recs)-1 {
 			if _, err := enc.Write(buf.Bytes()); err != nil {
 				return fmt.Errorf("compress batch: %w", err)

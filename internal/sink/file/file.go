@@ -160,10 +160,11 @@ func (s *Sink) Write(_ context.Context, recs []*capture.Record) error {
 	s.buf.Reset()
 	pace := netyield.Pacer{Every: wire.YieldEvery, Yield: s.opts.Yield}
 	for i := range recs {
-		pace.Tick()
+		n := s.buf.Len()
 		if err := jsonl.Append(&s.buf, recs[i:i+1]); err != nil {
 			return &capture.PermanentError{Err: fmt.Errorf("file sink: %w", err)}
 		}
+		pace.Tick(s.buf.Len() - n)
 	}
 	err := s.appendLocked(s.buf.Bytes())
 	if s.buf.Cap() > 8<<20 {
