@@ -4,6 +4,7 @@ import (
 	"os"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"unsafe"
 )
@@ -13,7 +14,7 @@ import (
 // byte is ever in the pipe.
 var (
 	setupOnce sync.Once
-	ready     bool // the pipe is usable; else Yield is runtime.Gosched
+	ready     atomic.Bool // the pipe is usable; else Yield is runtime.Gosched
 	reader    *os.File
 	rc        syscall.RawConn
 	wfd       int
@@ -37,7 +38,7 @@ func setup() {
 	}
 	reader, rc, wfd = r, c, fds[1]
 	readFn = read
-	ready = true
+	ready.Store(true)
 }
 
 // read is the poller's callback. The first call (the pipe's readiness was
@@ -62,13 +63,16 @@ func read(fd uintptr) bool {
 // goroutines and those it found have had the chance to run.
 func Yield() {
 	setupOnce.Do(setup)
-	if !ready {
+	if !ready.Load() {
 		runtime.Gosched()
 		return
 	}
 	mu.Lock()
 	wrote = false
 	if err := rc.Read(readFn); err != nil {
+		// The poller would not wait on the pipe (it cannot happen with a
+		// pipe on Linux): give up on it rather than let bytes pile up.
+		ready.Store(false)
 		runtime.Gosched()
 	}
 	mu.Unlock()
