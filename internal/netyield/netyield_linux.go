@@ -15,7 +15,7 @@ import (
 var (
 	setupOnce sync.Once
 	ready     atomic.Bool // the pipe is usable; else Yield is runtime.Gosched
-	reader    *os.File
+	reader    *os.File    // kept: an unreferenced *os.File's finalizer closes the descriptor
 	rc        syscall.RawConn
 	wfd       int
 
