@@ -52,6 +52,7 @@ type Stats struct {
 	StoreErrors  int64 `json:"storeErrors"`  // batches the spool failed to take (503)
 
 	Filtered    int64 `json:"filtered"`    // records dropped by the filter
+	PreRedacted int64 `json:"preRedacted"` // accepted batches whose sender applied the same redaction (not redacted again)
 	Spooled     int64 `json:"spooled"`     // records written to the spool
 	SpoolBytes  int64 `json:"spoolBytes"`  // bytes of the spool on disk
 	SpoolFsyncs int64 `json:"spoolFsyncs"` // fsyncs of the spool (batches arriving together share one)
@@ -94,7 +95,7 @@ type Server struct {
 	ln   net.Listener
 	life service.Lifecycle
 
-	batches, records, rejected, unauthorized, busy, storeErrors, spooled, filtered atomic.Int64
+	batches, records, rejected, unauthorized, busy, storeErrors, spooled, filtered, preRedacted atomic.Int64
 }
 
 // New returns a Server for cfg (after Load, or with defaults applied here):
@@ -278,6 +279,7 @@ func (s *Server) Stats() Stats {
 		Busy:         s.busy.Load(),
 		StoreErrors:  s.storeErrors.Load(),
 		Filtered:     s.filtered.Load(),
+		PreRedacted:  s.preRedacted.Load(),
 		Spooled:      s.spooled.Load(),
 		SpoolBytes:   sp.Bytes,
 		SpoolFsyncs:  sp.Syncs,
@@ -572,16 +574,24 @@ func (s *Server) serveBatch(w http.ResponseWriter, r *http.Request) (int, error)
 			stage.Close()
 		}
 	}()
+	// A batch its sender redacted with the same rules and the same code
+	// (wire.HeaderRedacted is this redactor's fingerprint: goproxy's of
+	// this build and these settings) is not redacted again: a second pass
+	// would change nothing.
+	redactor, preRedacted := s.redactor, false
+	if redactor != nil && r.Header.Get(wire.HeaderRedacted) == redactor.Fingerprint() {
+		redactor, preRedacted = nil, true
+	}
 	// Neither the filter nor redaction without body rules reads bodies:
 	// then the bodies of lines stored as they came are not decoded.
-	lazy := s.redactor == nil || !s.redactor.ReadsBodies()
+	lazy := redactor == nil || !redactor.ReadsBodies()
 	lim := wire.Limits{Bytes: s.cfg.MaxBatchBytes, Budget: s.budget}
 	info, err := wire.ReadBatchLines(r, lim, lazy, func(rec *capture.Record, line *jsonl.Line, exact bool) error {
 		if s.filter != nil && !s.filter.Keep(rec) {
 			filtered++
 			return nil
 		}
-		changed, ids := s.prepare(rec)
+		changed, ids := s.prepare(rec, redactor)
 		if ids != nil {
 			redacted++
 			if rules == nil {
@@ -644,6 +654,9 @@ func (s *Server) serveBatch(w http.ResponseWriter, r *http.Request) (int, error)
 		for id, n := range rules {
 			s.m.rules.WithLabelValues(id).Add(float64(n))
 		}
+	}
+	if preRedacted {
+		s.preRedacted.Add(1)
 	}
 	s.batches.Add(1)
 	s.records.Add(int64(received))
@@ -708,10 +721,10 @@ func (s *Server) putBuf(b *bytes.Buffer) {
 	}
 }
 
-// prepare stamps the forwarder's labels on rec and redacts it. It returns
-// the members of rec it changed and the ids of the redaction rules that
-// changed it.
-func (s *Server) prepare(rec *capture.Record) (jsonl.Field, []string) {
+// prepare stamps the forwarder's labels on rec and redacts it with
+// redactor (nil: not). It returns the members of rec it changed and the
+// ids of the redaction rules that changed it.
+func (s *Server) prepare(rec *capture.Record, redactor *redact.Redactor) (jsonl.Field, []string) {
 	var changed jsonl.Field
 	if s.cfg.Cluster != "" && rec.Labels.Cluster == "" {
 		rec.Labels.Cluster = s.cfg.Cluster
@@ -733,10 +746,10 @@ func (s *Server) prepare(rec *capture.Record) (jsonl.Field, []string) {
 			changed |= jsonl.FieldTags
 		}
 	}
-	if s.redactor == nil {
+	if redactor == nil {
 		return changed, nil
 	}
-	ids, parts := s.redactor.RedactParts(rec)
+	ids, parts := redactor.RedactParts(rec)
 	for _, p := range partFields {
 		if parts&p.part != 0 {
 			changed |= p.field

@@ -159,7 +159,11 @@ func New(cfg *Config, log *slog.Logger) (_ *Server, err error) {
 		if s.redactor, err = cfg.Redaction.Redactor(); err != nil {
 			return nil, err
 		}
-		sink, where, err := openSink(cfg, s.yield)
+		fingerprint := ""
+		if s.redactor != nil {
+			fingerprint = s.redactor.Fingerprint()
+		}
+		sink, where, err := openSink(cfg, s.yield, fingerprint)
 		if err != nil {
 			return nil, err
 		}
@@ -313,7 +317,8 @@ func caInfo(ca *mitm.CA) CAInfo {
 // reaches the forwarder's wire or the local files, and no request waits
 // for it (it makes way for them every wire.YieldEvery: s.yield). The
 // forwarder applies the same rules again, which changes nothing that was
-// redacted here.
+// redacted here, unless the batch's fingerprint (wire.HeaderRedacted)
+// tells it they are its own.
 func (s *Server) redact(batch []*capture.Record) {
 	pace := netyield.Pacer{Every: wire.YieldEvery, Yield: s.yield}
 	for _, r := range batch {
@@ -362,8 +367,11 @@ func appTarget(cfg *Config) string {
 }
 
 // openSink picks where records go: the forwarder, or local files. Either
-// sink calls yield while it encodes a batch.
-func openSink(cfg *Config, yield func()) (capture.Sink, string, error) {
+// sink calls yield while it encodes a batch. The forwarder's client sends
+// redacted, the fingerprint of the rules the shipper applies to every
+// batch before it writes it (s.redact), so that a forwarder with the same
+// rules does not apply them again.
+func openSink(cfg *Config, yield func(), redacted string) (capture.Sink, string, error) {
 	addr := cfg.ForwarderAddr
 	if addr == "" || strings.HasPrefix(addr, "file://") {
 		dir := strings.TrimPrefix(addr, "file://")
@@ -376,7 +384,7 @@ func openSink(cfg *Config, yield func()) (capture.Sink, string, error) {
 		}
 		return fs, "local files in " + dir, nil
 	}
-	opts := wire.ClientOptions{Token: cfg.ForwarderToken, FastCompression: true, Yield: yield}
+	opts := wire.ClientOptions{Token: cfg.ForwarderToken, FastCompression: true, Yield: yield, Redacted: redacted}
 	if strings.HasPrefix(addr, "https://") {
 		roots, err := forwarderRoots(cfg.TLSCertDir)
 		if err != nil {

@@ -215,6 +215,13 @@ func TestRedactsBeforeShipping(t *testing.T) {
 				if n := srv.redacted.Load(); n != 1 {
 					t.Errorf("records redacted = %d, want 1", n)
 				}
+				// The batch says which redaction it went through, so that a
+				// forwarder with the same rules need not apply them again.
+				if want := "Tapwire-Redacted: " + srv.redactor.Fingerprint() + "\r\n"; !strings.Contains(wire, want) {
+					t.Errorf("the batch request lacks %q", want)
+				}
+			} else if strings.Contains(wire, "Tapwire-Redacted") {
+				t.Error("a batch that was not redacted says it was (Tapwire-Redacted)")
 			}
 		})
 	}

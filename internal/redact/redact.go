@@ -141,6 +141,7 @@ type Redactor struct {
 	// starts marks the bytes a pattern can begin at (digits, '@', 'B' and
 	// 'b'): the scan skips every other byte in a tight loop.
 	starts [256]uint8
+	fp     string // Fingerprint
 }
 
 // New compiles rules; an earlier rule wins where two name the same thing.
@@ -219,6 +220,7 @@ func New(rules []Rule) (*Redactor, error) {
 	if r.bearer >= 0 {
 		r.starts['B'], r.starts['b'] = 1, 1
 	}
+	r.fp = fingerprint(rules)
 	return r, nil
 }
 

@@ -54,6 +54,11 @@ type ClientOptions struct {
 	// woken meanwhile (internal/netyield), since a batch of 512 takes a
 	// millisecond or more of the one core it shares with them.
 	Yield func()
+	// Redacted, if not empty, is sent as HeaderRedacted with each batch of
+	// records (not with lines): the fingerprint of the redaction the
+	// caller applies to every record before it is written (goproxy's
+	// shipper, ship.Config.Prepare).
+	Redacted string
 }
 
 // YieldEvery is how much encoding ClientOptions.Yield is called after.
@@ -62,13 +67,14 @@ const YieldEvery = 150 * time.Microsecond
 // Client posts batches to one server: a capture.Sink, and a writer of
 // records already encoded as JSON lines (WriteLines).
 type Client struct {
-	url    string
-	token  string
-	agent  string
-	fast   bool // FastCompression
-	yield  func()
-	client *http.Client
-	own    *http.Transport // nil when Options.Transport was given
+	url      string
+	token    string
+	agent    string
+	fast     bool // FastCompression
+	yield    func()
+	redacted string // ClientOptions.Redacted
+	client   *http.Client
+	own      *http.Transport // nil when Options.Transport was given
 
 	mu   sync.Mutex // guards last
 	last encoded    // the most recent batch's body, reused on retry
@@ -109,7 +115,8 @@ func build(url string, opts ClientOptions) *Client {
 	if opts.Timeout <= 0 {
 		opts.Timeout = 30 * time.Second
 	}
-	s := &Client{url: url, token: opts.Token, agent: opts.UserAgent, fast: opts.FastCompression, yield: opts.Yield}
+	s := &Client{url: url, token: opts.Token, agent: opts.UserAgent, fast: opts.FastCompression, yield: opts.Yield,
+		redacted: opts.Redacted}
 	rt := opts.Transport
 	if rt == nil {
 		s.own = &http.Transport{
@@ -209,7 +216,7 @@ func (s *Client) PostLines(ctx context.Context, lines []byte, n int) (Accepted, 
 		if err := compress(&buf, lines, s.fast); err != nil {
 			return Accepted{}, &capture.PermanentError{Err: err}
 		}
-		return s.post(ctx, buf.Bytes(), linesID(lines), n)
+		return s.post(ctx, buf.Bytes(), linesID(lines), n, "")
 	}, func(ctx context.Context) (Accepted, error) {
 		first, rest, k := splitLines(lines)
 		a, err := s.PostLines(ctx, first, k)
@@ -285,7 +292,7 @@ func (s *Client) postRecords(ctx context.Context, recs []*capture.Record) (Accep
 		s.last = encoded{id: id, body: body}
 	}
 	s.mu.Unlock()
-	a, err := s.post(ctx, body, id, len(recs))
+	a, err := s.post(ctx, body, id, len(recs), s.redacted)
 	if err == nil {
 		s.mu.Lock()
 		if s.last.id == id {
@@ -296,15 +303,19 @@ func (s *Client) postRecords(ctx context.Context, recs []*capture.Record) (Accep
 	return a, err
 }
 
-// post sends one encoded batch of n records. A 200 whose body does not
-// say how many it accepted accepted all n.
-func (s *Client) post(ctx context.Context, body []byte, id string, n int) (Accepted, error) {
+// post sends one encoded batch of n records, with HeaderRedacted if
+// redacted is not empty. A 200 whose body does not say how many it
+// accepted accepted all n.
+func (s *Client) post(ctx context.Context, body []byte, id string, n int, redacted string) (Accepted, error) {
 	req, err := NewRequest(ctx, s.url, body, id, n, s.token)
 	if err != nil {
 		return Accepted{}, &capture.PermanentError{Err: err}
 	}
 	if s.agent != "" {
 		req.Header.Set("User-Agent", s.agent)
+	}
+	if redacted != "" {
+		req.Header.Set(HeaderRedacted, redacted)
 	}
 	resp, err := s.client.Do(req)
 	if err != nil {

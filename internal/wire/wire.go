@@ -35,6 +35,10 @@ const (
 	HeaderProtocol = "Tapwire-Protocol" // protocol version, "1"
 	HeaderBatchID  = "Tapwire-Batch-Id" // idempotency key of the batch, a UUID
 	HeaderRecords  = "Tapwire-Records"  // number of records in the body
+	// HeaderRedacted, optional: the fingerprint (redact.Redactor's) of the
+	// redaction the sender applied to every record of the batch. A server
+	// whose own rules have the same fingerprint need not apply them again.
+	HeaderRedacted = "Tapwire-Redacted"
 
 	EncodingZstd     = "zstd"     // what clients send
 	EncodingGzip     = "gzip"     // accepted on decode
