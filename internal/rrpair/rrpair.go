@@ -696,9 +696,13 @@ func joinAddr(host string, port int) string {
 	return net.JoinHostPort(host, strconv.Itoa(port))
 }
 
+// splitAddr splits host:port for the vendor's ipAddress and port. An
+// address it cannot split back into the same text, or without a host
+// (":1", whose ipAddress would be empty and lost on the way back), stays
+// whole in ipAddress with no port.
 func splitAddr(addr string) (string, int) {
 	host, port, err := net.SplitHostPort(addr)
-	if err != nil {
+	if err != nil || host == "" {
 		return addr, 0
 	}
 	n, err := strconv.Atoi(port)
