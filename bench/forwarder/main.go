@@ -12,7 +12,12 @@
 //
 // The batches are built and compressed once before the clock starts and
 // sent again and again (record ids repeat; the directory sink does not
-// mind), so the senders cost little CPU beside the forwarder's.
+// mind), so the senders cost little CPU beside the forwarder's. Like
+// goproxy with the default redaction settings, the senders say the batches
+// were redacted with the default rules (Tapwire-Redacted: their
+// fingerprint), so a forwarder of the same build and settings does not
+// redact them again; -redacted=false measures the forwarder redacting
+// every record (a goproxy of another build or other settings).
 package main
 
 import (
@@ -38,6 +43,7 @@ import (
 
 	"github.com/tapwire/tapwire/internal/capture"
 	"github.com/tapwire/tapwire/internal/format/jsonl"
+	"github.com/tapwire/tapwire/internal/redact"
 	"github.com/tapwire/tapwire/internal/wire"
 )
 
@@ -54,6 +60,7 @@ func main() {
 	sync := flag.String("sync", "batch", "FORWARDER_SPOOL_SYNC")
 	inflight := flag.Int("max-in-flight", 8, "FORWARDER_MAX_IN_FLIGHT")
 	flag.StringVar(&tsvFile, "tsv", "", "also append the headline figures to this file as bench/all's rows")
+	flag.BoolVar(&preRedacted, "redacted", true, "send Tapwire-Redacted with the default rules' fingerprint, as goproxy does with the default settings")
 	flag.BoolVar(&withNginx, "nginx", false, "also measure the baseline: nginx storing each batch as a file (WebDAV PUT)")
 	flag.Parse()
 	if err := run(*bin, *senders, *batch, *body, *distinct, *duration, *bucket, *endpoint, *sync, *inflight); err != nil {
@@ -122,11 +129,22 @@ func run(bin string, senders, batchSize, bodySize, distinct int, duration time.D
 	}
 	fmt.Printf("one record is %d bytes of JSON; batches compress %.1f:1\n", plainBytes/(distinct*batchSize), float64(plainBytes)/float64(compressed))
 
+	fingerprint := ""
+	if preRedacted {
+		red, err := (&redact.Settings{}).Redactor()
+		if err != nil {
+			return err
+		}
+		fingerprint = red.Fingerprint()
+	}
 	start := time.Now()
 	cpu0 := procCPU(cmd.Process.Pid)
 	acked, refused, sent := send(senders, duration, func(ctx context.Context, sender, j int) *http.Request {
 		b := bodies[j%len(bodies)]
 		req, _ := wire.NewRequest(ctx, "http://"+addr+wire.Path, b.body, b.id, batchSize, "")
+		if fingerprint != "" {
+			req.Header.Set(wire.HeaderRedacted, fingerprint)
+		}
 		return req
 	})
 	ackRate := float64(batchSize) * float64(acked) / sent.Seconds()
@@ -151,6 +169,7 @@ func run(bin string, senders, batchSize, bodySize, distinct int, duration time.D
 	fmt.Printf("delivered:    %d records in %s = %.0f records/s end to end\n", st.Sinks[sink].Delivered, total.Round(time.Millisecond),
 		float64(st.Sinks[sink].Delivered)/total.Seconds())
 	fmt.Printf("spool fsyncs: %d for %d batches; forwarder peak RSS %s\n", st.SpoolFsyncs, st.Batches, rss)
+	fmt.Printf("batches not redacted again (sent with the forwarder's own redaction fingerprint): %d of %d\n", st.PreRedacted, st.Batches)
 	if cpu > 0 {
 		// The forwarder's own CPU time (ingest and delivery) does not
 		// depend on what else the machine runs, as the rates above do.
@@ -177,6 +196,10 @@ func run(bin string, senders, batchSize, bodySize, distinct int, duration time.D
 
 // hubBin is -hub: the hub binary of the hub sink.
 var hubBin string
+
+// preRedacted is -redacted: the batches carry the default redaction's
+// fingerprint (wire.HeaderRedacted).
+var preRedacted bool
 
 // startHub starts the hub binary on a loopback port with its data in dir
 // and returns its URL, the ingest key of its first start, and a function
@@ -452,6 +475,7 @@ type stats struct {
 	Batches     int64 `json:"batches"`
 	Spooled     int64 `json:"spooled"`
 	SpoolFsyncs int64 `json:"spoolFsyncs"`
+	PreRedacted int64 `json:"preRedacted"`
 	Sinks       map[string]struct {
 		Delivered int64 `json:"delivered"`
 	} `json:"sinks"`
