@@ -89,16 +89,26 @@ func TestYieldConcurrent(t *testing.T) {
 }
 
 func TestPacer(t *testing.T) {
-	n := 0
-	p := Pacer{Every: 2 * time.Millisecond, Yield: func() { n++ }}
-	for start := time.Now(); time.Since(start) < 30*time.Millisecond; {
+	// Five yields of a busy loop: each comes once Every has passed since the
+	// one before, never sooner (a slow machine only makes them later).
+	const every = 2 * time.Millisecond
+	var at []time.Time
+	p := Pacer{Every: every, Yield: func() { at = append(at, time.Now()) }}
+	start := time.Now()
+	p.Tick(10)
+	for len(at) < 5 && time.Since(start) < 10*time.Second {
 		p.Tick(10)
 	}
-	if n < 5 || n > 15 {
-		t.Fatalf("%d yields in 30 ms at one per 2 ms", n)
+	if len(at) < 5 {
+		t.Fatalf("%d yields in 10 s at one per %s", len(at), every)
 	}
+	for i, prev := range append([]time.Time{start}, at[:4]...) {
+		if gap := at[i].Sub(prev); gap < every {
+			t.Errorf("yield %d came %s after the one before, want at least %s", i+1, gap, every)
+		}
+	}
+	n := 0
 	// One item of 1 MiB that takes longer than Every: the next Tick reads the clock.
-	n = 0
 	p = Pacer{Every: time.Millisecond, Yield: func() { n++ }}
 	p.Tick(0)
 	spin(2 * time.Millisecond)

@@ -378,6 +378,16 @@ type nopSink struct{}
 func (nopSink) Write(context.Context, []*capture.Record) error { return nil }
 func (nopSink) Close() error                                   { return nil }
 
+// eachOnce checks that a sink took every record of sent exactly once (got: takes by record id).
+func eachOnce(t *testing.T, got map[string]int, sent []*capture.Record) {
+	t.Helper()
+	for _, r := range sent {
+		if n := got[r.ID]; n != 1 {
+			t.Errorf("record %s taken %d times, want once", r.ID, n)
+		}
+	}
+}
+
 // slowSink answers each write after a pause, like a forwarder that fsyncs before its 200, and counts how many
 // writes overlap and which records it got.
 type slowSink struct {
@@ -425,11 +435,7 @@ func TestInFlightBatches(t *testing.T) {
 			}
 			sink.mu.Lock()
 			defer sink.mu.Unlock()
-			for _, r := range sent {
-				if n := sink.got[r.ID]; n != 1 {
-					t.Errorf("record %s written %d times, want once", r.ID, n)
-				}
-			}
+			eachOnce(t, sink.got, sent)
 			if sink.most != inFlight {
 				t.Errorf("at most %d writes at once, want %d (InFlight)", sink.most, inFlight)
 			}
@@ -502,11 +508,7 @@ func TestInFlightProbeAfterFailure(t *testing.T) {
 	}
 	sink.mu.Lock()
 	defer sink.mu.Unlock()
-	for _, r := range sent {
-		if n := sink.got[r.ID]; n != 1 {
-			t.Errorf("record %s taken %d times, want once", r.ID, n)
-		}
-	}
+	eachOnce(t, sink.got, sent)
 	// Each batch's failed writes are spaced by a backoff (at least MinBackoff/2 after the 5 ms write): no batch
 	// is written again at once beside the probing one.
 	last := map[string]time.Time{}
