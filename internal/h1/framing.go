@@ -88,15 +88,23 @@ func HeadEnd(b []byte) int {
 	}
 }
 
-// ParseDecimal parses 1*DIGIT that fits an int64.
+// ParseDecimal parses 1*DIGIT that fits an int64. Leading zeros are
+// digits like any other (RFC 9110 §8.6; net/http accepts them too): only
+// the digits after them count toward the 19 an int64 holds.
 func ParseDecimal(v []byte) (int64, bool) {
-	if len(v) == 0 || len(v) > 19 {
+	if len(v) == 0 {
 		return 0, false
 	}
 	for _, c := range v {
 		if c < '0' || c > '9' {
 			return 0, false
 		}
+	}
+	for len(v) > 1 && v[0] == '0' {
+		v = v[1:]
+	}
+	if len(v) > 19 {
+		return 0, false
 	}
 	n, err := strconv.ParseInt(string(v), 10, 64)
 	return n, err == nil
