@@ -686,7 +686,7 @@ func appendRecord(buf *bytes.Buffer, line *jsonl.Line, exact bool, rec *capture.
 // frameBytes is the size past which a batch's frame ends and the next
 // begins: what a batch holds of its lines, and what a sink's delivery
 // reads at least.
-const frameBytes = 1 << 20
+const frameBytes = wire.FrameBytes
 
 // spoolErr is a failure of the spool while the batch is being read.
 type spoolErr struct{ err error }

@@ -28,7 +28,10 @@ type Config struct {
 	// BatchRecords is the most records in one batch. If zero, 512.
 	BatchRecords int
 	// BatchBytes is the most estimated uncompressed bytes in one batch; a
-	// single larger record goes alone. If zero, 2 MiB.
+	// single larger record goes alone. If zero, 7/8 of wire.FrameBytes
+	// (896 KiB): a batch then fits in one of the forwarder's spool frames,
+	// which it appends with one write, where a larger batch is staged on
+	// disk and copied (512 records with 1 KiB bodies, about 1.05 MB, were).
 	BatchBytes int64
 	// FlushInterval is how long a partial batch waits for more records,
 	// counted from when its oldest record was queued (or, for records left
@@ -60,7 +63,7 @@ func (c *Config) setDefaults() {
 		c.BatchRecords = 512
 	}
 	if c.BatchBytes <= 0 {
-		c.BatchBytes = 2 << 20
+		c.BatchBytes = wire.FrameBytes - wire.FrameBytes/8
 	}
 	if c.FlushInterval <= 0 {
 		c.FlushInterval = time.Second

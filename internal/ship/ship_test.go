@@ -1,6 +1,7 @@
 package ship_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -16,6 +17,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/tapwire/tapwire/internal/capture"
+	"github.com/tapwire/tapwire/internal/format/jsonl"
 	"github.com/tapwire/tapwire/internal/ship"
 	"github.com/tapwire/tapwire/internal/wire"
 	"github.com/tapwire/tapwire/internal/wire/wiretest"
@@ -564,5 +566,83 @@ func TestBacklogged(t *testing.T) {
 	}
 	if err := shutdown(t, s, 5*time.Second); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// batchSizes is a sink that notes the size of each batch's lines, as the
+// forwarder spools them.
+type batchSizes struct {
+	mu      sync.Mutex
+	records []int
+	bytes   []int
+}
+
+func (k *batchSizes) Write(_ context.Context, recs []*capture.Record) error {
+	var b bytes.Buffer
+	if err := jsonl.Append(&b, recs); err != nil {
+		return err
+	}
+	k.mu.Lock()
+	k.records = append(k.records, len(recs))
+	k.bytes = append(k.bytes, b.Len())
+	k.mu.Unlock()
+	return nil
+}
+
+func (k *batchSizes) Close() error { return nil }
+
+// proxied is a record as goproxy makes it for a small request and a
+// response of body bytes.
+func proxied(i, body int) *capture.Record {
+	r := record(i, 0)
+	r.TTFBMicros, r.DurMicros = 6271, 6285
+	r.Net = capture.Net{ClientAddr: "10.0.12.34:58568", ServerAddr: "127.0.0.1:8080", ServerHost: "127.0.0.1", Proxy: "reverse"}
+	r.Tags = capture.Tags{"captureMode": "proxy", "proxyHost": "ip-10-0-12-34", "proxyProtocol": "tcp:http", "proxyType": "reverse"}
+	r.HTTP.Req.Headers = capture.Headers{{Name: "Host", Value: "cart"}, {Name: "User-Agent", Value: "Go-http-client/1.1"}}
+	r.HTTP.Res = &capture.Response{Status: 200, StatusText: "OK", Proto: "HTTP/1.1",
+		Headers: capture.Headers{{Name: "Content-Length", Value: fmt.Sprint(body)}, {Name: "Content-Type", Value: "application/json"},
+			{Name: "Date", Value: "Mon, 07 Dec 2026 00:34:53 GMT"}},
+		Body: capture.Body{Data: bytes.Repeat([]byte("x"), body), Size: int64(body)}}
+	return r
+}
+
+// TestDefaultBatchFitsOneFrame: with the default sizes, the lines of a
+// batch stay under wire.FrameBytes, so that the forwarder spools it with
+// one write rather than staging it on disk and copying it — what every
+// 512-record batch of 1 KiB bodies cost it under the 2 MiB bound before
+// (1.05 MB of lines). A record larger than that goes alone.
+func TestDefaultBatchFitsOneFrame(t *testing.T) {
+	for _, body := range []int{0, 100, 1024, 4000, 30_000, 2 << 20} {
+		k := &batchSizes{}
+		s := ship.New(ship.Config{FlushInterval: time.Hour, Logger: quiet()}, k)
+		n := min(2000, (12<<20)/(body+1000))
+		for i := range n {
+			s.Emit(proxied(i, body))
+		}
+		s.Start(context.Background())
+		if err := shutdown(t, s, 10*time.Second); err != nil {
+			t.Fatal(err)
+		}
+		total := 0
+		for i, size := range k.bytes {
+			total += k.records[i]
+			if size >= wire.FrameBytes && k.records[i] > 1 {
+				t.Errorf("%d-byte bodies: a batch of %d records is %d bytes of lines, want under wire.FrameBytes (%d)", body, k.records[i], size, wire.FrameBytes)
+			}
+		}
+		if total != n {
+			t.Errorf("%d-byte bodies: %d records shipped, want %d", body, total, n)
+		}
+		// Not needlessly small either: all but the remainder hold at least
+		// half a frame or 512 records (the batches finish in any order).
+		small := 0
+		for i, size := range k.bytes {
+			if size < wire.FrameBytes/2 && k.records[i] < 512 {
+				small++
+			}
+		}
+		if small > 1 {
+			t.Errorf("%d-byte bodies: %d batches of under half a frame and 512 records (%v records, %v bytes), want the remainder only", body, small, k.records, k.bytes)
+		}
 	}
 }

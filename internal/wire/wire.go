@@ -54,6 +54,13 @@ const (
 	// what 4 MiB of lines hold (about 70 000 of the smallest records).
 	MaxBatchRecords = 100_000
 
+	// FrameBytes is the size past which the forwarder ends a spool frame
+	// while it reads a batch. A batch whose lines stay under it goes to the
+	// spool with one write; a larger one is staged on disk frame by frame
+	// and copied into the spool once it is whole (twice the writes), so
+	// goproxy sizes its batches below it (ship.Config.BatchBytes).
+	FrameBytes = 1 << 20
+
 	// MaxLineBytes is the longest line (one JSON record, without its
 	// newline) a decoder accepts.
 	MaxLineBytes = jsonl.MaxLineBytes
