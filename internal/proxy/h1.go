@@ -113,6 +113,7 @@ type h1Conn struct {
 	fwdKey     []byte      // the forward proxy's last scheme://authority on this connection
 	fwdUp      *h1Upstream // and its upstream
 	gone       bool        // the connection was taken over (a CONNECT tunnel): not closed here
+	ex         *h1Exchange // the exchange in flight, made with the first and reused (see exchange)
 }
 
 var h1Bufs = sync.Pool{New: func() any { b := make([]byte, h1BufSize); return &b }}
@@ -326,20 +327,34 @@ func (hc *h1Conn) exchange(end int) bool {
 	c.m.requests(e.dir).Inc()
 	h := &hc.head
 	capturing := c.opt.Emitter != nil
-	ex := &h1Exchange{hc: hc, start: time.Now(), isHead: string(h.Method) == http.MethodHead, websocket: h1.EqualFold(h.Upgrade, "websocket")}
+	// One exchange value serves the connection's requests one after
+	// another: nothing holds it once exchange returns (the body's copier
+	// has been waited for on every path, and the record took its slices,
+	// which the next exchange does not reuse: it starts from zero).
+	if hc.ex == nil {
+		hc.ex = new(h1Exchange)
+	}
+	ex := hc.ex
+	*ex = h1Exchange{hc: hc, start: time.Now(), isHead: string(h.Method) == http.MethodHead, websocket: h1.EqualFold(h.Upgrade, "websocket")}
 	if capturing {
 		ex.reqBody.Limit, ex.resBody.Limit = c.opt.BodyLimit, c.opt.BodyLimit
 		ex.reqHdr = h.Headers()
 	}
-	host := string(h.Host)
-	if host == "" {
-		host = hc.up.target
+	// The request's host: its Host field's bytes, or else the target's
+	// (a string made only for the record).
+	fallback := ""
+	if len(h.Host) == 0 {
+		fallback = hc.up.target
 		if t := hc.up.tunnel; t != nil {
-			host = t.host
+			fallback = t.host
 		}
 	}
 	var rec *capture.Record
 	if capturing {
+		host := fallback
+		if len(h.Host) > 0 {
+			host = string(h.Host)
+		}
 		rec = ex.newRecord(host)
 		defer func() {
 			if !ex.noRecord {
@@ -358,7 +373,7 @@ func (hc *h1Conn) exchange(end int) bool {
 	}
 
 	// The request head as the app gets it.
-	hc.out = hc.appendRequestHead(hc.out[:0], host)
+	hc.out = hc.appendRequestHead(hc.out[:0], h.Host, fallback)
 	hc.r += end
 	ex.reqScan.Start(h, c.opt.MaxHeaderBytes, false)
 	if capturing && h.Length > 0 {
@@ -704,9 +719,9 @@ func (ex *h1Exchange) readResponseHead(ac *appConn) error {
 			continue
 		}
 		ex.status = h.Status
-		ex.reason = string(h.Reason)
 		ex.resProto = protoName(h.Minor)
-		if ex.hc.e.c.opt.Emitter != nil {
+		if ex.hc.e.c.opt.Emitter != nil { // for the record
+			ex.reason = string(h.Reason)
 			ex.resHdr = h.Headers()
 		}
 		ac.r += end
@@ -764,10 +779,11 @@ func (ex *h1Exchange) clientFailed(err error) {
 
 // appendRequestHead serialises the request head for the upstream: the
 // client's request line (as HTTP/1.1) and field lines in their order and
-// case, without hop-by-hop fields; then, inbound, X-Forwarded-For (the
+// case, without hop-by-hop fields (host is the request's Host, or fallback
+// when it has none); then, inbound, X-Forwarded-For (the
 // client's values with its address appended), X-Forwarded-Host and -Proto;
 // outbound (the app's own call, whose X-Forwarded-* are the app's), Via.
-func (hc *h1Conn) appendRequestHead(out []byte, host string) []byte {
+func (hc *h1Conn) appendRequestHead(out, host []byte, fallback string) []byte {
 	h := &hc.head
 	inbound := hc.e.dir == capture.DirIn
 	out = append(out, h.Method...)
@@ -803,7 +819,7 @@ func (hc *h1Conn) appendRequestHead(out []byte, host string) []byte {
 	}
 	if !hasHost {
 		out = append(out, "Host: "...)
-		out = append(out, host...)
+		out = appendHost(out, host, fallback)
 		out = append(out, '\r', '\n')
 	}
 	if h.Upgrading() {
@@ -820,10 +836,18 @@ func (hc *h1Conn) appendRequestHead(out []byte, host string) []byte {
 	}
 	out = append(out, hc.ip...)
 	out = append(out, "\r\nX-Forwarded-Host: "...)
-	out = append(out, host...)
+	out = appendHost(out, host, fallback)
 	out = append(out, "\r\nX-Forwarded-Proto: "...)
 	out = append(out, hc.scheme...)
 	return append(out, "\r\n\r\n"...)
+}
+
+// appendHost appends host, or fallback when host is empty.
+func appendHost(out, host []byte, fallback string) []byte {
+	if len(host) > 0 {
+		return append(out, host...)
+	}
+	return append(out, fallback...)
 }
 
 // appendResponseHead serialises the app's response head for the client:
