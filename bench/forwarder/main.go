@@ -50,7 +50,7 @@ import (
 func main() {
 	bin := flag.String("bin", "bin/forwarder", "the forwarder binary")
 	senders := flag.Int("senders", 16, "concurrent senders (goproxies)")
-	batch := flag.Int("batch", 512, "records per batch (goproxy's default)")
+	batch := flag.Int("batch", 0, "records per batch (0: as goproxy batches them, 512 records or 896 KiB of lines, whichever is fewer)")
 	body := flag.Int("body", 1024, "response body bytes per record")
 	distinct := flag.Int("distinct", 64, "distinct batches built and sent in turn")
 	duration := flag.Duration("duration", 10*time.Second, "how long to send")
@@ -121,6 +121,9 @@ func run(bin string, senders, batchSize, bodySize, distinct int, duration time.D
 		return err
 	}
 
+	if batchSize <= 0 {
+		batchSize = goproxyBatch(bodySize)
+	}
 	fmt.Printf("building %d batches of %d records with %d-byte bodies...\n", distinct, batchSize, bodySize)
 	bodies, plainBytes := buildBatches(distinct, batchSize, bodySize)
 	var compressed int
@@ -416,30 +419,7 @@ func buildBatches(n, size, bodySize int) ([]encoded, int) {
 	for range n {
 		recs := make([]*capture.Record, size)
 		for i := range recs {
-			var b bytes.Buffer
-			b.WriteString(`{"items":[`)
-			for b.Len() < bodySize-40 {
-				fmt.Fprintf(&b, `{"%s":"%s","n":%d},`, words[rand.IntN(len(words))], words[rand.IntN(len(words))], rand.IntN(100000))
-			}
-			b.WriteString(`{}]}`)
-			data := b.Bytes()
-			if len(data) > bodySize {
-				data = data[:bodySize]
-			}
-			recs[i] = &capture.Record{
-				Schema: capture.SchemaVersion, ID: capture.NewID(), Kind: capture.KindHTTP, Direction: capture.DirIn,
-				Start: now, DurMicros: 1200, TTFBMicros: 900,
-				Labels: capture.Labels{Service: "orders", Namespace: "shop", Pod: "orders-1"},
-				Net:    capture.Net{ClientAddr: "10.0.1.7:51544", ServerAddr: "localhost:8080", ServerHost: "localhost", ConnID: "c-1", Proxy: "reverse"},
-				HTTP: &capture.HTTP{
-					Req: capture.Request{Method: "GET", URL: fmt.Sprintf("http://orders.shop:4143/v1/orders/%d", rand.IntN(1e6)), Proto: "HTTP/1.1", Host: "orders.shop:4143",
-						Headers: capture.Headers{{Name: "Accept", Value: "application/json"}, {Name: "User-Agent", Value: "shop-web/2.3"}, {Name: "Authorization", Value: "Bearer abc.def.ghi"}}},
-					Res: &capture.Response{Status: 200, StatusText: "OK", Proto: "HTTP/1.1",
-						Headers: capture.Headers{{Name: "Content-Type", Value: "application/json"}, {Name: "Content-Length", Value: strconv.Itoa(len(data))}},
-						Body:    capture.Body{Data: data, Size: int64(len(data))}},
-				},
-				Tags: capture.Tags{"captureMode": "proxy", "proxyType": "dual", "proxyProtocol": "tcp:http"},
-			}
+			recs[i] = makeRecord(bodySize, now)
 		}
 		var lines, z bytes.Buffer
 		jsonl.Append(&lines, recs)
@@ -450,6 +430,42 @@ func buildBatches(n, size, bodySize int) ([]encoded, int) {
 		out = append(out, encoded{id: wire.BatchID(recs), body: z.Bytes()})
 	}
 	return out, plain
+}
+
+// makeRecord makes a record of a proxied call with a JSON-ish response
+// body of bodySize bytes.
+func makeRecord(bodySize int, now time.Time) *capture.Record {
+	var b bytes.Buffer
+	b.WriteString(`{"items":[`)
+	for b.Len() < bodySize-40 {
+		fmt.Fprintf(&b, `{"%s":"%s","n":%d},`, words[rand.IntN(len(words))], words[rand.IntN(len(words))], rand.IntN(100000))
+	}
+	b.WriteString(`{}]}`)
+	data := b.Bytes()
+	if len(data) > bodySize {
+		data = data[:bodySize]
+	}
+	return &capture.Record{
+		Schema: capture.SchemaVersion, ID: capture.NewID(), Kind: capture.KindHTTP, Direction: capture.DirIn,
+		Start: now, DurMicros: 1200, TTFBMicros: 900,
+		Labels: capture.Labels{Service: "orders", Namespace: "shop", Pod: "orders-1"},
+		Net:    capture.Net{ClientAddr: "10.0.1.7:51544", ServerAddr: "localhost:8080", ServerHost: "localhost", ConnID: "c-1", Proxy: "reverse"},
+		HTTP: &capture.HTTP{
+			Req: capture.Request{Method: "GET", URL: fmt.Sprintf("http://orders.shop:4143/v1/orders/%d", rand.IntN(1e6)), Proto: "HTTP/1.1", Host: "orders.shop:4143",
+				Headers: capture.Headers{{Name: "Accept", Value: "application/json"}, {Name: "User-Agent", Value: "shop-web/2.3"}, {Name: "Authorization", Value: "Bearer abc.def.ghi"}}},
+			Res: &capture.Response{Status: 200, StatusText: "OK", Proto: "HTTP/1.1",
+				Headers: capture.Headers{{Name: "Content-Type", Value: "application/json"}, {Name: "Content-Length", Value: strconv.Itoa(len(data))}},
+				Body:    capture.Body{Data: data, Size: int64(len(data))}},
+		},
+		Tags: capture.Tags{"captureMode": "proxy", "proxyType": "dual", "proxyProtocol": "tcp:http"},
+	}
+}
+
+// goproxyBatch is how many records of makeRecord's shape goproxy puts in a
+// batch with its default sizes (ship.Config: 512 records, and lines under
+// seven eighths of wire.FrameBytes by wire.EstimateSize).
+func goproxyBatch(bodySize int) int {
+	return max(1, min(512, int((wire.FrameBytes-wire.FrameBytes/8)/wire.EstimateSize(makeRecord(bodySize, time.Now())))))
 }
 
 func waitHealthy(addr string) error {
