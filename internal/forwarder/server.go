@@ -53,6 +53,7 @@ type Stats struct {
 
 	Filtered    int64 `json:"filtered"`    // records dropped by the filter
 	PreRedacted int64 `json:"preRedacted"` // accepted batches whose sender applied the same redaction (not redacted again)
+	Staged      int64 `json:"staged"`      // accepted batches of more than one frame (wire.FrameBytes of lines): staged on disk and copied
 	Spooled     int64 `json:"spooled"`     // records written to the spool
 	SpoolBytes  int64 `json:"spoolBytes"`  // bytes of the spool on disk
 	SpoolFsyncs int64 `json:"spoolFsyncs"` // fsyncs of the spool (batches arriving together share one)
@@ -95,7 +96,7 @@ type Server struct {
 	ln   net.Listener
 	life service.Lifecycle
 
-	batches, records, rejected, unauthorized, busy, storeErrors, spooled, filtered, preRedacted atomic.Int64
+	batches, records, rejected, unauthorized, busy, storeErrors, spooled, filtered, preRedacted, staged atomic.Int64
 }
 
 // New returns a Server for cfg (after Load, or with defaults applied here):
@@ -280,6 +281,7 @@ func (s *Server) Stats() Stats {
 		StoreErrors:  s.storeErrors.Load(),
 		Filtered:     s.filtered.Load(),
 		PreRedacted:  s.preRedacted.Load(),
+		Staged:       s.staged.Load(),
 		Spooled:      s.spooled.Load(),
 		SpoolBytes:   sp.Bytes,
 		SpoolFsyncs:  sp.Syncs,
@@ -637,6 +639,7 @@ func (s *Server) serveBatch(w http.ResponseWriter, r *http.Request) (int, error)
 		if err := stage.Commit(); err != nil {
 			return received, spoolError(err, s.spool.Stats())
 		}
+		s.staged.Add(1)
 	case spooled > 0:
 		if err := s.spool.Append(buf.Bytes(), spooled); err != nil {
 			return received, spoolError(err, s.spool.Stats())

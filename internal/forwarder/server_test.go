@@ -694,3 +694,31 @@ func TestRedaction(t *testing.T) {
 		t.Errorf("New with a bad rule: %v, want an error naming SPEEDSCALE_DLP_CONFIG", err)
 	}
 }
+
+// TestStaged: a batch of more than one frame of lines is staged on disk and
+// counted; a batch under a frame (goproxy's) is not.
+func TestStaged(t *testing.T) {
+	f := start(t, Config{})
+	client := newClient(t, f.addr, "")
+	small := httpRecords(8, 1<<10)
+	if err := client.Write(context.Background(), small); err != nil {
+		t.Fatal(err)
+	}
+	if st := f.srv.Stats(); st.Staged != 0 {
+		t.Errorf("Staged %d after a batch of 8 small records, want 0", st.Staged)
+	}
+	large := httpRecords(100, 12<<10) // 16 KiB of base64 each: 1.6 MB of lines, two frames
+	if err := client.Write(context.Background(), large); err != nil {
+		t.Fatal(err)
+	}
+	if got := waitDir(t, f.dir, len(small)+len(large)); len(got) != len(small)+len(large) {
+		t.Fatalf("read %d records, want %d", len(got), len(small)+len(large))
+	}
+	if st := f.srv.Stats(); st.Staged != 1 || st.Batches != 2 {
+		t.Errorf("Staged %d of %d batches, want the large one", st.Staged, st.Batches)
+	}
+	_, metrics := get(t, "http://"+f.addr+"/metrics")
+	if !strings.Contains(metrics, "forwarder_batches_staged_total 1") {
+		t.Error("metrics lack forwarder_batches_staged_total 1")
+	}
+}
