@@ -218,12 +218,20 @@ func (s *Shipper) Stats() Stats {
 }
 
 // Backlogged reports whether records are waiting beyond what the batches
-// in flight and the next full batch hold: the shipper is falling behind
-// the traffic. goproxy's shipper then stops making way for the
-// network (internal/netyield) until it has caught up, so that a saturated
-// proxy still gives its records the CPU they need rather than drop them.
+// in flight and the next full batch hold (full by BatchRecords or by
+// BatchBytes): the shipper is falling behind the traffic. goproxy's
+// shipper then stops making way for the network (internal/netyield) until
+// it has caught up, so that a saturated proxy still gives its records the
+// CPU they need rather than drop them.
 func (s *Shipper) Backlogged() bool {
-	return s.heldRecords.Load() > int64(s.cfg.InFlight+1)*int64(s.cfg.BatchRecords)
+	batches := int64(s.cfg.InFlight + 1)
+	if s.heldRecords.Load() > batches*int64(s.cfg.BatchRecords) {
+		return true
+	}
+	s.mu.Lock()
+	held := s.held
+	s.mu.Unlock()
+	return held > batches*s.cfg.BatchBytes
 }
 
 // Start runs the batch loop in a goroutine until Shutdown, or until ctx

@@ -567,6 +567,29 @@ func TestBacklogged(t *testing.T) {
 	if err := shutdown(t, s, 5*time.Second); err != nil {
 		t.Fatal(err)
 	}
+
+	// Full batches by bytes: three of them are 3 * BatchBytes held.
+	s = ship.New(ship.Config{BatchRecords: 512, BatchBytes: 10_000, InFlight: 2, FlushInterval: time.Hour, Logger: quiet()}, nopSink{})
+	var held int64
+	for i := 0; ; i++ {
+		r := record(i, 1000)
+		size := wire.EstimateSize(r)
+		s.Emit(r)
+		held += size
+		if held > 30_000 {
+			break
+		}
+		if s.Backlogged() {
+			t.Fatalf("Backlogged with %d bytes held, want not until more than 30000", held)
+		}
+	}
+	if !s.Backlogged() {
+		t.Fatalf("not Backlogged with %d bytes held (%d records) and nothing shipped", held, s.Stats().QueueRecords)
+	}
+	s.Start(context.Background())
+	if err := shutdown(t, s, 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // batchSizes is a sink that notes the size of each batch's lines, as the
