@@ -1079,7 +1079,11 @@ func (p *appPool) get() (*appConn, error) {
 	for n := len(p.idle); n > 0; n = len(p.idle) {
 		ac := p.idle[n-1]
 		p.idle = p.idle[:n-1]
-		if time.Since(ac.idleAt) < appIdleTimeout {
+		// An app that wrote while the connection was idle (a 408 before
+		// closing it) must not have those bytes read as its answer to the
+		// next request, which it never saw: such a connection is closed,
+		// as net/http's transport and nginx close theirs. One peek, no read.
+		if time.Since(ac.idleAt) < appIdleTimeout && !ac.pending() {
 			p.mu.Unlock()
 			ac.reused = true
 			return ac, nil
@@ -1088,6 +1092,12 @@ func (p *appPool) get() (*appConn, error) {
 	}
 	p.mu.Unlock()
 	return p.dial()
+}
+
+// pending reports whether the app wrote to or closed ac while it was idle.
+func (ac *appConn) pending() bool {
+	p, ok := ac.raw.(interface{ Pending() bool })
+	return ok && p.Pending()
 }
 
 func (p *appPool) dial() (*appConn, error) {

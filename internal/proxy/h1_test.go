@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"crypto/tls"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -459,5 +460,69 @@ func TestH1CaptureOffAllocatesNothing(t *testing.T) {
 	runtime.ReadMemStats(&after)
 	if per := float64(after.Mallocs-before.Mallocs) / n; per > 0.05 {
 		t.Errorf("%.2f allocations per request (%d bytes), want none", per, (after.TotalAlloc-before.TotalAlloc)/n)
+	}
+}
+
+// TestIdleAppConnAnswerNotTaken: an app that writes on a kept-alive
+// connection while it is idle (a 408 before closing it, as some servers do)
+// must not have that read as its answer to the next request, which it never
+// saw: goproxy takes another connection, and the app answers the request.
+func TestIdleAppConnAnswerNotTaken(t *testing.T) {
+	for _, closeAfter := range []bool{true, false} {
+		t.Run(map[bool]string{true: "then closes", false: "stays open"}[closeAfter], func(t *testing.T) {
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ln.Close()
+			wrote := make(chan struct{}, 4)
+			release := make(chan struct{})
+			defer close(release)
+			go func() {
+				for n := 0; ; n++ {
+					c, err := ln.Accept()
+					if err != nil {
+						return
+					}
+					go func() {
+						defer c.Close()
+						req, err := http.ReadRequest(bufio.NewReader(c))
+						if err != nil {
+							return
+						}
+						fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s", len(req.URL.Path), req.URL.Path)
+						time.Sleep(20 * time.Millisecond)
+						io.WriteString(c, "HTTP/1.1 408 Request Timeout\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+						wrote <- struct{}{}
+						if !closeAfter {
+							<-release
+						}
+					}()
+				}
+			}()
+			in, err := NewInbound("http://"+ln.Addr().String(), InboundHTTP, Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			addr := serve(t, in)
+			client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+			for _, path := range []string{"/first", "/second", "/third"} {
+				res, err := client.Get("http://" + addr + path)
+				if err != nil {
+					t.Fatalf("%s: %v", path, err)
+				}
+				b, _ := io.ReadAll(res.Body)
+				res.Body.Close()
+				if res.StatusCode != 200 || string(b) != path {
+					t.Errorf("%s: %d %q, want the app's answer to it (200 %q)", path, res.StatusCode, b, path)
+				}
+				select { // the app wrote its 408 on the idle connection
+				case <-wrote:
+				case <-time.After(5 * time.Second):
+					t.Fatalf("after %s the app wrote nothing more on its connection", path)
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+		})
 	}
 }

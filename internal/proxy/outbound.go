@@ -314,6 +314,13 @@ func (c *upstreamConn) Write(p []byte) (int, error) {
 	return n, err
 }
 
+// Pending reports whether the app wrote to or closed the connection while
+// it was idle (see rawtcp.Conn.Pending); false where that cannot be told.
+func (c *upstreamConn) Pending() bool {
+	p, ok := c.Conn.(interface{ Pending() bool })
+	return ok && p.Pending()
+}
+
 // CloseWrite half-closes when the connection can.
 func (c *upstreamConn) CloseWrite() error {
 	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {

@@ -23,6 +23,8 @@ type Conn struct {
 	rn, wn       int
 	rerr, werr   syscall.Errno
 	rfunc, wfunc func(uintptr) bool
+	pfunc        func(uintptr)
+	pending      bool
 }
 
 // Wrap returns c as a *Conn when it is a *net.TCPConn, else c. The
@@ -39,7 +41,36 @@ func Wrap(c net.Conn) net.Conn {
 	r := &Conn{TCPConn: tc, rc: rc}
 	r.rfunc = r.readFD
 	r.wfunc = r.writeFD
+	r.pfunc = r.peekFD
 	return r
+}
+
+func (r *Conn) peekFD(fd uintptr) {
+	var b [1]byte
+	for {
+		_, _, e := syscall.RawSyscall6(syscall.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&b[0])), 1,
+			syscall.MSG_PEEK|syscall.MSG_DONTWAIT, 0, 0)
+		if e == syscall.EINTR {
+			continue
+		}
+		// EAGAIN: nothing to read. Anything else (a byte, the end of the
+		// stream, an error such as ECONNRESET) is there to be read.
+		r.pending = e != syscall.EAGAIN
+		return
+	}
+}
+
+// Pending reports whether a byte, the end of the stream or an error waits
+// to be read, without reading it: for a connection kept idle, whether the
+// peer wrote to it or closed it meanwhile. It must not run beside a Read.
+func (r *Conn) Pending() bool {
+	r.rmu.Lock()
+	defer r.rmu.Unlock()
+	r.pending = false
+	if err := r.rc.Control(r.pfunc); err != nil {
+		return true // closed: nothing more to read from it either
+	}
+	return r.pending
 }
 
 func (r *Conn) readFD(fd uintptr) bool {

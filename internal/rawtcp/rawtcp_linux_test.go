@@ -173,3 +173,49 @@ func TestNoAllocs(t *testing.T) {
 		t.Errorf("%v allocations per exchange, want 0", n)
 	}
 }
+
+// TestPending: Pending tells an idle connection from one the peer wrote to,
+// closed or reset, and reads nothing: the byte is still there to Read.
+func TestPending(t *testing.T) {
+	wait := func(c *Conn, want bool) {
+		t.Helper()
+		for deadline := time.Now().Add(5 * time.Second); c.Pending() != want; {
+			if time.Now().After(deadline) {
+				t.Fatalf("Pending() = %v, want %v", !want, want)
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	c, p := tcpPair(t, Wrap)
+	rc := c.(*Conn)
+	if rc.Pending() {
+		t.Fatal("Pending on a fresh connection")
+	}
+	p.Write([]byte("x"))
+	wait(rc, true)
+	if rc.Pending() != true {
+		t.Fatal("a second Pending read the byte")
+	}
+	buf := make([]byte, 4)
+	if n, err := c.Read(buf); n != 1 || err != nil || buf[0] != 'x' {
+		t.Fatalf("Read after Pending = %d %q %v, want the byte", n, buf[:n], err)
+	}
+	if rc.Pending() {
+		t.Fatal("Pending after the byte was read")
+	}
+	if allocs := testing.AllocsPerRun(100, func() { rc.Pending() }); allocs != 0 {
+		t.Errorf("Pending allocates %.0f times", allocs)
+	}
+	p.Close() // the end of the stream
+	wait(rc, true)
+	c.Close()
+	if !rc.Pending() {
+		t.Error("Pending false on a closed connection")
+	}
+
+	c, p = tcpPair(t, Wrap)
+	p.SetLinger(0)
+	p.Close() // a reset
+	wait(c.(*Conn), true)
+	c.Close()
+}
