@@ -413,7 +413,7 @@ func (hc *h1Conn) exchange(end int) bool {
 		return !upgrading && ex.reqScan.Done && clientKeep
 	}
 	for attempt := 0; ; attempt++ {
-		if _, err = ac.Write(hc.out); err == nil {
+		if _, err = ac.send(hc.out, ex.reqScan.Done); err == nil {
 			if !ex.reqScan.Done {
 				ex.bodyDone = make(chan error, 1)
 				go ex.copyBody(ac)
@@ -1092,6 +1092,19 @@ func (p *appPool) get() (*appConn, error) {
 	}
 	p.mu.Unlock()
 	return p.dial()
+}
+
+// send writes p to the app; with whole, p ends the request, and on a
+// plaintext connection send then waits until the answer can be read
+// (rawtcp.Conn.WriteAwait: the read that follows finds it there, rather
+// than first finding nothing).
+func (ac *appConn) send(p []byte, whole bool) (int, error) {
+	if whole && ac.raw == ac.Conn {
+		if wa, ok := ac.Conn.(interface{ WriteAwait([]byte) (int, error) }); ok {
+			return wa.WriteAwait(p)
+		}
+	}
+	return ac.Write(p)
 }
 
 // pending reports whether the app wrote to or closed ac while it was idle.

@@ -314,6 +314,21 @@ func (c *upstreamConn) Write(p []byte) (int, error) {
 	return n, err
 }
 
+// WriteAwait is Write, then a wait until the app's answer can be read (see
+// rawtcp.Conn.WriteAwait); a plain Write where the connection cannot.
+func (c *upstreamConn) WriteAwait(p []byte) (int, error) {
+	wa, ok := c.Conn.(interface{ WriteAwait([]byte) (int, error) })
+	if !ok || c.peerClosed.Load() {
+		return c.Write(p)
+	}
+	n, err := wa.WriteAwait(p)
+	if err != nil && (errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)) {
+		c.peerClosed.Store(true) // as Write: what the app sent before it closed is still to be read
+		return len(p), nil
+	}
+	return n, err
+}
+
 // Pending reports whether the app wrote to or closed the connection while
 // it was idle (see rawtcp.Conn.Pending); false where that cannot be told.
 func (c *upstreamConn) Pending() bool {

@@ -25,6 +25,8 @@ type Conn struct {
 	rfunc, wfunc func(uintptr) bool
 	pfunc        func(uintptr)
 	pending      bool
+	afunc        func(uintptr) bool
+	awaiting     bool // WriteAwait: the write is done, the wait begun
 }
 
 // Wrap returns c as a *Conn when it is a *net.TCPConn, else c. The
@@ -42,7 +44,54 @@ func Wrap(c net.Conn) net.Conn {
 	r.rfunc = r.readFD
 	r.wfunc = r.writeFD
 	r.pfunc = r.peekFD
+	r.afunc = r.awaitFD
 	return r
+}
+
+// awaitFD is WriteAwait's step: first the write, then (called again once
+// the socket is readable) the end of the wait.
+func (r *Conn) awaitFD(fd uintptr) bool {
+	if r.awaiting {
+		return true // readable
+	}
+	r.awaiting = true
+	if !r.writeFD(fd) {
+		return true // the socket's buffer is full: WriteAwait writes the rest the usual way
+	}
+	return r.werr != 0 // written: wait until readable, unless it failed
+}
+
+// WriteAwait writes all of p, as Write does, then waits until something
+// can be read (an answer, the end of the stream, an error) without reading
+// it, for a request that nothing can answer before it is sent: a Read right
+// after the write would find nothing, a system call for EAGAIN, and then
+// wait. The wait begins before the write (the poller's readiness is reset
+// first), so an answer that comes at once is not missed. It must not run
+// beside a Read or a Write. A failed or cut-short wait (a deadline, a
+// close) is left for the next Read to report.
+func (r *Conn) WriteAwait(p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	r.wmu.Lock()
+	r.rmu.Lock()
+	r.wp, r.wn, r.werr, r.awaiting = p, 0, 0, false
+	_ = r.rc.Read(r.afunc)
+	var err error
+	if r.wn < len(p) && r.werr == 0 {
+		err = r.rc.Write(r.wfunc) // the rest, waiting for room as Write does
+	}
+	n, e := r.wn, r.werr
+	r.wp = nil
+	r.rmu.Unlock()
+	r.wmu.Unlock()
+	switch {
+	case err != nil:
+		return n, r.opError("write", err)
+	case e != 0:
+		return n, r.opError("write", os.NewSyscallError("write", e))
+	}
+	return n, nil
 }
 
 func (r *Conn) peekFD(fd uintptr) {

@@ -219,3 +219,65 @@ func TestPending(t *testing.T) {
 	wait(c.(*Conn), true)
 	c.Close()
 }
+
+// TestWriteAwait: WriteAwait delivers the bytes (a small write, and one
+// larger than the socket's buffers, which takes the usual path for its
+// rest) and returns once the answer can be read: Pending is true, and Read
+// gets the answer. It allocates nothing.
+func TestWriteAwait(t *testing.T) {
+	c, p := tcpPair(t, Wrap)
+	defer c.Close()
+	defer p.Close()
+	rc := c.(*Conn)
+	for _, size := range []int{5, 8 << 20} {
+		msg := bytes.Repeat([]byte("q"), size)
+		got := make(chan error, 1)
+		go func() {
+			buf := make([]byte, size)
+			if _, err := io.ReadFull(p, buf); err != nil || !bytes.Equal(buf, msg) {
+				got <- fmt.Errorf("peer read %d bytes: %v", len(buf), err)
+				return
+			}
+			time.Sleep(10 * time.Millisecond) // the answer comes after the request, and later
+			_, err := p.Write([]byte("answer"))
+			got <- err
+		}()
+		if n, err := rc.WriteAwait(msg); n != size || err != nil {
+			t.Fatalf("WriteAwait(%d bytes) = %d, %v", size, n, err)
+		}
+		if size < 1<<20 && !rc.Pending() {
+			t.Errorf("%d bytes: WriteAwait returned before the answer could be read", size)
+		}
+		if err := <-got; err != nil {
+			t.Fatal(err)
+		}
+		buf := make([]byte, 16)
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if n, err := io.ReadFull(c, buf[:6]); n != 6 || string(buf[:6]) != "answer" {
+			t.Fatalf("Read after WriteAwait = %q, %v", buf[:n], err)
+		}
+	}
+	go func() {
+		buf := make([]byte, 4)
+		for {
+			if _, err := io.ReadFull(p, buf); err != nil {
+				return
+			}
+			p.Write(buf)
+		}
+	}()
+	buf, ping := make([]byte, 4), []byte("ping")
+	if allocs := testing.AllocsPerRun(100, func() {
+		rc.WriteAwait(ping)
+		io.ReadFull(c, buf)
+	}); allocs != 0 {
+		t.Errorf("WriteAwait allocates %.0f times", allocs)
+	}
+	p.Close() // the wait ends at the end of the stream too
+	if n, err := rc.WriteAwait([]byte("ping")); n != 4 && err == nil {
+		t.Errorf("WriteAwait to a closed peer = %d, %v", n, err)
+	}
+	if !rc.Pending() {
+		t.Error("not Pending after the peer closed")
+	}
+}
