@@ -1075,23 +1075,27 @@ type appPool struct {
 }
 
 func (p *appPool) get() (*appConn, error) {
-	p.mu.Lock()
-	for n := len(p.idle); n > 0; n = len(p.idle) {
+	for {
+		p.mu.Lock()
+		n := len(p.idle)
+		if n == 0 {
+			p.mu.Unlock()
+			return p.dial()
+		}
 		ac := p.idle[n-1]
 		p.idle = p.idle[:n-1]
+		p.mu.Unlock()
 		// An app that wrote while the connection was idle (a 408 before
 		// closing it) must not have those bytes read as its answer to the
 		// next request, which it never saw: such a connection is closed,
-		// as net/http's transport and nginx close theirs. One peek, no read.
+		// as net/http's transport and nginx close theirs. One peek, no
+		// read, and not under the pool's lock.
 		if time.Since(ac.idleAt) < appIdleTimeout && !ac.pending() {
-			p.mu.Unlock()
 			ac.reused = true
 			return ac, nil
 		}
 		ac.Close()
 	}
-	p.mu.Unlock()
-	return p.dial()
 }
 
 // send writes p to the app; with whole, p ends the request, and on a

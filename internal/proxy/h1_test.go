@@ -397,41 +397,27 @@ func TestOutboundAbsoluteForm(t *testing.T) {
 func TestH1CaptureOffAllocatesNothing(t *testing.T) {
 	answer := []byte("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
 	req := []byte("GET /x HTTP/1.1\r\nHost: svc\r\n\r\n")
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
+	app := serveTCP(t, func(c net.Conn) {
+		buf := make([]byte, 4096)
+		n := 0
 		for {
-			c, err := ln.Accept()
+			m, err := c.Read(buf[n:])
 			if err != nil {
 				return
 			}
-			go func() {
-				defer c.Close()
-				buf := make([]byte, 4096)
-				n := 0
-				for {
-					m, err := c.Read(buf[n:])
-					if err != nil {
-						return
-					}
-					n += m
-					// One request at a time: the client waits for each answer.
-					if n >= 4 && string(buf[n-4:n]) == "\r\n\r\n" {
-						n = 0
-						if _, err := c.Write(answer); err != nil {
-							return
-						}
-					} else if n == len(buf) {
-						return
-					}
+			n += m
+			// One request at a time: the client waits for each answer.
+			if n >= 4 && string(buf[n-4:n]) == "\r\n\r\n" {
+				n = 0
+				if _, err := c.Write(answer); err != nil {
+					return
 				}
-			}()
+			} else if n == len(buf) {
+				return
+			}
 		}
-	}()
-	in, err := NewInbound("http://"+ln.Addr().String(), InboundHTTP, Options{})
+	})
+	in, err := NewInbound("http://"+app, InboundHTTP, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -470,37 +456,23 @@ func TestH1CaptureOffAllocatesNothing(t *testing.T) {
 func TestIdleAppConnAnswerNotTaken(t *testing.T) {
 	for _, closeAfter := range []bool{true, false} {
 		t.Run(map[bool]string{true: "then closes", false: "stays open"}[closeAfter], func(t *testing.T) {
-			ln, err := net.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer ln.Close()
 			wrote := make(chan struct{}, 4)
 			release := make(chan struct{})
 			defer close(release)
-			go func() {
-				for n := 0; ; n++ {
-					c, err := ln.Accept()
-					if err != nil {
-						return
-					}
-					go func() {
-						defer c.Close()
-						req, err := http.ReadRequest(bufio.NewReader(c))
-						if err != nil {
-							return
-						}
-						fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s", len(req.URL.Path), req.URL.Path)
-						time.Sleep(20 * time.Millisecond)
-						io.WriteString(c, "HTTP/1.1 408 Request Timeout\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
-						wrote <- struct{}{}
-						if !closeAfter {
-							<-release
-						}
-					}()
+			app := serveTCP(t, func(c net.Conn) {
+				req, err := http.ReadRequest(bufio.NewReader(c))
+				if err != nil {
+					return
 				}
-			}()
-			in, err := NewInbound("http://"+ln.Addr().String(), InboundHTTP, Options{})
+				fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s", len(req.URL.Path), req.URL.Path)
+				time.Sleep(20 * time.Millisecond)
+				io.WriteString(c, "HTTP/1.1 408 Request Timeout\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+				wrote <- struct{}{}
+				if !closeAfter {
+					<-release
+				}
+			})
+			in, err := NewInbound("http://"+app, InboundHTTP, Options{})
 			if err != nil {
 				t.Fatal(err)
 			}

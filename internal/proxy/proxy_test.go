@@ -80,6 +80,30 @@ func serve(t *testing.T, s interface {
 	return ln.Addr().String()
 }
 
+// serveTCP listens on loopback until the test ends and runs handle on
+// each connection it accepts (closing it after); it returns the address.
+func serveTCP(t *testing.T, handle func(net.Conn)) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				handle(c)
+			}()
+		}
+	}()
+	return ln.Addr().String()
+}
+
 func startInbound(t *testing.T, backend string, sniff bool, opt Options) (string, *recorder) {
 	t.Helper()
 	rec := newRecorder()
@@ -394,31 +418,17 @@ func TestInboundBadInput(t *testing.T) {
 
 func TestInboundSniffRawTCP(t *testing.T) {
 	// A line protocol that is not HTTP, as tcp:http relays it.
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
+	app := serveTCP(t, func(c net.Conn) {
+		br := bufio.NewReader(c)
 		for {
-			c, err := ln.Accept()
+			l, err := br.ReadString('\n')
 			if err != nil {
 				return
 			}
-			go func() {
-				defer c.Close()
-				br := bufio.NewReader(c)
-				for {
-					l, err := br.ReadString('\n')
-					if err != nil {
-						return
-					}
-					io.WriteString(c, "+"+strings.ToUpper(l))
-				}
-			}()
+			io.WriteString(c, "+"+strings.ToUpper(l))
 		}
-	}()
-	addr, rec := startInbound(t, "http://"+ln.Addr().String(), true, Options{})
+	})
+	addr, rec := startInbound(t, "http://"+app, true, Options{})
 	c, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)

@@ -85,13 +85,7 @@ func (r *Conn) WriteAwait(p []byte) (int, error) {
 	r.wp = nil
 	r.rmu.Unlock()
 	r.wmu.Unlock()
-	switch {
-	case err != nil:
-		return n, r.opError("write", err)
-	case e != 0:
-		return n, r.opError("write", os.NewSyscallError("write", e))
-	}
-	return n, nil
+	return n, r.writeErr(err, e)
 }
 
 func (r *Conn) peekFD(fd uintptr) {
@@ -189,13 +183,19 @@ func (r *Conn) Write(p []byte) (int, error) {
 	n, e := r.wn, r.werr
 	r.wp = nil
 	r.wmu.Unlock()
+	return n, r.writeErr(err, e)
+}
+
+// writeErr is a write's error as net.Conn gives it: the poller's (err),
+// else the system call's (e), else nil.
+func (r *Conn) writeErr(err error, e syscall.Errno) error {
 	switch {
 	case err != nil:
-		return n, r.opError("write", err)
+		return r.opError("write", err)
 	case e != 0:
-		return n, r.opError("write", os.NewSyscallError("write", e))
+		return r.opError("write", os.NewSyscallError("write", e))
 	}
-	return n, nil
+	return nil
 }
 
 // opError wraps err as net.Conn does; the poller's errors come wrapped for
