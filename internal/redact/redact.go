@@ -18,6 +18,7 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"unsafe"
 
 	"github.com/tapwire/tapwire/internal/capture"
 )
@@ -405,7 +406,7 @@ func (r *Redactor) redactHeaders(hs capture.Headers, h *hits) bool {
 			continue
 		}
 		if r.anyPattern() {
-			if out := r.patterns([]byte(hs[i].Value), h); out != nil {
+			if out := r.patterns(readOnly(hs[i].Value), h); out != nil {
 				hs[i].Value = string(out)
 				changed = true
 			}
@@ -414,6 +415,13 @@ func (r *Redactor) redactHeaders(hs capture.Headers, h *hits) bool {
 	return changed
 }
 
+// readOnly is s's bytes without a copy, for the scans of this package that
+// only read their input (patterns, redactPairs: a change is written to a
+// new slice, never into the input, which must not change: s's bytes are
+// immutable). A copy per header value and URL was most of what redacting
+// a record allocated.
+func readOnly(s string) []byte { return unsafe.Slice(unsafe.StringData(s), len(s)) }
+
 // redactURL redacts named query parameters and patterns in the URL.
 func (r *Redactor) redactURL(u string, h *hits) string {
 	if q := strings.IndexByte(u, '?'); q >= 0 && (len(r.query) > 0 || r.credHeader >= 0 || r.anyPattern()) {
@@ -421,12 +429,12 @@ func (r *Redactor) redactURL(u string, h *hits) string {
 		if f := strings.IndexByte(u[q:], '#'); f >= 0 {
 			end = q + f
 		}
-		if out, changed := r.redactPairs([]byte(u[q+1:end]), kindQuery, h); changed {
+		if out, changed := r.redactPairs(readOnly(u[q+1:end]), kindQuery, h); changed {
 			u = u[:q+1] + string(out) + u[end:]
 		}
 	}
 	if r.anyPattern() {
-		if out := r.patterns([]byte(u), h); out != nil {
+		if out := r.patterns(readOnly(u), h); out != nil {
 			u = string(out)
 		}
 	}

@@ -491,3 +491,28 @@ func TestPatternsStable(t *testing.T) {
 		}
 	}
 }
+
+// TestRedactLeavesInputs: redaction reads header values and URLs in place
+// (no copy) and never writes into them: the strings a record held before
+// are unchanged, changed members are new strings.
+func TestRedactLeavesInputs(t *testing.T) {
+	red, err := New(DefaultRules(true))
+	if err != nil {
+		t.Fatal(err)
+	}
+	card := "4111111111111111"
+	url := "http://svc/pay?card=" + card + "&token=abc&q=4111+1111+1111+1111#frag"
+	value := "card " + card + " mail bob@example.com Bearer abcdefghijklmnop"
+	heapURL, heapValue := strings.Clone(url), strings.Clone(value)
+	for _, in := range [][2]string{{url, value}, {heapURL, heapValue}} {
+		rec := &capture.Record{HTTP: &capture.HTTP{Req: capture.Request{URL: in[0],
+			Headers: capture.Headers{{Name: "X-Note", Value: in[1]}}}}}
+		red.Redact(rec)
+		if in[0] != url || in[1] != value {
+			t.Fatalf("inputs changed: %q, %q", in[0], in[1])
+		}
+		if rec.HTTP.Req.URL == url || rec.HTTP.Req.Headers[0].Value == value {
+			t.Fatalf("nothing redacted: %q, %q", rec.HTTP.Req.URL, rec.HTTP.Req.Headers[0].Value)
+		}
+	}
+}
