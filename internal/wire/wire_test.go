@@ -12,6 +12,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/google/uuid"
 	"github.com/klauspost/compress/zstd"
 
 	"github.com/tapwire/tapwire/internal/capture"
@@ -320,4 +321,44 @@ func BenchmarkDecodeBatch(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(len(recs))*float64(b.N)/b.Elapsed().Seconds(), "records/s")
+}
+
+// TestBatchID: BatchID is the version-5 UUID of the batch's ids joined by
+// newlines (what it was when it joined them first: retries and the S3
+// keys named by it depend on it), with ids of any length across its
+// buffer's edges, and it allocates only its result.
+func TestBatchID(t *testing.T) {
+	joined := func(recs []*capture.Record) string {
+		var b strings.Builder
+		for _, r := range recs {
+			b.WriteString(r.ID)
+			b.WriteByte('\n')
+		}
+		return uuid.NewSHA1(batchNamespace, []byte(b.String())).String()
+	}
+	ids := func(lens ...int) []*capture.Record {
+		var recs []*capture.Record
+		for i, n := range lens {
+			recs = append(recs, &capture.Record{ID: strings.Repeat(string(rune('a'+i%26)), n)})
+		}
+		return recs
+	}
+	cases := [][]*capture.Record{nil, ids(0), ids(36), ids(511), ids(512), ids(513), ids(510, 1), ids(511, 0, 5),
+		ids(1500, 3, 2000), ids(255, 255, 1, 1)}
+	var many []*capture.Record
+	for range 512 {
+		many = append(many, &capture.Record{ID: capture.NewID()})
+	}
+	cases = append(cases, many, many[:13])
+	for _, recs := range cases {
+		if got, want := BatchID(recs), joined(recs); got != want {
+			t.Errorf("%d ids: %s, want %s", len(recs), got, want)
+		}
+	}
+	if got := BatchID(many[:1]); got == BatchID(many[1:2]) || got != BatchID(many[:1]) {
+		t.Errorf("BatchID not a function of the ids: %s", got)
+	}
+	if n := testing.AllocsPerRun(20, func() { BatchID(many) }); n > 2 {
+		t.Errorf("BatchID of 512 records: %.0f allocations, want at most 2 (the hash and the string)", n)
+	}
 }
