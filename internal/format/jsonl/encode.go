@@ -21,6 +21,7 @@ import (
 	"encoding/binary"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -116,18 +117,22 @@ func appendRecord(b []byte, r *capture.Record) ([]byte, error) {
 	}
 	if len(r.Tags) > 0 {
 		b = append(b, `,"tags":{`...)
-		keys := make([]string, 0, len(r.Tags))
-		for k := range r.Tags {
-			keys = append(keys, k)
+		// The pairs, sorted by key as go-json and encoding/json sort map
+		// keys, in an array on the stack for the usual few tags (goproxy's
+		// are the same four on every record): no slice and no lookup a key.
+		var small [8][2]string
+		tags := small[:0]
+		for k, v := range r.Tags {
+			tags = append(tags, [2]string{k, v})
 		}
-		slices.Sort(keys) // go-json, like encoding/json, sorts map keys
-		for i, k := range keys {
+		slices.SortFunc(tags, func(x, y [2]string) int { return strings.Compare(x[0], y[0]) })
+		for i, kv := range tags {
 			if i > 0 {
 				b = append(b, ',')
 			}
-			b = appendString(b, k)
+			b = appendString(b, kv[0])
 			b = append(b, ':')
-			b = appendString(b, r.Tags[k])
+			b = appendString(b, kv[1])
 		}
 		b = append(b, '}')
 	}
