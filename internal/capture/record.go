@@ -9,6 +9,7 @@
 package capture
 
 import (
+	"encoding/hex"
 	"encoding/json"
 
 	"errors"
@@ -351,6 +352,31 @@ func NewID() string {
 		return uuid.NewString()
 	}
 	return id.String()
+}
+
+// IDLen is the length of the ids NewID and AppendNewID make.
+const IDLen = 36
+
+// AppendNewID appends a new record id, as NewID makes, to b: for a caller
+// that builds the id into a string with others (one allocation for all).
+func AppendNewID(b []byte) []byte {
+	id, err := uuid.NewV7()
+	if err != nil {
+		id = uuid.New() // as NewID: v4 when the random source failed
+	}
+	return appendUUID(b, id)
+}
+
+// appendUUID appends u in its canonical form (uuid.UUID.String's).
+func appendUUID(b []byte, u uuid.UUID) []byte {
+	var s [IDLen]byte
+	hex.Encode(s[0:8], u[0:4])
+	hex.Encode(s[9:13], u[4:6])
+	hex.Encode(s[14:18], u[6:8])
+	hex.Encode(s[19:23], u[8:10])
+	hex.Encode(s[24:], u[10:])
+	s[8], s[13], s[18], s[23] = '-', '-', '-', '-'
+	return append(b, s[:]...)
 }
 
 // Errors returned by Validate.

@@ -23,6 +23,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -308,7 +309,8 @@ type h1Exchange struct {
 	clientErr bool
 	ws        *wsConn
 	upTLS     *capture.TLS
-	noRecord  bool // refused before anything was forwarded: no record, as for a refused head
+	res       *capture.Response // the record's response, filled by finish (see h1Record)
+	noRecord  bool              // refused before anything was forwarded: no record, as for a refused head
 	isHead    bool
 	websocket bool
 
@@ -341,7 +343,7 @@ func (hc *h1Conn) exchange(end int) bool {
 		ex.reqHdr = h.Headers()
 	}
 	// The request's host: its Host field's bytes, or else the target's
-	// (a string made only for the record).
+	// (made a string only for the record).
 	fallback := ""
 	if len(h.Host) == 0 {
 		fallback = hc.up.target
@@ -351,11 +353,7 @@ func (hc *h1Conn) exchange(end int) bool {
 	}
 	var rec *capture.Record
 	if capturing {
-		host := fallback
-		if len(h.Host) > 0 {
-			host = string(h.Host)
-		}
-		rec = ex.newRecord(host)
+		rec = ex.newRecord(fallback)
 		defer func() {
 			if !ex.noRecord {
 				ex.finish(rec)
@@ -886,19 +884,62 @@ func (d *dechunkWriter) Payload(p []byte) {
 	d.cap.Payload(p)
 }
 
-// newRecord starts the record of an exchange from its request head.
+// h1Record is an exchange's record with its HTTP members: one allocation
+// for the three, which live and die together.
+type h1Record struct {
+	rec  capture.Record
+	http capture.HTTP
+	res  capture.Response // the response's, when there is one (finish)
+}
+
+// newRecord starts the record of an exchange from its request head; host
+// is the request's host when its head has no Host field.
 func (ex *h1Exchange) newRecord(host string) *capture.Record {
 	hc := ex.hc
 	e := hc.e
 	h := &hc.head
-	target := string(h.Target)
-	url := target
-	if len(target) > 0 && target[0] == '/' || target == "*" {
-		url = hc.scheme + "://" + host + target
+	// The record's id, its URL (absolute: the target with the scheme and
+	// host before it, unless it is one already) and its Host field, in one
+	// string: one allocation for the three.
+	target := h.Target
+	origin := len(target) > 0 && target[0] == '/' || string(target) == "*"
+	if len(h.Host) > 0 {
+		host = "" // the Host field's bytes, below
 	}
-	rec := &capture.Record{
+	n := capture.IDLen + len(target) + len(h.Host)
+	if origin {
+		n += len(hc.scheme) + len("://") + len(host) + len(h.Host)
+	}
+	var sb strings.Builder
+	sb.Grow(n)
+	var id [capture.IDLen]byte
+	sb.Write(capture.AppendNewID(id[:0]))
+	if origin {
+		sb.WriteString(hc.scheme)
+		sb.WriteString("://")
+		sb.WriteString(host)
+		sb.Write(h.Host)
+	}
+	sb.Write(target)
+	urlEnd := sb.Len()
+	sb.Write(h.Host)
+	s := sb.String()
+	reqHost := s[urlEnd:]
+	if len(h.Host) > 0 {
+		host = reqHost
+	}
+	r := &h1Record{}
+	ex.res = &r.res
+	r.http.Req = capture.Request{
+		Method:  methodName(h.Method),
+		URL:     s[capture.IDLen:urlEnd],
+		Proto:   protoName(h.Minor),
+		Host:    reqHost,
+		Headers: ex.reqHdr,
+	}
+	r.rec = capture.Record{
 		Schema:    capture.SchemaVersion,
-		ID:        capture.NewID(),
+		ID:        s[:capture.IDLen],
 		Kind:      capture.KindHTTP,
 		Direction: e.dir,
 		Start:     ex.start.UTC(),
@@ -910,14 +951,9 @@ func (ex *h1Exchange) newRecord(host string) *capture.Record {
 			Proxy:      cmp.Or(hc.up.proxy, e.proxyName),
 			ServerHost: hostOnly(host),
 		},
-		HTTP: &capture.HTTP{Req: capture.Request{
-			Method:  methodName(h.Method),
-			URL:     url,
-			Proto:   protoName(h.Minor),
-			Host:    string(h.Host),
-			Headers: ex.reqHdr,
-		}},
+		HTTP: &r.http,
 	}
+	rec := &r.rec
 	if hc.tls != nil {
 		if hc.tlsFacts == nil {
 			hc.tlsFacts = tlsFacts(hc.tls)
@@ -966,7 +1002,7 @@ func (ex *h1Exchange) finish(rec *capture.Record) {
 	}
 	rec.HTTP.Req.Body = ex.reqBody.Body()
 	if ex.resProto != "" {
-		rec.HTTP.Res = &capture.Response{
+		*ex.res = capture.Response{
 			Status:     ex.status,
 			StatusText: ex.reason,
 			Proto:      ex.resProto,
@@ -974,6 +1010,7 @@ func (ex *h1Exchange) finish(rec *capture.Record) {
 			Body:       ex.resBody.Body(),
 			Trailers:   ex.resScan.TrailerHeaders(),
 		}
+		rec.HTTP.Res = ex.res
 	}
 	if ex.upTLS != nil {
 		t := capture.TLS{}
