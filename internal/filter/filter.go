@@ -172,6 +172,10 @@ func joinOK(op string) bool {
 	return false
 }
 
+// KeepsAll reports whether the filter keeps every record without reading
+// it (nil, "none", or no conditions).
+func (f *Filter) KeepsAll() bool { return f == nil || len(f.Conditions) == 0 }
+
 // Keep reports whether the filter keeps rec.
 func (f *Filter) Keep(rec *capture.Record) bool {
 	if len(f.Conditions) == 0 {

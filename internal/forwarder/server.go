@@ -585,10 +585,23 @@ func (s *Server) serveBatch(w http.ResponseWriter, r *http.Request) (int, error)
 		redactor, preRedacted = nil, true
 	}
 	// Neither the filter nor redaction without body rules reads bodies:
-	// then the bodies of lines stored as they came are not decoded.
-	lazy := redactor == nil || !redactor.ReadsBodies()
+	// then the bodies of lines stored as they came are not decoded. With no
+	// redaction to apply (none, or the sender's), a line is stored as it
+	// came with at most the labels and tags stamped below written again:
+	// of a typed line (one whose full decode would succeed, see
+	// jsonl.Line.Typed) only those are decoded, and what the filter reads.
+	want := jsonl.Want{LazyBodies: redactor == nil || !redactor.ReadsBodies()}
+	if redactor == nil {
+		want.Partial, want.Facts = true, !s.filter.KeepsAll()
+		if s.cfg.Cluster != "" || s.cfg.TenantID != "" {
+			want.Members |= jsonl.FieldLabels
+		}
+		if s.cfg.TenantName != "" || s.cfg.SubTenantName != "" {
+			want.Members |= jsonl.FieldTags
+		}
+	}
 	lim := wire.Limits{Bytes: s.cfg.MaxBatchBytes, Budget: s.budget}
-	info, err := wire.ReadBatchLines(r, lim, lazy, func(rec *capture.Record, line *jsonl.Line, exact bool) error {
+	info, err := wire.ReadBatchLines(r, lim, want, func(rec *capture.Record, line *jsonl.Line, exact bool) error {
 		if s.filter != nil && !s.filter.Keep(rec) {
 			filtered++
 			return nil
@@ -680,6 +693,12 @@ func appendRecord(buf *bytes.Buffer, line *jsonl.Line, exact bool, rec *capture.
 		ok, err := line.AppendTo(buf, rec, changed)
 		if ok || err != nil {
 			return err
+		}
+		if line.Partial() {
+			// Labels and tags are top-level members, which AppendTo always
+			// writes: cannot happen, and a partial record must never be
+			// encoded in full.
+			return fmt.Errorf("record line: members %b of a partial record not written", changed)
 		}
 		line.FillBodies(rec) // for the full encoding
 	}

@@ -20,6 +20,7 @@ import (
 
 	"github.com/tapwire/tapwire/internal/apitype"
 	"github.com/tapwire/tapwire/internal/capture"
+	"github.com/tapwire/tapwire/internal/format/jsonl"
 	"github.com/tapwire/tapwire/internal/store"
 	"github.com/tapwire/tapwire/internal/wire"
 )
@@ -149,7 +150,7 @@ func (s *Server) handleBatch(w http.ResponseWriter, r *http.Request) {
 	g := newIngest(r.Context(), s.store, key.Tenant)
 	defer g.rollback()
 	lim := wire.Limits{Bytes: s.cfg.MaxBatchBytes, Budget: s.budget}
-	info, err := wire.ReadBatchLines(r, lim, false, g.add)
+	info, err := wire.ReadBatchLines(r, lim, jsonl.Want{}, g.add)
 	var n int
 	if err == nil {
 		n, err = g.commit()

@@ -230,18 +230,18 @@ type Limits struct {
 // ReadBatch returns nil. StatusOf turns its error into the answer. It does
 // not check the token.
 func ReadBatch(r *http.Request, lim Limits, fn func(*capture.Record) error) (BatchInfo, error) {
-	return readBatch(r, lim, nil, false, func(rec *capture.Record, _ bool) error { return fn(rec) })
+	return readBatch(r, lim, nil, jsonl.Want{}, func(rec *capture.Record, _ bool) error { return fn(rec) })
 }
 
 // ReadBatchLines is ReadBatch that also gives fn each record's line, as
 // DecodeBatchLines does.
-func ReadBatchLines(r *http.Request, lim Limits, lazyBodies bool, fn func(rec *capture.Record, line *jsonl.Line, exact bool) error) (BatchInfo, error) {
+func ReadBatchLines(r *http.Request, lim Limits, want jsonl.Want, fn func(rec *capture.Record, line *jsonl.Line, exact bool) error) (BatchInfo, error) {
 	var l jsonl.Line
-	return readBatch(r, lim, &l, lazyBodies, func(rec *capture.Record, exact bool) error { return fn(rec, &l, exact) })
+	return readBatch(r, lim, &l, want, func(rec *capture.Record, exact bool) error { return fn(rec, &l, exact) })
 }
 
 // readBatch checks the request and decodes its body into fn.
-func readBatch(r *http.Request, lim Limits, line *jsonl.Line, lazyBodies bool, fn func(*capture.Record, bool) error) (BatchInfo, error) {
+func readBatch(r *http.Request, lim Limits, line *jsonl.Line, want jsonl.Want, fn func(*capture.Record, bool) error) (BatchInfo, error) {
 	info := BatchInfo{ID: r.Header.Get(HeaderBatchID)}
 	if r.Method != http.MethodPost {
 		return info, ErrMethod
@@ -267,7 +267,7 @@ func readBatch(r *http.Request, lim Limits, line *jsonl.Line, lazyBodies bool, f
 	if r.ContentLength > maxRaw {
 		return info, &DecodeError{Err: ErrTooLarge}
 	}
-	want := -1
+	count := -1
 	if v := r.Header.Get(HeaderRecords); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 0 {
@@ -276,12 +276,12 @@ func readBatch(r *http.Request, lim Limits, line *jsonl.Line, lazyBodies bool, f
 		if n > lim.Records {
 			return info, &DecodeError{Err: fmt.Errorf("%w: %s says %d, at most %d", ErrTooManyRecords, HeaderRecords, n, lim.Records)}
 		}
-		want = n
+		count = n
 	}
 	hold := lim.Budget.Hold()
 	defer hold.Release()
 	body := jsonl.LimitReader(r.Body, maxRaw)
-	err := decodeBatch(body, r.Header.Get("Content-Encoding"), lim, hold, line, lazyBodies, func(rec *capture.Record, exact bool) error {
+	err := decodeBatch(body, r.Header.Get("Content-Encoding"), lim, hold, line, want, func(rec *capture.Record, exact bool) error {
 		info.Records++
 		return fn(rec, exact)
 	})
@@ -291,8 +291,8 @@ func readBatch(r *http.Request, lim Limits, line *jsonl.Line, lazyBodies bool, f
 		}
 		return info, err
 	}
-	if want >= 0 && want != info.Records {
-		return info, &DecodeError{Err: fmt.Errorf("%w: header says %d, body has %d", ErrRecordCount, want, info.Records)}
+	if count >= 0 && count != info.Records {
+		return info, &DecodeError{Err: fmt.Errorf("%w: header says %d, body has %d", ErrRecordCount, count, info.Records)}
 	}
 	return info, nil
 }

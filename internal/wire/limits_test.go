@@ -133,7 +133,7 @@ func TestDecodeHold(t *testing.T) {
 	body := append(append(tinyLines(1), longLine("a", 3*jsonl.HoldStep)...), tinyLines(1)...)
 	var got []int64
 	err := jsonl.Decode(bytes.NewReader(body), jsonl.Limits{Bytes: -1, Hold: func(n int64) error { got = append(got, n); return nil }},
-		nil, false, func(*capture.Record, bool) error { return nil })
+		nil, jsonl.Want{}, func(*capture.Record, bool) error { return nil })
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -247,7 +247,7 @@ func getEncoder(list chan *zstd.Encoder, fast bool) *zstd.Encoder {
 // (5xx) from the client's (4xx). A read error of r is returned wrapped
 // but not as a *DecodeError.
 func DecodeBatch(r io.Reader, encoding string, maxDecoded int64, fn func(*capture.Record) error) error {
-	return decodeBatch(r, encoding, Limits{Bytes: maxDecoded}, nil, nil, false, func(rec *capture.Record, _ bool) error { return fn(rec) })
+	return decodeBatch(r, encoding, Limits{Bytes: maxDecoded}, nil, nil, jsonl.Want{}, func(rec *capture.Record, _ bool) error { return fn(rec) })
 }
 
 // DecodeBatchLines is DecodeBatch that also gives fn each record's line as
@@ -255,14 +255,15 @@ func DecodeBatch(r io.Reader, encoding string, maxDecoded int64, fn func(*captur
 // with Line.ParseLine, and whether ParseLine took it. The Line is valid
 // only until fn returns.
 //
-// With lazyBodies, the body data of a line that ParseLine takes is left
-// out of its record (Body.Data nil) when it is plain base64, checked as the
-// decoder checks it; fn must not read it without calling Line.FillBodies
-// first. Decoding the bodies of records that are stored as they came is
-// most of the cost of decoding them.
-func DecodeBatchLines(r io.Reader, encoding string, maxDecoded int64, lazyBodies bool, fn func(rec *capture.Record, line *jsonl.Line, exact bool) error) error {
+// want says what the records hold (see jsonl.Want): with LazyBodies, the
+// body data of a line that ParseLine takes is left out of its record
+// (Body.Data nil) when it is plain base64, checked as the decoder checks
+// it; fn must not read it without calling Line.FillBodies first. Decoding
+// the bodies of records that are stored as they came is most of the cost
+// of decoding them.
+func DecodeBatchLines(r io.Reader, encoding string, maxDecoded int64, want jsonl.Want, fn func(rec *capture.Record, line *jsonl.Line, exact bool) error) error {
 	var l jsonl.Line
-	return decodeBatch(r, encoding, Limits{Bytes: maxDecoded}, nil, &l, lazyBodies, func(rec *capture.Record, exact bool) error {
+	return decodeBatch(r, encoding, Limits{Bytes: maxDecoded}, nil, &l, want, func(rec *capture.Record, exact bool) error {
 		return fn(rec, &l, exact)
 	})
 }
@@ -270,7 +271,7 @@ func DecodeBatchLines(r io.Reader, encoding string, maxDecoded int64, lazyBodies
 // decodeBatch is DecodeBatch within lim (lim.Records 0: no bound),
 // holding memory for long lines in hold when it is not nil; with line set,
 // it parses each line into it first and tells fn whether ParseLine took it.
-func decodeBatch(r io.Reader, encoding string, lim Limits, hold *Hold, line *jsonl.Line, lazyBodies bool, fn func(*capture.Record, bool) error) error {
+func decodeBatch(r io.Reader, encoding string, lim Limits, hold *Hold, line *jsonl.Line, want jsonl.Want, fn func(*capture.Record, bool) error) error {
 	if lim.Bytes <= 0 {
 		lim.Bytes = MaxDecodedBytes
 	}
@@ -311,7 +312,7 @@ func decodeBatch(r io.Reader, encoding string, lim Limits, hold *Hold, line *jso
 		return &DecodeError{Err: fmt.Errorf("%w: %q", ErrUnsupportedEncoding, encoding)}
 	}
 
-	err := jsonl.Decode(body, jl, line, lazyBodies, fn)
+	err := jsonl.Decode(body, jl, line, want, fn)
 	var re *jsonl.ReadError
 	if errors.As(err, &re) {
 		return readError(re.Line, re.Err, src)

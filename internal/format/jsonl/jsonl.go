@@ -123,7 +123,7 @@ func (w *Writer) Close() error { return nil }
 // name the line.
 func Read(r io.Reader, fn func(*capture.Record) error) error {
 	n := 0
-	err := Decode(r, Limits{Bytes: -1}, nil, false, func(rec *capture.Record, _ bool) error {
+	err := Decode(r, Limits{Bytes: -1}, nil, Want{}, func(rec *capture.Record, _ bool) error {
 		n++ // approximate for the error of fn only: blank lines are not counted
 		if err := fn(rec); err != nil {
 			return fmt.Errorf("record %d: %w", n, err)
@@ -187,10 +187,9 @@ func putReader(br *bufio.Reader) {
 // tell its own failures from its client's.
 //
 // With line set, each line is parsed into it first (Line.ParseLine) and fn
-// is told whether it took the line; with lazyBodies too, the body data of
-// a line it took is left out of the record (see Line.FillBodies). line is
+// is told whether it took the line, and want applies (see Want). line is
 // valid only until fn returns.
-func Decode(r io.Reader, lim Limits, line *Line, lazyBodies bool, fn func(rec *capture.Record, exact bool) error) error {
+func Decode(r io.Reader, lim Limits, line *Line, want Want, fn func(rec *capture.Record, exact bool) error) error {
 	maxLine := int64(MaxLineBytes)
 	if lim.Bytes >= 0 {
 		r = &limitReader{r: r, n: lim.Bytes}
@@ -202,6 +201,7 @@ func Decode(r io.Reader, lim Limits, line *Line, lazyBodies bool, fn func(rec *c
 	defer PutBuffer(buf)
 
 	records := 0
+	var partial *capture.Record // reused for the partial records (Want.Partial)
 	for n := 1; ; n++ {
 		buf.Reset()
 		var err error
@@ -240,14 +240,27 @@ func Decode(r io.Reader, lim Limits, line *Line, lazyBodies bool, fn func(rec *c
 				return &DecodeError{Line: n, Err: fmt.Errorf("%w (%d records)", ErrTooManyRecords, lim.Records)}
 			}
 			records++
-			rec := new(capture.Record)
 			src, exact := b, false
 			if line != nil && line.ParseLine(b) {
 				exact = true
-				if lazyBodies {
+				if want.Partial && line.Typed() {
+					if partial == nil {
+						partial = new(capture.Record)
+					}
+					*partial = capture.Record{}
+					if line.decodeMembers(partial, want.Members, want.Facts) == nil {
+						line.partial = true
+						if ferr := fn(partial, true); ferr != nil {
+							return ferr
+						}
+						goto next
+					}
+				}
+				if want.LazyBodies {
 					src = line.blankBodies()
 				}
 			}
+			rec := new(capture.Record)
 			if jerr := gojson.Unmarshal(src, rec); jerr != nil {
 				return &DecodeError{Line: n, Err: fmt.Errorf("%w: %w", ErrBadRecord, jerr)}
 			}
@@ -258,6 +271,7 @@ func Decode(r io.Reader, lim Limits, line *Line, lazyBodies bool, fn func(rec *c
 				return ferr
 			}
 		}
+	next:
 		if held > 0 {
 			if herr := lim.Hold(0); herr != nil {
 				return herr
@@ -267,6 +281,28 @@ func Decode(r io.Reader, lim Limits, line *Line, lazyBodies bool, fn func(rec *c
 			return nil
 		}
 	}
+}
+
+// Want says what Decode puts in the records it passes on, of the lines its
+// Line takes (ParseLine); other lines are always decoded in full.
+type Want struct {
+	// LazyBodies leaves the body data out of the record (see
+	// Line.FillBodies): for a caller that stores the line as it came.
+	LazyBodies bool
+	// Partial, for a caller that stores the line as it came with at most
+	// its labels and tags written again (Line.AppendTo), decodes of a
+	// typed line (Line.Typed: its full decode would succeed and pass
+	// Record.Validate) only Members, FieldLabels and FieldTags: the rest of
+	// the record passed on is zero, Line.Partial says so, and the record
+	// is reused for the next such line (valid only until fn returns).
+	// Decoding the whole record was most of a forwarder's work a line.
+	Partial bool
+	Members Field
+	// Facts, with Partial, also decodes the members a filter reads (see
+	// internal/filter): the record's start, kind, direction, labels and
+	// server host, and its request's method, URL, host and headers and its
+	// response's status.
+	Facts bool
 }
 
 // ErrLimit is the error of a LimitReader past its limit.

@@ -9,6 +9,7 @@ import (
 	"math/bits"
 	"reflect"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -65,9 +66,15 @@ type Line struct {
 	vals  [numFields][]byte // scratch: the new values
 	lazy  Field             // body data members left out of the decoded record (see Decode)
 	blank []byte            // scratch: the line with those members null
-	enc   *bytes.Buffer     // scratch: encoder output
-	je    *gojson.Encoder   // encodes into enc
-	_     [0]func()         // not comparable
+	// the typed check (see Typed): untyped is set by the first value that
+	// fails it; root holds the spans of the record's members, by position
+	untyped bool
+	root    [maxRootMembers][2]int
+	facts   [numFacts][2]int // the spans of the members of factPaths
+	partial bool             // Decode passed a partial record for this line (Want.Partial)
+	enc     *bytes.Buffer    // scratch: encoder output
+	je      *gojson.Encoder  // encodes into enc
+	_       [0]func()        // not comparable
 }
 
 // ParseLine finds the members of b, one record's JSON line (without its
@@ -80,6 +87,9 @@ func (l *Line) ParseLine(b []byte) bool {
 	l.b = b
 	l.spans = [numFields][2]int{}
 	l.lazy = 0
+	l.untyped, l.partial = false, false
+	l.root = [maxRootMembers][2]int{}
+	l.facts = [numFacts][2]int{}
 	if !utf8.Valid(b) {
 		return false
 	}
@@ -392,7 +402,25 @@ type node struct {
 	fields map[string]*member // object: the struct's members by JSON name
 	order  []*member          // object: the members in the order the encoder writes them
 	elem   *node              // array and map: the elements
+	typ    scalarType         // scalar: its type, for the typed check
+	max    [2]string          // tInt, tUint: the largest magnitude that fits, in decimal: positive, negative
+	pair   bool               // array: a header, exactly two strings
 }
+
+// scalarType is the JSON type of a scalar member of the record's form, as
+// the typed check (Line.Typed) takes it: only the forms that the decoder
+// certainly decodes into the member's Go type.
+type scalarType uint8
+
+const (
+	tOther  scalarType = iota // not checked: a line holding one is not typed (floats: none in the record)
+	tString                   // a string whose escapes are all valid
+	tBool                     // true or false
+	tInt                      // -?(0|[1-9][0-9]*) that fits (max)
+	tUint                     // 0|[1-9][0-9]* that fits (max)
+	tTime                     // a string time.Time.UnmarshalJSON takes
+	tBytes                    // "" or plain padded base64 (validBase64), or null
+)
 
 type member struct {
 	name string
@@ -400,6 +428,7 @@ type member struct {
 	bit  uint64 // this member's bit among its object's members
 	node *node
 	span int // Field index whose value this is, or -1
+	fact int // factPaths index whose value this is, or -1
 }
 
 type nodeKind uint8
@@ -416,7 +445,25 @@ const (
 // fields nest); a deeper line is encoded in full.
 const maxLineDepth = 64
 
+// maxRootMembers bounds the record's top-level members (buildNodes checks).
+const maxRootMembers = 32
+
 var recordNode = buildNodes()
+
+// The positions of the record's members that Record.Validate reads.
+var rootID, rootSchema, rootKind, rootDirection, rootHTTP, rootTCP, rootStart = func() (int, int, int, int, int, int, int) {
+	pos := func(name string) int { return recordNode.fields[name].pos }
+	return pos("id"), pos("schema"), pos("kind"), pos("direction"), pos("http"), pos("tcp"), pos("start")
+}()
+
+// intMax is the largest magnitudes, positive and negative, of an integer
+// of bits bits, in decimal (an unsigned one has no negative: "").
+func intMax(signed bool, bits int) [2]string {
+	if !signed {
+		return [2]string{strconv.FormatUint(1<<bits-1, 10), ""}
+	}
+	return [2]string{strconv.FormatInt(1<<(bits-1)-1, 10), strconv.FormatUint(1<<(bits-1), 10)}
+}
 
 // buildNodes derives the record's shape from the capture types' JSON tags
 // and marks the members of fieldPaths.
@@ -432,9 +479,9 @@ func buildNodes() *node {
 		}
 		switch {
 		case t == timeType:
-			return &node{kind: kindScalar}
+			return &node{kind: kindScalar, typ: tTime}
 		case t == headerType: // ["name", "value"]: both strings are the header
-			return &node{kind: kindArray, elem: &node{kind: kindScalar}}
+			return &node{kind: kindArray, elem: &node{kind: kindScalar, typ: tString}, pair: true}
 		case reflect.PointerTo(t).Implements(unmarshaler) || t.Kind() == reflect.Interface:
 			return &node{kind: kindRefuse} // reads the JSON its own way
 		}
@@ -455,7 +502,7 @@ func buildNodes() *node {
 					delete(building, t)
 					return &node{kind: kindRefuse} // names this scan does not model
 				}
-				m := &member{name: string(name), pos: len(n.order), bit: 1 << len(n.fields), node: build(sf.Type), span: -1}
+				m := &member{name: string(name), pos: len(n.order), bit: 1 << len(n.fields), node: build(sf.Type), span: -1, fact: -1}
 				n.fields[m.name] = m
 				n.order = append(n.order, m)
 			}
@@ -466,7 +513,7 @@ func buildNodes() *node {
 			return n
 		case reflect.Slice:
 			if t.Elem().Kind() == reflect.Uint8 {
-				return &node{kind: kindScalar} // base64
+				return &node{kind: kindScalar, typ: tBytes} // base64
 			}
 			return &node{kind: kindArray, elem: build(t.Elem())}
 		case reflect.Map:
@@ -474,25 +521,57 @@ func buildNodes() *node {
 				return &node{kind: kindRefuse}
 			}
 			return &node{kind: kindMap, elem: build(t.Elem())}
+		case reflect.String:
+			return &node{kind: kindScalar, typ: tString}
+		case reflect.Bool:
+			return &node{kind: kindScalar, typ: tBool}
+		case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
+			return &node{kind: kindScalar, typ: tInt, max: intMax(true, t.Bits())}
+		case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+			return &node{kind: kindScalar, typ: tUint, max: intMax(false, t.Bits())}
 		}
 		return &node{kind: kindScalar}
 	}
 	root := build(reflect.TypeFor[capture.Record]())
+	if len(root.order) > maxRootMembers {
+		panic("jsonl: too many members in capture.Record")
+	}
 	root.fields["vendor"].node = &node{kind: kindRefuse}
-	for f, path := range fieldPaths {
+	find := func(path []string) *member {
 		n := root
 		var m *member
 		for _, name := range path {
 			m = n.fields[name]
 			if m == nil {
-				panic(fmt.Sprintf("wire: no record member %v", path))
+				panic(fmt.Sprintf("jsonl: no record member %v", path))
 			}
 			n = m.node
 		}
-		m.span = f
+		return m
+	}
+	for f, path := range fieldPaths {
+		find(path).span = f
+	}
+	for f, path := range factPaths {
+		find(path).fact = f
 	}
 	return root
 }
+
+// factPaths are the places of the members a filter reads (besides the
+// record's start, kind, direction and labels, and the request's URL and
+// headers, which Line finds anyway): see Want.Facts.
+var factPaths = [numFacts][]string{{"http", "req", "method"}, {"http", "req", "host"}, {"http", "res"}, {"http", "res", "status"},
+	{"net", "serverHost"}}
+
+const (
+	factMethod = iota
+	factHost
+	factRes
+	factStatus
+	factServerHost
+	numFacts
+)
 
 // scan reads the value of shape n at b[i] and returns the index after it.
 func (l *Line) scan(n *node, b []byte, i, depth int) (int, bool) {
@@ -500,20 +579,30 @@ func (l *Line) scan(n *node, b []byte, i, depth int) (int, bool) {
 		return 0, false
 	}
 	if c := b[i]; c == 'n' && n.kind != kindRefuse {
+		if n.typ != tBytes {
+			l.untyped = true // null leaves a member as it was, or fails (a header): not checked
+		}
 		return literal(b, i, "null")
 	}
 	switch n.kind {
 	case kindScalar:
-		return scalar(b, i)
+		j, ok := scalar(b, i)
+		if ok && !l.untyped && !typed(n, b[i:j]) {
+			l.untyped = true
+		}
+		return j, ok
 	case kindArray:
 		if b[i] != '[' {
 			return 0, false
 		}
 		i = skipWS(b, i+1)
 		if i < len(b) && b[i] == ']' {
+			if n.pair {
+				l.untyped = true
+			}
 			return i + 1, true
 		}
-		for {
+		for elems := 1; ; elems++ {
 			var ok bool
 			if i, ok = l.scan(n.elem, b, i, depth+1); !ok {
 				return 0, false
@@ -525,6 +614,9 @@ func (l *Line) scan(n *node, b []byte, i, depth int) (int, bool) {
 			case ',':
 				i = skipWS(b, i+1)
 			case ']':
+				if n.pair && elems != 2 {
+					l.untyped = true
+				}
 				return i + 1, true
 			default:
 				return 0, false
@@ -581,6 +673,12 @@ func (l *Line) scan(n *node, b []byte, i, depth int) (int, bool) {
 			if m != nil && m.span >= 0 {
 				l.spans[m.span] = [2]int{vs, ve}
 			}
+			if n == recordNode {
+				l.root[m.pos] = [2]int{vs, ve}
+			}
+			if m != nil && m.fact >= 0 {
+				l.facts[m.fact] = [2]int{vs, ve}
+			}
 			if i = skipWS(b, ve); i >= len(b) {
 				return 0, false
 			}
@@ -595,6 +693,213 @@ func (l *Line) scan(n *node, b []byte, i, depth int) (int, bool) {
 		}
 	}
 	return 0, false // kindRefuse
+}
+
+// typed reports whether v, a scalar of the line, has the type of n in a
+// form the decoder certainly takes (see scalarType).
+func typed(n *node, v []byte) bool {
+	switch n.typ {
+	case tString:
+		return validString(v)
+	case tBool:
+		return v[0] != '"' && (string(v) == "true" || string(v) == "false")
+	case tInt, tUint:
+		d, max := v, n.max[0]
+		if d[0] == '-' {
+			d, max = d[1:], n.max[1]
+			if len(d) == 1 && d[0] == '0' {
+				return false // -0
+			}
+		}
+		if len(d) == 0 || len(d) > len(max) || len(d) > 1 && d[0] == '0' {
+			return false // max is "" for a negative unsigned
+		}
+		for _, c := range d {
+			if c < '0' || c > '9' {
+				return false
+			}
+		}
+		return len(d) < len(max) || string(d) <= max
+	case tTime:
+		var t time.Time
+		return v[0] == '"' && t.UnmarshalJSON(v) == nil
+	case tBytes:
+		return len(v) >= 2 && v[0] == '"' && (len(v) == 2 || validBase64(v[1:len(v)-1]))
+	}
+	return false
+}
+
+// validString reports whether v, a quoted string as scalar reads it, has
+// no control character and only valid escapes (the line is valid UTF-8:
+// ParseLine checks it).
+func validString(v []byte) bool {
+	if len(v) < 2 || v[0] != '"' {
+		return false
+	}
+	v = v[1 : len(v)-1]
+	for i := 0; i < len(v); i++ {
+		switch c := v[i]; {
+		case c < 0x20:
+			return false
+		case c == '\\':
+			if i+1 >= len(v) {
+				return false
+			}
+			switch v[i+1] {
+			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
+				i++
+			case 'u':
+				if i+5 >= len(v) {
+					return false
+				}
+				for _, h := range v[i+2 : i+6] {
+					if !('0' <= h && h <= '9' || 'a' <= h && h <= 'f' || 'A' <= h && h <= 'F') {
+						return false
+					}
+				}
+				i += 5
+			default:
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// Typed reports whether the line ParseLine took also has every value of
+// the type its member has in the record's form, in a form the decoder
+// certainly takes (no null but for body data, integers that fit, valid
+// string escapes, times time.Time takes, plain base64, headers of two
+// strings), and passes Record.Validate: decoding it in full would succeed
+// (FuzzTyped checks that against the decoder). Lines this package's
+// encoder writes are typed. ParseLine must have reported true.
+func (l *Line) Typed() bool {
+	if l.untyped {
+		return false
+	}
+	b, r := l.b, &l.root
+	if sp := r[rootID]; sp[1]-sp[0] <= 2 { // absent or ""
+		return false
+	}
+	if sp := r[rootSchema]; sp[1] != 0 {
+		n, err := strconv.Atoi(string(b[sp[0]:sp[1]]))
+		if err != nil || n > capture.SchemaVersion {
+			return false
+		}
+	}
+	if d := b[r[rootDirection][0]:r[rootDirection][1]]; string(d) != `"`+string(capture.DirIn)+`"` &&
+		string(d) != `"`+string(capture.DirOut)+`"` {
+		return false
+	}
+	switch k := b[r[rootKind][0]:r[rootKind][1]]; {
+	case string(k) == `"`+string(capture.KindHTTP)+`"`:
+		return r[rootHTTP][1] != 0 // not null: that is not typed
+	case string(k) == `"`+string(capture.KindTCP)+`"`:
+		return r[rootTCP][1] != 0
+	}
+	return false
+}
+
+// Partial reports whether Decode passed a partial record for this line
+// (Want.Partial): one that holds only the members asked for, which must
+// not be encoded in full.
+func (l *Line) Partial() bool { return l.partial }
+
+// decodeMembers decodes into rec, zero, the members of the typed line in
+// members (FieldLabels, FieldTags; the others are not decoded), and with
+// facts the members a filter reads: the record's start, kind, direction,
+// labels and server host, and its request's method, URL, host and headers
+// and its response's status (internal/filter).
+func (l *Line) decodeMembers(rec *capture.Record, members Field, facts bool) error {
+	if facts {
+		if err := l.decodeFacts(rec); err != nil {
+			return err
+		}
+		members |= FieldLabels | FieldReqHeaders
+	}
+	for _, m := range [...]Field{FieldLabels, FieldTags, FieldReqHeaders} {
+		sp := l.spans[bitIndex(m)]
+		if members&m == 0 || sp[1] == 0 {
+			continue
+		}
+		var v any
+		switch m {
+		case FieldLabels:
+			v = &rec.Labels
+		case FieldTags:
+			v = &rec.Tags
+		default:
+			if rec.HTTP == nil {
+				continue // a TCP record's, or no facts asked for
+			}
+			v = &rec.HTTP.Req.Headers
+		}
+		if err := gojson.Unmarshal(l.b[sp[0]:sp[1]], v); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// decodeFacts sets the facts decodeMembers names but the labels and
+// headers: from the typed line's canonical forms (Typed checked them).
+func (l *Line) decodeFacts(rec *capture.Record) error {
+	b := l.b
+	str := func(sp [2]int) (string, error) {
+		v := b[sp[0]:sp[1]]
+		if sp[1] == 0 || len(v) < 2 {
+			return "", nil
+		}
+		if bytes.IndexByte(v, '\\') < 0 {
+			return string(v[1 : len(v)-1]), nil
+		}
+		var s string
+		err := gojson.Unmarshal(v, &s)
+		return s, err
+	}
+	rec.Kind = capture.KindTCP
+	if string(b[l.root[rootKind][0]:l.root[rootKind][1]]) == `"`+string(capture.KindHTTP)+`"` {
+		rec.Kind = capture.KindHTTP
+	}
+	if l.root[rootHTTP][1] != 0 { // whatever the kind, as the decoder does
+		rec.HTTP = new(capture.HTTP)
+	}
+	rec.Direction = capture.DirOut
+	if string(b[l.root[rootDirection][0]:l.root[rootDirection][1]]) == `"`+string(capture.DirIn)+`"` {
+		rec.Direction = capture.DirIn
+	}
+	if sp := l.root[rootStart]; sp[1] != 0 {
+		if err := rec.Start.UnmarshalJSON(b[sp[0]:sp[1]]); err != nil {
+			return err
+		}
+	}
+	var err error
+	if rec.Net.ServerHost, err = str(l.facts[factServerHost]); err != nil {
+		return err
+	}
+	if rec.HTTP == nil {
+		return nil
+	}
+	req := &rec.HTTP.Req
+	if req.Method, err = str(l.facts[factMethod]); err != nil {
+		return err
+	}
+	if req.Host, err = str(l.facts[factHost]); err != nil {
+		return err
+	}
+	if req.URL, err = str(l.spans[bitIndex(FieldURL)]); err != nil {
+		return err
+	}
+	if l.facts[factRes][1] == 0 {
+		return nil
+	}
+	rec.HTTP.Res = new(capture.Response)
+	if sp := l.facts[factStatus]; sp[1] != 0 {
+		if rec.HTTP.Res.Status, err = strconv.Atoi(string(b[sp[0]:sp[1]])); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // plainKey reads the key string at b[i] and returns the bounds of its

@@ -4,12 +4,15 @@ import (
 	"bytes"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
+
+	gojson "github.com/goccy/go-json"
 
 	"github.com/tapwire/tapwire/internal/capture"
 	"github.com/tapwire/tapwire/internal/capture/capturetest"
@@ -22,7 +25,7 @@ func decodeLine(t testing.TB, line []byte) (*capture.Record, []byte) {
 	var rec *capture.Record
 	var raw []byte
 	var l Line
-	err := Decode(bytes.NewReader(line), Limits{Bytes: 32 << 20}, &l, false, func(r *capture.Record, _ bool) error {
+	err := Decode(bytes.NewReader(line), Limits{Bytes: 32 << 20}, &l, Want{}, func(r *capture.Record, _ bool) error {
 		rec, raw = r, bytes.Clone(l.Raw())
 		return nil
 	})
@@ -219,13 +222,13 @@ func FuzzLine(f *testing.F) {
 		var rec, lazy *capture.Record
 		var raw []byte
 		var l, ll Line
-		err := Decode(bytes.NewReader(line), Limits{Bytes: 1 << 20}, &l, false, func(r *capture.Record, _ bool) error {
+		err := Decode(bytes.NewReader(line), Limits{Bytes: 1 << 20}, &l, Want{}, func(r *capture.Record, _ bool) error {
 			if rec == nil {
 				rec, raw = r, bytes.Clone(l.Raw())
 			}
 			return nil
 		})
-		lerr := Decode(bytes.NewReader(line), Limits{Bytes: 1 << 20}, &ll, true, func(r *capture.Record, _ bool) error {
+		lerr := Decode(bytes.NewReader(line), Limits{Bytes: 1 << 20}, &ll, Want{LazyBodies: true}, func(r *capture.Record, _ bool) error {
 			if lazy == nil {
 				ll.FillBodies(r)
 				lazy = r
@@ -387,4 +390,195 @@ func TestValidBase64(t *testing.T) {
 			t.Errorf("validBase64(%q) = false, but the decoder takes it", s)
 		}
 	}
+}
+
+// TestTypedOwnLines: the lines this package's encoder writes for records
+// of every kind are typed (the forwarder's partial decode takes them, or
+// it silently does the whole work again), and a partial decode of each
+// stamps labels and tags into the same line as the full decode does.
+func TestTypedOwnLines(t *testing.T) {
+	recs := capturetest.Records()
+	for i, r := range capturetest.Batch(8, 300) {
+		recs["batch-"+string(rune('a'+i))] = r
+	}
+	for name, r := range recs {
+		if r.Vendor != nil {
+			continue // a vendor block: ParseLine refuses it
+		}
+		line := bytes.TrimSuffix(encodeFull(t, r), []byte("\n"))
+		var l Line
+		if !l.ParseLine(line) {
+			t.Errorf("%s: ParseLine refused the encoder's line %s", name, line)
+			continue
+		}
+		if !l.Typed() {
+			t.Errorf("%s: the encoder's line is not typed: %s", name, line)
+			continue
+		}
+		full, _ := decodeLine(t, line)
+		var facts capture.Record
+		if err := l.decodeMembers(&facts, FieldTags, true); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if d := diffFacts(&facts, full); d != "" {
+			t.Errorf("%s: the facts a filter reads differ: %s", name, d)
+		}
+		var part capture.Record
+		if err := l.decodeMembers(&part, FieldLabels|FieldTags, false); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		for _, rec := range []*capture.Record{full, &part} {
+			rec.Labels.Cluster = "stamped"
+			if rec.Tags == nil {
+				rec.Tags = capture.Tags{}
+			}
+			rec.Tags["tenantName"] = "t"
+		}
+		var a, b bytes.Buffer
+		okA, errA := l.AppendTo(&a, full, FieldLabels|FieldTags)
+		okB, errB := l.AppendTo(&b, &part, FieldLabels|FieldTags)
+		if !okA || !okB || errA != nil || errB != nil || !bytes.Equal(a.Bytes(), b.Bytes()) {
+			t.Errorf("%s: stamped from the full record (%v %v)\n%s\nfrom the partial one (%v %v)\n%s", name, okA, errA, a.Bytes(), okB, errB, b.Bytes())
+		}
+	}
+}
+
+// TestTyped: values a line may hold that the check takes, and those it
+// leaves to the full decode.
+func TestTyped(t *testing.T) {
+	base := `{"schema":1,"id":"a","kind":"tcp","direction":"in","start":"2025-02-11T21:07:54.542084Z","durationUs":5,"tcp":{"bytesUp":3,"chunks":[{"up":true,"atUs":0,"data":"QUJD"}]}`
+	for _, tc := range []struct {
+		line  string
+		typed bool
+	}{
+		{base + `}`, true},
+		{base + `,"tags":{"a":"b\n\u00e9\"\\\/"}}`, true},
+		{strings.Replace(base, `"data":"QUJD"`, `"data":null`, 1) + `}`, true},
+		{strings.Replace(base, `"data":"QUJD"`, `"data":""`, 1) + `}`, true},
+		{strings.Replace(base, `"durationUs":5`, `"durationUs":-12`, 1) + `}`, true},
+		{strings.Replace(base, `"durationUs":5`, `"durationUs":9223372036854775807`, 1) + `}`, true},
+		{strings.Replace(base, `"durationUs":5`, `"durationUs":-9223372036854775808`, 1) + `}`, true},
+		{strings.Replace(base, `"schema":1`, `"schema":0`, 1) + `}`, true},
+		{strings.Replace(base, `"schema":1,`, ``, 1) + `}`, true},
+		// left to the full decode
+		{strings.Replace(base, `"durationUs":5`, `"durationUs":9223372036854775808`, 1) + `}`, false},
+		{strings.Replace(base, `"durationUs":5`, `"durationUs":-9223372036854775809`, 1) + `}`, false},
+		{strings.Replace(base, `"durationUs":5`, `"durationUs":10000000000000000000`, 1) + `}`, false},
+		{strings.Replace(base, `"durationUs":5`, `"durationUs":5.0`, 1) + `}`, false},
+		{strings.Replace(base, `"durationUs":5`, `"durationUs":1e3`, 1) + `}`, false},
+		{strings.Replace(base, `"durationUs":5`, `"durationUs":05`, 1) + `}`, false},
+		{strings.Replace(base, `"durationUs":5`, `"durationUs":-0`, 1) + `}`, false},
+		{strings.Replace(base, `"durationUs":5`, `"durationUs":"5"`, 1) + `}`, false},
+		{strings.Replace(base, `"durationUs":5`, `"durationUs":null`, 1) + `}`, false},
+		{strings.Replace(base, `"schema":1`, `"schema":2`, 1) + `}`, false},
+		{strings.Replace(base, `"id":"a"`, `"id":""`, 1) + `}`, false},
+		{strings.Replace(base, `"id":"a",`, ``, 1) + `}`, false},
+		{strings.Replace(base, `"id":"a"`, `"id":7`, 1) + `}`, false},
+		{strings.Replace(base, `"direction":"in"`, `"direction":"up"`, 1) + `}`, false},
+		{strings.Replace(base, `"direction":"in"`, `"direction":"\u0069n"`, 1) + `}`, false},
+		{strings.Replace(base, `"kind":"tcp"`, `"kind":"http"`, 1) + `}`, false},
+		{strings.Replace(base, `"start":"2025-02-11T21:07:54.542084Z"`, `"start":"2025-02-11 21:07:54"`, 1) + `}`, false},
+		{strings.Replace(base, `"up":true`, `"up":1`, 1) + `}`, false},
+		{strings.Replace(base, `"data":"QUJD"`, `"data":"QUJ"`, 1) + `}`, false},
+		{strings.Replace(base, `"data":"QUJD"`, `"data":"QU\nJD"`, 1) + `}`, false},
+		{base + `,"tags":{"a":"b\x"}}`, false},
+		{base + `,"tags":{"a":"\u12"}}`, false},
+		{base + `,"tags":{"a":null}}`, false},
+		{base + `,"error":"` + "\t" + `"}`, false},
+		{strings.Replace(base, `"kind":"tcp"`, `"kind":"http"`, 1) + `,"http":{"req":{"headers":[["a","b","c"]]}}}`, false},
+		{strings.Replace(base, `"kind":"tcp"`, `"kind":"http"`, 1) + `,"http":{"req":{"headers":[["a"]]}}}`, false},
+		{strings.Replace(base, `"kind":"tcp"`, `"kind":"http"`, 1) + `,"http":{"req":{"headers":[[]]}}}`, false},
+		{strings.Replace(base, `"kind":"tcp"`, `"kind":"http"`, 1) + `,"http":{"req":{"headers":[["a","b"]]}}}`, true},
+		{strings.Replace(base, `"kind":"tcp"`, `"kind":"http"`, 1) + `,"http":null}`, false},
+	} {
+		var l Line
+		if !l.ParseLine([]byte(tc.line)) {
+			t.Errorf("ParseLine refused %s", tc.line)
+			continue
+		}
+		if got := l.Typed(); got != tc.typed {
+			t.Errorf("Typed() = %v, want %v: %s", got, tc.typed, tc.line)
+		}
+	}
+}
+
+// FuzzTyped: a line the typed check takes decodes in full, passes
+// Record.Validate, and its partial decode (labels, tags) is the full
+// decode's; through Decode, the partial record is passed for it, and the
+// full one for any other line, as without Partial.
+func FuzzTyped(f *testing.F) {
+	for _, l := range goldenLines(f) {
+		f.Add(l)
+	}
+	for _, r := range capturetest.Records() {
+		f.Add(bytes.TrimSuffix(encodeFull(f, r), []byte("\n")))
+	}
+	f.Add([]byte(`{"schema":1,"id":"a","kind":"tcp","direction":"in","tcp":{"chunks":[{"up":true,"data":"QUJD"}]},"labels":{"cluster":"c\u0041"},"tags":{"x":"y"}}`))
+	f.Fuzz(func(t *testing.T, line []byte) {
+		var l Line
+		if !l.ParseLine(line) || !l.Typed() {
+			return
+		}
+		var full capture.Record
+		if err := gojson.Unmarshal(line, &full); err != nil {
+			t.Fatalf("typed, but the decoder refuses %q: %v", line, err)
+		}
+		if err := full.Validate(); err != nil {
+			t.Fatalf("typed, but %q is not valid: %v", line, err)
+		}
+		var std capture.Record
+		if err := json.Unmarshal(line, &std); err != nil {
+			t.Fatalf("typed, but encoding/json refuses %q: %v", line, err)
+		}
+		var part capture.Record
+		if err := l.decodeMembers(&part, FieldLabels|FieldTags, false); err != nil {
+			t.Fatalf("%q: partial decode: %v", line, err)
+		}
+		if part.Labels != full.Labels || !reflect.DeepEqual(part.Tags, full.Tags) {
+			t.Fatalf("%q: partial labels %+v tags %v, full %+v %v", line, part.Labels, part.Tags, full.Labels, full.Tags)
+		}
+		var facts capture.Record
+		if err := l.decodeMembers(&facts, FieldTags, true); err != nil {
+			t.Fatalf("%q: partial decode with facts: %v", line, err)
+		}
+		if d := diffFacts(&facts, &full); d != "" {
+			t.Fatalf("%q: the facts a filter reads differ: %s", line, d)
+		}
+		var got *capture.Record
+		var partial bool
+		var dl Line
+		err := Decode(bytes.NewReader(line), Limits{Bytes: 1 << 20}, &dl, Want{Partial: true, Members: FieldLabels | FieldTags, Facts: true},
+			func(r *capture.Record, exact bool) error {
+				got, partial = r, dl.Partial()
+				return nil
+			})
+		if err != nil || got == nil || !partial || diffFacts(got, &full) != "" {
+			t.Fatalf("%q: Decode with Partial: %v, partial %v, %+v", line, err, partial, got)
+		}
+	})
+}
+
+// diffFacts describes how the facts a filter reads (internal/filter)
+// differ between a partial record decoded with Want.Facts and the full one.
+func diffFacts(p, f *capture.Record) string {
+	switch {
+	case p.Kind != f.Kind || p.Direction != f.Direction || !p.Start.Equal(f.Start) || p.Labels != f.Labels ||
+		p.Net.ServerHost != f.Net.ServerHost || !reflect.DeepEqual(p.Tags, f.Tags):
+		return fmt.Sprintf("record %s %s %v %+v %q %v, full %s %s %v %+v %q %v", p.Kind, p.Direction, p.Start, p.Labels, p.Net.ServerHost, p.Tags,
+			f.Kind, f.Direction, f.Start, f.Labels, f.Net.ServerHost, f.Tags)
+	case (p.HTTP == nil) != (f.HTTP == nil):
+		return fmt.Sprintf("http %v, full %v", p.HTTP != nil, f.HTTP != nil)
+	case p.HTTP == nil:
+		return ""
+	}
+	pr, fr := p.HTTP.Req, f.HTTP.Req
+	switch {
+	case pr.Method != fr.Method || pr.URL != fr.URL || pr.Host != fr.Host || !reflect.DeepEqual(pr.Headers, fr.Headers):
+		return fmt.Sprintf("request %q %q %q %v, full %q %q %q %v", pr.Method, pr.URL, pr.Host, pr.Headers, fr.Method, fr.URL, fr.Host, fr.Headers)
+	case (p.HTTP.Res == nil) != (f.HTTP.Res == nil):
+		return fmt.Sprintf("response %v, full %v", p.HTTP.Res != nil, f.HTTP.Res != nil)
+	case p.HTTP.Res != nil && p.HTTP.Res.Status != f.HTTP.Res.Status:
+		return fmt.Sprintf("status %d, full %d", p.HTTP.Res.Status, f.HTTP.Res.Status)
+	}
+	return ""
 }
