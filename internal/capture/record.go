@@ -359,6 +359,10 @@ const IDLen = 36
 
 // AppendNewID appends a new record id, as NewID makes, to b: for a caller
 // that builds the id into a string with others (one allocation for all).
+// Not inlined: the random source's refill below it is deep, and its frame
+// would grow the caller's.
+//
+//go:noinline
 func AppendNewID(b []byte) []byte {
 	id, err := uuid.NewV7()
 	if err != nil {
