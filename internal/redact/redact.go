@@ -142,13 +142,14 @@ type Redactor struct {
 	// starts marks the bytes a pattern can begin at (digits, '@', 'B' and
 	// 'b'): the scan skips every other byte in a tight loop.
 	starts [256]uint8
-	fp     string // Fingerprint
+	fp     string    // Fingerprint
+	keys   *keyCache // fieldRule's verdicts on JSON keys
 }
 
 // New compiles rules; an earlier rule wins where two name the same thing.
 func New(rules []Rule) (*Redactor, error) {
 	r := &Redactor{headers: map[string]int{}, query: map[string]int{}, fields: map[string]int{},
-		credHeader: -1, credField: -1, card: -1, email: -1, bearer: -1}
+		credHeader: -1, credField: -1, card: -1, email: -1, bearer: -1, keys: new(keyCache)}
 	seen := map[string]bool{}
 	for i, rule := range rules {
 		if rule.ID == "" || strings.ContainsAny(rule.ID, " \t\r\n\"\\") {

@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"encoding/json"
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -514,5 +516,46 @@ func TestRedactLeavesInputs(t *testing.T) {
 		if rec.HTTP.Req.URL == url || rec.HTTP.Req.Headers[0].Value == value {
 			t.Fatalf("nothing redacted: %q, %q", rec.HTTP.Req.URL, rec.HTTP.Req.Headers[0].Value)
 		}
+	}
+}
+
+// TestKeyCache: fieldRule answers for a JSON key what ruleFor does, when
+// the key is met the first time, again, after thousands of other keys took
+// the cache's slots, and from several goroutines at once.
+func TestKeyCache(t *testing.T) {
+	red, err := New(append(DefaultRules(true), Rule{ID: "pii", RedactList: struct {
+		Entries map[string][]string `json:"entries"`
+	}{Entries: map[string][]string{"json": {"ssn", "Customer-Email"}}}}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := []string{"password", "api_key", "apiKey", "x-api-key", "nextPageToken", "idempotency_token", "ssn", "SSN",
+		"customerEmail", "customer_email", "id", "total", "secret", "client_secret", "name", strings.Repeat("k", 64),
+		strings.Repeat("k", 65) + "token"}
+	var keys []string
+	for i := range 3000 {
+		keys = append(keys, base[i%len(base)], fmt.Sprintf("%s%d", base[i%len(base)], i), fmt.Sprintf("f%dtoken", i))
+	}
+	var wg sync.WaitGroup
+	for g := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for round := range 2 {
+				for i := range keys {
+					k := keys[(i+g*97)%len(keys)]
+					gotRule, gotOK := red.fieldRule([]byte(k))
+					wantRule, wantOK := ruleFor(red, kindField, []byte(k))
+					if gotRule != wantRule || gotOK != wantOK {
+						t.Errorf("round %d, key %q: fieldRule %d %v, ruleFor %d %v", round, k, gotRule, gotOK, wantRule, wantOK)
+						return
+					}
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if rule, ok := red.fieldRule([]byte("password")); !ok || red.ids[rule] != DefaultRuleID {
+		t.Errorf("password: rule %d %v, want %s", rule, ok, DefaultRuleID)
 	}
 }
