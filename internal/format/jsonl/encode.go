@@ -48,7 +48,7 @@ func appendRecord(b []byte, r *capture.Record) ([]byte, error) {
 	b = append(b, `,"direction":`...)
 	b = appendString(b, string(r.Direction))
 	b = append(b, `,"start":"`...)
-	b = r.Start.AppendFormat(b, time.RFC3339Nano)
+	b = appendTime(b, r.Start)
 	b = append(b, '"')
 	if r.TTFBMicros != 0 {
 		b = append(b, `,"ttfbUs":`...)
@@ -265,6 +265,46 @@ func appendHTTP(b []byte, h *capture.HTTP) ([]byte, error) {
 		b = append(b, '}')
 	}
 	return append(b, '}'), nil
+}
+
+// appendTime appends t as t.AppendFormat(b, time.RFC3339Nano) does, a UTC
+// time of the years 0-9999 (every record's start) written here: the general
+// layout interpreter was 1.3% of a captured request's instructions.
+func appendTime(b []byte, t time.Time) []byte {
+	year, month, day := t.Date()
+	if t.Location() != time.UTC || year < 0 || year > 9999 {
+		return t.AppendFormat(b, time.RFC3339Nano)
+	}
+	hour, minute, sec := t.Clock()
+	var d [30]byte // 2006-01-02T15:04:05.999999999Z
+	put := func(at, v, n int) {
+		for i := at + n - 1; i >= at; i-- {
+			d[i] = byte('0' + v%10)
+			v /= 10
+		}
+	}
+	put(0, year, 4)
+	d[4] = '-'
+	put(5, int(month), 2)
+	d[7] = '-'
+	put(8, day, 2)
+	d[10] = 'T'
+	put(11, hour, 2)
+	d[13] = ':'
+	put(14, minute, 2)
+	d[16] = ':'
+	put(17, sec, 2)
+	n := 19
+	if ns := t.Nanosecond(); ns != 0 {
+		d[19] = '.'
+		put(20, ns, 9)
+		n = 29
+		for d[n-1] == '0' { // RFC3339Nano drops the fraction's trailing zeros
+			n--
+		}
+	}
+	d[n] = 'Z'
+	return append(b, d[:n+1]...)
 }
 
 func appendBody(b []byte, body *capture.Body) []byte {

@@ -241,3 +241,31 @@ func benchRecord() *capture.Record {
 		Tags: capture.Tags{"captureMode": "proxy", "proxyType": "reverse"},
 	}
 }
+
+// TestAppendTime: appendTime writes what AppendFormat(RFC3339Nano) does,
+// for UTC times across the years 0-9999 with fractions of every length,
+// and for the times it leaves to AppendFormat (other zones, other years).
+func TestAppendTime(t *testing.T) {
+	rnd := rand.New(rand.NewPCG(3, 4))
+	east := time.FixedZone("east", 5*3600+1800)
+	times := []time.Time{{}, time.Unix(0, 0).UTC(), time.Date(9999, 12, 31, 23, 59, 59, 999999999, time.UTC),
+		time.Date(0, 1, 1, 0, 0, 0, 1, time.UTC), time.Date(2026, 12, 7, 3, 4, 5, 100000000, time.UTC),
+		time.Date(2026, 12, 7, 3, 4, 5, 120000, time.UTC), time.Date(-1, 1, 1, 0, 0, 0, 0, time.UTC),
+		time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC), time.Date(2026, 12, 7, 3, 4, 5, 6, east), time.Now(), time.Now().UTC()}
+	for range 20000 {
+		ns := rnd.Int64N(10000 * 365 * 24 * 3600 * 1e9 / 1e3) // within the years 1970-11970, in µs
+		tm := time.Unix(0, 0).Add(time.Duration(ns) * time.Microsecond).UTC().Add(-time.Duration(rnd.IntN(4)) * 2000 * 365 * 24 * time.Hour)
+		switch rnd.IntN(4) {
+		case 0:
+			tm = tm.Truncate(time.Second)
+		case 1:
+			tm = tm.Add(time.Duration(rnd.IntN(1000)))
+		}
+		times = append(times, tm)
+	}
+	for _, tm := range times {
+		if got, want := string(appendTime([]byte("x"), tm)), "x"+tm.Format(time.RFC3339Nano); got != want {
+			t.Fatalf("%v: appendTime %s, want %s", tm, got, want)
+		}
+	}
+}
