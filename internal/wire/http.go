@@ -42,11 +42,12 @@ func BatchID(recs []*capture.Record) string {
 	// uuid.NewSHA1(batchNamespace, ids joined by newlines), hashed as the
 	// ids come (through a buffer on the stack) rather than joined first: a
 	// batch's ids (37 bytes each, 512 a batch) were copied into a string
-	// builder that grew to twice that, for every batch.
+	// builder that grew to twice that, for every batch. The namespace goes
+	// through the buffer too, so that each write to the hash is whole
+	// blocks, which it hashes with its vector code but for the last two.
 	h := sha1.New()
-	h.Write(batchNamespace[:])
-	var buf [512]byte
-	n := 0
+	var buf [4096]byte
+	n := copy(buf[:], batchNamespace[:])
 	for _, r := range recs {
 		for id := r.ID; ; {
 			c := copy(buf[n:], id)
