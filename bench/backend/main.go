@@ -9,6 +9,11 @@
 // HTTP/2 to the app as HTTP/1.1 (docs/http2.md), reach it over HTTP/1.1.
 //
 // With -count it counts the requests it answers (bench/replay's rate figure is counted here, at the target).
+//
+// With -json the body is an API's JSON answer of about -size bytes (orders
+// with ids, prices, times and e-mail addresses, application/json) instead of
+// -size bytes of "x": what capture's redaction meets in real traffic (bench/ab
+// BACKEND_ARGS=-json).
 package main
 
 import (
@@ -28,9 +33,14 @@ func main() {
 	addr := flag.String("addr", "127.0.0.1:0", "listen address")
 	size := flag.Int("size", 1024, "response body bytes")
 	h2c := flag.Bool("h2c", false, "also serve cleartext HTTP/2 (prior knowledge) on the same port")
+	asJSON := flag.Bool("json", false, "answer an API's JSON (orders with ids, prices, times, e-mail addresses) of about -size bytes instead of -size bytes of x")
 	count := flag.Bool("count", false, "count the requests: GET /_count (not counted) answers the count and the first and last arrival times, in Unix ns, as three numbers; POST /_count resets them")
 	flag.Parse()
-	if err := run(*addr, *size, *h2c, *count); err != nil {
+	body, ctype := bytes.Repeat([]byte("x"), *size), "text/plain"
+	if *asJSON {
+		body, ctype = jsonBody(*size), "application/json"
+	}
+	if err := run(*addr, body, ctype, *h2c, *count); err != nil {
 		fmt.Fprintln(os.Stderr, "backend:", err)
 		os.Exit(1)
 	}
@@ -54,8 +64,23 @@ func (c *counter) add() {
 	c.mu.Unlock()
 }
 
-func run(addr string, size int, h2c, count bool) error {
-	body := bytes.Repeat([]byte("x"), size)
+// jsonBody is a JSON answer of orders, as many as make about size bytes.
+func jsonBody(size int) []byte {
+	var b bytes.Buffer
+	b.WriteString(`{"orders":[`)
+	for i := 0; b.Len() < size-200 || i == 0; i++ {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		fmt.Fprintf(&b, `{"id":"ord_%08d","customer":{"id":%d,"email":"user%d@example.com","name":"Jane Doe"},"total":%d.%02d,`+
+			`"currency":"EUR","items":[{"sku":"SKU-%05d","qty":%d}],"created":"2026-12-0%dT10:%02d:00Z"}`,
+			48213+i, 1000+i, i, 10+i*7, i%100, 300+i, 1+i%3, 1+i%7, i%60)
+	}
+	b.WriteString(`]}`)
+	return b.Bytes()
+}
+
+func run(addr string, body []byte, ctype string, h2c, count bool) error {
 	clen := strconv.Itoa(len(body))
 	var cnt counter
 	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -72,7 +97,7 @@ func run(addr string, size int, h2c, count bool) error {
 			cnt.add()
 		}
 		hd := w.Header()
-		hd["Content-Type"] = []string{"text/plain"}
+		hd["Content-Type"] = []string{ctype}
 		hd["Content-Length"] = []string{clen}
 		w.Write(body)
 	})
