@@ -418,20 +418,26 @@ func appendString(b []byte, s string) []byte {
 
 // plainPrefix returns the length of s's longest prefix of bytes that a
 // JSON string holds as they are (printable ASCII but quote and
-// backslash), eight bytes a step.
+// backslash), eight bytes a step. A string of 4 bytes or more that is
+// plain throughout (nearly all of a record's) is told by whole words to its
+// end, the last one overlapping the one before, without a byte loop.
 func plainPrefix(s string) int {
-	const (
-		ones  = 0x0101010101010101
-		highs = 0x8080808080808080
-	)
 	i := 0
 	for ; i+8 <= len(s); i += 8 {
-		x := binary.LittleEndian.Uint64([]byte(s[i : i+8]))
-		// A byte below 0x20, a quote, a backslash, or one with its high
-		// bit set (non-ASCII) stops the step.
-		q, bs := x^(ones*'"'), x^(ones*'\\')
-		if ((x-ones*0x20)|(q-ones)|(bs-ones)|x)&highs != 0 {
+		if !plainUint64(binary.LittleEndian.Uint64([]byte(s[i : i+8]))) {
 			break
+		}
+	}
+	switch n := len(s); {
+	case i == n:
+		return n
+	case n >= 8 && i+8 > n: // the loop ran out of whole words: the last one ends the string
+		if plainUint64(binary.LittleEndian.Uint64([]byte(s[n-8:]))) {
+			return n
+		}
+	case n >= 4 && n < 8: // two half words, overlapping
+		if plainUint64(uint64(binary.LittleEndian.Uint32([]byte(s[:4]))) | uint64(binary.LittleEndian.Uint32([]byte(s[n-4:])))<<32) {
+			return n
 		}
 	}
 	for ; i < len(s); i++ {
@@ -440,4 +446,16 @@ func plainPrefix(s string) int {
 		}
 	}
 	return i
+}
+
+// plainUint64 reports whether none of x's eight bytes is below 0x20, a
+// quote, a backslash or non-ASCII: exact when true (a borrow can make it
+// report false for a plain word, which the byte loop then reads).
+func plainUint64(x uint64) bool {
+	const (
+		ones  = 0x0101010101010101
+		highs = 0x8080808080808080
+	)
+	q, bs := x^(ones*'"'), x^(ones*'\\')
+	return ((x-ones*0x20)|(q-ones)|(bs-ones)|x)&highs == 0
 }

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/tapwire/tapwire/internal/capture"
 )
@@ -266,6 +267,49 @@ func TestAppendTime(t *testing.T) {
 	for _, tm := range times {
 		if got, want := string(appendTime([]byte("x"), tm)), "x"+tm.Format(time.RFC3339Nano); got != want {
 			t.Fatalf("%v: appendTime %s, want %s", tm, got, want)
+		}
+	}
+}
+
+// TestPlainPrefix: plainPrefix stops where a byte-at-a-time scan does, for
+// every length up to 24 with each kind of byte that stops it at every
+// place, and on random strings.
+func TestPlainPrefix(t *testing.T) {
+	ref := func(s string) int {
+		for i := 0; i < len(s); i++ {
+			if c := s[i]; c < 0x20 || c >= utf8.RuneSelf || c == '"' || c == '\\' {
+				return i
+			}
+		}
+		return len(s)
+	}
+	stops := []byte{0x00, 0x1f, '"', '\\', 0x80, 0xff, 0xc3}
+	for n := 0; n <= 24; n++ {
+		plain := strings.Repeat("a~ Z", 7)[:n]
+		if got := plainPrefix(plain); got != n {
+			t.Fatalf("%q: %d, want %d", plain, got, n)
+		}
+		for at := range n {
+			for _, c := range stops {
+				s := []byte(plain)
+				s[at] = c
+				if got, want := plainPrefix(string(s)), ref(string(s)); got != want {
+					t.Fatalf("%q: %d, want %d", s, got, want)
+				}
+			}
+		}
+	}
+	rnd := rand.New(rand.NewPCG(5, 6))
+	for range 100000 {
+		b := make([]byte, rnd.IntN(40))
+		for i := range b {
+			b[i] = byte(0x20 + rnd.IntN(0x5f))
+			if rnd.IntN(30) == 0 {
+				b[i] = stops[rnd.IntN(len(stops))]
+			}
+		}
+		if got, want := plainPrefix(string(b)), ref(string(b)); got != want {
+			t.Fatalf("%q: %d, want %d", b, got, want)
 		}
 	}
 }
