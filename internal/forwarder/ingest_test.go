@@ -88,20 +88,37 @@ func FuzzIngest(f *testing.F) {
 	}
 	f.Cleanup(func() { lazy.Close() })
 	encodings := []string{"identity", "zstd", "gzip", "br"}
+	f.Add([]byte("{\"schema\":1,\"id\":\"a\",\"kind\":\"tcp\",\"direction\":\"in\",\"tcp\":{},\"tags\":{\"\x01\":\"\"}}"), uint8(4), int16(1))
 	f.Fuzz(func(t *testing.T, body []byte, enc uint8, count int16) {
 		s := s
 		if int(enc)/len(encodings)%2 == 1 {
 			s = lazy
 		}
-		req := httptest.NewRequest(http.MethodPost, wire.Path, bytes.NewReader(body))
-		req.Header.Set(wire.HeaderProtocol, "1")
-		req.Header.Set("Content-Encoding", encodings[int(enc)%len(encodings)])
-		if count >= 0 {
-			req.Header.Set(wire.HeaderRecords, fmt.Sprint(count))
+		post := func(redacted string) *httptest.ResponseRecorder {
+			req := httptest.NewRequest(http.MethodPost, wire.Path, bytes.NewReader(body))
+			req.Header.Set(wire.HeaderProtocol, "1")
+			req.Header.Set("Content-Encoding", encodings[int(enc)%len(encodings)])
+			if count >= 0 {
+				req.Header.Set(wire.HeaderRecords, fmt.Sprint(count))
+			}
+			if redacted != "" {
+				req.Header.Set(wire.HeaderRedacted, redacted)
+			}
+			w := httptest.NewRecorder()
+			s.Handler().ServeHTTP(w, req)
+			return w
+		}
+		if s == lazy {
+			// The sender says it redacted with this forwarder's rules: the
+			// forwarder decodes typed lines only in part (jsonl.Want), and
+			// must still refuse every batch the full decode refuses.
+			full, part := post(""), post(lazy.redactor.Fingerprint())
+			if full.Code != part.Code || full.Body.String() != part.Body.String() {
+				t.Fatalf("decoded in full: %d %s; in part (pre-redacted): %d %s", full.Code, full.Body, part.Code, part.Body)
+			}
 		}
 		before := s.Stats()
-		w := httptest.NewRecorder()
-		s.Handler().ServeHTTP(w, req)
+		w := post("")
 		after := s.Stats()
 		spooled := after.Spooled - before.Spooled
 		switch w.Code {

@@ -661,6 +661,12 @@ func (l *Line) scan(n *node, b []byte, i, depth int) (int, bool) {
 					}
 				}
 				keys = append(keys, ks, ke)
+				for _, c := range key {
+					if c < 0x20 {
+						l.untyped = true // a raw control character: the decoders refuse it (plainKey does not look)
+						break
+					}
+				}
 			}
 			if i = skipWS(b, ke+1); i >= len(b) || b[i] != ':' {
 				return 0, false

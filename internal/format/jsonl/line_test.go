@@ -484,6 +484,9 @@ func TestTyped(t *testing.T) {
 		{base + `,"tags":{"a":"b\x"}}`, false},
 		{base + `,"tags":{"a":"\u12"}}`, false},
 		{base + `,"tags":{"a":null}}`, false},
+		{base + ",\"tags\":{\"\x01\":\"\"}}", false}, // a raw control character in a key (found in review)
+		{base + ",\"tags\":{\"a\x1f\":\"b\"}}", false},
+		{base + ",\"tags\":{\"a\tb\":\"b\"}}", false},
 		{base + `,"error":"` + "\t" + `"}`, false},
 		{strings.Replace(base, `"kind":"tcp"`, `"kind":"http"`, 1) + `,"http":{"req":{"headers":[["a","b","c"]]}}}`, false},
 		{strings.Replace(base, `"kind":"tcp"`, `"kind":"http"`, 1) + `,"http":{"req":{"headers":[["a"]]}}}`, false},
@@ -514,6 +517,7 @@ func FuzzTyped(f *testing.F) {
 		f.Add(bytes.TrimSuffix(encodeFull(f, r), []byte("\n")))
 	}
 	f.Add([]byte(`{"schema":1,"id":"a","kind":"tcp","direction":"in","tcp":{"chunks":[{"up":true,"data":"QUJD"}]},"labels":{"cluster":"c\u0041"},"tags":{"x":"y"}}`))
+	f.Add([]byte("{\"id\":\"a\",\"kind\":\"tcp\",\"direction\":\"in\",\"tcp\":{},\"tags\":{\"\x01\":\"\"}}"))
 	f.Fuzz(func(t *testing.T, line []byte) {
 		var l Line
 		if !l.ParseLine(line) || !l.Typed() {
