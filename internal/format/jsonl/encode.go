@@ -386,6 +386,10 @@ func appendString(b []byte, s string) []byte {
 				b = append(b, '\\', 'r')
 			case '\t':
 				b = append(b, '\\', 't')
+			case '\b':
+				b = append(b, '\\', 'b')
+			case '\f':
+				b = append(b, '\\', 'f')
 			default:
 				const hex = "0123456789abcdef"
 				b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])

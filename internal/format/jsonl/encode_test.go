@@ -313,3 +313,25 @@ func TestPlainPrefix(t *testing.T) {
 		}
 	}
 }
+
+// TestAppendStringMatchesGoJSON: every byte value, alone and between
+// letters, and the runes encoding/json treats apart, are written as go-json
+// (without HTML escaping) writes them, byte for byte: \b and \f as such, not
+// as \u0008 and \u000c.
+func TestAppendStringMatchesGoJSON(t *testing.T) {
+	var ins []string
+	for c := range 256 {
+		ins = append(ins, string([]byte{byte(c)}), "a"+string([]byte{byte(c)})+"bcdefghij")
+	}
+	ins = append(ins, "\u2028", "x\u2029y", "é", "\xff\xfe", "a\xc3", "<>&", "\U0001F600", "")
+	for _, s := range ins {
+		var buf bytes.Buffer
+		if err := gojsonEncoder(&buf).Encode(s); err != nil { // HTML escaping off, as Append's fallback
+			t.Fatal(err)
+		}
+		want := bytes.TrimSuffix(buf.Bytes(), []byte("\n"))
+		if got := appendString(nil, s); string(got) != string(want) {
+			t.Errorf("%q: %s, go-json %s", s, got, want)
+		}
+	}
+}
