@@ -358,6 +358,8 @@ func (hc *h1Conn) exchange(end int) bool {
 			if !ex.noRecord {
 				ex.finish(rec)
 				c.opt.Emitter.Emit(rec)
+			} else {
+				ex.res = nil // nor does a refused exchange keep its unsent record
 			}
 		}()
 	}
