@@ -586,3 +586,140 @@ func diffFacts(p, f *capture.Record) string {
 	}
 	return ""
 }
+
+// typedProblem checks FuzzTyped's property on one line: when ParseLine
+// takes it and Typed says it is typed, goccy and encoding/json decode it,
+// Validate passes, and the partial facts are the full decode's. It returns
+// what failed, or "".
+func typedProblem(line []byte) string {
+	var l Line
+	if !l.ParseLine(line) || !l.Typed() {
+		return ""
+	}
+	var full, std capture.Record
+	if err := gojson.Unmarshal(line, &full); err != nil {
+		return "goccy refuses it: " + err.Error()
+	}
+	if err := full.Validate(); err != nil {
+		return "not valid: " + err.Error()
+	}
+	if err := json.Unmarshal(line, &std); err != nil {
+		return "encoding/json refuses it: " + err.Error()
+	}
+	var part capture.Record
+	if err := l.decodeMembers(&part, FieldLabels|FieldTags, true); err != nil {
+		return "partial decode: " + err.Error()
+	}
+	return diffFacts(&part, &full)
+}
+
+// TestTypedSubstitutions: FuzzTyped's property, checked deterministically on
+// every value and every map key of the sample lines replaced in turn by
+// each of some hundred tokens at the edges of the types (integer bounds,
+// escapes, control characters, times, base64, null, nested shapes). A
+// review found a raw control character in a tags key that way, which the
+// fuzzer had missed.
+func TestTypedSubstitutions(t *testing.T) {
+	tokens := []string{
+		`""`, `"a"`, `"\u0000"`, `"\ud800"`, `"\uDFFF\uD800"`, `"\/"`, `"é"`, `"\u2028"`, "\"\x7f\"", `"\\"`, `"\""`,
+		`"\b\f\n\r\t"`, `"\x"`, `"\u12"`, "\"\x01\"", "\"a\tb\"", `"in"`, `"out"`, `"http"`, `"tcp"`, `"HTTP"`, `"In"`,
+		`0`, `-1`, `1`, `127`, `128`, `-129`, `255`, `256`, `32768`, `-32769`, `65536`, `2147483647`, `2147483648`,
+		`-2147483649`, `4294967296`, `9223372036854775807`, `9223372036854775808`, `-9223372036854775808`,
+		`-9223372036854775809`, `18446744073709551615`, `18446744073709551616`, `00`, `-0`, `1e2`, `1.0`, `-`, `01`,
+		`"2025-02-11T21:07:54Z"`, `"2025-02-11T21:07:54.Z"`, `"2025-02-11T24:00:00Z"`, `"2025-02-29T00:00:00Z"`,
+		`"2024-02-29T00:00:00+23:59"`, `"2025-02-11T21:07:54+00:60"`, `"2025-02-11T21:07:54,123Z"`, `"AA=="`, `"AB=="`,
+		`"AAA="`, `"A==="`, `"AA=A"`, `"-_-_"`, `null`, `true`, `false`, `{}`, `[]`, `[[]]`, `[["a","b"]]`, `[["a"]]`,
+		`[["a","b","c"]]`, `[null]`, `[{}]`, `{"a":"b"}`, `{"a":null}`, `{"a":"b","A":"c"}`, "{\"\x01\":\"x\"}", `{"":""}`,
+	}
+	keys := []string{`""`, `"a"`, `"A"`, "\"\x01\"", "\"a\x1f\"", "\"\t\"", `"\u0061"`, `"é"`, "\"\x7f\""}
+	var seeds [][]byte
+	for _, r := range capturetest.Records() {
+		if r.Vendor == nil {
+			seeds = append(seeds, bytes.TrimSuffix(encodeFull(t, r), []byte("\n")))
+		}
+	}
+	checked, typedN := 0, 0
+	for _, seed := range seeds {
+		scalars, mapKeys := tokenSpans(t, seed)
+		try := func(sp [2]int, tok string) {
+			line := append(append(bytes.Clone(seed[:sp[0]]), tok...), seed[sp[1]:]...)
+			checked++
+			var l Line
+			if l.ParseLine(line) && l.Typed() {
+				typedN++
+			}
+			if p := typedProblem(line); p != "" {
+				t.Errorf("typed, but %s:\n%q", p, line)
+			}
+		}
+		for _, sp := range scalars {
+			for _, tok := range tokens {
+				try(sp, tok)
+			}
+		}
+		for _, sp := range mapKeys {
+			for _, k := range keys {
+				try(sp, k)
+			}
+		}
+	}
+	if typedN == 0 || typedN == checked {
+		t.Fatalf("%d of %d lines typed: the substitutions do not reach both sides of the check", typedN, checked)
+	}
+	t.Logf("%d lines, %d typed", checked, typedN)
+}
+
+// tokenSpans returns the spans of line's values that are not objects or
+// arrays, and of the keys of its maps (tags): found with encoding/json's
+// tokenizer.
+func tokenSpans(t *testing.T, line []byte) (scalars, mapKeys [][2]int) {
+	t.Helper()
+	d := json.NewDecoder(bytes.NewReader(line))
+	var path []string // the keys down to the current value; "" for an array element
+	type frame struct {
+		obj    bool
+		key    bool // an object frame expecting a key
+		inTags bool
+	}
+	var stack []frame
+	for {
+		start := int(d.InputOffset())
+		tok, err := d.Token()
+		if err == io.EOF {
+			return scalars, mapKeys
+		}
+		if err != nil {
+			t.Fatalf("%s: %v", line, err)
+		}
+		end := int(d.InputOffset())
+		for start < end && (line[start] == ',' || line[start] == ':' || line[start] == ' ') {
+			start++
+		}
+		top := len(stack) - 1
+		if dl, ok := tok.(json.Delim); ok {
+			switch dl {
+			case '{', '[':
+				inTags := top >= 0 && stack[top].obj && len(path) > 0 && path[len(path)-1] == "tags" && len(stack) == 1
+				stack = append(stack, frame{obj: dl == '{', key: dl == '{', inTags: inTags})
+			default:
+				stack = stack[:top]
+				if top > 0 && stack[top-1].obj {
+					stack[top-1].key = true
+				}
+			}
+			continue
+		}
+		if top >= 0 && stack[top].obj && stack[top].key {
+			stack[top].key = false
+			path = append(path[:0], tok.(string))
+			if stack[top].inTags {
+				mapKeys = append(mapKeys, [2]int{start, end})
+			}
+			continue
+		}
+		scalars = append(scalars, [2]int{start, end})
+		if top >= 0 && stack[top].obj {
+			stack[top].key = true
+		}
+	}
+}
