@@ -48,24 +48,19 @@ func BatchID(recs []*capture.Record) string {
 	h := sha1.New()
 	var buf [4096]byte
 	n := copy(buf[:], batchNamespace[:])
-	for _, r := range recs {
-		for id := r.ID; ; {
-			c := copy(buf[n:], id)
-			n += c
-			id = id[c:]
-			if n == len(buf) {
+	put := func(s string) {
+		for s != "" {
+			c := copy(buf[n:], s)
+			if n += c; n == len(buf) {
 				h.Write(buf[:])
 				n = 0
 			}
-			if id == "" {
-				break
-			}
+			s = s[c:]
 		}
-		buf[n] = '\n'
-		if n++; n == len(buf) {
-			h.Write(buf[:])
-			n = 0
-		}
+	}
+	for _, r := range recs {
+		put(r.ID)
+		put("\n")
 	}
 	h.Write(buf[:n])
 	var sum [sha1.Size]byte
