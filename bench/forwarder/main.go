@@ -61,6 +61,7 @@ func main() {
 	inflight := flag.Int("max-in-flight", 8, "FORWARDER_MAX_IN_FLIGHT")
 	flag.StringVar(&tsvFile, "tsv", "", "also append the headline figures to this file as bench/all's rows")
 	flag.BoolVar(&preRedacted, "redacted", true, "send Tapwire-Redacted with the default rules' fingerprint, as goproxy does with the default settings")
+	flag.StringVar(&encoding, "encoding", wire.EncodingS2, "Content-Encoding of the batches: s2, as goproxy sends them to a forwarder that lists it, or zstd (goproxy's fastest level), as to an older one")
 	flag.BoolVar(&withNginx, "nginx", false, "also measure the baseline: nginx storing each batch as a file (WebDAV PUT)")
 	flag.Parse()
 	if err := run(*bin, *senders, *batch, *body, *distinct, *duration, *bucket, *endpoint, *sync, *inflight); err != nil {
@@ -125,6 +126,9 @@ func run(bin string, senders, batchSize, bodySize, distinct int, duration time.D
 		batchSize = goproxyBatch(bodySize)
 	}
 	fmt.Printf("building %d batches of %d records with %d-byte bodies...\n", distinct, batchSize, bodySize)
+	if encoding != wire.EncodingS2 && encoding != wire.EncodingZstd {
+		return fmt.Errorf("-encoding %q: want s2 or zstd", encoding)
+	}
 	bodies, plainBytes := buildBatches(distinct, batchSize, bodySize)
 	var compressed int
 	for _, b := range bodies {
@@ -145,6 +149,7 @@ func run(bin string, senders, batchSize, bodySize, distinct int, duration time.D
 	acked, refused, sent := send(senders, duration, func(ctx context.Context, sender, j int) *http.Request {
 		b := bodies[j%len(bodies)]
 		req, _ := wire.NewRequest(ctx, "http://"+addr+wire.Path, b.body, b.id, batchSize, "")
+		req.Header.Set("Content-Encoding", encoding)
 		if fingerprint != "" {
 			req.Header.Set(wire.HeaderRedacted, fingerprint)
 		}
@@ -203,6 +208,9 @@ var hubBin string
 // preRedacted is -redacted: the batches carry the default redaction's
 // fingerprint (wire.HeaderRedacted).
 var preRedacted bool
+
+// encoding is the batches' Content-Encoding (-encoding).
+var encoding string
 
 // startHub starts the hub binary on a loopback port with its data in dir
 // and returns its URL, the ingest key of its first start, and a function
@@ -410,8 +418,9 @@ type encoded struct {
 var words = strings.Fields("order item price quantity customer address status shipped pending total currency sku " +
 	"warehouse carrier tracking note discount tax coupon gift express standard return refund invoice")
 
-// buildBatches makes n zstd batches of size records, each with a JSON-ish
-// response body of bodySize bytes.
+// buildBatches makes n batches of size records in -encoding, each with a
+// JSON-ish response body of bodySize bytes, compressed as goproxy
+// compresses them.
 func buildBatches(n, size, bodySize int) ([]encoded, int) {
 	var out []encoded
 	plain := 0
@@ -424,7 +433,11 @@ func buildBatches(n, size, bodySize int) ([]encoded, int) {
 		var lines, z bytes.Buffer
 		jsonl.Append(&lines, recs)
 		plain += lines.Len()
-		if err := wire.EncodeBatch(&z, recs); err != nil {
+		encode := wire.EncodeBatchS2
+		if encoding == wire.EncodingZstd {
+			encode = wire.EncodeBatchFast
+		}
+		if err := encode(&z, recs); err != nil {
 			panic(err)
 		}
 		out = append(out, encoded{id: wire.BatchID(recs), body: z.Bytes()})

@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/klauspost/compress/s2"
+
 	"github.com/tapwire/tapwire/internal/memtest"
 	"github.com/tapwire/tapwire/internal/wire"
 )
@@ -33,6 +35,13 @@ func TestMemory(t *testing.T) {
 	maxLines := func() []byte { return memtest.Lines(3, wire.MaxLineBytes-64) }
 	tiny := memtest.Lines(1_000_000, 0)
 	bomb := memtest.Zstd(bytes.Repeat([]byte{'\n'}, 64<<20), wire.MaxWindowBytes)
+	s2Of := func(b []byte) []byte {
+		var out bytes.Buffer
+		w := s2.NewWriter(&out, s2.WriterBlockSize(wire.S2BlockBytes), s2.WriterConcurrency(1))
+		w.Write(b)
+		w.Close()
+		return out.Bytes()
+	}
 
 	type result struct {
 		status int
@@ -51,6 +60,8 @@ func TestMemory(t *testing.T) {
 		{"a million tiny records, said", []memtest.Batch{memtest.ZstdBatch("", tiny, 1_000_000)}, []int{413}},
 		{"a million tiny records, unsaid", []memtest.Batch{memtest.ZstdBatch("", tiny, -1)}, []int{413}},
 		{"zstd bomb", []memtest.Batch{{Body: bomb, Encoding: "zstd", Records: -1}}, []int{413}},
+		{"max records in s2", []memtest.Batch{{Body: s2Of(maxRecords()), Encoding: "s2", Records: wire.MaxBatchRecords}}, []int{200}},
+		{"s2 bomb", []memtest.Batch{{Body: s2Of(bytes.Repeat([]byte{'\n'}, 64<<20)), Encoding: "s2", Records: -1}}, []int{413}},
 	}
 	addr := memtest.FreeAddr(t)
 	dir := t.TempDir()

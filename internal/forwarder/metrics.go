@@ -4,12 +4,15 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/tapwire/tapwire/internal/wire"
 )
 
 // metrics are the forwarder's Prometheus series, served at GET /metrics.
 // docs/forwarder.md lists them.
 type metrics struct {
 	batches  prometheus.Counter
+	encoding *prometheus.CounterVec // accepted batches by Content-Encoding
 	received prometheus.Counter
 	rejected *prometheus.CounterVec // by reason: bad, unauthorized, busy, spool, shutdown
 	filtered prometheus.Counter
@@ -21,6 +24,9 @@ func newMetrics(reg prometheus.Registerer, s *Server) *metrics {
 	m := &metrics{
 		batches: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "forwarder_batches_received_total", Help: "Batches accepted from goproxies (answered 200)."}),
+		encoding: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "forwarder_batches_encoding_total", Help: "Batches accepted, by Content-Encoding: zstd, s2 (goproxy once it has seen this forwarder list it), gzip, identity."},
+			[]string{"encoding"}),
 		received: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "forwarder_records_received_total", Help: "Records in accepted batches, before filters."}),
 		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -36,7 +42,10 @@ func newMetrics(reg prometheus.Registerer, s *Server) *metrics {
 	for _, r := range []string{"bad", "unauthorized", "busy", "spool", "shutdown"} {
 		m.rejected.WithLabelValues(r)
 	}
-	reg.MustRegister(m.batches, m.received, m.rejected, m.filtered, m.redacted, m.rules)
+	for _, e := range []string{wire.EncodingZstd, wire.EncodingS2, wire.EncodingGzip, wire.EncodingIdentity} {
+		m.encoding.WithLabelValues(e)
+	}
+	reg.MustRegister(m.batches, m.encoding, m.received, m.rejected, m.filtered, m.redacted, m.rules)
 
 	sp := s.spool
 	unauth := 0.0

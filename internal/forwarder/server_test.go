@@ -170,6 +170,42 @@ func TestRoundTrip(t *testing.T) {
 	}
 }
 
+// TestS2: goproxy's client (FastCompression) learns from the forwarder's
+// first answer (Accept-Encoding) that it takes S2 and sends the next
+// batches in it; every record lands whole and in order, and the metrics
+// count the batches by encoding.
+func TestS2(t *testing.T) {
+	f := start(t, Config{Cluster: "ecs", Token: "s3cret"})
+	client, err := wire.NewClient(f.addr, wire.ClientOptions{Token: "s3cret", FastCompression: true, Timeout: 10 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	var want []*capture.Record
+	for range 3 {
+		recs := httpRecords(4, 2000)
+		if err := client.Write(context.Background(), recs); err != nil {
+			t.Fatalf("Write: %v", err)
+		}
+		want = append(want, recs...)
+	}
+	got := waitDir(t, f.dir, len(want))
+	if len(got) != len(want) {
+		t.Fatalf("read %d records, want %d", len(got), len(want))
+	}
+	for i, r := range got {
+		if r.ID != want[i].ID || r.HTTP == nil || r.HTTP.Res == nil || !bytes.Equal(r.HTTP.Res.Body.Data, want[i].HTTP.Res.Body.Data) {
+			t.Fatalf("record %d: %s, want %s with its response body (order kept)", i, r.ID, want[i].ID)
+		}
+	}
+	_, metrics := get(t, "http://"+f.addr+"/metrics")
+	for _, m := range []string{`forwarder_batches_encoding_total{encoding="zstd"} 1`, `forwarder_batches_encoding_total{encoding="s2"} 2`} {
+		if !strings.Contains(metrics, m) {
+			t.Errorf("metrics lack %s", m)
+		}
+	}
+}
+
 // TestTooLargeSplits: a batch over MaxBatchBytes gets 413 and goproxy's
 // sink splits it until every half fits.
 func TestTooLargeSplits(t *testing.T) {

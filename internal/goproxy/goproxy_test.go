@@ -314,6 +314,7 @@ func TestConfigErrors(t *testing.T) {
 		{"body limit", map[string]string{"BODY_CAPTURE_LIMIT": "lots"}, `BODY_CAPTURE_LIMIT="lots"`},
 		{"header limit", map[string]string{"PROXY_MAX_HEADER_BYTES": "lots"}, `PROXY_MAX_HEADER_BYTES="lots"`},
 		{"header limit too small", map[string]string{"PROXY_MAX_HEADER_BYTES": "100"}, `PROXY_MAX_HEADER_BYTES="100": want a byte count from 1KiB to 64MiB`},
+		{"compression", map[string]string{"SHIP_COMPRESSION": "brotli"}, `SHIP_COMPRESSION="brotli": want auto (S2 once the forwarder lists it in Accept-Encoding, else zstd) or zstd`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -351,6 +352,14 @@ func TestConfigDefaultsFollowTheGuide(t *testing.T) {
 	cfg, err = Load([]string{"-max-header-bytes", "16384"}, envOf(map[string]string{"PROXY_MAX_HEADER_BYTES": "8KiB"}), io.Discard)
 	if err != nil || cfg.MaxHeaderBytes != 16<<10 {
 		t.Errorf("-max-header-bytes over the variable: got %d, %v; want 16384", cfg.MaxHeaderBytes, err)
+	}
+	for _, v := range []string{"", "auto", " Auto "} {
+		if cfg, err = Load(nil, envOf(map[string]string{"SHIP_COMPRESSION": v}), io.Discard); err != nil || cfg.Compression != "auto" {
+			t.Errorf("SHIP_COMPRESSION=%q: got %q, %v; want auto", v, cfg.Compression, err)
+		}
+	}
+	if cfg, err = Load([]string{"-ship-compression", "ZSTD"}, envOf(nil), io.Discard); err != nil || cfg.Compression != "zstd" {
+		t.Errorf("-ship-compression ZSTD: got %q, %v; want zstd", cfg.Compression, err)
 	}
 }
 

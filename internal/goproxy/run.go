@@ -384,7 +384,8 @@ func openSink(cfg *Config, yield func(), redacted string) (capture.Sink, string,
 		}
 		return fs, "local files in " + dir, nil
 	}
-	opts := wire.ClientOptions{Token: cfg.ForwarderToken, FastCompression: true, Yield: yield, Redacted: redacted}
+	opts := wire.ClientOptions{Token: cfg.ForwarderToken, FastCompression: true, ZstdOnly: cfg.Compression == "zstd",
+		Yield: yield, Redacted: redacted}
 	if strings.HasPrefix(addr, "https://") {
 		roots, err := forwarderRoots(cfg.TLSCertDir)
 		if err != nil {

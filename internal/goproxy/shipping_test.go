@@ -10,12 +10,14 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/klauspost/compress/s2"
 	"github.com/klauspost/compress/zstd"
 
 	"github.com/tapwire/tapwire/internal/capture"
@@ -25,7 +27,8 @@ import (
 
 // rawForwarder is a fake forwarder on a raw TCP listener: it keeps every
 // byte goproxy sends on the wire, and the decompressed body of each batch,
-// and answers each batch 200.
+// and answers each batch 200, listing zstd and s2 in Accept-Encoding as
+// the forwarder does.
 type rawForwarder struct {
 	ln net.Listener
 
@@ -33,6 +36,7 @@ type rawForwarder struct {
 	wire    bytes.Buffer // every byte received, as it came
 	bodies  bytes.Buffer // the batches' bodies, decompressed, and the records' bodies decoded
 	batches int
+	codings []string // each batch's Content-Encoding
 }
 
 func startRawForwarder(t *testing.T) *rawForwarder {
@@ -86,7 +90,8 @@ func (f *rawForwarder) serve(c net.Conn) {
 		if err != nil {
 			return
 		}
-		if req.Header.Get("Content-Encoding") == "zstd" {
+		switch req.Header.Get("Content-Encoding") {
+		case "zstd":
 			d, err := zstd.NewReader(nil)
 			if err != nil {
 				return
@@ -94,6 +99,10 @@ func (f *rawForwarder) serve(c net.Conn) {
 			body, err = d.DecodeAll(body, nil)
 			d.Close()
 			if err != nil {
+				return
+			}
+		case "s2":
+			if body, err = io.ReadAll(s2.NewReader(bytes.NewReader(body))); err != nil {
 				return
 			}
 		}
@@ -112,9 +121,10 @@ func (f *rawForwarder) serve(c net.Conn) {
 			}
 		}
 		f.batches++
+		f.codings = append(f.codings, req.Header.Get("Content-Encoding"))
 		f.mu.Unlock()
 		n := req.Header.Get("Tapwire-Records")
-		io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "+
+		io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nAccept-Encoding: zstd, s2\r\nContent-Length: "+
 			strconv.Itoa(len(`{"accepted":}`)+len(n))+"\r\n\r\n"+`{"accepted":`+n+`}`)
 	}
 }
@@ -126,10 +136,18 @@ func (f *rawForwarder) got() (wire, bodies string, batches int) {
 	return f.wire.String(), f.bodies.String(), f.batches
 }
 
+// encodings returns each batch's Content-Encoding.
+func (f *rawForwarder) encodings() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.codings)
+}
+
 // TestRedactsBeforeShipping: with the guide's environment, what goproxy
 // sends on the wire to the forwarder holds none of the secrets of the
 // exchange (a bearer token, a JSON password, a card number, in the request
-// and in the app's answer), and the record says which rules changed it.
+// and in the app's answer), and the record says which rules changed it,
+// in the first batch (zstd) and in the second (s2: the forwarder listed it).
 // With SPEEDSCALE_REDACT=false the same bytes do hold them: the check can
 // see a secret when there is one.
 func TestRedactsBeforeShipping(t *testing.T) {
@@ -157,6 +175,7 @@ func TestRedactsBeforeShipping(t *testing.T) {
 		{"guide defaults", nil, true, `"redactions":["std-auth","std-card"]`},
 		{"DLP config too", map[string]string{"SPEEDSCALE_DLP_CONFIG": `{"id":"pii","redactlist":{"entries":{"json":["user"]}}}`}, true, `"redactions":["std-auth","std-card","pii"]`},
 		{"redaction off", map[string]string{"SPEEDSCALE_REDACT": "false"}, false, ""},
+		{"zstd only", map[string]string{"SHIP_COMPRESSION": "zstd"}, true, `"redactions":["std-auth","std-card"]`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			fwd := startRawForwarder(t)
@@ -168,30 +187,38 @@ func TestRedactsBeforeShipping(t *testing.T) {
 			}
 			srv := start(t, env)
 
-			req, _ := http.NewRequest("POST", "http://"+srv.InAddr+"/login", strings.NewReader(body))
-			req.Header.Set("Authorization", "Bearer "+bearer)
-			req.Header.Set("Content-Type", "application/json")
-			res, err := (&http.Client{Transport: &http.Transport{Proxy: nil}}).Do(req)
-			if err != nil {
-				t.Fatal(err)
-			}
-			got, _ := io.ReadAll(res.Body)
-			res.Body.Close()
-			if string(got) != body {
-				t.Fatalf("the app's answer through goproxy = %q, want %q (redaction must not touch the traffic)", got, body)
-			}
-
 			var wire, bodies string
-			for deadline := time.Now().Add(10 * time.Second); ; {
-				var n int
-				wire, bodies, n = fwd.got()
-				if n > 0 {
-					break
+			for batch := 1; batch <= 2; batch++ {
+				req, _ := http.NewRequest("POST", "http://"+srv.InAddr+"/login", strings.NewReader(body))
+				req.Header.Set("Authorization", "Bearer "+bearer)
+				req.Header.Set("Content-Type", "application/json")
+				res, err := (&http.Client{Transport: &http.Transport{Proxy: nil}}).Do(req)
+				if err != nil {
+					t.Fatal(err)
 				}
-				if time.Now().After(deadline) {
-					t.Fatal("no batch reached the forwarder")
+				got, _ := io.ReadAll(res.Body)
+				res.Body.Close()
+				if string(got) != body {
+					t.Fatalf("the app's answer through goproxy = %q, want %q (redaction must not touch the traffic)", got, body)
 				}
-				time.Sleep(20 * time.Millisecond)
+				for deadline := time.Now().Add(10 * time.Second); ; {
+					var n int
+					wire, bodies, n = fwd.got()
+					if n >= batch {
+						break
+					}
+					if time.Now().After(deadline) {
+						t.Fatalf("batch %d did not reach the forwarder", batch)
+					}
+					time.Sleep(20 * time.Millisecond)
+				}
+			}
+			want := []string{"zstd", "s2"} // the forwarder listed s2 in its first answer
+			if tc.env["SHIP_COMPRESSION"] == "zstd" {
+				want = []string{"zstd", "zstd"}
+			}
+			if enc := fwd.encodings(); !slices.Equal(enc, want) {
+				t.Errorf("the batches came in %q, want %q", enc, want)
 			}
 			if !strings.Contains(bodies, `/login`) {
 				t.Fatalf("the batch lacks the exchange: %s", bodies)
@@ -212,8 +239,8 @@ func TestRedactsBeforeShipping(t *testing.T) {
 				if !strings.Contains(bodies, tc.redactions) || !strings.Contains(bodies, "REDACTED-std-auth") {
 					t.Errorf("batch %s\nwant %s and REDACTED-std-auth", bodies, tc.redactions)
 				}
-				if n := srv.redacted.Load(); n != 1 {
-					t.Errorf("records redacted = %d, want 1", n)
+				if n := srv.redacted.Load(); n != 2 {
+					t.Errorf("records redacted = %d, want 2", n)
 				}
 				// The batch says which redaction it went through, so that a
 				// forwarder with the same rules need not apply them again.

@@ -374,3 +374,136 @@ func TestWriteLinesSingleTooLargeIsPermanent(t *testing.T) {
 		t.Errorf("WriteLines of one too-large line = %v, want a permanent error", err)
 	}
 }
+
+// TestS2Negotiation: goproxy's client (FastCompression) sends zstd until
+// the server's answer lists s2 in Accept-Encoding (RFC 7694), then s2, for
+// records and for lines; a probe teaches it as well, so the first batch
+// after one is s2. The forwarder's hub sink (no FastCompression) and
+// ZstdOnly (SHIP_COMPRESSION=zstd) keep zstd. Every record arrives once,
+// in order.
+func TestS2Negotiation(t *testing.T) {
+	ctx := context.Background()
+	fwd := wiretest.New(t)
+	fast := newSink(t, fwd.Addr(), wire.ClientOptions{FastCompression: true})
+	var want []*capture.Record
+	for range 3 {
+		recs := records(20)
+		if err := fast.Write(ctx, recs); err != nil {
+			t.Fatalf("Write: %v", err)
+		}
+		want = append(want, recs...)
+	}
+	var lines bytes.Buffer
+	line := records(2)
+	if err := jsonl.Append(&lines, line); err != nil {
+		t.Fatal(err)
+	}
+	if err := fast.WriteLines(ctx, lines.Bytes(), 2); err != nil {
+		t.Fatalf("WriteLines: %v", err)
+	}
+	want = append(want, line...)
+	wantEncodings(t, fwd.Requests(), "zstd", "s2", "s2", "s2")
+
+	probed := newSink(t, fwd.Addr(), wire.ClientOptions{FastCompression: true})
+	if err := probed.Probe(ctx); err != nil {
+		t.Fatal(err)
+	}
+	recs := records(5)
+	if err := probed.Write(ctx, recs); err != nil {
+		t.Fatal(err)
+	}
+	want = append(want, recs...)
+
+	plain := newSink(t, fwd.Addr(), wire.ClientOptions{})
+	zstdOnly := newSink(t, fwd.Addr(), wire.ClientOptions{FastCompression: true, ZstdOnly: true})
+	for _, c := range []*wire.Client{plain, plain, zstdOnly, zstdOnly} {
+		recs := records(5)
+		if err := c.Write(ctx, recs); err != nil {
+			t.Fatal(err)
+		}
+		want = append(want, recs...)
+	}
+	wantEncodings(t, fwd.Requests()[4:], "zstd" /* the probe */, "s2", "zstd", "zstd", "zstd", "zstd")
+	wantRecords(t, fwd.Records(), want)
+}
+
+// TestS2FallbackToOlderServer: when the server behind the address stops
+// taking s2 (an older forwarder answers 415 and lists nothing), the batch
+// sent in s2 is sent again in zstd at once, Write succeeds, the client
+// sends zstd from then on, and no record is lost or doubled. A client that
+// meets an older server first never sends s2.
+func TestS2FallbackToOlderServer(t *testing.T) {
+	ctx := context.Background()
+	fwd := wiretest.New(t)
+	s := newSink(t, fwd.Addr(), wire.ClientOptions{FastCompression: true})
+	var want []*capture.Record
+	write := func() {
+		t.Helper()
+		recs := records(10)
+		if err := s.Write(ctx, recs); err != nil {
+			t.Fatalf("Write: %v", err)
+		}
+		want = append(want, recs...)
+	}
+	write()
+	write()
+	fwd.WithoutS2()
+	write()
+	write()
+	var lines bytes.Buffer
+	line := records(3)
+	if err := jsonl.Append(&lines, line); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.WriteLines(ctx, lines.Bytes(), 3); err != nil {
+		t.Fatalf("WriteLines: %v", err)
+	}
+	want = append(want, line...)
+	reqs := fwd.Requests()
+	wantEncodings(t, reqs, "zstd", "s2", "s2", "zstd", "zstd", "zstd")
+	if reqs[2].Status != http.StatusUnsupportedMediaType || reqs[3].BatchID != reqs[2].BatchID {
+		t.Errorf("third request %d, fourth batch %s: want the refused s2 batch (415) sent again (%s)", reqs[2].Status, reqs[3].BatchID, reqs[2].BatchID)
+	}
+	wantRecords(t, fwd.Records(), want)
+
+	old := wiretest.New(t)
+	old.WithoutS2()
+	s = newSink(t, old.Addr(), wire.ClientOptions{FastCompression: true})
+	if err := s.Probe(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		if err := s.Write(ctx, records(4)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	wantEncodings(t, old.Requests(), "zstd", "zstd", "zstd", "zstd")
+}
+
+func wantEncodings(t *testing.T, reqs []wiretest.Request, want ...string) {
+	t.Helper()
+	var got []string
+	for _, r := range reqs {
+		got = append(got, r.Encoding)
+	}
+	if len(got) != len(want) {
+		t.Fatalf("Content-Encoding of the requests %q, want %q", got, want)
+	}
+	for i := range got {
+		if got[i] != want[i] {
+			t.Fatalf("Content-Encoding of the requests %q, want %q", got, want)
+		}
+	}
+}
+
+func wantRecords(t *testing.T, got, want []*capture.Record) {
+	t.Helper()
+	if len(got) != len(want) {
+		t.Fatalf("server got %d records, want %d", len(got), len(want))
+	}
+	for i := range got {
+		if got[i].ID != want[i].ID {
+			t.Fatalf("record %d is %s, want %s (each once, in order)", i, got[i].ID, want[i].ID)
+		}
+	}
+}

@@ -317,11 +317,13 @@ func StatusOf(err error) *ServerError {
 }
 
 // WriteError answers with StatusOf(err): a JSON body {"error": "..."} and,
-// when set, Retry-After in whole seconds (at least 1).
+// when set, Retry-After in whole seconds (at least 1). Like WriteAnswer, it
+// lists the codings the server takes in Accept-Encoding.
 func WriteError(w http.ResponseWriter, err error) {
 	se := StatusOf(err)
 	h := w.Header()
 	h.Set("Content-Type", "application/json")
+	h.Set("Accept-Encoding", AcceptEncoding)
 	if se.Wait > 0 {
 		h.Set("Retry-After", strconv.FormatInt(int64(max((se.Wait+time.Second-1)/time.Second, 1)), 10))
 	}
@@ -335,9 +337,12 @@ func WriteError(w http.ResponseWriter, err error) {
 // WriteAccepted answers 200 {"accepted": n}.
 func WriteAccepted(w http.ResponseWriter, n int) { WriteAnswer(w, Accepted{Accepted: n}) }
 
-// WriteAnswer answers 200 with a.
+// WriteAnswer answers 200 with a, and lists the codings the server takes
+// in Accept-Encoding (AcceptEncoding, RFC 7694): a client of this package
+// sends S2 from then on.
 func WriteAnswer(w http.ResponseWriter, a Accepted) {
 	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Accept-Encoding", AcceptEncoding)
 	w.WriteHeader(http.StatusOK)
 	_ = json.NewEncoder(w).Encode(a)
 }

@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/google/uuid"
+	"github.com/klauspost/compress/s2"
 	"github.com/klauspost/compress/zstd"
 
 	"github.com/tapwire/tapwire/internal/capture"
@@ -76,6 +77,10 @@ func TestRoundTrip(t *testing.T) {
 	if err := EncodeBatch(&zs, recs); err != nil {
 		t.Fatal(err)
 	}
+	var ss bytes.Buffer
+	if err := EncodeBatchS2(&ss, recs); err != nil {
+		t.Fatal(err)
+	}
 	var gz bytes.Buffer
 	zw := gzip.NewWriter(&gz)
 	zw.Write(plain.Bytes())
@@ -88,6 +93,9 @@ func TestRoundTrip(t *testing.T) {
 	}{
 		{"zstd", "zstd", zs.Bytes()},
 		{"zstd upper case", "ZSTD", zs.Bytes()},
+		{"s2", "s2", ss.Bytes()},
+		{"s2 upper case", "S2", ss.Bytes()},
+		{"s2 from a plain s2 writer", "s2", s2Of(plain.String(), S2BlockBytes)},
 		{"gzip", "gzip", gz.Bytes()},
 		{"identity", "identity", plain.Bytes()},
 		{"no encoding", "", plain.Bytes()},
@@ -109,6 +117,42 @@ func TestRoundTrip(t *testing.T) {
 	}
 	if zs.Len() >= plain.Len()/4 {
 		t.Errorf("zstd body is %d bytes for %d plain: want better than 4:1 on repetitive JSON", zs.Len(), plain.Len())
+	}
+	if ss.Len() >= plain.Len()/4 {
+		t.Errorf("s2 body is %d bytes for %d plain: want better than 4:1 on repetitive JSON", ss.Len(), plain.Len())
+	}
+}
+
+// s2Of is s as an S2 stream of blocks of at most block bytes.
+func s2Of(s string, block int) []byte {
+	var b bytes.Buffer
+	w := s2.NewWriter(&b, s2.WriterBlockSize(block), s2.WriterConcurrency(1))
+	w.Write([]byte(s))
+	w.Close()
+	return b.Bytes()
+}
+
+// TestListsCoding: Accept-Encoding as RFC 9110 12.5.3 writes it.
+func TestListsCoding(t *testing.T) {
+	for _, tt := range []struct {
+		vals []string
+		want bool
+	}{
+		{[]string{AcceptEncoding}, true},
+		{[]string{"s2"}, true},
+		{[]string{" S2 ;q=0.5, zstd"}, true},
+		{[]string{"zstd", "gzip, s2"}, true},
+		{[]string{"s2;q=1.000"}, true},
+		{[]string{"s2;Q=0"}, false},
+		{[]string{"s2; q=0.0, zstd"}, false},
+		{[]string{"zstd, gzip"}, false},
+		{[]string{"s2x, xs2"}, false},
+		{[]string{"*"}, false}, // only what the server names: "*" may be an intermediary's
+		{[]string{""}, false},
+	} {
+		if got := listsCoding(tt.vals, EncodingS2); got != tt.want {
+			t.Errorf("listsCoding(%q) = %v, want %v", tt.vals, got, tt.want)
+		}
 	}
 }
 
@@ -152,6 +196,11 @@ func TestDecodeErrors(t *testing.T) {
 		{"corrupt zstd", "zstd", []byte("not zstd at all"), 0, ErrCorrupt, 1, 0},
 		{"truncated zstd", "zstd", zstdOf(good + "\n" + good)[:20], 0, ErrCorrupt, 1, 0},
 		{"corrupt gzip", "gzip", []byte("not gzip"), 0, ErrCorrupt, 0, 0},
+		{"s2 bomb", "s2", s2Of(strings.Repeat("\n", 16<<20), S2BlockBytes), 1 << 20, ErrTooLarge, -1, 0},
+		{"corrupt s2", "s2", []byte("not s2 at all"), 0, ErrCorrupt, 1, 0},
+		{"truncated s2", "s2", s2Of(good+"\n"+good, S2BlockBytes)[:20], 0, ErrCorrupt, 1, 0},
+		{"s2 checksum", "s2", s2Flip(s2Of(good+"\n", S2BlockBytes)), 0, ErrCorrupt, 1, 0},
+		{"s2 block too large", "s2", s2Of(strings.Repeat(good+"\n", 2*S2BlockBytes/len(good)), 4*S2BlockBytes), 0, ErrCorrupt, 1, 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -175,6 +224,14 @@ func TestDecodeErrors(t *testing.T) {
 			}
 		})
 	}
+}
+
+// s2Flip changes one byte of the first block's data (after the stream
+// identifier, the block's header and its CRC): only the CRC can tell.
+func s2Flip(b []byte) []byte {
+	b = bytes.Clone(b)
+	b[len(b)-1] ^= 0x20
+	return b
 }
 
 func TestDecodeCallbackErrorUnwrapped(t *testing.T) {
@@ -252,7 +309,10 @@ func FuzzDecodeBatch(f *testing.F) {
 	f.Add(gz.Bytes(), uint8(2))
 	f.Add([]byte(`{"schema":1,"id":"a","kind":"http","direction":"in","http":{"req":{"headers":[["a","b"]]}}}`), uint8(0))
 	f.Add([]byte("\n\r\n{}\n"), uint8(0))
-	encodings := []string{"identity", "zstd", "gzip"}
+	var ss bytes.Buffer
+	EncodeBatchS2(&ss, recs)
+	f.Add(ss.Bytes(), uint8(3))
+	encodings := []string{"identity", "zstd", "gzip", "s2"}
 	f.Fuzz(func(t *testing.T, body []byte, enc uint8) {
 		const limit = 1 << 20
 		n := 0
@@ -270,7 +330,7 @@ func FuzzDecodeBatch(f *testing.F) {
 			}
 			return
 		}
-		if enc%3 == 0 && n > bytes.Count(body, []byte("\n"))+1 {
+		if enc%4 == 0 && n > bytes.Count(body, []byte("\n"))+1 {
 			t.Fatalf("%d records from %d lines", n, bytes.Count(body, []byte("\n"))+1)
 		}
 	})
@@ -294,6 +354,10 @@ func BenchmarkEncodeBatch(b *testing.B) {
 		b.ReportMetric(float64(plain.Len())/float64(out.Len()), "ratio")
 	}
 	b.Run("pooled", func(b *testing.B) { run(b, EncodeBatch) })
+	b.Run("fast", func(b *testing.B) {
+		run(b, func(w io.Writer, recs []*capture.Record) error { return encodeBatch(w, recs, EncodingZstd, true, nil) })
+	})
+	b.Run("s2", func(b *testing.B) { run(b, EncodeBatchS2) })
 	b.Run("new", func(b *testing.B) {
 		run(b, func(w io.Writer, recs []*capture.Record) error {
 			e, err := zstd.NewWriter(w, zstd.WithEncoderConcurrency(1), zstd.WithWindowSize(MaxWindowBytes))
@@ -312,15 +376,19 @@ func BenchmarkEncodeBatch(b *testing.B) {
 
 func BenchmarkDecodeBatch(b *testing.B) {
 	recs := capturetest.Batch(256, 1024)
-	var zs bytes.Buffer
-	EncodeBatch(&zs, recs)
-	b.ReportAllocs()
-	for b.Loop() {
-		if err := DecodeBatch(bytes.NewReader(zs.Bytes()), "zstd", 0, func(*capture.Record) error { return nil }); err != nil {
-			b.Fatal(err)
-		}
+	for _, enc := range []string{EncodingZstd, EncodingS2} {
+		b.Run(enc, func(b *testing.B) {
+			var body bytes.Buffer
+			encodeBatch(&body, recs, enc, true, nil)
+			b.ReportAllocs()
+			for b.Loop() {
+				if err := DecodeBatch(bytes.NewReader(body.Bytes()), enc, 0, func(*capture.Record) error { return nil }); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(len(recs))*float64(b.N)/b.Elapsed().Seconds(), "records/s")
+		})
 	}
-	b.ReportMetric(float64(len(recs))*float64(b.N)/b.Elapsed().Seconds(), "records/s")
 }
 
 // TestBatchID: BatchID is the version-5 UUID of the batch's ids joined by

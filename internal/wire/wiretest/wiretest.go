@@ -19,10 +19,11 @@ import (
 
 // Request is what the fake saw of one batch POST.
 type Request struct {
-	At      time.Time
-	BatchID string
-	Records int // Tapwire-Records as sent
-	Status  int // what the fake answered
+	At       time.Time
+	BatchID  string
+	Records  int    // Tapwire-Records as sent
+	Encoding string // Content-Encoding as sent
+	Status   int    // what the fake answered
 }
 
 // Forwarder is a fake forwarder. Its zero value is not usable; call New.
@@ -32,6 +33,7 @@ type Forwarder struct {
 	mu       sync.Mutex
 	refuse   func(r *http.Request, n int) *wire.ServerError
 	token    string
+	noS2     bool
 	records  []*capture.Record
 	requests []Request
 	arrived  chan struct{} // signalled after every accepted batch
@@ -79,6 +81,22 @@ func (f *Forwarder) RequireToken(token string) {
 	f.mu.Unlock()
 }
 
+// WithoutS2 makes the fake answer as a server older than S2 does: no
+// Accept-Encoding in its answers, and 415 to a batch in s2.
+func (f *Forwarder) WithoutS2() {
+	f.mu.Lock()
+	f.noS2 = true
+	f.mu.Unlock()
+}
+
+// withoutAcceptEncoding drops the Accept-Encoding its handler set.
+type withoutAcceptEncoding struct{ http.ResponseWriter }
+
+func (w withoutAcceptEncoding) WriteHeader(code int) {
+	w.Header().Del("Accept-Encoding")
+	w.ResponseWriter.WriteHeader(code)
+}
+
 // Records returns the records accepted so far, in arrival order.
 func (f *Forwarder) Records() []*capture.Record {
 	f.mu.Lock()
@@ -116,8 +134,9 @@ func (f *Forwarder) WaitRecords(t testing.TB, n int, timeout time.Duration) []*c
 func (f *Forwarder) serveBatch(w http.ResponseWriter, r *http.Request) {
 	f.mu.Lock()
 	n := len(f.requests) + 1
-	refuse, token := f.refuse, f.token
-	f.requests = append(f.requests, Request{At: time.Now(), BatchID: r.Header.Get(wire.HeaderBatchID)})
+	refuse, token, noS2 := f.refuse, f.token, f.noS2
+	f.requests = append(f.requests, Request{At: time.Now(), BatchID: r.Header.Get(wire.HeaderBatchID),
+		Encoding: r.Header.Get("Content-Encoding")})
 	f.mu.Unlock()
 	answer := func(status int) {
 		f.mu.Lock()
@@ -130,6 +149,14 @@ func (f *Forwarder) serveBatch(w http.ResponseWriter, r *http.Request) {
 		answer(http.StatusUnauthorized)
 		wire.WriteError(w, wire.Errorf(http.StatusUnauthorized, "bad token"))
 		return
+	}
+	if noS2 {
+		w = withoutAcceptEncoding{w}
+		if strings.EqualFold(r.Header.Get("Content-Encoding"), wire.EncodingS2) {
+			answer(http.StatusUnsupportedMediaType)
+			wire.WriteError(w, wire.Errorf(http.StatusUnsupportedMediaType, "unsupported content encoding: %q", wire.EncodingS2))
+			return
+		}
 	}
 	if refuse != nil {
 		if se := refuse(r, n); se != nil {
