@@ -197,8 +197,8 @@ func run(bin string, senders, batchSize, bodySize, distinct int, duration time.D
 		baseName, baseRate = "nginx WebDAV PUT of each batch to a file", fmt.Sprintf("%.0f", rate)
 	}
 	return tsvRows(
-		[]string{fmt.Sprintf("forwarder records/s acknowledged, %d senders, %d B bodies, into the %s sink", senders, bodySize, sink), fmt.Sprintf("%.0f", ackRate), baseName, baseRate, target},
-		[]string{fmt.Sprintf("forwarder records/s delivered end to end, into the %s sink", sink), fmt.Sprintf("%.0f", float64(st.Sinks[sink].Delivered)/total.Seconds()), "", "", ""},
+		[]string{fmt.Sprintf("forwarder records/s acknowledged, %d senders, %d B bodies, %s batches, into the %s sink", senders, bodySize, encoding, sink), fmt.Sprintf("%.0f", ackRate), baseName, baseRate, target},
+		[]string{fmt.Sprintf("forwarder records/s delivered end to end, %s batches, into the %s sink", encoding, sink), fmt.Sprintf("%.0f", float64(st.Sinks[sink].Delivered)/total.Seconds()), "", "", ""},
 	)
 }
 

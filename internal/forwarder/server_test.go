@@ -200,7 +200,7 @@ func TestS2(t *testing.T) {
 	}
 	_, metrics := get(t, "http://"+f.addr+"/metrics")
 	for _, m := range []string{`forwarder_batches_encoding_total{encoding="zstd"} 1`, `forwarder_batches_encoding_total{encoding="s2"} 2`} {
-		if !strings.Contains(metrics, m) {
+		if !strings.Contains(metrics, "\n"+m+"\n") {
 			t.Errorf("metrics lack %s", m)
 		}
 	}

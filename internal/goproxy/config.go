@@ -307,7 +307,7 @@ func bind(set *envflag.Set, c *Config) {
 	num(&c.DiagPort, "DIAG_HTTP_PORT", "diag-port", "health and connection listing `port`, -1 to disable")
 	str(&c.DiagHost, "DIAG_HTTP_HOST", "diag-host", "`address` the diagnostics port binds")
 	bytes(&c.QueueBytes, "SHIP_QUEUE_BYTES", "queue-bytes", "bound of records waiting to ship; beyond it records are dropped and counted")
-	str(&c.Compression, "SHIP_COMPRESSION", "ship-compression", "batch compression `mode`: auto (S2 once the forwarder lists it: the least CPU) or zstd (its fastest level: about half the bytes)")
+	str(&c.Compression, "SHIP_COMPRESSION", "ship-compression", "batch compression `mode`: auto (S2 once the forwarder lists it: the least CPU) or zstd (its fastest level: fewer bytes)")
 	dur(&c.ShutdownTimeout, "SHUTDOWN_TIMEOUT", "shutdown-timeout", "how long SIGTERM waits for in-flight exchanges and the last flush")
 	dur(&c.HeaderTimeout, "READ_HEADER_TIMEOUT", "read-header-timeout", "clients slower to send request headers are cut off")
 	bytes(&c.MaxHeaderBytes, "PROXY_MAX_HEADER_BYTES", "max-header-bytes", "bound of a request's line and headers together; larger requests get 431 and are disconnected")

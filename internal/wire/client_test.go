@@ -430,8 +430,10 @@ func TestS2Negotiation(t *testing.T) {
 // TestS2FallbackToOlderServer: when the server behind the address stops
 // taking s2 (an older forwarder answers 415 and lists nothing), the batch
 // sent in s2 is sent again in zstd at once, Write succeeds, the client
-// sends zstd from then on, and no record is lost or doubled. A client that
-// meets an older server first never sends s2.
+// sends zstd from then on, and no record is lost or doubled. Answers that
+// list s2 again (a newer forwarder beside the older one) are not believed
+// before the cooldown has passed. A client that meets an older server
+// first never sends s2.
 func TestS2FallbackToOlderServer(t *testing.T) {
 	ctx := context.Background()
 	fwd := wiretest.New(t)
@@ -447,7 +449,7 @@ func TestS2FallbackToOlderServer(t *testing.T) {
 	}
 	write()
 	write()
-	fwd.WithoutS2()
+	fwd.WithoutS2(true)
 	write()
 	write()
 	var lines bytes.Buffer
@@ -466,8 +468,17 @@ func TestS2FallbackToOlderServer(t *testing.T) {
 	}
 	wantRecords(t, fwd.Records(), want)
 
+	fwd.WithoutS2(false) // a newer forwarder answers now: it lists s2
+	write()
+	write()
+	wire.ExpireS2Cooldown(s) // 5 minutes later
+	write()
+	write()
+	wantEncodings(t, fwd.Requests()[6:], "zstd", "zstd", "zstd", "s2")
+	wantRecords(t, fwd.Records(), want)
+
 	old := wiretest.New(t)
-	old.WithoutS2()
+	old.WithoutS2(true)
 	s = newSink(t, old.Addr(), wire.ClientOptions{FastCompression: true})
 	if err := s.Probe(ctx); err != nil {
 		t.Fatal(err)

@@ -451,10 +451,11 @@ func holdWindow(src io.Reader, hold *Hold) (io.Reader, error) {
 // readError classifies an error met while reading line n.
 func readError(n int, err error, src *sourceReader) error {
 	switch {
-	case src.err != nil && errors.Is(err, src.err):
+	case src.err != nil:
 		// The transport failed (a client that went away, a body limit of
-		// the server's own): not the batch's fault.
-		return fmt.Errorf("read batch: %w", err)
+		// the server's own): not the batch's fault, whatever the decoder
+		// made of the short read (S2's reader reports it as ErrCorrupt).
+		return fmt.Errorf("read batch: %w", src.err)
 	case errors.Is(err, io.ErrUnexpectedEOF) && src.err == nil:
 		return &DecodeError{Line: n, Err: fmt.Errorf("%w: truncated stream", ErrCorrupt)}
 	default:

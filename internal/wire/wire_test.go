@@ -143,6 +143,11 @@ func TestListsCoding(t *testing.T) {
 		{[]string{" S2 ;q=0.5, zstd"}, true},
 		{[]string{"zstd", "gzip, s2"}, true},
 		{[]string{"s2;q=1.000"}, true},
+		{[]string{"s2;q=0, s2"}, false}, // a refusal anywhere wins
+		{[]string{"s2;q="}, false},
+		{[]string{"s2;q=abc"}, false},
+		{[]string{"s2;q=2"}, false},
+		{[]string{"s2;level=1"}, true},
 		{[]string{"s2;Q=0"}, false},
 		{[]string{"s2; q=0.0, zstd"}, false},
 		{[]string{"zstd, gzip"}, false},
@@ -202,6 +207,11 @@ func TestDecodeErrors(t *testing.T) {
 		{"s2 checksum", "s2", s2Flip(s2Of(good+"\n", S2BlockBytes)), 0, ErrCorrupt, 1, 0},
 		{"s2 block too large", "s2", s2Of(strings.Repeat(good+"\n", 2*S2BlockBytes/len(good)), 4*S2BlockBytes), 0, ErrCorrupt, 1, 0},
 	}
+	// The flipped byte is caught by the block's CRC, not by the decoder
+	// or the JSON parser.
+	if err := DecodeBatch(bytes.NewReader(s2Flip(s2Of(good+"\n", S2BlockBytes))), "s2", 0, func(*capture.Record) error { return nil }); !errors.Is(err, s2.ErrCRC) {
+		t.Errorf("a flipped byte in an S2 block: %v, want s2.ErrCRC", err)
+	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			calls := 0
@@ -249,11 +259,34 @@ func (f failingReader) Read([]byte) (int, error) { return 0, f.err }
 
 func TestDecodeTransportErrorNotADecodeError(t *testing.T) {
 	gone := errors.New("connection reset")
-	for _, enc := range []string{"", "zstd", "gzip"} {
+	for _, enc := range []string{"", "zstd", "gzip", "s2"} {
 		err := DecodeBatch(failingReader{gone}, enc, 0, func(*capture.Record) error { return nil })
 		var de *DecodeError
 		if !errors.Is(err, gone) || errors.As(err, &de) {
 			t.Errorf("encoding %q: err = %v, want the reader's error and no *DecodeError", enc, err)
+		}
+	}
+}
+
+// TestDecodeCutShortIsTransport: a body cut short by the transport (a
+// client gone mid-upload: net/http's io.ErrUnexpectedEOF) is the
+// transport's error in every encoding, not a corrupt batch, even where the
+// decompressor reports the short read as corruption of its own (S2).
+func TestDecodeCutShortIsTransport(t *testing.T) {
+	recs := capturetest.Batch(40, 2000)
+	var plain, zs, ss, gz bytes.Buffer
+	jsonl.Append(&plain, recs)
+	EncodeBatch(&zs, recs)
+	EncodeBatchS2(&ss, recs)
+	zw := gzip.NewWriter(&gz)
+	zw.Write(plain.Bytes())
+	zw.Close()
+	for enc, body := range map[string][]byte{"identity": plain.Bytes(), "zstd": zs.Bytes(), "s2": ss.Bytes(), "gzip": gz.Bytes()} {
+		cut := io.MultiReader(bytes.NewReader(body[:len(body)/2]), failingReader{io.ErrUnexpectedEOF})
+		err := DecodeBatch(cut, enc, 0, func(*capture.Record) error { return nil })
+		var de *DecodeError
+		if !errors.Is(err, io.ErrUnexpectedEOF) || errors.As(err, &de) {
+			t.Errorf("encoding %s: err = %v, want the transport's io.ErrUnexpectedEOF and no *DecodeError", enc, err)
 		}
 	}
 }

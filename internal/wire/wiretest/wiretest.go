@@ -81,11 +81,12 @@ func (f *Forwarder) RequireToken(token string) {
 	f.mu.Unlock()
 }
 
-// WithoutS2 makes the fake answer as a server older than S2 does: no
-// Accept-Encoding in its answers, and 415 to a batch in s2.
-func (f *Forwarder) WithoutS2() {
+// WithoutS2 makes the fake answer as a server older than S2 does (no
+// Accept-Encoding in its answers, and 415 to a batch in s2) when without
+// is set, and as it does by default when not.
+func (f *Forwarder) WithoutS2(without bool) {
 	f.mu.Lock()
-	f.noS2 = true
+	f.noS2 = without
 	f.mu.Unlock()
 }
 
