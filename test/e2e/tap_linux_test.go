@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/klauspost/compress/s2"
 	"github.com/klauspost/compress/zstd"
 )
 
@@ -166,6 +167,8 @@ func (tp *tap) batches() (reqs []tapBatch, raw []byte, err error) {
 			switch enc := req.Header.Get("Content-Encoding"); enc {
 			case "zstd":
 				body, err = unzstd(body)
+			case "s2": // goproxy's batches once the forwarder listed it
+				body, err = io.ReadAll(s2.NewReader(bytes.NewReader(body)))
 			case "gzip":
 				var zr *gzip.Reader
 				if zr, err = gzip.NewReader(bytes.NewReader(body)); err == nil {
