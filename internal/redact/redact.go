@@ -142,8 +142,11 @@ type Redactor struct {
 	// starts marks the bytes a pattern can begin at (digits, '@', 'B' and
 	// 'b'): the scan skips every other byte in a tight loop.
 	starts [256]uint8
-	fp     string    // Fingerprint
-	keys   *keyCache // fieldRule's verdicts on JSON keys
+	// strClass classifies a JSON string's bytes for scanStr: its quote,
+	// its backslash and the bytes of starts.
+	strClass [256]uint8
+	fp       string    // Fingerprint
+	keys     *keyCache // fieldRule's verdicts on JSON keys
 }
 
 // New compiles rules; an earlier rule wins where two name the same thing.
@@ -222,6 +225,12 @@ func New(rules []Rule) (*Redactor, error) {
 	if r.bearer >= 0 {
 		r.starts['B'], r.starts['b'] = 1, 1
 	}
+	for c := range r.starts {
+		if r.starts[c] != 0 {
+			r.strClass[c] = classStart
+		}
+	}
+	r.strClass['"'], r.strClass['\\'] = classQuote, classEscape
 	r.fp = fingerprint(rules)
 	return r, nil
 }

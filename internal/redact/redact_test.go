@@ -544,7 +544,7 @@ func TestKeyCache(t *testing.T) {
 			for round := range 2 {
 				for i := range keys {
 					k := keys[(i+g*97)%len(keys)]
-					gotRule, gotOK := red.fieldRule([]byte(k))
+					gotRule, gotOK := red.fieldRule([]byte(k), strings.Contains(k, `\`))
 					wantRule, wantOK := ruleFor(red, kindField, []byte(k))
 					if gotRule != wantRule || gotOK != wantOK {
 						t.Errorf("round %d, key %q: fieldRule %d %v, ruleFor %d %v", round, k, gotRule, gotOK, wantRule, wantOK)
@@ -555,7 +555,69 @@ func TestKeyCache(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	if rule, ok := red.fieldRule([]byte("password")); !ok || red.ids[rule] != DefaultRuleID {
+	if rule, ok := red.fieldRule([]byte("password"), false); !ok || red.ids[rule] != DefaultRuleID {
 		t.Errorf("password: rule %d %v, want %s", rule, ok, DefaultRuleID)
 	}
+}
+
+// FuzzPatternsEscapeFree: in a JSON string without a backslash, the
+// patterns find what they find in plain text (patternsIn reads such a
+// string as plain text, skipping the escape checks), with every redactor
+// of the tests.
+func FuzzPatternsEscapeFree(f *testing.F) {
+	for _, s := range []string{"4111 1111 1111 1111", "ann@example.com", "Bearer abc.def-ghi", "x4111111111111111@ex.io",
+		"ord_00048213", "2026-12-01T10:00:00Z", "a@b@c.d 5500-0000-0000-0004", "bob.smith+tag@mail.example.org", "bearer"} {
+		f.Add([]byte(s))
+	}
+	redactors := []*Redactor{testRedactor(f), defaultRedactor(f, true), defaultRedactor(f, false)}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		b = bytes.ReplaceAll(b, []byte{'\\'}, nil)
+		for _, r := range redactors {
+			var hj, hp hits
+			inJSON := r.patternsOnce(b, true, &hj)
+			plain := r.patternsOnce(b, false, &hp)
+			if !bytes.Equal(inJSON, plain) || hj.bits != hp.bits {
+				t.Fatalf("%q: in a JSON string %q (rules %b), as plain text %q (rules %b)", b, inJSON, hj.bits, plain, hp.bits)
+			}
+		}
+	})
+}
+
+// FuzzScanStr: the JSON walker's one-pass string scan ends every string
+// where scanString does, says it holds a backslash exactly when it does,
+// and says it holds a pattern's first byte whenever skip finds one in its
+// contents (the walker reads a string again only then), with every
+// redactor of the tests (card, e-mail and bearer patterns on and off).
+func FuzzScanStr(f *testing.F) {
+	for _, s := range []string{`"plain"`, `"a\"b" x`, `"4111 1111 1111 1111"`, `"x\u0034y"`, `"\b\\"`, `"unclosed \`, `"\"`,
+		`"mail bob@example.com"`, `"Bearer abc"`, `""`, `"`} {
+		f.Add([]byte(s))
+	}
+	none, err := New(nil)
+	if err != nil {
+		f.Fatal(err)
+	}
+	redactors := []*Redactor{testRedactor(f), defaultRedactor(f, true), defaultRedactor(f, false), none}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		if len(data) == 0 || data[0] != '"' {
+			data = append([]byte{'"'}, data...)
+		}
+		wantEnd, wantClosed := scanString(data, 0)
+		inner := data[1:wantEnd]
+		if wantClosed {
+			inner = data[1 : wantEnd-1]
+		}
+		for _, r := range redactors {
+			end, closed, class := r.scanStr(data, 0)
+			if end != wantEnd || closed != wantClosed {
+				t.Fatalf("scanStr(%q) ends at %d (closed %v), scanString at %d (%v)", data, end, closed, wantEnd, wantClosed)
+			}
+			if got, want := class&classEscape != 0, bytes.IndexByte(inner, '\\') >= 0; got != want {
+				t.Fatalf("scanStr(%q): escape %v, want %v", data, got, want)
+			}
+			if r.skip(inner, 0) < len(inner) && class&classStart == 0 {
+				t.Fatalf("scanStr(%q): no pattern start, but skip finds one at %d", data, r.skip(inner, 0))
+			}
+		}
+	})
 }

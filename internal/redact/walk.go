@@ -104,16 +104,21 @@ func (r *Redactor) redactJSON(data []byte, h *hits) []byte {
 			pending = -1
 			i++
 		case c == '"':
-			end, closed := scanString(data, i)
+			// One pass finds the string's end and tells whether it holds
+			// an escape and a byte a pattern can begin at: most strings of
+			// a JSON body hold neither, and are not read again.
+			end, closed, class := r.scanStr(data, i)
 			if n := len(stack); over == 0 && n > 0 && stack[n-1].obj && stack[n-1].wantKey {
 				stack[n-1].wantKey = false
 				pending = -1
 				if closed && r.readsFields() {
-					if rule, ok := r.fieldRule(data[i+1 : end-1]); ok {
+					if rule, ok := r.fieldRule(data[i+1:end-1], class&classEscape != 0); ok {
 						pending = rule
 					}
 				}
-				strPatterns(i, end, closed)
+				if class&classStart != 0 {
+					strPatterns(i, end, closed)
+				}
 				i = end
 				continue
 			}
@@ -123,7 +128,7 @@ func (r *Redactor) redactJSON(data []byte, h *hits) []byte {
 					h.add(pending)
 				}
 				pending = -1
-			} else {
+			} else if class&classStart != 0 {
 				strPatterns(i, end, closed)
 			}
 			i = end
@@ -165,9 +170,10 @@ var (
 )
 
 // fieldRule returns the rule that names the JSON key whose raw bytes (as
-// written, between the quotes) are raw.
-func (r *Redactor) fieldRule(raw []byte) (int, bool) {
-	if bytes.IndexByte(raw, '\\') >= 0 {
+// written, between the quotes) are raw; escaped says whether they hold a
+// backslash.
+func (r *Redactor) fieldRule(raw []byte, escaped bool) (int, bool) {
+	if escaped {
 		return ruleFor(r, kindField, keyOf(raw))
 	}
 	if len(raw) > maxCachedKey {
@@ -234,6 +240,38 @@ func keyOf(raw []byte) string {
 		return string(raw)
 	}
 	return s
+}
+
+// Classes of a JSON string's bytes (Redactor.strClass).
+const (
+	classQuote  = 1 << iota // "
+	classEscape             // \
+	classStart              // a byte a pattern can begin at (Redactor.starts)
+)
+
+// scanStr is scanString that also returns the classes of the bytes it
+// passed, the closing quote included: classEscape when the string holds a
+// backslash, classStart when it holds a byte of r.starts, escaped or not
+// (a superset of what r.skip finds in its contents: FuzzScanStr).
+func (r *Redactor) scanStr(data []byte, i int) (end int, closed bool, class uint8) {
+	cls := &r.strClass
+	for j := i + 1; j < len(data); j++ {
+		c := cls[data[j]]
+		if c == 0 {
+			continue
+		}
+		class |= c
+		if c&classQuote != 0 {
+			return j + 1, true, class
+		}
+		if c&classEscape != 0 {
+			j++
+			if j < len(data) {
+				class |= cls[data[j]] & classStart
+			}
+		}
+	}
+	return len(data), false, class
 }
 
 // scanString returns the index after the string starting at data[i] (a
@@ -326,6 +364,12 @@ func (r *Redactor) patterns(b []byte, h *hits) []byte { return r.patternsIn(b, f
 func (r *Redactor) patternsIn(b []byte, inJSON bool, h *hits) []byte {
 	if r.skip(b, 0) == len(b) {
 		return nil // no byte a pattern begins with: most strings of a JSON body
+	}
+	if inJSON && bytes.IndexByte(b, '\\') < 0 {
+		// Without a backslash there is no escape to keep a match out of:
+		// the same scan as plain text's, without looking back for one at
+		// every digit (FuzzPatternsEscapeFree).
+		inJSON = false
 	}
 	out := r.patternsOnce(b, inJSON, h)
 	for i := 0; out != nil && i < 4; i++ {
