@@ -65,16 +65,16 @@ func (r *Redactor) redactJSON(data []byte, h *hits) []byte {
 	}
 	for i := 0; i < len(data); {
 		c := data[i]
-		switch {
-		case c == ' ' || c == '\t' || c == '\r' || c == '\n' || c == ':':
+		switch walkClass[c] {
+		case walkSkip:
 			i++
-		case c == ',':
+		case walkComma:
 			if n := len(stack); n > 0 && stack[n-1].obj {
 				stack[n-1].wantKey = true
 			}
 			pending = -1
 			i++
-		case c == '{' || c == '[':
+		case walkOpen:
 			if pending >= 0 {
 				end := skipComposite(data, i)
 				empty := emptyObject
@@ -95,7 +95,7 @@ func (r *Redactor) redactJSON(data []byte, h *hits) []byte {
 				stack = append(stack, frame{obj: c == '{', wantKey: c == '{'})
 			}
 			i++
-		case c == '}' || c == ']':
+		case walkClose:
 			if over > 0 {
 				over--
 			} else if n := len(stack); n > 0 {
@@ -103,7 +103,7 @@ func (r *Redactor) redactJSON(data []byte, h *hits) []byte {
 			}
 			pending = -1
 			i++
-		case c == '"':
+		case walkQuote:
 			// One pass finds the string's end and tells whether it holds
 			// an escape and a byte a pattern can begin at: most strings of
 			// a JSON body hold neither, and are not read again.
@@ -132,7 +132,7 @@ func (r *Redactor) redactJSON(data []byte, h *hits) []byte {
 				strPatterns(i, end, closed)
 			}
 			i = end
-		case c == '-' || isDigit(c) || isLetter(c):
+		case walkToken:
 			end := i + 1
 			for end < len(data) && (isDigit(data[end]) || isLetter(data[end]) || data[end] == '.' || data[end] == '+' || data[end] == '-') {
 				end++
@@ -161,6 +161,35 @@ func (r *Redactor) redactJSON(data []byte, h *hits) []byte {
 	}
 	return e.result()
 }
+
+// walkClass sorts the bytes redactJSON meets between values, so that its
+// switch is one table jump rather than a row of comparisons.
+var walkClass = func() (t [256]uint8) {
+	for _, c := range []byte(" \t\r\n:") {
+		t[c] = walkSkip
+	}
+	t[','] = walkComma
+	t['{'], t['['] = walkOpen, walkOpen
+	t['}'], t[']'] = walkClose, walkClose
+	t['"'] = walkQuote
+	for c := range 256 {
+		if c == '-' || isDigit(byte(c)) || isLetter(byte(c)) {
+			t[c] = walkToken
+		}
+	}
+	return t
+}()
+
+// Classes of walkClass; 0 is a byte that is not JSON.
+const (
+	walkOther = iota
+	walkSkip  // white space, ':'
+	walkComma
+	walkOpen  // '{', '['
+	walkClose // '}', ']'
+	walkQuote
+	walkToken // a number or a literal: '-', digits, letters
+)
 
 // The values a named field's value becomes, by its JSON type.
 var (
