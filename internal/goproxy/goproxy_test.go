@@ -58,14 +58,23 @@ func guideEnv(t *testing.T, appPort int, forwarder, certDir string) map[string]s
 
 func start(t *testing.T, env map[string]string) *Server {
 	t.Helper()
+	srv, _ := startLogged(t, env)
+	return srv
+}
+
+// startLogged is start that also keeps goproxy's log.
+func startLogged(t *testing.T, env map[string]string) (*Server, *lockedBuffer) {
+	t.Helper()
 	cfg, err := Load(nil, envOf(env), io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	logs := new(lockedBuffer)
+	var out io.Writer = logs
 	if testing.Verbose() {
-		log = slog.New(slog.NewTextHandler(os.Stderr, nil))
+		out = io.MultiWriter(logs, os.Stderr)
 	}
+	log := slog.New(slog.NewTextHandler(out, nil))
 	srv, err := New(cfg, log)
 	if err != nil {
 		t.Fatal(err)
@@ -79,7 +88,7 @@ func start(t *testing.T, env map[string]string) *Server {
 			t.Errorf("goproxy Run: %v", err)
 		}
 	})
-	return srv
+	return srv, logs
 }
 
 // theGuideInMiniature is the scenario of the ECS guide: a load balancer

@@ -163,7 +163,7 @@ func New(cfg *Config, log *slog.Logger) (_ *Server, err error) {
 		if s.redactor != nil {
 			fingerprint = s.redactor.Fingerprint()
 		}
-		sink, where, err := openSink(cfg, s.yield, fingerprint)
+		sink, where, err := openSink(cfg, s.yield, fingerprint, s.log)
 		if err != nil {
 			return nil, err
 		}
@@ -371,7 +371,7 @@ func appTarget(cfg *Config) string {
 // redacted, the fingerprint of the rules the shipper applies to every
 // batch before it writes it (s.redact), so that a forwarder with the same
 // rules does not apply them again.
-func openSink(cfg *Config, yield func(), redacted string) (capture.Sink, string, error) {
+func openSink(cfg *Config, yield func(), redacted string, log *slog.Logger) (capture.Sink, string, error) {
 	addr := cfg.ForwarderAddr
 	if addr == "" || strings.HasPrefix(addr, "file://") {
 		dir := strings.TrimPrefix(addr, "file://")
@@ -385,7 +385,17 @@ func openSink(cfg *Config, yield func(), redacted string) (capture.Sink, string,
 		return fs, "local files in " + dir, nil
 	}
 	opts := wire.ClientOptions{Token: cfg.ForwarderToken, FastCompression: true, ZstdOnly: cfg.Compression == "zstd",
-		Yield: yield, Redacted: redacted}
+		Yield: yield, Redacted: redacted, OnEncoding: func(enc string, refused bool) {
+			switch {
+			case refused:
+				log.Warn("the forwarder refused a batch in S2 (415: an older forwarder?); it was sent again in zstd, and batches stay in zstd for a while",
+					"part", "shipper", "cooldown", wire.S2Cooldown())
+			case enc == wire.EncodingS2:
+				log.Info("the forwarder takes S2: batches are compressed with S2 (SHIP_COMPRESSION=zstd keeps zstd)", "part", "shipper")
+			default:
+				log.Info("the forwarder no longer lists S2: batches are compressed with zstd", "part", "shipper")
+			}
+		}}
 	if strings.HasPrefix(addr, "https://") {
 		roots, err := forwarderRoots(cfg.TLSCertDir)
 		if err != nil {

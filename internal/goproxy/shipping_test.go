@@ -185,7 +185,7 @@ func TestRedactsBeforeShipping(t *testing.T) {
 			for k, v := range tc.env {
 				env[k] = v
 			}
-			srv := start(t, env)
+			srv, logs := startLogged(t, env)
 
 			var wire, bodies string
 			for batch := 1; batch <= 2; batch++ {
@@ -219,6 +219,10 @@ func TestRedactsBeforeShipping(t *testing.T) {
 			}
 			if enc := fwd.encodings(); !slices.Equal(enc, want) {
 				t.Errorf("the batches came in %q, want %q", enc, want)
+			}
+			// The operator is told when the coding changes.
+			if said := strings.Contains(logs.String(), "the forwarder takes S2"); said != (want[1] == "s2") {
+				t.Errorf("log says the forwarder takes S2: %v, want %v:\n%s", said, want[1] == "s2", logs)
 			}
 			if !strings.Contains(bodies, `/login`) {
 				t.Fatalf("the batch lacks the exchange: %s", bodies)

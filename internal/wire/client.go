@@ -54,6 +54,11 @@ type ClientOptions struct {
 	// The forwarder's hub sink keeps zstd's default level: its batches
 	// leave the cluster, where bytes cost more than its CPU.
 	FastCompression bool
+	// OnEncoding, if not nil, is called when a FastCompression client
+	// changes the coding of its batches: to EncodingS2 when an answer lists
+	// it, to EncodingZstd when one stops listing it or the server refused an
+	// S2 batch (refused set). goproxy logs it. It must not block.
+	OnEncoding func(enc string, refused bool)
 	// ZstdOnly keeps FastCompression at zstd's fastest level even when the
 	// server lists S2: 40-60% fewer bytes on the wire for more CPU
 	// (goproxy's SHIP_COMPRESSION=zstd).
@@ -84,10 +89,12 @@ type Client struct {
 	s2       atomic.Bool  // with fast: the server's last Accept-Encoding listed s2
 	s2Until  atomic.Int64 // Unix ns: a server refused S2; no S2 before then
 	zstdOnly bool         // ClientOptions.ZstdOnly
-	yield    func()
-	redacted string // ClientOptions.Redacted
-	client   *http.Client
-	own      *http.Transport // nil when Options.Transport was given
+	// onEncoding is ClientOptions.OnEncoding.
+	onEncoding func(enc string, refused bool)
+	yield      func()
+	redacted   string // ClientOptions.Redacted
+	client     *http.Client
+	own        *http.Transport // nil when Options.Transport was given
 
 	mu   sync.Mutex // guards last
 	last encoded    // the most recent batch's body, reused on retry
@@ -130,7 +137,7 @@ func build(url string, opts ClientOptions) *Client {
 		opts.Timeout = 30 * time.Second
 	}
 	s := &Client{url: url, token: opts.Token, agent: opts.UserAgent, fast: opts.FastCompression, yield: opts.Yield,
-		redacted: opts.Redacted, zstdOnly: opts.ZstdOnly}
+		redacted: opts.Redacted, zstdOnly: opts.ZstdOnly, onEncoding: opts.OnEncoding}
 	rt := opts.Transport
 	if rt == nil {
 		s.own = &http.Transport{
@@ -307,6 +314,9 @@ func (s *Client) encoding() string {
 // coding itself, would otherwise have every S2 batch sent twice.
 var s2Cooldown = 5 * time.Minute
 
+// S2Cooldown is how long a Client sends zstd after a server refused S2.
+func S2Cooldown() time.Duration { return s2Cooldown }
+
 // send runs post with the encoding of the next batch. When the server
 // refuses S2 (415: an older server behind the same address, which does
 // not list it), the Client sends zstd for s2Cooldown and post runs again
@@ -317,7 +327,9 @@ func (s *Client) send(post func(enc string) (Accepted, error)) (Accepted, error)
 	var se *ServerError
 	if enc == EncodingS2 && errors.As(err, &se) && se.Status == http.StatusUnsupportedMediaType {
 		s.s2Until.Store(time.Now().Add(s2Cooldown).UnixNano())
-		s.s2.Store(false)
+		if s.s2.Swap(false) && s.onEncoding != nil {
+			s.onEncoding(EncodingZstd, true)
+		}
 		a, err = post(EncodingZstd)
 	}
 	return a, err
@@ -339,7 +351,13 @@ func (s *Client) learn(h http.Header) {
 	if on && time.Now().UnixNano() < s.s2Until.Load() {
 		return
 	}
-	s.s2.Store(on)
+	if s.s2.Swap(on) != on && s.onEncoding != nil {
+		enc := EncodingZstd
+		if on {
+			enc = EncodingS2
+		}
+		s.onEncoding(enc, false)
+	}
 }
 
 // listsCoding reports whether an Accept-Encoding field (its lines, each a

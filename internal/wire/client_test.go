@@ -4,8 +4,11 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"strconv"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -437,7 +440,13 @@ func TestS2Negotiation(t *testing.T) {
 func TestS2FallbackToOlderServer(t *testing.T) {
 	ctx := context.Background()
 	fwd := wiretest.New(t)
-	s := newSink(t, fwd.Addr(), wire.ClientOptions{FastCompression: true})
+	var mu sync.Mutex
+	var changes []string
+	s := newSink(t, fwd.Addr(), wire.ClientOptions{FastCompression: true, OnEncoding: func(enc string, refused bool) {
+		mu.Lock()
+		changes = append(changes, fmt.Sprintf("%s %v", enc, refused))
+		mu.Unlock()
+	}})
 	var want []*capture.Record
 	write := func() {
 		t.Helper()
@@ -476,6 +485,11 @@ func TestS2FallbackToOlderServer(t *testing.T) {
 	write()
 	wantEncodings(t, fwd.Requests()[6:], "zstd", "zstd", "zstd", "s2")
 	wantRecords(t, fwd.Records(), want)
+	mu.Lock()
+	if got, want := strings.Join(changes, ", "), "s2 false, zstd true, s2 false"; got != want {
+		t.Errorf("OnEncoding calls %q, want %q (each change once: learnt, refused, learnt again after the cooldown)", got, want)
+	}
+	mu.Unlock()
 
 	old := wiretest.New(t)
 	old.WithoutS2(true)
