@@ -1,11 +1,15 @@
+//go:build linux
+
 package netyield
 
 import (
 	"net"
 	"runtime"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
+	"unsafe"
 )
 
 // TestYieldRunsNetworkReady: with one P, a goroutine whose socket became
@@ -46,8 +50,13 @@ func TestYieldRunsNetworkReady(t *testing.T) {
 		if _, err := client.Write([]byte{'x'}); err != nil {
 			t.Fatal(err)
 		}
-		// The byte is in the server's socket now; the reader runs only once
-		// something asks the poller. Compute without blocking, yielding.
+		// Wait, without blocking (which would let the scheduler ask the
+		// poller), until the byte is in the server's socket: on a loaded
+		// machine loopback delivery can lag the write (softirq work put off
+		// to ksoftirqd), and the poller cannot report what has not arrived.
+		waitQueued(t, server)
+		// The reader runs only once something asks the poller. Compute
+		// without blocking, yielding.
 		start := time.Now()
 		yields := 0
 		for !got.Load() && yields < 2 {
@@ -60,6 +69,32 @@ func TestYieldRunsNetworkReady(t *testing.T) {
 		}
 		<-done
 	}
+}
+
+// waitQueued spins, without blocking, until conn's socket holds a byte to
+// read (TIOCINQ), for at most 10 s.
+func waitQueued(t *testing.T, conn net.Conn) {
+	t.Helper()
+	rc, err := conn.(*net.TCPConn).SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for start := time.Now(); time.Since(start) < 10*time.Second; {
+		var n int32
+		var errno syscall.Errno
+		if err := rc.Control(func(fd uintptr) {
+			_, _, errno = syscall.Syscall(syscall.SYS_IOCTL, fd, syscall.TIOCINQ, uintptr(unsafe.Pointer(&n)))
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if errno != 0 {
+			t.Fatalf("TIOCINQ: %v", errno)
+		}
+		if n > 0 {
+			return
+		}
+	}
+	t.Fatal("the byte written did not reach the server's socket in 10 s")
 }
 
 // spin burns CPU for d without blocking.
