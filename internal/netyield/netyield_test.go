@@ -3,8 +3,10 @@
 package netyield
 
 import (
+	"fmt"
 	"net"
 	"runtime"
+	"strings"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -13,8 +15,12 @@ import (
 )
 
 // TestYieldRunsNetworkReady: with one P, a goroutine whose socket became
-// readable runs within two yields of a goroutine that never blocks. With
-// runtime.Gosched in Yield's place it does not (the poller is not asked).
+// readable runs within a few yields of a goroutine that never blocks: one
+// or two as a rule. On a loaded machine (make test runs packages side by
+// side) a round can miss even ten, the runtime's own threads being late,
+// so the test asks it of 15 rounds in 20. With runtime.Gosched in Yield's
+// place no round makes it (the poller is not asked, and ten yields of 50 us
+// stay well inside sysmon's 10 ms poll).
 func TestYieldRunsNetworkReady(t *testing.T) {
 	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -33,7 +39,9 @@ func TestYieldRunsNetworkReady(t *testing.T) {
 	}
 	defer server.Close()
 
-	for round := range 20 {
+	const rounds = 20
+	var late []string
+	for round := range rounds {
 		var got atomic.Bool
 		parked := make(chan struct{})
 		done := make(chan struct{})
@@ -54,32 +62,39 @@ func TestYieldRunsNetworkReady(t *testing.T) {
 		// poller), until the byte is in the server's socket: on a loaded
 		// machine loopback delivery can lag the write (softirq work put off
 		// to ksoftirqd), and the poller cannot report what has not arrived.
-		waitQueued(t, server)
+		waitQueued(t, server, &got)
 		// The reader runs only once something asks the poller. Compute
 		// without blocking, yielding.
 		start := time.Now()
 		yields := 0
-		for !got.Load() && yields < 2 {
+		for !got.Load() && yields < 10 {
 			spin(50 * time.Microsecond)
 			Yield()
 			yields++
 		}
 		if !got.Load() {
-			t.Fatalf("round %d: the reader had not run after %d yields (%s)", round, yields, time.Since(start))
+			late = append(late, fmt.Sprintf("round %d: not after %d yields (%s)", round, yields, time.Since(start)))
 		}
 		<-done
+	}
+	if len(late) > rounds/4 {
+		t.Fatalf("the reader ran within 10 yields in %d of %d rounds, want %d:\n%s", rounds-len(late), rounds, rounds-rounds/4, strings.Join(late, "\n"))
+	}
+	if len(late) > 0 {
+		t.Logf("late rounds (a loaded machine):\n%s", strings.Join(late, "\n"))
 	}
 }
 
 // waitQueued spins, without blocking, until conn's socket holds a byte to
-// read (TIOCINQ), for at most 10 s.
-func waitQueued(t *testing.T, conn net.Conn) {
+// read (TIOCINQ) or the reader has run (got: the runtime preempted the
+// spin and polled), for at most 10 s.
+func waitQueued(t *testing.T, conn net.Conn, got *atomic.Bool) {
 	t.Helper()
 	rc, err := conn.(*net.TCPConn).SyscallConn()
 	if err != nil {
 		t.Fatal(err)
 	}
-	for start := time.Now(); time.Since(start) < 10*time.Second; {
+	for start := time.Now(); time.Since(start) < 10*time.Second && !got.Load(); {
 		var n int32
 		var errno syscall.Errno
 		if err := rc.Control(func(fd uintptr) {
@@ -94,7 +109,9 @@ func waitQueued(t *testing.T, conn net.Conn) {
 			return
 		}
 	}
-	t.Fatal("the byte written did not reach the server's socket in 10 s")
+	if !got.Load() {
+		t.Fatal("the byte written did not reach the server's socket in 10 s")
+	}
 }
 
 // spin burns CPU for d without blocking.
