@@ -69,6 +69,10 @@ func FuzzIngest(f *testing.F) {
 	f.Add(zs.Bytes(), uint8(1), int16(3))
 	f.Add(gz.Bytes(), uint8(2), int16(-1))
 	f.Add([]byte("{}\n"), uint8(0), int16(1))
+	var ss bytes.Buffer
+	wire.EncodeBatchS2(&ss, recs)
+	f.Add(ss.Bytes(), uint8(4), int16(3)) // s2, the full forwarder
+	f.Add(ss.Bytes(), uint8(9), int16(3)) // s2, the lazy one
 	f.Add([]byte(`{"schema":1,"id":"a","kind":"tcp","direction":"in","tcp":{"chunks":[{"up":true,"data":"QUJD"}]}}`), uint8(0), int16(1))
 
 	dir := f.TempDir()
@@ -87,8 +91,8 @@ func FuzzIngest(f *testing.F) {
 		f.Fatal(err)
 	}
 	f.Cleanup(func() { lazy.Close() })
-	encodings := []string{"identity", "zstd", "gzip", "br"}
-	f.Add([]byte("{\"schema\":1,\"id\":\"a\",\"kind\":\"tcp\",\"direction\":\"in\",\"tcp\":{},\"tags\":{\"\x01\":\"\"}}"), uint8(4), int16(1))
+	encodings := []string{"identity", "zstd", "gzip", "br", "s2"}
+	f.Add([]byte("{\"schema\":1,\"id\":\"a\",\"kind\":\"tcp\",\"direction\":\"in\",\"tcp\":{},\"tags\":{\"\x01\":\"\"}}"), uint8(5), int16(1))
 	f.Fuzz(func(t *testing.T, body []byte, enc uint8, count int16) {
 		s := s
 		if int(enc)/len(encodings)%2 == 1 {
