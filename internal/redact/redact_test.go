@@ -2,6 +2,7 @@ package redact
 
 import (
 	"bytes"
+	"encoding/binary"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -617,6 +618,77 @@ func FuzzScanStr(f *testing.F) {
 			}
 			if r.skip(inner, 0) < len(inner) && class&classStart == 0 {
 				t.Fatalf("scanStr(%q): no pattern start, but skip finds one at %d", data, r.skip(inner, 0))
+			}
+		}
+	})
+}
+
+// patternRedactors returns a redactor for each set of the three patterns
+// (none, card, email, bearer, and every combination).
+func patternRedactors(t testing.TB) []*Redactor {
+	names := []string{PatternCard, PatternEmail, PatternBearer}
+	var out []*Redactor
+	for set := range 1 << len(names) {
+		var rule Rule
+		rule.ID = "p"
+		for k, n := range names {
+			if set&(1<<k) != 0 {
+				if rule.RedactList.Entries == nil {
+					rule.RedactList.Entries = map[string][]string{}
+				}
+				rule.RedactList.Entries["patterns"] = append(rule.RedactList.Entries["patterns"], n)
+			}
+		}
+		var rules []Rule
+		if set != 0 {
+			rules = []Rule{rule}
+		}
+		r, err := New(rules)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, r)
+	}
+	return out
+}
+
+// TestHasDigit: the word test finds a digit exactly when there is one, for
+// every byte value at every place in the word, beside other bytes.
+func TestHasDigit(t *testing.T) {
+	for c := range 256 {
+		for pos := range 8 {
+			for _, fill := range []byte{'x', 0, 0xff, 0x80, 0xb9, '/', ':', '5'} {
+				var w [8]byte
+				for k := range w {
+					w[k] = fill
+				}
+				w[pos] = byte(c)
+				want := bytes.IndexAny(w[:], "0123456789") >= 0
+				if got := hasDigit(binary.LittleEndian.Uint64(w[:])) != 0; got != want {
+					t.Fatalf("hasDigit(%q) = %v, want %v", w, got, want)
+				}
+			}
+		}
+	}
+}
+
+// FuzzSkip: skip returns the first byte at or after i that a pattern can
+// begin at, as a plain loop over the table finds it, under every set of
+// patterns.
+func FuzzSkip(f *testing.F) {
+	for _, s := range []string{"xxxxxxxxxxxxxxxxx1", "abc@def", "xxxxxxxxBearer", "\x00\xff\x80\xb9\xcf09:/", "", "12345678"} {
+		f.Add([]byte(s), uint8(0))
+	}
+	redactors := patternRedactors(f)
+	f.Fuzz(func(t *testing.T, data []byte, from uint8) {
+		i := min(int(from), len(data))
+		for _, r := range redactors {
+			want := i
+			for want < len(data) && r.starts[data[want]] == 0 {
+				want++
+			}
+			if got := r.skip(data, i); got != want {
+				t.Fatalf("card %d email %d bearer %d: skip(%q, %d) = %d, want %d", r.card, r.email, r.bearer, data, i, got, want)
 			}
 		}
 	})
