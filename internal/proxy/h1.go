@@ -915,7 +915,7 @@ func (ex *h1Exchange) newRecord(host string) *capture.Record {
 	var sb strings.Builder
 	sb.Grow(n)
 	var id [capture.IDLen]byte
-	sb.Write(capture.AppendNewID(id[:0]))
+	sb.Write(capture.AppendNewID(id[:0], ex.start))
 	if origin {
 		sb.WriteString(hc.scheme)
 		sb.WriteString("://")
