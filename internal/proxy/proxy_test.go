@@ -996,3 +996,56 @@ func TestOutboundWebSocketAbsoluteForm(t *testing.T) {
 		t.Errorf("record %s messages %+v", r.Direction, r.HTTP.Messages)
 	}
 }
+
+// TestInboundIdleTimeout: a keep-alive connection is closed once it has
+// been idle for IdleTimeout, counted from its last answer, never before,
+// however many requests it served (the wait keeps an earlier wait's
+// deadline while it falls within idleSlack: h1Conn.idleDeadline); a
+// request during a wait, or a slow request head, does not shorten it.
+func TestInboundIdleTimeout(t *testing.T) {
+	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }))
+	defer backend.Close()
+	const idle = 400 * time.Millisecond
+	addr, _ := startInbound(t, backend.URL, false, Options{IdleTimeout: idle, HeaderTimeout: 2 * time.Second})
+	// An odd and an even number of spaced requests: a wait either armed
+	// the deadline or kept an earlier one.
+	for _, spaced := range []int{7, 8} {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		br := bufio.NewReader(c)
+		ask := func(req string) {
+			t.Helper()
+			if _, err := io.WriteString(c, req); err != nil {
+				t.Fatal(err)
+			}
+			c.SetReadDeadline(time.Now().Add(5 * time.Second))
+			res, err := http.ReadResponse(br, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			io.Copy(io.Discard, res.Body)
+			res.Body.Close()
+		}
+		// A head that arrives in two parts, the second after half the timeout.
+		io.WriteString(c, "GET /split HTTP/1.1\r\n")
+		time.Sleep(idle / 2)
+		ask("Host: a\r\n\r\n")
+		// Requests spaced by more than idleSlack (50 ms here) and less
+		// than the timeout: the deadline moves on with them, in steps.
+		for i := range spaced {
+			time.Sleep(idle / 5)
+			ask("GET /" + strconv.Itoa(i) + " HTTP/1.1\r\nHost: a\r\n\r\n")
+		}
+		last := time.Now()
+		c.SetReadDeadline(time.Now().Add(10 * idle))
+		if n, err := br.Read(make([]byte, 1)); err != io.EOF {
+			t.Fatalf("idle connection: read %d bytes, %v; want the end of the stream", n, err)
+		}
+		if waited := time.Since(last); waited < idle {
+			t.Fatalf("after %d spaced requests: closed after %v idle, before the idle timeout of %v", spaced, waited, idle)
+		}
+	}
+}
