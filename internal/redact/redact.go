@@ -146,13 +146,16 @@ type Redactor struct {
 	// its backslash and the bytes of starts.
 	strClass [256]uint8
 	fp       string    // Fingerprint
-	keys     *keyCache // fieldRule's verdicts on JSON keys
+	keys     *keyCache // the verdicts on body field names (JSON keys, form fields)
+	hkeys    *keyCache // on header names
+	qkeys    *keyCache // on query parameter names
 }
 
 // New compiles rules; an earlier rule wins where two name the same thing.
 func New(rules []Rule) (*Redactor, error) {
 	r := &Redactor{headers: map[string]int{}, query: map[string]int{}, fields: map[string]int{},
-		credHeader: -1, credField: -1, card: -1, email: -1, bearer: -1, keys: new(keyCache)}
+		credHeader: -1, credField: -1, card: -1, email: -1, bearer: -1,
+		keys: new(keyCache), hkeys: new(keyCache), qkeys: new(keyCache)}
 	seen := map[string]bool{}
 	for i, rule := range rules {
 		if rule.ID == "" || strings.ContainsAny(rule.ID, " \t\r\n\"\\") {
@@ -407,7 +410,7 @@ func ruleFor[S string | []byte](r *Redactor, kind nameKind, name S) (int, bool) 
 func (r *Redactor) redactHeaders(hs capture.Headers, h *hits) bool {
 	changed := false
 	for i := range hs {
-		if rule, ok := r.ruleFor(kindHeader, hs[i].Name); ok {
+		if rule, ok := r.cachedRule(r.hkeys, kindHeader, readOnly(hs[i].Name)); ok {
 			if hs[i].Value != r.strs[rule] {
 				hs[i].Value = r.strs[rule]
 				h.add(rule)
@@ -467,9 +470,8 @@ func (r *Redactor) redactPairs(b []byte, kind nameKind, h *hits) ([]byte, bool) 
 		}
 		pair := b[start:end]
 		if eq := bytes.IndexByte(pair, '='); eq >= 0 {
-			name := unescape(pair[:eq])
 			vs, ve := start+eq+1, end
-			if rule, ok := r.ruleFor(kind, name); ok {
+			if rule, ok := r.pairRule(kind, pair[:eq]); ok {
 				if !bytes.Equal(b[vs:ve], r.tokens[rule]) {
 					out = append(out, b[last:vs]...)
 					out = append(out, r.tokens[rule]...)
@@ -494,6 +496,19 @@ func (r *Redactor) redactPairs(b []byte, kind nameKind, h *hits) ([]byte, bool) 
 
 // unescape decodes %XX and '+' in a query name; bad escapes stay as
 // they are.
+// pairRule is ruleFor for the name of a pair as redactPairs reads it
+// (escaped), decided once for every spelling without escapes.
+func (r *Redactor) pairRule(kind nameKind, name []byte) (int, bool) {
+	if bytes.IndexByte(name, '%') >= 0 || bytes.IndexByte(name, '+') >= 0 {
+		return ruleFor(r, kind, unescape(name))
+	}
+	c := r.keys
+	if kind == kindQuery {
+		c = r.qkeys
+	}
+	return r.cachedRule(c, kind, name)
+}
+
 func unescape(b []byte) string {
 	if bytes.IndexByte(b, '%') < 0 && bytes.IndexByte(b, '+') < 0 {
 		return string(b)

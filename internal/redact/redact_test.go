@@ -693,3 +693,22 @@ func FuzzSkip(f *testing.F) {
 		}
 	})
 }
+
+// FuzzFewDigits: a text, or a JSON string's contents, with fewer than 13
+// digits holds no card number (patternsIn skips the scan of such short
+// texts when the card is the only pattern).
+func FuzzFewDigits(f *testing.F) {
+	for _, s := range []string{"Mon, 07 Dec 2026 10:00:00 GMT", "4111 1111 1111", "4111-1111-1111-1111", "127.0.0.1:8080", `41\u00311111111111111`} {
+		f.Add([]byte(s), false)
+	}
+	r := defaultRedactor(f, true)
+	f.Fuzz(func(t *testing.T, b []byte, inJSON bool) {
+		if !fewDigits(b) {
+			return
+		}
+		var h hits
+		if out := r.patternsOnce(b, inJSON, &h); out != nil {
+			t.Fatalf("patternsOnce(%q, %v) = %q: a match with fewer than 13 digits", b, inJSON, out)
+		}
+	})
+}

@@ -205,22 +205,28 @@ func (r *Redactor) fieldRule(raw []byte, escaped bool) (int, bool) {
 	if escaped {
 		return ruleFor(r, kindField, keyOf(raw))
 	}
-	if len(raw) > maxCachedKey {
-		return ruleFor(r, kindField, raw)
-	}
 	// A JSON API's bodies repeat the same few dozen keys: deciding one
 	// (normalised, then looked up in the rules and matched against the
 	// credential names and suffixes) was 40% of redacting such a body.
-	slot := &r.keys.slots[keySlot(raw)]
-	if v := slot.Load(); v != nil && v.key == string(raw) {
+	return r.cachedRule(r.keys, kindField, raw)
+}
+
+// cachedRule is ruleFor for a name of kind as it is spelt (no escape to
+// decode), through c, the cache of the verdicts on names of that kind.
+func (r *Redactor) cachedRule(c *keyCache, kind nameKind, name []byte) (int, bool) {
+	if len(name) > maxCachedKey {
+		return ruleFor(r, kind, name)
+	}
+	slot := &c.slots[keySlot(name)]
+	if v := slot.Load(); v != nil && v.key == string(name) {
 		return v.rule, v.ok
 	}
-	rule, ok := ruleFor(r, kindField, raw)
-	slot.Store(&keyVerdict{key: string(raw), rule: rule, ok: ok})
+	rule, ok := ruleFor(r, kind, name)
+	slot.Store(&keyVerdict{key: string(name), rule: rule, ok: ok})
 	return rule, ok
 }
 
-// keyCache remembers fieldRule's answers by the key's bytes: one verdict a
+// keyCache remembers cachedRule's answers by the name's bytes: one verdict a
 // slot, the last key whose hash chose it (a key met again after another
 // took its slot is decided again: keys made to share slots only make
 // redaction as slow as it is without the cache). Safe for concurrent use.
@@ -394,6 +400,9 @@ func (r *Redactor) patternsIn(b []byte, inJSON bool, h *hits) []byte {
 	if r.skip(b, 0) == len(b) {
 		return nil // no byte a pattern begins with: most strings of a JSON body
 	}
+	if len(b) <= 128 && r.email < 0 && r.bearer < 0 && fewDigits(b) {
+		return nil // too few digits for a card: most header values (a date, a length, an address)
+	}
 	if inJSON && bytes.IndexByte(b, '\\') < 0 {
 		// Without a backslash there is no escape to keep a match out of:
 		// the same scan as plain text's, without looking back for one at
@@ -520,6 +529,18 @@ func (r *Redactor) skip(b []byte, i int) int {
 		i++
 	}
 	return i
+}
+
+// fewDigits reports whether b holds fewer digits than a card number has
+// (13): then the card pattern cannot match in it.
+func fewDigits(b []byte) bool {
+	n := 0
+	for _, c := range b {
+		if isDigit(c) {
+			n++
+		}
+	}
+	return n < 13
 }
 
 // hasDigit is not zero when a byte of w is an ASCII digit. For a byte c
