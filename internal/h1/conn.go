@@ -26,3 +26,19 @@ func (c *ReplayConn) CloseWrite() error {
 	}
 	return nil
 }
+
+// WriteAwaitThen is the underlying connection's (rawtcp.Conn's: write p,
+// call then, wait until the connection can be read) once no replayed
+// bytes are left; otherwise, or where it has none, Write and then then.
+func (c *ReplayConn) WriteAwaitThen(p []byte, then func(int, error)) (int, error) {
+	if wa, ok := c.Conn.(interface {
+		WriteAwaitThen([]byte, func(int, error)) (int, error)
+	}); ok && len(c.Pending) == 0 {
+		return wa.WriteAwaitThen(p, then)
+	}
+	n, err := c.Conn.Write(p)
+	if then != nil {
+		then(n, err)
+	}
+	return n, err
+}

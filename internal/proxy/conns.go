@@ -228,6 +228,22 @@ func (c *trackConn) Write(p []byte) (int, error) {
 	return n, err
 }
 
+// WriteAwaitThen is the connection's (rawtcp.Conn.WriteAwaitThen), bytes
+// counted; a Write, then then, where it has none (see awaiterOf).
+func (c *trackConn) WriteAwaitThen(p []byte, then func(int, error)) (int, error) {
+	wa, ok := c.Conn.(writeAwaiter)
+	if !ok {
+		n, err := c.Write(p)
+		if then != nil {
+			then(n, err)
+		}
+		return n, err
+	}
+	n, err := wa.WriteAwaitThen(p, then)
+	c.info.tx.Add(int64(n))
+	return n, err
+}
+
 func (c *trackConn) Close() error {
 	err := c.Conn.Close()
 	c.once.Do(func() {

@@ -115,10 +115,91 @@ type h1Conn struct {
 	fwdUp      *h1Upstream // and its upstream
 	gone       bool        // the connection was taken over (a CONNECT tunnel): not closed here
 	ex         *h1Exchange // the exchange in flight, made with the first and reused (see exchange)
+	// awaiter is conn when it can write and then wait for the next
+	// request without reading first (rawtcp.Conn.WriteAwaitThen); nil
+	// otherwise (TLS). held: out holds the end of the last response,
+	// which the wait for the next request writes (see holdEnd), and
+	// heldRec its record, completed and emitted once that is written
+	// (writtenHeld, made once as heldDone).
+	awaiter  writeAwaiter
+	held     bool
+	heldRec  *capture.Record
+	heldDone func(int, error)
 	// idleArmed is the read deadline an idle wait set, as time since
 	// clockBase; 0 when none is or another deadline replaced it (see
 	// setReadDeadline and idleDeadline).
 	idleArmed time.Duration
+}
+
+// writeAwaiter writes p, then waits until the connection can be read,
+// calling then in between (rawtcp.Conn.WriteAwaitThen).
+type writeAwaiter interface {
+	WriteAwaitThen(p []byte, then func(int, error)) (int, error)
+}
+
+// awaiterOf is c as a writeAwaiter when the connection under its wrappers
+// (the listener's byte counting, the sniffer's replay) is one.
+func awaiterOf(c net.Conn) writeAwaiter {
+	a, ok := c.(writeAwaiter)
+	for ok {
+		switch w := c.(type) {
+		case *trackConn:
+			c = w.Conn
+		case *h1.ReplayConn:
+			c = w.Conn
+		default:
+			return a
+		}
+		_, ok = c.(writeAwaiter)
+	}
+	return nil
+}
+
+// holdEnd reports whether the end of a response, in out, may be left for
+// the wait for the next request to write (flushHeld): on a kept-alive
+// connection that can wait without a read, with no request body being
+// copied and no pipelined request read already. The wait then writes and
+// waits in one step, with no read system call that would find nothing
+// (the client sends its next request only once it has the answer): one
+// system call a request fewer. The exchange ends, its app connection
+// back in the pool, before the write; its record is completed and emitted
+// right after it, before the wait.
+func (hc *h1Conn) holdEnd(closeAfter bool) bool {
+	return hc.awaiter != nil && !closeAfter && hc.ex.bodyDone == nil && hc.r == hc.w && !hc.e.draining.Load()
+}
+
+// flushHeld writes the held end of the last response; with await, it then
+// waits until the next request can be read. The record is emitted once
+// the write is over (writtenHeld).
+func (hc *h1Conn) flushHeld(await bool) error {
+	if !hc.held {
+		return nil
+	}
+	hc.held = false
+	var err error
+	if await {
+		_, err = hc.awaiter.WriteAwaitThen(hc.out, hc.heldDone)
+	} else {
+		var n int
+		n, err = hc.conn.Write(hc.out)
+		hc.writtenHeld(n, err)
+	}
+	hc.out = hc.out[:0]
+	return err
+}
+
+// writtenHeld completes and emits the record of the exchange whose end
+// flushHeld wrote, with the write's failure as the client's.
+func (hc *h1Conn) writtenHeld(_ int, err error) {
+	ex := hc.ex
+	if err != nil {
+		ex.err, ex.clientErr = fmt.Errorf("write response: %w", err), true
+	}
+	if rec := hc.heldRec; rec != nil {
+		hc.heldRec = nil
+		ex.finish(rec)
+		hc.e.c.opt.Emitter.Emit(rec)
+	}
 }
 
 // clockBase is the origin of h1Conn.idleArmed: time.Since(clockBase)
@@ -169,6 +250,9 @@ func (e *h1Engine) serveTo(conn net.Conn, cs *tls.ConnectionState, up *h1Upstrea
 	} else {
 		hc.ip = hostOnly(conn.RemoteAddr().String())
 	}
+	if hc.awaiter = awaiterOf(conn); hc.awaiter != nil {
+		hc.heldDone = hc.writtenHeld
+	}
 	bp := h1Bufs.Get().(*[]byte)
 	hc.buf = *bp
 	e.mu.Lock()
@@ -176,6 +260,7 @@ func (e *h1Engine) serveTo(conn net.Conn, cs *tls.ConnectionState, up *h1Upstrea
 	e.mu.Unlock()
 	handedOff := false
 	defer func() {
+		hc.flushHeld(false) // the last response's end, when the connection closes before another wait
 		e.mu.Lock()
 		delete(e.conns, hc)
 		e.mu.Unlock()
@@ -274,9 +359,12 @@ func (hc *h1Conn) readHead() (end int, ferr *h1.FramingError, err error) {
 		case len(b) == 0 && hc.served > 0:
 			hc.idle.Store(true)
 			if hc.e.draining.Load() {
-				return 0, nil, net.ErrClosed
+				return 0, nil, net.ErrClosed // serveTo writes a held response's end
 			}
 			hc.idleDeadline(opt.IdleTimeout)
+			if err := hc.flushHeld(true); err != nil {
+				return 0, nil, err
+			}
 			waiting = true
 		case len(b) == 0 || waiting || fresh:
 			hc.setReadDeadline(time.Now().Add(opt.HeaderTimeout))
@@ -390,6 +478,10 @@ func (hc *h1Conn) exchange(end int) bool {
 		rec = ex.newRecord(fallback)
 		defer func() {
 			if !ex.noRecord {
+				if hc.held {
+					hc.heldRec = rec // emitted once the end of the response is written: writtenHeld
+					return
+				}
 				ex.finish(rec)
 				c.opt.Emitter.Emit(rec)
 			} else {
@@ -531,6 +623,10 @@ func (hc *h1Conn) exchange(end int) bool {
 			}
 		}
 		if len(hc.out) > 0 || !wroteHead {
+			if ex.resScan.Done && hc.holdEnd(closeAfter) {
+				hc.held = true // written by the wait for the next request
+				break
+			}
 			if _, werr := hc.conn.Write(hc.out); werr != nil {
 				ex.err, ex.clientErr = fmt.Errorf("write response: %w", werr), true
 				ac.Close()

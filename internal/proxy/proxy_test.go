@@ -1049,3 +1049,50 @@ func TestInboundIdleTimeout(t *testing.T) {
 		}
 	}
 }
+
+// TestInboundHeldEnd: on a kept-alive connection the end of a response is
+// written by the wait for the next request (h1Conn.holdEnd): the client
+// gets the whole response at once, its record is emitted while the
+// connection idles (not when the next request comes), and a client that
+// is gone by then makes a record with the client's write error.
+func TestInboundHeldEnd(t *testing.T) {
+	body := strings.Repeat("b", 3000)
+	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, body) }))
+	defer backend.Close()
+	addr, rec := startInbound(t, backend.URL, false, Options{})
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	br := bufio.NewReader(c)
+	for i := range 3 {
+		io.WriteString(c, "GET /held"+strconv.Itoa(i)+" HTTP/1.1\r\nHost: a\r\n\r\n")
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		res, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := io.ReadAll(res.Body)
+		if err != nil || string(b) != body {
+			t.Fatalf("response %d: %d bytes, %v", i, len(b), err)
+		}
+		// The connection stays idle: the record comes all the same.
+		r := rec.next(t)
+		if r.HTTP.Req.URL != "http://a/held"+strconv.Itoa(i) || r.Error != "" || r.HTTP.Res == nil || string(r.HTTP.Res.Body.Data) != body || r.DurMicros <= 0 {
+			t.Fatalf("record %d: url %s, error %q, res %+v, duration %d", i, r.HTTP.Req.URL, r.Error, r.HTTP.Res, r.DurMicros)
+		}
+	}
+	// A client that resets the connection right after its request: the
+	// held write fails or lands in a dead socket; either way one record.
+	c2, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.WriteString(c2, "GET /gone HTTP/1.1\r\nHost: a\r\n\r\n")
+	c2.(*net.TCPConn).SetLinger(0)
+	c2.Close()
+	if r := rec.next(t); r.HTTP.Req.URL != "http://a/gone" {
+		t.Fatalf("record for %s, want /gone", r.HTTP.Req.URL)
+	}
+}

@@ -26,7 +26,8 @@ type Conn struct {
 	pfunc        func(uintptr)
 	pending      bool
 	afunc        func(uintptr) bool
-	awaiting     bool // WriteAwait: the write is done, the wait begun
+	awaiting     bool             // WriteAwait: the write is done, the wait begun
+	then         func(int, error) // WriteAwaitThen's, until it is called
 }
 
 // Wrap returns c as a *Conn when it is a *net.TCPConn, else c. The
@@ -58,7 +59,14 @@ func (r *Conn) awaitFD(fd uintptr) bool {
 	if !r.writeFD(fd) {
 		return true // the socket's buffer is full: WriteAwait writes the rest the usual way
 	}
-	return r.werr != 0 // written: wait until readable, unless it failed
+	if r.werr != 0 {
+		return true // failed: no wait
+	}
+	if then := r.then; then != nil {
+		r.then = nil
+		then(r.wn, nil)
+	}
+	return false // written: wait until readable
 }
 
 // WriteAwait writes all of p, as Write does, then waits until something
@@ -69,23 +77,34 @@ func (r *Conn) awaitFD(fd uintptr) bool {
 // first), so an answer that comes at once is not missed. It must not run
 // beside a Read or a Write. A failed or cut-short wait (a deadline, a
 // close) is left for the next Read to report.
-func (r *Conn) WriteAwait(p []byte) (int, error) {
-	if len(p) == 0 {
-		return 0, nil
-	}
+func (r *Conn) WriteAwait(p []byte) (int, error) { return r.WriteAwaitThen(p, nil) }
+
+// WriteAwaitThen is WriteAwait that calls then, when not nil, once the
+// write is over and before the wait: with what was written and the
+// write's error, as Write returns them. then must not use the connection.
+// goproxy writes the end of a response this way, and then waits for the
+// client's next request; then completes the exchange's record meanwhile.
+func (r *Conn) WriteAwaitThen(p []byte, then func(int, error)) (int, error) {
 	r.wmu.Lock()
 	r.rmu.Lock()
-	r.wp, r.wn, r.werr, r.awaiting = p, 0, 0, false
-	_ = r.rc.Read(r.afunc)
+	r.wp, r.wn, r.werr, r.awaiting, r.then = p, 0, 0, false, then
+	if len(p) > 0 {
+		_ = r.rc.Read(r.afunc)
+	}
 	var err error
 	if r.wn < len(p) && r.werr == 0 {
 		err = r.rc.Write(r.wfunc) // the rest, waiting for room as Write does
 	}
 	n, e := r.wn, r.werr
 	r.wp = nil
+	then, r.then = r.then, nil
 	r.rmu.Unlock()
 	r.wmu.Unlock()
-	return n, r.writeErr(err, e)
+	werr := r.writeErr(err, e)
+	if then != nil {
+		then(n, werr) // not called before a wait: the write did not end in awaitFD
+	}
+	return n, werr
 }
 
 func (r *Conn) peekFD(fd uintptr) {

@@ -281,3 +281,73 @@ func TestWriteAwait(t *testing.T) {
 		t.Error("not Pending after the peer closed")
 	}
 }
+
+// TestWriteAwaitThen: then is called once, when the write is over and
+// before the wait (the peer answers only after then ran), with what was
+// written; on a write that fails, once, with the error; and it allocates
+// nothing more than WriteAwait.
+func TestWriteAwaitThen(t *testing.T) {
+	c, p := tcpPair(t, Wrap)
+	rc := c.(*Conn)
+	for _, size := range []int{5, 8 << 20} {
+		msg := bytes.Repeat([]byte("q"), size)
+		ran := make(chan struct{})
+		got := make(chan error, 1)
+		go func() {
+			buf := make([]byte, size)
+			if _, err := io.ReadFull(p, buf); err != nil {
+				got <- err
+				return
+			}
+			select {
+			case <-ran:
+			case <-time.After(5 * time.Second):
+				got <- errors.New("then did not run before the wait ended")
+				p.Write([]byte("answer"))
+				return
+			}
+			_, err := p.Write([]byte("answer"))
+			got <- err
+		}()
+		calls := 0
+		n, err := rc.WriteAwaitThen(msg, func(n int, err error) {
+			calls++
+			if n != size || err != nil {
+				t.Errorf("then(%d, %v), want (%d, nil)", n, err, size)
+			}
+			close(ran)
+		})
+		if n != size || err != nil || calls != 1 {
+			t.Fatalf("WriteAwaitThen(%d bytes) = %d, %v; then called %d times", size, n, err, calls)
+		}
+		if err := <-got; err != nil {
+			t.Fatal(err)
+		}
+		buf := make([]byte, 6)
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if _, err := io.ReadFull(c, buf); err != nil || string(buf) != "answer" {
+			t.Fatalf("Read after WriteAwaitThen = %q, %v", buf, err)
+		}
+	}
+	calls := 0
+	if n, err := rc.WriteAwaitThen(nil, func(n int, err error) { calls++ }); n != 0 || err != nil || calls != 1 {
+		t.Errorf("WriteAwaitThen(nil) = %d, %v; then called %d times", n, err, calls)
+	}
+	p.SetLinger(0)
+	p.Close() // a reset: the next writes fail
+	time.Sleep(50 * time.Millisecond)
+	var thenErr error
+	calls = 0
+	for range 3 { // the first write after a reset may still succeed
+		_, err := rc.WriteAwaitThen([]byte("ping"), func(_ int, err error) { calls++; thenErr = err })
+		if err != nil {
+			if !errors.Is(thenErr, syscall.ECONNRESET) && !errors.Is(thenErr, syscall.EPIPE) || thenErr.Error() != err.Error() {
+				t.Errorf("then's error %v, WriteAwaitThen's %v", thenErr, err)
+			}
+			break
+		}
+	}
+	if calls == 0 || thenErr == nil {
+		t.Errorf("then called %d times, error %v: want the write's failure", calls, thenErr)
+	}
+}
