@@ -3,6 +3,7 @@ package jsonl
 import (
 	"bytes"
 	"encoding/base64"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -915,6 +916,9 @@ func plainKey(b []byte, i int) (int, int, bool) {
 	if i >= len(b) || b[i] != '"' {
 		return 0, 0, false
 	}
+	if q := quoteOrEscape(b, i+1); q >= 0 {
+		return i + 1, q, b[q] == '"'
+	}
 	j := bytes.IndexByte(b[i+1:], '"')
 	if j < 0 || bytes.IndexByte(b[i+1:i+1+j], '\\') >= 0 {
 		return 0, 0, false
@@ -922,10 +926,43 @@ func plainKey(b []byte, i int) (int, int, bool) {
 	return i + 1, i + 1 + j, true
 }
 
+// quoteOrEscape returns the index of the first quote or backslash of b at
+// or after j, when it is within shortString bytes of j; -1 when there is
+// none that close (a longer string is left to bytes.IndexByte, which
+// passes over long ones faster, but costs a call and a setup for each of
+// the short strings that are most of a record's: keys, methods, times).
+// A word at a time: the lowest byte a zero-byte test marks is the first
+// match (a borrow only carries past a real zero byte, to higher ones).
+func quoteOrEscape(b []byte, j int) int {
+	const ones, high = 0x0101010101010101, 0x8080808080808080
+	end := min(len(b), j+shortString)
+	for ; j+8 <= end; j += 8 {
+		w := binary.LittleEndian.Uint64(b[j:])
+		q, e := w^(ones*'"'), w^(ones*'\\')
+		if m := ((q-ones)&^q | (e-ones)&^e) & high; m != 0 {
+			return j + bits.TrailingZeros64(m)>>3
+		}
+	}
+	if end == len(b) {
+		for ; j < end; j++ {
+			if b[j] == '"' || b[j] == '\\' {
+				return j
+			}
+		}
+	}
+	return -1
+}
+
+// shortString is how far quoteOrEscape looks.
+const shortString = 32
+
 // scalar reads a string, number or literal at b[i].
 func scalar(b []byte, i int) (int, bool) {
 	switch c := b[i]; {
 	case c == '"':
+		if q := quoteOrEscape(b, i+1); q >= 0 && b[q] == '"' {
+			return q + 1, true // a short string without an escape
+		}
 		for j := i + 1; ; {
 			q := bytes.IndexByte(b[j:], '"')
 			if q < 0 {

@@ -723,3 +723,59 @@ func tokenSpans(t *testing.T, line []byte) (scalars, mapKeys [][2]int) {
 		}
 	}
 }
+
+// plainKeyRef and scalarStringRef are plainKey and scalar's string case
+// with bytes.IndexByte alone, as they were before quoteOrEscape.
+func plainKeyRef(b []byte, i int) (int, int, bool) {
+	if i >= len(b) || b[i] != '"' {
+		return 0, 0, false
+	}
+	j := bytes.IndexByte(b[i+1:], '"')
+	if j < 0 || bytes.IndexByte(b[i+1:i+1+j], '\\') >= 0 {
+		return 0, 0, false
+	}
+	return i + 1, i + 1 + j, true
+}
+
+func scalarStringRef(b []byte, i int) (int, bool) {
+	for j := i + 1; ; {
+		q := bytes.IndexByte(b[j:], '"')
+		if q < 0 {
+			return 0, false
+		}
+		s := bytes.IndexByte(b[j:j+q], '\\')
+		if s < 0 {
+			return j + q + 1, true
+		}
+		j += s + 2
+		if j > len(b) {
+			return 0, false
+		}
+	}
+}
+
+// FuzzQuoteOrEscape: plainKey and scalar find the same ends as a search
+// with bytes.IndexByte, at every start, in strings shorter and longer than
+// quoteOrEscape's reach.
+func FuzzQuoteOrEscape(f *testing.F) {
+	for _, s := range []string{`"method"`, `"a\"b"`, `"` + strings.Repeat("x", 40) + `"`, `"` + strings.Repeat("y", 31) + `\"z"`, `"unclosed`, `"\`, `""`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		for i := range b {
+			if b[i] != '"' {
+				continue
+			}
+			ks, ke, kok := plainKey(b, i)
+			rs, re, rok := plainKeyRef(b, i)
+			if kok != rok || kok && (ks != rs || ke != re) {
+				t.Fatalf("plainKey(%q, %d) = %d, %d, %v; want %d, %d, %v", b, i, ks, ke, kok, rs, re, rok)
+			}
+			end, ok := scalar(b, i)
+			wend, wok := scalarStringRef(b, i)
+			if ok != wok || ok && end != wend {
+				t.Fatalf("scalar(%q, %d) = %d, %v; want %d, %v", b, i, end, ok, wend, wok)
+			}
+		}
+	})
+}
