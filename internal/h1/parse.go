@@ -294,9 +294,14 @@ func (h *Head) parseFields(rest []byte) *FramingError {
 				return Refuse(http.StatusBadRequest, "invalid header name %.40q", name)
 			}
 		}
-		value := bytes.TrimLeft(line[colon+1:], " \t")
+		value := line[colon+1:]
+		for len(value) > 0 && (value[0] == ' ' || value[0] == '\t') { // OWS: bytes.TrimLeft builds a set each call
+			value = value[1:]
+		}
 		valueAt := at + len(line) - len(value)
-		value = bytes.TrimRight(value, " \t")
+		for len(value) > 0 && (value[len(value)-1] == ' ' || value[len(value)-1] == '\t') {
+			value = value[:len(value)-1]
+		}
 		for _, c := range value {
 			if c < ' ' && c != '\t' || c == 0x7f {
 				return Refuse(http.StatusBadRequest, "control byte in the value of %.40q", name)

@@ -115,6 +115,8 @@ type h1Conn struct {
 	fwdUp      *h1Upstream // and its upstream
 	gone       bool        // the connection was taken over (a CONNECT tunnel): not closed here
 	ex         *h1Exchange // the exchange in flight, made with the first and reused (see exchange)
+	// hostKey is the host of the last record, hostVal its hostOnly.
+	hostKey, hostVal string
 	// awaiter is conn when it can write and then wait for the next
 	// request without reading first (rawtcp.Conn.WriteAwaitThen); nil
 	// otherwise (TLS). held: out holds the end of the last response,
@@ -1072,7 +1074,10 @@ func (ex *h1Exchange) newRecord(host string) *capture.Record {
 	rec.Schema, rec.ID, rec.Kind, rec.Direction = capture.SchemaVersion, s[:capture.IDLen], capture.KindHTTP, e.dir
 	rec.Start, rec.Labels, rec.Tags = ex.start.UTC(), e.c.opt.Labels, e.c.opt.Tags
 	rec.Net.ClientAddr, rec.Net.ServerAddr = hc.clientAddr, hc.up.target
-	rec.Net.Proxy, rec.Net.ServerHost = cmp.Or(hc.up.proxy, e.proxyName), hostOnly(host)
+	if host != hc.hostKey { // a connection's requests name one host, most often
+		hc.hostKey, hc.hostVal = host, hostOnly(host)
+	}
+	rec.Net.Proxy, rec.Net.ServerHost = cmp.Or(hc.up.proxy, e.proxyName), hc.hostVal
 	rec.HTTP = &r.http
 	if hc.tls != nil {
 		if hc.tlsFacts == nil {

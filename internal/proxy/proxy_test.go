@@ -1066,8 +1066,9 @@ func TestInboundHeldEnd(t *testing.T) {
 	}
 	defer c.Close()
 	br := bufio.NewReader(c)
-	for i := range 3 {
-		io.WriteString(c, "GET /held"+strconv.Itoa(i)+" HTTP/1.1\r\nHost: a\r\n\r\n")
+	hosts := []string{"a", "a", "b.example:81", "[::1]:82", "a"} // the record's server host is the Host's, per request
+	for i, host := range hosts {
+		io.WriteString(c, "GET /held"+strconv.Itoa(i)+" HTTP/1.1\r\nHost: "+host+"\r\n\r\n")
 		c.SetReadDeadline(time.Now().Add(5 * time.Second))
 		res, err := http.ReadResponse(br, nil)
 		if err != nil {
@@ -1079,8 +1080,11 @@ func TestInboundHeldEnd(t *testing.T) {
 		}
 		// The connection stays idle: the record comes all the same.
 		r := rec.next(t)
-		if r.HTTP.Req.URL != "http://a/held"+strconv.Itoa(i) || r.Error != "" || r.HTTP.Res == nil || string(r.HTTP.Res.Body.Data) != body || r.DurMicros <= 0 {
+		if r.HTTP.Req.URL != "http://"+host+"/held"+strconv.Itoa(i) || r.Error != "" || r.HTTP.Res == nil || string(r.HTTP.Res.Body.Data) != body || r.DurMicros <= 0 {
 			t.Fatalf("record %d: url %s, error %q, res %+v, duration %d", i, r.HTTP.Req.URL, r.Error, r.HTTP.Res, r.DurMicros)
+		}
+		if want := hostOnly(host); r.Net.ServerHost != want {
+			t.Fatalf("record %d: server host %q, want %q", i, r.Net.ServerHost, want)
 		}
 	}
 	// A client that resets the connection right after its request: the
