@@ -402,6 +402,20 @@ func appendUUID(b []byte, u uuid.UUID) []byte {
 	return append(b, s[:]...)
 }
 
+// WireTime returns t as a record's line writes it (RFC 3339): in its own
+// zone when RFC 3339 can write that zone's offset (whole minutes, less
+// than a day), else in UTC, the same instant either way; ok is false when
+// the year is then outside 0-9999, which RFC 3339 cannot write.
+func WireTime(t time.Time) (time.Time, bool) {
+	if t.Location() != time.UTC {
+		if _, off := t.Zone(); off%60 != 0 || off <= -86400 || off >= 86400 {
+			t = t.UTC()
+		}
+	}
+	y := t.Year()
+	return t, y >= 0 && y <= 9999
+}
+
 // Errors returned by Validate.
 var (
 	ErrNoID         = errors.New("record has no id")
@@ -410,6 +424,7 @@ var (
 	ErrBadDirection = errors.New("record direction is not in or out")
 	ErrMissingHTTP  = errors.New("http record has no http block")
 	ErrMissingTCP   = errors.New("tcp record has no tcp block")
+	ErrBadStart     = errors.New("record start is outside the years 0-9999 (RFC 3339 writes four digits)")
 )
 
 // Validate checks what every consumer relies on.
@@ -421,6 +436,12 @@ func (r *Record) Validate() error {
 		return fmt.Errorf("%w: %d > %d", ErrSchemaTooNew, r.Schema, SchemaVersion)
 	case r.Direction != DirIn && r.Direction != DirOut:
 		return fmt.Errorf("%w: %q", ErrBadDirection, r.Direction)
+	}
+	if _, ok := WireTime(r.Start); !ok {
+		// A line with another year would not decode
+		// (time.Time.UnmarshalJSON), and a batch holding it would be
+		// refused whole.
+		return fmt.Errorf("%w: %d", ErrBadStart, r.Start.Year())
 	}
 	switch r.Kind {
 	case KindHTTP:

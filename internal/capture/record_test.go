@@ -113,6 +113,14 @@ func TestValidate(t *testing.T) {
 		{"unknown kind", func(r *capture.Record) { r.Kind = "grpc" }, capture.ErrBadKind},
 		{"http without block", func(r *capture.Record) { r.HTTP = nil }, capture.ErrMissingHTTP},
 		{"tcp without block", func(r *capture.Record) { r.Kind = capture.KindTCP }, capture.ErrMissingTCP},
+		{"zero start", func(r *capture.Record) { r.Start = time.Time{} }, nil},
+		{"start in year 0", func(r *capture.Record) { r.Start = time.Date(0, 1, 1, 0, 0, 0, 0, time.UTC) }, nil},
+		{"start in year 9999", func(r *capture.Record) { r.Start = time.Date(9999, 12, 31, 23, 59, 59, 999999999, time.UTC) }, nil},
+		{"start in year 9999 at -05:00 (10000 in UTC)", func(r *capture.Record) {
+			r.Start = time.Date(9999, 12, 31, 23, 0, 0, 0, time.FixedZone("", -5*3600))
+		}, nil},
+		{"start in year 10000", func(r *capture.Record) { r.Start = time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC) }, capture.ErrBadStart},
+		{"start in year -1", func(r *capture.Record) { r.Start = time.Date(-1, 12, 31, 0, 0, 0, 0, time.UTC) }, capture.ErrBadStart},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

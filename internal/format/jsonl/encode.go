@@ -19,6 +19,7 @@ package jsonl
 
 import (
 	"encoding/binary"
+	"fmt"
 	"slices"
 	"strconv"
 	"strings"
@@ -33,6 +34,13 @@ import (
 // appendRecord appends r's JSON form and a newline to b.
 func appendRecord(b []byte, r *capture.Record) ([]byte, error) {
 	if r.Vendor != nil {
+		if t, _ := capture.WireTime(r.Start); t != r.Start {
+			// A zone RFC 3339 cannot write: the encoder would drop the
+			// offset's seconds and move the instant; as appendTime, UTC.
+			rc := *r
+			rc.Start = t
+			r = &rc
+		}
 		out, err := gojson.MarshalNoEscape(r)
 		if err != nil {
 			return b, err
@@ -48,7 +56,10 @@ func appendRecord(b []byte, r *capture.Record) ([]byte, error) {
 	b = append(b, `,"direction":`...)
 	b = appendString(b, string(r.Direction))
 	b = append(b, `,"start":"`...)
-	b = appendTime(b, r.Start)
+	var ok bool
+	if b, ok = appendTime(b, r.Start); !ok {
+		return b, fmt.Errorf("%w: %d", capture.ErrBadStart, r.Start.Year())
+	}
 	b = append(b, '"')
 	if r.TTFBMicros != 0 {
 		b = append(b, `,"ttfbUs":`...)
@@ -268,12 +279,27 @@ func appendHTTP(b []byte, h *capture.HTTP) ([]byte, error) {
 }
 
 // appendTime appends t as t.AppendFormat(b, time.RFC3339Nano) does, a UTC
-// time of the years 0-9999 (every record's start) written here: the general
-// layout interpreter was 1.3% of a captured request's instructions.
-func appendTime(b []byte, t time.Time) []byte {
+// time (every start goproxy makes) written here: the general layout
+// interpreter was 1.3% of a captured request's instructions. A zone whose
+// offset RFC 3339 cannot write (seconds: a historical local mean time, or a
+// day or more) is written as UTC, the same instant (capture.WireTime). It
+// reports false, having appended nothing, for a year outside 0-9999, which
+// RFC 3339 cannot write either (time.Time.UnmarshalJSON would refuse what
+// AppendFormat writes).
+func appendTime(b []byte, t time.Time) ([]byte, bool) {
+	if t.Location() != time.UTC {
+		t, ok := capture.WireTime(t) // a zone RFC 3339 cannot write goes as UTC
+		if !ok {
+			return b, false
+		}
+		if t.Location() != time.UTC {
+			return t.AppendFormat(b, time.RFC3339Nano), true
+		}
+		return appendTime(b, t)
+	}
 	year, month, day := t.Date()
-	if t.Location() != time.UTC || year < 0 || year > 9999 {
-		return t.AppendFormat(b, time.RFC3339Nano)
+	if year < 0 || year > 9999 {
+		return b, false
 	}
 	hour, minute, sec := t.Clock()
 	var d [30]byte // 2006-01-02T15:04:05.999999999Z
@@ -304,7 +330,7 @@ func appendTime(b []byte, t time.Time) []byte {
 		}
 	}
 	d[n] = 'Z'
-	return append(b, d[:n+1]...)
+	return append(b, d[:n+1]...), true
 }
 
 func appendBody(b []byte, body *capture.Body) []byte {

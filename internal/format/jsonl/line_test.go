@@ -11,6 +11,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	gojson "github.com/goccy/go-json"
 
@@ -776,6 +777,41 @@ func FuzzQuoteOrEscape(f *testing.F) {
 			if ok != wok || ok && end != wend {
 				t.Fatalf("scalar(%q, %d) = %d, %v; want %d, %v", b, i, end, ok, wend, wok)
 			}
+		}
+	})
+}
+
+// FuzzStartRoundTrip: a record whose start Validate takes (years 0-9999
+// in the start's own zone) is written as a line that decodes to the same
+// instant; one it refuses never reaches a line (Append refuses it, as the
+// shipper drops it), so a batch is never refused whole for it.
+func FuzzStartRoundTrip(f *testing.F) {
+	for _, s := range []int64{0, -62167219200, 253402300799, 253402300800, -62167219201, 1733500000} {
+		f.Add(s, int32(0), int32(0))
+	}
+	f.Add(int64(253402318800), int32(999999999), int32(-5*3600))
+	f.Fuzz(func(t *testing.T, sec int64, nsec int32, offset int32) {
+		if nsec < 0 || nsec > 999999999 || offset <= -86400 || offset >= 86400 {
+			return
+		}
+		rec := capturetest.Batch(1, 8)[0]
+		if sec%2 != 0 {
+			rec.Vendor = &capture.VendorFacts{Tech: "go"} // the encoder's other path
+		}
+		rec.Start = time.Unix(sec, int64(nsec)).In(time.FixedZone("", int(offset)))
+		if offset == 0 {
+			rec.Start = rec.Start.UTC()
+		}
+		if rec.Validate() != nil {
+			var b bytes.Buffer
+			if err := Append(&b, []*capture.Record{rec}); err == nil {
+				t.Fatalf("start %v: Validate refuses it, Append wrote %.80s", rec.Start, b.Bytes())
+			}
+			return
+		}
+		got, _ := decodeLine(t, encodeFull(t, rec))
+		if !got.Start.Equal(rec.Start) {
+			t.Fatalf("start %v came back as %v", rec.Start, got.Start)
 		}
 	})
 }
