@@ -267,16 +267,25 @@ func (c *trackConn) CloseWrite() error {
 // infoOf finds the table entry of a connection that came from a
 // trackListener, through any wrapping of ours.
 func infoOf(c net.Conn) *connInfo {
-	for {
-		switch v := c.(type) {
-		case *trackConn:
-			return v.info
-		case *peekConn:
-			c = v.Conn
-		case *h1.ReplayConn:
-			c = v.Conn
-		default:
-			return nil
+	for ; c != nil; c = wrapped(c) {
+		if tc, ok := c.(*trackConn); ok {
+			return tc.info
 		}
 	}
+	return nil
+}
+
+// wrapped returns the connection c wraps, when c is one of our wrappers
+// (the listener's byte counting, the sniffer's peeking and replay); nil
+// otherwise.
+func wrapped(c net.Conn) net.Conn {
+	switch v := c.(type) {
+	case *trackConn:
+		return v.Conn
+	case *peekConn:
+		return v.Conn
+	case *h1.ReplayConn:
+		return v.Conn
+	}
+	return nil
 }

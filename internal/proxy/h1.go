@@ -140,21 +140,14 @@ type writeAwaiter interface {
 }
 
 // awaiterOf is c as a writeAwaiter when the connection under its wrappers
-// (the listener's byte counting, the sniffer's replay) is one.
+// (see wrapped) is one and each wrapper passes it through.
 func awaiterOf(c net.Conn) writeAwaiter {
-	a, ok := c.(writeAwaiter)
-	for ok {
-		switch w := c.(type) {
-		case *trackConn:
-			c = w.Conn
-		case *h1.ReplayConn:
-			c = w.Conn
-		default:
-			return a
+	for w := c; w != nil; w = wrapped(w) {
+		if _, ok := w.(writeAwaiter); !ok {
+			return nil // a layer that cannot pass it through, or a connection without it
 		}
-		_, ok = c.(writeAwaiter)
 	}
-	return nil
+	return c.(writeAwaiter)
 }
 
 // holdEnd reports whether the end of a response, in out, may be left for

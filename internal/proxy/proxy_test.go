@@ -22,7 +22,9 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/tapwire/tapwire/internal/capture"
+	"github.com/tapwire/tapwire/internal/h1"
 	"github.com/tapwire/tapwire/internal/mitm"
+	"github.com/tapwire/tapwire/internal/rawtcp"
 	"github.com/tapwire/tapwire/internal/testca"
 )
 
@@ -1098,5 +1100,50 @@ func TestInboundHeldEnd(t *testing.T) {
 	c2.Close()
 	if r := rec.next(t); r.HTTP.Req.URL != "http://a/gone" {
 		t.Fatalf("record for %s, want /gone", r.HTTP.Req.URL)
+	}
+}
+
+// TestAwaiterOf: the engine writes a response's end with WriteAwaitThen
+// through the wrappers that pass it on (byte counting, replay) down to a
+// rawtcp connection, and never through one that does not (peeking), nor
+// to a connection without it.
+func TestAwaiterOf(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		if c, err := ln.Accept(); err == nil {
+			defer c.Close()
+			io.Copy(io.Discard, c)
+		}
+	}()
+	raw, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	rc := rawtcp.Wrap(raw)
+	if _, ok := rc.(writeAwaiter); !ok {
+		t.Skip("rawtcp.Conn is Linux's")
+	}
+	a, b := net.Pipe()
+	defer a.Close()
+	defer b.Close()
+	for _, tc := range []struct {
+		name string
+		c    net.Conn
+		ok   bool
+	}{
+		{"rawtcp", rc, true},
+		{"counted", &trackConn{Conn: rc}, true},
+		{"replayed, counted", &h1.ReplayConn{Conn: &trackConn{Conn: rc}}, true},
+		{"peeked", &h1.ReplayConn{Conn: &peekConn{Conn: &trackConn{Conn: rc}}}, false},
+		{"pipe", &trackConn{Conn: a}, false},
+	} {
+		if got := awaiterOf(tc.c) != nil; got != tc.ok {
+			t.Errorf("%s: awaiterOf found one: %v, want %v", tc.name, got, tc.ok)
+		}
 	}
 }

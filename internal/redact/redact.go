@@ -494,8 +494,6 @@ func (r *Redactor) redactPairs(b []byte, kind nameKind, h *hits) ([]byte, bool) 
 	return append(out, b[last:]...), true
 }
 
-// unescape decodes %XX and '+' in a query name; bad escapes stay as
-// they are.
 // pairRule is ruleFor for the name of a pair as redactPairs reads it
 // (escaped), decided once for every spelling without escapes.
 func (r *Redactor) pairRule(kind nameKind, name []byte) (int, bool) {
@@ -509,6 +507,8 @@ func (r *Redactor) pairRule(kind nameKind, name []byte) (int, bool) {
 	return r.cachedRule(c, kind, name)
 }
 
+// unescape decodes %XX and '+' in a query name; bad escapes stay as
+// they are.
 func unescape(b []byte) string {
 	if bytes.IndexByte(b, '%') < 0 && bytes.IndexByte(b, '+') < 0 {
 		return string(b)
