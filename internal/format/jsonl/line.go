@@ -73,6 +73,12 @@ type Line struct {
 	root    [maxRootMembers][2]int
 	facts   [numFacts][2]int // the spans of the members of factPaths
 	partial bool             // Decode passed a partial record for this line (Want.Partial)
+	hdrs    capture.Headers  // scratch: a partial record's request headers (plainHeaders)
+	last    [numFacts]string // decodeFacts: the facts' strings of the line before (factRes: its URL)
+	labels  []byte           // decodeMembers: the labels member of the line before, as written,
+	lastLab capture.Labels   // and as it decoded
+	http    capture.HTTP     // decodeFacts: a partial record's HTTP block
+	res     capture.Response // and response
 	enc     *bytes.Buffer    // scratch: encoder output
 	je      *gojson.Encoder  // encodes into enc
 	_       [0]func()        // not comparable
@@ -832,12 +838,26 @@ func (l *Line) decodeMembers(rec *capture.Record, members Field, facts bool) err
 		var v any
 		switch m {
 		case FieldLabels:
-			v = &rec.Labels
+			// One sender's records carry the same labels.
+			if raw := l.b[sp[0]:sp[1]]; l.labels != nil && bytes.Equal(raw, l.labels) {
+				rec.Labels = l.lastLab
+				continue
+			}
+			if err := gojson.Unmarshal(l.b[sp[0]:sp[1]], &rec.Labels); err != nil {
+				l.labels = nil
+				return err
+			}
+			l.labels, l.lastLab = append(l.labels[:0], l.b[sp[0]:sp[1]]...), rec.Labels
+			continue
 		case FieldTags:
 			v = &rec.Tags
 		default:
 			if rec.HTTP == nil {
 				continue // a TCP record's, or no facts asked for
+			}
+			if hs, ok := plainHeaders(l.hdrs[:0], l.b[sp[0]:sp[1]]); ok {
+				rec.HTTP.Req.Headers, l.hdrs = hs, hs
+				continue
 			}
 			v = &rec.HTTP.Req.Headers
 		}
@@ -848,17 +868,77 @@ func (l *Line) decodeMembers(rec *capture.Record, members Field, facts bool) err
 	return nil
 }
 
+// plainHeaders appends to dst the headers of b, a list of [name, value]
+// pairs (white space allowed between tokens), when no string in it has an
+// escape or a control byte: those decode to their bytes as they are (the
+// line is valid UTF-8: ParseLine). The names and values share one string.
+// It reports false for any other input, which the decoder then reads; the
+// request's headers are what a filter reads most, and the decoder's
+// per-element calls cost more than the rest of a partial record.
+func plainHeaders(dst capture.Headers, b []byte) (capture.Headers, bool) {
+	i := skipWS(b, 0)
+	if i >= len(b) || b[i] != '[' {
+		return nil, false
+	}
+	s := string(b) // wasted on the rare list that is not plain
+	dst = dst[:0]
+	if dst == nil {
+		dst = capture.Headers{} // [] is empty, not absent, as decoded
+	}
+	if i = skipWS(b, i+1); i < len(b) && b[i] == ']' {
+		return dst, skipWS(b, i+1) == len(b)
+	}
+	for {
+		if i >= len(b) || b[i] != '[' {
+			return nil, false
+		}
+		var pair [2]string
+		for k := range pair {
+			i = skipWS(b, i+1)
+			if i >= len(b) || b[i] != '"' {
+				return nil, false
+			}
+			j := i + 1
+			for j < len(b) && b[j] != '"' && b[j] != '\\' && b[j] >= 0x20 {
+				j++
+			}
+			if j >= len(b) || b[j] != '"' {
+				return nil, false
+			}
+			pair[k] = s[i+1 : j]
+			if i = skipWS(b, j+1); i >= len(b) || b[i] != ",]"[k] {
+				return nil, false
+			}
+		}
+		dst = append(dst, capture.Header{Name: pair[0], Value: pair[1]})
+		if i = skipWS(b, i+1); i < len(b) && b[i] == ',' {
+			i = skipWS(b, i+1)
+			continue
+		}
+		if i >= len(b) || b[i] != ']' || skipWS(b, i+1) != len(b) {
+			return nil, false
+		}
+		return dst, true
+	}
+}
+
 // decodeFacts sets the facts decodeMembers names but the labels and
 // headers: from the typed line's canonical forms (Typed checked them).
 func (l *Line) decodeFacts(rec *capture.Record) error {
 	b := l.b
-	str := func(sp [2]int) (string, error) {
+	// A string like the one of the same member in the line before (one
+	// sender's records share their hosts, methods, often their URLs) is
+	// that line's string, not a new one.
+	str := func(sp [2]int, last *string) (string, error) {
 		v := b[sp[0]:sp[1]]
 		if sp[1] == 0 || len(v) < 2 {
 			return "", nil
 		}
 		if bytes.IndexByte(v, '\\') < 0 {
-			return string(v[1 : len(v)-1]), nil
+			if v = v[1 : len(v)-1]; string(v) != *last {
+				*last = string(v)
+			}
+			return *last, nil
 		}
 		var s string
 		err := gojson.Unmarshal(v, &s)
@@ -869,7 +949,8 @@ func (l *Line) decodeFacts(rec *capture.Record) error {
 		rec.Kind = capture.KindHTTP
 	}
 	if l.root[rootHTTP][1] != 0 { // whatever the kind, as the decoder does
-		rec.HTTP = new(capture.HTTP)
+		l.http = capture.HTTP{} // a partial record is valid until the next line's
+		rec.HTTP = &l.http
 	}
 	rec.Direction = capture.DirOut
 	if string(b[l.root[rootDirection][0]:l.root[rootDirection][1]]) == `"`+string(capture.DirIn)+`"` {
@@ -881,26 +962,27 @@ func (l *Line) decodeFacts(rec *capture.Record) error {
 		}
 	}
 	var err error
-	if rec.Net.ServerHost, err = str(l.facts[factServerHost]); err != nil {
+	if rec.Net.ServerHost, err = str(l.facts[factServerHost], &l.last[factServerHost]); err != nil {
 		return err
 	}
 	if rec.HTTP == nil {
 		return nil
 	}
 	req := &rec.HTTP.Req
-	if req.Method, err = str(l.facts[factMethod]); err != nil {
+	if req.Method, err = str(l.facts[factMethod], &l.last[factMethod]); err != nil {
 		return err
 	}
-	if req.Host, err = str(l.facts[factHost]); err != nil {
+	if req.Host, err = str(l.facts[factHost], &l.last[factHost]); err != nil {
 		return err
 	}
-	if req.URL, err = str(l.spans[bitIndex(FieldURL)]); err != nil {
+	if req.URL, err = str(l.spans[bitIndex(FieldURL)], &l.last[factRes]); err != nil {
 		return err
 	}
 	if l.facts[factRes][1] == 0 {
 		return nil
 	}
-	rec.HTTP.Res = new(capture.Response)
+	l.res = capture.Response{}
+	rec.HTTP.Res = &l.res
 	if sp := l.facts[factStatus]; sp[1] != 0 {
 		if rec.HTTP.Res.Status, err = strconv.Atoi(string(b[sp[0]:sp[1]])); err != nil {
 			return err

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	gojson "github.com/goccy/go-json"
 
@@ -359,6 +360,42 @@ func BenchmarkLine(b *testing.B) {
 	})
 }
 
+// BenchmarkDecodePartial: Decode as a forwarder with no redaction to apply
+// and a filter calls it (partial records with the filter's facts, labels
+// stamped), over lines of HTTP records as goproxy sends them: five request
+// headers, 1 KiB bodies.
+func BenchmarkDecodePartial(b *testing.B) {
+	recs := capturetest.Batch(256, 1024)
+	for _, r := range recs {
+		if r.HTTP != nil {
+			r.HTTP.Req.Headers = append(r.HTTP.Req.Headers, capture.Header{Name: "User-Agent", Value: "curl/8.5.0"},
+				capture.Header{Name: "Accept", Value: "*/*"}, capture.Header{Name: "Authorization", Value: "REDACTED-std-auth"})
+		}
+	}
+	var in bytes.Buffer
+	if err := Append(&in, recs); err != nil {
+		b.Fatal(err)
+	}
+	want := Want{LazyBodies: true, Partial: true, Facts: true, Members: FieldLabels}
+	var l Line
+	b.SetBytes(int64(in.Len()))
+	b.ReportAllocs()
+	for b.Loop() {
+		n := 0
+		err := Decode(bytes.NewReader(in.Bytes()), Limits{Bytes: -1}, &l, want, func(rec *capture.Record, exact bool) error {
+			if !exact || !l.Partial() {
+				b.Fatal("not a partial record")
+			}
+			n++
+			return nil
+		})
+		if err != nil || n != len(recs) {
+			b.Fatal(err, n)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(recs)), "ns/record")
+}
+
 // TestAppendPlain: the encoder-free path writes what the encoder writes.
 func TestAppendPlain(t *testing.T) {
 	for _, v := range []any{"", "http://a/b?c=<d>&e", `q"`, `b\`, "ü", "\t",
@@ -561,6 +598,55 @@ func FuzzTyped(f *testing.F) {
 			t.Fatalf("%q: Decode with Partial: %v, partial %v, %+v", line, err, partial, got)
 		}
 	})
+}
+
+// TestDecodePartialSequence: the partial records of a batch whose lines
+// share some labels, hosts, methods and URLs with the line before and
+// differ in others (the caches decodeMembers keeps from line to line) each
+// hold their own line's facts, with a record of the batch stamped by the
+// callback (as a forwarder stamps labels) changing none of the next ones.
+func TestDecodePartialSequence(t *testing.T) {
+	recs := capturetest.Batch(12, 16)
+	labels := []capture.Labels{{Service: "a"}, {Service: "a"}, {Service: "b", Pod: "p"}, {Service: "a"}, {}, {Service: `q"uote`}, {Service: `q"uote`}}
+	hosts := []string{"x.example", "x.example", "y.example", `x\y`, "x.example", "", "y.example"}
+	for i, r := range recs {
+		r.Labels = labels[i%len(labels)]
+		r.Net.ServerHost = hosts[i%len(hosts)]
+		if r.HTTP != nil {
+			r.HTTP.Req.Host = hosts[(i+1)%len(hosts)]
+			r.HTTP.Req.Method = []string{"GET", "GET", "POST", "get"}[i%4]
+			r.HTTP.Req.URL = []string{"/a", "/a", "/b?c", "/a"}[i%4]
+			if i%5 == 0 {
+				r.HTTP.Req.Headers = append(r.HTTP.Req.Headers, capture.Header{Name: "User-Agent", Value: "kube-probe/1.30\t"})
+			}
+		}
+	}
+	var in bytes.Buffer
+	if err := Append(&in, recs); err != nil {
+		t.Fatal(err)
+	}
+	lines := bytes.Split(bytes.TrimSuffix(in.Bytes(), []byte("\n")), []byte("\n"))
+	var l Line
+	n := 0
+	err := Decode(bytes.NewReader(in.Bytes()), Limits{Bytes: -1}, &l, Want{Partial: true, Facts: true, Members: FieldLabels},
+		func(r *capture.Record, exact bool) error {
+			if !l.Partial() {
+				t.Errorf("line %d: not a partial record", n)
+			}
+			var full capture.Record
+			if err := gojson.Unmarshal(lines[n], &full); err != nil {
+				t.Fatal(err)
+			}
+			if d := diffFacts(r, &full); d != "" {
+				t.Errorf("line %d: %s", n, d)
+			}
+			r.Labels.Cluster, r.Labels.Tenant = "stamped", "t" // as the forwarder stamps them
+			n++
+			return nil
+		})
+	if err != nil || n != len(recs) {
+		t.Fatalf("Decode: %v after %d of %d records", err, n, len(recs))
+	}
 }
 
 // diffFacts describes how the facts a filter reads (internal/filter)
@@ -812,6 +898,36 @@ func FuzzStartRoundTrip(f *testing.F) {
 		got, _ := decodeLine(t, encodeFull(t, rec))
 		if !got.Start.Equal(rec.Start) {
 			t.Fatalf("start %v came back as %v", rec.Start, got.Start)
+		}
+	})
+}
+
+// FuzzPlainHeaders checks the request headers a partial record gets from
+// plainHeaders against the decoder's: whenever it takes a list (of a valid
+// UTF-8 line, as ParseLine leaves it), the decoder takes it too and reads
+// the same headers.
+func FuzzPlainHeaders(f *testing.F) {
+	for _, s := range []string{
+		`[]`, ` [ ] `, `null`, `[["Host","a.example"],["User-Agent","curl/8.5.0"]]`,
+		`[ [ "a" , "b" ] , ["c",""] ]`, `[["a","b\"c"]]`, `[["a","\u00e9"]]`, `[["é","ü\u007f"]]`,
+		`[["a","b"],]`, `[["a","b","c"]]`, `[["a"]]`, `[["a","b"]]x`, "[[\"a\",\"b\tc\"]]", `[["a",1]]`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if !utf8.Valid(b) {
+			return
+		}
+		got, ok := plainHeaders(nil, b)
+		if !ok {
+			return
+		}
+		var want capture.Headers
+		if err := gojson.Unmarshal(b, &want); err != nil {
+			t.Fatalf("plainHeaders took %q, the decoder refuses it: %v", b, err)
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Fatalf("%q: plainHeaders read %q, the decoder %q", b, got, want)
 		}
 	})
 }
