@@ -35,6 +35,7 @@ type Filter struct {
 	ID         string      `json:"id"`
 	Operator   string      `json:"operator,omitempty"` // AND (the default) or OR
 	Conditions []Condition `json:"conditions"`
+	plan       *plan       // Parse's and Standard's (see Keep)
 }
 
 // Condition is a group of criteria.
@@ -81,7 +82,9 @@ func Standard() *Filter {
 	for _, ua := range StandardAgents {
 		drops = append(drops, Criterion{Include: false, Operator: "CONTAINS", Header: "User-Agent", Value: ua})
 	}
-	return &Filter{ID: "standard", Operator: "AND", Conditions: []Condition{{Operator: "AND", Filters: drops}}}
+	f := &Filter{ID: "standard", Operator: "AND", Conditions: []Condition{{Operator: "AND", Filters: drops}}}
+	f.plan = f.makePlan()
+	return f
 }
 
 // StandardPaths are the request paths the standard filter drops.
@@ -103,7 +106,7 @@ func Parse(v string) (*Filter, error) {
 	case "", "standard":
 		return Standard(), nil
 	case "none":
-		return &Filter{ID: "none"}, nil
+		return &Filter{ID: "none"}, nil // keeps all without a plan
 	}
 	data := []byte(v)
 	if v[0] != '{' {
@@ -122,6 +125,7 @@ func Parse(v string) (*Filter, error) {
 	if err := f.Validate(); err != nil {
 		return nil, err
 	}
+	f.plan = f.makePlan()
 	return &f, nil
 }
 
@@ -176,19 +180,121 @@ func joinOK(op string) bool {
 // it (nil, "none", or no conditions).
 func (f *Filter) KeepsAll() bool { return f == nil || len(f.Conditions) == 0 }
 
-// Keep reports whether the filter keeps rec.
+// Keep reports whether the filter keeps rec. It reads the plan Parse and
+// Standard make of the filter (a Filter built otherwise is planned on each
+// call): a parsed Filter's fields must not change.
 func (f *Filter) Keep(rec *capture.Record) bool {
 	if len(f.Conditions) == 0 {
 		return true
 	}
+	p := f.plan
+	if p == nil {
+		p = f.makePlan()
+	}
 	fs := facts{rec: rec}
-	or := strings.EqualFold(f.Operator, "OR")
-	for i := range f.Conditions {
-		if f.Conditions[i].holds(&fs) == or {
-			return or
+	for i := range p.conds {
+		if p.conds[i].holds(&fs) == p.or {
+			return p.or
 		}
 	}
-	return !or
+	return !p.or
+}
+
+// plan is a filter with its operators read and each criterion's fact
+// named once, rather than on every record: the forwarder runs the
+// standard filter's 22 criteria on every record it receives.
+type plan struct {
+	or    bool
+	conds []condPlan
+}
+
+type condPlan struct {
+	or    bool
+	crits []critPlan
+}
+
+func (c *condPlan) holds(fs *facts) bool {
+	if len(c.crits) == 0 {
+		return true
+	}
+	for i := range c.crits {
+		if c.crits[i].holds(fs) == c.or {
+			return c.or
+		}
+	}
+	return !c.or
+}
+
+// critPlan is a Criterion: the fact it tests, the text it wants (the
+// header's value for a header), how it compares.
+type critPlan struct {
+	fact     fact
+	include  bool
+	contains bool
+	want     string
+	ascii    bool   // want is ASCII: an ASCII text of another length does not equal it
+	header   string // factHeader: the header's name
+	span     Span   // factTime
+}
+
+type fact uint8
+
+const (
+	factNone fact = iota // a criterion with no fact set (only without Validate): never matches
+	factTime
+	factDirection
+	factService
+	factCluster
+	factNamespace
+	factProtocol
+	factHost
+	factPath
+	factURL
+	factMethod
+	factStatus
+	factHeader
+)
+
+// makePlan plans f as it is now.
+func (f *Filter) makePlan() *plan {
+	p := &plan{or: strings.EqualFold(f.Operator, "OR"), conds: make([]condPlan, len(f.Conditions))}
+	for i, c := range f.Conditions {
+		cp := &p.conds[i]
+		cp.or = strings.EqualFold(c.Operator, "OR")
+		for _, cr := range c.Filters {
+			k := critPlan{include: cr.Include, contains: strings.EqualFold(cr.Operator, "CONTAINS")}
+			// The order of Criterion.matches before plans: the first fact set.
+			switch {
+			case cr.Time != nil:
+				k.fact, k.span = factTime, *cr.Time
+			case cr.Direction != "":
+				k.fact, k.want = factDirection, cr.Direction
+			case cr.Service != "":
+				k.fact, k.want = factService, cr.Service
+			case cr.Cluster != "":
+				k.fact, k.want = factCluster, cr.Cluster
+			case cr.Namespace != "":
+				k.fact, k.want = factNamespace, cr.Namespace
+			case cr.Protocol != "":
+				k.fact, k.want = factProtocol, cr.Protocol
+			case cr.Host != "":
+				k.fact, k.want = factHost, cr.Host
+			case cr.Path != "":
+				k.fact, k.want = factPath, cr.Path
+			case cr.URL != "":
+				k.fact, k.want = factURL, cr.URL
+			case cr.Method != "":
+				k.fact, k.want = factMethod, cr.Method
+			case cr.Status != "":
+				k.fact, k.want = factStatus, cr.Status
+			case cr.Header != "":
+				k.fact, k.header, k.want = factHeader, cr.Header, cr.Value
+			}
+			k.ascii = isASCII(k.want)
+			cp.crits = append(cp.crits, k)
+		}
+	}
+	return p
 }
 
 // facts are the derived facts of one record, computed once per Keep.
@@ -196,11 +302,19 @@ type facts struct {
 	rec            *capture.Record
 	path, host     string
 	havePath, have bool
+	pathASCII      bool
+	// the values of the request header named hname (the standard filter
+	// asks for User-Agent five times); hmany: more than vals holds
+	hname string
+	vals  [4]string
+	nvals int
+	hmany bool
 }
 
 func (fs *facts) pathOf() string {
 	if !fs.havePath {
 		fs.path, fs.havePath = path(fs.rec.HTTP.Req.URL), true
+		fs.pathASCII = isASCII(fs.path)
 	}
 	return fs.path
 }
@@ -212,69 +326,90 @@ func (fs *facts) hostOf() string {
 	return fs.host
 }
 
-func (c *Condition) holds(fs *facts) bool {
-	if len(c.Filters) == 0 {
-		return true
-	}
-	or := strings.EqualFold(c.Operator, "OR")
-	for i := range c.Filters {
-		if c.Filters[i].holds(fs) == or {
-			return or
+// headerValues returns the values of the request's headers named name
+// (without regard to case), or false when there are more than it keeps.
+func (fs *facts) headerValues(name string) ([]string, bool) {
+	if fs.hname == "" || fs.hname != name {
+		fs.hname, fs.nvals, fs.hmany = name, 0, false
+		for _, h := range fs.rec.HTTP.Req.Headers {
+			if !strings.EqualFold(h.Name, name) {
+				continue
+			}
+			if fs.nvals == len(fs.vals) {
+				fs.hmany = true
+				break
+			}
+			fs.vals[fs.nvals] = h.Value
+			fs.nvals++
 		}
 	}
-	return !or
+	return fs.vals[:fs.nvals], !fs.hmany
 }
 
-func (cr *Criterion) holds(fs *facts) bool {
-	return cr.matches(fs) == cr.Include
+func (k *critPlan) holds(fs *facts) bool {
+	return k.matches(fs) == k.include
 }
 
-func (cr *Criterion) match(got, want string) bool {
-	if strings.EqualFold(cr.Operator, "CONTAINS") {
-		return containsFold(got, want)
+func (k *critPlan) match(got string) bool {
+	if k.contains {
+		return containsFold(got, k.want)
 	}
-	return strings.EqualFold(got, want)
+	return strings.EqualFold(got, k.want)
 }
 
 // matches reports whether the record has the criterion's fact. A fact the
 // record does not have (the URL of a TCP record) does not match.
-func (cr *Criterion) matches(fs *facts) bool {
+func (k *critPlan) matches(fs *facts) bool {
 	rec := fs.rec
-	var req *capture.Request
-	if rec.HTTP != nil {
-		req = &rec.HTTP.Req
+	switch k.fact {
+	case factTime:
+		return !rec.Start.Before(k.span.From) && (k.span.To.IsZero() || rec.Start.Before(k.span.To))
+	case factDirection:
+		return k.match(string(rec.Direction))
+	case factService:
+		return k.match(rec.Labels.Service)
+	case factCluster:
+		return k.match(rec.Labels.Cluster)
+	case factNamespace:
+		return k.match(rec.Labels.Namespace)
+	case factProtocol:
+		return k.match(protocol(rec))
+	case factHost:
+		return k.match(fs.hostOf())
 	}
-	switch {
-	case cr.Time != nil:
-		return !rec.Start.Before(cr.Time.From) && (cr.Time.To.IsZero() || rec.Start.Before(cr.Time.To))
-	case cr.Direction != "":
-		return cr.match(string(rec.Direction), cr.Direction)
-	case cr.Service != "":
-		return cr.match(rec.Labels.Service, cr.Service)
-	case cr.Cluster != "":
-		return cr.match(rec.Labels.Cluster, cr.Cluster)
-	case cr.Namespace != "":
-		return cr.match(rec.Labels.Namespace, cr.Namespace)
-	case cr.Protocol != "":
-		return cr.match(protocol(rec), cr.Protocol)
-	case cr.Host != "":
-		return cr.match(fs.hostOf(), cr.Host)
-	case req == nil:
+	if rec.HTTP == nil {
 		return false
-	case cr.Path != "":
-		return cr.match(fs.pathOf(), cr.Path)
-	case cr.URL != "":
-		return cr.match(req.URL, cr.URL)
-	case cr.Method != "":
-		return cr.match(req.Method, cr.Method)
-	case cr.Status != "":
+	}
+	req := &rec.HTTP.Req
+	switch k.fact {
+	case factPath:
+		// Most of the standard filter's criteria: a path of another
+		// length is not one of them. (Not so for all text: ſ folds to s.)
+		if p := fs.pathOf(); k.contains || !k.ascii || !fs.pathASCII || len(p) == len(k.want) {
+			return k.match(p)
+		}
+		return false
+	case factURL:
+		return k.match(req.URL)
+	case factMethod:
+		return k.match(req.Method)
+	case factStatus:
 		if rec.HTTP.Res == nil {
 			return false
 		}
-		return cr.match(strconv.Itoa(rec.HTTP.Res.Status), cr.Status)
-	case cr.Header != "":
-		for _, h := range req.Headers {
-			if strings.EqualFold(h.Name, cr.Header) && (cr.Value == "" || cr.match(h.Value, cr.Value)) {
+		return k.match(strconv.Itoa(rec.HTTP.Res.Status))
+	case factHeader:
+		vals, ok := fs.headerValues(k.header)
+		if !ok {
+			for _, h := range req.Headers {
+				if strings.EqualFold(h.Name, k.header) && (k.want == "" || k.match(h.Value)) {
+					return true
+				}
+			}
+			return false
+		}
+		for _, v := range vals {
+			if k.want == "" || k.match(v) {
 				return true
 			}
 		}
@@ -358,6 +493,15 @@ func containsFold(s, sub string) bool {
 		}
 	}
 	return false
+}
+
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= utf8.RuneSelf {
+			return false
+		}
+	}
+	return true
 }
 
 // lower is the ASCII lower case of c.

@@ -65,6 +65,10 @@ func TestStandard(t *testing.T) {
 			if got := f.Keep(tc.rec); got != tc.keep {
 				t.Errorf("Keep = %t, want %t", got, tc.keep)
 			}
+			// A Filter built without Parse is planned on each call.
+			if got := (&Filter{Operator: f.Operator, Conditions: f.Conditions}).Keep(tc.rec); got != tc.keep {
+				t.Errorf("Keep of the unplanned filter = %t, want %t", got, tc.keep)
+			}
 		})
 	}
 	none, _ := Parse("none")
@@ -114,6 +118,18 @@ func TestCustom(t *testing.T) {
 		{"method", `{"id":"j","conditions":[{"filters":[{"include":false,"method":"OPTIONS"}]}]}`,
 			req("in", "OPTIONS", "http://o/x", 204), false},
 		{"no conditions keep all", `{"id":"k","conditions":[]}`, req("in", "GET", "http://o/healthz", 200), true},
+		// The plan's shortcuts: a path of another length that is not ASCII
+		// can still fold to the one wanted (ſ is s); a header's values past
+		// the four a record's facts keep are still read; two header
+		// criteria of different names each read their own.
+		{"path folds from a longer text", `{"id":"l","conditions":[{"filters":[{"include":false,"path":"/status"}]}]}`,
+			req("in", "GET", "http://o/\u017ftatus", 200), false},
+		{"fifth value of a header", `{"id":"m","conditions":[{"filters":[{"include":false,"operator":"CONTAINS","header":"user-agent","value":"probe"}]}]}`,
+			req("in", "GET", "http://o/x", 200, "User-Agent", "a", "User-Agent", "b", "User-Agent", "c", "User-Agent", "d", "User-Agent", "kube-probe/1"), false},
+		{"two header names", `{"id":"n","conditions":[{"operator":"OR","filters":[{"include":true,"header":"X-A","value":"1"},{"include":true,"header":"X-B","value":"2"}]}]}`,
+			req("in", "GET", "http://o/x", 200, "X-A", "2", "X-B", "2"), true},
+		{"neither header name", `{"id":"n","conditions":[{"operator":"OR","filters":[{"include":true,"header":"X-A","value":"1"},{"include":true,"header":"X-B","value":"2"}]}]}`,
+			req("in", "GET", "http://o/x", 200, "X-A", "2", "X-B", "1"), false},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -123,6 +139,10 @@ func TestCustom(t *testing.T) {
 			}
 			if got := f.Keep(tc.rec); got != tc.keep {
 				t.Errorf("Keep = %t, want %t", got, tc.keep)
+			}
+			// A Filter built without Parse is planned on each call.
+			if got := (&Filter{Operator: f.Operator, Conditions: f.Conditions}).Keep(tc.rec); got != tc.keep {
+				t.Errorf("Keep of the unplanned filter = %t, want %t", got, tc.keep)
 			}
 		})
 	}
@@ -171,6 +191,22 @@ func TestContainsFold(t *testing.T) {
 		{"sſ", "ſs"}, {"xsſ", "ſs"}, {"ſs", "sſ"}, {"\u212aube", "kub"}, {"kube", "\u212a"}, {"ABC", "c"}, {"ab", "abc"}} {
 		if got, want := containsFold(c[0], c[1]), plain(c[0], c[1]); got != want {
 			t.Errorf("containsFold(%q, %q) = %v, want %v", c[0], c[1], got, want)
+		}
+	}
+}
+
+// BenchmarkStandard: the standard filter on a record it keeps, with five
+// request headers (the forwarder runs it on every record by default).
+func BenchmarkStandard(b *testing.B) {
+	f := Standard()
+	rec := &capture.Record{Kind: capture.KindHTTP, Direction: capture.DirIn, HTTP: &capture.HTTP{Req: capture.Request{
+		Method: "GET", URL: "/api/v1/orders/12345?expand=items", Host: "orders.internal:8080",
+		Headers: capture.Headers{{Name: "Host", Value: "orders.internal:8080"}, {Name: "User-Agent", Value: "okhttp/4.12.0"},
+			{Name: "Accept", Value: "application/json"}, {Name: "Authorization", Value: "REDACTED-std-auth"}, {Name: "X-Request-Id", Value: "9f1c"}}}}}
+	b.ReportAllocs()
+	for b.Loop() {
+		if !f.Keep(rec) {
+			b.Fatal("dropped")
 		}
 	}
 }
