@@ -18,7 +18,6 @@
 package spool
 
 import (
-	"bytes"
 	"cmp"
 	"context"
 	"encoding/binary"
@@ -704,7 +703,7 @@ func (s *Spool) Close() error {
 			r.f = nil
 		}
 		r.mu.Unlock()
-		if err := r.save(); err != nil {
+		if err := r.closeCursor(); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -752,9 +751,28 @@ func (s *Spool) loadCursors() error {
 	return nil
 }
 
+// A cursor file is one line: "v2", the segment and the offset of the
+// reader's next frame, both 20 digits wide, and the CRC-32C of what comes
+// before it, 8 hex digits. Being of one width, each save overwrites the
+// last in place. Before v2 a cursor was "v1 SEG OFF" (written to a
+// temporary file and renamed), which parseCursor still reads.
+const cursorLen = len("v2 ") + 20 + 1 + 20 + 1 + 8 + 1
+
+func appendCursor(b []byte, p Pos) []byte {
+	b = fmt.Appendf(b, "v2 %020d %020d ", p.Seg, p.Off)
+	return fmt.Appendf(b, "%08x\n", crc32.Checksum(b, castagnoli))
+}
+
 func parseCursor(b []byte) (Pos, bool) {
 	f := strings.Fields(string(b))
-	if len(f) != 3 || f[0] != "v1" {
+	switch {
+	case len(f) == 3 && f[0] == "v1":
+	case len(f) == 4 && f[0] == "v2" && len(b) >= cursorLen:
+		sum, err := strconv.ParseUint(f[3], 16, 32)
+		if err != nil || uint32(sum) != crc32.Checksum(b[:cursorLen-9], castagnoli) {
+			return Pos{}, false
+		}
+	default:
 		return Pos{}, false
 	}
 	seg, err1 := strconv.ParseUint(f[1], 10, 64)
@@ -798,8 +816,11 @@ type Reader struct {
 	mu    sync.Mutex // guards f against Close
 	f     *os.File   // open segment being read
 	fnum  uint64
-	saved Pos // what the cursor file says
 	buf   []byte
+
+	cmu   sync.Mutex // guards saved and cf: Commit and Close both save
+	saved Pos        // what the cursor file says
+	cf    *os.File   // the cursor file, once saved to
 }
 
 // Batch is a run of consecutive frames read by Next: their payloads, back
@@ -1018,27 +1039,49 @@ func (r *Reader) Pos() Pos {
 	return r.pos
 }
 
-// save writes the cursor file if the cursor moved. Not synced: a cursor
-// lost in a crash only makes the reader deliver some frames again.
+// save writes the cursor file if the cursor moved: one line of fixed
+// width (appendCursor) written over the last, in place, on the file kept
+// open — not a new file renamed over it, which took an open, a close and a
+// rename per delivered batch, and on ext4 the rename's flush of the new
+// file's data. Not synced: a cursor lost in a crash only makes the reader
+// deliver some frames again, and one torn by it fails its checksum
+// (parseCursor) and does the same.
 func (r *Reader) save() error {
 	r.s.mu.Lock()
 	pos := r.pos
 	r.s.mu.Unlock()
+	r.cmu.Lock()
+	defer r.cmu.Unlock()
 	if pos == r.saved {
 		return nil
 	}
-	path := cursorPath(r.s.dir, r.name)
-	tmp := path + ".tmp"
-	var b bytes.Buffer
-	fmt.Fprintf(&b, "v1 %d %d\n", pos.Seg, pos.Off)
-	if err := os.WriteFile(tmp, b.Bytes(), 0o640); err != nil {
-		return fmt.Errorf("spool: save cursor %s: %w", r.name, err)
+	if r.cf == nil {
+		f, err := os.OpenFile(cursorPath(r.s.dir, r.name), os.O_RDWR|os.O_CREATE, 0o640)
+		if err != nil {
+			return fmt.Errorf("spool: save cursor %s: %w", r.name, err)
+		}
+		r.cf = f
 	}
-	if err := os.Rename(tmp, path); err != nil {
+	var b [cursorLen]byte
+	if _, err := r.cf.WriteAt(appendCursor(b[:0], pos), 0); err != nil {
 		return fmt.Errorf("spool: save cursor %s: %w", r.name, err)
 	}
 	r.saved = pos
 	return nil
+}
+
+// closeCursor closes the cursor file after a last save.
+func (r *Reader) closeCursor() error {
+	err := r.save()
+	r.cmu.Lock()
+	defer r.cmu.Unlock()
+	if r.cf != nil {
+		if cerr := r.cf.Close(); err == nil && cerr != nil {
+			err = fmt.Errorf("spool: close cursor %s: %w", r.name, cerr)
+		}
+		r.cf = nil
+	}
+	return err
 }
 
 // Pending returns the spooled frame bytes at or after the reader's

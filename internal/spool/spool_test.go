@@ -389,3 +389,76 @@ func TestOptions(t *testing.T) {
 		t.Errorf("Append of more than half the spool: %v, want ErrTooLarge", err)
 	}
 }
+
+// TestCursorFile: a reader's cursor is saved on each commit by writing one
+// line of fixed width over the last in the same file (no temporary file,
+// no rename); a restart resumes there; a cursor of the older form ("v1
+// SEG OFF") is still read; one whose checksum fails (torn, or changed) is
+// refused and the reader starts again at the oldest frame: frames again,
+// never fewer.
+func TestCursorFile(t *testing.T) {
+	opts := Options{Readers: []string{"a"}, Logger: quiet}
+	// delivered3 spools frames 0-9 in a new directory, delivers 0-2 one
+	// commit each, and returns the directory and the cursor file's text.
+	delivered3 := func() (string, []byte) {
+		dir := t.TempDir()
+		s, err := Open(dir, opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		appendN(t, s, 0, 10, 1)
+		r := reader(t, s, "a")
+		var first os.FileInfo
+		for range 3 {
+			b, err := r.Next(context.Background(), 1) // one frame
+			if err != nil || b.Frames != 1 {
+				t.Fatalf("Next: %v, %+v", err, b)
+			}
+			if err := r.Commit(b); err != nil {
+				t.Fatal(err)
+			}
+			fi, err := os.Stat(filepath.Join(dir, "cursor-a"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if first == nil {
+				first = fi
+			} else if !os.SameFile(first, fi) {
+				t.Errorf("the cursor file was replaced, not written over")
+			}
+		}
+		if m, _ := filepath.Glob(filepath.Join(dir, "cursor-*.tmp")); len(m) > 0 {
+			t.Errorf("temporary cursor files: %v", m)
+		}
+		line, _ := os.ReadFile(filepath.Join(dir, "cursor-a"))
+		if len(line) != cursorLen || !strings.HasPrefix(string(line), "v2 ") {
+			t.Errorf("cursor %q, want one %d-byte v2 line", line, cursorLen)
+		}
+		return dir, line
+	}
+	resume := func(dir string, line []byte, want []int) {
+		t.Helper()
+		if err := os.WriteFile(filepath.Join(dir, "cursor-a"), line, 0o640); err != nil {
+			t.Fatal(err)
+		}
+		s := open(t, dir, opts)
+		if got := drain(t, reader(t, s, "a"), 1<<20); !equal(got, want) {
+			t.Errorf("after a restart with cursor %q: read %v, want %v", line, got, want)
+		}
+		s.Close()
+	}
+	dir, line := delivered3()
+	resume(dir, line, seq(3, 7))
+	f := strings.Fields(string(line))
+	dir, _ = delivered3()
+	resume(dir, []byte("v1 "+strings.TrimLeft(f[1], "0")+" "+strings.TrimLeft(f[2], "0")+"\n"), seq(3, 7))
+	// The offset changed to frame 2's start (a frame boundary, which
+	// clamp would take) under the old checksum: refused.
+	dir, line = delivered3()
+	torn := []byte(fmt.Sprintf("v2 %s %020d %s\n", f[1], segHeader+2*(frameHeader+4), f[3]))
+	if p, ok := parseCursor(torn); ok {
+		t.Errorf("parseCursor took %q: %+v", torn, p)
+	}
+	resume(dir, torn, seq(0, 10))
+}
