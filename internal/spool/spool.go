@@ -813,10 +813,10 @@ type Reader struct {
 	dropped  int64  // records lost to the byte bound (or corruption) before delivery
 	inflight *Batch // returned by Next, not yet committed or released
 
-	mu    sync.Mutex // guards f against Close
-	f     *os.File   // open segment being read
-	fnum  uint64
-	buf   []byte
+	mu   sync.Mutex // guards f against Close
+	f    *os.File   // open segment being read
+	fnum uint64
+	buf  []byte
 
 	cmu   sync.Mutex // guards saved and cf: Commit and Close both save
 	saved Pos        // what the cursor file says
