@@ -205,6 +205,7 @@ func Decode(r io.Reader, lim Limits, line *Line, want Want, fn func(rec *capture
 	for n := 1; ; n++ {
 		buf.Reset()
 		var err error
+		var text []byte // in br's buffer when it was whole there (most are): not copied
 		held := int64(0)
 		for {
 			var frag []byte
@@ -219,8 +220,13 @@ func Decode(r io.Reader, lim Limits, line *Line, want Want, fn func(rec *capture
 					return herr
 				}
 			}
+			if err != bufio.ErrBufferFull && buf.Len() == 0 {
+				text = frag
+				break
+			}
 			buf.Write(frag)
 			if err != bufio.ErrBufferFull {
+				text = buf.Bytes()
 				break
 			}
 		}
@@ -230,7 +236,7 @@ func Decode(r io.Reader, lim Limits, line *Line, want Want, fn func(rec *capture
 		if err != nil && err != io.EOF {
 			return &ReadError{Line: n, Err: err}
 		}
-		b := bytes.TrimSuffix(buf.Bytes(), []byte{'\n'})
+		b := bytes.TrimSuffix(text, []byte{'\n'})
 		b = bytes.TrimSuffix(b, []byte{'\r'})
 		if int64(len(b)) > maxLine {
 			return &DecodeError{Line: n, Err: fmt.Errorf("%w (%d bytes)", ErrLineTooLong, maxLine)}

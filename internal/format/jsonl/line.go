@@ -750,7 +750,22 @@ func validString(v []byte) bool {
 		return false
 	}
 	v = v[1 : len(v)-1]
-	for i := 0; i < len(v); i++ {
+	// Eight bytes a step while none is a control character or a
+	// backslash (most strings have neither): a byte below 0x20 or equal to
+	// 0x5C, tested on its low seven bits (exact for each byte: no carry
+	// or borrow crosses a byte), bytes of 0x80 and above passing.
+	const low7, high, ones = 0x7f7f7f7f7f7f7f7f, 0x8080808080808080, 0x0101010101010101
+	i := 0
+	for ; i+8 <= len(v); i += 8 {
+		w := binary.LittleEndian.Uint64(v[i:])
+		t := w & low7
+		ctl := (ones*0x9f - t) // high bit set where t <= 0x1F
+		bs := ^((t ^ ones*'\\') + low7) // high bit set where t == 0x5C
+		if (ctl|bs)&^w&high != 0 {
+			break
+		}
+	}
+	for ; i < len(v); i++ {
 		switch c := v[i]; {
 		case c < 0x20:
 			return false

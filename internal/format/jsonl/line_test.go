@@ -649,6 +649,41 @@ func TestDecodePartialSequence(t *testing.T) {
 	}
 }
 
+// TestDecodeLineBuffers: lines whole in the reader's buffer are passed
+// from it, longer ones (past its 64 KiB) gathered; in a batch that mixes
+// them, and whose short lines straddle the buffer's refills, every line
+// reaches fn as written and decodes to its record.
+func TestDecodeLineBuffers(t *testing.T) {
+	var recs []*capture.Record
+	for i, size := range []int{10, 100 << 10, 900, 30 << 10, 64 << 10, 5, 70 << 10, 1 << 10, 2 << 10, 200 << 10, 0, 40 << 10} {
+		r := capturetest.Batch(1, size)[0]
+		r.ID = fmt.Sprintf("rec-%02d", i)
+		recs = append(recs, r)
+	}
+	var in bytes.Buffer
+	if err := Append(&in, recs); err != nil {
+		t.Fatal(err)
+	}
+	lines := bytes.Split(bytes.TrimSuffix(in.Bytes(), []byte("\n")), []byte("\n"))
+	for _, want := range []Want{{}, {LazyBodies: true}, {Partial: true, Facts: true, Members: FieldLabels}} {
+		var l Line
+		n := 0
+		err := Decode(bytes.NewReader(in.Bytes()), Limits{Bytes: -1}, &l, want, func(r *capture.Record, exact bool) error {
+			if !exact || !bytes.Equal(l.Raw(), lines[n]) {
+				t.Errorf("%+v: line %d: exact %v, %d bytes passed, want the %d written", want, n, exact, len(l.Raw()), len(lines[n]))
+			}
+			if !l.Partial() && r.ID != recs[n].ID {
+				t.Errorf("%+v: line %d decoded to %q, want %q", want, n, r.ID, recs[n].ID)
+			}
+			n++
+			return nil
+		})
+		if err != nil || n != len(recs) {
+			t.Fatalf("%+v: %v after %d of %d lines", want, err, n, len(recs))
+		}
+	}
+}
+
 // diffFacts describes how the facts a filter reads (internal/filter)
 // differ between a partial record decoded with Want.Facts and the full one.
 func diffFacts(p, f *capture.Record) string {
@@ -928,6 +963,70 @@ func FuzzPlainHeaders(f *testing.F) {
 		}
 		if !reflect.DeepEqual(got, want) {
 			t.Fatalf("%q: plainHeaders read %q, the decoder %q", b, got, want)
+		}
+	})
+}
+
+// validStringRef is validString one byte at a time, as it was before it
+// tested eight a step: FuzzValidString's reference.
+func validStringRef(v []byte) bool {
+	if len(v) < 2 || v[0] != '"' {
+		return false
+	}
+	v = v[1 : len(v)-1]
+	for i := 0; i < len(v); i++ {
+		switch c := v[i]; {
+		case c < 0x20:
+			return false
+		case c == '\\':
+			if i+1 >= len(v) {
+				return false
+			}
+			switch v[i+1] {
+			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
+				i++
+			case 'u':
+				if i+5 >= len(v) {
+					return false
+				}
+				for _, h := range v[i+2 : i+6] {
+					if !('0' <= h && h <= '9' || 'a' <= h && h <= 'f' || 'A' <= h && h <= 'F') {
+						return false
+					}
+				}
+				i += 5
+			default:
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// TestValidStringBytes: every byte value at every place of a word (and
+// after a whole one) is judged as the byte-at-a-time reference judges it,
+// alone and followed by an escape's letter.
+func TestValidStringBytes(t *testing.T) {
+	for c := range 256 {
+		for at := range 20 {
+			for _, after := range []string{"", "n", "u00e9", "x", "u00g", "\x01"} {
+				s := []byte(`"` + strings.Repeat("a", at) + string([]byte{byte(c)}) + after + strings.Repeat("b", 9) + `"`)
+				if got, want := validString(s), validStringRef(s); got != want {
+					t.Fatalf("validString(%q) = %v, want %v", s, got, want)
+				}
+			}
+		}
+	}
+}
+
+// FuzzValidString: validString decides as the byte-at-a-time reference.
+func FuzzValidString(f *testing.F) {
+	for _, s := range []string{`""`, `"abc"`, `"a\"b"`, `"0123456789abcdef\u00e9"`, "\"01234567\x1f\"", `"0123456\\"`, `"\uZZZZ"`, `"é\u0041\\/"`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, s []byte) {
+		if got, want := validString(s), validStringRef(s); got != want {
+			t.Fatalf("validString(%q) = %v, the reference %v", s, got, want)
 		}
 	})
 }
