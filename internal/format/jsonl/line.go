@@ -759,7 +759,7 @@ func validString(v []byte) bool {
 	for ; i+8 <= len(v); i += 8 {
 		w := binary.LittleEndian.Uint64(v[i:])
 		t := w & low7
-		ctl := (ones*0x9f - t) // high bit set where t <= 0x1F
+		ctl := (ones*0x9f - t)          // high bit set where t <= 0x1F
 		bs := ^((t ^ ones*'\\') + low7) // high bit set where t == 0x5C
 		if (ctl|bs)&^w&high != 0 {
 			break
