@@ -152,8 +152,8 @@ func (f *Filter) Validate() error {
 				return fmt.Errorf("filter %q condition %d criterion %d: %w, not %q", f.ID, i+1, j+1, ErrMatch, cr.Operator)
 			}
 			n := 0
-			for _, s := range []string{cr.Host, cr.Path, cr.URL, cr.Method, cr.Direction, cr.Protocol, cr.Service, cr.Cluster, cr.Namespace, cr.Status, cr.Header} {
-				if s != "" {
+			for _, tf := range textFacts {
+				if tf.of(&cr) != "" {
 					n++
 				}
 			}
@@ -255,6 +255,25 @@ const (
 	factHeader
 )
 
+// textFacts are a Criterion's text facts, in the order a plan looks for
+// the one set.
+var textFacts = [...]struct {
+	fact fact
+	of   func(*Criterion) string
+}{
+	{factDirection, func(c *Criterion) string { return c.Direction }},
+	{factService, func(c *Criterion) string { return c.Service }},
+	{factCluster, func(c *Criterion) string { return c.Cluster }},
+	{factNamespace, func(c *Criterion) string { return c.Namespace }},
+	{factProtocol, func(c *Criterion) string { return c.Protocol }},
+	{factHost, func(c *Criterion) string { return c.Host }},
+	{factPath, func(c *Criterion) string { return c.Path }},
+	{factURL, func(c *Criterion) string { return c.URL }},
+	{factMethod, func(c *Criterion) string { return c.Method }},
+	{factStatus, func(c *Criterion) string { return c.Status }},
+	{factHeader, func(c *Criterion) string { return c.Header }},
+}
+
 // makePlan plans f as it is now.
 func (f *Filter) makePlan() *plan {
 	p := &plan{or: strings.EqualFold(f.Operator, "OR"), conds: make([]condPlan, len(f.Conditions))}
@@ -263,32 +282,17 @@ func (f *Filter) makePlan() *plan {
 		cp.or = strings.EqualFold(c.Operator, "OR")
 		for _, cr := range c.Filters {
 			k := critPlan{include: cr.Include, contains: strings.EqualFold(cr.Operator, "CONTAINS")}
-			// The order of Criterion.matches before plans: the first fact set.
-			switch {
-			case cr.Time != nil:
+			// The first fact set is the criterion's (Validate allows one).
+			if cr.Time != nil {
 				k.fact, k.span = factTime, *cr.Time
-			case cr.Direction != "":
-				k.fact, k.want = factDirection, cr.Direction
-			case cr.Service != "":
-				k.fact, k.want = factService, cr.Service
-			case cr.Cluster != "":
-				k.fact, k.want = factCluster, cr.Cluster
-			case cr.Namespace != "":
-				k.fact, k.want = factNamespace, cr.Namespace
-			case cr.Protocol != "":
-				k.fact, k.want = factProtocol, cr.Protocol
-			case cr.Host != "":
-				k.fact, k.want = factHost, cr.Host
-			case cr.Path != "":
-				k.fact, k.want = factPath, cr.Path
-			case cr.URL != "":
-				k.fact, k.want = factURL, cr.URL
-			case cr.Method != "":
-				k.fact, k.want = factMethod, cr.Method
-			case cr.Status != "":
-				k.fact, k.want = factStatus, cr.Status
-			case cr.Header != "":
-				k.fact, k.header, k.want = factHeader, cr.Header, cr.Value
+			}
+			for _, tf := range textFacts {
+				if v := tf.of(&cr); v != "" && k.fact == factNone {
+					k.fact, k.want = tf.fact, v
+				}
+			}
+			if k.fact == factHeader {
+				k.header, k.want = cr.Header, cr.Value
 			}
 			k.ascii = isASCII(k.want)
 			cp.crits = append(cp.crits, k)
