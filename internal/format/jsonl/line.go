@@ -642,17 +642,26 @@ func (l *Line) scan(n *node, b []byte, i, depth int) (int, bool) {
 			return i + 1, true
 		}
 		for {
-			ks, ke, ok := plainKey(b, i)
-			if !ok {
-				return 0, false
+			// The member expected next, spelt out and closed by a quote, is
+			// the key (no quote search; a name has no escape).
+			var ks, ke int
+			var m *member
+			if n.kind == kindObject && next < len(n.order) && i < len(b) && b[i] == '"' {
+				name := n.order[next].name
+				if e := i + 1 + len(name); e < len(b) && b[e] == '"' && string(b[i+1:e]) == name {
+					ks, ke, m = i+1, e, n.order[next]
+				}
+			}
+			if m == nil {
+				var ok bool
+				if ks, ke, ok = plainKey(b, i); !ok {
+					return 0, false
+				}
 			}
 			key := b[ks:ke]
 			child := n.elem
-			var m *member
 			if n.kind == kindObject {
-				if next < len(n.order) && string(key) == n.order[next].name {
-					m = n.order[next]
-				} else {
+				if m == nil {
 					m = n.fields[string(key)]
 				}
 				if m == nil || seen&m.bit != 0 {
