@@ -9,6 +9,7 @@
 //	go run ./bench/forwarder -bin bin/forwarder -senders 16 -duration 10s
 //	go run ./bench/forwarder -bin bin/forwarder -bucket b -endpoint http://127.0.0.1:9000   # with AWS_ACCESS_KEY_ID/...
 //	go run ./bench/forwarder -bin bin/forwarder -hub bin/hub    # the hub sink: a real hub on SQLite
+//	go run ./bench/forwarder -bin bin/forwarder -callgrind 12   # instructions per record, under valgrind
 //
 // The batches are built and compressed once before the clock starts and
 // sent again and again (record ids repeat; the directory sink does not
@@ -63,6 +64,7 @@ func main() {
 	flag.BoolVar(&preRedacted, "redacted", true, "send Tapwire-Redacted with the default rules' fingerprint, as goproxy does with the default settings")
 	flag.StringVar(&encoding, "encoding", wire.EncodingS2, "Content-Encoding of the batches: s2, as goproxy sends them to a forwarder that lists it, or zstd (goproxy's fastest level), as to an older one")
 	flag.BoolVar(&withNginx, "nginx", false, "also measure the baseline: nginx storing each batch as a file (WebDAV PUT)")
+	flag.IntVar(&callgrindN, "callgrind", 0, "instead of the timed load: run the forwarder under valgrind --tool=callgrind, post 2 batches, then this many, one at a time, and print its user-space instructions per record of those (a figure that does not move with the machine's load)")
 	flag.Parse()
 	if err := run(*bin, *senders, *batch, *body, *distinct, *duration, *bucket, *endpoint, *sync, *inflight); err != nil {
 		fmt.Fprintln(os.Stderr, "bench/forwarder:", err)
@@ -102,12 +104,23 @@ func run(bin string, senders, batchSize, bodySize, distinct int, duration time.D
 		env = append(env, "FORWARDER_DIR="+filepath.Join(tmp, "records"))
 	}
 	cmd := exec.Command(bin)
+	cgOut := filepath.Join(tmp, "callgrind.out")
+	if callgrindN > 0 {
+		// Go's preemption signals trip an assertion in callgrind. One P:
+		// valgrind runs one thread at a time, and a second P's search
+		// for work would be counted as it spins.
+		cmd = exec.Command("valgrind", "--tool=callgrind", "--callgrind-out-file="+cgOut, bin)
+		env = append(env, "GODEBUG=asyncpreemptoff=1", "GOMAXPROCS=1")
+	}
 	cmd.Env = append(os.Environ(), env...)
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("start %s: %w", bin, err)
 	}
 	defer func() {
+		if callgrindN > 0 {
+			cmd.Process.Kill() // a signal to stop trips callgrind (valgrind 3.19); the dumps are written
+		}
 		cmd.Process.Signal(os.Interrupt)
 		done := make(chan struct{})
 		go func() { cmd.Wait(); close(done) }()
@@ -144,9 +157,7 @@ func run(bin string, senders, batchSize, bodySize, distinct int, duration time.D
 		}
 		fingerprint = red.Fingerprint()
 	}
-	start := time.Now()
-	cpu0 := procCPU(cmd.Process.Pid)
-	acked, refused, sent := send(senders, duration, func(ctx context.Context, sender, j int) *http.Request {
+	newReq := func(ctx context.Context, j int) *http.Request {
 		b := bodies[j%len(bodies)]
 		req, _ := wire.NewRequest(ctx, "http://"+addr+wire.Path, b.body, b.id, batchSize, "")
 		req.Header.Set("Content-Encoding", encoding)
@@ -154,6 +165,14 @@ func run(bin string, senders, batchSize, bodySize, distinct int, duration time.D
 			req.Header.Set(wire.HeaderRedacted, fingerprint)
 		}
 		return req
+	}
+	if callgrindN > 0 {
+		return instructions(cmd.Process.Pid, addr, sink, cgOut, batchSize, newReq)
+	}
+	start := time.Now()
+	cpu0 := procCPU(cmd.Process.Pid)
+	acked, refused, sent := send(senders, duration, func(ctx context.Context, sender, j int) *http.Request {
+		return newReq(ctx, j)
 	})
 	ackRate := float64(batchSize) * float64(acked) / sent.Seconds()
 
@@ -200,6 +219,77 @@ func run(bin string, senders, batchSize, bodySize, distinct int, duration time.D
 		[]string{fmt.Sprintf("forwarder records/s acknowledged, %d senders, %d B bodies, %s batches, into the %s sink", senders, bodySize, encoding, sink), fmt.Sprintf("%.0f", ackRate), baseName, baseRate, target},
 		[]string{fmt.Sprintf("forwarder records/s delivered end to end, %s batches, into the %s sink", encoding, sink), fmt.Sprintf("%.0f", float64(st.Sinks[sink].Delivered)/total.Seconds()), "", "", ""},
 	)
+}
+
+// callgrindN is -callgrind: the batches measured under callgrind.
+var callgrindN int
+
+// instructions posts 2 batches to the forwarder (pid, under callgrind,
+// writing dumps to out.N), one at a time, waits until its sink has their
+// records and dumps its counters; then does the same with callgrindN
+// batches and prints the second dump's instructions per record: a
+// difference between two record counts of one process, start-up and
+// warm-up left out.
+func instructions(pid int, addr, sink, out string, batchSize int, newReq func(context.Context, int) *http.Request) error {
+	sent := 0
+	segment := func(batches, dump int) error {
+		for range batches {
+			resp, err := http.DefaultClient.Do(newReq(context.Background(), sent))
+			if err != nil {
+				return err
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				return fmt.Errorf("batch %d: %s", sent, resp.Status)
+			}
+			sent++
+		}
+		for deadline := time.Now().Add(5 * time.Minute); ; {
+			st, err := getStats(addr)
+			if err != nil {
+				return err
+			}
+			if st.Sinks[sink].Delivered >= int64(sent*batchSize) {
+				break
+			}
+			if time.Now().After(deadline) {
+				return fmt.Errorf("the sink has %d of %d records after 5 minutes", st.Sinks[sink].Delivered, sent*batchSize)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		if b, err := exec.Command("callgrind_control", "-d", strconv.Itoa(pid)).CombinedOutput(); err != nil {
+			return fmt.Errorf("callgrind_control -d: %w: %s", err, b)
+		}
+		for deadline := time.Now().Add(30 * time.Second); ; {
+			if b, err := os.ReadFile(fmt.Sprintf("%s.%d", out, dump)); err == nil && bytes.Contains(b, []byte("\ntotals:")) {
+				return nil
+			}
+			if time.Now().After(deadline) {
+				return fmt.Errorf("callgrind wrote no dump %s.%d", out, dump)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	if err := segment(2, 1); err != nil {
+		return err
+	}
+	if err := segment(callgrindN, 2); err != nil {
+		return err
+	}
+	b, err := os.ReadFile(out + ".2")
+	if err != nil {
+		return err
+	}
+	var total int64
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "totals: "); ok {
+			total, _ = strconv.ParseInt(strings.Fields(v)[0], 10, 64)
+		}
+	}
+	fmt.Printf("forwarder instructions per record: %.0f (callgrind, user space; %d batches of %d records, one at a time, after 2)\n",
+		float64(total)/float64(callgrindN*batchSize), callgrindN, batchSize)
+	return nil
 }
 
 // hubBin is -hub: the hub binary of the hub sink.
@@ -384,6 +474,9 @@ http {
 		return 0, err
 	}
 	defer func() {
+		if callgrindN > 0 {
+			cmd.Process.Kill() // a signal to stop trips callgrind (valgrind 3.19); the dumps are written
+		}
 		cmd.Process.Signal(os.Interrupt)
 		cmd.Wait()
 	}()
@@ -483,6 +576,9 @@ func goproxyBatch(bodySize int) int {
 
 func waitHealthy(addr string) error {
 	deadline := time.Now().Add(20 * time.Second)
+	if callgrindN > 0 {
+		deadline = time.Now().Add(2 * time.Minute) // valgrind starts slowly
+	}
 	for {
 		resp, err := http.Get("http://" + addr + "/")
 		if err == nil {
