@@ -740,10 +740,16 @@ func (s *Spool) loadCursors() error {
 		r.saved = r.pos
 	}
 	// Cursors of readers no longer configured would hold segments forever.
+	// A cursor-NAME.tmp is what a forwarder before cursors v2 left when it
+	// stopped between writing a cursor and renaming it: never read.
 	matches, _ := filepath.Glob(filepath.Join(s.dir, "cursor-*"))
 	for _, m := range matches {
 		name := strings.TrimPrefix(filepath.Base(m), "cursor-")
-		if _, ok := s.readers[name]; !ok && !strings.HasSuffix(name, ".tmp") {
+		if strings.HasSuffix(name, ".tmp") {
+			_ = os.Remove(m)
+			continue
+		}
+		if _, ok := s.readers[name]; !ok {
 			s.log.Info("spool: removing the cursor of a sink that is no longer configured", "reader", name)
 			_ = os.Remove(m)
 		}

@@ -449,7 +449,15 @@ func TestCursorFile(t *testing.T) {
 		s.Close()
 	}
 	dir, line := delivered3()
+	// A temporary cursor an older forwarder left behind goes at the start.
+	tmpCursor := filepath.Join(dir, "cursor-a.tmp")
+	if err := os.WriteFile(tmpCursor, []byte("v1 1 8\n"), 0o640); err != nil {
+		t.Fatal(err)
+	}
 	resume(dir, line, seq(3, 7))
+	if _, err := os.Stat(tmpCursor); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("%s still there after a start: %v", tmpCursor, err)
+	}
 	f := strings.Fields(string(line))
 	dir, _ = delivered3()
 	resume(dir, []byte("v1 "+strings.TrimLeft(f[1], "0")+" "+strings.TrimLeft(f[2], "0")+"\n"), seq(3, 7))
