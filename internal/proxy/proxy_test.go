@@ -1012,11 +1012,7 @@ func TestInboundIdleTimeout(t *testing.T) {
 	// An odd and an even number of spaced requests: a wait either armed
 	// the deadline or kept an earlier one.
 	for _, spaced := range []int{7, 8} {
-		c, err := net.Dial("tcp", addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
+		c := dialPlain(t, addr)(t)
 		br := bufio.NewReader(c)
 		ask := func(req string) {
 			t.Helper()
@@ -1062,11 +1058,7 @@ func TestInboundHeldEnd(t *testing.T) {
 	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, body) }))
 	defer backend.Close()
 	addr, rec := startInbound(t, backend.URL, false, Options{})
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := dialPlain(t, addr)(t)
 	br := bufio.NewReader(c)
 	hosts := []string{"a", "a", "b.example:81", "[::1]:82", "a"} // the record's server host is the Host's, per request
 	for i, host := range hosts {
@@ -1091,10 +1083,7 @@ func TestInboundHeldEnd(t *testing.T) {
 	}
 	// A client that resets the connection right after its request: the
 	// held write fails or lands in a dead socket; either way one record.
-	c2, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c2 := dialPlain(t, addr)(t)
 	io.WriteString(c2, "GET /gone HTTP/1.1\r\nHost: a\r\n\r\n")
 	c2.(*net.TCPConn).SetLinger(0)
 	c2.Close()

@@ -762,7 +762,10 @@ func (s *Spool) loadCursors() error {
 // before it, 8 hex digits. Being of one width, each save overwrites the
 // last in place. Before v2 a cursor was "v1 SEG OFF" (written to a
 // temporary file and renamed), which parseCursor still reads.
-const cursorLen = len("v2 ") + 20 + 1 + 20 + 1 + 8 + 1
+const (
+	cursorSumAt = len("v2 ") + 20 + 1 + 20 + 1 // where the checksum starts
+	cursorLen   = cursorSumAt + 8 + 1
+)
 
 func appendCursor(b []byte, p Pos) []byte {
 	b = fmt.Appendf(b, "v2 %020d %020d ", p.Seg, p.Off)
@@ -775,7 +778,7 @@ func parseCursor(b []byte) (Pos, bool) {
 	case len(f) == 3 && f[0] == "v1":
 	case len(f) == 4 && f[0] == "v2" && len(b) >= cursorLen:
 		sum, err := strconv.ParseUint(f[3], 16, 32)
-		if err != nil || uint32(sum) != crc32.Checksum(b[:cursorLen-9], castagnoli) {
+		if err != nil || uint32(sum) != crc32.Checksum(b[:cursorSumAt], castagnoli) {
 			return Pos{}, false
 		}
 	default:
@@ -824,9 +827,10 @@ type Reader struct {
 	fnum uint64
 	buf  []byte
 
-	cmu   sync.Mutex // guards saved and cf: Commit and Close both save
-	saved Pos        // what the cursor file says
-	cf    *os.File   // the cursor file, once saved to
+	cmu      sync.Mutex // guards saved, cf and cfClosed: Commit and Close both save
+	saved    Pos        // what the cursor file says
+	cf       *os.File   // the cursor file, once saved to
+	cfClosed bool       // the spool closed: a save after (a Commit that raced Close) closes cf again
 }
 
 // Batch is a run of consecutive frames read by Next: their payloads, back
@@ -1069,7 +1073,12 @@ func (r *Reader) save() error {
 		r.cf = f
 	}
 	var b [cursorLen]byte
-	if _, err := r.cf.WriteAt(appendCursor(b[:0], pos), 0); err != nil {
+	_, err := r.cf.WriteAt(appendCursor(b[:0], pos), 0)
+	if r.cfClosed {
+		r.cf.Close()
+		r.cf = nil
+	}
+	if err != nil {
 		return fmt.Errorf("spool: save cursor %s: %w", r.name, err)
 	}
 	r.saved = pos
@@ -1081,6 +1090,7 @@ func (r *Reader) closeCursor() error {
 	err := r.save()
 	r.cmu.Lock()
 	defer r.cmu.Unlock()
+	r.cfClosed = true
 	if r.cf != nil {
 		if cerr := r.cf.Close(); err == nil && cerr != nil {
 			err = fmt.Errorf("spool: close cursor %s: %w", r.name, cerr)

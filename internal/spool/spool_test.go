@@ -470,3 +470,26 @@ func TestCursorFile(t *testing.T) {
 	}
 	resume(dir, torn, seq(0, 10))
 }
+
+// TestCursorSaveAfterClose: a save that comes after the spool closed (a
+// Commit that passed its check as Close ran) still writes the cursor, and
+// leaves no cursor file open.
+func TestCursorSaveAfterClose(t *testing.T) {
+	dir := t.TempDir()
+	s := open(t, dir, Options{Readers: []string{"a"}})
+	appendN(t, s, 0, 3, 1)
+	r := reader(t, s, "a")
+	drain(t, r, 1)
+	s.Close()
+	s.mu.Lock()
+	r.pos.Off -= frameHeader + int64(len(payload(2, 1))) // as if a later commit moved it
+	want := r.pos
+	s.mu.Unlock()
+	if err := r.save(); err != nil {
+		t.Fatal(err)
+	}
+	b, _ := os.ReadFile(filepath.Join(dir, "cursor-a"))
+	if p, ok := parseCursor(b); !ok || p != want || r.cf != nil {
+		t.Errorf("cursor %q (%+v, %v), want %+v; file left open: %v", b, p, ok, want, r.cf != nil)
+	}
+}

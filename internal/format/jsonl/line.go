@@ -74,7 +74,8 @@ type Line struct {
 	facts   [numFacts][2]int // the spans of the members of factPaths
 	partial bool             // Decode passed a partial record for this line (Want.Partial)
 	hdrs    capture.Headers  // scratch: a partial record's request headers (plainHeaders)
-	last    [numFacts]string // decodeFacts: the facts' strings of the line before (factRes: its URL)
+	last    [numFacts]string // decodeFacts: the facts' strings of the line before
+	lastURL string           // and its URL
 	labels  []byte           // decodeMembers: the labels member of the line before, as written,
 	lastLab capture.Labels   // and as it decoded
 	http    capture.HTTP     // decodeFacts: a partial record's HTTP block
@@ -863,15 +864,16 @@ func (l *Line) decodeMembers(rec *capture.Record, members Field, facts bool) err
 		switch m {
 		case FieldLabels:
 			// One sender's records carry the same labels.
-			if raw := l.b[sp[0]:sp[1]]; l.labels != nil && bytes.Equal(raw, l.labels) {
+			raw := l.b[sp[0]:sp[1]]
+			if l.labels != nil && bytes.Equal(raw, l.labels) {
 				rec.Labels = l.lastLab
 				continue
 			}
-			if err := gojson.Unmarshal(l.b[sp[0]:sp[1]], &rec.Labels); err != nil {
+			if err := gojson.Unmarshal(raw, &rec.Labels); err != nil {
 				l.labels = nil
 				return err
 			}
-			l.labels, l.lastLab = append(l.labels[:0], l.b[sp[0]:sp[1]]...), rec.Labels
+			l.labels, l.lastLab = append(l.labels[:0], raw...), rec.Labels
 			continue
 		case FieldTags:
 			v = &rec.Tags
@@ -999,7 +1001,7 @@ func (l *Line) decodeFacts(rec *capture.Record) error {
 	if req.Host, err = str(l.facts[factHost], &l.last[factHost]); err != nil {
 		return err
 	}
-	if req.URL, err = str(l.spans[bitIndex(FieldURL)], &l.last[factRes]); err != nil {
+	if req.URL, err = str(l.spans[bitIndex(FieldURL)], &l.lastURL); err != nil {
 		return err
 	}
 	if l.facts[factRes][1] == 0 {
