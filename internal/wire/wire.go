@@ -262,9 +262,10 @@ func encodeBatch(w io.Writer, recs []*capture.Record, encoding string, fast bool
 	buf := jsonl.GetBuffer()
 	defer jsonl.PutBuffer(buf)
 	pace := netyield.Pacer{Every: YieldEvery, Yield: yield}
-	for i := range recs {
+	var je jsonl.Encoder
+	for i, r := range recs {
 		n := buf.Len()
-		if err := jsonl.Append(buf, recs[i:i+1]); err != nil {
+		if err := je.Append(buf, r); err != nil {
 			return err
 		}
 		pace.Tick(buf.Len() - n)

@@ -18,6 +18,7 @@ package jsonl
 // go-json.
 
 import (
+	"bytes"
 	"encoding/binary"
 	"fmt"
 	"slices"
@@ -31,8 +32,70 @@ import (
 	"github.com/tapwire/tapwire/internal/capture"
 )
 
+// Encoder writes records as JSON lines, the same bytes as Append, and
+// remembers how it wrote the last record's labels and network facts and
+// its tags: a sidecar's records repeat them (one process's labels and
+// tags, one connection's addresses), and a repeat is compared, which
+// costs a few instructions a string when the strings are the same ones,
+// rather than written again (about 2,000 instructions a record of
+// goproxy's, most of them the tags: a map to range over and sort). What
+// is compared is the values, never only their addresses: a map changed in
+// place between two records is written anew. The zero Encoder is ready to
+// use; it is not safe for concurrent use.
+type Encoder struct {
+	net     netKey // the last record's, when netJSON holds its block
+	netOK   bool
+	netJSON []byte // `,"labels":{...},"net":{...}`
+
+	tags     [][2]string // the last record's tags, sorted by key
+	tagsJSON []byte      // `,"tags":{...}`
+}
+
+// netKey is what a record's labels and net block are written from, its
+// TLS facts copied by value.
+type netKey struct {
+	labels        capture.Labels
+	net           capture.Net // TLS nil
+	tls, up       capture.TLS // *TLS and its Upstream, Upstream nil
+	hasTLS, hasUp bool
+}
+
+// makeNetKey returns r's netKey; ok is false when its TLS facts nest more
+// deeply than a session and its upstream (not remembered).
+func makeNetKey(r *capture.Record) (k netKey, ok bool) {
+	k.labels, k.net = r.Labels, r.Net
+	k.net.TLS = nil
+	if t := r.Net.TLS; t != nil {
+		k.hasTLS, k.tls = true, *t
+		k.tls.Upstream = nil
+		if u := t.Upstream; u != nil {
+			if u.Upstream != nil {
+				return k, false
+			}
+			k.hasUp, k.up = true, *u
+		}
+	}
+	return k, true
+}
+
+// Append writes r's line to buf, as Append does.
+func (e *Encoder) Append(buf *bytes.Buffer, r *capture.Record) error {
+	b, err := e.appendRecord(buf.AvailableBuffer(), r)
+	if err != nil {
+		return fmt.Errorf("encode record (%s): %w", r.ID, err)
+	}
+	buf.Write(b)
+	return nil
+}
+
 // appendRecord appends r's JSON form and a newline to b.
 func appendRecord(b []byte, r *capture.Record) ([]byte, error) {
+	return (*Encoder)(nil).appendRecord(b, r)
+}
+
+// appendRecord appends r's JSON form and a newline to b, from what e
+// remembers when r repeats it (a nil e remembers nothing).
+func (e *Encoder) appendRecord(b []byte, r *capture.Record) ([]byte, error) {
 	if r.Vendor != nil {
 		if t, _ := capture.WireTime(r.Start); t != r.Start {
 			// A zone RFC 3339 cannot write: the encoder would drop the
@@ -68,25 +131,17 @@ func appendRecord(b []byte, r *capture.Record) ([]byte, error) {
 	b = append(b, `,"durationUs":`...)
 	b = strconv.AppendInt(b, r.DurMicros, 10)
 
-	b = append(b, `,"labels":{`...)
-	n := len(b)
-	b = appendStringField(b, n, "cluster", r.Labels.Cluster)
-	b = appendStringField(b, n, "namespace", r.Labels.Namespace)
-	b = appendStringField(b, n, "service", r.Labels.Service)
-	b = appendStringField(b, n, "pod", r.Labels.Pod)
-	b = appendStringField(b, n, "tenant", r.Labels.Tenant)
-	b = append(b, `},"net":{`...)
-	n = len(b)
-	b = appendStringField(b, n, "clientAddr", r.Net.ClientAddr)
-	b = appendStringField(b, n, "serverAddr", r.Net.ServerAddr)
-	b = appendStringField(b, n, "serverHost", r.Net.ServerHost)
-	b = appendStringField(b, n, "connId", r.Net.ConnID)
-	if r.Net.TLS != nil {
-		b = appendKey(b, n, "tls")
-		b = appendTLS(b, r.Net.TLS)
+	if e == nil {
+		b = appendLabelsNet(b, r)
+	} else if k, ok := makeNetKey(r); !ok {
+		b = appendLabelsNet(b, r)
+	} else if e.netOK && k == e.net {
+		b = append(b, e.netJSON...)
+	} else {
+		n := len(b)
+		b = appendLabelsNet(b, r)
+		e.net, e.netOK, e.netJSON = k, true, append(e.netJSON[:0], b[n:]...)
 	}
-	b = appendStringField(b, n, "proxy", r.Net.Proxy)
-	b = append(b, '}')
 
 	if r.HTTP != nil {
 		var err error
@@ -127,25 +182,18 @@ func appendRecord(b []byte, r *capture.Record) ([]byte, error) {
 		b = appendString(b, r.Error)
 	}
 	if len(r.Tags) > 0 {
-		b = append(b, `,"tags":{`...)
-		// The pairs, sorted by key as go-json and encoding/json sort map
-		// keys, in an array on the stack for the usual few tags (goproxy's
-		// are the same four on every record): no slice and no lookup a key.
-		var small [8][2]string
-		tags := small[:0]
-		for k, v := range r.Tags {
-			tags = append(tags, [2]string{k, v})
+		switch {
+		case e == nil:
+			var small [8][2]string
+			b = appendTags(b, sortedTags(small[:0], r.Tags))
+		case e.sameTags(r.Tags):
+			b = append(b, e.tagsJSON...)
+		default:
+			n := len(b)
+			e.tags = sortedTags(e.tags[:0], r.Tags)
+			b = appendTags(b, e.tags)
+			e.tagsJSON = append(e.tagsJSON[:0], b[n:]...)
 		}
-		slices.SortFunc(tags, func(x, y [2]string) int { return strings.Compare(x[0], y[0]) })
-		for i, kv := range tags {
-			if i > 0 {
-				b = append(b, ',')
-			}
-			b = appendString(b, kv[0])
-			b = append(b, ':')
-			b = appendString(b, kv[1])
-		}
-		b = append(b, '}')
 	}
 	if len(r.Redactions) > 0 {
 		b = append(b, `,"redactions":[`...)
@@ -158,6 +206,68 @@ func appendRecord(b []byte, r *capture.Record) ([]byte, error) {
 		b = append(b, ']')
 	}
 	return append(b, "}\n"...), nil
+}
+
+// appendLabelsNet writes r's labels and net block, from `,"labels":`.
+func appendLabelsNet(b []byte, r *capture.Record) []byte {
+	b = append(b, `,"labels":{`...)
+	n := len(b)
+	b = appendStringField(b, n, "cluster", r.Labels.Cluster)
+	b = appendStringField(b, n, "namespace", r.Labels.Namespace)
+	b = appendStringField(b, n, "service", r.Labels.Service)
+	b = appendStringField(b, n, "pod", r.Labels.Pod)
+	b = appendStringField(b, n, "tenant", r.Labels.Tenant)
+	b = append(b, `},"net":{`...)
+	n = len(b)
+	b = appendStringField(b, n, "clientAddr", r.Net.ClientAddr)
+	b = appendStringField(b, n, "serverAddr", r.Net.ServerAddr)
+	b = appendStringField(b, n, "serverHost", r.Net.ServerHost)
+	b = appendStringField(b, n, "connId", r.Net.ConnID)
+	if r.Net.TLS != nil {
+		b = appendKey(b, n, "tls")
+		b = appendTLS(b, r.Net.TLS)
+	}
+	b = appendStringField(b, n, "proxy", r.Net.Proxy)
+	return append(b, '}')
+}
+
+// sortedTags appends m's pairs to tags, sorted by key as go-json and
+// encoding/json sort map keys.
+func sortedTags(tags [][2]string, m capture.Tags) [][2]string {
+	for k, v := range m {
+		tags = append(tags, [2]string{k, v})
+	}
+	slices.SortFunc(tags, func(x, y [2]string) int { return strings.Compare(x[0], y[0]) })
+	return tags
+}
+
+// appendTags writes sorted tags, from `,"tags":`.
+func appendTags(b []byte, tags [][2]string) []byte {
+	b = append(b, `,"tags":{`...)
+	for i, kv := range tags {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = appendString(b, kv[0])
+		b = append(b, ':')
+		b = appendString(b, kv[1])
+	}
+	return append(b, '}')
+}
+
+// sameTags reports whether m holds exactly the tags e wrote last: as many
+// pairs, and each of those in m with the same value (keys are distinct,
+// so nothing else can be in m).
+func (e *Encoder) sameTags(m capture.Tags) bool {
+	if len(m) != len(e.tags) || e.tagsJSON == nil {
+		return false
+	}
+	for _, kv := range e.tags {
+		if v, ok := m[kv[0]]; !ok || v != kv[1] {
+			return false
+		}
+	}
+	return true
 }
 
 func appendTLS(b []byte, t *capture.TLS) []byte {

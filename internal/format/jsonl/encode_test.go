@@ -201,6 +201,24 @@ func FuzzAppendRecord(f *testing.F) {
 		if !strings.HasSuffix(string(got), "}\n") || bytes.Count(got, []byte("\n")) != 1 {
 			t.Fatalf("not one line: %q", got)
 		}
+		// An Encoder writes the same, the first time and when the record
+		// repeats, and after one of the strings it remembers changes.
+		var e Encoder
+		for i := range 3 {
+			if i == 2 {
+				r.Net.ServerHost += s
+				if got, err = appendRecord(nil, &r); err != nil {
+					t.Fatal(err)
+				}
+			}
+			line, err := e.appendRecord(nil, &r)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(line, got) {
+				t.Fatalf("the Encoder's line %d differs:\n %s\n %s", i, line, got)
+			}
+		}
 	})
 }
 
@@ -210,6 +228,14 @@ func BenchmarkAppendRecord(b *testing.B) {
 		var buf []byte
 		for b.Loop() {
 			buf, _ = appendRecord(buf[:0], r)
+		}
+		b.SetBytes(int64(len(buf)))
+	})
+	b.Run("encoder", func(b *testing.B) { // the record again and again, as a batch's repeat their labels and tags
+		var e Encoder
+		var buf []byte
+		for b.Loop() {
+			buf, _ = e.appendRecord(buf[:0], r)
 		}
 		b.SetBytes(int64(len(buf)))
 	})
@@ -341,5 +367,90 @@ func TestAppendStringMatchesGoJSON(t *testing.T) {
 		if got := appendString(nil, s); string(got) != string(want) {
 			t.Errorf("%q: %s, go-json %s", s, got, want)
 		}
+	}
+}
+
+// TestEncoderRepeats: an Encoder writes every record of a sequence as
+// appendRecord writes it alone, whether the record repeats the labels,
+// network facts and tags of the one before by the same strings and map,
+// by equal copies, or by the same map and TLS facts changed in place.
+func TestEncoderRepeats(t *testing.T) {
+	base := benchRecord()
+	base.Labels = capture.Labels{Cluster: "c", Service: "svc", Pod: "pod-1"}
+	base.Net = capture.Net{ClientAddr: "10.0.0.1:5000", ServerAddr: "127.0.0.1:8080", ServerHost: "app", Proxy: "reverse"}
+	tags := capture.Tags{"captureMode": "proxy", "proxyType": "dual", "proxyProtocol": "tcp:http", "proxyHost": "h"}
+	tls := &capture.TLS{SNI: "a.example", Version: "TLS 1.3", ALPN: "http/1.1"}
+	base.Tags = tags
+
+	// Each step changes the record (or what it points to) before it is
+	// written again.
+	steps := []struct {
+		name string
+		do   func(r *capture.Record)
+	}{
+		{"first", func(*capture.Record) {}},
+		{"the same strings and map", func(*capture.Record) {}},
+		{"equal copies", func(r *capture.Record) {
+			r.Labels.Service = strings.Clone(r.Labels.Service)
+			r.Net.ClientAddr = strings.Clone(r.Net.ClientAddr)
+			r.Tags = capture.Tags{}
+			for k, v := range tags {
+				r.Tags[strings.Clone(k)] = strings.Clone(v)
+			}
+		}},
+		{"a label", func(r *capture.Record) { r.Labels.Tenant = "t1" }},
+		{"the client address", func(r *capture.Record) { r.Net.ClientAddr = "10.0.0.2:5000" }},
+		{"the connection id", func(r *capture.Record) { r.Net.ConnID = "conn-1" }},
+		{"the proxy", func(r *capture.Record) { r.Net.Proxy = "forward" }},
+		{"a tag's value in place", func(r *capture.Record) { r.Tags = tags; tags["proxyHost"] = "h2" }},
+		{"a tag replaced in place, as many", func(r *capture.Record) { delete(tags, "proxyHost"); tags["zz"] = "h2" }},
+		{"a tag added in place", func(r *capture.Record) { tags["aa"] = "" }},
+		{"a tag removed in place", func(r *capture.Record) { delete(tags, "captureMode") }},
+		{"no tags", func(r *capture.Record) { r.Tags = nil }},
+		{"the tags again", func(r *capture.Record) { r.Tags = tags }},
+		{"empty tags", func(r *capture.Record) { r.Tags = capture.Tags{} }},
+		{"TLS", func(r *capture.Record) { r.Tags = tags; r.Net.TLS = tls }},
+		{"TLS again", func(*capture.Record) {}},
+		{"TLS changed in place", func(*capture.Record) { tls.SNI = "b.example" }},
+		{"an upstream session", func(*capture.Record) { tls.Upstream = &capture.TLS{Version: "TLS 1.2"} }},
+		{"the upstream changed in place", func(*capture.Record) { tls.Upstream.CipherSuite = "TLS_AES_128_GCM_SHA256" }},
+		{"a session deeper", func(*capture.Record) { tls.Upstream.Upstream = &capture.TLS{SNI: "deep"} }},
+		{"deeper changed in place", func(*capture.Record) { tls.Upstream.Upstream.SNI = "deeper" }},
+		{"no TLS", func(r *capture.Record) { r.Net.TLS = nil }},
+		{"vendor facts", func(r *capture.Record) { r.Vendor = &capture.VendorFacts{UUID: "u"} }},
+		{"no vendor facts", func(r *capture.Record) { r.Vendor = nil; r.Labels.Tenant = "" }},
+		{"a label with a quote", func(r *capture.Record) { r.Labels.Pod = `p"1` }},
+	}
+	var e Encoder
+	var buf bytes.Buffer
+	r := *base
+	for _, st := range steps {
+		st.do(&r)
+		want, err := appendRecord(nil, &r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		buf.Reset()
+		if err := e.Append(&buf, &r); err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(buf.Bytes(), want) {
+			t.Fatalf("%s: the Encoder wrote\n%s\nalone it is\n%s", st.name, buf.Bytes(), want)
+		}
+	}
+
+	// Append, many records at once, writes what each writes alone.
+	recs := []*capture.Record{base, base, &r, base}
+	var all, alone bytes.Buffer
+	if err := Append(&all, recs); err != nil {
+		t.Fatal(err)
+	}
+	for _, x := range recs {
+		if err := Append(&alone, []*capture.Record{x}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !bytes.Equal(all.Bytes(), alone.Bytes()) {
+		t.Fatalf("Append of %d records differs from each alone", len(recs))
 	}
 }

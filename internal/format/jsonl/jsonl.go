@@ -84,10 +84,16 @@ type ReadError struct {
 func (e *ReadError) Error() string { return fmt.Sprintf("read line %d: %v", e.Line, e.Err) }
 func (e *ReadError) Unwrap() error { return e.Err }
 
-// Append writes recs to buf as JSON lines, each ending in a newline.
+// Append writes recs to buf as JSON lines, each ending in a newline. A
+// loop that appends records one at a time writes the same bytes for less
+// with an Encoder.
 func Append(buf *bytes.Buffer, recs []*capture.Record) error {
+	var e *Encoder // none for one record: what it remembers would go unused
+	if len(recs) > 1 {
+		e = new(Encoder)
+	}
 	for i, r := range recs {
-		b, err := appendRecord(buf.AvailableBuffer(), r)
+		b, err := e.appendRecord(buf.AvailableBuffer(), r)
 		if err != nil {
 			return fmt.Errorf("encode record %d (%s): %w", i, r.ID, err)
 		}

@@ -159,9 +159,10 @@ func (s *Sink) Write(_ context.Context, recs []*capture.Record) error {
 	}
 	s.buf.Reset()
 	pace := netyield.Pacer{Every: wire.YieldEvery, Yield: s.opts.Yield}
-	for i := range recs {
+	var enc jsonl.Encoder
+	for _, r := range recs {
 		n := s.buf.Len()
-		if err := jsonl.Append(&s.buf, recs[i:i+1]); err != nil {
+		if err := enc.Append(&s.buf, r); err != nil {
 			return &capture.PermanentError{Err: fmt.Errorf("file sink: %w", err)}
 		}
 		pace.Tick(s.buf.Len() - n)
