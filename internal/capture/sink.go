@@ -22,6 +22,17 @@ type Emitter interface {
 	Emit(*Record)
 }
 
+// A ReleasingEmitter also says when it is done with a record, so that the
+// proxy can reuse the record's memory (goproxy's shipper: a record's
+// allocations were most of the garbage a captured exchange made).
+type ReleasingEmitter interface {
+	Emitter
+	// EmitRelease is Emit that calls done, if not nil, exactly once, when
+	// nothing of the emitter's refers to r any more (delivered or
+	// dropped). Until then the caller must not change r.
+	EmitRelease(r *Record, done func())
+}
+
 // EmitterFunc adapts a function to Emitter.
 type EmitterFunc func(*Record)
 

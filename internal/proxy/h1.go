@@ -62,6 +62,10 @@ type h1Engine struct {
 	// connection for) and says whether the connection goes on.
 	forward func(hc *h1Conn, end int) (up *h1Upstream, target []byte, next bool)
 
+	// rel is the emitter when it says when it is done with a record:
+	// then records and their body buffers are used again (h1Record).
+	rel capture.ReleasingEmitter
+
 	mu       sync.Mutex
 	conns    map[*h1Conn]struct{}
 	draining atomic.Bool
@@ -82,7 +86,9 @@ type h1Upstream struct {
 }
 
 func newH1Engine(c *core, dir capture.Direction, proxyName string, handoff func(net.Conn)) *h1Engine {
-	return &h1Engine{c: c, dir: dir, proxyName: proxyName, handoff: handoff, conns: map[*h1Conn]struct{}{}}
+	e := &h1Engine{c: c, dir: dir, proxyName: proxyName, handoff: handoff, conns: map[*h1Conn]struct{}{}}
+	e.rel, _ = c.opt.Emitter.(capture.ReleasingEmitter)
+	return e
 }
 
 // newUpstream makes an upstream of e.
@@ -193,7 +199,7 @@ func (hc *h1Conn) writtenHeld(_ int, err error) {
 	if rec := hc.heldRec; rec != nil {
 		hc.heldRec = nil
 		ex.finish(rec)
-		hc.e.c.opt.Emitter.Emit(rec)
+		ex.emit(rec)
 	}
 }
 
@@ -427,6 +433,7 @@ type h1Exchange struct {
 	ws        *wsConn
 	upTLS     *capture.TLS
 	res       *capture.Response // the record's response, filled by finish (see h1Record)
+	hrec      *h1Record         // the record, until it is emitted
 	noRecord  bool              // refused before anything was forwarded: no record, as for a refused head
 	isHead    bool
 	websocket bool
@@ -478,9 +485,13 @@ func (hc *h1Conn) exchange(end int) bool {
 					return
 				}
 				ex.finish(rec)
-				c.opt.Emitter.Emit(rec)
+				ex.emit(rec)
 			} else {
 				ex.res = nil // nor does a refused exchange keep its unsent record
+				if r := ex.hrec; r != nil && e.rel != nil {
+					ex.hrec = nil
+					r.put() // never emitted: nothing else refers to it
+				}
 			}
 		}()
 	}
@@ -498,7 +509,7 @@ func (hc *h1Conn) exchange(end int) bool {
 	hc.r += end
 	ex.reqScan.Start(h, c.opt.MaxHeaderBytes, false)
 	if capturing && h.Length > 0 {
-		ex.reqBody.Buf = make([]byte, 0, min(h.Length, ex.reqBody.Limit))
+		ex.reqBody.Buf = bodyBuf(&ex.hrec.reqBuf, min(h.Length, ex.reqBody.Limit))
 	}
 
 	// A chunked body is checked up to its first chunk-size line before
@@ -589,7 +600,7 @@ func (hc *h1Conn) exchange(end int) bool {
 	hc.out = hc.appendResponseHead(hc.out[:0], res, closeAfter, dechunk)
 	ex.resScan.Start(res, maxResponseHead, capturing)
 	if capturing && res.Length > 0 {
-		ex.resBody.Buf = make([]byte, 0, min(res.Length, ex.resBody.Limit))
+		ex.resBody.Buf = bodyBuf(&ex.hrec.resBuf, min(res.Length, ex.resBody.Limit))
 	}
 	appKeep := res.KeepAlive()
 	var sink h1.PayloadSink = &ex.resBody
@@ -1012,11 +1023,96 @@ func (d *dechunkWriter) Payload(p []byte) {
 }
 
 // h1Record is an exchange's record with its HTTP members: one allocation
-// for the three, which live and die together.
+// for the three, which live and die together. When the engine's emitter
+// says when it is done with a record (goproxy's shipper, once the record
+// is shipped), the record goes back to h1Records with the buffers its
+// bodies were captured in, and a later exchange uses them again: a
+// captured exchange then allocates its head strings and little else.
 type h1Record struct {
 	rec  capture.Record
 	http capture.HTTP
 	res  capture.Response // the response's, when there is one (finish)
+
+	reqBuf, resBuf []byte // the bodies' buffers, kept when the record is used again
+	release        func() // put, made once (get)
+}
+
+// h1Records holds the records their emitter is done with, for exchanges to
+// use again: at most maxPooledRecords (one of the shipper's batches) and
+// maxPooledBytes of body buffers, however many records a burst made; a
+// sidecar's memory is its task's. (sync.Pool would keep what a burst
+// released until two collections had passed, body buffers and all.)
+var h1Records recordPool
+
+const (
+	maxPooledRecords = 512
+	maxPooledBytes   = 1 << 20
+)
+
+type recordPool struct {
+	mu    sync.Mutex
+	free  []*h1Record
+	bytes int // capacity of the free records' body buffers
+}
+
+// get returns a free record, or a new one.
+func (p *recordPool) get() *h1Record {
+	p.mu.Lock()
+	if n := len(p.free); n > 0 {
+		r := p.free[n-1]
+		p.free[n-1] = nil
+		p.free = p.free[:n-1]
+		p.bytes -= cap(r.reqBuf) + cap(r.resBuf)
+		p.mu.Unlock()
+		return r
+	}
+	p.mu.Unlock()
+	r := new(h1Record)
+	r.release = r.put
+	return r
+}
+
+// put empties r, but for its body buffers, and gives it back to h1Records,
+// which keeps it if there is room (the buffers if there is room for them).
+// It runs once the emitter is done with the record: nothing refers to it.
+func (r *h1Record) put() {
+	*r = h1Record{reqBuf: r.reqBuf[:0], resBuf: r.resBuf[:0], release: r.release}
+	p := &h1Records
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if len(p.free) >= maxPooledRecords {
+		return
+	}
+	if n := cap(r.reqBuf) + cap(r.resBuf); p.bytes+n > maxPooledBytes {
+		r.reqBuf, r.resBuf = nil, nil
+	} else {
+		p.bytes += n
+	}
+	p.free = append(p.free, r)
+}
+
+// bodyBuf returns *kept emptied when it holds n bytes, else a new buffer of
+// n, which it keeps in *kept.
+func bodyBuf(kept *[]byte, n int64) []byte {
+	if int64(cap(*kept)) < n {
+		*kept = make([]byte, 0, n)
+	}
+	return (*kept)[:0]
+}
+
+// emit hands the finished record to the emitter; one that says when it is
+// done with it gets the record back into h1Records then.
+func (ex *h1Exchange) emit(rec *capture.Record) {
+	e := ex.hc.e
+	r := ex.hrec
+	if r == nil || e.rel == nil {
+		e.c.opt.Emitter.Emit(rec)
+		return
+	}
+	// The buffers as the bodies left them (a chunked body grows its own).
+	r.reqBuf, r.resBuf = ex.reqBody.Buf, ex.resBody.Buf
+	ex.hrec, ex.reqBody.Buf, ex.resBody.Buf = nil, nil, nil
+	e.rel.EmitRelease(rec, r.release)
 }
 
 // newRecord starts the record of an exchange from its request head; host
@@ -1059,8 +1155,13 @@ func (ex *h1Exchange) newRecord(host string) *capture.Record {
 	// the stack first, and this frame is on the deepest path of an
 	// exchange (a larger one grew every exchange goroutine's stack, a
 	// peak of +10 MiB with 2,000 connections opening at once).
-	r := &h1Record{}
-	ex.res = &r.res
+	var r *h1Record
+	if e.rel != nil {
+		r = h1Records.get()
+	} else {
+		r = &h1Record{}
+	}
+	ex.hrec, ex.res = r, &r.res
 	req := &r.http.Req
 	req.Method, req.URL, req.Proto, req.Host, req.Headers = methodName(h.Method), s[capture.IDLen:urlEnd], protoName(h.Minor), reqHost, ex.reqHdr
 	rec := &r.rec

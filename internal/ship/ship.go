@@ -135,9 +135,10 @@ type Shipper struct {
 type item struct {
 	r    *capture.Record
 	size int64
+	done func() // EmitRelease's: called once the Shipper is done with r
 }
 
-var _ capture.Emitter = (*Shipper)(nil)
+var _ capture.ReleasingEmitter = (*Shipper)(nil)
 
 // New returns a Shipper that writes to sink once started. It owns sink:
 // Shutdown closes it.
@@ -157,10 +158,18 @@ func New(cfg Config, sink capture.Sink) *Shipper {
 // record that is invalid, does not fit the byte bound, or comes after
 // Shutdown began is dropped and counted. The Shipper keeps r; the caller
 // must not change it afterwards.
-func (s *Shipper) Emit(r *capture.Record) {
+func (s *Shipper) Emit(r *capture.Record) { s.EmitRelease(r, nil) }
+
+// EmitRelease is Emit that calls done, if not nil, once the Shipper is done
+// with r: after the sink took it, or when it was dropped (at once when it
+// is dropped here). Nothing of the Shipper's refers to r then, and the
+// caller may reuse its memory; until then it must not change it. A record
+// left in the queue when Shutdown gives up is dropped, and done is called.
+func (s *Shipper) EmitRelease(r *capture.Record, done func()) {
 	s.emitted.Add(1)
 	if r == nil || r.Validate() != nil {
 		s.dropInvalid.Add(1)
+		call(done)
 		return
 	}
 	size := wire.EstimateSize(r)
@@ -169,11 +178,13 @@ func (s *Shipper) Emit(r *capture.Record) {
 	if s.closing {
 		s.mu.Unlock()
 		s.dropShutdown.Add(1)
+		call(done)
 		return
 	}
 	if s.held+size > s.cfg.QueueBytes {
 		s.mu.Unlock()
 		s.dropFull.Add(1)
+		call(done)
 		return
 	}
 	s.held += size
@@ -181,7 +192,7 @@ func (s *Shipper) Emit(r *capture.Record) {
 	if len(s.queue) == 0 {
 		s.firstAt = time.Now() // once per batch: time.Now is most of a drop's cost
 	}
-	s.queue = append(s.queue, item{r: r, size: size})
+	s.queue = append(s.queue, item{r: r, size: size, done: done})
 	// Wake the loop when a batch starts (to arm its flush timer) and when
 	// one is full; other Emits need not.
 	signal := len(s.queue) == 1 || len(s.queue) == s.cfg.BatchRecords ||
@@ -273,8 +284,12 @@ func (s *Shipper) shutdown(ctx context.Context) error {
 	// Whatever is still held now will never be shipped.
 	s.mu.Lock()
 	left := int64(len(s.queue))
+	rest := s.queue
 	s.queue, s.queued, s.held = nil, 0, 0
 	s.mu.Unlock()
+	for _, it := range rest {
+		call(it.done)
+	}
 	if left > 0 {
 		s.heldRecords.Add(-left)
 		s.dropShutdown.Add(left)
@@ -316,7 +331,7 @@ func (s *Shipper) loop(ctx context.Context) {
 			default:
 			}
 		}
-		batch, size, wait := s.take(draining)
+		batch, dones, size, wait := s.take(draining)
 		if batch != nil {
 			if s.cfg.Prepare != nil {
 				s.cfg.Prepare(batch)
@@ -324,14 +339,14 @@ func (s *Shipper) loop(ctx context.Context) {
 			select {
 			case slots <- struct{}{}:
 			case <-ctx.Done():
-				s.putBack(batch, size)
+				s.putBack(batch, dones, size)
 				return
 			}
 			sending.Add(1)
 			go func() {
 				defer sending.Done()
-				if !s.send(ctx, batch, size, &st) {
-					s.putBack(batch, size) // the context ended first: the batch goes back to the queue
+				if !s.send(ctx, batch, dones, size, &st) {
+					s.putBack(batch, dones, size) // the context ended first: the batch goes back to the queue
 				}
 				<-slots
 			}()
@@ -363,19 +378,20 @@ func (s *Shipper) loop(ctx context.Context) {
 	}
 }
 
-// take removes the next batch from the queue if one is due. Otherwise it
-// returns how long until the oldest record's flush deadline (0: queue
-// empty, wait for a signal).
-func (s *Shipper) take(all bool) (batch []*capture.Record, size int64, wait time.Duration) {
+// take removes the next batch from the queue if one is due, with the
+// records' done functions (nil when none has one). Otherwise it returns how
+// long until the oldest record's flush deadline (0: queue empty, wait for
+// a signal).
+func (s *Shipper) take(all bool) (batch []*capture.Record, dones []func(), size int64, wait time.Duration) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if len(s.queue) == 0 {
-		return nil, 0, 0
+		return nil, nil, 0, 0
 	}
 	full := len(s.queue) >= s.cfg.BatchRecords || s.queued >= s.cfg.BatchBytes
 	if !full && !all {
 		if age := time.Since(s.firstAt); age < s.cfg.FlushInterval {
-			return nil, 0, s.cfg.FlushInterval - age
+			return nil, nil, 0, s.cfg.FlushInterval - age
 		}
 	}
 	n := 0
@@ -389,6 +405,12 @@ func (s *Shipper) take(all bool) (batch []*capture.Record, size int64, wait time
 	batch = make([]*capture.Record, n)
 	for i := range n {
 		batch[i] = s.queue[i].r
+		if d := s.queue[i].done; d != nil {
+			if dones == nil {
+				dones = make([]func(), n)
+			}
+			dones[i] = d
+		}
 		s.queue[i] = item{} // let the GC have it once shipped
 	}
 	s.queue = s.queue[n:]
@@ -398,28 +420,43 @@ func (s *Shipper) take(all bool) (batch []*capture.Record, size int64, wait time
 		s.firstAt = time.Now() // the rest start a new batch
 	}
 	s.queued -= size
-	return batch, size, 0
+	return batch, dones, size, 0
 }
 
 // putBack returns an unsent batch to the front of the queue, so Shutdown
 // counts it.
-func (s *Shipper) putBack(batch []*capture.Record, size int64) {
+func (s *Shipper) putBack(batch []*capture.Record, dones []func(), size int64) {
 	s.mu.Lock()
 	items := make([]item, 0, len(batch)+len(s.queue))
-	for _, r := range batch {
-		items = append(items, item{r: r})
+	for i, r := range batch {
+		it := item{r: r}
+		if dones != nil {
+			it.done = dones[i]
+		}
+		items = append(items, it)
 	}
 	s.queue = append(items, s.queue...)
 	s.queued += size
 	s.mu.Unlock()
 }
 
-// release forgets a batch that was shipped or dropped.
-func (s *Shipper) release(n int, size int64) {
+// release forgets a batch that was shipped or dropped, and hands its
+// records back to whoever asked (EmitRelease).
+func (s *Shipper) release(n int, dones []func(), size int64) {
 	s.mu.Lock()
 	s.held -= size
 	s.mu.Unlock()
 	s.heldRecords.Add(-int64(n))
+	for _, d := range dones {
+		call(d)
+	}
+}
+
+// call calls done unless it is nil.
+func call(done func()) {
+	if done != nil {
+		done()
+	}
 }
 
 // retryState is the loop's memory of failures, for backoff and for
@@ -472,7 +509,7 @@ func (st *retryState) done(batch []*capture.Record) {
 
 // send writes batch until it is shipped or refused for good (true), or ctx
 // is done first (false: the batch is still the caller's).
-func (s *Shipper) send(ctx context.Context, batch []*capture.Record, size int64, st *retryState) bool {
+func (s *Shipper) send(ctx context.Context, batch []*capture.Record, dones []func(), size int64, st *retryState) bool {
 	for {
 		if !st.turn(ctx, batch) {
 			return false
@@ -481,7 +518,7 @@ func (s *Shipper) send(ctx context.Context, batch []*capture.Record, size int64,
 		if err == nil {
 			s.shipped.Add(int64(len(batch)))
 			s.batches.Add(1)
-			s.release(len(batch), size)
+			s.release(len(batch), dones, size)
 			st.mu.Lock()
 			st.done(batch)
 			st.log.Succeeded("capture shipping recovered")
@@ -495,7 +532,7 @@ func (s *Shipper) send(ctx context.Context, batch []*capture.Record, size int64,
 		s.failures.Add(1)
 		if retry.Permanent(err) {
 			s.dropPermanent.Add(int64(len(batch)))
-			s.release(len(batch), size)
+			s.release(len(batch), dones, size)
 			st.mu.Lock()
 			st.done(batch)
 			st.mu.Unlock()

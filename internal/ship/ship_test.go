@@ -669,3 +669,165 @@ func TestDefaultBatchFitsOneFrame(t *testing.T) {
 		}
 	}
 }
+
+// scriptSink takes batches as a test says: each Write fails with the
+// next of fail (nil: succeeds) and then, when fail runs out, with last.
+type scriptSink struct {
+	mu        sync.Mutex
+	fail      []error
+	last      error
+	delivered map[string]bool
+}
+
+func (k *scriptSink) Write(ctx context.Context, recs []*capture.Record) error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	err := k.last
+	if len(k.fail) > 0 {
+		err, k.fail = k.fail[0], k.fail[1:]
+	}
+	if err == nil {
+		for _, r := range recs {
+			k.delivered[r.ID] = true
+		}
+	}
+	return err
+}
+
+func (k *scriptSink) Close() error { return nil }
+
+func (k *scriptSink) has(id string) bool {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.delivered[id]
+}
+
+// TestEmitReleaseDone: EmitRelease's done is called exactly once for each
+// record: only after the sink took it (not after a failed write of it),
+// at once when the record is dropped at Emit, when a batch is refused for
+// good, and for what Shutdown gives up on.
+func TestEmitReleaseDone(t *testing.T) {
+	type counter struct {
+		mu    sync.Mutex
+		calls map[string]int
+		early []string // done before the sink had the record
+	}
+	track := func(c *counter, k *scriptSink, r *capture.Record, wantDelivered bool) func() {
+		return func() {
+			c.mu.Lock()
+			defer c.mu.Unlock()
+			c.calls[r.ID]++
+			if wantDelivered && !k.has(r.ID) {
+				c.early = append(c.early, r.ID)
+			}
+		}
+	}
+	newCounter := func() *counter { return &counter{calls: map[string]int{}} }
+	waitCalls := func(t *testing.T, c *counter, n int) {
+		t.Helper()
+		for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+			c.mu.Lock()
+			got := len(c.calls)
+			c.mu.Unlock()
+			if got >= n {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("done called for %d records, want %d", got, n)
+			}
+		}
+	}
+	checkOnce := func(t *testing.T, c *counter, recs []*capture.Record) {
+		t.Helper()
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		for _, r := range recs {
+			if n := c.calls[r.ID]; n != 1 {
+				t.Errorf("done of %s called %d times, want 1", r.ID, n)
+			}
+		}
+		if len(c.early) > 0 {
+			t.Errorf("done called before the sink took %d records", len(c.early))
+		}
+	}
+
+	// emit emits n records with done functions counted in c.
+	emit := func(s *ship.Shipper, c *counter, k *scriptSink, n int, wantDelivered bool) []*capture.Record {
+		var recs []*capture.Record
+		for i := range n {
+			r := record(i, 10)
+			recs = append(recs, r)
+			s.EmitRelease(r, track(c, k, r, wantDelivered))
+		}
+		return recs
+	}
+
+	t.Run("shipped after a failed write", func(t *testing.T) {
+		k := &scriptSink{fail: []error{errors.New("connection refused")}, delivered: map[string]bool{}}
+		s := ship.New(ship.Config{BatchRecords: 4, FlushInterval: 10 * time.Millisecond, MinBackoff: 5 * time.Millisecond,
+			InFlight: 1, Logger: quiet()}, k)
+		s.Start(context.Background())
+		c := newCounter()
+		recs := emit(s, c, k, 10, true)
+		waitCalls(t, c, len(recs))
+		if err := shutdown(t, s, 5*time.Second); err != nil {
+			t.Fatal(err)
+		}
+		checkOnce(t, c, recs)
+		if st := s.Stats(); st.Shipped != 10 || st.Failures != 1 {
+			t.Errorf("stats = %+v, want 10 shipped after 1 failure", st)
+		}
+	})
+
+	t.Run("dropped at emit", func(t *testing.T) {
+		k := &scriptSink{delivered: map[string]bool{}}
+		s := ship.New(ship.Config{QueueBytes: 4096, Logger: quiet()}, k)
+		c := newCounter()
+		invalid := &capture.Record{ID: "x", Kind: capture.KindHTTP, Direction: "sideways"}
+		big := record(0, 8192) // larger than the whole queue
+		for _, r := range []*capture.Record{invalid, big} {
+			s.EmitRelease(r, track(c, k, r, false))
+		}
+		checkOnce(t, c, []*capture.Record{invalid, big}) // at once, before EmitRelease returned
+		if err := shutdown(t, s, time.Second); err != nil {
+			t.Fatal(err)
+		}
+		late := record(1, 10)
+		s.EmitRelease(late, track(c, k, late, false))
+		checkOnce(t, c, []*capture.Record{invalid, big, late})
+	})
+
+	t.Run("refused for good", func(t *testing.T) {
+		k := &scriptSink{fail: []error{&capture.PermanentError{Err: errors.New("400 bad batch")}}, delivered: map[string]bool{}}
+		s := ship.New(ship.Config{FlushInterval: 10 * time.Millisecond, Logger: quiet()}, k)
+		s.Start(context.Background())
+		c := newCounter()
+		recs := []*capture.Record{record(0, 10), record(1, 10)}
+		for _, r := range recs {
+			s.EmitRelease(r, track(c, k, r, false))
+		}
+		waitCalls(t, c, len(recs))
+		if err := shutdown(t, s, 5*time.Second); err != nil {
+			t.Fatal(err)
+		}
+		checkOnce(t, c, recs)
+		if st := s.Stats(); st.DroppedPermanent != 2 {
+			t.Errorf("DroppedPermanent = %d, want 2", st.DroppedPermanent)
+		}
+	})
+
+	t.Run("given up at shutdown", func(t *testing.T) {
+		k := &scriptSink{last: errors.New("connection refused"), delivered: map[string]bool{}}
+		s := ship.New(ship.Config{BatchRecords: 2, FlushInterval: 10 * time.Millisecond, MinBackoff: 5 * time.Millisecond,
+			MaxBackoff: 10 * time.Millisecond, Logger: quiet()}, k)
+		s.Start(context.Background())
+		c := newCounter()
+		recs := emit(s, c, k, 5, false)
+		time.Sleep(50 * time.Millisecond) // some in flight, failing
+		if err := shutdown(t, s, 50*time.Millisecond); err == nil {
+			t.Fatal("Shutdown with a failing sink = nil, want the records left")
+		}
+		checkOnce(t, c, recs)
+		checkBalance(t, s.Stats())
+	})
+}
