@@ -391,13 +391,20 @@ func isDigit(c byte) bool { return '0' <= c && c <= '9' }
 
 // Headers copies a head's fields into record headers, in wire order: one
 // string for the whole head, the names and values substrings of it.
-func (h *Head) Headers() capture.Headers {
+func (h *Head) Headers() capture.Headers { return h.HeadersInto(nil) }
+
+// HeadersInto is Headers into into's array when it has room for them.
+func (h *Head) HeadersInto(into capture.Headers) capture.Headers {
 	fs := h.Fields
 	if len(fs) == 0 {
 		return nil
 	}
 	raw := string(h.Raw)
-	out := make(capture.Headers, len(fs))
+	out := into[:0]
+	if cap(out) < len(fs) {
+		out = make(capture.Headers, 0, len(fs))
+	}
+	out = out[:len(fs)]
 	for i, f := range fs {
 		out[i] = capture.Header{Name: raw[f.At : f.At+len(f.Name)], Value: raw[f.ValueAt : f.ValueAt+len(f.Value)]}
 	}

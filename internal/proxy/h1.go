@@ -464,7 +464,6 @@ func (hc *h1Conn) exchange(end int) bool {
 	*ex = h1Exchange{hc: hc, start: time.Now(), isHead: string(h.Method) == http.MethodHead, websocket: h1.EqualFold(h.Upgrade, "websocket")}
 	if capturing {
 		ex.reqBody.Limit, ex.resBody.Limit = c.opt.BodyLimit, c.opt.BodyLimit
-		ex.reqHdr = h.Headers()
 	}
 	// The request's host: its Host field's bytes, or else the target's
 	// (made a string only for the record).
@@ -858,7 +857,7 @@ func (ex *h1Exchange) readResponseHead(ac *appConn) error {
 		ex.resProto = protoName(h.Minor)
 		if ex.hc.e.c.opt.Emitter != nil { // for the record
 			ex.reason = string(h.Reason)
-			ex.resHdr = h.Headers()
+			ex.resHdr = headersInto(h, &ex.hrec.resHdr)
 		}
 		ac.r += end
 		return nil
@@ -1033,8 +1032,9 @@ type h1Record struct {
 	http capture.HTTP
 	res  capture.Response // the response's, when there is one (finish)
 
-	reqBuf, resBuf []byte // the bodies' buffers, kept when the record is used again
-	release        func() // put, made once (get)
+	reqBuf, resBuf []byte          // the bodies' buffers, kept when the record is used again
+	reqHdr, resHdr capture.Headers // the heads' field lists, likewise
+	release        func()          // put, made once (get)
 }
 
 // h1Records holds the records their emitter is done with, for exchanges to
@@ -1072,11 +1072,22 @@ func (p *recordPool) get() *h1Record {
 	return r
 }
 
-// put empties r, but for its body buffers, and gives it back to h1Records,
-// which keeps it if there is room (the buffers if there is room for them).
-// It runs once the emitter is done with the record: nothing refers to it.
+// maxPooledFields is the longest field list a free record keeps.
+const maxPooledFields = 64
+
+// put empties r, but for its buffers, and gives it back to h1Records,
+// which keeps it if there is room (the body buffers if there is room for
+// them). It runs once the emitter is done with the record: nothing refers
+// to it.
 func (r *h1Record) put() {
-	*r = h1Record{reqBuf: r.reqBuf[:0], resBuf: r.resBuf[:0], release: r.release}
+	keep := func(hs capture.Headers) capture.Headers {
+		if cap(hs) > maxPooledFields {
+			return nil
+		}
+		clear(hs) // the strings of a head that is gone
+		return hs[:0]
+	}
+	*r = h1Record{reqBuf: r.reqBuf[:0], resBuf: r.resBuf[:0], reqHdr: keep(r.reqHdr), resHdr: keep(r.resHdr), release: r.release}
 	p := &h1Records
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -1089,6 +1100,15 @@ func (r *h1Record) put() {
 		p.bytes += n
 	}
 	p.free = append(p.free, r)
+}
+
+// headersInto is h.Headers() into *kept's array, which keeps the list.
+func headersInto(h *h1.Head, kept *capture.Headers) capture.Headers {
+	hs := h.HeadersInto(*kept)
+	if hs != nil {
+		*kept = hs
+	}
+	return hs
 }
 
 // bodyBuf returns *kept emptied when it holds n bytes, else a new buffer of
@@ -1162,6 +1182,7 @@ func (ex *h1Exchange) newRecord(host string) *capture.Record {
 		r = &h1Record{}
 	}
 	ex.hrec, ex.res = r, &r.res
+	ex.reqHdr = headersInto(h, &r.reqHdr)
 	req := &r.http.Req
 	req.Method, req.URL, req.Proto, req.Host, req.Headers = methodName(h.Method), s[capture.IDLen:urlEnd], protoName(h.Minor), reqHost, ex.reqHdr
 	rec := &r.rec
