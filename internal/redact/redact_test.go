@@ -672,6 +672,32 @@ func TestHasDigit(t *testing.T) {
 	}
 }
 
+// TestSkipWords: skip's word steps (32 and 16 bytes with the card pattern
+// alone, 8 otherwise) find a pattern's first byte at every place of a
+// long text, after every kind of other byte, from several starts.
+func TestSkipWords(t *testing.T) {
+	for _, r := range patternRedactors(t) {
+		for _, start := range []byte{'7', '0', '9', '@', 'B', 'b'} {
+			for _, fill := range []byte{'x', 0, 0xff, 0x80, 0xb9, 0xcf, '/', ':'} {
+				for p := range 140 {
+					data := bytes.Repeat([]byte{fill}, 140)
+					data[p] = start
+					for _, i := range []int{0, 1, 7, 31, 33, 64} {
+						want := i
+						for want < len(data) && r.starts[data[want]] == 0 {
+							want++
+						}
+						if got := r.skip(data, i); got != want {
+							t.Fatalf("card %d email %d bearer %d: skip(%q at %d in %#x, %d) = %d, want %d",
+								r.card, r.email, r.bearer, start, p, fill, i, got, want)
+						}
+					}
+				}
+			}
+		}
+	}
+}
+
 // FuzzSkip: skip returns the first byte at or after i that a pattern can
 // begin at, as a plain loop over the table finds it, under every set of
 // patterns.

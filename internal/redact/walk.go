@@ -507,11 +507,19 @@ func chainEnd(b []byte, end int) int {
 func (r *Redactor) skip(b []byte, i int) int {
 	if len(b)-i >= 64 && r.card >= 0 && r.email < 0 && r.bearer < 0 {
 		// With the digits alone to find (the card pattern alone, as in
-		// the default rules): sixteen bytes a step, tested as two words
-		// (SWAR) rather than looked up one by one; 1 KiB of text in 250
-		// ns instead of 330. Not for short strings (most of a JSON
-		// document's), where the first test would find the digit and the
-		// table read it again.
+		// the default rules): 32 bytes a step, tested as four words
+		// (SWAR) and masked once, then 16, rather than looked up one by
+		// one; 1 KiB of text in 160-167 ns (BenchmarkRedactBody), against
+		// 237-262 sixteen bytes a step and 330 a byte a step. Not for short
+		// strings (most of a JSON document's), where the first test would
+		// find the digit and the table read it again.
+		for ; i+32 <= len(b); i += 32 {
+			w := b[i : i+32 : i+32]
+			if (digitBits(binary.LittleEndian.Uint64(w))|digitBits(binary.LittleEndian.Uint64(w[8:]))|
+				digitBits(binary.LittleEndian.Uint64(w[16:]))|digitBits(binary.LittleEndian.Uint64(w[24:])))&highBits != 0 {
+				break
+			}
+		}
 		for ; i+16 <= len(b); i += 16 {
 			if hasDigit(binary.LittleEndian.Uint64(b[i:]))|hasDigit(binary.LittleEndian.Uint64(b[i+8:])) != 0 {
 				break
@@ -547,11 +555,18 @@ func fewDigits(b []byte) bool {
 // below 0x80, 0xB9-c (no borrow) has its high bit set when c <= '9', and
 // c+0x50 (no carry) when c >= '0'; ^w drops the bytes of 0x80 and above.
 // Exact for every byte value (TestHasDigit).
-func hasDigit(w uint64) uint64 {
-	const ones, low7, high = 0x0101010101010101, 0x7f7f7f7f7f7f7f7f, 0x8080808080808080
+func hasDigit(w uint64) uint64 { return digitBits(w) & highBits }
+
+// digitBits is hasDigit before its mask: the high bit of each byte is
+// set when that byte is a digit (the other bits are noise), so that the
+// words of a longer step are masked once.
+func digitBits(w uint64) uint64 {
+	const ones, low7 = 0x0101010101010101, 0x7f7f7f7f7f7f7f7f
 	t := w & low7
-	return (ones*0xB9 - t) & ^w & (t + ones*0x50) & high
+	return (ones*0xB9 - t) & ^w & (t + ones*0x50)
 }
+
+const highBits = 0x8080808080808080
 
 // escapeEnd returns, when b[i] is inside a JSON escape of b (after its
 // backslash: the n of \n, the u0041 of \u0041), the index just after that
