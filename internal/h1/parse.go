@@ -2,6 +2,7 @@ package h1
 
 import (
 	"bytes"
+	"encoding/binary"
 	"net/http"
 
 	"github.com/tapwire/tapwire/internal/capture"
@@ -302,10 +303,8 @@ func (h *Head) parseFields(rest []byte) *FramingError {
 		for len(value) > 0 && (value[len(value)-1] == ' ' || value[len(value)-1] == '\t') {
 			value = value[:len(value)-1]
 		}
-		for _, c := range value {
-			if c < ' ' && c != '\t' || c == 0x7f {
-				return Refuse(http.StatusBadRequest, "control byte in the value of %.40q", name)
-			}
+		if !validValue(value) {
+			return Refuse(http.StatusBadRequest, "control byte in the value of %.40q", name)
 		}
 		h.Fields = append(h.Fields, Field{Name: name, Value: value, Line: line, At: at, ValueAt: valueAt})
 		switch {
@@ -346,6 +345,34 @@ func (h *Head) parseFields(rest []byte) *FramingError {
 		}
 	}
 	return Refuse(http.StatusBadRequest, "head without its blank line")
+}
+
+// validValue reports whether a field value holds no control byte but tab
+// (RFC 9110 §5.5: obs-text and visible characters, space and tab). Eight
+// bytes a step: a word with no byte below 0x20 and no DEL is passed whole
+// (both tests exact for the word); one that has one is read byte by byte,
+// as a tab does.
+func validValue(v []byte) bool {
+	const ones, high = 0x0101010101010101, 0x8080808080808080
+	for len(v) >= 8 {
+		w := binary.LittleEndian.Uint64(v)
+		d := w ^ ones*0x7f // a zero byte where w has DEL
+		if (w-ones*0x20)&^w&high|(d-ones)&^d&high != 0 && !validBytes(v[:8]) {
+			return false
+		}
+		v = v[8:]
+	}
+	return validBytes(v)
+}
+
+// validBytes is validValue a byte at a time.
+func validBytes(v []byte) bool {
+	for _, c := range v {
+		if c < ' ' && c != '\t' || c == 0x7f {
+			return false
+		}
+	}
+	return true
 }
 
 // Upgrading reports whether a request asks to switch protocols.

@@ -1,6 +1,7 @@
 package h1
 
 import (
+	"bytes"
 	"fmt"
 	"testing"
 )
@@ -93,5 +94,23 @@ func TestParseAllocs(t *testing.T) {
 		}
 	}); n != 0 {
 		t.Errorf("ParseResponse allocates %.0f times per head, want 0", n)
+	}
+}
+
+// TestValidValue: every byte value at every place of values of 1 to 20
+// bytes, among other bytes, is judged as the byte-at-a-time loop judges it.
+func TestValidValue(t *testing.T) {
+	for n := 1; n <= 20; n++ {
+		for _, fill := range []byte{'a', ' ', '\t', 0x80, 0xff, 0x7e, 0x20} {
+			for pos := range n {
+				for c := range 256 {
+					v := bytes.Repeat([]byte{fill}, n)
+					v[pos] = byte(c)
+					if got, want := validValue(v), validBytes(v); got != want {
+						t.Fatalf("validValue(%q) = %v, want %v", v, got, want)
+					}
+				}
+			}
+		}
 	}
 }
