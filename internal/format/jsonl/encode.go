@@ -49,6 +49,10 @@ type Encoder struct {
 
 	tags     [][2]string // the last record's tags, sorted by key
 	tagsJSON []byte      // `,"tags":{...}`
+
+	minute     int64    // the Unix minute of minuteText, when minuteOK
+	minuteOK   bool     // (a batch's records start within a minute or two)
+	minuteText [17]byte // "2006-01-02T15:04:" of the last start written
 }
 
 // netKey is what a record's labels and net block are written from, its
@@ -120,7 +124,7 @@ func (e *Encoder) appendRecord(b []byte, r *capture.Record) ([]byte, error) {
 	b = appendString(b, string(r.Direction))
 	b = append(b, `,"start":"`...)
 	var ok bool
-	if b, ok = appendTime(b, r.Start); !ok {
+	if b, ok = e.appendTime(b, r.Start); !ok {
 		return b, fmt.Errorf("%w: %d", capture.ErrBadStart, r.Start.Year())
 	}
 	b = append(b, '"')
@@ -412,7 +416,7 @@ func appendTime(b []byte, t time.Time) ([]byte, bool) {
 		return b, false
 	}
 	hour, minute, sec := t.Clock()
-	var d [30]byte // 2006-01-02T15:04:05.999999999Z
+	var d [17]byte // 2006-01-02T15:04:
 	put := func(at, v, n int) {
 		for i := at + n - 1; i >= at; i-- {
 			d[i] = byte('0' + v%10)
@@ -429,18 +433,52 @@ func appendTime(b []byte, t time.Time) ([]byte, bool) {
 	d[13] = ':'
 	put(14, minute, 2)
 	d[16] = ':'
-	put(17, sec, 2)
-	n := 19
-	if ns := t.Nanosecond(); ns != 0 {
-		d[19] = '.'
-		put(20, ns, 9)
-		n = 29
+	return appendSeconds(append(b, d[:]...), sec, t.Nanosecond()), true
+}
+
+// appendSeconds writes the end of an RFC3339Nano time in UTC: the
+// seconds, the fraction without its trailing zeros, and Z.
+func appendSeconds(b []byte, sec, ns int) []byte {
+	var d [13]byte // 05.999999999Z
+	d[0], d[1] = byte('0'+sec/10), byte('0'+sec%10)
+	n := 2
+	if ns != 0 {
+		d[2] = '.'
+		for i := 11; i >= 3; i-- {
+			d[i] = byte('0' + ns%10)
+			ns /= 10
+		}
+		n = 12
 		for d[n-1] == '0' { // RFC3339Nano drops the fraction's trailing zeros
 			n--
 		}
 	}
 	d[n] = 'Z'
-	return append(b, d[:n+1]...), true
+	return append(b, d[:n+1]...)
+}
+
+// appendTime is the function appendTime that writes a start in the minute
+// of the one before from what it wrote then: the date, hour and minute
+// take most of the function's time (t.Date and t.Clock divide).
+func (e *Encoder) appendTime(b []byte, t time.Time) ([]byte, bool) {
+	if e == nil || t.Location() != time.UTC {
+		return appendTime(b, t)
+	}
+	sec := t.Unix()
+	m := sec / 60
+	if sec%60 < 0 {
+		m-- // before 1970: the minute that holds sec
+	}
+	if !e.minuteOK || m != e.minute {
+		n := len(b)
+		b, ok := appendTime(b, t)
+		if ok {
+			copy(e.minuteText[:], b[n:])
+			e.minute, e.minuteOK = m, true
+		}
+		return b, ok
+	}
+	return appendSeconds(append(b, e.minuteText[:]...), int(sec-m*60), t.Nanosecond()), true
 }
 
 func appendBody(b []byte, body *capture.Body) []byte {

@@ -420,6 +420,18 @@ func TestEncoderRepeats(t *testing.T) {
 		{"vendor facts", func(r *capture.Record) { r.Vendor = &capture.VendorFacts{UUID: "u"} }},
 		{"no vendor facts", func(r *capture.Record) { r.Vendor = nil; r.Labels.Tenant = "" }},
 		{"a label with a quote", func(r *capture.Record) { r.Labels.Pod = `p"1` }},
+		{"a start", func(r *capture.Record) { r.Start = time.Date(2026, 12, 7, 15, 4, 5, 123456789, time.UTC) }},
+		{"a start in the same minute", func(r *capture.Record) { r.Start = r.Start.Add(20 * time.Second) }},
+		{"a start a second later, no fraction", func(r *capture.Record) { r.Start = r.Start.Add(time.Second).Truncate(time.Second) }},
+		{"a fraction with zeros at its end", func(r *capture.Record) { r.Start = r.Start.Add(120 * time.Millisecond) }},
+		{"the next minute", func(r *capture.Record) { r.Start = r.Start.Add(40 * time.Second) }},
+		{"the next day, same minute of the hour", func(r *capture.Record) { r.Start = r.Start.Add(24 * time.Hour) }},
+		{"before 1970", func(r *capture.Record) { r.Start = time.Date(1969, 12, 31, 23, 59, 30, 5, time.UTC) }},
+		{"1970, under a minute later", func(r *capture.Record) { r.Start = r.Start.Add(40 * time.Second) }},
+		{"before 1970 again", func(r *capture.Record) { r.Start = r.Start.Add(-40 * time.Second) }},
+		{"before 1970, the minute before", func(r *capture.Record) { r.Start = r.Start.Add(-31 * time.Second) }},
+		{"in a zone", func(r *capture.Record) { r.Start = r.Start.In(time.FixedZone("X", 3600)) }},
+		{"in UTC again", func(r *capture.Record) { r.Start = r.Start.UTC() }},
 	}
 	var e Encoder
 	var buf bytes.Buffer
