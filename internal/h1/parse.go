@@ -52,6 +52,7 @@ type Head struct {
 	ConnNames [][]byte // other field names listed in Connection: removed as hop-by-hop
 	Upgrade   []byte   // the Upgrade field's value
 	Host      []byte
+	hostAt    int  // where Host is in Raw
 	HasTE     bool // a Transfer-Encoding field (of a response: not chunked last means read until close)
 	BadTE     bool // a response Transfer-Encoding whose last coding is not chunked
 
@@ -310,7 +311,7 @@ func (h *Head) parseFields(rest []byte) *FramingError {
 		switch {
 		case EqualFold(name, "Host"):
 			h.hosts++
-			h.Host = value
+			h.Host, h.hostAt = value, valueAt
 		case EqualFold(name, "Content-Length"):
 			if h.cls++; h.cls == 1 {
 				h.cl = value
@@ -375,6 +376,9 @@ func validBytes(v []byte) bool {
 	return true
 }
 
+// HostOf is Host as a substring of raw, a copy of Raw.
+func (h *Head) HostOf(raw string) string { return raw[h.hostAt : h.hostAt+len(h.Host)] }
+
 // Upgrading reports whether a request asks to switch protocols.
 func (h *Head) Upgrading() bool { return h.Conn&ConnUpgrade != 0 && len(h.Upgrade) > 0 }
 
@@ -422,11 +426,19 @@ func (h *Head) Headers() capture.Headers { return h.HeadersInto(nil) }
 
 // HeadersInto is Headers into into's array when it has room for them.
 func (h *Head) HeadersInto(into capture.Headers) capture.Headers {
+	if len(h.Fields) == 0 {
+		return nil
+	}
+	return h.HeadersOf(string(h.Raw), into)
+}
+
+// HeadersOf is HeadersInto with the names and values substrings of raw, a
+// copy of Raw the caller made (with other strings, in one allocation).
+func (h *Head) HeadersOf(raw string, into capture.Headers) capture.Headers {
 	fs := h.Fields
 	if len(fs) == 0 {
 		return nil
 	}
-	raw := string(h.Raw)
 	out := into[:0]
 	if cap(out) < len(fs) {
 		out = make(capture.Headers, 0, len(fs))

@@ -856,7 +856,7 @@ func (ex *h1Exchange) readResponseHead(ac *appConn) error {
 		ex.status = h.Status
 		ex.resProto = protoName(h.Minor)
 		if ex.hc.e.c.opt.Emitter != nil { // for the record
-			ex.reason = string(h.Reason)
+			ex.reason = reasonText(h.Status, h.Reason)
 			ex.resHdr = headersInto(h, &ex.hrec.resHdr)
 		}
 		ac.r += end
@@ -1142,14 +1142,15 @@ func (ex *h1Exchange) newRecord(host string) *capture.Record {
 	e := hc.e
 	h := &hc.head
 	// The record's id, its URL (absolute: the target with the scheme and
-	// host before it, unless it is one already) and its Host field, in one
-	// string: one allocation for the three.
+	// host before it, unless it is one already) and its head (the fields'
+	// names and values, the Host field's among them), in one string: one
+	// allocation for the three.
 	target := h.Target
 	origin := len(target) > 0 && target[0] == '/' || string(target) == "*"
 	if len(h.Host) > 0 {
 		host = "" // the Host field's bytes, below
 	}
-	n := capture.IDLen + len(target) + len(h.Host)
+	n := capture.IDLen + len(target) + len(h.Raw)
 	if origin {
 		n += len(hc.scheme) + len("://") + len(host) + len(h.Host)
 	}
@@ -1165,9 +1166,10 @@ func (ex *h1Exchange) newRecord(host string) *capture.Record {
 	}
 	sb.Write(target)
 	urlEnd := sb.Len()
-	sb.Write(h.Host)
+	sb.Write(h.Raw)
 	s := sb.String()
-	reqHost := s[urlEnd:]
+	raw := s[urlEnd:]
+	reqHost := h.HostOf(raw)
 	if len(h.Host) > 0 {
 		host = reqHost
 	}
@@ -1182,7 +1184,10 @@ func (ex *h1Exchange) newRecord(host string) *capture.Record {
 		r = &h1Record{}
 	}
 	ex.hrec, ex.res = r, &r.res
-	ex.reqHdr = headersInto(h, &r.reqHdr)
+	ex.reqHdr = h.HeadersOf(raw, r.reqHdr)
+	if ex.reqHdr != nil {
+		r.reqHdr = ex.reqHdr // kept for the record's next use
+	}
 	req := &r.http.Req
 	req.Method, req.URL, req.Proto, req.Host, req.Headers = methodName(h.Method), s[capture.IDLen:urlEnd], protoName(h.Minor), reqHost, ex.reqHdr
 	rec := &r.rec
@@ -1190,7 +1195,10 @@ func (ex *h1Exchange) newRecord(host string) *capture.Record {
 	rec.Start, rec.Labels, rec.Tags = ex.start.UTC(), e.c.opt.Labels, e.c.opt.Tags
 	rec.Net.ClientAddr, rec.Net.ServerAddr = hc.clientAddr, hc.up.target
 	if host != hc.hostKey { // a connection's requests name one host, most often
-		hc.hostKey, hc.hostVal = host, hostOnly(host)
+		// A copy: host is a substring of the head's string, which the
+		// connection must not keep (a head can be 64 KiB).
+		hc.hostKey = strings.Clone(host)
+		hc.hostVal = hostOnly(hc.hostKey)
 	}
 	rec.Net.Proxy, rec.Net.ServerHost = cmp.Or(hc.up.proxy, e.proxyName), hc.hostVal
 	rec.HTTP = &r.http
@@ -1206,6 +1214,15 @@ func (ex *h1Exchange) newRecord(host string) *capture.Record {
 		rec.Net.TLS = t.tls
 	}
 	return rec
+}
+
+// reasonText is a reason phrase as a string: the standard one for its
+// status without an allocation.
+func reasonText(status int, b []byte) string {
+	if t := http.StatusText(status); string(b) == t {
+		return t
+	}
+	return string(b)
 }
 
 // protoName is "HTTP/1.1" or "HTTP/1.0" without building the string for each message.
