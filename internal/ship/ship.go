@@ -518,12 +518,15 @@ func (s *Shipper) send(ctx context.Context, batch []*capture.Record, dones []fun
 		if err == nil {
 			s.shipped.Add(int64(len(batch)))
 			s.batches.Add(1)
-			s.release(len(batch), dones, size)
+			// The probe ends before the records go back (EmitRelease): a
+			// record used again may be another batch's first, which is how
+			// the probe knows its batch.
 			st.mu.Lock()
 			st.done(batch)
 			st.log.Succeeded("capture shipping recovered")
 			s.logDrops(st)
 			st.mu.Unlock()
+			s.release(len(batch), dones, size)
 			return true
 		}
 		if ctx.Err() != nil {
@@ -532,10 +535,10 @@ func (s *Shipper) send(ctx context.Context, batch []*capture.Record, dones []fun
 		s.failures.Add(1)
 		if retry.Permanent(err) {
 			s.dropPermanent.Add(int64(len(batch)))
-			s.release(len(batch), dones, size)
 			st.mu.Lock()
 			st.done(batch)
 			st.mu.Unlock()
+			s.release(len(batch), dones, size)
 			s.log.Error("capture batch refused, dropped", "records", len(batch), "err", err)
 			return true
 		}
