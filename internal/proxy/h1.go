@@ -265,12 +265,15 @@ func (e *h1Engine) serveTo(conn net.Conn, cs *tls.ConnectionState, up *h1Upstrea
 		e.mu.Lock()
 		delete(e.conns, hc)
 		e.mu.Unlock()
+		if !handedOff && !hc.gone {
+			conn.Close()
+		}
+		// After the close: a read still in progress on the buffer (none
+		// should be) ends with the connection rather than write into a
+		// buffer another connection has taken.
 		if len(hc.buf) == h1BufSize {
 			*bp = hc.buf
 			h1Bufs.Put(bp)
-		}
-		if !handedOff && !hc.gone {
-			conn.Close()
 		}
 	}()
 	for {
@@ -869,6 +872,14 @@ func (ex *h1Exchange) switchProtocols(ac *appConn) bool {
 	hc := ex.hc
 	if _, err := hc.conn.Write(ac.head.Raw); err != nil {
 		ac.Close()
+		// The request body's copier reads the client and writes the
+		// record's body: it ends before the record does.
+		if ex.bodyDone != nil {
+			ex.stopBody()
+		}
+		if ex.err == nil {
+			ex.err, ex.clientErr = fmt.Errorf("write response: %w", err), true
+		}
 		return false
 	}
 	if ex.bodyDone != nil {
@@ -1129,8 +1140,14 @@ func (ex *h1Exchange) emit(rec *capture.Record) {
 		e.c.opt.Emitter.Emit(rec)
 		return
 	}
-	// The buffers as the bodies left them (a chunked body grows its own).
-	r.reqBuf, r.resBuf = ex.reqBody.Buf, ex.resBody.Buf
+	// The buffers as the bodies left them (a chunked body grows its own);
+	// an exchange without a body keeps the buffer the record had.
+	if ex.reqBody.Buf != nil {
+		r.reqBuf = ex.reqBody.Buf
+	}
+	if ex.resBody.Buf != nil {
+		r.resBuf = ex.resBody.Buf
+	}
 	ex.hrec, ex.reqBody.Buf, ex.resBody.Buf = nil, nil, nil
 	e.rel.EmitRelease(rec, r.release)
 }
