@@ -413,11 +413,17 @@ func (s *Shipper) take(all bool) (batch []*capture.Record, dones []func(), size 
 		}
 		s.queue[i] = item{} // let the GC have it once shipped
 	}
-	s.queue = s.queue[n:]
-	if len(s.queue) == 0 {
-		s.queue = nil
-	} else {
+	// The rest move to the front of the array, which the next records fill
+	// again: the queue does not grow a new array for every batch (about
+	// 32 KiB of garbage a batch of 512). One that a backlog grew past four
+	// batches is let go once it is empty.
+	rest := copy(s.queue, s.queue[n:])
+	clear(s.queue[rest:])
+	s.queue = s.queue[:rest]
+	if rest > 0 {
 		s.firstAt = time.Now() // the rest start a new batch
+	} else if cap(s.queue) > 4*s.cfg.BatchRecords {
+		s.queue = nil
 	}
 	s.queued -= size
 	return batch, dones, size, 0
