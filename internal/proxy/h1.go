@@ -860,7 +860,7 @@ func (ex *h1Exchange) readResponseHead(ac *appConn) error {
 		ex.resProto = protoName(h.Minor)
 		if ex.hc.e.c.opt.Emitter != nil { // for the record
 			ex.reason = reasonText(h.Status, h.Reason)
-			ex.resHdr = headersInto(h, &ex.hrec.resHdr)
+			ex.resHdr = keepList(h.HeadersInto(ex.hrec.resHdr), &ex.hrec.resHdr)
 		}
 		ac.r += end
 		return nil
@@ -1113,9 +1113,9 @@ func (r *h1Record) put() {
 	p.free = append(p.free, r)
 }
 
-// headersInto is h.Headers() into *kept's array, which keeps the list.
-func headersInto(h *h1.Head, kept *capture.Headers) capture.Headers {
-	hs := h.HeadersInto(*kept)
+// keepList returns a head's field list, made in *kept's array (or a new
+// one), and keeps it in *kept for the record's next use.
+func keepList(hs capture.Headers, kept *capture.Headers) capture.Headers {
 	if hs != nil {
 		*kept = hs
 	}
@@ -1201,10 +1201,7 @@ func (ex *h1Exchange) newRecord(host string) *capture.Record {
 		r = &h1Record{}
 	}
 	ex.hrec, ex.res = r, &r.res
-	ex.reqHdr = h.HeadersOf(raw, r.reqHdr)
-	if ex.reqHdr != nil {
-		r.reqHdr = ex.reqHdr // kept for the record's next use
-	}
+	ex.reqHdr = keepList(h.HeadersOf(raw, r.reqHdr), &r.reqHdr)
 	req := &r.http.Req
 	req.Method, req.URL, req.Proto, req.Host, req.Headers = methodName(h.Method), s[capture.IDLen:urlEnd], protoName(h.Minor), reqHost, ex.reqHdr
 	rec := &r.rec

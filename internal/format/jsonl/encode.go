@@ -44,8 +44,7 @@ import (
 // use; it is not safe for concurrent use.
 type Encoder struct {
 	net     netKey // the last record's, when netJSON holds its block
-	netOK   bool
-	netJSON []byte // `,"labels":{...},"net":{...}`
+	netJSON []byte // `,"labels":{...},"net":{...}`; nil before the first
 
 	tags     [][2]string // the last record's tags, sorted by key
 	tagsJSON []byte      // `,"tags":{...}`
@@ -139,12 +138,12 @@ func (e *Encoder) appendRecord(b []byte, r *capture.Record) ([]byte, error) {
 		b = appendLabelsNet(b, r)
 	} else if k, ok := makeNetKey(r); !ok {
 		b = appendLabelsNet(b, r)
-	} else if e.netOK && k == e.net {
+	} else if e.netJSON != nil && k == e.net {
 		b = append(b, e.netJSON...)
 	} else {
 		n := len(b)
 		b = appendLabelsNet(b, r)
-		e.net, e.netOK, e.netJSON = k, true, append(e.netJSON[:0], b[n:]...)
+		e.net, e.netJSON = k, append(e.netJSON[:0], b[n:]...)
 	}
 
 	if r.HTTP != nil {
