@@ -560,6 +560,24 @@ func (l *releaser) EmitRelease(r *capture.Record, done func()) {
 	l.calls++
 }
 
+// wait returns once n records have been emitted in all, or fails the test
+// after 10 s. A record is emitted after its response is written, so a client
+// can have read its answer before the record of it exists.
+func (l *releaser) wait(t *testing.T, n int) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
+		l.mu.Lock()
+		calls := l.calls
+		l.mu.Unlock()
+		if calls >= n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d records emitted after 10 s, want %d", calls, n)
+		}
+	}
+}
+
 // release checks that every held record still says what it said when it
 // was emitted, and calls its done.
 func (l *releaser) release(t *testing.T) []string {
@@ -641,6 +659,7 @@ func TestRecordsReusedWhenReleased(t *testing.T) {
 			}()
 		}
 		wg.Wait()
+		l.wait(t, (round+1)*clients*each)
 		// Each record holds its own exchange, unchanged since it was emitted.
 		for _, snap := range l.release(t) {
 			f := strings.Fields(snap) // id url "req" body headers... "res" status answer
