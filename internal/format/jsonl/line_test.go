@@ -414,20 +414,62 @@ func TestAppendPlain(t *testing.T) {
 	}
 }
 
-// TestValidBase64: what validBase64 takes, the decoder takes; it refuses
-// only what the decoder refuses, and line breaks. (FuzzLine checks the
-// bytes are the same.)
+// TestValidBase64: validBase64 takes what the decoder takes, but for
+// line breaks (which the decoder skips) and the empty text. Besides short
+// texts, texts around each multiple of its step, with a bad byte or
+// padding at every place near the step's end and in the vector decoder's
+// first and last blocks.
 func TestValidBase64(t *testing.T) {
-	for _, s := range []string{"", "QQ==", "QUI=", "QUJD", "QUJDRA==", "QQ=", "Q===", "====", "QU=D", "QUJ*", "QU\nJD", "QUJD\n", "QUJD====",
-		"QUJDQUJDQUJD", "QU*DQUJDQUJD", "QUJDQUJDQUJ*", "QUJDQUJDQQ==", "QUJDQU=DQQ=="} {
-		_, err := base64.StdEncoding.DecodeString(s)
-		if validBase64([]byte(s)) && err != nil {
-			t.Errorf("validBase64(%q) = true, but the decoder says %v", s, err)
-		}
-		if !validBase64([]byte(s)) && err == nil && s != "" && !strings.Contains(s, "\n") {
-			t.Errorf("validBase64(%q) = false, but the decoder takes it", s)
+	texts := []string{"", "QQ==", "QUI=", "QUJD", "QUJDRA==", "QQ=", "Q===", "====", "QU=D", "QUJ*", "QU\nJD", "QUJD\n", "QUJD====",
+		"QUJDQUJDQUJD", "QU*DQUJDQUJD", "QUJDQUJDQUJ*", "QUJDQUJDQQ==", "QUJDQU=DQQ==", "QU\rJD", "QUJD\r\n", "QUJD\r\r\r\rQUJD", "QU\r\r\r\rJD"}
+	for _, n := range []int{48, 64, 96, base64Step - 4, base64Step, base64Step + 4, 2 * base64Step, 2*base64Step + 8} {
+		good := []byte(strings.Repeat("QUJD", n/4))
+		texts = append(texts, string(good), string(good[:n-2])+"==", string(good[:n-1])+"=")
+		for _, at := range []int{0, 1, 31, 32, 33, 100, n/2 + 1, base64Step - 8, base64Step - 5, base64Step - 2, base64Step - 1, base64Step, base64Step + 1, n - 6, n - 1} {
+			if at < 0 || at >= n {
+				continue
+			}
+			for _, c := range []byte("=*\r\n-_ \x80") {
+				bad := bytes.Clone(good)
+				bad[at] = c
+				texts = append(texts, string(bad))
+			}
+			if at%4 == 2 && at+2 < n { // a quad padded in the middle
+				texts = append(texts, string(good[:at])+"=="+string(good[at+2:]))
+			}
+			if at%4 == 0 && at+4 <= n { // a quad of line breaks, which the decoder skips
+				texts = append(texts, string(good[:at])+"\r\r\r\r"+string(good[at+4:]), string(good[:at])+"\r\n\r\n"+string(good[at+4:]))
+			}
 		}
 	}
+	var l Line
+	for _, s := range texts {
+		checkValidBase64(t, &l, []byte(s))
+	}
+}
+
+func checkValidBase64(t *testing.T, l *Line, s []byte) {
+	t.Helper()
+	_, err := base64.StdEncoding.DecodeString(string(s))
+	want := err == nil && len(s) > 0 && !bytes.ContainsAny(s, "\r\n")
+	if got := l.validBase64(s); got != want {
+		t.Errorf("validBase64(%.80q... %d bytes) = %v, want %v (the decoder says %v)", s, len(s), got, want, err)
+	}
+}
+
+// FuzzValidBase64: validBase64 against the decoder, on texts of random
+// bytes after a valid prefix of any length (up to past two steps).
+func FuzzValidBase64(f *testing.F) {
+	f.Add(uint16(0), []byte("QQ=="))
+	f.Add(uint16(base64Step/4-1), []byte("QUJD"))
+	f.Add(uint16(base64Step/4-1), []byte("QQ==QUJD"))
+	f.Add(uint16(20), []byte("QU*D"))
+	f.Add(uint16(3), []byte("QU\rJD"))
+	var l Line
+	f.Fuzz(func(t *testing.T, quads uint16, tail []byte) {
+		s := append(bytes.Repeat([]byte("QUJD"), int(quads)%(2*base64Step/4+64)), tail...)
+		checkValidBase64(t, &l, s)
+	})
 }
 
 // TestTypedOwnLines: the lines this package's encoder writes for records
