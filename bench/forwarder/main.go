@@ -10,6 +10,7 @@
 //	go run ./bench/forwarder -bin bin/forwarder -bucket b -endpoint http://127.0.0.1:9000   # with AWS_ACCESS_KEY_ID/...
 //	go run ./bench/forwarder -bin bin/forwarder -hub bin/hub    # the hub sink: a real hub on SQLite
 //	go run ./bench/forwarder -bin bin/forwarder -callgrind 12   # instructions per record, under valgrind
+//	go run ./bench/forwarder -bin bin/forwarder -callgrind 12 -callgrind-out cg.out   # and keep the dump
 //
 // The batches are built and compressed once before the clock starts and
 // sent again and again (record ids repeat; the directory sink does not
@@ -64,6 +65,7 @@ func main() {
 	flag.BoolVar(&preRedacted, "redacted", true, "send Tapwire-Redacted with the default rules' fingerprint, as goproxy does with the default settings")
 	flag.StringVar(&encoding, "encoding", wire.EncodingS2, "Content-Encoding of the batches: s2, as goproxy sends them to a forwarder that lists it, or zstd (goproxy's fastest level), as to an older one")
 	flag.BoolVar(&withNginx, "nginx", false, "also measure the baseline: nginx storing each batch as a file (WebDAV PUT)")
+	flag.StringVar(&callgrindKeep, "callgrind-out", "", "with -callgrind: also copy the measured batches' callgrind dump to this file, for callgrind_annotate")
 	flag.IntVar(&callgrindN, "callgrind", 0, "instead of the timed load: run the forwarder under valgrind --tool=callgrind, post 2 batches, then this many, one at a time, and print its user-space instructions per record of those (a figure that does not move with the machine's load)")
 	flag.Parse()
 	if err := run(*bin, *senders, *batch, *body, *distinct, *duration, *bucket, *endpoint, *sync, *inflight); err != nil {
@@ -221,8 +223,12 @@ func run(bin string, senders, batchSize, bodySize, distinct int, duration time.D
 	)
 }
 
-// callgrindN is -callgrind: the batches measured under callgrind.
-var callgrindN int
+// callgrindN is -callgrind: the batches measured under callgrind;
+// callgrindKeep is -callgrind-out.
+var (
+	callgrindN    int
+	callgrindKeep string
+)
 
 // instructions posts 2 batches to the forwarder (pid, under callgrind,
 // writing dumps to out.N), one at a time, waits until its sink has their
@@ -280,6 +286,11 @@ func instructions(pid int, addr, sink, out string, batchSize int, newReq func(co
 	b, err := os.ReadFile(out + ".2")
 	if err != nil {
 		return err
+	}
+	if callgrindKeep != "" {
+		if err := os.WriteFile(callgrindKeep, b, 0o644); err != nil {
+			return err
+		}
 	}
 	var total int64
 	for _, line := range strings.Split(string(b), "\n") {

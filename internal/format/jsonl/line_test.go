@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -1070,5 +1071,97 @@ func FuzzValidString(f *testing.F) {
 		if got, want := validString(s), validStringRef(s); got != want {
 			t.Fatalf("validString(%q) = %v, the reference %v", s, got, want)
 		}
+	})
+}
+
+// plainStringRef is plainString a byte at a time.
+func plainStringRef(b []byte, j int) int {
+	for ; j < len(b); j++ {
+		switch c := b[j]; {
+		case c == '"':
+			return j
+		case c < 0x20 || c == '\\':
+			return -1
+		}
+	}
+	return -1
+}
+
+// TestPlainString: every byte value at every place of the first three
+// words of a text (after its first byte, then before a quote or not),
+// found as the byte-at-a-time reference finds it.
+func TestPlainString(t *testing.T) {
+	for c := range 256 {
+		for at := range 24 {
+			for _, after := range []string{`"`, `abc"`, "", `\"`, "\x00\"", "é\""} {
+				b := []byte("x" + strings.Repeat("a", at) + string([]byte{byte(c)}) + after)
+				if got, want := plainString(b, 1), plainStringRef(b, 1); got != want {
+					t.Fatalf("plainString(%q, 1) = %d, want %d", b, got, want)
+				}
+			}
+		}
+	}
+}
+
+// FuzzPlainString: plainString finds what the byte-at-a-time reference
+// finds, from any place of any bytes.
+func FuzzPlainString(f *testing.F) {
+	for _, s := range []string{`"abc"`, `"a\"b"`, "\"0123456789abcdef\x7f\"", "\"01234567\x1f\"", `"0123456\\"`, `"é\u0041"`} {
+		f.Add([]byte(s), uint8(1))
+	}
+	f.Fuzz(func(t *testing.T, b []byte, j uint8) {
+		if int(j) > len(b) {
+			return
+		}
+		if got, want := plainString(b, int(j)), plainStringRef(b, int(j)); got != want {
+			t.Fatalf("plainString(%q, %d) = %d, the reference %d", b, j, got, want)
+		}
+	})
+}
+
+// checkParseTime: l.parseTime(v) returns what time.Time's UnmarshalJSON
+// returns (the same time.Time, ==, for a time in UTC; the same instant and
+// offset for another, whose zone is made anew each time), and fails when
+// it fails.
+func checkParseTime(t *testing.T, l *Line, v []byte) {
+	t.Helper()
+	var want time.Time
+	werr := want.UnmarshalJSON(v)
+	got, err := l.parseTime(v)
+	same := got == want
+	if want.Location() != time.UTC {
+		same = got.Equal(want) && got.Format(time.RFC3339Nano) == want.Format(time.RFC3339Nano)
+	}
+	if (err != nil) != (werr != nil) || werr == nil && !same {
+		t.Errorf("parseTime(%q) after %q = %v, %v; the decoder: %v, %v", v, l.minute, got, err, want, werr)
+	}
+}
+
+// TestParseTime: times in one minute (parsed from the minute of the last
+// one parsed in full) and in others, of each form the decoder takes or
+// refuses, in turn.
+func TestParseTime(t *testing.T) {
+	var l Line
+	for _, pre := range []string{`"2026-12-07T17:05:`, `"2026-12-07T17:06:`, `"1969-12-31T23:59:`, `"0001-01-01T00:00:`, `"2026-02-29T10:00:`, `"2028-02-29T10:00:`} {
+		for _, rest := range []string{`17.124483241Z"`, `00Z"`, `59.9Z"`, `59.999999999Z"`, `17.1234567891Z"`, `60Z"`, `61.5Z"`, `7Z"`, `17.Z"`,
+			`17,5Z"`, `17.12Z`, `17.12z"`, `17+01:00"`, `17.5+01:00"`, `17.5-00:00"`, `17.x5Z"`, `1a.5Z"`, `17.124483241Z""`, `17Z"x`, `"`, ``} {
+			checkParseTime(t, &l, []byte(pre+rest))
+		}
+	}
+	for _, v := range []string{`null`, `""`, `"2026-12-07T17:05"`, `"2026-12-07 17:05:17Z"`, `"2026-12-07t17:05:17z"`} {
+		checkParseTime(t, &l, []byte(v))
+	}
+}
+
+// FuzzParseTime: two times of the same beginning, parsed in turn, as the
+// decoder parses them.
+func FuzzParseTime(f *testing.F) {
+	f.Add([]byte(`"2026-12-07T17:05:`), []byte(`17.124483241Z"`), []byte(`18.5Z"`))
+	f.Add([]byte(`"2026-12-07T17:05:`), []byte(`17Z"`), []byte(`17.0000000001Z"`))
+	f.Add([]byte(`"1969-12-31T23:59:`), []byte(`59.999Z"`), []byte(`01+01:00"`))
+	f.Fuzz(func(t *testing.T, pre, a, b []byte) {
+		var l Line
+		checkParseTime(t, &l, append(slices.Clip(pre), a...))
+		checkParseTime(t, &l, append(slices.Clip(pre), b...))
 	})
 }
