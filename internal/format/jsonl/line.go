@@ -450,6 +450,10 @@ type member struct {
 	node *node
 	span int // Field index whose value this is, or -1
 	fact int // factPaths index whose value this is, or -1
+	// For a name of at most 7 bytes: the name and its closing quote as a
+	// little-endian word (key) and the mask of their bytes, which a key
+	// is compared to without a call (most of a record's names are short).
+	key, keyMask uint64
 }
 
 type nodeKind uint8
@@ -524,6 +528,11 @@ func buildNodes() *node {
 					return &node{kind: kindRefuse} // names this scan does not model
 				}
 				m := &member{name: string(name), pos: len(n.order), bit: 1 << len(n.fields), node: build(sf.Type), span: -1, fact: -1}
+				if len(name) < 8 {
+					var w [8]byte
+					copy(w[:], string(name)+`"`)
+					m.key, m.keyMask = binary.LittleEndian.Uint64(w[:]), 1<<(8*(len(name)+1))-1
+				}
 				n.fields[m.name] = m
 				n.order = append(n.order, m)
 			}
@@ -666,9 +675,13 @@ func (l *Line) scan(n *node, b []byte, i, depth int) (int, bool) {
 			var ks, ke int
 			var m *member
 			if n.kind == kindObject && next < len(n.order) && i < len(b) && b[i] == '"' {
-				name := n.order[next].name
-				if e := i + 1 + len(name); e < len(b) && b[e] == '"' && string(b[i+1:e]) == name {
-					ks, ke, m = i+1, e, n.order[next]
+				want := n.order[next]
+				if want.keyMask != 0 && i+9 <= len(b) {
+					if binary.LittleEndian.Uint64(b[i+1:])&want.keyMask == want.key {
+						ks, ke, m = i+1, i+1+len(want.name), want
+					}
+				} else if e := i + 1 + len(want.name); e < len(b) && b[e] == '"' && string(b[i+1:e]) == want.name {
+					ks, ke, m = i+1, e, want
 				}
 			}
 			if m == nil {

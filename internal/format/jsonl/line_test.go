@@ -197,6 +197,11 @@ func TestParseLineRefuses(t *testing.T) {
 		"invalid UTF-8":         base + `,"error":"` + "\xff" + `"}`,
 		"not closed":            base,
 		"trailing bytes":        base + `}x`,
+		// names that begin like the member expected next, or that it begins
+		"longer name":   strings.Replace(base, `"id":"a"`, `"idx":"a"`, 1) + `}`,
+		"shorter name":  strings.Replace(base, `"kind":"http"`, `"kin":"http"`, 1) + `}`,
+		"name at end":   `{"schema":1,"i`,
+		"name unclosed": strings.Replace(base, `"id":"a"`, `"idX:"a"`, 1) + `}`, // not JSON: the key is "idX:"
 	} {
 		var l Line
 		if l.ParseLine([]byte(line)) {
