@@ -210,3 +210,99 @@ func BenchmarkStandard(b *testing.B) {
 		}
 	}
 }
+
+// TestGroupedPaths: the standard filter's 17 path criteria are one
+// (groupPaths), and a filter decides as it does with them tested one by
+// one: with paths of every length and case, and paths that fold to
+// another length (ſ to s, the Kelvin sign to k), in AND and OR
+// conditions, with include true and false.
+func TestGroupedPaths(t *testing.T) {
+	if n := len(Standard().plan.conds[0].crits); n != 1+len(StandardAgents) {
+		t.Errorf("the standard filter's plan has %d criteria, want %d (its paths as one)", n, 1+len(StandardAgents))
+	}
+	for _, f := range groupFilters {
+		for _, p := range testPaths {
+			checkGrouped(t, f, req(capture.DirIn, "GET", "http://svc"+p+"?q=1", 200, "User-Agent", "kube-probe/1.29"))
+			checkGrouped(t, f, req(capture.DirIn, "GET", "http://svc"+p, 200))
+		}
+		checkGrouped(t, f, tcp())
+	}
+}
+
+// testPaths are the paths TestGroupedPaths and FuzzGroupedPaths use.
+var testPaths = []string{"/", "/health", "/HEALTH", "/healthz", "/Health/Live", "/metrics", "/metricsx", "/s", "/S", "/\u017f", "/k",
+	"/\u212a", "/x/\u017fs", "/favicon.ico", "/%68ealth", "", "/ready", "/readyz"}
+
+// groupFilters: for each operator and include, ASCII paths alone (all
+// grouped), with others that are not (a non-ASCII path, CONTAINS, a
+// method), and with includes mixed.
+var groupFilters = func() []*Filter {
+	var fs []*Filter
+	paths := []string{"/health", "/s", "/k", "/metrics", "/x/ss", "/ready", "/readyz"}
+	for _, op := range []string{"AND", "OR"} {
+		for _, include := range []bool{false, true} {
+			var alone, mixed []Criterion
+			for i, p := range paths {
+				alone = append(alone, Criterion{Include: include, Path: p})
+				mixed = append(mixed, Criterion{Include: include == (i%3 != 0), Path: p})
+			}
+			others := append(append([]Criterion{}, alone...), Criterion{Include: include, Path: "/\u017f"},
+				Criterion{Include: !include, Operator: "CONTAINS", Path: "ea"}, Criterion{Include: include, Method: "GET"})
+			for _, crits := range [][]Criterion{alone, others, mixed} {
+				fs = append(fs, &Filter{ID: "g", Operator: op, Conditions: []Condition{{Operator: op, Filters: crits}}})
+			}
+		}
+	}
+	return append(fs, Standard())
+}()
+
+// checkGrouped: f decides for rec as its plan without grouped paths does.
+func checkGrouped(t *testing.T, f *Filter, rec *capture.Record) {
+	t.Helper()
+	url := ""
+	if rec.HTTP != nil {
+		url = rec.HTTP.Req.URL
+	}
+	if got, want := f.planned(true).keep(rec), f.planned(false).keep(rec); got != want {
+		t.Errorf("%s %+v: keeps %s: %v with its paths grouped, %v one by one", f.Operator, f.Conditions, url, got, want)
+	}
+}
+
+// FuzzGroupedPaths: filters of path criteria (EQUAL and CONTAINS, include
+// true and false, in AND and OR conditions) and of a method decide with
+// their paths grouped as one by one, on any path.
+func FuzzGroupedPaths(f *testing.F) {
+	f.Add([]byte{0, 1, 2, 3, 4, 5, 6, 7}, "/health")
+	f.Add([]byte{9, 3, 3, 130, 66}, "/\u017f")
+	f.Add([]byte{255, 17, 34, 51, 68, 85}, "/K")
+	f.Fuzz(func(t *testing.T, shape []byte, path string) {
+		fl := &Filter{ID: "fuzz"}
+		if len(shape) > 0 && shape[0]&1 != 0 {
+			fl.Operator = "OR"
+		}
+		var cond *Condition
+		for i, c := range shape {
+			if i == 0 {
+				continue
+			}
+			if cond == nil || c&0xC0 == 0xC0 {
+				fl.Conditions = append(fl.Conditions, Condition{Operator: []string{"AND", "OR"}[c>>5&1]})
+				cond = &fl.Conditions[len(fl.Conditions)-1]
+			}
+			cr := Criterion{Include: c&1 != 0, Path: testPaths[int(c>>1)%len(testPaths)]}
+			switch {
+			case c&0x30 == 0x30:
+				cr.Path, cr.Method = "", "GET"
+			case c&0x30 == 0x20:
+				cr.Operator = "CONTAINS"
+			}
+			if cr.Path == "" && cr.Method == "" {
+				cr.Path = "/"
+			}
+			cond.Filters = append(cond.Filters, cr)
+		}
+		for _, p := range []string{path, "/" + path} {
+			checkGrouped(t, fl, req(capture.DirIn, "GET", "http://svc"+p, 200))
+		}
+	})
+}
