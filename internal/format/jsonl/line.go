@@ -1013,11 +1013,8 @@ func plainHeaders(dst capture.Headers, b []byte) (capture.Headers, bool) {
 			if i >= len(b) || b[i] != '"' {
 				return nil, false
 			}
-			j := i + 1
-			for j < len(b) && b[j] != '"' && b[j] != '\\' && b[j] >= 0x20 {
-				j++
-			}
-			if j >= len(b) || b[j] != '"' {
+			j := plainString(b, i+1)
+			if j < 0 {
 				return nil, false
 			}
 			pair[k] = s[i+1 : j]
