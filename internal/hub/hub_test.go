@@ -332,6 +332,13 @@ func TestBusy(t *testing.T) {
 	}
 	pw.CloseWithError(io.ErrUnexpectedEOF)
 	<-done
+	// The client gave up; the handler lets the slot go once it has seen
+	// the broken body, maybe after.
+	for deadline := time.Now().Add(10 * time.Second); len(h.srv.sem) != 0; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the slow batch's handler still holds the slot after 10 s")
+		}
+	}
 
 	h.store.Close() // the store fails from now on
 	_, resp = h.post(key, []*capture.Record{storetest.Rec(2, "s", "in", "GET", "http://s/", 200)})

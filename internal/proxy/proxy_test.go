@@ -1007,7 +1007,9 @@ func TestOutboundWebSocketAbsoluteForm(t *testing.T) {
 func TestInboundIdleTimeout(t *testing.T) {
 	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }))
 	defer backend.Close()
-	const idle = 400 * time.Millisecond
+	// Long enough that a loaded machine's stalls (hundreds of ms) stay
+	// within idleSlack and the spacing below.
+	const idle = 1600 * time.Millisecond
 	addr, _ := startInbound(t, backend.URL, false, Options{IdleTimeout: idle, HeaderTimeout: 2 * time.Second})
 	// An odd and an even number of spaced requests: a wait either armed
 	// the deadline or kept an earlier one.
@@ -1031,7 +1033,7 @@ func TestInboundIdleTimeout(t *testing.T) {
 		io.WriteString(c, "GET /split HTTP/1.1\r\n")
 		time.Sleep(idle / 2)
 		ask("Host: a\r\n\r\n")
-		// Requests spaced by more than idleSlack (50 ms here) and less
+		// Requests spaced by more than idleSlack (200 ms here) and less
 		// than the timeout: the deadline moves on with them, in steps.
 		for i := range spaced {
 			time.Sleep(idle / 5)

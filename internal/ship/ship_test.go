@@ -45,7 +45,9 @@ func record(i, bodyLen int) *capture.Record {
 
 func newSink(t *testing.T, addr string) *wire.Client {
 	t.Helper()
-	s, err := wire.NewClient(addr, wire.ClientOptions{Timeout: 2 * time.Second})
+	// Not shorter: a batch retried after a timeout on a stalled machine
+	// would arrive twice, and the tests count records and failures.
+	s, err := wire.NewClient(addr, wire.ClientOptions{Timeout: 10 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -117,8 +119,8 @@ func TestFlushIntervalSendsPartialBatch(t *testing.T) {
 	s.Start(context.Background())
 	defer shutdown(t, s, time.Second)
 
+	start := time.Now() // before the Emit: the wait counts from it
 	s.Emit(record(0, 10))
-	start := time.Now()
 	fwd.WaitRecords(t, 1, 3*time.Second)
 	if d := time.Since(start); d < 80*time.Millisecond {
 		t.Errorf("partial batch sent after %s, want it to wait about FlushInterval (100ms)", d)

@@ -716,24 +716,35 @@ func (u *upstream) count(path string) int {
 // bounded queue while the forwarder was away (none were dropped at this
 // volume), and the forwarder had spooled what it acknowledged.
 func testForwarderKilled(t *testing.T, g *guide) {
-	// About 80 requests a second for about 6 s; the forwarder is down for
-	// 3 s of them, long enough for goproxy's retries to back off.
-	const n, killAt, clients, downFor = 480, 60, 4, 3 * time.Second
-	markers := make([]string, n)
-	for i := range n {
-		markers[i] = fmt.Sprintf("fk-%s-%03d.", g.nonce, i)
-	}
+	// About 80 requests a second, on until 80 have started after the
+	// forwarder's restart (however long that took on a loaded machine; at
+	// most maxN); the forwarder is down for 3 s of them, long enough for
+	// goproxy's retries to back off.
+	const killAt, clients, downFor, afterWant, maxN = 60, 4, 3 * time.Second, 80, 4000
 	var (
 		mu        sync.Mutex
 		done      int
-		codes     = make([]int, n)
-		started   = make([]time.Time, n)
+		markers   []string
+		codes     []int
+		started   []time.Time
 		restarted time.Time
+		afterN    int // requests started after restarted was set
 	)
 	next := make(chan int)
 	go func() {
 		defer close(next)
-		for i := range n {
+		for i := range maxN {
+			mu.Lock()
+			enough := !restarted.IsZero() && afterN >= afterWant
+			if !enough {
+				markers = append(markers, fmt.Sprintf("fk-%s-%04d.", g.nonce, i))
+				codes = append(codes, 0)
+				started = append(started, time.Time{})
+			}
+			mu.Unlock()
+			if enough {
+				return
+			}
 			next <- i
 		}
 	}()
@@ -745,8 +756,12 @@ func testForwarderKilled(t *testing.T, g *guide) {
 			for i := range next {
 				mu.Lock()
 				started[i] = time.Now()
+				if !restarted.IsZero() {
+					afterN++
+				}
+				marker := markers[i]
 				mu.Unlock()
-				code, _, err := g.tryGet("/call?id=" + markers[i])
+				code, _, err := g.tryGet("/call?id=" + marker)
 				if err != nil {
 					t.Errorf("request %d: %v", i, err)
 				}
