@@ -641,10 +641,19 @@ func (l *Line) scan(n *node, b []byte, i, depth int) (int, bool) {
 			}
 			return i + 1, true
 		}
+		plain := n.elem.typ == tString && n.elem.kind == kindScalar && depth < maxLineDepth // as for an object's members
 		for elems := 1; ; elems++ {
-			var ok bool
-			if i, ok = l.scan(n.elem, b, i, depth+1); !ok {
-				return 0, false
+			j := 0
+			if plain && i < len(b) && b[i] == '"' {
+				j = plainString(b, i+1) + 1 // 0: not plain
+			}
+			if j > 0 {
+				i = j
+			} else {
+				var ok bool
+				if i, ok = l.scan(n.elem, b, i, depth+1); !ok {
+					return 0, false
+				}
 			}
 			if i = skipWS(b, i); i >= len(b) {
 				return 0, false
@@ -694,11 +703,10 @@ func (l *Line) scan(n *node, b []byte, i, depth int) (int, bool) {
 					return 0, false
 				}
 			}
-			key := b[ks:ke]
 			child := n.elem
 			if n.kind == kindObject {
 				if m == nil {
-					m = n.fields[string(key)]
+					m = n.fields[string(b[ks:ke])]
 				}
 				if m == nil || seen&m.bit != 0 {
 					return 0, false // unknown (or not spelt exactly), or twice
@@ -707,6 +715,7 @@ func (l *Line) scan(n *node, b []byte, i, depth int) (int, bool) {
 				next = m.pos + 1
 				child = m.node
 			} else {
+				key := b[ks:ke]
 				for k := 0; k < len(keys); k += 2 {
 					if bytes.Equal(b[keys[k]:keys[k+1]], key) {
 						return 0, false // a key twice
@@ -724,9 +733,18 @@ func (l *Line) scan(n *node, b []byte, i, depth int) (int, bool) {
 				return 0, false
 			}
 			vs := skipWS(b, i+1)
-			ve, ok := l.scan(child, b, vs, depth+1)
-			if !ok {
-				return 0, false
+			ve := -1
+			// A string without escapes or control characters (most
+			// members' values) is read here, as scan would read it,
+			// without the call.
+			if child.typ == tString && child.kind == kindScalar && depth < maxLineDepth && vs < len(b) && b[vs] == '"' {
+				ve = plainString(b, vs+1) + 1 // 0: not plain
+			}
+			if ve <= 0 {
+				var ok bool
+				if ve, ok = l.scan(child, b, vs, depth+1); !ok {
+					return 0, false
+				}
 			}
 			if m != nil && m.span >= 0 {
 				l.spans[m.span] = [2]int{vs, ve}
