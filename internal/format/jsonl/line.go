@@ -655,12 +655,18 @@ func (l *Line) scan(n *node, b []byte, i, depth int) (int, bool) {
 					return 0, false
 				}
 			}
-			if i = skipWS(b, i); i >= len(b) {
-				return 0, false
+			// (Lines seldom have whitespace: the byte expected is tested
+			// before skipWS, here and in the object's loop.)
+			if i >= len(b) || b[i] != ',' && b[i] != ']' {
+				if i = skipWS(b, i); i >= len(b) {
+					return 0, false
+				}
 			}
 			switch b[i] {
 			case ',':
-				i = skipWS(b, i+1)
+				if i++; i >= len(b) || b[i] <= ' ' {
+					i = skipWS(b, i)
+				}
 			case ']':
 				if n.pair && elems != 2 {
 					l.untyped = true
@@ -729,8 +735,10 @@ func (l *Line) scan(n *node, b []byte, i, depth int) (int, bool) {
 					}
 				}
 			}
-			if i = skipWS(b, ke+1); i >= len(b) || b[i] != ':' {
-				return 0, false
+			if i = ke + 1; i >= len(b) || b[i] != ':' {
+				if i = skipWS(b, i); i >= len(b) || b[i] != ':' {
+					return 0, false
+				}
 			}
 			vs := skipWS(b, i+1)
 			ve := -1
@@ -755,12 +763,16 @@ func (l *Line) scan(n *node, b []byte, i, depth int) (int, bool) {
 			if m != nil && m.fact >= 0 {
 				l.facts[m.fact] = [2]int{vs, ve}
 			}
-			if i = skipWS(b, ve); i >= len(b) {
-				return 0, false
+			if i = ve; i >= len(b) || b[i] != ',' && b[i] != '}' {
+				if i = skipWS(b, i); i >= len(b) {
+					return 0, false
+				}
 			}
 			switch b[i] {
 			case ',':
-				i = skipWS(b, i+1)
+				if i++; i >= len(b) || b[i] <= ' ' {
+					i = skipWS(b, i)
+				}
 			case '}':
 				return i + 1, true
 			default:

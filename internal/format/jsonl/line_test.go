@@ -94,6 +94,59 @@ func TestLineUnchanged(t *testing.T) {
 	}
 }
 
+// respace returns line with ws after each ',', ':', '[' and '{' and
+// before each ']' and '}' outside strings.
+func respace(line []byte, ws string) []byte {
+	var out []byte
+	in := false
+	for i := 0; i < len(line); i++ {
+		c := line[i]
+		switch {
+		case in && c == '\\':
+			out = append(out, c, line[i+1])
+			i++
+			continue
+		case c == '"':
+			in = !in
+		case !in && (c == ']' || c == '}'):
+			out = append(out, ws...)
+		}
+		out = append(out, c)
+		if !in && (c == ',' || c == ':' || c == '[' || c == '{') {
+			out = append(out, ws...)
+		}
+	}
+	return out
+}
+
+// TestLineSpaced: the encoder's lines with whitespace between all their
+// tokens are taken as they are, typed as they were, and stored as they
+// came.
+func TestLineSpaced(t *testing.T) {
+	for _, line := range goldenLines(t) {
+		var plain Line
+		if !plain.ParseLine(line) {
+			t.Fatalf("ParseLine refused %s", line)
+		}
+		for _, ws := range []string{" ", "\t", " \r ", "  \t"} {
+			spaced := respace(line, ws)
+			rec, raw := decodeLine(t, spaced)
+			var l Line
+			if !l.ParseLine(raw) {
+				t.Errorf("ParseLine refused %q", raw)
+				continue
+			}
+			if l.Typed() != plain.Typed() {
+				t.Errorf("Typed() = %v for %q, %v without the whitespace", l.Typed(), raw, plain.Typed())
+			}
+			var out bytes.Buffer
+			if ok, err := l.AppendTo(&out, rec, 0); !ok || err != nil || !bytes.Equal(out.Bytes(), append(raw, '\n')) {
+				t.Errorf("AppendTo = %v %v, %q; want the line as it came", ok, err, out.Bytes())
+			}
+		}
+	}
+}
+
 // TestLineChanged: the members a server changed are written again, the
 // rest kept; the stored line decodes to the changed record.
 func TestLineChanged(t *testing.T) {
