@@ -243,10 +243,11 @@ func bitIndex(f Field) int { return bits.TrailingZeros16(uint16(f)) }
 //
 // The decoder of github.com/segmentio/asm checks it, 32 bytes a step with
 // AVX2 (a table lookup a byte was most of a forwarder's line check),
-// base64Step bytes at a time: only the last step may end in padding, which
-// the decoder takes at the end of any input. Line breaks, which the
-// decoder skips, are told by the decoded length: a text with them decodes
-// to at least three bytes fewer than its length says.
+// base64Step bytes at a time. Padding, which the decoder takes at the end
+// of any input, and line breaks, which it skips, are told by the decoded
+// length: a step other than the last that ends in padding decodes to fewer
+// bytes than a step's, and a text with line breaks to at least three
+// bytes fewer than its length says.
 func validBase64(s, scratch []byte) bool {
 	// The vector decoder writes whole blocks without looking at the
 	// length of its output: a short scratch is a panic here, not memory
@@ -256,9 +257,6 @@ func validBase64(s, scratch []byte) bool {
 		return false
 	}
 	for len(s) > base64Step {
-		if s[base64Step-1] == '=' {
-			return false // padding before the end
-		}
 		if n, err := b64.StdEncoding.Decode(scratch, s[:base64Step]); err != nil || n != base64Step/4*3 {
 			return false
 		}
@@ -620,11 +618,8 @@ func (l *Line) scan(n *node, b []byte, i, depth int) (int, bool) {
 	}
 	switch n.kind {
 	case kindScalar:
-		if n.typ == tString && b[i] == '"' {
-			if q := plainString(b, i+1); q >= 0 {
-				return q + 1, true // typed: no escape, no control character
-			}
-		}
+		// (A plain string member or element was read by its object's or
+		// array's loop: what comes here is not one.)
 		j, ok := scalar(b, i)
 		if ok && !l.untyped && !l.typed(n, b[i:j]) {
 			l.untyped = true
@@ -809,8 +804,11 @@ func (l *Line) typed(n *node, v []byte) bool {
 		}
 		return len(d) < len(max) || string(d) <= max
 	case tTime:
+		if v[0] != '"' {
+			return false // UnmarshalJSON takes null as no change
+		}
 		_, err := l.parseTime(v)
-		return v[0] == '"' && err == nil
+		return err == nil
 	case tBytes:
 		return len(v) >= 2 && v[0] == '"' && (len(v) == 2 || l.validBase64(v[1:len(v)-1]))
 	}
