@@ -149,10 +149,8 @@ func ParseChunkLine(line []byte) (int64, *FramingError) {
 	if ext[0] != ';' {
 		return 0, Refuse(http.StatusBadRequest, "chunk size %.20q is not hexadecimal", line)
 	}
-	for _, c := range ext {
-		if c < ' ' && c != '\t' || c == 0x7f {
-			return 0, Refuse(http.StatusBadRequest, "control byte in chunk extension %.20q", line)
-		}
+	if !validValue(ext) { // no control byte but tab, as a field value
+		return 0, Refuse(http.StatusBadRequest, "control byte in chunk extension %.20q", line)
 	}
 	return int64(size), nil
 }

@@ -426,7 +426,6 @@ type h1Exchange struct {
 	resScan   h1.BodyScan
 	reqBody   h1.BodyCap
 	resBody   h1.BodyCap
-	reqHdr    capture.Headers
 	resHdr    capture.Headers
 	status    int
 	reason    string
@@ -870,20 +869,19 @@ func (ex *h1Exchange) readResponseHead(ac *appConn) error {
 // switchProtocols relays a 101 answer and then both streams as they are.
 func (ex *h1Exchange) switchProtocols(ac *appConn) bool {
 	hc := ex.hc
-	if _, err := hc.conn.Write(ac.head.Raw); err != nil {
+	_, err := hc.conn.Write(ac.head.Raw)
+	if err != nil {
 		ac.Close()
-		// The request body's copier reads the client and writes the
-		// record's body: it ends before the record does.
-		if ex.bodyDone != nil {
-			ex.stopBody()
-		}
+	}
+	// The request body's copier reads the client and writes the record's
+	// body: it ends before the record does, and before the streams are
+	// joined.
+	ex.stopBody()
+	if err != nil {
 		if ex.err == nil {
 			ex.err, ex.clientErr = fmt.Errorf("write response: %w", err), true
 		}
 		return false
-	}
-	if ex.bodyDone != nil {
-		ex.stopBody()
 	}
 	var client net.Conn = &h1.ReplayConn{Conn: hc.conn, Pending: hc.buf[hc.r:hc.w]}
 	server := net.Conn(&h1.ReplayConn{Conn: ac.Conn, Pending: ac.buf[ac.r:ac.w]})
@@ -1135,20 +1133,21 @@ func bodyBuf(kept *[]byte, n int64) []byte {
 // done with it gets the record back into h1Records then.
 func (ex *h1Exchange) emit(rec *capture.Record) {
 	e := ex.hc.e
-	r := ex.hrec
+	r, reqBuf, resBuf := ex.hrec, ex.reqBody.Buf, ex.resBody.Buf
+	// An idle connection keeps neither the record nor its bodies.
+	ex.hrec, ex.reqBody.Buf, ex.resBody.Buf = nil, nil, nil
 	if r == nil || e.rel == nil {
 		e.c.opt.Emitter.Emit(rec)
 		return
 	}
 	// The buffers as the bodies left them (a chunked body grows its own);
 	// an exchange without a body keeps the buffer the record had.
-	if ex.reqBody.Buf != nil {
-		r.reqBuf = ex.reqBody.Buf
+	if reqBuf != nil {
+		r.reqBuf = reqBuf
 	}
-	if ex.resBody.Buf != nil {
-		r.resBuf = ex.resBody.Buf
+	if resBuf != nil {
+		r.resBuf = resBuf
 	}
-	ex.hrec, ex.reqBody.Buf, ex.resBody.Buf = nil, nil, nil
 	e.rel.EmitRelease(rec, r.release)
 }
 
@@ -1201,9 +1200,9 @@ func (ex *h1Exchange) newRecord(host string) *capture.Record {
 		r = &h1Record{}
 	}
 	ex.hrec, ex.res = r, &r.res
-	ex.reqHdr = keepList(h.HeadersOf(raw, r.reqHdr), &r.reqHdr)
+	reqHdr := keepList(h.HeadersOf(raw, r.reqHdr), &r.reqHdr)
 	req := &r.http.Req
-	req.Method, req.URL, req.Proto, req.Host, req.Headers = methodName(h.Method), s[capture.IDLen:urlEnd], protoName(h.Minor), reqHost, ex.reqHdr
+	req.Method, req.URL, req.Proto, req.Host, req.Headers = methodName(h.Method), s[capture.IDLen:urlEnd], protoName(h.Minor), reqHost, reqHdr
 	rec := &r.rec
 	rec.Schema, rec.ID, rec.Kind, rec.Direction = capture.SchemaVersion, s[:capture.IDLen], capture.KindHTTP, e.dir
 	rec.Start, rec.Labels, rec.Tags = ex.start.UTC(), e.c.opt.Labels, e.c.opt.Tags

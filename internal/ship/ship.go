@@ -413,13 +413,20 @@ func (s *Shipper) take(all bool) (batch []*capture.Record, dones []func(), size 
 		}
 		s.queue[i] = item{} // let the GC have it once shipped
 	}
-	// The rest move to the front of the array, which the next records fill
-	// again: the queue does not grow a new array for every batch (about
-	// 32 KiB of garbage a batch of 512). One that a backlog grew past four
+	// A rest no longer than the batch moves to the front of the array,
+	// which the next records fill again: the queue does not grow a new
+	// array for every batch (about 32 KiB of garbage a batch of 512). A
+	// backlog is taken from the front instead, not moved whole for every
+	// batch under the lock Emit takes. An array a backlog grew past four
 	// batches is let go once it is empty.
-	rest := copy(s.queue, s.queue[n:])
-	clear(s.queue[rest:])
-	s.queue = s.queue[:rest]
+	rest := len(s.queue) - n
+	if rest <= n {
+		copy(s.queue, s.queue[n:])
+		clear(s.queue[rest:])
+		s.queue = s.queue[:rest]
+	} else {
+		s.queue = s.queue[n:]
+	}
 	if rest > 0 {
 		s.firstAt = time.Now() // the rest start a new batch
 	} else if cap(s.queue) > 4*s.cfg.BatchRecords {
@@ -475,8 +482,10 @@ type retryState struct {
 	// After a failed write, its batch alone is written (with backoff and
 	// Retry-After) until the sink takes it: a sink that is down or
 	// overloaded gets one batch at a time, not InFlight. prober is that
-	// batch (nil when writes succeed); clear is closed when it is done.
-	prober *capture.Record
+	// batch, known by its array (each take makes its own; its records may
+	// be used again, by the proxy, once released), nil when writes
+	// succeed; clear is closed when it is done.
+	prober **capture.Record
 	clear  chan struct{}
 }
 
@@ -484,7 +493,7 @@ type retryState struct {
 // failing sink. It reports false if ctx ended first.
 func (st *retryState) turn(ctx context.Context, batch []*capture.Record) bool {
 	st.mu.Lock()
-	if st.prober == nil || st.prober == batch[0] {
+	if st.prober == nil || st.prober == &batch[0] {
 		st.mu.Unlock()
 		return true
 	}
@@ -501,13 +510,13 @@ func (st *retryState) turn(ctx context.Context, batch []*capture.Record) bool {
 // probe makes batch the one written while the sink fails, unless another is.
 func (st *retryState) probe(batch []*capture.Record) {
 	if st.prober == nil {
-		st.prober, st.clear = batch[0], make(chan struct{})
+		st.prober, st.clear = &batch[0], make(chan struct{})
 	}
 }
 
 // done ends batch's probing, if it was probing; st.mu is held.
 func (st *retryState) done(batch []*capture.Record) {
-	if st.prober == batch[0] {
+	if st.prober == &batch[0] {
 		st.prober = nil
 		close(st.clear)
 	}
@@ -524,9 +533,6 @@ func (s *Shipper) send(ctx context.Context, batch []*capture.Record, dones []fun
 		if err == nil {
 			s.shipped.Add(int64(len(batch)))
 			s.batches.Add(1)
-			// The probe ends before the records go back (EmitRelease): a
-			// record used again may be another batch's first, which is how
-			// the probe knows its batch.
 			st.mu.Lock()
 			st.done(batch)
 			st.log.Succeeded("capture shipping recovered")
@@ -550,7 +556,7 @@ func (s *Shipper) send(ctx context.Context, batch []*capture.Record, dones []fun
 		}
 		st.mu.Lock()
 		st.probe(batch)
-		if st.prober != batch[0] {
+		if st.prober != &batch[0] {
 			// Another batch probes the sink: this one waits for its turn.
 			st.mu.Unlock()
 			continue
