@@ -511,6 +511,9 @@ func (hc *h1Conn) exchange(end int) bool {
 	ex.reqScan.Start(h, c.opt.MaxHeaderBytes, false)
 	if capturing && h.Length > 0 {
 		ex.reqBody.Buf = bodyBuf(&ex.hrec.reqBuf, min(h.Length, ex.reqBody.Limit))
+	} else if capturing && h.Chunked {
+		// Grown from the record's buffer as the chunks come; emit keeps it.
+		ex.reqBody.Buf = ex.hrec.reqBuf[:0]
 	}
 
 	// A chunked body is checked up to its first chunk-size line before
@@ -602,6 +605,9 @@ func (hc *h1Conn) exchange(end int) bool {
 	ex.resScan.Start(res, maxResponseHead, capturing)
 	if capturing && res.Length > 0 {
 		ex.resBody.Buf = bodyBuf(&ex.hrec.resBuf, min(res.Length, ex.resBody.Limit))
+	} else if capturing && res.Length < 0 {
+		// Chunked, or to the end of the stream: as for a chunked request.
+		ex.resBody.Buf = ex.hrec.resBuf[:0]
 	}
 	appKeep := res.KeepAlive()
 	var sink h1.PayloadSink = &ex.resBody
@@ -1140,7 +1146,7 @@ func (ex *h1Exchange) emit(rec *capture.Record) {
 		e.c.opt.Emitter.Emit(rec)
 		return
 	}
-	// The buffers as the bodies left them (a chunked body grows its own);
+	// The buffers as the bodies left them (a chunked body grows them);
 	// an exchange without a body keeps the buffer the record had.
 	if reqBuf != nil {
 		r.reqBuf = reqBuf
