@@ -1,6 +1,7 @@
 // Command nullsink answers goproxy's batches without storing them: it
 // reads each POST's body to the end, counts the batch and its records (the
-// X-Tapwire-Records header) and answers 200. bench/run ships a goproxy's
+// X-Tapwire-Records header) and answers 200 as the forwarder does (listing
+// the codings it takes, so that goproxy sends S2). bench/run ships a goproxy's
 // records to it to measure goproxy with capture on apart from the
 // forwarder: with two cores, the forwarder shares the load core with wrk
 // and the backend, and its CPU (decoding, redacting and writing every
@@ -38,6 +39,10 @@ func main() {
 		batches.Add(1)
 		records.Add(k)
 		bytes.Add(n)
+		// As the forwarder answers: goproxy then sends S2, as it does to c's
+		// forwarder (without it, zstd's fastest level, which costs goproxy
+		// more).
+		wire.WriteAccepted(w, int(k))
 	})
 	mux.HandleFunc("GET /stats", func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintf(w, `{"batches":%d,"records":%d,"bytes":%d}`+"\n", batches.Load(), records.Load(), bytes.Load())
