@@ -2,7 +2,6 @@ package forwarder
 
 import (
 	"context"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -19,6 +18,7 @@ import (
 	"github.com/tapwire/tapwire/internal/memtest"
 	"github.com/tapwire/tapwire/internal/store"
 	"github.com/tapwire/tapwire/internal/store/sqlite"
+	"github.com/tapwire/tapwire/internal/testport"
 )
 
 // buildForwarder builds cmd/forwarder once per test binary, into the
@@ -32,14 +32,14 @@ type proc struct {
 	done chan error
 }
 
+// freeAddr is an address for the forwarder to bind later (internal/testport).
 func freeAddr(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	a, err := testport.Addr()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
-	return ln.Addr().String()
+	return a
 }
 
 // startProc runs the forwarder with env and waits until it answers the

@@ -21,16 +21,18 @@ import (
 	"github.com/tapwire/tapwire/internal/capture"
 	"github.com/tapwire/tapwire/internal/testca"
 	"github.com/tapwire/tapwire/internal/testfwd"
+	"github.com/tapwire/tapwire/internal/testport"
 )
 
+// freePort is a port for goproxy to bind later (internal/testport: outside
+// the range other tests' sockets draw from meanwhile).
 func freePort(t *testing.T) int {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	p, err := testport.Free()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
+	return p
 }
 
 func envOf(m map[string]string) func(string) string { return func(k string) string { return m[k] } }

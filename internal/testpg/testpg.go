@@ -14,7 +14,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"os/user"
@@ -29,6 +28,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/tapwire/tapwire/internal/testport"
 )
 
 // InstallHint says how to get PostgreSQL.
@@ -197,14 +198,8 @@ func (s *Server) cmdline(name string) string {
 	return path
 }
 
-func freePort() (int, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, fmt.Errorf("testpg: find a free port: %w", err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port, nil
-}
+// freePort is a port for PostgreSQL to bind (internal/testport).
+func freePort() (int, error) { return testport.Free() }
 
 // Stop stops the server at once and removes its directory.
 func (s *Server) Stop() {

@@ -24,6 +24,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+
+	"github.com/tapwire/tapwire/internal/testport"
 )
 
 // Region is the region the server answers for.
@@ -79,12 +81,11 @@ func Start(t testing.TB) *Server {
 		t.Skip(err)
 	}
 	s := &Server{bin: bin, dir: t.TempDir(), AccessKey: "tapwire-" + randHex(4), SecretKey: randHex(16)}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	addr, err := testport.Addr() // for MinIO to bind
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.addr = ln.Addr().String()
-	ln.Close()
+	s.addr = addr
 	s.Endpoint = "http://" + s.addr
 	s.start(t)
 	t.Cleanup(func() { s.Stop(t) })
@@ -99,12 +100,10 @@ func randHex(n int) string {
 
 func (s *Server) start(t testing.TB) {
 	t.Helper()
-	console, err := net.Listen("tcp", "127.0.0.1:0")
+	consoleAddr, err := testport.Addr()
 	if err != nil {
 		t.Fatal(err)
 	}
-	consoleAddr := console.Addr().String()
-	console.Close()
 	if s.log == nil {
 		if s.log, err = os.Create(filepath.Join(s.dir, "minio.log")); err != nil {
 			t.Fatal(err)

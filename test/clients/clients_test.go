@@ -24,6 +24,7 @@ import (
 	"github.com/tapwire/tapwire/internal/capture"
 	"github.com/tapwire/tapwire/internal/testca"
 	"github.com/tapwire/tapwire/internal/testfwd"
+	"github.com/tapwire/tapwire/internal/testport"
 )
 
 var goproxyBin string
@@ -58,14 +59,14 @@ func need(t *testing.T, tool string) string {
 	return p
 }
 
+// freePort is a port for goproxy to bind later (internal/testport).
 func freePort(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	p, err := testport.Free()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
-	return strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
+	return strconv.Itoa(p)
 }
 
 type env struct {
