@@ -8,6 +8,8 @@ import (
 	"net/http/httputil"
 	"strings"
 	"testing"
+
+	"github.com/tapwire/tapwire/internal/capture"
 )
 
 // stricterThanNetHTTP lists, by the start of our reason, the requests the
@@ -320,3 +322,6 @@ func FuzzBodyScanPieces(f *testing.F) {
 		}
 	})
 }
+
+// Headers is HeadersInto a new list (the tests' form).
+func (h *Head) Headers() capture.Headers { return h.HeadersInto(nil) }

@@ -420,11 +420,9 @@ func parseVersion(p []byte) (int, bool) {
 
 func isDigit(c byte) bool { return '0' <= c && c <= '9' }
 
-// Headers copies a head's fields into record headers, in wire order: one
-// string for the whole head, the names and values substrings of it.
-func (h *Head) Headers() capture.Headers { return h.HeadersInto(nil) }
-
-// HeadersInto is Headers into into's array when it has room for them.
+// HeadersInto copies a head's fields into record headers, in wire order:
+// one string for the whole head, the names and values substrings of it; in
+// into's array when it has room for them.
 func (h *Head) HeadersInto(into capture.Headers) capture.Headers {
 	if len(h.Fields) == 0 {
 		return nil

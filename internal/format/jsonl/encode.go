@@ -91,11 +91,6 @@ func (e *Encoder) Append(buf *bytes.Buffer, r *capture.Record) error {
 	return nil
 }
 
-// appendRecord appends r's JSON form and a newline to b.
-func appendRecord(b []byte, r *capture.Record) ([]byte, error) {
-	return (*Encoder)(nil).appendRecord(b, r)
-}
-
 // appendRecord appends r's JSON form and a newline to b, from what e
 // remembers when r repeats it (a nil e remembers nothing).
 func (e *Encoder) appendRecord(b []byte, r *capture.Record) ([]byte, error) {

@@ -466,3 +466,9 @@ func TestEncoderRepeats(t *testing.T) {
 		t.Fatalf("Append of %d records differs from each alone", len(recs))
 	}
 }
+
+// appendRecord appends r's JSON form and a newline to b, with nothing
+// remembered from a record before (the tests' reference).
+func appendRecord(b []byte, r *capture.Record) ([]byte, error) {
+	return (*Encoder)(nil).appendRecord(b, r)
+}
