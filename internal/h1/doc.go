@@ -8,7 +8,7 @@
 // the client's bytes as they came (goproxy's engine, internal/proxy) and a
 // mock that answers at nginx's rate (internal/mock) cannot afford. A Head's
 // fields are slices of the head as received; nothing is copied until a
-// record is built (Head.Headers).
+// record is built (Head.HeadersInto).
 //
 // Where it is stricter than net/http it says why, each for its RFC reason
 // (fuzz_test.go lists them); FuzzH1AgainstNetHTTP and
