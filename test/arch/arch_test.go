@@ -51,7 +51,7 @@ func rows(t *testing.T) map[string][]string {
 // it tests.
 func helper(pkg string) bool {
 	base := filepath.Base(pkg)
-	return strings.HasSuffix(base, "test") || slices.Contains([]string{"testca", "testpg", "tests3", "testfwd"}, base)
+	return strings.HasSuffix(base, "test") || slices.Contains([]string{"testca", "testpg", "tests3", "testfwd", "testport"}, base)
 }
 
 func TestPackageMap(t *testing.T) {
