@@ -34,13 +34,14 @@ func main() {
 	size := flag.Int("size", 1024, "response body bytes")
 	h2c := flag.Bool("h2c", false, "also serve cleartext HTTP/2 (prior knowledge) on the same port")
 	asJSON := flag.Bool("json", false, "answer an API's JSON (orders with ids, prices, times, e-mail addresses) of about -size bytes instead of -size bytes of x")
+	chunked := flag.Bool("chunked", false, "answer with Transfer-Encoding: chunked (no Content-Length; the body flushed as one chunk)")
 	count := flag.Bool("count", false, "count the requests: GET /_count (not counted) answers the count and the first and last arrival times, in Unix ns, as three numbers; POST /_count resets them")
 	flag.Parse()
 	body, ctype := bytes.Repeat([]byte("x"), *size), "text/plain"
 	if *asJSON {
 		body, ctype = jsonBody(*size), "application/json"
 	}
-	if err := run(*addr, body, ctype, *h2c, *count); err != nil {
+	if err := run(*addr, body, ctype, *h2c, *count, *chunked); err != nil {
 		fmt.Fprintln(os.Stderr, "backend:", err)
 		os.Exit(1)
 	}
@@ -80,7 +81,7 @@ func jsonBody(size int) []byte {
 	return b.Bytes()
 }
 
-func run(addr string, body []byte, ctype string, h2c, count bool) error {
+func run(addr string, body []byte, ctype string, h2c, count, chunked bool) error {
 	clen := strconv.Itoa(len(body))
 	var cnt counter
 	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -98,6 +99,13 @@ func run(addr string, body []byte, ctype string, h2c, count bool) error {
 		}
 		hd := w.Header()
 		hd["Content-Type"] = []string{ctype}
+		if chunked {
+			// Without a length, a flush before the end makes net/http chunk
+			// the body (HTTP/1.1).
+			w.Write(body)
+			w.(http.Flusher).Flush()
+			return
+		}
 		hd["Content-Length"] = []string{clen}
 		w.Write(body)
 	})
